@@ -1,0 +1,3 @@
+"""msabench: one runner, one protocol, for multimodal sentiment analysis benchmarks."""
+
+__version__ = "0.1.0"

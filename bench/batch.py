@@ -1,0 +1,83 @@
+"""The batch every model reads, and the one modality-masking rule (DESIGN §3, pase.md §3.10).
+
+`Batch.without({"a", "v"})` returns the batch with those modalities removed at input level:
+- text as token ids -> the empty sentence [CLS][SEP] + padding (mask 1 on those two tokens,
+  segment ids 0);
+- pre-extracted text features -> zeros, lengths kept;
+- audio / vision -> zeros, lengths kept.
+Shapley contributions, SGM and missing-modality evaluation all use this one function, so
+contribution curves are comparable across models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+import torch
+
+MODALITIES = ("t", "a", "v")
+BERT_SPECIAL_IDS = (101, 102, 0)  # [CLS], [SEP], [PAD] in the bert-base-uncased vocabulary
+
+
+@dataclass
+class Batch:
+    audio: torch.Tensor  # (B, T_a, d_a)
+    vision: torch.Tensor  # (B, T_v, d_v)
+    audio_lengths: torch.Tensor  # (B,) int64, valid steps
+    vision_lengths: torch.Tensor  # (B,)
+    labels: torch.Tensor  # (B,) float regression | (B, 4) int64 IEMOCAP (1 = emotion present)
+    index: torch.Tensor  # (B,) position of each sample in its split
+    ids: list[str] = field(default_factory=list)
+    text_ids: Optional[torch.Tensor] = None  # (B, L) int64 token ids
+    text_mask: Optional[torch.Tensor] = None  # (B, L) int64 attention mask
+    text_segment: Optional[torch.Tensor] = None  # (B, L) int64 segment ids
+    text_feats: Optional[torch.Tensor] = None  # (B, T_t, d_t) pre-extracted text features
+    text_lengths: Optional[torch.Tensor] = None  # (B,) valid text steps
+    special_ids: tuple[int, int, int] = BERT_SPECIAL_IDS  # (cls, sep, pad)
+    masked: frozenset = frozenset()  # modalities removed by `without`
+
+    _TENSORS = (
+        "audio", "vision", "audio_lengths", "vision_lengths", "labels", "index",
+        "text_ids", "text_mask", "text_segment", "text_feats", "text_lengths",
+    )
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        moved = {
+            name: t.to(device, non_blocking=non_blocking)
+            for name in self._TENSORS
+            if (t := getattr(self, name)) is not None
+        }
+        return dataclasses.replace(self, **moved)
+
+    def without(self, modalities: Iterable[str]) -> "Batch":
+        """The batch with `modalities` masked at input level (see module docstring)."""
+        drop = frozenset(modalities)
+        unknown = drop - set(MODALITIES)
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)}; expected a subset of {MODALITIES}")
+        changes: dict = {"masked": self.masked | drop}
+        if "t" in drop:
+            if self.text_ids is not None:
+                cls, sep, pad = self.special_ids
+                ids = torch.full_like(self.text_ids, pad)
+                ids[:, 0], ids[:, 1] = cls, sep
+                mask = torch.zeros_like(self.text_ids)
+                mask[:, :2] = 1
+                changes.update(text_ids=ids, text_mask=mask, text_segment=torch.zeros_like(self.text_ids))
+            if self.text_feats is not None:
+                changes["text_feats"] = torch.zeros_like(self.text_feats)
+        if "a" in drop:
+            changes["audio"] = torch.zeros_like(self.audio)
+        if "v" in drop:
+            changes["vision"] = torch.zeros_like(self.vision)
+        return dataclasses.replace(self, **changes)
+
+
+def lengths_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B, T) bool, True at valid steps."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]

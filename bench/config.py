@@ -1,0 +1,122 @@
+"""RunConfig: one (dataset, model, seed) run, resolved from the CLI or a sweep file.
+
+The model's own preset supplies architecture and optimisation settings; a run adds only
+what the runner needs (seed, device, where to write) plus overrides. Overrides given with
+`--set key=value` define a *variant* and name its result folder (`pase+no_sgm`); run-wide
+options (`--epochs`, `--text-encoder`) apply to every model that has the field and do not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+DEFAULT_SEEDS = (1111, 1112, 1113, 1114, 1115)  # MMSA MMSA_run default (data-and-metrics.md §7)
+DEFAULT_DATASET = "synthetic"
+
+
+@dataclass
+class RunConfig:
+    model: str
+    dataset: str = DEFAULT_DATASET
+    seed: int = DEFAULT_SEEDS[0]
+    preset: Optional[str] = None  # None: the model's default (mmsa) or its only preset for the dataset
+    overrides: dict[str, Any] = field(default_factory=dict)  # --set: defines the variant
+    variant: Optional[str] = None  # result-folder name; derived from overrides when None
+    epochs: Optional[int] = None  # run-wide cap on max_epochs
+    text_encoder: Optional[str] = None  # run-wide, for models with a text_encoder field
+    device: str = "auto"
+    out_dir: str = "results"
+    data_root: Optional[str] = None
+    setting: Optional[str] = None  # aligned | unaligned; None: what the model's preset declares
+    contributions: bool = True  # exact Shapley values on validation every epoch
+    amp: bool = True  # bf16 autocast on CUDA
+    strict_data: bool = False  # data warnings (e.g. split sizes) become errors
+    detect_anomaly: bool = False
+
+    @property
+    def run_name(self) -> str:
+        return self.variant or variant_name(self.model, self.overrides)
+
+    def result_path(self) -> Path:
+        return Path(self.out_dir) / self.dataset / self.run_name / f"seed{self.seed}.json"
+
+    def model_overrides(self, config_fields: set[str]) -> dict[str, Any]:
+        """Overrides for create_model: --set values, then the run-wide options the model has."""
+        out = dict(self.overrides)
+        if self.epochs is not None:
+            out["max_epochs"] = self.epochs
+        if self.text_encoder is not None and "text_encoder" in config_fields:
+            out["text_encoder"] = self.text_encoder
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["run_name"] = self.run_name
+        return d
+
+
+def variant_name(model: str, overrides: dict[str, Any]) -> str:
+    """'pase' + {use_sgm: False} -> 'pase+no_sgm'; {lr: 1e-4} -> 'mult+lr=0.0001'."""
+    if not overrides:
+        return model
+    tags = []
+    for key in sorted(overrides):
+        value = overrides[key]
+        short = key[4:] if key.startswith("use_") else key
+        if isinstance(value, bool):
+            tags.append(short if value else f"no_{short}")
+        else:
+            tags.append(f"{key}={value}")
+    return model + "+" + "+".join(tags)
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """Parse KEY=VALUE strings; values are YAML scalars (true, 1e-4, null, [1, 2])."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got '{item}'")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key.isidentifier():
+            raise ValueError(f"--set key '{key}' is not a valid config name")
+        value = parse_value(raw)
+        out[key] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def parse_value(raw: str) -> Any:
+    """Numbers first (YAML 1.1 reads '1e-4' as a string), then YAML scalars/lists."""
+    raw = raw.strip()
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return yaml.safe_load(raw) if raw else None
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'1111,1112' or '1111-1115' or a mix."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part[1:]:
+            lo, hi = part.split("-", 1)
+            seeds.extend(range(int(lo), int(hi) + 1))
+        else:
+            seeds.append(int(part))
+    if not seeds:
+        raise ValueError(f"no seeds in '{text}'")
+    return seeds
+
+
+def split_list(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]

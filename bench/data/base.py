@@ -1,0 +1,99 @@
+"""In-memory dataset containers shared by every loader.
+
+A loader returns `MSAData`: three `Split`s holding whole-split tensors plus a `DatasetInfo`.
+Batches are cut by indexing those tensors (no DataLoader workers: the features are already
+in memory, and indexing is what a DataLoader would do anyway).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional
+
+import torch
+
+from bench.batch import BERT_SPECIAL_IDS, Batch
+
+SPLITS = ("train", "valid", "test")
+
+
+class DataError(Exception):
+    """A data file cannot be used. The message names the file, split, key and problem."""
+
+    def __init__(self, file: str, problem: str, split: str | None = None, key: str | None = None):
+        where = ", ".join(p for p in (f"split={split}" if split else "", f"key={key}" if key else "") if p)
+        self.file, self.split, self.key, self.problem = file, split, key, problem
+        super().__init__(f"{file}" + (f" [{where}]" if where else "") + f": {problem}")
+
+    def __str__(self) -> str:  # shown as "DataError: file [split=.., key=..]: problem"
+        return self.args[0]
+
+
+@dataclass
+class DatasetInfo:
+    name: str  # synthetic | mosi | mosei | iemocap
+    task: str  # regression | iemocap
+    setting: str  # aligned | unaligned
+    dims: dict[str, int]  # feature dims of t/a/v (text: 768 for token ids, as MMSA reports)
+    seq_lens: dict[str, int]  # T of each modality, read from the train split
+    text_views: tuple[str, ...]  # which text inputs exist: "ids", "features"
+    vocab_size: Optional[int] = None  # token-id upper bound when ids exist
+    special_ids: tuple[int, int, int] = BERT_SPECIAL_IDS
+    source: dict[str, Any] = field(default_factory=dict)  # files, sha256, format, generator
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Split:
+    """One split, whole-split tensors. `tensors` keys follow the Batch field names."""
+
+    name: str
+    tensors: dict[str, torch.Tensor]
+    ids: list[str]
+    special_ids: tuple[int, int, int] = BERT_SPECIAL_IDS
+
+    def __len__(self) -> int:
+        return int(self.tensors["labels"].shape[0])
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.tensors["labels"]
+
+    def take(self, idx: torch.Tensor) -> Batch:
+        """The samples at positions `idx` as a Batch."""
+        fields = {k: v[idx] for k, v in self.tensors.items()}
+        fields["index"] = idx.clone()
+        ids = [self.ids[i] for i in idx.tolist()]
+        return Batch(ids=ids, special_ids=self.special_ids, **fields)
+
+    def batches(
+        self, batch_size: int, shuffle: bool = False, generator: Optional[torch.Generator] = None
+    ) -> Iterator[Batch]:
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for start in range(0, n, batch_size):
+            yield self.take(order[start : start + batch_size])
+
+    def num_batches(self, batch_size: int) -> int:
+        return -(-len(self) // batch_size)
+
+    def subset(self, idx: torch.Tensor, name: str | None = None) -> "Split":
+        return Split(
+            name or self.name,
+            {k: v[idx] for k, v in self.tensors.items()},
+            [self.ids[i] for i in idx.tolist()],
+            self.special_ids,
+        )
+
+
+@dataclass
+class MSAData:
+    info: DatasetInfo
+    train: Split
+    valid: Split
+    test: Split
+
+    def split(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise KeyError(f"unknown split '{name}' (expected one of {SPLITS})")
+        return getattr(self, name)

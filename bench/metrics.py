@@ -1,0 +1,179 @@
+"""Scoring, with MMSA's definitions (specs/data-and-metrics.md §5-6).
+
+Every metric is computed from the same predictions for every model, in float64, at full
+precision (MMSA rounds to 4 decimals; we do not). Each metric declares whether higher is
+better and whether tables show it x100 (`METRICS`). Variants in circulation (MulT's F1,
+MAG-BERT's zero-dropping scores) are stored under their own keys, never mixed with the
+canonical ones.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score, f1_score
+
+EMOTIONS = ("Neutral", "Happy", "Sad", "Angry")  # MulT pickle label order
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    higher_is_better: bool
+    percent: bool  # tables show x100 (accuracies, F1); MAE and Corr never
+    description: str = ""
+
+
+METRICS: dict[str, MetricInfo] = {
+    "Has0_acc_2": MetricInfo(True, True, "accuracy of p>=0 vs y>=0 over all samples"),
+    "Has0_F1_score": MetricInfo(True, True, "weighted F1 of the Has0 split"),
+    "Non0_acc_2": MetricInfo(True, True, "accuracy of p>0 vs y>0 on samples with y!=0"),
+    "Non0_F1_score": MetricInfo(True, True, "weighted F1 of the Non0 split"),
+    "Mult_acc_5": MetricInfo(True, True, "5-class accuracy, clip [-2,2], round half to even"),
+    "Mult_acc_7": MetricInfo(True, True, "7-class accuracy, clip [-3,3], round half to even"),
+    "MAE": MetricInfo(False, False, "mean absolute error, unclipped"),
+    "Corr": MetricInfo(True, False, "Pearson r, unclipped"),
+    "MulT_F1_non0": MetricInfo(True, True, "MulT eval_mosei_senti F1 (arguments swapped)"),
+    "MAG_acc_2_non0": MetricInfo(True, True, "MAG-BERT: zeros dropped, threshold >=0"),
+    "MAG_F1_non0": MetricInfo(True, True, "MAG-BERT: zeros dropped, threshold >=0, weighted F1"),
+    "MAE_non0": MetricInfo(False, False, "MAE on y!=0 (MAG-BERT, PaSE code)"),
+    "Corr_non0": MetricInfo(True, False, "Pearson r on y!=0 (MAG-BERT, PaSE code)"),
+    "loss": MetricInfo(False, False, "task loss (L1 or CE), the validation selection key"),
+    "mean_acc": MetricInfo(True, True, "IEMOCAP: mean of the 4 per-emotion accuracies"),
+    "acc4": MetricInfo(True, True, "IEMOCAP 4-way accuracy (single-emotion samples)"),
+    "f1w4": MetricInfo(True, True, "IEMOCAP 4-way weighted F1"),
+    "ua4": MetricInfo(True, True, "IEMOCAP 4-way unweighted accuracy (mean recall)"),
+}
+for _e in EMOTIONS:
+    METRICS[f"Acc_{_e}"] = MetricInfo(True, True, f"IEMOCAP {_e}: binary accuracy")
+    METRICS[f"F1_{_e}"] = MetricInfo(True, True, f"IEMOCAP {_e}: weighted F1")
+
+
+class NonFiniteError(ValueError):
+    """Predictions contain NaN or inf: the run is failed and no metrics are computed."""
+
+
+def _as_f64(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def _corr(p: np.ndarray, y: np.ndarray) -> float:
+    if p.size < 2 or np.all(p == p[0]) or np.all(y == y[0]):
+        return math.nan  # constant input: stored as NaN, never replaced by 0
+    return float(np.corrcoef(p, y)[0, 1])
+
+
+def _acc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.mean(y_true == y_pred)) if y_true.size else math.nan
+
+
+def _wf1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    if not y_true.size:
+        return math.nan
+    return float(f1_score(y_true, y_pred, average="weighted", zero_division=0))
+
+
+def check_finite(preds) -> None:
+    arr = np.asarray(preds, dtype=np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = int(np.flatnonzero(bad.reshape(-1))[0])
+        raise NonFiniteError(f"{int(bad.sum())} non-finite prediction values (first at flat index {first})")
+
+
+def regression_metrics(preds, labels) -> dict[str, float]:
+    """MOSI/MOSEI metrics (MMSA utils/metricsTop.py, full precision) plus named variants."""
+    p = _as_f64(preds).reshape(-1)
+    y = _as_f64(labels).reshape(-1)
+    if p.shape != y.shape:
+        raise ValueError(f"{p.size} predictions vs {y.size} labels")
+    check_finite(p)
+    out: dict[str, float] = {"n": int(y.size)}
+    out["Has0_acc_2"] = _acc(y >= 0, p >= 0)
+    out["Has0_F1_score"] = _wf1(y >= 0, p >= 0)
+    nz = y != 0
+    out["n_non0"] = int(nz.sum())
+    if not nz.any():
+        warnings.warn("all labels are 0: Non0 metrics are NaN (n_non0 = 0)", RuntimeWarning, stacklevel=2)
+    pn, yn = p[nz], y[nz]
+    out["Non0_acc_2"] = _acc(yn > 0, pn > 0)
+    out["Non0_F1_score"] = _wf1(yn > 0, pn > 0)
+    for k, bound in ((5, 2.0), (7, 3.0)):
+        out[f"Mult_acc_{k}"] = _acc(np.round(np.clip(y, -bound, bound)), np.round(np.clip(p, -bound, bound)))
+    out["MAE"] = float(np.mean(np.abs(p - y)))
+    out["Corr"] = _corr(p, y)
+    # variants, each under its own key
+    out["MulT_F1_non0"] = _wf1(pn > 0, yn > 0)  # MulT passes (pred, truth): weighted by predicted counts
+    out["MAG_acc_2_non0"] = _acc(yn >= 0, pn >= 0)
+    out["MAG_F1_non0"] = _wf1(yn >= 0, pn >= 0)
+    out["MAE_non0"] = float(np.mean(np.abs(pn - yn))) if nz.any() else math.nan
+    out["Corr_non0"] = _corr(pn, yn)
+    return out
+
+
+def _iemocap_arrays(logits, labels) -> tuple[np.ndarray, np.ndarray]:
+    lg = _as_f64(logits).reshape(-1, len(EMOTIONS), 2)
+    y = np.asarray(labels).reshape(-1, len(EMOTIONS)).astype(np.int64)
+    if lg.shape[0] != y.shape[0]:
+        raise ValueError(f"{lg.shape[0]} predictions vs {y.shape[0]} labels")
+    return lg, y
+
+
+def _four_way(y: np.ndarray, pred_class: np.ndarray) -> dict[str, float]:
+    single = y.sum(1) == 1
+    true_class = y.argmax(1)[single]
+    pc = pred_class[single]
+    out = {"n4": int(single.sum())}
+    out["acc4"] = _acc(true_class, pc)
+    out["f1w4"] = _wf1(true_class, pc)
+    out["ua4"] = float(balanced_accuracy_score(true_class, pc)) if single.any() else math.nan
+    return out
+
+
+def iemocap_metrics(logits, labels) -> dict[str, float]:
+    """Per-emotion binary Acc/weighted F1 (MulT eval_iemocap) and the named 4-way extras."""
+    lg, y = _iemocap_arrays(logits, labels)
+    check_finite(lg)
+    out: dict[str, float] = {"n": int(y.shape[0])}
+    pred = lg.argmax(-1)  # tie -> 0 = absent (numpy first index)
+    for e, name in enumerate(EMOTIONS):
+        out[f"Acc_{name}"] = _acc(y[:, e], pred[:, e])
+        out[f"F1_{name}"] = _wf1(y[:, e], pred[:, e])
+    out["mean_acc"] = float(np.mean([out[f"Acc_{e}"] for e in EMOTIONS]))
+    out.update(_four_way(y, (lg[:, :, 1] - lg[:, :, 0]).argmax(1)))  # ties -> first emotion
+    return out
+
+
+def iemocap_majority_baseline(train_labels, test_labels) -> dict[str, float]:
+    """Predict each emotion's train-majority class for every test sample (tie -> absent)."""
+    tr = np.asarray(train_labels).reshape(-1, len(EMOTIONS)).astype(np.int64)
+    te = np.asarray(test_labels).reshape(-1, len(EMOTIONS)).astype(np.int64)
+    present_major = tr.mean(0) > 0.5
+    out: dict[str, float] = {"n": int(te.shape[0])}
+    for e, name in enumerate(EMOTIONS):
+        pred = np.full(te.shape[0], int(present_major[e]))
+        out[f"Acc_{name}"] = _acc(te[:, e], pred)
+        out[f"F1_{name}"] = _wf1(te[:, e], pred)
+    out["mean_acc"] = float(np.mean([out[f"Acc_{e}"] for e in EMOTIONS]))
+    single_train = tr[tr.sum(1) == 1]
+    top = int(np.bincount(single_train.argmax(1), minlength=len(EMOTIONS)).argmax()) if len(single_train) else 0
+    out.update(_four_way(te, np.full(te.shape[0], top)))
+    return out
+
+
+def compute_metrics(task: str, preds, labels) -> dict[str, float]:
+    if task == "regression":
+        return regression_metrics(preds, labels)
+    if task == "iemocap":
+        return iemocap_metrics(preds, labels)
+    raise ValueError(f"unknown task '{task}'")
+
+
+def contribution_utility(task: str, preds, labels) -> float:
+    """Utility of a coalition for contribution curves: -MAE (regression) or mean accuracy (IEMOCAP)."""
+    if task == "regression":
+        return -float(np.mean(np.abs(_as_f64(preds).reshape(-1) - _as_f64(labels).reshape(-1))))
+    lg, y = _iemocap_arrays(preds, labels)
+    return float(np.mean(lg.argmax(-1) == y))

@@ -1,0 +1,142 @@
+"""Result files: `results/<dataset>/<run_name>/seed<k>.json`, one per (dataset, model, seed).
+
+Written atomically (temp file in the same folder, fsync, rename), so a killed run never
+leaves a half-written file; a file either parses completely or does not exist. Result
+files are the only coordination point between runs (resume, cluster jobs, reports).
+
+Schema (SCHEMA_VERSION = 1); reports read only these fields:
+  schema_version, status ("ok" | "error"), error {type, message, ...} (error only),
+  model, run_name, variant (the --set overrides), preset, dataset, setting, task, seed,
+  config {run: RunConfig, model: resolved model config},
+  metrics {test, valid (at best epoch), majority_baseline (IEMOCAP)},
+  best_epoch, epochs_run, selected_on ("valid"), selection {key, higher_is_better, value},
+  history [ {epoch, train {loss parts}, lr {group: lr}, valid {metrics}, contributions
+            {split, utility {coalition: u}, shapley {t, a, v}}, time_s, model hook fields} ],
+  params {total, trainable, with_grad}, time {train_s, wall_s, per_epoch_s},
+  peak_memory_bytes, device, versions {python, torch, transformers, msabench}, git_hash,
+  date, data {name, setting, source, warnings}, nondeterministic_ops, model_summary,
+  predictions {split, ids, labels, preds}  (test split, in split order).
+Floats are full precision; NaN is written as the JSON extension `NaN` (Python reads it back).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA_VERSION = 1
+REQUIRED_FIELDS = ("schema_version", "status", "model", "run_name", "dataset", "seed")
+OK_FIELDS = (
+    "metrics", "best_epoch", "epochs_run", "selected_on", "history", "params", "time",
+    "peak_memory_bytes", "device", "versions", "git_hash", "date", "config", "predictions",
+)
+
+
+class ResultFileError(ValueError):
+    pass
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON so that `path` is either the old file, absent, or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress():
+            os.unlink(tmp)
+        raise
+    with _suppress():  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+class _suppress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return exc[0] is not None and issubclass(exc[0], OSError)
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+    except FileNotFoundError:
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ResultFileError(f"{path}: not a valid result file ({err})") from err
+    missing = [k for k in REQUIRED_FIELDS if k not in obj]
+    if missing:
+        raise ResultFileError(f"{path}: missing field(s) {', '.join(missing)}")
+    if obj["schema_version"] != SCHEMA_VERSION:
+        raise ResultFileError(f"{path}: schema_version {obj['schema_version']}, this msabench reads {SCHEMA_VERSION}")
+    return obj
+
+
+def is_complete(path: Path) -> bool:
+    """True when `path` holds a finished, successful run (resume skips it)."""
+    try:
+        return load_result(path).get("status") == "ok"
+    except (FileNotFoundError, ResultFileError):
+        return False
+
+
+def iter_result_files(root: Path) -> Iterator[Path]:
+    """Every seed*.json below root/<dataset>/<run_name>/ (temp files are hidden and skipped)."""
+    root = Path(root)
+    if root.is_dir():
+        yield from sorted(root.glob("*/*/seed*.json"))
+
+
+def load_results(root: Path) -> list[dict[str, Any]]:
+    return [load_result(p) for p in iter_result_files(root)]
+
+
+def git_hash() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        return out + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict[str, Any]:
+    import torch
+    import transformers
+
+    import bench
+
+    return {
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "msabench": bench.__version__,
+        },
+        "git_hash": git_hash(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(),
+    }

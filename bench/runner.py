@@ -1,0 +1,190 @@
+"""Sweeps: a list of independent (dataset, model, seed) runs, each ending in one result file.
+
+Order of work: resolve every run's config (unknown models or keys fail before anything
+trains) -> load and validate each dataset once -> check every model against its data ->
+run what is not finished yet. A finished run is skipped unless `force`; a run that raises
+is recorded as `status: "error"` and the sweep goes on; a data error stops the sweep
+before any training. Ctrl-C stops at once and the interrupted run is not recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from bench.config import RunConfig
+from bench.data import DataError, MSAData, load_dataset
+from bench.results import SCHEMA_VERSION, environment, is_complete, write_json_atomic
+
+
+@dataclass
+class PlannedRun:
+    run: RunConfig
+    model_config: Any  # the resolved ModelConfig
+
+    @property
+    def label(self) -> str:
+        return f"{self.run.dataset}/{self.run.run_name}/seed{self.run.seed}"
+
+
+@dataclass
+class SweepSummary:
+    ok: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def plan_runs(runs: list[RunConfig]) -> list[PlannedRun]:
+    from models.registry import get_model_entry, resolve_config
+
+    planned = []
+    for run in runs:
+        entry = get_model_entry(run.model)
+        fields = {f.name for f in dataclasses.fields(entry.config_cls)}
+        cfg = resolve_config(run.model, run.dataset, run.preset, **run.model_overrides(fields))
+        planned.append(PlannedRun(run, cfg))
+    return planned
+
+
+def data_key(p: PlannedRun) -> tuple:
+    return (p.run.dataset, p.run.setting or p.model_config.setting, p.run.data_root, p.run.strict_data)
+
+
+def load_data_for(p: PlannedRun) -> MSAData:
+    run, cfg = p.run, p.model_config
+    return load_dataset(
+        run.dataset, data_root=run.data_root, setting=run.setting or cfg.setting,
+        text_input=cfg.text_input, strict=run.strict_data,
+    )
+
+
+def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
+    """The model's preset must match the data it is given (dims, task, text view)."""
+    info = data.info
+    src = info.source.get("file", info.name)
+    if cfg.task != info.task:
+        raise DataError(src, f"{info.name} is a '{info.task}' dataset but {model}'s preset is for '{cfg.task}'")
+    view = "ids" if cfg.text_input == "ids" else "features"
+    if view not in info.text_views:
+        need = "`text_bert` token ids" if view == "ids" else "pre-extracted `text` features"
+        raise DataError(src, f"{model} needs {need}; this {info.name} data has only {', '.join(info.text_views)}",
+                        key="text_bert" if view == "ids" else "text")
+    names = {"t": "text", "a": "audio", "v": "vision"}
+    for m, want in zip("tav", cfg.dims):
+        have = info.dims[m]
+        if m == "t" and view == "ids":
+            continue  # token ids: the text encoder fixes the width
+        if have != want:
+            raise DataError(
+                src, f"{names[m]} dim {have}, {model} {cfg.dataset} preset expects {want}", key=names[m]
+            )
+
+
+def execute_run(p: PlannedRun, data: MSAData, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    """Build, train, select on validation, test once; return the complete result record."""
+    from bench.train import resolve_device, seed_everything, train_and_test
+    from models.registry import get_model_entry
+
+    run, cfg = p.run, p.model_config
+    seed_everything(run.seed)  # before the model is built: initial weights depend on the seed
+    model = get_model_entry(run.model).builder(cfg)
+    device = resolve_device(run.device)
+    fields = train_and_test(
+        model, data, seed=run.seed, device=device, amp=run.amp, contributions=run.contributions,
+        progress=progress, log=log, detect_anomaly=run.detect_anomaly,
+    )
+    return {**_header(p, data, "ok"), **fields, "device": _device_name(device)}
+
+
+def _header(p: PlannedRun, data: MSAData | None, status: str) -> dict[str, Any]:
+    run, cfg = p.run, p.model_config
+    out = {
+        "schema_version": SCHEMA_VERSION,
+        "status": status,
+        "model": run.model,
+        "run_name": run.run_name,
+        "variant": dict(run.overrides),
+        "preset": cfg.preset,
+        "dataset": run.dataset,
+        "setting": data.info.setting if data else (run.setting or cfg.setting),
+        "task": cfg.task,
+        "seed": run.seed,
+        "config": {"run": run.to_dict(), "model": dataclasses.asdict(cfg)},
+        **environment(),
+    }
+    if data is not None:
+        out["data"] = {"name": data.info.name, "setting": data.info.setting, "source": data.info.source,
+                       "warnings": list(data.info.warnings)}
+    return out
+
+
+def _device_name(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return "cpu"
+
+
+def error_record(p: PlannedRun, data: MSAData | None, err: BaseException) -> dict[str, Any]:
+    rec = _header(p, data, "error")
+    rec["error"] = {
+        "type": type(err).__name__,
+        "message": str(err),
+        "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__))[-5000:],
+        **getattr(err, "details", {}),
+    }
+    return rec
+
+
+def run_sweep(
+    runs: list[RunConfig],
+    *,
+    force: bool = False,
+    progress: bool = False,
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    verbose: bool = True,
+) -> SweepSummary:
+    planned = plan_runs(runs)
+    summary = SweepSummary()
+    todo = []
+    for p in planned:
+        if not force and is_complete(p.run.result_path()):
+            summary.skipped.append(p.label)
+            log(f"skip {p.label}: finished ({p.run.result_path()}); --force reruns it")
+        else:
+            todo.append(p)
+    # load every dataset the remaining runs need, once, and check each model against it
+    datasets: dict[tuple, MSAData] = {}
+    for p in todo:
+        key = data_key(p)
+        if key not in datasets:
+            datasets[key] = load_data_for(p)
+            for w in datasets[key].info.warnings:
+                log(f"data warning ({p.run.dataset}): {w}")
+        check_compatible(p.model_config, datasets[key], p.run.model)
+
+    for n, p in enumerate(todo, 1):
+        path = p.run.result_path()
+        log(f"[{n}/{len(todo)}] {p.label} (preset {p.model_config.preset})")
+        data = datasets[data_key(p)]
+        try:
+            record = execute_run(p, data, progress, log if verbose else (lambda s: None))
+        except KeyboardInterrupt:
+            log(f"interrupted: {p.label} was not recorded")
+            raise
+        except Exception as err:  # a failed run is data; the sweep goes on
+            write_json_atomic(path, error_record(p, data, err))
+            summary.failed.append((p.label, f"{type(err).__name__}: {err}"))
+            log(f"error {p.label}: {type(err).__name__}: {err} (recorded in {path})")
+            continue
+        write_json_atomic(path, record)
+        summary.ok.append(p.label)
+        t = record["metrics"]["test"]
+        key = "Has0_acc_2" if "Has0_acc_2" in t else "mean_acc"
+        log(f"done {p.label}: best epoch {record['best_epoch']}, test {key} {t[key]:.4f}, "
+            f"{record['time']['wall_s']:.1f}s -> {path}")
+    return summary

@@ -1,0 +1,129 @@
+"""The model protocol the trainer relies on (DESIGN §2).
+
+A model is an `MSAModel` (an nn.Module) built from a `ModelConfig` dataclass:
+- `forward(batch) -> ModelOutput` with `pred` (B, 1) for regression or (B, 8) logits for
+  IEMOCAP (4 emotions x (absent, present));
+- `loss(output, batch) -> {"total": ..., named parts}`: the model owns its loss;
+- `param_groups()` -> optimizer groups; `modality_params()` -> parameters per modality branch;
+- hooks `on_epoch_start`, `on_epoch_end`, `after_backward`: the only way a model changes
+  training behaviour; `summary()` adds model-specific fields to the result file.
+
+Training settings live in the same config as the architecture, so one preset states
+everything a run needs and one `--set key=value` reaches any of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bench.batch import Batch
+
+TASKS = ("regression", "iemocap")
+MODALITIES = ("t", "a", "v")
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """Fields shared by every model. Subclasses add architecture fields; presets fill values."""
+
+    # identity (filled by create_model)
+    dataset: str = "synthetic"
+    preset: str = "mmsa"
+    # data contract
+    task: str = "regression"  # regression (MOSI/MOSEI, L1) | iemocap (4 x binary CE, MulT protocol)
+    n_out: int = 1  # 1 for regression, 8 = 4 emotions x 2 logits for IEMOCAP
+    dims: tuple[int, int, int] = (768, 5, 20)  # t/a/v input dims; MMSA MOSI (config_regression.json)
+    text_input: str = "features"  # "features" (pre-extracted `text`) | "ids" (`text_bert` token ids)
+    setting: str = "unaligned"  # which MMSA pickle the model reads: aligned_50 | unaligned_50
+    # optimisation (the trainer reads these; presets give their sources)
+    optimizer: str = "adam"  # adam (coupled L2) | adamw (decoupled)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    eval_batch_size: Optional[int] = None  # None: same as batch_size
+    grad_accum_steps: int = 1  # optimizer step every N batches; the trailing partial group is applied too
+    clip_grad_value: Optional[float] = None  # clip_grad_value_ after every backward (MMSA MulT)
+    clip_grad_norm: Optional[float] = None  # clip_grad_norm_ before every optimizer step
+    scheduler: Optional[str] = None  # None | "plateau" (ReduceLROnPlateau on valid loss) | "linear_warmup"
+    scheduler_patience: int = 5
+    scheduler_factor: float = 0.1
+    warmup_ratio: float = 0.1  # linear_warmup only
+    max_epochs: int = 200  # harness safety cap (baselines.md §0)
+    early_stop_patience: Optional[int] = 8  # epochs without improvement; None = run all epochs
+    min_delta: float = 1e-6  # an improvement must be at least this (MMSA)
+    val_loss_decimals: Optional[int] = 4  # MMSA rounds the validation loss to 4 decimals before comparing
+    selection_metric: str = "loss"  # validation key for model selection (baselines.md §0: lowest valid loss)
+
+
+@dataclass
+class ModelOutput:
+    pred: torch.Tensor  # (B, 1) regression or (B, 8) IEMOCAP logits
+    unimodal: Optional[dict[str, torch.Tensor]] = None  # {"t","a","v"} -> predictions, same shape as pred
+    features: Optional[dict[str, torch.Tensor]] = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def task_loss(pred: torch.Tensor, labels: torch.Tensor, task: str, reduction: str = "mean") -> torch.Tensor:
+    """L1 for regression (MMSA); CE over each emotion's 2 logits, averaged (MulT src/train.py)."""
+    if task == "regression":
+        return F.l1_loss(pred.reshape(-1).float(), labels.reshape(-1).float(), reduction=reduction)
+    if task == "iemocap":
+        loss = F.cross_entropy(pred.float().reshape(-1, 2), labels.reshape(-1).long(), reduction=reduction)
+        return loss if reduction != "none" else loss.view(labels.shape[0], -1).mean(1)
+    raise ValueError(f"unknown task '{task}' (expected one of {TASKS})")
+
+
+class MSAModel(nn.Module):
+    """Base class: default loss, optimizer groups and no-op hooks."""
+
+    cfg: ModelConfig
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.task not in TASKS:
+            raise ValueError(f"unknown task '{cfg.task}' (expected one of {TASKS})")
+        self.cfg = cfg
+
+    # -- protocol ---------------------------------------------------------------------
+    def forward(self, batch: "Batch") -> ModelOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def loss(self, output: ModelOutput, batch: "Batch") -> dict[str, torch.Tensor]:
+        task = task_loss(output.pred, batch.labels, self.cfg.task)
+        return {"total": task, "task": task}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Optimizer groups: dicts with name, params, lr, weight_decay."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"name": "all", "params": params, "lr": self.cfg.lr, "weight_decay": self.cfg.weight_decay}]
+
+    def modality_params(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters of each modality branch; models override (PaSE's SGM needs it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define modality branches")
+
+    def on_epoch_start(self, epoch: int, state: Any) -> dict[str, Any]:
+        """Called before each training epoch; returns fields for that epoch's history."""
+        return {}
+
+    def on_epoch_end(self, epoch: int, state: Any) -> dict[str, Any]:
+        """Called after validation; returns fields for that epoch's history."""
+        return {}
+
+    def after_backward(self, step: int) -> None:
+        """Called after each backward pass, before clipping and the optimizer step."""
+
+    def summary(self) -> dict[str, Any]:
+        """Model-specific fields recorded in the result file (e.g. PaSE's switch epoch)."""
+        return {}
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable}

@@ -1,0 +1,94 @@
+"""`late_fusion`: a tiny reference model for fast pipeline tests (harness decision).
+
+Each modality is mean-pooled over its valid steps (text: pre-extracted features, or a
+small token embedding when the config reads token ids), passed through a per-modality
+MLP to a unimodal prediction; the fused prediction is a linear layer over the three
+hidden vectors. A few thousand parameters; trains in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.batch import lengths_mask
+from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
+from models.registry import register_model
+
+
+@dataclass(kw_only=True)
+class LateFusionConfig(ModelConfig):
+    hidden: int = 32
+    token_dim: int = 32  # token-embedding width when text_input == "ids"
+    vocab_size: int = 30522  # bert-base-uncased vocabulary
+    dropout: float = 0.1
+    unimodal_weight: float = 0.5  # weight of the mean unimodal task loss
+
+
+def _masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    m = lengths_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class LateFusion(MSAModel):
+    def __init__(self, cfg: LateFusionConfig):
+        super().__init__(cfg)
+        if cfg.text_input == "ids":
+            self.token_emb = nn.Embedding(cfg.vocab_size, cfg.token_dim, padding_idx=0)
+            d_text = cfg.token_dim
+        else:
+            d_text = cfg.dims[0]
+        self.branch = nn.ModuleDict(
+            {
+                m: nn.Sequential(nn.LayerNorm(d_in), nn.Linear(d_in, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout))
+                for m, d_in in zip("tav", (d_text, cfg.dims[1], cfg.dims[2]))
+            }
+        )
+        self.unimodal_head = nn.ModuleDict({m: nn.Linear(cfg.hidden, cfg.n_out) for m in "tav"})
+        self.fused_head = nn.Linear(3 * cfg.hidden, cfg.n_out)
+
+    def _pooled_text(self, batch) -> torch.Tensor:
+        if self.cfg.text_input == "ids":
+            return _masked_mean(self.token_emb(batch.text_ids), batch.text_mask.sum(1))
+        lengths = batch.text_lengths if batch.text_lengths is not None else torch.full(
+            (len(batch),), batch.text_feats.shape[1], device=batch.text_feats.device)
+        return _masked_mean(batch.text_feats, lengths)
+
+    def forward(self, batch) -> ModelOutput:
+        pooled = {
+            "t": self._pooled_text(batch),
+            "a": _masked_mean(batch.audio, batch.audio_lengths),
+            "v": _masked_mean(batch.vision, batch.vision_lengths),
+        }
+        h = {m: self.branch[m](x) for m, x in pooled.items()}
+        uni = {m: self.unimodal_head[m](h[m]) for m in "tav"}
+        fused = self.fused_head(torch.cat([h["t"], h["a"], h["v"]], dim=-1))
+        return ModelOutput(pred=fused, unimodal=uni, features=h)
+
+    def loss(self, output: ModelOutput, batch) -> dict[str, torch.Tensor]:
+        task = task_loss(output.pred, batch.labels, self.cfg.task)
+        uni = sum(task_loss(p, batch.labels, self.cfg.task) for p in output.unimodal.values()) / 3
+        return {"total": task + self.cfg.unimodal_weight * uni, "task": task, "unimodal": uni}
+
+    def modality_params(self) -> dict[str, list[nn.Parameter]]:
+        groups = {m: [*self.branch[m].parameters(), *self.unimodal_head[m].parameters()] for m in "tav"}
+        if self.cfg.text_input == "ids":
+            groups["t"] += list(self.token_emb.parameters())
+        return groups
+
+
+_BASE = dict(optimizer="adam", lr=1e-3, batch_size=32, max_epochs=30, early_stop_patience=5)  # harness decision
+PRESETS = {
+    ("synthetic", "demo"): LateFusionConfig(dims=(768, 5, 20), **_BASE),
+    ("mosi", "mmsa"): LateFusionConfig(dims=(768, 5, 20), setting="unaligned", **_BASE),
+    ("mosei", "mmsa"): LateFusionConfig(dims=(768, 74, 35), setting="unaligned", **_BASE),
+    ("iemocap", "mmsa"): LateFusionConfig(task="iemocap", n_out=8, dims=(300, 74, 35), setting="aligned", **_BASE),
+}
+
+
+@register_model("late_fusion", config=LateFusionConfig, presets=PRESETS, default_preset="mmsa")
+def late_fusion(cfg: LateFusionConfig) -> LateFusion:
+    """Late fusion of mean-pooled modalities: a tiny model for pipeline tests."""
+    return LateFusion(cfg)

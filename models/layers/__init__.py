@@ -1,0 +1,1 @@
+"""Shared building blocks: cross-modal transformer, sequence encoder, text encoder."""

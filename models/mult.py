@@ -1,0 +1,160 @@
+"""MulT: Multimodal Transformer (Tsai et al., ACL 2019).
+
+Sources: yaohungt/Multimodal-Transformer `src/models.py` ("paper" preset) and thuiar/MMSA
+2.2.1 `models/singleTask/MULT.py` + `config/config_regression.json` ("mmsa" preset, the
+default); specs/baselines.md §1. Forward order: text dropout -> Conv1d projections (no
+bias, no padding: sequences shorten by k-1) -> six cross-modal transformers (target <-
+source) -> three memory transformers over each pair -> last time step of each -> residual
+head. Attention is fused (SDPA); MMSA's discarded attention maps are not computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.base import ModelConfig, ModelOutput, MSAModel
+from models.layers.transformer import CrossModalTransformer
+from models.registry import register_model
+
+
+@dataclass(kw_only=True)
+class MulTConfig(ModelConfig):
+    d: int = 50  # dst_feature_dim (MMSA mosi)
+    heads: int = 10
+    layers: int = 4  # cross-modal depth D (nlevels); memory blocks use max(D, 3)
+    conv_kernels: tuple[int, int, int] = (5, 5, 5)  # conv1d_kernel_size_l/a/v
+    positions: bool = False  # sinusoidal positions: original MulT yes, MMSA no
+    causal_mask: bool = True  # MulT --attn_mask is store_false (on); MMSA attn_mask true
+    text_dropout: float = 0.5  # on the text input before projection
+    embed_dropout: float = 0.2  # inside every transformer, after x*sqrt(d)
+    attn_dropout: float = 0.3  # source = text (and memory blocks)
+    attn_dropout_a: float = 0.2  # source = audio
+    attn_dropout_v: float = 0.0  # source = vision
+    relu_dropout: float = 0.0
+    res_dropout: float = 0.0
+    out_dropout: float = 0.5  # output_dropout in the residual head
+
+
+class MulT(MSAModel):
+    def __init__(self, cfg: MulTConfig):
+        super().__init__(cfg)
+        d = cfg.d
+        self.proj = nn.ModuleDict()
+        for m, d_in, k in zip("tav", cfg.dims, cfg.conv_kernels):
+            # MulT/MMSA: identity when the input already has width d
+            self.proj[m] = nn.Identity() if d_in == d else nn.Conv1d(d_in, d, kernel_size=k, padding=0, bias=False)
+        source_dropout = {"t": cfg.attn_dropout, "a": cfg.attn_dropout_a, "v": cfg.attn_dropout_v}
+
+        def stack(width: int, attn_dropout: float, layers: int) -> CrossModalTransformer:
+            return CrossModalTransformer(
+                width, cfg.heads, layers, attn_dropout, cfg.relu_dropout, cfg.res_dropout,
+                cfg.embed_dropout, causal=cfg.causal_mask, positions=cfg.positions,
+            )
+
+        # cross[target + source]: e.g. "ta" = text attending to audio (uses audio's attention dropout)
+        self.cross = nn.ModuleDict(
+            {t + s: stack(d, source_dropout[s], cfg.layers) for t in "tav" for s in "tav" if s != t}
+        )
+        self.memory = nn.ModuleDict({m: stack(2 * d, cfg.attn_dropout, max(cfg.layers, 3)) for m in "tav"})
+        width = 6 * d
+        self.head_fc1, self.head_fc2 = nn.Linear(width, width), nn.Linear(width, width)
+        self.out = nn.Linear(width, cfg.n_out)
+
+    def forward(self, batch) -> ModelOutput:
+        cfg = self.cfg
+        text = F.dropout(batch.text_feats, cfg.text_dropout, self.training)
+        seqs = {}
+        for m, x in (("t", text), ("a", batch.audio), ("v", batch.vision)):
+            # Conv1d wants (B, C, T); the transformers run batch-first (B, T, d)
+            seqs[m] = self.proj[m](x.transpose(1, 2)).transpose(1, 2)
+        last = {}
+        for m in "tav":
+            others = [s for s in "tav" if s != m]
+            pair = torch.cat([self.cross[m + s](seqs[m], seqs[s]) for s in others], dim=-1)
+            last[m] = self.memory[m](pair)[:, -1]
+        h = torch.cat([last["t"], last["a"], last["v"]], dim=-1)
+        h_proj = self.head_fc2(F.dropout(F.relu(self.head_fc1(h)), cfg.out_dropout, self.training)) + h
+        return ModelOutput(pred=self.out(h_proj), features={**last, "f": h})
+
+    def modality_params(self) -> dict[str, list[nn.Parameter]]:
+        # a branch: its input projection, the transformers where it is the target, its memory
+        return {
+            m: [*self.proj[m].parameters(), *(p for k, c in self.cross.items() if k[0] == m for p in c.parameters()),
+                *self.memory[m].parameters()]
+            for m in "tav"
+        }
+
+
+# -- presets (specs/baselines.md §1.3) ------------------------------------------------
+_MMSA_MOSI = MulTConfig(
+    dims=(768, 5, 20), setting="unaligned",  # MMSA unaligned_50, `text` features
+    d=50, heads=10, layers=4, conv_kernels=(5, 5, 5), positions=False,  # MMSA config_regression.json mosi
+    text_dropout=0.5, embed_dropout=0.2, attn_dropout=0.3, attn_dropout_a=0.2, attn_dropout_v=0.0,
+    relu_dropout=0.0, res_dropout=0.0, out_dropout=0.5,
+    optimizer="adam", lr=2e-3, weight_decay=0.0,  # MMSA: config weight_decay 5e-3 never reaches Adam (kept)
+    batch_size=16, grad_accum_steps=8,  # update_epochs 8 (trailing group applied: harness fix)
+    clip_grad_value=0.6,  # clip_grad_value_ after every backward
+    scheduler="plateau", scheduler_patience=5, scheduler_factor=0.1,
+    max_epochs=200, early_stop_patience=8,  # early_stop 8; 200-epoch cap is a harness decision
+)
+_MMSA_MOSEI = MulTConfig(
+    dims=(768, 74, 35), setting="unaligned",
+    d=30, heads=6, layers=4, conv_kernels=(5, 1, 3), positions=False,  # MMSA mosei
+    text_dropout=0.3, embed_dropout=0.0, attn_dropout=0.4, attn_dropout_a=0.0, attn_dropout_v=0.0,
+    relu_dropout=0.0, res_dropout=0.0, out_dropout=0.5,
+    optimizer="adam", lr=5e-4, weight_decay=0.0,
+    batch_size=4, grad_accum_steps=8, clip_grad_value=0.6,
+    scheduler="plateau", scheduler_patience=20, max_epochs=200, early_stop_patience=8,
+)
+_PAPER_MOSI = MulTConfig(
+    dims=(768, 5, 20), setting="unaligned",  # harness: MMSA `text` 768-d instead of GloVe
+    d=40, heads=10, layers=4, conv_kernels=(1, 3, 3), positions=True,  # MulT paper Table 5
+    text_dropout=0.2, embed_dropout=0.2,  # original reuses embed_dropout on the text input
+    attn_dropout=0.2, attn_dropout_a=0.0, attn_dropout_v=0.0,  # a/v: main.py defaults
+    relu_dropout=0.1, res_dropout=0.1, out_dropout=0.1,  # main.py defaults / Table 5
+    optimizer="adam", lr=1e-3, batch_size=128, clip_grad_norm=0.8,
+    scheduler="plateau", scheduler_patience=20,  # --when 20
+    max_epochs=100, early_stop_patience=None,  # fixed epochs, best validation loss
+    val_loss_decimals=None,
+)
+_PAPER_MOSEI = MulTConfig(
+    dims=(768, 74, 35), setting="unaligned",
+    d=40, heads=8, layers=4, conv_kernels=(1, 3, 3), positions=True,
+    text_dropout=0.3, embed_dropout=0.3, attn_dropout=0.1, attn_dropout_a=0.0, attn_dropout_v=0.0,
+    relu_dropout=0.1, res_dropout=0.1, out_dropout=0.1,
+    optimizer="adam", lr=1e-3, batch_size=16, clip_grad_norm=1.0,
+    scheduler="plateau", scheduler_patience=20, max_epochs=20, early_stop_patience=None, val_loss_decimals=None,
+)
+_PAPER_IEMOCAP = MulTConfig(
+    task="iemocap", n_out=8, dims=(300, 74, 35), setting="aligned",  # MulT iemocap_data.pkl, GloVe 300
+    d=40, heads=10, layers=4, conv_kernels=(3, 5, 3), positions=True,
+    text_dropout=0.3, embed_dropout=0.3, attn_dropout=0.25, attn_dropout_a=0.0, attn_dropout_v=0.0,
+    relu_dropout=0.1, res_dropout=0.1, out_dropout=0.1,
+    optimizer="adam", lr=2e-3, batch_size=32, clip_grad_norm=0.8,
+    scheduler="plateau", scheduler_patience=20, max_epochs=30, early_stop_patience=None, val_loss_decimals=None,
+)
+# synthetic "demo" (harness decision): MOSEI's width (d=30, 6 heads) at depth 2 on MOSI dims, so one
+# CPU epoch takes seconds, not a minute; MMSA MOSI dropouts and optimiser; no accumulation.
+_DEMO = replace(_MMSA_MOSI, d=30, heads=6, layers=2, batch_size=32, grad_accum_steps=1,
+                scheduler_patience=2, max_epochs=6, early_stop_patience=3)
+
+PRESETS = {
+    ("mosi", "mmsa"): _MMSA_MOSI,
+    ("mosei", "mmsa"): _MMSA_MOSEI,
+    ("mosi", "paper"): _PAPER_MOSI,
+    ("mosei", "paper"): _PAPER_MOSEI,
+    ("iemocap", "paper"): _PAPER_IEMOCAP,  # MMSA 2.2.1 has no IEMOCAP: paper preset only
+    ("synthetic", "demo"): _DEMO,
+    ("synthetic", "mmsa"): _MMSA_MOSI,  # the full MOSI configurations on synthetic data
+    ("synthetic", "paper"): _PAPER_MOSI,
+}
+
+
+@register_model("mult", config=MulTConfig, presets=PRESETS, default_preset="mmsa")
+def mult(cfg: MulTConfig) -> MulT:
+    """MulT (Tsai et al., ACL 2019): cross-modal transformers over unaligned sequences."""
+    return MulT(cfg)

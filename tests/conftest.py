@@ -1,0 +1,39 @@
+"""Shared fixtures. Tests use the embedded synthetic data (or slices of it) and tmp dirs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    from bench.data import load_dataset
+
+    return load_dataset("synthetic")
+
+
+def slice_data(data, n_train: int = 96, n_valid: int = 48, n_test: int = 48):
+    """A small MSAData made of the first samples of each split (fast trainer tests)."""
+    from bench.data.base import MSAData
+
+    return MSAData(
+        data.info,
+        data.train.subset(torch.arange(n_train)),
+        data.valid.subset(torch.arange(n_valid)),
+        data.test.subset(torch.arange(n_test)),
+    )
+
+
+@pytest.fixture(scope="session")
+def small_synthetic(synthetic):
+    return slice_data(synthetic)

@@ -1,0 +1,41 @@
+"""The command line, as a user runs it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_ls_lists_models_with_parameter_counts():
+    out = bench("ls")
+    assert out.returncode == 0, out.stderr
+    assert "mult" in out.stdout and "late_fusion" in out.stdout and "2,571,551" in out.stdout
+    assert "synthetic" in out.stdout
+
+
+def test_run_writes_skips_and_forces(tmp_path):
+    args = ("run", "--models", "late_fusion", "--seeds", "1111", "--epochs", "1", "--out", str(tmp_path))
+    first = bench(*args)
+    assert first.returncode == 0, first.stderr
+    path = tmp_path / "synthetic" / "late_fusion" / "seed1111.json"
+    rec = json.loads(path.read_text())
+    assert rec["status"] == "ok" and rec["epochs_run"] == 1
+    again = bench(*args)
+    assert again.returncode == 0 and "skip synthetic/late_fusion/seed1111" in again.stderr
+    assert json.loads(path.read_text())["date"] == rec["date"]
+    forced = bench(*args, "--force", "--quiet")
+    assert forced.returncode == 0 and "1 ran" in forced.stderr
+
+
+def test_clear_errors():
+    out = bench("run", "--models", "mlut", "--seeds", "1111")
+    assert out.returncode == 2 and "did you mean 'mult'" in out.stderr and "Traceback" not in out.stderr
+    out = bench("run", "--models", "late_fusion", "--set", "hiden=3")
+    assert out.returncode == 2 and "did you mean 'hidden'" in out.stderr

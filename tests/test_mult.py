@@ -1,0 +1,74 @@
+"""MulT: exact MMSA parameter counts, attention semantics, presets."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models import create_model
+from models.base import count_parameters
+from models.layers.transformer import MultiheadAttention, future_mask
+
+
+@pytest.mark.parametrize("dataset,preset,expected", [
+    ("mosi", "mmsa", 2_571_551),   # MMSA 2.2.1, MOSI 768/5/20
+    ("mosei", "mmsa", 982_951),    # MMSA 2.2.1, MOSEI 768/74/35
+    ("mosi", "paper", 1_557_961),  # derived from layer shapes (baselines.md §1.3)
+    ("mosei", "paper", 1_568_041),
+    ("iemocap", "paper", 1_580_928),
+])
+def test_parameter_counts(dataset, preset, expected):
+    with torch.device("meta"):
+        model = create_model("mult", dataset, preset)
+    assert count_parameters(model)["total"] == expected
+
+
+def test_mmsa_mosi_breakdown():
+    with torch.device("meta"):
+        m = create_model("mult", "mosi", "mmsa")
+    n = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
+    assert sum(n(m.proj[k]) for k in "tav") == 198_250
+    assert all(n(c) == 122_700 for c in m.cross.values()) and len(m.cross) == 6
+    assert all(n(c) == 485_400 for c in m.memory.values())
+    assert n(m.head_fc1) + n(m.head_fc2) + n(m.out) == 180_901
+
+
+def test_future_mask_offset():
+    # query i sees keys j < i + 1 + |Tk - Tq|  (MulT buffered_future_mask)
+    m = future_mask(3, 5, torch.device("cpu"))
+    assert m.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]]
+    assert future_mask(2, 2, torch.device("cpu")).tolist() == [[1, 0], [1, 1]]
+
+
+def test_fused_attention_equals_explicit_softmax_attention():
+    torch.manual_seed(0)
+    attn = MultiheadAttention(20, 4).eval()
+    x, kv = torch.randn(3, 7, 20), torch.randn(3, 9, 20)
+    mask = future_mask(7, 9, x.device)
+    out = attn(x, kv, mask)
+    w, b = attn.in_proj_weight, attn.in_proj_bias
+    q, k, v = F.linear(x, w[:20], b[:20]), F.linear(kv, w[20:40], b[20:40]), F.linear(kv, w[40:], b[40:])
+    split = lambda z: z.view(3, -1, 4, 5).transpose(1, 2)  # noqa: E731
+    scores = split(q) @ split(k).transpose(-1, -2) / math.sqrt(5)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    ref = (scores.softmax(-1) @ split(v)).transpose(1, 2).reshape(3, 7, 20)
+    assert torch.allclose(out, attn.out_proj(ref), atol=1e-5)
+
+
+def test_mmsa_preset_values():
+    cfg = create_model("mult", "mosi", "mmsa").cfg
+    assert (cfg.d, cfg.heads, cfg.conv_kernels, cfg.positions) == (50, 10, (5, 5, 5), False)
+    assert (cfg.batch_size, cfg.grad_accum_steps, cfg.lr, cfg.weight_decay) == (16, 8, 2e-3, 0.0)
+    assert cfg.clip_grad_value == 0.6 and cfg.clip_grad_norm is None and cfg.early_stop_patience == 8
+    paper = create_model("mult", "iemocap").cfg
+    assert paper.task == "iemocap" and paper.n_out == 8 and paper.positions and paper.dims == (300, 74, 35)
+
+
+def test_sequences_shorten_by_kernel_minus_one(synthetic):
+    model = create_model("mult", "synthetic", "mmsa").eval()
+    feats = {}
+    model.memory["t"].register_forward_hook(lambda mod, i, o: feats.update(t=o.shape))
+    with torch.no_grad():
+        model(synthetic.train.take(torch.arange(2)))
+    assert feats["t"] == (2, 46, 100)  # 50 - 5 + 1 steps, 2d wide

@@ -1,0 +1,67 @@
+"""The registry: one front door for models."""
+
+import dataclasses
+
+import pytest
+
+from models import create_model, list_models
+from models.base import ModelConfig, MSAModel
+from models.registry import get_model_entry, register_model, resolve_config
+
+
+def test_list_models_with_wildcards():
+    assert {"mult", "late_fusion"} <= set(list_models())
+    assert list_models("mu*") == ["mult"]
+    assert "late_fusion" in list_models("*fusion")
+    assert list_models("nothing*") == []
+
+
+def test_unknown_model_suggests():
+    with pytest.raises(KeyError, match="did you mean 'mult'"):
+        create_model("mlut")
+
+
+def test_duplicate_name_raises():
+    entry = get_model_entry("mult")
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("mult", config=entry.config_cls, presets={})(lambda cfg: None)
+
+
+def test_none_overrides_are_ignored_and_real_ones_apply():
+    base = resolve_config("mult", "mosi", "mmsa")
+    same = resolve_config("mult", "mosi", "mmsa", lr=None, d=None)
+    assert same == base
+    changed = resolve_config("mult", "mosi", "mmsa", lr=1e-4)
+    assert changed.lr == 1e-4 and changed.d == base.d
+
+
+def test_unknown_config_key_is_an_error_with_suggestion():
+    with pytest.raises(KeyError, match="did you mean 'lr'"):
+        resolve_config("mult", "mosi", None, lrr=1e-4)
+
+
+def test_preset_resolution():
+    assert resolve_config("mult", "mosi").preset == "mmsa"  # the default
+    assert resolve_config("mult", "iemocap").preset == "paper"  # the only one
+    assert resolve_config("mult", "synthetic").preset == "demo"  # CPU-sized demo on synthetic
+    with pytest.raises(ValueError, match="no 'mmsa' preset for 'iemocap'"):
+        resolve_config("mult", "iemocap", "mmsa")
+    with pytest.raises(ValueError, match="no preset for dataset 'sims'"):
+        resolve_config("mult", "sims")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_presets_are_config_dataclasses(name):
+    entry = get_model_entry(name)
+    assert dataclasses.is_dataclass(entry.config_cls) and issubclass(entry.config_cls, ModelConfig)
+    assert ("synthetic", entry.resolve_preset("synthetic", None)) in entry.presets
+    for (dataset, preset), cfg in entry.presets.items():
+        assert isinstance(cfg, entry.config_cls), (dataset, preset)
+        assert cfg.task in ("regression", "iemocap")
+        assert cfg.n_out == (8 if cfg.task == "iemocap" else 1)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_builds_an_msamodel(name):
+    model = create_model(name, "synthetic")
+    assert isinstance(model, MSAModel) and model.cfg.dataset == "synthetic"
