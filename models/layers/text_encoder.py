@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -46,12 +47,50 @@ class TextEncoder(nn.Module):
     def pooler(self) -> nn.Module | None:
         return getattr(self.bert, "pooler", None)
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor, segment: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.bert(input_ids=ids, attention_mask=mask, token_type_ids=segment, return_dict=True)
+    def forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, segment: torch.Tensor | None = None,
+        fuse: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Last hidden states. `fuse` maps the embedding-layer output (B, L, hidden) to the
+        encoder's input: MAG-BERT's gate at injection index 0 (MMSA `MAG_BertModel.forward`).
+        It runs as a forward hook on `bert.embeddings`, so the attention-mask handling stays
+        the library's own."""
+        handle = None
+        if fuse is not None:
+            handle = self.bert.embeddings.register_forward_hook(lambda _m, _args, out: fuse(out))
+        try:
+            out = self.bert(input_ids=ids, attention_mask=mask, token_type_ids=segment, return_dict=True)
+        finally:
+            if handle is not None:
+                handle.remove()
         return out.last_hidden_state
 
+    def init_like_bert(self, module: nn.Module) -> nn.Module:
+        """Initialise layers added around the encoder as BERT initialises its own (Linear
+        N(0, initializer_range), zero bias; LayerNorm 1/0). MMSA's MAG and classifier get this
+        because they live inside a `BertPreTrainedModel` (`init_weights`)."""
+        std = float(self.bert.config.initializer_range)
+        for m in module.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, mean=0.0, std=std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        return module
+
     def cls(self, ids: torch.Tensor, mask: torch.Tensor, segment: torch.Tensor | None = None) -> torch.Tensor:
-        """The last-layer [CLS] state (Self-MM, bert_text, PaSE); the pooler is not applied."""
+        """The last-layer [CLS] state (Self-MM, bert_text, PaSE); the pooler is not applied.
+
+        Columns after the last attended position of the batch are dropped first: they are
+        padding in every row, and padding never reaches [CLS] (attention mask 0, absolute
+        positions unchanged), so this is the same function on fewer tokens (MMSA pads every
+        sentence to 50; the masked "empty sentence" [CLS][SEP] becomes 2 tokens)."""
+        n = int((mask * torch.arange(1, mask.shape[1] + 1, device=mask.device)).max())
+        if 0 < n < mask.shape[1]:
+            ids, mask = ids[:, :n], mask[:, :n]
+            segment = segment[:, :n] if segment is not None else None
         return self.forward(ids, mask, segment)[:, 0]
 
 
@@ -94,6 +133,18 @@ def build_text_encoder(spec: str, vocab_size: int | None = None) -> TextEncoder:
         ) from None
     _check_bert_like(model, spec)
     return TextEncoder(model, spec)
+
+
+def split_no_decay(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(decay, no_decay) parameters of `module`: biases and LayerNorm weights get no weight
+    decay. On BERT this is the name rule ["bias", "LayerNorm.bias", "LayerNorm.weight"] of
+    MAG-BERT `multimodal_driver.py` and MMSA `trains/multiTask/SELF_MM.py`, stated by module
+    type so that it also covers layers not named "LayerNorm"."""
+    norm_params = {id(p) for m in module.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()}
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        (no_decay if name.endswith("bias") or id(p) in norm_params else decay).append(p)
+    return decay, no_decay
 
 
 def _check_bert_like(model: nn.Module, where: str) -> None:
