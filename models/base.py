@@ -83,6 +83,7 @@ class MSAModel(nn.Module):
     """Base class: default loss, optimizer groups and no-op hooks."""
 
     cfg: ModelConfig
+    modalities: tuple[str, ...] = MODALITIES  # the modalities the model reads (bert_text: text only)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -93,6 +94,21 @@ class MSAModel(nn.Module):
     # -- protocol ---------------------------------------------------------------------
     def forward(self, batch: "Batch") -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    # -- optional: separable models (each modality encoded independently, then fused) ---
+    def encode(self, batch: "Batch") -> dict[str, torch.Tensor]:
+        """Per-modality representations {"t","a","v"}, each a function of its own input only."""
+        raise NotImplementedError
+
+    def fuse(self, reps: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The fused prediction from per-modality representations; forward(b).pred == fuse(encode(b))."""
+        raise NotImplementedError
+
+    @property
+    def separable(self) -> bool:
+        """True when the model implements encode/fuse: coalition evaluations then encode each
+        batch twice (with and without every modality) instead of running one forward per coalition."""
+        return type(self).encode is not MSAModel.encode and type(self).fuse is not MSAModel.fuse
 
     def loss(self, output: ModelOutput, batch: "Batch") -> dict[str, torch.Tensor]:
         task = task_loss(output.pred, batch.labels, self.cfg.task)

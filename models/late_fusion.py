@@ -56,16 +56,21 @@ class LateFusion(MSAModel):
             (len(batch),), batch.text_feats.shape[1], device=batch.text_feats.device)
         return _masked_mean(batch.text_feats, lengths)
 
-    def forward(self, batch) -> ModelOutput:
+    def encode(self, batch) -> dict[str, torch.Tensor]:
         pooled = {
             "t": self._pooled_text(batch),
             "a": _masked_mean(batch.audio, batch.audio_lengths),
             "v": _masked_mean(batch.vision, batch.vision_lengths),
         }
-        h = {m: self.branch[m](x) for m, x in pooled.items()}
+        return {m: self.branch[m](x) for m, x in pooled.items()}
+
+    def fuse(self, reps: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.fused_head(torch.cat([reps["t"], reps["a"], reps["v"]], dim=-1))
+
+    def forward(self, batch) -> ModelOutput:
+        h = self.encode(batch)
         uni = {m: self.unimodal_head[m](h[m]) for m in "tav"}
-        fused = self.fused_head(torch.cat([h["t"], h["a"], h["v"]], dim=-1))
-        return ModelOutput(pred=fused, unimodal=uni, features=h)
+        return ModelOutput(pred=self.fuse(h), unimodal=uni, features=h)
 
     def loss(self, output: ModelOutput, batch) -> dict[str, torch.Tensor]:
         task = task_loss(output.pred, batch.labels, self.cfg.task)

@@ -30,7 +30,9 @@ class ModelEntry:
     presets: PresetTable
     default_preset: str
     description: str = ""
-    # dataset families this model cannot read at all, with the reason (e.g. no token ids)
+    # dataset families no msabench data source can feed to this model, with the reason (e.g.
+    # IEMOCAP's MulT pickles carry no BERT token ids). Presets may still exist for them (the
+    # model is ready once such a source exists); the runner refuses and tables show n/a.
     unsupported: dict[str, str] = field(default_factory=dict)
 
     def preset_names(self, dataset: str | None = None) -> list[str]:
@@ -43,8 +45,6 @@ class ModelEntry:
         """The preset used for `dataset`: the one asked for; else a CPU-sized `demo` preset where
         the dataset has one (the embedded `synthetic` data); else the model's default; else the first."""
         available = self.preset_names(dataset)
-        if dataset in self.unsupported:
-            raise ValueError(f"model '{self.name}' cannot run on '{dataset}': {self.unsupported[dataset]}")
         if not available:
             raise ValueError(
                 f"model '{self.name}' has no preset for dataset '{dataset}'; "
