@@ -43,7 +43,7 @@ def load_dataset(name: str, **options: Any) -> MSAData:
 
 def _import_loaders() -> None:
     # Importing a loader module registers it.
-    from bench.data import synthetic  # noqa: F401
+    from bench.data import mmsa, mult_pkl, synthetic  # noqa: F401
 
 
 __all__ = ["SPLITS", "DataError", "DatasetInfo", "MSAData", "Split", "list_datasets", "load_dataset", "register_dataset"]

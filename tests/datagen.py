@@ -1,0 +1,194 @@
+"""Writers of small data files in the exact formats msabench reads (specs/data-and-metrics.md
+§2 MMSA feature pickles, §3 MulT pickles), for tests and benchmarks.
+
+    from tests.datagen import write_mmsa, write_mult
+    path = write_mmsa(tmp_path, "mosi", "unaligned", sizes=(30, 20, 10))
+    path = write_mult(tmp_path, "iemocap", "aligned")
+
+`mutate(data)` lets a test break one thing before the file is written. Values are random
+with a weak planted signal (labels follow the mean of the first audio feature), so a model
+can learn something in one epoch; shapes, dtypes and key names are the real ones.
+
+`python -m tests.datagen mosei-sized DIR` writes a MOSEI-sized unaligned file (16,326 train
+samples, T 50/500/500, dims 768/74/35) through disk-backed arrays, for the memory check.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+# spec §2 (MMSA) and §3 (MulT) tables: dims (text, audio, vision) and T (text, audio, vision)
+MMSA_DIMS = {"mosi": (768, 5, 20), "mosei": (768, 74, 35)}
+MMSA_T = {
+    ("mosi", "aligned"): (50, 50, 50), ("mosi", "unaligned"): (50, 375, 500),
+    ("mosei", "aligned"): (50, 50, 50), ("mosei", "unaligned"): (50, 500, 500),
+}
+MULT_DIMS = {"mosi": (300, 5, 20), "mosei": (300, 74, 35), "iemocap": (300, 74, 35)}
+MULT_T = {  # aligned IEMOCAP has T 20 (CMU-MultimodalSDK #302); unaligned: third-party inspections
+    ("iemocap", "aligned"): (20, 20, 20), ("iemocap", "unaligned"): (20, 400, 500),
+    ("mosi", "aligned"): (50, 50, 50), ("mosi", "unaligned"): (50, 375, 500),
+    ("mosei", "aligned"): (50, 50, 50), ("mosei", "unaligned"): (50, 500, 500),
+}
+MULT_NAMES = {
+    "mosi": {"aligned": "mosi_data.pkl", "unaligned": "mosi_data_noalign.pkl"},
+    "mosei": {"aligned": "mosei_senti_data.pkl", "unaligned": "mosei_senti_data_noalign.pkl"},
+    "iemocap": {"aligned": "iemocap_data.pkl", "unaligned": "iemocap_data_noalign.pkl"},
+}
+SPLITS = ("train", "valid", "test")
+SMALL_SIZES = (30, 20, 10)
+CLS, SEP, PAD = 101, 102, 0
+Mutate = Optional[Callable[[dict], None]]
+
+
+def _labels(rng: np.random.Generator, signal: np.ndarray) -> np.ndarray:
+    """Sentiment in [-3, 3] on MOSI's 0.2 grid, following `signal`, with some exact zeros."""
+    y = np.clip(np.round(5 * (1.5 * signal + 0.5 * rng.normal(size=signal.shape))) / 5, -3, 3)
+    y[rng.random(signal.shape) < 0.1] = 0.0
+    return y
+
+
+def _sequences(rng: np.random.Generator, n: int, t: int, d: int, lengths: np.ndarray, signal: np.ndarray,
+               dtype) -> np.ndarray:
+    x = rng.normal(size=(n, t, d)).astype(dtype)
+    x[:, :, 0] += signal[:, None]
+    x[np.arange(t)[None, :] >= lengths[:, None]] = 0  # zero padding after each length
+    return x
+
+
+def mmsa_split(rng: np.random.Generator, n: int, dataset: str = "mosi", setting: str = "unaligned",
+               split: str = "train", t: Optional[tuple[int, int, int]] = None,
+               dims: Optional[tuple[int, int, int]] = None, dtype=np.float32) -> dict:
+    """One split dict of an MMSA pickle (spec §2 table). `text_bert` is float64 with integer values."""
+    t_t, t_a, t_v = t or MMSA_T[(dataset, setting)]
+    d_t, d_a, d_v = dims or MMSA_DIMS[dataset]
+    signal = rng.normal(size=n)
+    n_words = rng.integers(3, t_t - 1, n)
+    ids = np.zeros((n, t_t))
+    for i, k in enumerate(n_words):
+        ids[i, 0], ids[i, 1 : k + 1], ids[i, k + 1] = CLS, rng.integers(1000, 29000, k), SEP
+    mask = (ids != PAD).astype(np.float64)
+    text_len = mask.sum(1).astype(np.int64)
+    if setting == "aligned":
+        a_len = v_len = text_len
+    else:
+        a_len, v_len = rng.integers(1, t_a + 1, n), rng.integers(1, t_v + 1, n)
+    y = _labels(rng, signal)
+    out = {
+        "raw_text": np.array([f"clip {i} of {split}" for i in range(n)], dtype=object),
+        "id": np.array([f"{split}_vid{i // 4:03d}$_${i % 4}" for i in range(n)], dtype=object),
+        "text": _sequences(rng, n, t_t, d_t, text_len, signal, dtype),
+        "text_bert": np.stack([ids, mask, np.zeros_like(ids)], axis=1),
+        "audio": _sequences(rng, n, t_a, d_a, a_len, signal, dtype),
+        "vision": _sequences(rng, n, t_v, d_v, v_len, 0.3 * signal, dtype),
+        "annotations": np.array(["Negative" if v < 0 else "Neutral" if v == 0 else "Positive" for v in y],
+                                dtype=object),
+        "classification_labels": np.sign(y).astype(np.float64) + 1,
+        "regression_labels": y.astype(dtype),
+    }
+    if setting == "unaligned":
+        out["audio_lengths"], out["vision_lengths"] = list(a_len), list(v_len)  # a list in some files
+    return out
+
+
+def mmsa_data(dataset: str = "mosi", setting: str = "unaligned", sizes: tuple[int, int, int] = SMALL_SIZES,
+              seed: int = 0, **kw) -> dict:
+    rng = np.random.default_rng(seed)
+    return {s: mmsa_split(rng, n, dataset, setting, s, **kw) for s, n in zip(SPLITS, sizes)}
+
+
+def write_pickle(obj, path: Path, protocol: int = 4) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=protocol)
+    return path
+
+
+def mmsa_path(root: Path, dataset: str, setting: str) -> Path:
+    return Path(root) / dataset.upper() / "Processed" / f"{setting}_50.pkl"
+
+
+def write_mmsa(root: Path, dataset: str = "mosi", setting: str = "unaligned", sizes=SMALL_SIZES, seed: int = 0,
+               mutate: Mutate = None, **kw) -> Path:
+    """`<root>/MOSI/Processed/unaligned_50.pkl` (or MOSEI / aligned_50) in MMSA's format."""
+    data = mmsa_data(dataset, setting, sizes, seed, **kw)
+    if mutate:
+        mutate(data)
+    return write_pickle(data, mmsa_path(root, dataset, setting))
+
+
+def mult_split(rng: np.random.Generator, n: int, dataset: str = "iemocap", setting: str = "aligned",
+               split: str = "train", t: Optional[tuple[int, int, int]] = None, with_id: bool = False) -> dict:
+    """One split dict of a MulT pickle (spec §3): IEMOCAP labels (N, 4, 2) one-hot pairs, MOSI/MOSEI (N, 1, 1)."""
+    t_t, t_a, t_v = t or MULT_T[(dataset, setting)]
+    d_t, d_a, d_v = MULT_DIMS[dataset]
+    signal = rng.normal(size=n)
+    full = lambda tt: np.full(n, tt)  # noqa: E731 - MulT files carry no lengths
+    out = {
+        "text": _sequences(rng, n, t_t, d_t, full(t_t), signal, np.float32),
+        "audio": _sequences(rng, n, t_a, d_a, full(t_a), signal, np.float32),
+        "vision": _sequences(rng, n, t_v, d_v, full(t_v), 0.3 * signal, np.float32),
+    }
+    if dataset == "iemocap":
+        emotion = np.digitize(signal, [-0.7, 0.0, 0.7])  # one present emotion per sample, from the signal
+        labels = np.zeros((n, 4, 2), dtype=np.float32)
+        labels[:, :, 0] = 1
+        labels[np.arange(n), emotion] = (0, 1)
+        out["labels"] = labels
+    else:
+        out["labels"] = _labels(rng, signal).astype(np.float32).reshape(n, 1, 1)
+    if with_id:  # MulT's MOSI layout: (video, start, end) byte fields
+        out["id"] = np.array([[f"{split}v{i // 4}".encode(), str(i % 4).encode(), b"0"] for i in range(n)])
+    return out
+
+
+def mult_data(dataset: str = "iemocap", setting: str = "aligned", sizes=SMALL_SIZES, seed: int = 0, **kw) -> dict:
+    rng = np.random.default_rng(seed)
+    return {s: mult_split(rng, n, dataset, setting, s, **kw) for s, n in zip(SPLITS, sizes)}
+
+
+def write_mult(root: Path, dataset: str = "iemocap", setting: str = "aligned", sizes=SMALL_SIZES, seed: int = 0,
+               mutate: Mutate = None, folder: Optional[str] = "IEMOCAP", **kw) -> Path:
+    """MulT's `<folder>/iemocap_data.pkl` (folder None: flat under root, as in MulT's data/)."""
+    data = mult_data(dataset, setting, sizes, seed, **kw)
+    if mutate:
+        mutate(data)
+    base = Path(root) / folder if folder else Path(root)
+    return write_pickle(data, base / MULT_NAMES[dataset][setting])
+
+
+def write_mosei_sized(root: Path, n_train: int = 16326, n_other: int = 64, seed: int = 0) -> Path:
+    """A MOSEI-sized unaligned MMSA file (float32 features), built from disk-backed arrays so
+    that writing it needs little memory. Returns its path."""
+    rng = np.random.default_rng(seed)
+    t_t, t_a, t_v = MMSA_T[("mosei", "unaligned")]
+    d_t, d_a, d_v = MMSA_DIMS["mosei"]
+    data = {}
+    with tempfile.TemporaryDirectory(dir=root) as scratch:
+        for s, n in zip(SPLITS, (n_train, n_other, n_other)):
+            small = mmsa_split(rng, n, "mosei", "unaligned", s, t=(t_t, 4, 4), dims=(1, d_a, d_v))
+            for key, shape in (("text", (n, t_t, d_t)), ("audio", (n, t_a, d_a)), ("vision", (n, t_v, d_v))):
+                mm = np.lib.format.open_memmap(Path(scratch) / f"{s}_{key}.npy", "w+", np.float32, shape)
+                step = 512
+                for i in range(0, n, step):
+                    mm[i : i + step] = rng.standard_normal((min(step, n - i), *shape[1:]), dtype=np.float32)
+                small[key] = np.asarray(mm)  # plain ndarray view: pickled as an ndarray, not a memmap
+            small["audio"][0, :3, 0] = -np.inf  # COVAREP files carry some -inf
+            small["audio_lengths"] = list(np.random.default_rng(1).integers(1, t_a + 1, n))
+            small["vision_lengths"] = list(np.random.default_rng(2).integers(1, t_v + 1, n))
+            data[s] = small
+        path = write_pickle(data, mmsa_path(root, "mosei", "unaligned"))
+        del data
+    return path
+
+
+if __name__ == "__main__":  # python -m tests.datagen mosei-sized DIR
+    if len(sys.argv) != 3 or sys.argv[1] != "mosei-sized":
+        sys.exit("usage: python -m tests.datagen mosei-sized DIR")
+    p = write_mosei_sized(Path(sys.argv[2]))
+    print(f"{p} {p.stat().st_size / 2**30:.2f} GiB")
