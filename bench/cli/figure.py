@@ -1,0 +1,81 @@
+"""`figure`: plots rendered from result files (PNG and PDF under reports/)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP_EPILOG = """examples:
+  python -m bench figure contributions --model late_fusion       # synthetic, results/ -> reports/
+  python -m bench figure contributions --model pase --dataset mosi   # + pase+no_sgm dashed if present
+  python -m bench figure contributions --model pase --compare none   # no comparison curves
+  python -m bench figure predictions --models mult,pase               # test predictions vs labels
+"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("figure", help="figures from result files (contribution curves, prediction scatter)",
+                       epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    kinds = p.add_subparsers(dest="kind", metavar="KIND")
+
+    c = kinds.add_parser("contributions", help="per-epoch Shapley value per modality + validation Acc-2")
+    c.add_argument("--model", default="pase", help="run name with contribution history (default: pase)")
+    c.add_argument("--dataset", default="synthetic", help="dataset (default: synthetic)")
+    c.add_argument("--compare", default=None, metavar="VARIANT",
+                   help="run drawn dashed for comparison (default: <model>+no_sgm when it exists; 'none' for none)")
+    c.add_argument("--band", default="std", choices=["std", "minmax"],
+                   help="band around the seed mean: ±1 sample std or min-max (default: std)")
+    _common(c)
+    c.set_defaults(func=main_contributions)
+
+    s = kinds.add_parser("predictions", aliases=["scatter"], help="test predictions vs labels, one panel per run")
+    s.add_argument("--models", default=None, help="comma-separated run names (default: every run on the dataset)")
+    s.add_argument("--dataset", default="synthetic", help="dataset (default: synthetic)")
+    _common(s)
+    s.set_defaults(func=main_predictions)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _common(p) -> None:
+    p.add_argument("--results", default="results", help="results directory (default: results)")
+    p.add_argument("--seeds", default=None, help="only these seeds, e.g. 1111-1113 (default: every ok seed)")
+    p.add_argument("--out", default="reports", help="output directory (default: reports)")
+
+
+def _report(paths) -> int:
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def main_contributions(args) -> int:
+    from bench.config import parse_seeds
+    from bench.figures import contributions_for_runs, save_figure
+    from bench.report import load_result_set
+
+    rs = load_result_set(args.results)
+    try:
+        fig, compare = contributions_for_runs(
+            rs, args.dataset, args.model, args.compare, band=args.band,
+            seeds=parse_seeds(args.seeds) if args.seeds else None,
+        )
+    except (KeyError, ValueError) as err:
+        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    if compare:
+        print(f"comparing with {compare} (dashed)", file=sys.stderr)
+    return _report(save_figure(fig, args.out, f"contributions_{args.dataset}_{args.model}"))
+
+
+def main_predictions(args) -> int:
+    from bench.config import parse_seeds, split_list
+    from bench.figures import predictions_for_runs, save_figure
+    from bench.report import load_result_set
+
+    rs = load_result_set(args.results)
+    try:
+        fig = predictions_for_runs(rs, args.dataset, split_list(args.models) if args.models else None,
+                                   seeds=parse_seeds(args.seeds) if args.seeds else None)
+    except (KeyError, ValueError) as err:
+        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    return _report(save_figure(fig, args.out, f"predictions_{args.dataset}"))

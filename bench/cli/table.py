@@ -1,0 +1,89 @@
+"""`table`: paper-style tables rendered from result files (Markdown, LaTeX, CSV)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP_EPILOG = """examples:
+  python -m bench table                                   # every dataset under results/ -> reports/
+  python -m bench table --datasets mosi --models mult,mag_bert,self_mm,pase --reference
+  python -m bench table --models 'pase*' --robustness     # PaSE and its ablation variants
+  python -m bench table --seeds 1111-1115 --format md     # expect these 5 seeds; write Markdown only
+Markdown goes to the terminal; reports/table_<dataset>.{md,tex,csv} and efficiency_<dataset>.*
+(robustness_<dataset>.* with --robustness) are written under --out. A run with fewer seeds than
+expected shows n/N and a note lists each failed or missing seed.
+"""
+
+FORMATS = ("md", "tex", "csv")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("table", help="tables from result files (Markdown, LaTeX, CSV under reports/)",
+                       epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", default="results", help="results directory (default: results)")
+    p.add_argument("--datasets", default=None, help="comma-separated (default: every dataset with results)")
+    p.add_argument("--models", default=None,
+                   help="comma-separated model or run names, wildcards allowed; also the row order "
+                        "(default: every run; 'pase' includes its variants such as pase+no_sgm)")
+    p.add_argument("--seeds", default=None,
+                   help="seeds every run should have, e.g. 1111-1115 (default: the union of seeds found per dataset)")
+    p.add_argument("--format", default=",".join(FORMATS),
+                   help="files to write: comma-separated md,tex,csv (default: all)")
+    p.add_argument("--out", default="reports", help="output directory (default: reports)")
+    p.add_argument("--reference", action="store_true", help="add published numbers as labelled reference rows")
+    p.add_argument("--robustness", action="store_true",
+                   help="add the modality-coalition table (result field robustness)")
+    p.set_defaults(func=main)
+
+
+def unsupported_pairs(models: list[str], datasets: list[str]) -> dict[tuple[str, str], str]:
+    """(dataset, name) -> reason, for models named explicitly that the registry marks unsupported."""
+    from models.registry import get_model_entry
+
+    out = {}
+    for name in models:
+        if any(c in name for c in "*?["):
+            continue
+        try:
+            entry = get_model_entry(name.split("+")[0])
+        except KeyError as err:
+            print(f"warning: {err.args[0]}", file=sys.stderr)
+            continue
+        for dataset in datasets:
+            if dataset in entry.unsupported:
+                out[(dataset, name)] = entry.unsupported[dataset]
+    return out
+
+
+def main(args) -> int:
+    from bench.config import parse_seeds, split_list
+    from bench.report import build_tables, load_result_set, to_markdown, write_tables
+
+    formats = split_list(args.format)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        print(f"error: unknown format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}", file=sys.stderr)
+        return 2
+    rs = load_result_set(args.results)
+    if not rs.records and not rs.problems:
+        print(f"error: no result files under '{args.results}/' (expected <dataset>/<run>/seed<k>.json); "
+              f"run `python -m bench run --models ...` first, or point --results at them", file=sys.stderr)
+        return 1
+    datasets = split_list(args.datasets) if args.datasets else rs.datasets()
+    models = split_list(args.models) if args.models else None
+    seeds = parse_seeds(args.seeds) if args.seeds else None
+    unsupported = unsupported_pairs(models, datasets) if models else {}
+    tables = build_tables(rs, datasets, models, seeds, unsupported, reference=args.reference,
+                          robustness=args.robustness)
+    for d in datasets:
+        if not any(t.name.endswith(f"_{d}") for t in tables):
+            print(f"warning: no results for dataset '{d}' under '{args.results}/'"
+                  f" (found: {', '.join(rs.datasets()) or 'none'})", file=sys.stderr)
+    if not tables:
+        return 1
+    for t in tables:
+        print(to_markdown(t))
+    paths = write_tables(tables, args.out, formats)
+    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    return 0

@@ -1,0 +1,656 @@
+"""Tables rendered from result files (DESIGN.md §7; data-and-metrics spec §5-7).
+
+Pure functions of the result files: nothing here trains, imports torch or looks at a live model.
+The flow is: `load_result_set(root)` -> `build_tables(...)` -> `Table`s -> `to_markdown`,
+`to_latex`, `to_csv` -> `write_tables`.
+
+Conventions (data-and-metrics spec §5, §7):
+- one row per run name (`pase`, `pase+no_sgm`, ...), aggregated over seeds as mean ± sample
+  std (ddof = 1) with n; n = 1 shows the std as "–"; a NaN seed value is left out of that cell,
+  which then shows its own n;
+- accuracies and F1 ×100 with 2 decimals, MAE and Corr as they are with 3 decimals;
+- the best value per column (using the metric's direction, `bench.metrics.METRICS`) is bold,
+  among the msabench rows only (published reference rows and the majority baseline are context);
+- gaps are visible: a run with fewer seeds than expected shows "n/N" and a note lists each
+  failed seed with its error, each missing seed and each unreadable file; a model that cannot
+  run on a dataset (registry `unsupported`) shows "n/a" when asked for by name.
+Expected seeds (harness decision): the seeds given with `--seeds`, else the union of the seeds
+found for that dataset over all runs (ok, failed or unreadable), so one crashed or missing
+seed of one model shows as a gap against the others.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from bench.metrics import EMOTIONS, METRICS
+from bench.results import ResultFileError, iter_result_files, load_result
+
+DISPLAY_NAMES = {
+    "pase": "PaSE", "mult": "MulT", "mag_bert": "MAG-BERT", "self_mm": "Self-MM",
+    "bert_text": "BERT (text only)", "late_fusion": "Late fusion",
+}
+# row order: simple references and baselines first, the proposed model last (paper convention)
+MODEL_ORDER = ("late_fusion", "bert_text", "mult", "mag_bert", "self_mm", "pase")
+DATASET_ORDER = ("synthetic", "mosi", "mosei", "iemocap")
+# ablation switch names as the PaSE paper prints them (pase spec §3.12)
+SWITCH_NAMES = {"sgm": "SGM", "cal": "CAL", "pcl": "PCL", "gate": "gate", "dual_phase": "dual phase"}
+
+REGRESSION_COLUMNS = (
+    ("Has0_acc_2", "Acc-2 has0"), ("Non0_acc_2", "Acc-2 non0"), ("Has0_F1_score", "F1 has0"),
+    ("Non0_F1_score", "F1 non0"), ("Mult_acc_7", "Acc-7"), ("MAE", "MAE"), ("Corr", "Corr"),
+)
+IEMOCAP_TABLE_ORDER = ("Happy", "Sad", "Angry", "Neutral")  # MulT and PaSE print this order
+assert set(IEMOCAP_TABLE_ORDER) == set(EMOTIONS)
+IEMOCAP_COLUMNS = tuple(
+    (f"{kind}_{e}", f"{e} {kind}") for e in IEMOCAP_TABLE_ORDER for kind in ("Acc", "F1")
+)
+COALITIONS = ("t", "a", "v", "ta", "tv", "av", "tav")
+ROBUSTNESS_METRICS = {"regression": (("Has0_acc_2", "Acc-2"), ("MAE", "MAE")), "iemocap": (("mean_acc", "mean acc"),)}
+
+DASH = "–"  # en dash: "no value" (and the std of a single seed)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Problem:
+    """A result file that could not be read; it still counts as a (failed) seed of its run."""
+    path: str
+    dataset: str
+    run_name: str
+    seed: int | None
+    message: str
+
+
+@dataclass
+class ResultSet:
+    records: list[dict[str, Any]]
+    problems: list[Problem] = field(default_factory=list)
+
+    def datasets(self) -> list[str]:
+        found = {r["dataset"] for r in self.records} | {p.dataset for p in self.problems}
+        return sort_datasets(found)
+
+
+def load_result_set(root: Path | str) -> ResultSet:
+    """Every result file under root; unreadable files become `Problem`s instead of aborting."""
+    records, problems = [], []
+    for path in iter_result_files(Path(root)):
+        try:
+            records.append(load_result(path))
+        except (ResultFileError, OSError) as err:
+            m = re.fullmatch(r"seed(-?\d+)", path.stem)
+            problems.append(Problem(str(path), path.parent.parent.name, path.parent.name,
+                                    int(m.group(1)) if m else None, str(err)))
+    return ResultSet(records, problems)
+
+
+def sort_datasets(names: Iterable[str]) -> list[str]:
+    return sorted(set(names), key=lambda d: (DATASET_ORDER.index(d) if d in DATASET_ORDER else len(DATASET_ORDER), d))
+
+
+def display_name(run_name: str, model: str | None = None) -> str:
+    """'pase' -> 'PaSE'; 'pase+no_sgm' -> 'PaSE w/o SGM'; 'mult+lr=0.0001' -> 'MulT (lr=0.0001)'."""
+    base, *tags = run_name.split("+")
+    if model is not None and base != model:  # a --variant name chosen by the user
+        return f"{DISPLAY_NAMES.get(model, model)} [{run_name}]"
+    without = [SWITCH_NAMES.get(t[3:], t[3:]) for t in tags if t.startswith("no_")]
+    other = [t for t in tags if not t.startswith("no_")]
+    out = DISPLAY_NAMES.get(base, base)
+    if without:
+        out += " w/o " + ", ".join(without)
+    if other:
+        out += " (" + ", ".join(other) + ")"
+    return out
+
+
+def format_seeds(seeds: Iterable[int]) -> str:
+    """[1111, 1112, 1113, 1115] -> '1111–1113, 1115'."""
+    seeds = sorted(set(seeds))
+    parts, i = [], 0
+    while i < len(seeds):
+        j = i
+        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
+            j += 1
+        if j == i:
+            parts.append(str(seeds[i]))
+        else:
+            parts.append(f"{seeds[i]}{DASH}{seeds[j]}" if j > i + 1 else f"{seeds[i]}, {seeds[j]}")
+        i = j + 1
+    return ", ".join(parts)
+
+
+# -- runs grouped by (dataset, run name) ----------------------------------------------------------
+
+@dataclass
+class RunGroup:
+    dataset: str
+    run_name: str
+    model: str
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)  # seed -> ok record
+    failed: dict[int, str] = field(default_factory=dict)  # seed -> "Type: message"
+    unreadable: dict[int, str] = field(default_factory=dict)  # seed -> problem
+    unsupported: str | None = None  # registry reason, for a model asked for by name that cannot run
+
+    @property
+    def label(self) -> str:
+        return display_name(self.run_name, self.model)
+
+    def seeds(self) -> set[int]:
+        return set(self.records) | set(self.failed) | set(self.unreadable)
+
+    def ok(self, expected: Sequence[int]) -> list[dict[str, Any]]:
+        return [self.records[s] for s in expected if s in self.records]
+
+
+def _error_text(record: dict[str, Any]) -> str:
+    err = record.get("error") or {}
+    message = str(err.get("message", "no error message recorded")).strip().splitlines()
+    first = message[0] if message else ""
+    if len(first) > 160:
+        first = first[:157] + "..."
+    return f"{err.get('type', 'Error')}: {first}"
+
+
+def _matches(group: RunGroup, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(group.run_name, pattern) or fnmatch.fnmatchcase(group.model, pattern)
+
+
+def _order_key(group: RunGroup) -> tuple:
+    rank = MODEL_ORDER.index(group.model) if group.model in MODEL_ORDER else len(MODEL_ORDER) - 1.5
+    return (rank, group.model, group.run_name != group.model, group.run_name)
+
+
+def group_runs(
+    rs: ResultSet, dataset: str, models: Sequence[str] | None = None,
+    unsupported: dict[str, str] | None = None,
+) -> list[RunGroup]:
+    """Runs of one dataset in table order. `models`: registry names, run names or wildcards
+    ('pase' also selects its variants 'pase+no_sgm'); their order is the row order. A name that
+    matches nothing gets a placeholder row: "n/a" when `unsupported` gives a reason for it,
+    otherwise a row with no seeds, so an absent model is never silently left out."""
+    groups: dict[str, RunGroup] = {}
+    for r in rs.records:
+        if r["dataset"] != dataset:
+            continue
+        g = groups.setdefault(r["run_name"], RunGroup(dataset, r["run_name"], r["model"]))
+        if r.get("status") == "ok":
+            g.records[int(r["seed"])] = r
+        else:
+            g.failed[int(r["seed"])] = _error_text(r)
+    for p in rs.problems:
+        if p.dataset == dataset:
+            g = groups.setdefault(p.run_name, RunGroup(dataset, p.run_name, p.run_name.split("+")[0]))
+            g.unreadable[p.seed if p.seed is not None else -1] = p.message
+    ordered = sorted(groups.values(), key=_order_key)
+    if not models:
+        return ordered
+    out: list[RunGroup] = []
+    for pattern in models:
+        hits = [g for g in ordered if _matches(g, pattern) and g not in out]
+        if not hits and not any(c in pattern for c in "*?[") and not any(_matches(g, pattern) for g in out):
+            hits = [RunGroup(dataset, pattern, pattern.split("+")[0], unsupported=(unsupported or {}).get(pattern))]
+        out += hits
+    return out
+
+
+def expected_seeds(groups: Sequence[RunGroup], seeds: Sequence[int] | None = None) -> list[int]:
+    if seeds:
+        return sorted(set(seeds))
+    return sorted(set().union(*(g.seeds() for g in groups)) if groups else set())
+
+
+def gap_note(group: RunGroup, expected: Sequence[int]) -> str | None:
+    """'MulT: 3/5 seeds — seed 1114 failed (RuntimeError: ...); seed 1115: no result file.'"""
+    if group.unsupported:
+        return f"{group.label}: n/a on {group.dataset}: {group.unsupported}."
+    parts = []
+    for s in expected:
+        if s in group.records:
+            continue
+        if s in group.failed:
+            parts.append(f"seed {s} failed ({group.failed[s]})")
+        elif s in group.unreadable:
+            parts.append(f"seed {s}: unreadable result file ({group.unreadable[s]})")
+        else:
+            parts.append(f"seed {s}: no result file")
+    if not parts:
+        return None
+    n_ok = len(group.ok(expected))
+    return f"{group.label}: {n_ok}/{len(expected)} seeds — " + "; ".join(parts) + "."
+
+
+# -- statistics and table model -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Stat:
+    mean: float
+    std: float  # sample std (ddof = 1); NaN when n < 2
+    n: int  # finite values aggregated; 0 = no value
+    published: bool = False  # a single published number: shown without std or n
+
+
+def summarize(values: Iterable[float | None]) -> Stat:
+    """Mean ± sample std over the finite values (NaN and missing values are left out)."""
+    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return Stat(math.nan, math.nan, 0)
+    return Stat(float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else math.nan, int(arr.size))
+
+
+def published(value: float) -> Stat:
+    return Stat(float(value), math.nan, 1, published=True)
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str
+    scale: float = 1.0  # displayed value = stored value × scale (100 for accuracies/F1)
+    decimals: int = 3
+    higher_is_better: bool | None = None  # None: the column is not ranked
+    integer: bool = False  # counts: thousands separators; std shown only when seeds differ
+
+
+def metric_column(key: str, header: str) -> Column:
+    info = METRICS[key]
+    return Column(key, header, 100.0 if info.percent else 1.0, 2 if info.percent else 3, info.higher_is_better)
+
+
+Cell = Stat | str
+
+
+@dataclass
+class Row:
+    label: str
+    cells: dict[str, Cell]
+    n: str  # text of the n column
+    n_ok: int = 0  # seeds the row aggregates; a cell with fewer shows its own n
+    kind: str = "run"  # run | reference | baseline; only "run" rows are ranked
+    run_name: str | None = None
+
+
+@dataclass
+class Table:
+    name: str  # file stem under reports/, e.g. table_synthetic
+    title: str
+    columns: list[Column]
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+    n_expected: int | None = None  # seeds each run row should aggregate
+    first_header: str = "Model"
+
+
+def _fmt_number(x: float, col: Column) -> str:
+    if col.integer:
+        return f"{x:,.0f}"
+    return f"{x:.{col.decimals}f}"
+
+
+def format_cell(cell: Cell | None, col: Column, n_ok: int) -> str:
+    if cell is None:
+        return DASH
+    if isinstance(cell, str):
+        return cell
+    if cell.n == 0:
+        return DASH
+    mean = _fmt_number(cell.mean * col.scale, col)
+    if cell.published:
+        return mean
+    if col.integer:
+        text = mean if not (cell.std > 0) else f"{mean} ± {_fmt_number(cell.std * col.scale, col)}"
+    else:
+        text = f"{mean} ± {DASH if cell.n < 2 else _fmt_number(cell.std * col.scale, col)}"
+    if cell.n < n_ok:
+        text += f" (n={cell.n})"
+    return text
+
+
+def best_rows(table: Table) -> dict[str, set[int]]:
+    """Per ranked column, the run rows holding the best value as displayed (ties share it).
+    A column is ranked only when at least two rows have a value."""
+    out: dict[str, set[int]] = {}
+    for col in table.columns:
+        if col.higher_is_better is None:
+            continue
+        shown = {}
+        for i, row in enumerate(table.rows):
+            cell = row.cells.get(col.key)
+            if row.kind == "run" and isinstance(cell, Stat) and cell.n > 0:
+                shown[i] = round(cell.mean * col.scale, col.decimals)
+        if len(shown) >= 2:
+            best = max(shown.values()) if col.higher_is_better else min(shown.values())
+            out[col.key] = {i for i, v in shown.items() if v == best}
+    return out
+
+
+def _body(table: Table, bold) -> list[list[str]]:
+    best = best_rows(table)
+    body = []
+    for i, row in enumerate(table.rows):
+        line = [row.label, row.n]
+        for col in table.columns:
+            text = format_cell(row.cells.get(col.key), col, row.n_ok)
+            line.append(bold(text) if i in best.get(col.key, ()) else text)
+        body.append(line)
+    return body
+
+
+# -- renderers ----------------------------------------------------------------------------------
+
+def to_markdown(table: Table) -> str:
+    """GitHub Markdown (tabulate), best values in bold, notes as a list under the table."""
+    from tabulate import tabulate
+
+    headers = [table.first_header, "n"] + [c.header for c in table.columns]
+    text = tabulate(_body(table, lambda s: f"**{s}**"), headers=headers, tablefmt="github",
+                    disable_numparse=True, colalign=("left",) + ("right",) * (len(headers) - 1))
+    out = f"### {table.title}\n\n{text}\n"
+    if table.notes:
+        out += "\n" + "".join(f"- {n}\n" for n in table.notes)
+    return out
+
+
+_TEX_CHARS = {"--": "-{}-", "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+              "±": r"$\pm$", "–": "--", "—": "---", "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$",
+              "≠": r"$\neq$", "−": "$-$", "<": "$<$", ">": "$>$", "φ": r"$\varphi$", "Δ": r"$\Delta$"}
+_TEX_RE = re.compile("|".join(re.escape(c) for c in _TEX_CHARS))
+
+
+def tex_escape(text: str) -> str:
+    return _TEX_RE.sub(lambda m: _TEX_CHARS[m.group(0)], text)
+
+
+def to_latex(table: Table) -> str:
+    """A booktabs table (needs \\usepackage{booktabs}); best values in \\textbf."""
+    headers = [table.first_header, "n"] + [c.header for c in table.columns]
+    body = _body(table, lambda s: "\x01" + s + "\x02")
+
+    def cell(s: str) -> str:
+        return tex_escape(s).replace("\x01", r"\textbf{").replace("\x02", "}")
+
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{{tex_escape(table.title)}}}",
+             r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}", r"\toprule",
+             " & ".join(tex_escape(h) for h in headers) + r" \\", r"\midrule"]
+    kinds = [r.kind for r in table.rows]
+    for i, line in enumerate(body):
+        if i > 0 and kinds[i] != kinds[i - 1]:
+            lines.append(r"\midrule")
+        lines.append(" & ".join(cell(s) for s in line) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if table.notes:
+        lines.append(r"\par\smallskip\footnotesize")
+        lines.append(" \\\\\n".join(tex_escape(n) for n in table.notes))
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+CSV_FIELDS = ("table", "row", "run_name", "kind", "column", "mean", "std", "n", "n_expected", "text")
+
+
+def to_csv(table: Table) -> str:
+    """Long format, one line per cell, full precision in stored units (fractions, seconds, bytes)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    for row in table.rows:
+        for col in table.columns:
+            cell = row.cells.get(col.key)
+            if isinstance(cell, Stat):
+                std = "" if math.isnan(cell.std) else repr(cell.std)
+                mean = "" if cell.n == 0 else repr(cell.mean)
+                w.writerow([table.name, row.label, row.run_name or "", row.kind, col.key, mean, std,
+                            "" if cell.published else cell.n, table.n_expected if row.kind == "run" else "", ""])
+            else:
+                w.writerow([table.name, row.label, row.run_name or "", row.kind, col.key, "", "", "", "",
+                            cell if cell is not None else ""])
+    return buf.getvalue()
+
+
+RENDERERS = {"md": to_markdown, "tex": to_latex, "csv": to_csv}
+
+
+def write_tables(tables: Sequence[Table], out_dir: Path | str,
+                 formats: Sequence[str] = ("md", "tex", "csv")) -> list[Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for t in tables:
+        for fmt in formats:
+            path = out_dir / f"{t.name}.{fmt}"
+            path.write_text(RENDERERS[fmt](t))
+            paths.append(path)
+    return paths
+
+
+# -- the tables ---------------------------------------------------------------------------------
+
+def _run_rows(groups: Sequence[RunGroup], expected: Sequence[int], columns: Sequence[Column], cells_of,
+              what: str = "", has_data=lambda r: True) -> tuple[list[Row], list[str]]:
+    """One row per run group: cells from `cells_of(ok records)`, the n column, and the gap notes.
+    `has_data(record)`: whether an ok record carries what this table reads (else a noted gap)."""
+    rows, notes = [], []
+    for g in groups:
+        note = gap_note(g, expected)
+        if note:
+            notes.append(note)
+        if g.unsupported:
+            rows.append(Row(g.label, {c.key: "n/a" for c in columns}, "n/a", run_name=g.run_name))
+            continue
+        ok = [r for r in g.ok(expected) if has_data(r)]
+        n = f"{len(ok)}" if len(ok) == len(expected) else f"{len(ok)}/{len(expected)}"
+        rows.append(Row(g.label, cells_of(ok), n, len(ok), run_name=g.run_name))
+        lacking = [int(r["seed"]) for r in g.ok(expected) if not has_data(r)]
+        if lacking:
+            notes.append(f"{g.label}: seed{'s' if len(lacking) > 1 else ''} {format_seeds(lacking)}: "
+                         f"no {what} in the result file.")
+    return rows, notes
+
+
+def _seed_note(expected: Sequence[int], seeds_given: bool) -> str:
+    how = "given with --seeds" if seeds_given else "the union of seeds found for this dataset; --seeds sets it"
+    return (f"Mean ± sample std (ddof = 1) over seeds; n = seeds aggregated, n/N when fewer than the "
+            f"N = {len(expected)} expected ({format_seeds(expected)}: {how}).")
+
+
+def _metric_cells(ok: list[dict], columns: Sequence[Column], where=lambda r: r["metrics"]["test"]) -> dict[str, Cell]:
+    return {c.key: summarize(where(r).get(c.key) for r in ok) for c in columns}
+
+
+def metrics_table(
+    rs: ResultSet, dataset: str, groups: Sequence[RunGroup], expected: Sequence[int], task: str,
+    seeds_given: bool = False, references: Sequence[Any] = (),
+) -> Table:
+    """Test metrics, one row per run; IEMOCAP: per-emotion Acc/F1 plus the majority baseline."""
+    spec = REGRESSION_COLUMNS if task == "regression" else IEMOCAP_COLUMNS
+    columns = [metric_column(k, h) for k, h in spec]
+    rows, gaps = _run_rows(groups, expected, columns, lambda ok: _metric_cells(ok, columns))
+    notes = [_seed_note(expected, seeds_given)]
+    if task == "regression":
+        notes.append("Test split. Accuracies and weighted F1 ×100; MAE and Corr unscaled. Acc-2/F1 has0: "
+                     "p ≥ 0 vs y ≥ 0 over all samples; non0: zero labels dropped, p > 0 vs y > 0 (MMSA "
+                     "definitions). Best per column in bold (lower MAE is better).")
+    else:
+        notes.append("Test split. Per-emotion binary accuracy and weighted F1 ×100 (MulT eval_iemocap). "
+                     "Best per column in bold.")
+        baselines = [r["metrics"]["majority_baseline"] for r in rs.records if r["dataset"] == dataset
+                     and r.get("status") == "ok" and "majority_baseline" in r.get("metrics", {})]
+        cells: dict[str, Cell] = {}
+        for c in columns:
+            s = summarize(b.get(c.key) for b in baselines)
+            cells[c.key] = published(s.mean) if s.n and not (s.std > 0) else s
+        rows.append(Row("Majority baseline", cells, DASH, kind="baseline"))
+        notes.append("Majority baseline: each emotion's train-majority class predicted for every test sample "
+                     "(data-and-metrics spec §6)." if baselines else
+                     "Majority baseline: no result file carries metrics.majority_baseline.")
+    for ref in references:
+        rows.append(Row(ref.label, {k: published(v) for k, v in ref.metrics.items()}, "pub.", kind="reference"))
+    if references:
+        notes.append("Published reference rows (not msabench runs, not ranked): label = model (source, setting, "
+                     "Acc-2 definition); only the columns matching that definition are filled.")
+        for ref in references:
+            notes.append(f"{ref.label}: {ref.citation} {ref.status}" + (f"; {ref.note}" if ref.note else "") + ".")
+    return Table(f"table_{dataset}", f"{dataset}: test metrics", columns, rows, notes + gaps, len(expected))
+
+
+def _pick_unit(max_value: float, units: Sequence[tuple[str, float, int]]) -> tuple[str, float, int]:
+    chosen = units[0]
+    for unit in units:
+        if max_value >= unit[1] * 2:
+            chosen = unit
+    return chosen
+
+
+TIME_UNITS = (("s", 1.0, 1), ("min", 60.0, 1), ("h", 3600.0, 2))
+MEMORY_UNITS = (("MiB", 2.0 ** 20, 0), ("GiB", 2.0 ** 30, 2))
+
+
+def efficiency_table(
+    dataset: str, groups: Sequence[RunGroup], expected: Sequence[int], seeds_given: bool = False,
+    references: Sequence[Any] = (),
+) -> Table:
+    """Parameters, train time, peak memory, epochs and device per run (PaSE supplement Table 2 style)."""
+    def per_run(ok: list[dict]) -> dict[str, list]:
+        return {
+            "params_total": [r["params"]["total"] for r in ok],
+            "params_trainable": [r["params"]["trainable"] for r in ok],
+            "params_with_grad": [r["params"].get("with_grad") for r in ok],
+            "train_s": [r["time"]["train_s"] for r in ok],
+            "wall_s": [r["time"].get("wall_s") for r in ok],
+            "epoch_s": [float(np.mean(r["time"]["per_epoch_s"])) if r["time"].get("per_epoch_s") else None for r in ok],
+            "peak_memory_bytes": [r.get("peak_memory_bytes") for r in ok],
+            "epochs_run": [r["epochs_run"] for r in ok],
+        }
+
+    values = [per_run(g.ok(expected)) for g in groups]
+    top = lambda key: max([v for d in values for v in d[key] if v is not None] or [0.0])  # noqa: E731
+    ref_s = max((r.train_hours * 3600 for r in references), default=0.0)
+    t_unit, t_scale, t_dec = _pick_unit(max(top("train_s"), ref_s), TIME_UNITS)
+    w_unit, w_scale, w_dec = _pick_unit(top("wall_s"), TIME_UNITS)
+    e_unit, e_scale, e_dec = _pick_unit(top("epoch_s"), TIME_UNITS)
+    m_unit, m_scale, m_dec = _pick_unit(top("peak_memory_bytes"), MEMORY_UNITS)
+    columns = [
+        Column("params_total", "Params", integer=True), Column("params_trainable", "Trainable", integer=True),
+        Column("params_with_grad", "With grad", integer=True),
+        Column("train_s", f"Train time ({t_unit})", 1 / t_scale, t_dec),
+        Column("wall_s", f"Wall time ({w_unit})", 1 / w_scale, w_dec),
+        Column("epoch_s", f"Time/epoch ({e_unit})", 1 / e_scale, e_dec),
+        Column("peak_memory_bytes", f"Peak memory ({m_unit})", 1 / m_scale, m_dec),
+        Column("epochs_run", "Epochs", decimals=1), Column("device", "Device"),
+    ]
+
+    def cells_of(ok: list[dict]) -> dict[str, Cell]:
+        d = per_run(ok)
+        cells: dict[str, Cell] = {k: summarize(v) for k, v in d.items()}
+        cells["device"] = ", ".join(sorted({str(r.get("device", "?")) for r in ok})) or DASH
+        return cells
+
+    rows, gaps = _run_rows(groups, expected, columns, cells_of)
+    for ref in references:
+        cells = {"params_total": published(ref.params), "train_s": published(ref.train_hours * 3600)}
+        rows.append(Row(ref.label, cells, "pub.", kind="reference"))
+    notes = [_seed_note(expected, seeds_given),
+             "Params: total / trainable (requires_grad) / receiving a gradient during training. Train time: the "
+             "training passes of a run (forward, backward, optimiser steps); wall time: the whole run (validation, "
+             "contribution coalitions and test included); time/epoch: one epoch with its validation and "
+             "contributions. Peak memory: CUDA max_memory_allocated on GPU, process peak RSS on CPU (includes "
+             "the Python runtime and data)."]
+    if references:
+        notes.append("Reference rows: " + references[0].citation + "; hardware not stated, not comparable.")
+    return Table(f"efficiency_{dataset}", f"{dataset}: efficiency", columns, rows, notes + gaps, len(expected))
+
+
+def robustness_table(
+    dataset: str, groups: Sequence[RunGroup], expected: Sequence[int], task: str, seeds_given: bool = False,
+) -> Table:
+    """Main metric per modality coalition (missing modalities masked at input), from `robustness`."""
+    columns = [Column(f"{k}:{m}", f"{k} {h}", *_scale_dec(m), METRICS[m].higher_is_better)
+               for k in COALITIONS for m, h in ROBUSTNESS_METRICS[task]]
+    columns += [Column(f"shapley:{m}", f"φ {m}", decimals=3) for m in "tav"]
+
+    def value(r: dict, key: str) -> float | None:
+        rob = r["robustness"]
+        if key.startswith("shapley:"):
+            return rob.get("shapley", {}).get(key.split(":")[1])
+        coalition, metric = key.split(":")
+        return rob.get("coalitions", {}).get(coalition, {}).get(metric)
+
+    rows, gaps = _run_rows(
+        groups, expected, columns, lambda ok: {c.key: summarize(value(r, c.key) for r in ok) for c in columns},
+        what="robustness data", has_data=lambda r: isinstance(r.get("robustness"), dict),
+    )
+    utility = "−MAE" if task == "regression" else "mean accuracy"
+    notes = [_seed_note(expected, seeds_given),
+             f"Test split, the selected model evaluated with only the modalities of each coalition present "
+             f"(t text, a audio, v vision; absent ones masked at input, Batch.without). φ: exact Shapley value "
+             f"of each modality for the utility {utility}. Best per column in bold."]
+    return Table(f"robustness_{dataset}", f"{dataset}: modality coalitions (test)", columns, rows, notes + gaps,
+                 len(expected))
+
+
+def _scale_dec(metric: str) -> tuple[float, int]:
+    c = metric_column(metric, metric)
+    return c.scale, c.decimals
+
+
+def dataset_task(rs: ResultSet, dataset: str) -> str:
+    for r in rs.records:
+        if r["dataset"] == dataset and r.get("task"):
+            return str(r["task"])
+    return "iemocap" if dataset.startswith("iemocap") else "regression"
+
+
+def build_tables(
+    rs: ResultSet,
+    datasets: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    unsupported: dict[tuple[str, str], str] | None = None,
+    reference: bool = False,
+    robustness: bool = False,
+    efficiency: bool = True,
+) -> list[Table]:
+    """Every table for every dataset asked for (default: every dataset with result files).
+    `unsupported`: (dataset, model) -> reason, for models asked for by name that cannot run there."""
+    from bench.reference import EFFICIENCY_REFERENCES, references_for
+
+    tables = []
+    for dataset in datasets or rs.datasets():
+        unsup = {m: why for (d, m), why in (unsupported or {}).items() if d == dataset}
+        groups = group_runs(rs, dataset, models, unsup)
+        if not groups:
+            continue
+        expected = expected_seeds(group_runs(rs, dataset), seeds)  # every run of the dataset, not only those shown
+        if not expected:  # only placeholder rows (models asked for that never ran)
+            expected = expected_seeds(groups, seeds)
+        task = dataset_task(rs, dataset)
+        refs = []
+        if reference:
+            refs = [r for r in references_for(dataset) if _wanted(r.key, models)]
+        tables.append(metrics_table(rs, dataset, groups, expected, task, bool(seeds), refs))
+        if efficiency:
+            eff_refs = ([r for r in EFFICIENCY_REFERENCES if _wanted(r.key, models)]
+                        if reference and dataset in ("mosi", "mosei") else [])
+            tables.append(efficiency_table(dataset, groups, expected, bool(seeds), eff_refs))
+        if robustness:
+            tables.append(robustness_table(dataset, groups, expected, task, bool(seeds)))
+    return tables
+
+
+def _wanted(key: str | None, models: Sequence[str] | None) -> bool:
+    """Reference rows follow --models; models msabench does not implement show only without it."""
+    if not models:
+        return True
+    return key is not None and any(fnmatch.fnmatchcase(key, p.split("+")[0]) for p in models)
