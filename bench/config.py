@@ -34,13 +34,16 @@ class RunConfig:
     data_root: Optional[str] = None
     setting: Optional[str] = None  # aligned | unaligned; None: what the model's preset declares
     contributions: bool = True  # exact Shapley values on validation every epoch
+    robustness: bool = True  # after selection: test metrics under every modality coalition
     amp: bool = True  # bf16 autocast on CUDA
-    strict_data: bool = False  # data warnings (e.g. split sizes) become errors
+    strict_data: bool = False  # non-standard split sizes become errors
     detect_anomaly: bool = False
 
     @property
     def run_name(self) -> str:
-        return self.variant or variant_name(self.model, self.overrides)
+        """Result-folder name: the model, its --set overrides, and an explicit --setting."""
+        name = self.variant or variant_name(self.model, self.overrides)
+        return f"{name}+{self.setting}" if self.setting and not self.variant else name
 
     def result_path(self) -> Path:
         return Path(self.out_dir) / self.dataset / self.run_name / f"seed{self.seed}.json"
@@ -120,3 +123,79 @@ def parse_seeds(text: str) -> list[int]:
 
 def split_list(text: str | None) -> list[str]:
     return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+# -- sweep files ------------------------------------------------------------------------
+SWEEP_KEYS = {
+    "datasets", "models", "seeds", "epochs", "preset", "out", "device", "data_root", "setting",
+    "text_encoder", "contributions", "robustness", "amp", "strict_data", "description",
+}
+MODEL_KEYS = {"name", "preset", "set", "variants", "variant"}
+
+
+class SweepFileError(ValueError):
+    pass
+
+
+def load_sweep(path: str | Path, **cli: Any) -> list[RunConfig]:
+    """Runs listed by a sweep YAML. `cli` values that are not None override the file's.
+
+    Format (sweeps/*.yaml):
+        datasets: [mosi]                 # default [synthetic]
+        seeds: [1111, 1112]              # or "1111-1115"; default 1111-1115
+        epochs: 3                        # optional cap; also preset/out/device/data_root/...
+        models:
+          - mult                         # a registry name
+          - name: pase                   # or a mapping
+            preset: paper
+            set: {lr_nonbert: 1.0e-4}    # overrides for every variant of this entry
+            variants:                    # one run set per variant ({} = as is)
+              - {}
+              - {use_sgm: false}
+    """
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SweepFileError(f"{path}: sweep file not found") from None
+    except yaml.YAMLError as err:
+        raise SweepFileError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(doc, dict):
+        raise SweepFileError(f"{path}: top level must be a mapping with at least 'models'")
+    unknown = sorted(set(doc) - SWEEP_KEYS)
+    if unknown:
+        raise SweepFileError(f"{path} [key={unknown[0]}]: unknown key; valid keys: {', '.join(sorted(SWEEP_KEYS))}")
+    if not doc.get("models"):
+        raise SweepFileError(f"{path} [key=models]: missing or empty")
+    opts = {k: doc.get(k) for k in SWEEP_KEYS - {"models", "description"}}
+    opts.update({k: v for k, v in cli.items() if v is not None})
+    datasets = opts.pop("datasets") or [DEFAULT_DATASET]
+    seeds = opts.pop("seeds")
+    seeds = parse_seeds(",".join(map(str, seeds)) if isinstance(seeds, list) else str(seeds)) if seeds else list(DEFAULT_SEEDS)
+    base = dict(
+        epochs=opts.get("epochs"), text_encoder=opts.get("text_encoder"), device=opts.get("device") or "auto",
+        out_dir=opts.get("out") or "results", data_root=opts.get("data_root"), setting=opts.get("setting"),
+    )
+    for flag in ("contributions", "robustness", "amp", "strict_data"):
+        if opts.get(flag) is not None:
+            base[flag] = bool(opts[flag])
+    runs = []
+    for i, entry in enumerate(doc["models"]):
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise SweepFileError(f"{path} [key=models[{i}]]: expected a model name or a mapping with 'name'")
+        bad = sorted(set(entry) - MODEL_KEYS)
+        if bad:
+            raise SweepFileError(f"{path} [key=models[{i}].{bad[0]}]: unknown key; valid: {', '.join(sorted(MODEL_KEYS))}")
+        shared = dict(entry.get("set") or {})
+        for variant in entry.get("variants") or [{}]:
+            overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in {**shared, **(variant or {})}.items()}
+            for dataset in datasets:
+                for seed in seeds:
+                    runs.append(RunConfig(
+                        model=entry["name"], dataset=dataset, seed=seed,
+                        preset=entry.get("preset") or opts.get("preset"), overrides=overrides,
+                        variant=entry.get("variant") if len(entry.get("variants") or [{}]) == 1 else None, **base,
+                    ))
+    return runs

@@ -43,6 +43,8 @@ def plan_runs(runs: list[RunConfig]) -> list[PlannedRun]:
     planned = []
     for run in runs:
         entry = get_model_entry(run.model)
+        if run.dataset in entry.unsupported:
+            raise ValueError(f"model '{run.model}' cannot run on '{run.dataset}': {entry.unsupported[run.dataset]}")
         fields = {f.name for f in dataclasses.fields(entry.config_cls)}
         cfg = resolve_config(run.model, run.dataset, run.preset, **run.model_overrides(fields))
         planned.append(PlannedRun(run, cfg))
@@ -50,25 +52,35 @@ def plan_runs(runs: list[RunConfig]) -> list[PlannedRun]:
 
 
 def data_key(p: PlannedRun) -> tuple:
+    """Runs with the same key share one loaded dataset."""
     return (p.run.dataset, p.run.setting or p.model_config.setting, p.run.data_root, p.run.strict_data)
 
 
-def load_data_for(p: PlannedRun) -> MSAData:
+def load_data_for(p: PlannedRun, text_input: str | None = None) -> MSAData:
+    """Load the data a run needs; `text_input="all"` keeps both text views (one load for a
+    sweep that mixes feature models and BERT models on the same file)."""
     run, cfg = p.run, p.model_config
     return load_dataset(
         run.dataset, data_root=run.data_root, setting=run.setting or cfg.setting,
-        text_input=cfg.text_input, strict=run.strict_data,
+        text_input=text_input or cfg.text_input, strict=run.strict_data,
     )
 
 
 def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
-    """The model's preset must match the data it is given (dims, task, text view)."""
+    """The model's preset must match the data it is given (task, text view, dims), checked
+    before any model is built; the message names both sides and guesses at the file
+    (specs/data-and-metrics.md §3, §4, §8)."""
+    from bench.data.validate import DATASET_LABELS, MULT_TEXT_ONLY, dim_hint
+
     info = data.info
     src = info.source.get("file", info.name)
+    preset = f"{DATASET_LABELS.get(cfg.dataset, cfg.dataset)} preset"
     if cfg.task != info.task:
-        raise DataError(src, f"{info.name} is a '{info.task}' dataset but {model}'s preset is for '{cfg.task}'")
+        raise DataError(src, f"{info.name} is a '{info.task}' dataset but {model}'s {preset} is for '{cfg.task}'")
     view = "ids" if cfg.text_input == "ids" else "features"
     if view not in info.text_views:
+        if view == "ids" and info.source.get("format") == "mult":
+            raise DataError(src, f"{MULT_TEXT_ONLY} ({model})", key="text_bert")
         need = "`text_bert` token ids" if view == "ids" else "pre-extracted `text` features"
         raise DataError(src, f"{model} needs {need}; this {info.name} data has only {', '.join(info.text_views)}",
                         key="text_bert" if view == "ids" else "text")
@@ -78,9 +90,9 @@ def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
         if m == "t" and view == "ids":
             continue  # token ids: the text encoder fixes the width
         if have != want:
-            raise DataError(
-                src, f"{names[m]} dim {have}, {model} {cfg.dataset} preset expects {want}", key=names[m]
-            )
+            hint = dim_hint(m, have)
+            raise DataError(src, f"{names[m]} dim {have}, {preset} expects {want}" + (f": {hint}" if hint else "")
+                            + f" (model {model}, preset {cfg.preset})", key=names[m])
 
 
 def execute_run(p: PlannedRun, data: MSAData, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
@@ -94,7 +106,7 @@ def execute_run(p: PlannedRun, data: MSAData, progress: bool, log: Callable[[str
     device = resolve_device(run.device)
     fields = train_and_test(
         model, data, seed=run.seed, device=device, amp=run.amp, contributions=run.contributions,
-        progress=progress, log=log, detect_anomaly=run.detect_anomaly,
+        robustness=run.robustness, progress=progress, log=log, detect_anomaly=run.detect_anomaly,
     )
     return {**_header(p, data, "ok"), **fields, "device": _device_name(device)}
 
@@ -129,6 +141,27 @@ def _device_name(device) -> str:
     return "cpu"
 
 
+def explain_error(err: Exception, cfg: Any) -> Exception:
+    """Turn resource faults into actionable errors. Out-of-memory is not retried with a
+    smaller batch (timm does that for benchmarks): a different batch changes the optimisation
+    and the results would silently stop being comparable, so the user decides."""
+    import torch
+
+    if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower():
+        half = max(1, cfg.batch_size // 2)
+        accum = cfg.grad_accum_steps * max(1, cfg.batch_size // half)
+        wrapped = RuntimeError(
+            f"out of memory at batch_size={cfg.batch_size}: rerun with a smaller batch and gradient "
+            f"accumulation to keep the effective batch, e.g. --set batch_size={half} "
+            f"--set grad_accum_steps={accum} (original error: {str(err).splitlines()[0] if str(err) else type(err).__name__})"
+        )
+        wrapped.details = {"kind": "out_of_memory", "batch_size": cfg.batch_size,
+                           "suggested": {"batch_size": half, "grad_accum_steps": accum}}
+        wrapped.__traceback__ = err.__traceback__
+        return wrapped
+    return err
+
+
 def error_record(p: PlannedRun, data: MSAData | None, err: BaseException) -> dict[str, Any]:
     rec = _header(p, data, "error")
     rec["error"] = {
@@ -159,10 +192,13 @@ def run_sweep(
             todo.append(p)
     # load every dataset the remaining runs need, once, and check each model against it
     datasets: dict[tuple, MSAData] = {}
+    views: dict[tuple, set[str]] = {}
+    for p in todo:
+        views.setdefault(data_key(p), set()).add(p.model_config.text_input)
     for p in todo:
         key = data_key(p)
         if key not in datasets:
-            datasets[key] = load_data_for(p)
+            datasets[key] = load_data_for(p, "all" if len(views[key]) > 1 else None)
             for w in datasets[key].info.warnings:
                 log(f"data warning ({p.run.dataset}): {w}")
         check_compatible(p.model_config, datasets[key], p.run.model)
@@ -177,6 +213,7 @@ def run_sweep(
             log(f"interrupted: {p.label} was not recorded")
             raise
         except Exception as err:  # a failed run is data; the sweep goes on
+            err = explain_error(err, p.model_config)
             write_json_atomic(path, error_record(p, data, err))
             summary.failed.append((p.label, f"{type(err).__name__}: {err}"))
             log(f"error {p.label}: {type(err).__name__}: {err} (recorded in {path})")

@@ -20,7 +20,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ import torch
 from bench.batch import MODALITIES
 from bench.data.base import MSAData, Split
 from bench.metrics import METRICS, compute_metrics, contribution_utility, iemocap_majority_baseline
-from bench.shapley import shapley_from_fn
+from bench.shapley import coalition_key, coalitions, shapley_from_fn
 from models.base import MSAModel, count_parameters, task_loss
 
 
@@ -64,42 +64,66 @@ def autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
+ALL = frozenset(MODALITIES)
+COALITIONS = tuple(coalitions(MODALITIES))  # (), (t,), ..., (t, a, v)
+
+
 @torch.no_grad()
+def evaluate(
+    model: MSAModel, split: Split, device: torch.device, batch_size: int,
+    wanted: Sequence[frozenset] = (ALL,), amp: bool = True,
+) -> dict[frozenset, tuple[torch.Tensor, float]]:
+    """Predictions of every coalition in `wanted` on `split`, in one pass over the data.
+
+    Returns {coalition: (predictions (N, n_out) on CPU in split order, MMSA loss = mean of
+    batch-mean task losses)}. Absent modalities are masked at input level (Batch.without).
+    A *separable* model (per-modality `encode` + `fuse`, each representation depending only
+    on its own modality's input) is encoded twice per batch, with and without every
+    modality, and each coalition fused from those: exactly what masked forward passes give,
+    at the cost of two encodes instead of one forward per coalition.
+    """
+    model.eval()
+    wanted = list(dict.fromkeys(frozenset(c) for c in wanted))
+    preds: dict[frozenset, list] = {c: [] for c in wanted}
+    losses: dict[frozenset, list] = {c: [] for c in wanted}
+    fast = model.separable and len(wanted) > 1
+    for batch in split.batches(batch_size):
+        batch = batch.to(device)
+        with autocast(device, amp):
+            if fast:
+                full = model.encode(batch)
+                empty = model.encode(batch.without(ALL))
+                outs = {c: model.fuse({m: (full if m in c else empty)[m] for m in MODALITIES}) for c in wanted}
+            else:
+                outs = {c: model(batch if c == ALL else batch.without(ALL - c)).pred for c in wanted}
+        for c, pred in outs.items():
+            losses[c].append(task_loss(pred, batch.labels, model.cfg.task))
+            preds[c].append(pred.float())
+    # one device->host copy per coalition at the end instead of a sync per batch
+    return {c: (torch.cat(preds[c]).cpu(), float(torch.stack(losses[c]).mean())) for c in wanted}
+
+
 def predict(
     model: MSAModel, split: Split, device: torch.device, batch_size: int,
     drop: frozenset = frozenset(), amp: bool = True,
 ) -> tuple[torch.Tensor, float]:
-    """Predictions (N, n_out) on CPU in split order, and the MMSA validation loss (mean of
-    batch-mean task losses), with the modalities in `drop` masked at input level."""
-    model.eval()
-    preds, losses = [], []
-    for batch in split.batches(batch_size):
-        batch = batch.to(device)
-        if drop:
-            batch = batch.without(drop)
-        with autocast(device, amp):
-            pred = model(batch).pred
-        losses.append(task_loss(pred, batch.labels, model.cfg.task))
-        preds.append(pred.float())
-    # one device->host copy at the end instead of a sync per batch
-    return torch.cat(preds).cpu(), float(torch.stack(losses).mean())
+    """(predictions, loss) on `split` with the modalities in `drop` masked."""
+    keep = ALL - frozenset(drop)
+    return evaluate(model, split, device, batch_size, [keep], amp)[keep]
+
+
+def shapley_of(results: dict[frozenset, tuple[torch.Tensor, float]], labels: torch.Tensor,
+               utility: Callable[[torch.Tensor, torch.Tensor], float]) -> tuple[dict[str, float], dict[str, float]]:
+    """Coalition utilities (by key) and exact Shapley values from `evaluate` results."""
+    return shapley_from_fn(lambda c: utility(results[c][0], labels))
 
 
 def coalition_utilities(
     model: MSAModel, split: Split, device: torch.device, batch_size: int,
     utility: Callable[[torch.Tensor, torch.Tensor], float], amp: bool = True,
-    full: Optional[torch.Tensor] = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Utility of all 8 modality coalitions on `split` and the exact Shapley values.
-    `full`: predictions with every modality present, if already computed (saves a pass)."""
-
-    def u(coalition: frozenset) -> float:
-        if len(coalition) == len(MODALITIES) and full is not None:
-            return utility(full, split.labels)
-        preds, _ = predict(model, split, device, batch_size, frozenset(MODALITIES) - coalition, amp)
-        return utility(preds, split.labels)
-
-    return shapley_from_fn(u)
+    """Utility of all 8 modality coalitions on `split` and the exact Shapley values."""
+    return shapley_of(evaluate(model, split, device, batch_size, COALITIONS, amp), split.labels, utility)
 
 
 @dataclass
@@ -192,6 +216,7 @@ def train_and_test(
     device: torch.device,
     amp: bool = True,
     contributions: bool = True,
+    robustness: bool = True,
     progress: bool = False,
     log: Callable[[str], None] = lambda s: None,
     detect_anomaly: bool = False,
@@ -280,16 +305,15 @@ def train_and_test(
         record["train"] = {k: float(v) / n_batches for k, v in sums.items()}
         record["lr"] = state.group_lrs()
 
-        # -- validate ------------------------------------------------------------------
-        val_preds, val_loss = state.predict(data.valid)
+        # -- validate (and, in the same pass, every modality coalition) -------------------
+        results = evaluate(model, data.valid, device, _eval_batch_size(model), COALITIONS if contributions else (ALL,), amp)
+        val_preds, val_loss = results[ALL]
         valid = compute_metrics(task, val_preds.numpy(), data.valid.labels.numpy())
         valid["loss"] = round(val_loss, cfg.val_loss_decimals) if cfg.val_loss_decimals is not None else val_loss
         record["valid"] = valid
         state.valid_metrics = valid
         if contributions:  # exact Shapley values of -MAE / accuracy on validation
-            utilities, shapley = coalition_utilities(
-                model, data.valid, device, _eval_batch_size(model), util, amp, full=val_preds
-            )
+            utilities, shapley = shapley_of(results, data.valid.labels, util)
             record["contributions"] = {"split": "valid", "utility": utilities, "shapley": shapley}
         record.update(model.on_epoch_end(epoch, state) or {})
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -312,12 +336,25 @@ def train_and_test(
     # -- test once, with the state selected on validation ----------------------------------
     if best_state is not None:
         model.load_state_dict(best_state)
-    test_preds, test_loss = state.predict(data.test)
-    test = compute_metrics(task, test_preds.numpy(), data.test.labels.numpy())
+    # robustness: the same selected state under every modality coalition (no extra training)
+    results = evaluate(model, data.test, device, _eval_batch_size(model), COALITIONS if robustness else (ALL,), amp)
+    test_preds, test_loss = results[ALL]
+    labels = data.test.labels.numpy()
+    test = compute_metrics(task, test_preds.numpy(), labels)
     test["loss"] = test_loss
     metrics: dict[str, Any] = {"test": test, "valid": best_valid}
     if task == "iemocap":
-        metrics["majority_baseline"] = iemocap_majority_baseline(data.train.labels.numpy(), data.test.labels.numpy())
+        metrics["majority_baseline"] = iemocap_majority_baseline(data.train.labels.numpy(), labels)
+    extra: dict[str, Any] = {}
+    if robustness:
+        per_coalition = {}
+        for c in COALITIONS:
+            if c:  # the empty coalition only enters the utilities
+                m = test if c == ALL else compute_metrics(task, results[c][0].numpy(), labels)
+                m.setdefault("loss", results[c][1])
+                per_coalition[coalition_key(c)] = m
+        utilities, shapley = shapley_of(results, data.test.labels, util)
+        extra["robustness"] = {"split": "test", "coalitions": per_coalition, "utility": utilities, "shapley": shapley}
 
     counts = count_parameters(model)
     counts["with_grad"] = sum(p.numel() for n, p in params_total if n in got_grad)
@@ -334,6 +371,7 @@ def train_and_test(
         "peak_memory_bytes": _peak_memory(device),
         "nondeterministic_ops": sorted(set(nondeterministic)),
         "model_summary": model.summary(),
+        **extra,
         "predictions": {
             "split": "test",
             "ids": list(data.test.ids),

@@ -83,6 +83,9 @@ def test_variants_get_their_own_folder(tmp_path):
     assert run.result_path() == tmp_path / "synthetic" / "late_fusion+hidden=8" / "seed1111.json"
     assert variant_name("pase", {"use_sgm": False}) == "pase+no_sgm"
     assert variant_name("pase", {"use_sgm": False, "use_cal": False}) == "pase+no_cal+no_sgm"
+    # an explicit --setting is part of the name: aligned and unaligned results never collide
+    assert RunConfig(model="mult", setting="aligned").run_name == "mult+aligned"
+    assert RunConfig(model="mult", setting="aligned", variant="mine").run_name == "mine"
 
 
 def test_unknown_override_fails_before_training(tmp_path):

@@ -31,13 +31,13 @@ def test_accumulation_applies_trailing_batches(small_synthetic):
 
 def test_test_split_is_scored_once_after_selection(small_synthetic, monkeypatch):
     calls = []
-    real = train_mod.predict
+    real = train_mod.evaluate
 
     def spy(model, split, *a, **k):
         calls.append(split is small_synthetic.test)
         return real(model, split, *a, **k)
 
-    monkeypatch.setattr(train_mod, "predict", spy)
+    monkeypatch.setattr(train_mod, "evaluate", spy)
     res = train_and_test(_model(max_epochs=3, early_stop_patience=None), small_synthetic, seed=1,
                          device=torch.device("cpu"), contributions=True)
     assert calls.count(True) == 1 and calls[-1] is True  # test: once, and last

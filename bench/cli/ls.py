@@ -19,9 +19,9 @@ def parameter_count(name: str, dataset: str, preset: str) -> int:
     from models.registry import get_model_entry, resolve_config
 
     entry = get_model_entry(name)
-    fields = {f.name for f in dataclasses.fields(entry.config_cls)}
-    over = {"text_encoder": "bert-base"} if "text_encoder" in fields and dataset != "synthetic" else {}
-    cfg = resolve_config(name, dataset, preset, **over)
+    cfg = resolve_config(name, dataset, preset)
+    if cfg.text_input == "ids" and getattr(cfg, "text_encoder", "tiny") not in ("tiny", "bert-base"):
+        cfg = dataclasses.replace(cfg, text_encoder="bert-base")  # a checkpoint's shapes, without its weights
     with torch.device("meta"):
         model = entry.builder(cfg)
     return sum(p.numel() for p in model.parameters())

@@ -11,6 +11,8 @@ HELP_EPILOG = """examples:
   python -m bench run --models pase --set use_sgm=false        # variant -> results/<ds>/pase+no_sgm/
   python -m bench run --models mult,late_fusion --datasets mosi --data-root ~/data/MMSA
   python -m bench run --models 'mag*' --text-encoder ~/ckpt/bert-base-uncased --datasets mosi
+  python -m bench run --config sweeps/mosi_main.yaml --launcher submitit --slurm-partition gpu --gpus-per-job 1
+  python -m bench run --config sweeps/smoke.yaml --jobs 2           # two runs side by side
 A finished (dataset, model, seed) is skipped; --force reruns it. A run that fails is recorded
 with status "error" and the sweep goes on.
 """
@@ -19,16 +21,17 @@ with status "error" and the sweep goes on.
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="train/evaluate models (one result file per dataset, model, seed)",
                        epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", required=True, help="comma-separated registry names; wildcards allowed ('mag*')")
-    p.add_argument("--datasets", default="synthetic", help="comma-separated (default: synthetic)")
-    p.add_argument("--seeds", default="1111-1115", help="e.g. 1111,1112 or 1111-1115 (default: 1111-1115)")
+    p.add_argument("--models", help="comma-separated registry names; wildcards allowed ('mag*')")
+    p.add_argument("--config", help="sweep YAML (sweeps/*.yaml) listing datasets, models, variants, seeds")
+    p.add_argument("--datasets", default=None, help="comma-separated (default: synthetic)")
+    p.add_argument("--seeds", default=None, help="e.g. 1111,1112 or 1111-1115 (default: 1111-1115)")
     p.add_argument("--epochs", type=int, default=None, help="cap on training epochs (default: the preset's)")
     p.add_argument("--preset", default=None, help="mmsa | paper (default: the model's default for the dataset)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override a model config field; defines a variant (repeatable)")
     p.add_argument("--variant", default=None, help="result-folder name for this variant (default: derived)")
-    p.add_argument("--out", default="results", help="results directory (default: results)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    p.add_argument("--out", default=None, help="results directory (default: results)")
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--data-root", default=None, help="folder with the data files (or $MSABENCH_DATA)")
     p.add_argument("--setting", default=None, choices=["aligned", "unaligned"], help="override the preset's setting")
     p.add_argument("--text-encoder", default=None, metavar="PATH",
@@ -37,16 +40,39 @@ def add_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.add_argument("--no-contributions", dest="contributions", action="store_false",
                    help="skip the per-epoch Shapley contributions on validation")
+    p.add_argument("--no-robustness", dest="robustness", action="store_false",
+                   help="skip the missing-modality evaluation of the selected model on test")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on CUDA")
-    p.add_argument("--strict-data", action="store_true", help="data warnings become errors")
+    p.add_argument("--strict-data", action="store_true", help="split sizes that differ from the standard ones become errors")
     p.add_argument("--detect-anomaly", action="store_true", help="torch autograd anomaly detection (slow)")
+    g = p.add_argument_group("launching")
+    g.add_argument("--launcher", default="local", choices=["local", "submitit"],
+                   help="local: this machine; submitit: one scheduler job per run (Slurm)")
+    g.add_argument("--jobs", type=int, default=1, help="local: N runs side by side, one device each")
+    g.add_argument("--cluster", default=None, help="submitit cluster: slurm | local | debug (default: auto)")
+    g.add_argument("--slurm-partition", default=None)
+    g.add_argument("--gpus-per-job", type=int, default=0)
+    g.add_argument("--cpus-per-job", type=int, default=4)
+    g.add_argument("--mem-gb", type=int, default=None)
+    g.add_argument("--time-min", type=int, default=240, help="job time limit in minutes (default: 240)")
+    g.add_argument("--submitit-folder", default=None, help="job logs (default: <out>/.submitit)")
+    g.add_argument("--no-wait", dest="wait", action="store_false", help="submit and return")
     p.set_defaults(func=main)
 
 
 def build_runs(args) -> list:
-    from bench.config import RunConfig, parse_seeds, parse_set, split_list
+    from bench.config import DEFAULT_DATASET, RunConfig, load_sweep, parse_seeds, parse_set, split_list
     from models import list_models
 
+    cli = dict(epochs=args.epochs, preset=args.preset, out=args.out, device=args.device, data_root=args.data_root,
+               setting=args.setting, text_encoder=args.text_encoder,
+               datasets=split_list(args.datasets) or None, seeds=args.seeds)
+    if args.config:
+        if args.models or args.set:
+            raise ValueError("--config lists the models and variants; do not combine it with --models/--set")
+        return _with_flags(load_sweep(args.config, **cli), args)
+    if not args.models:
+        raise ValueError("give --models (e.g. --models pase,mult) or --config sweeps/<name>.yaml")
     names: list[str] = []
     for pattern in split_list(args.models):
         matched = list_models(pattern) if any(c in pattern for c in "*?[") else [pattern]
@@ -55,33 +81,61 @@ def build_runs(args) -> list:
         names += [m for m in matched if m not in names]
     overrides = parse_set(args.set)
     runs = []
-    for dataset in split_list(args.datasets):
+    for dataset in cli["datasets"] or [DEFAULT_DATASET]:
         for model in names:
-            for seed in parse_seeds(args.seeds):
+            for seed in parse_seeds(args.seeds or "1111-1115"):
                 runs.append(RunConfig(
                     model=model, dataset=dataset, seed=seed, preset=args.preset, overrides=overrides,
                     variant=args.variant, epochs=args.epochs, text_encoder=args.text_encoder,
-                    device=args.device, out_dir=args.out, data_root=args.data_root, setting=args.setting,
-                    contributions=args.contributions, amp=args.amp, strict_data=args.strict_data,
-                    detect_anomaly=args.detect_anomaly,
+                    device=args.device or "auto", out_dir=args.out or "results", data_root=args.data_root,
+                    setting=args.setting, strict_data=args.strict_data, detect_anomaly=args.detect_anomaly,
                 ))
-    return runs
+    return _with_flags(runs, args)
+
+
+def _with_flags(runs: list, args) -> list:
+    """Apply the on/off switches given on the command line (they only ever turn things off/on)."""
+    import dataclasses
+
+    flags = {}
+    if not args.contributions:
+        flags["contributions"] = False
+    if not args.robustness:
+        flags["robustness"] = False
+    if not args.amp:
+        flags["amp"] = False
+    if args.strict_data:
+        flags["strict_data"] = True
+    if args.detect_anomaly:
+        flags["detect_anomaly"] = True
+    return [dataclasses.replace(r, **flags) for r in runs] if flags else runs
 
 
 def main(args) -> int:
+    from bench.config import SweepFileError
     from bench.data import DataError
-    from bench.runner import run_sweep
+    from bench.launch import SlurmOptions, launch
 
     quiet = args.quiet
     log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     try:
         runs = build_runs(args)
-        summary = run_sweep(runs, force=args.force, progress=not quiet and sys.stderr.isatty(), log=log)
+        out_dir = runs[0].out_dir if runs else "results"
+        slurm = SlurmOptions(
+            folder=args.submitit_folder or f"{out_dir}/.submitit",
+            cluster=args.cluster, partition=args.slurm_partition, gpus_per_job=args.gpus_per_job,
+            cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb, time_min=args.time_min, wait=args.wait,
+        )
+        summary = launch(runs, launcher=args.launcher, jobs=args.jobs, force=args.force,
+                         progress=not quiet and sys.stderr.isatty(), log=log, slurm=slurm)
     except KeyboardInterrupt:
         print("interrupted: stopped; finished runs are kept, the run in progress was not recorded", file=sys.stderr)
         return 130
     except DataError as err:
         print(f"DataError: {err}", file=sys.stderr)
+        return 2
+    except SweepFileError as err:
+        print(f"SweepFileError: {err}", file=sys.stderr)
         return 2
     except (KeyError, ValueError) as err:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
