@@ -11,6 +11,11 @@ import sys
 COMMANDS = {
     "run": "bench.cli.run",
     "ls": "bench.cli.ls",
+    "data": "bench.cli.data",
+    "table": "bench.cli.table",
+    "figure": "bench.cli.figure",
+    "compare": "bench.cli.compare",
+    "perf": "bench.cli.perf",
 }
 
 EPILOG = """examples:

@@ -1,0 +1,163 @@
+"""Launchers: where the runs of a sweep execute (DESIGN §8).
+
+- `local`, jobs=1: one after another in this process (`bench.runner.run_sweep`).
+- `local`, jobs=N: N worker processes side by side on one machine, one device each
+  (cuda:0..N-1 when GPUs are visible, else CPU threads split between workers).
+- `submitit`: every unfinished (dataset, model, seed) becomes one job of an existing
+  scheduler (Slurm through submitit; `cluster="local"` runs jobs as local processes, as the
+  tests do). Result files are the only coordination point: they are written atomically and
+  a resubmitted sweep submits only what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from bench.config import RunConfig
+from bench.results import is_complete, load_result
+from bench.runner import SweepSummary, plan_runs, run_sweep
+
+_WORKER_DEVICE: Optional[str] = None  # set in each --jobs worker process
+
+
+@dataclass
+class SlurmOptions:
+    folder: str = "results/.submitit"  # job logs and pickles
+    cluster: Optional[str] = None  # None: Slurm if available, else local processes; "local" | "slurm" | "debug"
+    partition: Optional[str] = None
+    gpus_per_job: int = 0
+    cpus_per_job: int = 4
+    mem_gb: Optional[int] = None
+    time_min: int = 240
+    array_parallelism: int = 64
+    wait: bool = True
+
+
+def run_one(run: RunConfig, force: bool = False) -> str:
+    """One run in a fresh process (a cluster job or a --jobs worker). Returns its status."""
+    if _WORKER_DEVICE is not None and run.device == "auto":
+        run = dataclasses.replace(run, device=_WORKER_DEVICE)
+    summary = run_sweep([run], force=force, progress=False,
+                        log=lambda s: print(s, file=sys.stderr, flush=True))
+    return "error" if summary.failed else ("skipped" if summary.skipped else "ok")
+
+
+def _init_worker(devices, threads: int) -> None:
+    global _WORKER_DEVICE
+    _WORKER_DEVICE = devices.get()
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def summarize(runs: list[RunConfig], skipped: list[str]) -> SweepSummary:
+    """Read each run's result file back: the files, not the workers, say what happened."""
+    summary = SweepSummary(skipped=list(skipped))
+    for run in runs:
+        label = f"{run.dataset}/{run.run_name}/seed{run.seed}"
+        if label in summary.skipped:
+            continue
+        path = run.result_path()
+        if is_complete(path):
+            summary.ok.append(label)
+        elif path.exists():
+            summary.failed.append((label, load_result(path).get("error", {}).get("message", "error")))
+        else:
+            summary.failed.append((label, "no result file (job killed or still running)"))
+    return summary
+
+
+def launch(
+    runs: list[RunConfig], *, launcher: str = "local", jobs: int = 1, force: bool = False,
+    progress: bool = False, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    slurm: Optional[SlurmOptions] = None,
+) -> SweepSummary:
+    if launcher == "local" and jobs <= 1:
+        return run_sweep(runs, force=force, progress=progress, log=log)
+    plan_runs(runs)  # unknown models / config keys fail here, before anything is started
+    todo = [r for r in runs if force or not is_complete(r.result_path())]
+    skipped = [f"{r.dataset}/{r.run_name}/seed{r.seed}" for r in runs if r not in todo]
+    for label in skipped:
+        log(f"skip {label}: finished; --force reruns it")
+    if launcher == "local":
+        _run_parallel(todo, jobs, force, log)
+    elif launcher == "submitit":
+        jobs_submitted = submit(todo, slurm or SlurmOptions(), force, log)
+        if not (slurm or SlurmOptions()).wait:
+            log(f"submitted {len(jobs_submitted)} jobs; rerun the same command to collect/resubmit what is missing")
+            return SweepSummary(skipped=skipped)
+    else:
+        raise ValueError(f"unknown launcher '{launcher}' (local | submitit)")
+    return summarize(runs, skipped)
+
+
+def _devices(n: int, requested: str) -> list[str]:
+    import torch
+
+    if requested not in ("auto", "cuda") or not torch.cuda.is_available():
+        return [requested if requested != "auto" else "cpu"] * n
+    count = torch.cuda.device_count()
+    if n > count:
+        raise ValueError(f"--jobs {n} asks for one GPU per job, but {count} are visible")
+    return [f"cuda:{i}" for i in range(n)]
+
+
+def _run_parallel(todo: list[RunConfig], jobs: int, force: bool, log: Callable[[str], None]) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    if not todo:
+        return
+    ctx = mp.get_context("spawn")  # fresh interpreters: no forked CUDA or thread state
+    devices = ctx.Queue()
+    for d in _devices(jobs, todo[0].device):
+        devices.put(d)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(devices, threads)) as pool:
+        futures = {pool.submit(run_one, r, force): r for r in todo}
+        try:
+            for fut in as_completed(futures):
+                r = futures[fut]
+                try:
+                    log(f"finished {r.dataset}/{r.run_name}/seed{r.seed}: {fut.result()}")
+                except Exception as err:  # a crashed worker: the run has no result file
+                    log(f"worker failed on {r.dataset}/{r.run_name}/seed{r.seed}: {err}")
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def submit(todo: list[RunConfig], opts: SlurmOptions, force: bool, log: Callable[[str], None]) -> list:
+    """One scheduler job per run (a job array). Returns the submitit jobs."""
+    try:
+        import submitit
+    except ImportError:
+        raise RuntimeError("--launcher submitit needs submitit: pip install 'msabench[cluster]'") from None
+    if not todo:
+        return []
+    executor = submitit.AutoExecutor(folder=str(Path(opts.folder) / "%j"), cluster=opts.cluster)
+    params = dict(timeout_min=opts.time_min, cpus_per_task=opts.cpus_per_job, name="msabench")
+    if opts.gpus_per_job:
+        params["gpus_per_node"] = opts.gpus_per_job
+    if opts.mem_gb:
+        params["mem_gb"] = opts.mem_gb
+    if executor.cluster == "slurm":
+        params["slurm_array_parallelism"] = opts.array_parallelism
+        if opts.partition:
+            params["slurm_partition"] = opts.partition
+    executor.update_parameters(**params)
+    jobs = executor.map_array(run_one, todo, [force] * len(todo))
+    log(f"submitted {len(jobs)} job(s) to {executor.cluster} (logs: {opts.folder})")
+    if opts.wait:
+        for job, run in zip(jobs, todo):
+            try:
+                status = job.result()
+            except Exception as err:  # killed/cancelled/failed job: no result file, reported below
+                status = f"job failed: {type(err).__name__}"
+            log(f"job {job.job_id} {run.dataset}/{run.run_name}/seed{run.seed}: {status}")
+    return jobs
