@@ -75,7 +75,7 @@ class MulT(MSAModel):
         for m in "tav":
             others = [s for s in "tav" if s != m]
             pair = torch.cat([self.cross[m + s](seqs[m], seqs[s]) for s in others], dim=-1)
-            last[m] = self.memory[m](pair)[:, -1]
+            last[m] = self.memory[m](pair, last_only=True)[:, -1]  # MulT reads only the last step
         h = torch.cat([last["t"], last["a"], last["v"]], dim=-1)
         h_proj = self.head_fc2(F.dropout(F.relu(self.head_fc1(h)), cfg.out_dropout, self.training)) + h
         return ModelOutput(pred=self.out(h_proj), features={**last, "f": h})

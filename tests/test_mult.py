@@ -68,7 +68,46 @@ def test_mmsa_preset_values():
 def test_sequences_shorten_by_kernel_minus_one(synthetic):
     model = create_model("mult", "synthetic", "mmsa").eval()
     feats = {}
-    model.memory["t"].register_forward_hook(lambda mod, i, o: feats.update(t=o.shape))
+    model.cross["ta"].register_forward_hook(lambda mod, i, o: feats.update(t=o.shape))
     with torch.no_grad():
         model(synthetic.train.take(torch.arange(2)))
-    assert feats["t"] == (2, 46, 100)  # 50 - 5 + 1 steps, 2d wide
+    assert feats["t"] == (2, 46, 50)  # 50 - 5 + 1 steps, d wide
+
+
+def test_last_step_only_equals_full_computation():
+    """MulT reads only h[-1] of each memory transformer; computing the last layer for the last
+    step alone gives the same values."""
+    from models.layers.transformer import CrossModalTransformer
+
+    torch.manual_seed(0)
+    for source_len in (None, 5, 13):
+        stack = CrossModalTransformer(20, 4, 3, 0.3, 0.1, 0.1, 0.2, causal=True, positions=True).eval()
+        x = torch.randn(3, 9, 20)
+        src = torch.randn(3, source_len, 20) if source_len else None
+        with torch.no_grad():
+            full = stack(x, src)[:, -1:]
+            last = stack(x, src, last_only=True)
+        assert last.shape == (3, 1, 20) and torch.allclose(full, last, atol=1e-6)
+
+
+def test_cpu_attention_dropout_path():
+    """Explicit attention with fast dropout masks: drop rate p, reproducible under the torch
+    seed, and unbiased (the mean over many draws approaches the eval output)."""
+    from models.layers.transformer import dropout_mask
+
+    mask = dropout_mask((400, 500), 0.3, torch.device("cpu"))
+    assert mask.dtype == torch.bool and abs(mask.float().mean().item() - 0.3) < 0.005
+    torch.manual_seed(7)
+    a = dropout_mask((50, 50), 0.2, torch.device("cpu"))
+    torch.manual_seed(7)
+    assert torch.equal(a, dropout_mask((50, 50), 0.2, torch.device("cpu")))
+    torch.manual_seed(0)
+    attn = MultiheadAttention(16, 4, attn_dropout=0.5)
+    x, kv = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    mask = future_mask(5, 7, x.device)
+    with torch.no_grad():
+        ref = attn.eval()(x, kv, mask)
+        attn.train()
+        draws = torch.stack([attn(x, kv, mask) for _ in range(3000)])
+    assert not torch.allclose(draws[0], ref, atol=1e-3)  # dropout is active in training
+    assert torch.allclose(draws.mean(0), ref, atol=0.05)
