@@ -28,6 +28,10 @@ SHAPES: dict[str, dict[str, Any]] = {
 }
 
 
+SPLIT_KEYS = ("audio", "vision", "audio_lengths", "vision_lengths", "labels",
+              "text_ids", "text_mask", "text_segment", "text_feats", "text_lengths")
+
+
 def random_batch(shape: dict[str, Any], batch: int, task: str, seed: int = 0):
     import torch
 
@@ -136,22 +140,22 @@ def measure(name: str, dataset_shapes: str, batch: int, steps: int, warmup: int,
     epoch_ms = -(-n_train // batch) * row["step_ms_median"] + -(-n_valid // batch) * row["forward_ms_median"]
     row["epoch_ms_est"] = epoch_ms
     if name != "floor":
-        # exact Shapley on validation-sized data: 8 coalitions (7 passes + the full one reused)
-        reps = -(-n_valid // batch)
-        split = Split("perf", {k: torch.cat([getattr(b, k).cpu()] * reps)[:n_valid]
-                               for k in ("audio", "vision", "audio_lengths", "vision_lengths", "labels",
-                                         "text_ids", "text_mask", "text_segment", "text_feats", "text_lengths")},
-                      [str(i) for i in range(n_valid)])
+        # exact Shapley on validation-sized data: 8 coalitions in one pass (contribution curves)
         from bench.metrics import contribution_utility
 
-        t0 = time.perf_counter()
-        coalition_utilities(step_model, split, device, batch, lambda p, y: contribution_utility(task, p, y), amp)
-        _sync(device)
-        row["contributions_ms"] = (time.perf_counter() - t0) * 1000
+        def shapley_ms(n: int) -> float:
+            reps = -(-n // batch)
+            split = Split("perf", {key: torch.cat([getattr(b, key).cpu()] * reps)[:n] for key in SPLIT_KEYS},
+                          [str(i) for i in range(n)])
+            t0 = time.perf_counter()
+            coalition_utilities(step_model, split, device, batch, lambda p, y: contribution_utility(task, p, y), amp)
+            _sync(device)
+            return (time.perf_counter() - t0) * 1000
+
+        row["contributions_ms"] = shapley_ms(n_valid)
         row["contributions_share"] = row["contributions_ms"] / (epoch_ms + row["contributions_ms"])
-        sgm = getattr(step_model, "sgm_cost_ms", None)
-        if callable(sgm):  # models with Shapley-based training (PaSE) report their own per-epoch cost
-            row["sgm_ms"] = sgm(split, device, batch)
+        if getattr(step_model.cfg, "use_sgm", False):  # PaSE's SGM: the same 8 coalitions on its train subsample
+            row["sgm_ms"] = shapley_ms(min(step_model.cfg.sgm_subsample, n_train))
             row["sgm_share"] = row["sgm_ms"] / (epoch_ms + row["sgm_ms"])
     return row
 

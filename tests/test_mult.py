@@ -46,7 +46,7 @@ def test_fused_attention_equals_explicit_softmax_attention():
     attn = MultiheadAttention(20, 4).eval()
     x, kv = torch.randn(3, 7, 20), torch.randn(3, 9, 20)
     mask = future_mask(7, 9, x.device)
-    out = attn(x, kv, mask)
+    out = attn(x, kv, causal=True)
     w, b = attn.in_proj_weight, attn.in_proj_bias
     q, k, v = F.linear(x, w[:20], b[:20]), F.linear(kv, w[20:40], b[20:40]), F.linear(kv, w[40:], b[40:])
     split = lambda z: z.view(3, -1, 4, 5).transpose(1, 2)  # noqa: E731
@@ -90,24 +90,56 @@ def test_last_step_only_equals_full_computation():
         assert last.shape == (3, 1, 20) and torch.allclose(full, last, atol=1e-6)
 
 
+@pytest.mark.parametrize("t_q,t_k,causal", [(300, 300, True), (300, 170, True), (150, 260, True), (140, 90, False)])
+def test_blocked_attention_equals_dense_attention_with_the_same_dropout(monkeypatch, t_q, t_k, causal):
+    """The blocked CPU path computes dense masked attention with dropout: check it against the
+    dense formula, with dropout masks drawn by the same generator calls."""
+    import models.layers.transformer as tr
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, t, 4, requires_grad=True) for t in (t_q, t_k, t_k))
+    masks = []
+    real = tr.dropout_keep
+    monkeypatch.setattr(tr, "dropout_keep", lambda *a, **kw: masks.append(real(*a, **kw)) or masks[-1])
+    monkeypatch.setattr(tr, "CHUNK_ELEMENTS", 20_000)  # force several batch chunks and row blocks
+    out = tr.blocked_attention_with_dropout(q, k, v, 0.25, causal)
+    # rebuild the dense dropout mask from the blocks that were drawn (rows r0:r1, keys :lim)
+    full = torch.ones(3, 2, t_q, t_k)
+    it = iter(masks)
+    for r0 in range(0, t_q, tr.ROW_BLOCK):
+        r1 = min(t_q, r0 + tr.ROW_BLOCK)
+        lim = min(t_k, r1 + abs(t_k - t_q)) if causal else t_k
+        step = max(1, tr.CHUNK_ELEMENTS // (2 * (r1 - r0) * lim))
+        for i in range(0, 3, step):
+            full[i:i + step, :, r0:r1, :lim] = next(it).view(-1, 2, r1 - r0, lim)
+    scores = q @ k.transpose(-1, -2) / 2.0
+    if causal:
+        scores = scores.masked_fill(~future_mask(t_q, t_k, q.device), float("-inf"))
+    ref = (scores.softmax(-1) * full) @ v
+    assert torch.allclose(out, ref, atol=1e-5)
+    g_out = torch.autograd.grad(out.square().sum(), (q, k, v))
+    g_ref = torch.autograd.grad(ref.square().sum(), (q, k, v))
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g_out, g_ref))
+
+
 def test_cpu_attention_dropout_path():
     """Explicit attention with fast dropout masks: drop rate p, reproducible under the torch
     seed, and unbiased (the mean over many draws approaches the eval output)."""
-    from models.layers.transformer import dropout_mask
+    from models.layers.transformer import dropout_keep
 
-    mask = dropout_mask((400, 500), 0.3, torch.device("cpu"))
-    assert mask.dtype == torch.bool and abs(mask.float().mean().item() - 0.3) < 0.005
+    keep = dropout_keep((400, 500), 0.3, torch.device("cpu"))
+    assert keep.dtype == torch.float32 and torch.allclose(keep.unique(), torch.tensor([0.0, 1 / 0.7]))
+    assert abs((keep == 0).float().mean().item() - 0.3) < 0.005
     torch.manual_seed(7)
-    a = dropout_mask((50, 50), 0.2, torch.device("cpu"))
+    a = dropout_keep((50, 50), 0.2, torch.device("cpu"))
     torch.manual_seed(7)
-    assert torch.equal(a, dropout_mask((50, 50), 0.2, torch.device("cpu")))
+    assert torch.equal(a, dropout_keep((50, 50), 0.2, torch.device("cpu")))
     torch.manual_seed(0)
     attn = MultiheadAttention(16, 4, attn_dropout=0.5)
     x, kv = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
-    mask = future_mask(5, 7, x.device)
     with torch.no_grad():
-        ref = attn.eval()(x, kv, mask)
+        ref = attn.eval()(x, kv, causal=True)
         attn.train()
-        draws = torch.stack([attn(x, kv, mask) for _ in range(3000)])
+        draws = torch.stack([attn(x, kv, causal=True) for _ in range(3000)])
     assert not torch.allclose(draws[0], ref, atol=1e-3)  # dropout is active in training
     assert torch.allclose(draws.mean(0), ref, atol=0.05)

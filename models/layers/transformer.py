@@ -6,10 +6,11 @@ Layout is batch-first (B, T, d). Parameter shapes and initialisation follow MMSA
 only how the same function is computed:
 - attention runs through `scaled_dot_product_attention` (fused kernels, no attention map
   returned; MMSA computes head-averaged maps and discards them);
-- on CPU with attention dropout, where torch has no fused kernel, attention is computed
-  explicitly with the dropout mask drawn by `dropout_mask` (16-bit uniform draws from
-  numpy's PCG64, seeded from torch's generator: about 8x faster than torch's CPU
-  bernoulli), the causal mask applied in place, and the 1/(1-p) rescaling folded into V;
+- on CPU with attention dropout, where torch has no fused kernel,
+  `blocked_attention_with_dropout` computes the maps in cache-sized blocks, skips key
+  columns the causal mask hides, and draws dropout masks with `dropout_keep` (16-bit
+  uniform draws from numpy's PCG64, seeded from torch's generator: about 8x faster than
+  torch's CPU bernoulli);
 - `forward(..., last_only=True)` computes the final layer for the last time step only
   (MulT reads only `h[-1]` of each memory transformer; under the causal mask the last
   query sees every key, so this is exact).
@@ -57,17 +58,65 @@ def sinusoidal_positions(x: torch.Tensor) -> torch.Tensor:
     return table.to(x.dtype).unsqueeze(0) * not_pad
 
 
-def dropout_mask(shape: tuple[int, ...], p: float, device: torch.device) -> torch.Tensor:
-    """Bool mask, True where an element is DROPPED, each with probability p (to 2^-16).
+def dropout_keep(shape: tuple[int, ...], p: float, device: torch.device,
+                 rng: Optional[np.random.Generator] = None) -> torch.Tensor:
+    """Float32 dropout multiplier: 0 with probability p (to 2^-16), else 1/(1-p).
 
-    CPU: numpy PCG64 draws, seeded by one draw from torch's default generator (so
-    `torch.manual_seed` makes it reproducible); other devices: torch.rand.
+    CPU: numpy PCG64 draws (about 8x faster than torch's CPU bernoulli), from `rng` or from a
+    generator seeded by one draw of torch's default generator, so `torch.manual_seed` makes
+    it reproducible; other devices: torch.rand. Multiplying by a float mask is one
+    vectorised pass forward and backward (masked_fill copies, then fills: ~5x slower here).
     """
     if device.type != "cpu":
-        return torch.rand(shape, device=device) < p
-    seed = int(torch.randint(0, 2**62, (1,)).item())
-    draws = np.random.Generator(np.random.PCG64(seed)).integers(0, 1 << 16, size=shape, dtype=np.uint16)
-    return torch.from_numpy(draws < round(p * (1 << 16)))
+        return (torch.rand(shape, device=device) >= p).float().mul_(1.0 / (1.0 - p))
+    if rng is None:
+        rng = np.random.Generator(np.random.PCG64(int(torch.randint(0, 2**62, (1,)).item())))
+    draws = rng.integers(0, 1 << 16, size=shape, dtype=np.uint16)
+    return torch.from_numpy(np.multiply(draws >= round(p * (1 << 16)), 1.0 / (1.0 - p), dtype=np.float32))
+
+
+ROW_BLOCK = 128  # query rows per block in the CPU dropout path
+CHUNK_ELEMENTS = 4_000_000  # attention-map elements per block-chunk (~16 MB: stays in cache)
+
+
+def blocked_attention_with_dropout(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float, causal: bool
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + causal mask) with dropout, times v; (B, h, Tq, dh) in and out.
+
+    torch has no fused CPU kernel for attention with dropout, and the materialised maps of
+    MulT's long unaligned sequences (B x h x 496 x 496) make it memory-bound. So the map is
+    computed in blocks of `ROW_BLOCK` query rows and chunks of the batch sized to stay in
+    cache, the causal mask is fused into the score GEMM (baddbmm with an additive bias), key
+    columns that a row block cannot see under MulT's causal mask (j >= i + 1 + |Tk - Tq|) are
+    never computed, and dropout is a multiplication by `dropout_keep`. Same function as dense
+    attention with dropout; only the dropout draws differ.
+    """
+    b, h, t_q, dh = q.shape
+    t_k = k.shape[2]
+    offset = abs(t_k - t_q)
+    rng = np.random.Generator(np.random.PCG64(int(torch.randint(0, 2**62, (1,)).item())))
+    q = q * dh**-0.5
+    rows = []
+    for r0 in range(0, t_q, ROW_BLOCK):
+        r1 = min(t_q, r0 + ROW_BLOCK)
+        lim = min(t_k, r1 + offset) if causal else t_k  # keys visible to the block's last row
+        bias = None
+        if causal:
+            hidden = torch.arange(lim, device=q.device)[None, :] >= torch.arange(r0 + 1 + offset, r1 + 1 + offset, device=q.device)[:, None]
+            bias = torch.zeros(r1 - r0, lim, dtype=q.dtype, device=q.device).masked_fill_(hidden, float("-inf"))
+        step = max(1, CHUNK_ELEMENTS // (h * (r1 - r0) * lim))
+        chunks = []
+        for i in range(0, b, step):
+            qc = q[i : i + step, :, r0:r1].flatten(0, 1)
+            kc = k[i : i + step, :, :lim].flatten(0, 1).transpose(-1, -2)
+            scores = torch.baddbmm(bias, qc, kc) if bias is not None else torch.bmm(qc, kc)
+            attn = torch.softmax(scores, dim=-1)
+            if p > 0:
+                attn = attn * dropout_keep(scores.shape, p, q.device, rng)
+            chunks.append(torch.bmm(attn, v[i : i + step, :, :lim].flatten(0, 1)).view(-1, h, r1 - r0, dh))
+        rows.append(torch.cat(chunks) if len(chunks) > 1 else chunks[0])
+    return torch.cat(rows, dim=2) if len(rows) > 1 else rows[0]
 
 
 class MultiheadAttention(nn.Module):
@@ -85,8 +134,8 @@ class MultiheadAttention(nn.Module):
         nn.init.xavier_uniform_(self.out_proj.weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, x: torch.Tensor, kv: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """x (B, Tq, d) attends to kv (B, Tk, d); mask (Tq, Tk) bool, True = may attend."""
+    def forward(self, x: torch.Tensor, kv: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        """x (B, Tq, d) attends to kv (B, Tk, d), under MulT's causal mask when `causal`."""
         b, t, d = x.shape
         w, bias, h = self.in_proj_weight, self.in_proj_bias, self.heads
 
@@ -97,13 +146,10 @@ class MultiheadAttention(nn.Module):
         k = heads_of(F.linear(kv, w[d : 2 * d], bias[d : 2 * d]))
         v = heads_of(F.linear(kv, w[2 * d :], bias[2 * d :]))
         p = self.attn_dropout if self.training else 0.0
-        if p > 0 and x.device.type == "cpu":
-            scores = torch.matmul(q * (d // h) ** -0.5, k.transpose(-1, -2))
-            if mask is not None:
-                scores.masked_fill_(~mask, float("-inf"))
-            attn = torch.softmax(scores, dim=-1).masked_fill(dropout_mask(scores.shape, p, x.device), 0.0)
-            out = torch.matmul(attn, v * (1.0 / (1.0 - p)))
+        if x.device.type == "cpu" and self.training:
+            out = blocked_attention_with_dropout(q, k, v, p, causal)
         else:
+            mask = future_mask(t, kv.shape[1], x.device) if causal else None
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return self.out_proj(out.transpose(1, 2).reshape(b, t, d))
 
@@ -120,14 +166,13 @@ class CrossModalLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, kv: Optional[torch.Tensor] = None, last_only: bool = False) -> torch.Tensor:
         """x (B, T, d) attends to kv (B, S, d), or to itself when kv is None. With `last_only`,
-        only the last query position is computed (it sees every key under the causal mask)."""
+        only the last query position is computed: it sees every key under the causal mask
+        (j < (T - 1) + 1 + |S - T| covers every j), so no mask is needed."""
         source = self.ln_attn(kv if kv is not None else x)
         if last_only:
             x = x[:, -1:]
-            mask = None  # the last query sees all keys: j < (T - 1) + 1 + |S - T| covers every j
-        else:
-            mask = future_mask(x.shape[1], source.shape[1], x.device) if self.causal else None
-        h = self.attn(self.ln_attn(x) if kv is not None or last_only else source, source, mask)
+        query = self.ln_attn(x) if kv is not None or last_only else source
+        h = self.attn(query, source, causal=self.causal and not last_only)
         x = x + F.dropout(h, self.res_dropout, self.training)
         h = F.dropout(F.relu(self.fc1(self.ln_ffn(x))), self.relu_dropout, self.training)
         return x + F.dropout(self.fc2(h), self.res_dropout, self.training)
