@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from bench.config import RunConfig
 from bench.data import DataError, MSAData, load_dataset
-from bench.results import SCHEMA_VERSION, environment, is_complete, write_json_atomic
+from bench.results import SCHEMA_VERSION, environment, is_complete, load_result, write_json_atomic
 
 
 @dataclass
@@ -35,6 +35,19 @@ class SweepSummary:
     ok: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def config_changes(p: PlannedRun) -> list[str]:
+    """Model-config fields whose recorded value in the finished result file differs from the
+    config this run would use now (e.g. another --text-encoder or --epochs)."""
+    import json
+
+    try:
+        recorded = load_result(p.run.result_path())["config"]["model"]
+    except (OSError, KeyError, ValueError):
+        return []
+    now = json.loads(json.dumps(dataclasses.asdict(p.model_config)))  # tuples -> lists, as stored
+    return sorted(k for k in now if recorded.get(k) != now[k])
 
 
 def plan_runs(runs: list[RunConfig]) -> list[PlannedRun]:
@@ -187,7 +200,10 @@ def run_sweep(
     for p in planned:
         if not force and is_complete(p.run.result_path()):
             summary.skipped.append(p.label)
-            log(f"skip {p.label}: finished ({p.run.result_path()}); --force reruns it")
+            changed = config_changes(p)
+            note = (f"; NOTE: it was run with a different {', '.join(changed)} - --force overwrites it, "
+                    "--variant NAME keeps both") if changed else "; --force reruns it"
+            log(f"skip {p.label}: finished ({p.run.result_path()}){note}")
         else:
             todo.append(p)
     # load every dataset the remaining runs need, once, and check each model against it

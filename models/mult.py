@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import ModelConfig, ModelOutput, MSAModel
-from models.layers.transformer import CrossModalTransformer
+from models.layers.transformer import CrossModalTransformer, dropout
 from models.registry import register_model
 
 
@@ -66,7 +66,7 @@ class MulT(MSAModel):
 
     def forward(self, batch) -> ModelOutput:
         cfg = self.cfg
-        text = F.dropout(batch.text_feats, cfg.text_dropout, self.training)
+        text = dropout(batch.text_feats, cfg.text_dropout, self.training)
         seqs = {}
         for m, x in (("t", text), ("a", batch.audio), ("v", batch.vision)):
             # Conv1d wants (B, C, T); the transformers run batch-first (B, T, d)
@@ -77,7 +77,7 @@ class MulT(MSAModel):
             pair = torch.cat([self.cross[m + s](seqs[m], seqs[s]) for s in others], dim=-1)
             last[m] = self.memory[m](pair, last_only=True)[:, -1]  # MulT reads only the last step
         h = torch.cat([last["t"], last["a"], last["v"]], dim=-1)
-        h_proj = self.head_fc2(F.dropout(F.relu(self.head_fc1(h)), cfg.out_dropout, self.training)) + h
+        h_proj = self.head_fc2(dropout(F.relu(self.head_fc1(h)), cfg.out_dropout, self.training)) + h
         return ModelOutput(pred=self.out(h_proj), features={**last, "f": h})
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
@@ -140,7 +140,7 @@ _PAPER_IEMOCAP = MulTConfig(
 # synthetic "demo" (harness decision): MOSEI's width (d=30, 6 heads) at depth 2 on MOSI dims, so one
 # CPU epoch takes seconds, not a minute; MMSA MOSI dropouts and optimiser; no accumulation.
 _DEMO = replace(_MMSA_MOSI, d=30, heads=6, layers=2, batch_size=32, grad_accum_steps=1,
-                scheduler_patience=2, max_epochs=6, early_stop_patience=3)
+                scheduler_patience=2, max_epochs=5, early_stop_patience=2)
 
 PRESETS = {
     ("mosi", "mmsa"): _MMSA_MOSI,

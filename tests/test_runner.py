@@ -51,6 +51,9 @@ def test_finished_runs_are_skipped_and_force_reruns(finished):
     s = run_sweep(_runs(finished), log=logs.append)
     assert s.skipped == ["synthetic/late_fusion/seed1111"] and not s.ok
     assert path.read_text() == before and any("skip" in line for line in logs)
+    logs.clear()
+    run_sweep(_runs(finished, epochs=3), log=logs.append)  # a finished run with another config
+    assert any("different max_epochs" in line and "--variant" in line for line in logs), logs
     s = run_sweep(_runs(finished), force=True, log=lambda s: None)
     assert s.ok == ["synthetic/late_fusion/seed1111"]
     assert json.loads(path.read_text())["date"] >= json.loads(before)["date"]

@@ -75,6 +75,15 @@ def dropout_keep(shape: tuple[int, ...], p: float, device: torch.device,
     return torch.from_numpy(np.multiply(draws >= round(p * (1 << 16)), 1.0 / (1.0 - p), dtype=np.float32))
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """F.dropout, with the CPU mask drawn by `dropout_keep` (torch's CPU bernoulli is slow)."""
+    if not training or p == 0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, True)
+    return x * dropout_keep(x.shape, p, x.device)
+
+
 ROW_BLOCK = 128  # query rows per block in the CPU dropout path
 CHUNK_ELEMENTS = 4_000_000  # attention-map elements per block-chunk (~16 MB: stays in cache)
 
@@ -173,9 +182,9 @@ class CrossModalLayer(nn.Module):
             x = x[:, -1:]
         query = self.ln_attn(x) if kv is not None or last_only else source
         h = self.attn(query, source, causal=self.causal and not last_only)
-        x = x + F.dropout(h, self.res_dropout, self.training)
-        h = F.dropout(F.relu(self.fc1(self.ln_ffn(x))), self.relu_dropout, self.training)
-        return x + F.dropout(self.fc2(h), self.res_dropout, self.training)
+        x = x + dropout(h, self.res_dropout, self.training)
+        h = dropout(F.relu(self.fc1(self.ln_ffn(x))), self.relu_dropout, self.training)
+        return x + dropout(self.fc2(h), self.res_dropout, self.training)
 
 
 class CrossModalTransformer(nn.Module):
@@ -204,7 +213,7 @@ class CrossModalTransformer(nn.Module):
         h = self.scale * x
         if self.positions:
             h = h + sinusoidal_positions(x)
-        return F.dropout(h, self.embed_dropout, self.training)
+        return dropout(h, self.embed_dropout, self.training)
 
     def forward(self, x: torch.Tensor, source: Optional[torch.Tensor] = None, last_only: bool = False) -> torch.Tensor:
         """(B, T, d) -> (B, T, d); with `last_only`, (B, 1, d): the last time step, computed
