@@ -90,7 +90,7 @@ def measure(name: str, dataset_shapes: str, batch: int, steps: int, warmup: int,
     torch.manual_seed(0)
     shape = SHAPES[dataset_shapes]
     if name == "floor":
-        model, step_model = _floor_model(device)
+        step_model = _floor_model(device)
         task = "regression"
     else:
         from models.registry import get_model_entry, resolve_config
@@ -99,9 +99,8 @@ def measure(name: str, dataset_shapes: str, batch: int, steps: int, warmup: int,
         fields = {f.name for f in dataclasses.fields(entry.config_cls)}
         over = {"text_encoder": "bert-base"} if "text_encoder" in fields else {}
         cfg = resolve_config(name, dataset_shapes, None, **over)
-        model = entry.builder(cfg).to(device)
+        step_model = entry.builder(cfg).to(device)
         task = cfg.task
-        step_model = model
     b = random_batch(shape, batch, task).to(device)
     opt = build_optimizer(step_model) if name != "floor" else torch.optim.Adam(step_model.parameters(), lr=1e-5)
 
@@ -183,8 +182,7 @@ def _floor_model(device):
         def loss(self, out, b):
             return {"total": torch.nn.functional.l1_loss(out.view(-1), b.labels.view(-1).float())}
 
-    m = Floor().to(device)
-    return m, m
+    return Floor().to(device)
 
 
 def _worker(args: tuple, queue) -> None:

@@ -36,8 +36,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
+from models.bert_text import UNSUPPORTED, bert_preset_table
 from models.layers.text_encoder import build_text_encoder, split_no_decay
-from models.bert_text import UNSUPPORTED
 from models.registry import register_model
 
 ULGM_EPS = 1e-8  # MIN in trains/multiTask/SELF_MM.py update_labels
@@ -323,15 +323,7 @@ _IEMOCAP = dict(task="iemocap", n_out=8, use_ulgm=False)  # §4: MOSEI presets, 
 _DEMO = replace(_MMSA_MOSI, text_encoder="tiny", text_vocab_size=2048, lr_bert=5e-4,
                 batch_size=32, grad_accum_steps=2, max_epochs=4, early_stop_patience=2)
 
-PRESETS = {
-    ("mosi", "mmsa"): _MMSA_MOSI,
-    ("mosei", "mmsa"): _MMSA_MOSEI,
-    ("mosi", "paper"): _PAPER_MOSI,
-    ("mosei", "paper"): _PAPER_MOSEI,
-    ("iemocap", "mmsa"): replace(_MMSA_MOSEI, **_IEMOCAP),
-    ("iemocap", "paper"): replace(_PAPER_MOSEI, **_IEMOCAP),
-    ("synthetic", "demo"): _DEMO,
-}
+PRESETS = bert_preset_table(_MMSA_MOSI, _MMSA_MOSEI, _PAPER_MOSI, _PAPER_MOSEI, _IEMOCAP, _DEMO)
 
 
 @register_model("self_mm", config=SelfMMConfig, presets=PRESETS, default_preset="mmsa", unsupported=UNSUPPORTED)
