@@ -15,6 +15,7 @@ from torch import nn
 
 from bench.batch import lengths_mask
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
+from models.layers.seq_encoder import masked_mean
 from models.registry import register_model
 
 
@@ -28,8 +29,7 @@ class LateFusionConfig(ModelConfig):
 
 
 def _masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    m = lengths_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
-    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+    return masked_mean(x, lengths_mask(lengths, x.shape[1]))
 
 
 class LateFusion(MSAModel):
