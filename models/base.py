@@ -5,8 +5,12 @@ A model is an `MSAModel` (an nn.Module) built from a `ModelConfig` dataclass:
   IEMOCAP (4 emotions x (absent, present));
 - `loss(output, batch) -> {"total": ..., named parts}`: the model owns its loss;
 - `param_groups()` -> optimizer groups; `modality_params()` -> parameters per modality branch;
-- hooks `on_epoch_start`, `on_epoch_end`, `after_backward`: the only way a model changes
-  training behaviour; `summary()` adds model-specific fields to the result file.
+- hooks `on_epoch_start`, `on_epoch_end`, `after_backward`, `on_stage_start`: the only way a
+  model changes training behaviour; `summary()` adds model-specific fields to the result file;
+- optional `stages()` -> ordered `Stage`s for multi-stage methods (ConFEDE, MFON): the trainer
+  runs them in order, each selected on validation, the next starting from the previous
+  stage's selected state; `self.stage` names the stage being trained or evaluated (None for
+  a model without stages), so `forward` and `loss` can branch on it.
 
 Training settings live in the same config as the architecture, so one preset states
 everything a run needs and one `--set key=value` reaches any of it.
@@ -15,7 +19,7 @@ everything a run needs and one `--set key=value` reaches any of it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +65,31 @@ class ModelConfig:
     selection_metric: str = "loss"  # validation key for model selection (baselines.md §0: lowest valid loss)
 
 
+INHERIT: Any = "inherit"  # a Stage field left at INHERIT takes the model config's value
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a multi-stage method (DESIGN §4, seed-baselines README decision 6).
+
+    The trainer sets `model.stage = name`, freezes every parameter not in `trainable()`,
+    builds the optimizer from `param_groups()` (default: the model's groups restricted to the
+    trainable parameters), trains with `loss` (default `model.loss`) for at most
+    `max_epochs` (always capped by the config's `max_epochs`, so `--epochs N` caps every
+    stage), early-stops and selects on validation `selection_metric`, then loads the
+    selected state before the next stage starts. The test split is scored once, after the last.
+    """
+
+    name: str
+    trainable: Optional[Callable[[], Iterable[nn.Parameter]]] = None  # None: every parameter trainable as built
+    param_groups: Optional[Callable[[], list[dict[str, Any]]]] = None  # None: model.param_groups() ∩ trainable
+    loss: Optional[Callable[["ModelOutput", "Batch"], dict[str, torch.Tensor]]] = None  # None: model.loss
+    max_epochs: Any = INHERIT  # int; INHERIT: cfg.max_epochs
+    early_stop_patience: Any = INHERIT  # int | None (run every epoch); INHERIT: cfg.early_stop_patience
+    selection_metric: Any = INHERIT  # a bench.metrics key; INHERIT: cfg.selection_metric
+    contributions: bool = True  # Shapley values on validation each epoch (off for unimodal pre-training)
+
+
 @dataclass
 class ModelOutput:
     pred: torch.Tensor  # (B, 1) regression or (B, 8) IEMOCAP logits
@@ -84,6 +113,7 @@ class MSAModel(nn.Module):
 
     cfg: ModelConfig
     modalities: tuple[str, ...] = MODALITIES  # the modalities the model reads (bert_text: text only)
+    stage: Optional[str] = None  # the Stage being trained/evaluated; None: a model without stages
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -129,6 +159,15 @@ class MSAModel(nn.Module):
 
     def on_epoch_end(self, epoch: int, state: Any) -> dict[str, Any]:
         """Called after validation; returns fields for that epoch's history."""
+        return {}
+
+    def stages(self) -> list[Stage]:
+        """Ordered training stages; [] (the default) trains once with the config's settings."""
+        return []
+
+    def on_stage_start(self, stage: Stage, state: Any) -> dict[str, Any]:
+        """Called before a stage's first epoch (e.g. ConFEDE builds its retriever from the
+        training split); returns fields for that stage's record."""
         return {}
 
     def after_backward(self, step: int) -> None:
