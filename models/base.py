@@ -44,7 +44,11 @@ class ModelConfig:
     n_out: int = 1  # 1 for regression, 8 = 4 emotions x 2 logits for IEMOCAP
     dims: tuple[int, int, int] = (768, 5, 20)  # t/a/v input dims; MMSA MOSI (config_regression.json)
     text_input: str = "features"  # "features" (pre-extracted `text`) | "ids" (`text_bert` token ids)
+    #   | "raw_text" (token ids made from `raw_text` by the --text-encoder folder's tokenizer)
+    text_max_length: Optional[int] = None  # raw_text only: max tokens incl. [CLS]/[SEP] (dynamic padding)
     setting: str = "unaligned"  # which MMSA pickle the model reads: aligned_50 | unaligned_50
+    dims_from_data: bool = False  # True: the runner takes audio/vision widths from the data file
+    #   (models whose official widths are MAG's 74/47 but that also run on MMSA pickles)
     # optimisation (the trainer reads these; presets give their sources)
     optimizer: str = "adam"  # adam (coupled L2) | adamw (decoupled)
     lr: float = 1e-3
