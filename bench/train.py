@@ -1,12 +1,15 @@
 """The one trainer (DESIGN §4). Every model trains here; models change behaviour only
-through their own `loss()` and hooks.
+through their own `loss()`, hooks and (multi-stage methods) `stages()`.
 
-Stages, per run:
-  seed everything -> optimizer from the model's param groups -> per epoch: train
+Per run:
+  seed everything -> for each stage (a model without stages is one stage): freeze what the
+  stage does not train, optimizer from its param groups -> per epoch: `train_epoch`
   (gradient accumulation that also applies the trailing batches, clipping, bf16 autocast on
-  CUDA) -> validate -> Shapley contributions on validation -> early stopping on the declared
-  validation key, best state kept in memory -> after training, test ONCE with the best
-  state. The test split is not touched before that.
+  CUDA) -> `validate_epoch` (every modality coalition in the same pass, for the Shapley
+  contributions) -> `_Selection` on the stage's validation key, best state kept in memory
+  -> early stopping -> the selected state is loaded and handed to the next stage ->
+  after the last stage, `test_once` with that state. The test split is not touched before.
+  A run that completes no epoch, or never sees a finite validation value, is an error.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from bench.batch import MODALITIES
 from bench.data.base import MSAData, Split
 from bench.metrics import METRICS, compute_metrics, contribution_utility, iemocap_majority_baseline
 from bench.shapley import coalition_key, coalitions, shapley_from_fn
-from models.base import MSAModel, count_parameters, task_loss
+from models.base import INHERIT, MSAModel, Stage, count_parameters, task_loss
 
 
 class TrainingError(RuntimeError):
@@ -137,8 +140,9 @@ class TrainState:
     seed: int
     amp: bool
     epoch: int = 0
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # of the stage being trained
     valid_metrics: dict[str, float] = field(default_factory=dict)  # of the epoch just validated
+    stage: Optional[str] = None  # the Stage being trained (None: a model without stages)
 
     def predict(self, split: Split, drop: frozenset = frozenset()) -> tuple[torch.Tensor, float]:
         return predict(self.model, split, self.device, _eval_batch_size(self.model), drop, self.amp)
@@ -154,9 +158,13 @@ def _eval_batch_size(model: MSAModel) -> int:
     return model.cfg.eval_batch_size or model.cfg.batch_size
 
 
-def build_optimizer(model: MSAModel) -> torch.optim.Optimizer:
+def build_optimizer(model: MSAModel, groups: Optional[list[dict[str, Any]]] = None) -> torch.optim.Optimizer:
+    """The optimizer over `groups` (default: the model's `param_groups()`), restricted to the
+    parameters that train now (a stage freezes the rest; groups left empty are dropped)."""
     cfg = model.cfg
-    groups = model.param_groups()
+    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]}
+              for g in (model.param_groups() if groups is None else groups)]
+    groups = [g for g in groups if g["params"]]
     seen: set[int] = set()
     for g in groups:
         ids = {id(p) for p in g["params"]}
@@ -177,7 +185,8 @@ def build_optimizer(model: MSAModel) -> torch.optim.Optimizer:
     return opt
 
 
-def build_scheduler(model: MSAModel, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+def build_scheduler(model: MSAModel, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+                    max_epochs: Optional[int] = None):
     cfg = model.cfg
     if cfg.scheduler is None:
         return None
@@ -186,7 +195,7 @@ def build_scheduler(model: MSAModel, optimizer: torch.optim.Optimizer, steps_per
             optimizer, mode="min", factor=cfg.scheduler_factor, patience=cfg.scheduler_patience
         )
     if cfg.scheduler == "linear_warmup":
-        total = max(1, steps_per_epoch * cfg.max_epochs)
+        total = max(1, steps_per_epoch * (cfg.max_epochs if max_epochs is None else max_epochs))
         warm = int(cfg.warmup_ratio * total)
         return torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: (s + 1) / max(1, warm) if s < warm else max(0.0, (total - s) / max(1, total - warm))
@@ -204,8 +213,231 @@ def _peak_memory(device: torch.device) -> int:
 
 def _is_better(value: float, best: Optional[float], higher: bool, min_delta: float) -> bool:
     if best is None:
-        return not math.isnan(value)
+        return math.isfinite(value)
     return value >= best + min_delta if higher else value <= best - min_delta
+
+
+# -- one run: shared context, stages, selection -----------------------------------------------
+@dataclass
+class _Run:
+    """The objects every stage of one run shares."""
+
+    model: MSAModel
+    data: MSAData
+    state: TrainState
+    contributions: bool
+    progress: bool
+    log: Callable[[str], None]
+    detect_anomaly: bool
+    on_epoch: Optional[Callable[[dict], None]]
+    order_gen: torch.Generator  # data order: seeded, independent of model RNG use
+    step: int = 0  # optimizer steps over all stages
+    got_grad: set[str] = field(default_factory=set)  # parameters that ever received a gradient
+    nondeterministic: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _StageSettings:
+    """A Stage with every INHERIT resolved from the model config."""
+
+    stage: Stage
+    max_epochs: int
+    patience: Optional[int]
+    sel_key: str
+    higher: bool
+
+    @classmethod
+    def of(cls, stage: Stage, cfg) -> "_StageSettings":
+        pick = lambda v, default: default if v is INHERIT else v  # noqa: E731
+        sel_key = pick(stage.selection_metric, cfg.selection_metric)
+        if sel_key not in METRICS:
+            raise ValueError(f"selection_metric '{sel_key}' is not a known metric ({', '.join(METRICS)})")
+        # cfg.max_epochs caps every stage, so --epochs N bounds each stage of a staged model too
+        max_epochs = min(pick(stage.max_epochs, cfg.max_epochs), cfg.max_epochs)
+        return cls(stage, max_epochs, pick(stage.early_stop_patience, cfg.early_stop_patience),
+                   sel_key, METRICS[sel_key].higher_is_better)
+
+
+@dataclass
+class _Selection:
+    """The best validation epoch of a stage so far and its state (kept on the CPU)."""
+
+    higher: bool
+    min_delta: float
+    value: Optional[float] = None
+    epoch: int = -1
+    valid: dict = field(default_factory=dict)
+    state: Optional[dict] = None
+    since_best: int = 0
+
+    def update(self, value: float, epoch: int, valid: dict, model: MSAModel) -> None:
+        if _is_better(value, self.value, self.higher, self.min_delta):
+            self.value, self.epoch, self.valid, self.since_best = value, epoch, dict(valid), 0
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            self.since_best += 1
+
+
+@contextlib.contextmanager
+def _frozen_except(model: MSAModel, stage: Stage):
+    """Inside: only `stage.trainable()` (default: everything trainable as built) trains."""
+    built = {n: p.requires_grad for n, p in model.named_parameters()}
+    if stage.trainable is not None:
+        keep = {id(p) for p in stage.trainable()}
+        for p in model.parameters():
+            p.requires_grad_(p.requires_grad and id(p) in keep)
+    try:
+        yield
+    finally:
+        for n, p in model.named_parameters():
+            p.requires_grad_(built[n])
+
+
+def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler, epoch: int) -> dict[str, Any]:
+    """One pass over the training split; returns the epoch's `train` loss means."""
+    model, data, cfg = run.model, run.data, run.model.cfg
+    device, amp = run.state.device, run.state.amp
+    loss_fn = s.stage.loss or model.loss
+    accum = max(1, cfg.grad_accum_steps)
+    n_batches = data.train.num_batches(cfg.batch_size)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in trainable]
+    model.train()
+    sums: dict[str, torch.Tensor] = {}
+    optimizer.zero_grad(set_to_none=True)
+    batches = data.train.batches(cfg.batch_size, shuffle=True, generator=run.order_gen)
+    bar = _progress(batches, n_batches, f"{s.stage.name + ' ' if model.stage else ''}ep {epoch}", run.progress)
+    with warnings.catch_warnings(record=True) as caught, torch.autograd.set_detect_anomaly(run.detect_anomaly):
+        warnings.simplefilter("always")
+        for i, batch in enumerate(bar):
+            batch = batch.to(device, non_blocking=True)
+            with autocast(device, amp):
+                out = model(batch)
+                parts = loss_fn(out, batch)
+            loss = parts["total"]
+            loss_value = loss.item()  # one sync per batch: needed to stop at once on NaN/inf
+            if not math.isfinite(loss_value):
+                raise TrainingError(
+                    f"non-finite loss ({loss_value}) at epoch {epoch}, step {run.step}, batch {i}"
+                    + (f", stage {model.stage}" if model.stage else ""),
+                    epoch=epoch, step=run.step, batch=i, last_valid_metrics=run.state.valid_metrics or None,
+                )
+            loss.backward()
+            model.after_backward(run.step)
+            if cfg.clip_grad_value is not None:  # MMSA MulT: after every backward
+                torch.nn.utils.clip_grad_value_(params, cfg.clip_grad_value)
+            for k, v in parts.items():  # device-side sums: no extra sync per batch
+                sums[k] = sums[k] + v.detach().float() if k in sums else v.detach().float()
+            if (i + 1) % accum == 0 or i + 1 == n_batches:
+                if cfg.clip_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
+                if len(run.got_grad) < len(trainable):
+                    run.got_grad.update(n for n, p in trainable if p.grad is not None)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                run.step += 1
+                if cfg.scheduler == "linear_warmup":
+                    scheduler.step()
+            if run.progress and i % 10 == 0:
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+    for w in caught:  # record nondeterministic kernels; show every other warning as usual
+        if "deterministic" in str(w.message):
+            run.nondeterministic.append(str(w.message).splitlines()[0])
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return {k: float(v) / n_batches for k, v in sums.items()}
+
+
+def validate_epoch(run: _Run, s: _StageSettings, record: dict[str, Any]) -> dict[str, float]:
+    """Validation metrics (and, in the same pass, every modality coalition) into `record`."""
+    model, data, cfg = run.model, run.data, run.model.cfg
+    shapley = run.contributions and s.stage.contributions
+    results = evaluate(model, data.valid, run.state.device, _eval_batch_size(model),
+                       COALITIONS if shapley else (ALL,), run.state.amp)
+    val_preds, val_loss = results[ALL]
+    valid = compute_metrics(cfg.task, val_preds.numpy(), data.valid.labels.numpy())
+    valid["loss"] = round(val_loss, cfg.val_loss_decimals) if cfg.val_loss_decimals is not None else val_loss
+    record["valid"] = valid
+    if shapley:  # exact Shapley values of -MAE / accuracy on validation
+        utilities, values = shapley_of(results, data.valid.labels, _utility(cfg.task))
+        record["contributions"] = {"split": "valid", "utility": utilities, "shapley": values}
+    return valid
+
+
+def run_stage(run: _Run, stage: Stage) -> dict[str, Any]:
+    """Train one stage with selection on validation; leaves the selected state loaded.
+    Returns the stage's record (history, best epoch, selection, time)."""
+    model, state, cfg = run.model, run.state, run.model.cfg
+    s = _StageSettings.of(stage, cfg)
+    staged = model.stage is not None
+    with _frozen_except(model, stage):
+        optimizer = build_optimizer(model, stage.param_groups() if stage.param_groups else None)
+        steps_per_epoch = -(-run.data.train.num_batches(cfg.batch_size) // max(1, cfg.grad_accum_steps))
+        scheduler = build_scheduler(model, optimizer, steps_per_epoch, s.max_epochs)
+        state.optimizer, state.history, state.stage = optimizer, [], model.stage
+        info = (model.on_stage_start(stage, state) or {}) if staged else {}
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        best = _Selection(s.higher, cfg.min_delta)
+        train_time, per_epoch_s = 0.0, []
+        for epoch in range(s.max_epochs):
+            t_epoch = time.perf_counter()
+            state.epoch = epoch
+            record: dict[str, Any] = {"epoch": epoch, **({"stage": stage.name} if staged else {})}
+            record.update(model.on_epoch_start(epoch, state) or {})
+            record["train"] = train_epoch(run, s, optimizer, scheduler, epoch)
+            train_time += time.perf_counter() - t_epoch
+            record["lr"] = state.group_lrs()
+            valid = state.valid_metrics = validate_epoch(run, s, record)
+            record.update(model.on_epoch_end(epoch, state) or {})
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(valid["loss"])
+            best.update(valid[s.sel_key], epoch, valid, model)  # select on validation only
+            record["time_s"] = time.perf_counter() - t_epoch
+            per_epoch_s.append(record["time_s"])
+            state.history.append(record)
+            run.log(_epoch_line(record, s.sel_key))
+            if run.on_epoch is not None:
+                run.on_epoch(record)
+            if s.patience is not None and best.since_best >= s.patience:
+                break
+    where = f" in stage '{stage.name}'" if staged else ""
+    if not state.history:
+        raise TrainingError(f"no training epoch completed{where} (max_epochs={s.max_epochs}); nothing to select or test")
+    if best.state is None:
+        raise TrainingError(f"validation {s.sel_key} was never finite{where} ({len(state.history)} epochs); "
+                            "no state to select", last_valid_metrics=state.valid_metrics)
+    model.load_state_dict(best.state)
+    return {
+        "name": stage.name, "history": state.history, "best_epoch": best.epoch, "epochs_run": len(state.history),
+        "selection": {"key": s.sel_key, "higher_is_better": s.higher, "value": best.value},
+        "valid": best.valid, "params_trainable": trainable, "train_s": train_time, "per_epoch_s": per_epoch_s,
+        **({"info": info} if info else {}),
+    }
+
+
+def test_once(run: _Run, robustness: bool) -> dict[str, Any]:
+    """The test split, scored once with the selected state (every coalition if `robustness`)."""
+    model, data, task = run.model, run.data, run.model.cfg.task
+    results = evaluate(model, data.test, run.state.device, _eval_batch_size(model),
+                       COALITIONS if robustness else (ALL,), run.state.amp)
+    test_preds, test_loss = results[ALL]
+    labels = data.test.labels.numpy()
+    test = compute_metrics(task, test_preds.numpy(), labels)
+    test["loss"] = test_loss
+    out: dict[str, Any] = {"metrics": {"test": test}}
+    if robustness:  # the same selected state under every modality coalition (no extra training)
+        per_coalition = {}
+        for c in COALITIONS:
+            if c:  # the empty coalition only enters the utilities
+                m = test if c == ALL else compute_metrics(task, results[c][0].numpy(), labels)
+                m.setdefault("loss", results[c][1])
+                per_coalition[coalition_key(c)] = m
+        utilities, shapley = shapley_of(results, data.test.labels, _utility(task))
+        out["robustness"] = {"split": "test", "coalitions": per_coalition, "utility": utilities, "shapley": shapley}
+    preds_list = test_preds.reshape(-1).tolist() if task == "regression" else test_preds.tolist()
+    out["predictions"] = {"split": "test", "ids": list(data.test.ids), "labels": data.test.labels.tolist(),
+                          "preds": preds_list}
+    return out
 
 
 def train_and_test(
@@ -220,165 +452,69 @@ def train_and_test(
     progress: bool = False,
     log: Callable[[str], None] = lambda s: None,
     detect_anomaly: bool = False,
+    on_epoch: Optional[Callable[[dict], None]] = None,
+    test: bool = True,
 ) -> dict[str, Any]:
-    """Train with selection on validation, then test once. Returns the result-file fields
-    that depend on training (metrics, history, timings, params, predictions)."""
-    cfg = model.cfg
-    task = cfg.task
+    """Train each stage with selection on validation, then test once. Returns the
+    result-file fields that depend on training (metrics, history, timings, params, predictions).
+
+    `on_epoch(record)` is called after every validated epoch (an exception it raises, e.g. a
+    tuner's prune signal, propagates); `test=False` never touches the test split (tuning trials).
+    """
     wall_start = time.perf_counter()
-    # -- setup: seed, device, optimizer ------------------------------------------------
+    # -- setup: seed, device, optimizer per stage ----------------------------------------
     seed_everything(seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model.to(device)
-    optimizer = build_optimizer(model)
-    accum = max(1, cfg.grad_accum_steps)
-    n_batches = data.train.num_batches(cfg.batch_size)
-    steps_per_epoch = -(-n_batches // accum)  # the trailing partial group is a step too
-    scheduler = build_scheduler(model, optimizer, steps_per_epoch)
-    order_gen = torch.Generator().manual_seed(seed)  # data order: seeded, independent of model RNG use
-    state = TrainState(model, optimizer, data, device, seed, amp)
-    sel_key = cfg.selection_metric
-    if sel_key not in METRICS:
-        raise ValueError(f"selection_metric '{sel_key}' is not a known metric ({', '.join(METRICS)})")
-    higher = METRICS[sel_key].higher_is_better
-    best_value: Optional[float] = None
-    best_epoch, best_state, best_valid = -1, None, {}
-    epochs_since_best, step = 0, 0
-    params_total = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    got_grad: set[str] = set()
-    train_time = 0.0
-    per_epoch_s: list[float] = []
-    nondeterministic: list[str] = []
-    util = lambda preds, labels: contribution_utility(task, preds, labels)  # noqa: E731
-
-    for epoch in range(cfg.max_epochs):
-        t_epoch = time.perf_counter()
-        state.epoch = epoch
-        record: dict[str, Any] = {"epoch": epoch}
-        record.update(model.on_epoch_start(epoch, state) or {})
-
-        # -- train: accumulate `accum` batches per step; the last partial group steps too --
-        model.train()
-        sums: dict[str, torch.Tensor] = {}
-        optimizer.zero_grad(set_to_none=True)
-        batches = data.train.batches(cfg.batch_size, shuffle=True, generator=order_gen)
-        bar = _progress(batches, n_batches, f"ep {epoch}", progress)
-        with warnings.catch_warnings(record=True) as caught, torch.autograd.set_detect_anomaly(detect_anomaly):
-            warnings.simplefilter("always")
-            for i, batch in enumerate(bar):
-                batch = batch.to(device, non_blocking=True)
-                with autocast(device, amp):
-                    out = model(batch)
-                    parts = model.loss(out, batch)
-                loss = parts["total"]
-                loss_value = loss.item()  # one sync per batch: needed to stop at once on NaN/inf
-                if not math.isfinite(loss_value):
-                    raise TrainingError(
-                        f"non-finite loss ({loss_value}) at epoch {epoch}, step {step}, batch {i}",
-                        epoch=epoch, step=step, batch=i, last_valid_metrics=state.valid_metrics or None,
-                    )
-                loss.backward()
-                model.after_backward(step)
-                if cfg.clip_grad_value is not None:  # MMSA MulT: after every backward
-                    torch.nn.utils.clip_grad_value_([p for _, p in params_total], cfg.clip_grad_value)
-                for k, v in parts.items():  # device-side sums: no extra sync per batch
-                    sums[k] = sums[k] + v.detach().float() if k in sums else v.detach().float()
-                if (i + 1) % accum == 0 or i + 1 == n_batches:
-                    if cfg.clip_grad_norm is not None:
-                        torch.nn.utils.clip_grad_norm_([p for _, p in params_total], cfg.clip_grad_norm)
-                    if len(got_grad) < len(params_total):
-                        got_grad.update(n for n, p in params_total if p.grad is not None)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    step += 1
-                    if cfg.scheduler == "linear_warmup":
-                        scheduler.step()
-                if progress and i % 10 == 0:
-                    bar.set_postfix(loss=f"{loss_value:.4f}")
-        for w in caught:  # record nondeterministic kernels; show every other warning as usual
-            if "deterministic" in str(w.message):
-                nondeterministic.append(str(w.message).splitlines()[0])
-            else:
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-        train_time += time.perf_counter() - t_epoch
-        record["train"] = {k: float(v) / n_batches for k, v in sums.items()}
-        record["lr"] = state.group_lrs()
-
-        # -- validate (and, in the same pass, every modality coalition) -------------------
-        results = evaluate(model, data.valid, device, _eval_batch_size(model), COALITIONS if contributions else (ALL,), amp)
-        val_preds, val_loss = results[ALL]
-        valid = compute_metrics(task, val_preds.numpy(), data.valid.labels.numpy())
-        valid["loss"] = round(val_loss, cfg.val_loss_decimals) if cfg.val_loss_decimals is not None else val_loss
-        record["valid"] = valid
-        state.valid_metrics = valid
-        if contributions:  # exact Shapley values of -MAE / accuracy on validation
-            utilities, shapley = shapley_of(results, data.valid.labels, util)
-            record["contributions"] = {"split": "valid", "utility": utilities, "shapley": shapley}
-        record.update(model.on_epoch_end(epoch, state) or {})
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(valid["loss"])
-
-        # -- select on validation only -------------------------------------------------------
-        value = valid[sel_key]
-        if _is_better(value, best_value, higher, cfg.min_delta):
-            best_value, best_epoch, best_valid, epochs_since_best = value, epoch, dict(valid), 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        else:
-            epochs_since_best += 1
-        record["time_s"] = time.perf_counter() - t_epoch
-        per_epoch_s.append(record["time_s"])
-        state.history.append(record)
-        log(_epoch_line(record, sel_key))
-        if cfg.early_stop_patience is not None and epochs_since_best >= cfg.early_stop_patience:
-            break
-
+    state = TrainState(model, None, data, device, seed, amp)  # type: ignore[arg-type]  # optimizer: per stage
+    run = _Run(model, data, state, contributions, progress, log, detect_anomaly, on_epoch,
+               torch.Generator().manual_seed(seed))
+    declared = model.stages()
+    stages = []
+    try:
+        for stage in declared or [Stage("train")]:
+            model.stage = stage.name if declared else None
+            if declared:
+                log(f"stage {stage.name}")
+            stages.append(run_stage(run, stage))
+    finally:
+        model.stage = declared[-1].name if declared else None  # evaluate as the last stage trained
+    last = stages[-1]
     # -- test once, with the state selected on validation ----------------------------------
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    # robustness: the same selected state under every modality coalition (no extra training)
-    results = evaluate(model, data.test, device, _eval_batch_size(model), COALITIONS if robustness else (ALL,), amp)
-    test_preds, test_loss = results[ALL]
-    labels = data.test.labels.numpy()
-    test = compute_metrics(task, test_preds.numpy(), labels)
-    test["loss"] = test_loss
-    metrics: dict[str, Any] = {"test": test, "valid": best_valid}
-    if task == "iemocap":
-        metrics["majority_baseline"] = iemocap_majority_baseline(data.train.labels.numpy(), labels)
-    extra: dict[str, Any] = {}
-    if robustness:
-        per_coalition = {}
-        for c in COALITIONS:
-            if c:  # the empty coalition only enters the utilities
-                m = test if c == ALL else compute_metrics(task, results[c][0].numpy(), labels)
-                m.setdefault("loss", results[c][1])
-                per_coalition[coalition_key(c)] = m
-        utilities, shapley = shapley_of(results, data.test.labels, util)
-        extra["robustness"] = {"split": "test", "coalitions": per_coalition, "utility": utilities, "shapley": shapley}
-
+    tested = test_once(run, robustness) if test else {"metrics": {}}
+    tested["metrics"]["valid"] = last["valid"]
+    if test and model.cfg.task == "iemocap":
+        tested["metrics"]["majority_baseline"] = iemocap_majority_baseline(
+            data.train.labels.numpy(), data.test.labels.numpy())
     counts = count_parameters(model)
-    counts["with_grad"] = sum(p.numel() for n, p in params_total if n in got_grad)
-    preds_list = test_preds.reshape(-1).tolist() if task == "regression" else test_preds.tolist()
+    counts["with_grad"] = sum(p.numel() for n, p in model.named_parameters() if n in run.got_grad)
+    train_s = sum(st["train_s"] for st in stages)
+    times: dict[str, Any] = {"train_s": train_s, "wall_s": time.perf_counter() - wall_start,
+                             "per_epoch_s": last["per_epoch_s"]}
+    extra: dict[str, Any] = {}
+    if declared:
+        times["stages_s"] = {st["name"]: st["train_s"] for st in stages}
+        extra["stages"] = stages
     return {
-        "metrics": metrics,
-        "best_epoch": best_epoch,
-        "epochs_run": len(state.history),
+        "metrics": tested.pop("metrics"),
+        "best_epoch": last["best_epoch"],
+        "epochs_run": last["epochs_run"],
         "selected_on": "valid",
-        "selection": {"key": sel_key, "higher_is_better": higher, "value": best_value},
-        "history": state.history,
+        "selection": last["selection"],
+        "history": last["history"],
         "params": counts,
-        "time": {"train_s": train_time, "wall_s": time.perf_counter() - wall_start, "per_epoch_s": per_epoch_s},
+        "time": times,
         "peak_memory_bytes": _peak_memory(device),
-        "nondeterministic_ops": sorted(set(nondeterministic)),
+        "nondeterministic_ops": sorted(set(run.nondeterministic)),
         "model_summary": model.summary(),
         **extra,
-        "predictions": {
-            "split": "test",
-            "ids": list(data.test.ids),
-            "labels": data.test.labels.tolist(),
-            "preds": preds_list,
-        },
+        **tested,
     }
+
+
+def _utility(task: str) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    return lambda preds, labels: contribution_utility(task, preds, labels)
 
 
 def _progress(it, total: int, desc: str, enabled: bool):
