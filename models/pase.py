@@ -46,9 +46,9 @@ from torch import nn
 
 from bench.batch import MODALITIES
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
-from models.layers.seq_encoder import SeqEncoder
+from models.layers.seq_encoder import SeqEncoder, pool_segments
 from models.layers.text_encoder import build_text_encoder
-from models.registry import register_model
+from models.registry import around_preset, register_model, uniform
 
 PAIRS = (("t", "a"), ("t", "v"), ("a", "v"))  # the unordered modality pairs of L_inter (§3.6)
 GROUP_NAMES = {"t": "text", "a": "audio", "v": "vision"}  # optimizer groups (§3.9); "shared" has phi = 1
@@ -75,6 +75,8 @@ class PaSEConfig(ModelConfig):
     dropout: float = 0.1  # HD ([repo] 0.5)
     pos: str = "sinusoidal"  # HD; "learned" adds pos_max_len x d parameters per sequence encoder
     pos_max_len: int = 512  # HD: learned positions only; covers MOSI's 500 vision steps
+    pool_len: Optional[int] = 50  # §3.2 HD: audio/vision average-pooled to 50 segments (MMSA's aligned
+    #   length) before the encoders, so PaSE costs about a BERT step; None: every frame (first build)
     head_hidden: int = 128  # HD
     gate_hidden: int = 16  # [repo] PaSE/model.py gate MLP 1 -> 16 -> 1
     # PCL (§3.3-3.5)
@@ -280,6 +282,8 @@ class PaSE(MSAModel):
             raise ValueError(f"PaSE config prototype_bins={cfg.prototype_bins}: expected one of {REGRESSION_BINS}")
         if cfg.sgm_mode not in SGM_MODES:
             raise ValueError(f"PaSE config sgm_mode='{cfg.sgm_mode}': expected one of {SGM_MODES}")
+        if cfg.pool_len is not None and cfg.pool_len < 1:
+            raise ValueError(f"PaSE config pool_len={cfg.pool_len}: must be >= 1, or null for every frame")
         if cfg.sgm_every < 1:
             raise ValueError(f"PaSE config sgm_every={cfg.sgm_every}: must be >= 1")
         if cfg.sgm_mode == "lr" and cfg.scheduler is not None:
@@ -299,11 +303,14 @@ class PaSE(MSAModel):
             h_t = self.text_encoder(feats, lengths)
         else:
             h_t = self.text_proj(self.text_encoder.cls(batch.text_ids, batch.text_mask, batch.text_segment))
-        return {
-            "t": h_t,
-            "a": self.encoders["a"](batch.audio, batch.audio_lengths),
-            "v": self.encoders["v"](batch.vision, batch.vision_lengths),
-        }
+        return {"t": h_t, **{m: self.encoders[m](*self._frames(x, lengths)) for m, x, lengths in (
+            ("a", batch.audio, batch.audio_lengths), ("v", batch.vision, batch.vision_lengths))}}
+
+    def _frames(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's input: `pool_len` segments (§3.2), or every frame when pool_len is None."""
+        if self.cfg.pool_len is None or x.shape[1] <= self.cfg.pool_len:
+            return x, lengths  # nothing to pool (a clip of <= pool_len steps keeps its steps)
+        return pool_segments(x, lengths, self.cfg.pool_len)
 
     def gate(self, m: str, h: torch.Tensor) -> torch.Tensor:
         """g_m (B, 1) = sigmoid(MLP(s_m)), s_m = max cosine to the initialised prototypes (0 if none)."""
@@ -534,9 +541,17 @@ PRESETS = {
     ("synthetic", "paper"): _PAPER_SYNTHETIC,
     ("synthetic", "demo"): _DEMO,
 }
+# `bench tune` search space (harness decision: the paper and repository give no search ranges):
+# learning rate and the two loss weights within 10x of the preset's, dropout uniform [0, 0.5]
+SEARCH_SPACE = {
+    "lr": around_preset(10, source="harness decision: log-uniform [preset/10, preset*10]"),
+    "dropout": uniform(0.0, 0.5, source="harness decision"),
+    "intra_weight": around_preset(10, source="harness decision: lambda [supp] 0.01, log-uniform x/10..x*10"),
+    "inter_weight": around_preset(10, source="harness decision: mu [supp] 0.1, log-uniform x/10..x*10"),
+}
 
 
-@register_model("pase", config=PaSEConfig, presets=PRESETS, default_preset="paper")
+@register_model("pase", config=PaSEConfig, presets=PRESETS, default_preset="paper", search_space=SEARCH_SPACE)
 def pase(cfg: PaSEConfig) -> PaSE:
     """PaSE (He et al., AAAI 2026): prototype calibration, OT alignment, Shapley gradient modulation."""
     return PaSE(cfg)

@@ -39,6 +39,25 @@ def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return (x * w).sum(1) / w.sum(1).clamp(min=1.0)
 
 
+def pool_segments(x: torch.Tensor, lengths: torch.Tensor, pool_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average-pool each sequence's valid part into `pool_len` contiguous segments of
+    near-equal length (specs/pase.md §3.2): segment j of a length-L clip (L > pool_len) covers
+    steps [floor(j L / P), floor((j + 1) L / P)); a clip of L <= P steps keeps its steps.
+    Padded steps never enter a segment. Returns ((B, P, d), new lengths min(L, P)).
+    One (B, P, T) weight matrix and a batched matmul: no Python loop over samples."""
+    b, t, _ = x.shape
+    lengths = lengths.clamp(min=0, max=t)
+    j = torch.arange(pool_len, device=x.device)
+    long = (lengths > pool_len)[:, None]
+    start = torch.where(long, (j[None] * lengths[:, None]) // pool_len, j[None])  # (B, P)
+    end = torch.where(long, ((j[None] + 1) * lengths[:, None]) // pool_len, torch.minimum(j[None] + 1, lengths[:, None]))
+    steps = torch.arange(t, device=x.device)
+    inside = (steps[None, None] >= start[..., None]) & (steps[None, None] < end[..., None])  # (B, P, T)
+    weights = inside.to(torch.float32) / inside.sum(-1, keepdim=True).clamp(min=1)
+    pooled = torch.bmm(weights, x.float()).to(x.dtype)
+    return pooled, torch.minimum(lengths, torch.tensor(pool_len, device=lengths.device))
+
+
 class SeqEncoder(nn.Module):
     """(B, T, d_in) features + (B,) lengths -> (B, d) utterance vector."""
 
