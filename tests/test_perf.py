@@ -23,3 +23,44 @@ def test_run_perf_rows_table_and_json(tmp_path):
     assert "late_fusion" in table and "error" in table
     write_json(rows, str(tmp_path / "perf.json"))
     assert json.loads((tmp_path / "perf.json").read_text())["rows"][0]["model"] == "late_fusion"
+
+
+def test_floor_is_interleaved_and_each_ratio_uses_the_floors_around_it(monkeypatch):
+    import bench.perf as perf
+
+    order, clock = [], iter([100.0, 300.0, 200.0, 420.0, 300.0])  # floor 100, a 300, floor 200, b 420, floor 300
+
+    def fake(name, *a, **k):
+        order.append(name)
+        ms = next(clock)
+        return {"model": name, "step_ms_median": ms, "step_ms_min": ms, "step_ms_max": ms, "forward_ms_median": 1.0,
+                "epoch_ms_est": 1.0, "peak_memory_bytes": 1, "params": 1, "bert": True}
+
+    monkeypatch.setattr(perf, "measure", fake)
+    rows = run_perf(["a", "b"], "mosi", steps=1, warmup=0, device="cpu", isolate=False, log=lambda s: None)
+    assert order == ["floor", "a", "floor", "b", "floor"]
+    floor, a, b = rows
+    assert floor["step_ms_median"] == 200.0 and floor["floor_runs"] == [100.0, 200.0, 300.0]
+    assert a["ratio_to_floor"] == 300.0 / 150.0 and b["ratio_to_floor"] == 420.0 / 250.0
+
+
+def test_check_flags_models_above_their_target():
+    from bench.perf import check_targets
+
+    rows = [{"model": "floor", "ratio_to_floor": 1.0, "bert": True},
+            {"model": "bert_text", "ratio_to_floor": 1.10, "bert": True},
+            {"model": "mag_bert", "ratio_to_floor": 1.20, "bert": True},  # target 1.15
+            {"model": "pase", "ratio_to_floor": 1.29, "bert": True},  # default 1.3
+            {"model": "mult", "ratio_to_floor": 1.9, "bert": False},  # no BERT: no target
+            {"model": "glomo", "error": "RuntimeError: boom"}]
+    misses = check_targets(rows)
+    assert len(misses) == 2 and misses[0].startswith("mag_bert: 1.20x") and "glomo: not measured" in misses[1]
+
+
+def test_machine_records_threads_cpu_and_torch_build():
+    import torch
+
+    from bench.perf import machine
+
+    m = machine()
+    assert m["threads"] == torch.get_num_threads() and m["torch"] == torch.__version__ and m["cpu"]
