@@ -44,12 +44,17 @@ class ResultFileError(ValueError):
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON so that `path` is either the old file, absent, or the complete new one."""
+    write_text_atomic(path, json.dumps(obj, indent=1))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text so that `path` is either the old file, absent, or the complete new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
