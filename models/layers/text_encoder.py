@@ -35,7 +35,8 @@ class TextEncoderError(ValueError):
 
 class TextEncoder(nn.Module):
     """A BERT-architecture encoder: token ids -> last hidden states. The pooler is built
-    (it counts in parameter totals, as in MMSA) and exposed as `pooler` for models that use it."""
+    (it counts in parameter totals, as in MMSA) and exposed as `pooler` for models that use it;
+    `build_text_encoder(..., pooler=False)` leaves it out (GLoMo builds BERT without one)."""
 
     def __init__(self, bert: nn.Module, source: str):
         super().__init__()
@@ -64,6 +65,15 @@ class TextEncoder(nn.Module):
             if handle is not None:
                 handle.remove()
         return out.last_hidden_state
+
+    def hidden_states(
+        self, ids: torch.Tensor, mask: torch.Tensor, segment: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """Every layer's output, (embeddings, layer 1, ..., layer N), each (B, L, hidden), over
+        the full padded length (GLoMo reads the last two)."""
+        out = self.bert(input_ids=ids, attention_mask=mask, token_type_ids=segment,
+                        output_hidden_states=True, return_dict=True)
+        return out.hidden_states
 
     def init_like_bert(self, module: nn.Module) -> nn.Module:
         """Initialise layers added around the encoder as BERT initialises its own (Linear
@@ -94,8 +104,16 @@ class TextEncoder(nn.Module):
         return self.forward(ids, mask, segment)[:, 0]
 
 
-def build_text_encoder(spec: str, vocab_size: int | None = None) -> TextEncoder:
-    """Build from a local directory, a named random-init config, or the local HF cache."""
+def build_text_encoder(spec: str, vocab_size: int | None = None, pooler: bool = True) -> TextEncoder:
+    """Build from a local directory, a named random-init config, or the local HF cache;
+    `pooler=False` builds no pooler (a checkpoint's pooler weights are then dropped)."""
+    encoder = _build_text_encoder(spec, vocab_size, pooler)
+    if not pooler and getattr(encoder.bert, "pooler", None) is not None:
+        encoder.bert.pooler = None  # HF BERT-style models skip a None pooler in forward
+    return encoder
+
+
+def _build_text_encoder(spec: str, vocab_size: int | None, pooler: bool) -> TextEncoder:
     from transformers import AutoModel, BertConfig, BertModel
 
     if spec in NAMED_CONFIGS:
@@ -104,7 +122,7 @@ def build_text_encoder(spec: str, vocab_size: int | None = None) -> TextEncoder:
             kw["vocab_size"] = vocab_size or 30522
         config = BertConfig(**kw)
         config._attn_implementation = "sdpa"
-        return TextEncoder(BertModel(config, add_pooling_layer=True), spec)
+        return TextEncoder(BertModel(config, add_pooling_layer=pooler), spec)
 
     path = Path(os.path.expanduser(spec))
     if path.is_dir():
