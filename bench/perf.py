@@ -47,6 +47,15 @@ def target_for(row: dict[str, Any]) -> Optional[float]:
     return TARGETS.get(row["model"], DEFAULT_BERT_TARGET)
 
 
+def shape_for(shape: dict[str, Any], cfg) -> dict[str, Any]:
+    """The dataset's shapes as this model reads them: its preset's audio/vision widths, and 50
+    steps each where it reads word-aligned data (MMSA aligned_50, MAG pickles)."""
+    (ta, _), (tv, _) = shape["audio"], shape["vision"]
+    if getattr(cfg, "setting", "unaligned") == "aligned":
+        ta = tv = shape["text"]
+    return {**shape, "audio": (ta, cfg.dims[1]), "vision": (tv, cfg.dims[2])}
+
+
 SPLIT_KEYS = ("audio", "vision", "audio_lengths", "vision_lengths", "labels",
               "text_ids", "text_mask", "text_segment", "text_feats", "text_lengths")
 
@@ -120,6 +129,7 @@ def measure(name: str, dataset_shapes: str, batch: int, steps: int, warmup: int,
         cfg = resolve_config(name, dataset_shapes, None, **over)
         step_model = entry.builder(cfg).to(device)
         task = cfg.task
+        shape = shape_for(shape, cfg)
     b = random_batch(shape, batch, task).to(device)
     stages = step_model.stages() if name != "floor" else []
     earlier: list[dict[str, Any]] = []

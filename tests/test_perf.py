@@ -64,3 +64,13 @@ def test_machine_records_threads_cpu_and_torch_build():
 
     m = machine()
     assert m["threads"] == torch.get_num_threads() and m["torch"] == torch.__version__ and m["cpu"]
+
+
+def test_models_are_measured_on_the_shapes_they_read():
+    from bench.perf import shape_for
+    from models.registry import resolve_config
+
+    mag = shape_for(SHAPES["mosi"], resolve_config("mag_bert", "mosi"))  # aligned_50
+    assert mag["audio"] == (50, 5) and mag["vision"] == (50, 20)
+    mult = shape_for(SHAPES["mosei"], resolve_config("mult", "mosei"))
+    assert mult["audio"] == (500, 74) and mult["vision"] == (500, 35)
