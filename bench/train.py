@@ -186,7 +186,7 @@ def build_optimizer(model: MSAModel, groups: Optional[list[dict[str, Any]]] = No
 
 
 def build_scheduler(model: MSAModel, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
-                    max_epochs: Optional[int] = None):
+                    max_epochs: Optional[int] = None, warmup_ratio: Optional[float] = None):
     cfg = model.cfg
     if cfg.scheduler is None:
         return None
@@ -196,7 +196,7 @@ def build_scheduler(model: MSAModel, optimizer: torch.optim.Optimizer, steps_per
         )
     if cfg.scheduler == "linear_warmup":
         total = max(1, steps_per_epoch * (cfg.max_epochs if max_epochs is None else max_epochs))
-        warm = int(cfg.warmup_ratio * total)
+        warm = int((cfg.warmup_ratio if warmup_ratio is None else warmup_ratio) * total)
         return torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: (s + 1) / max(1, warm) if s < warm else max(0.0, (total - s) / max(1, total - warm))
         )
@@ -245,6 +245,8 @@ class _StageSettings:
     patience: Optional[int]
     sel_key: str
     higher: bool
+    batch_size: int
+    warmup_ratio: float
 
     @classmethod
     def of(cls, stage: Stage, cfg) -> "_StageSettings":
@@ -255,7 +257,8 @@ class _StageSettings:
         # cfg.max_epochs caps every stage, so --epochs N bounds each stage of a staged model too
         max_epochs = min(pick(stage.max_epochs, cfg.max_epochs), cfg.max_epochs)
         return cls(stage, max_epochs, pick(stage.early_stop_patience, cfg.early_stop_patience),
-                   sel_key, METRICS[sel_key].higher_is_better)
+                   sel_key, METRICS[sel_key].higher_is_better, pick(stage.batch_size, cfg.batch_size),
+                   pick(stage.warmup_ratio, cfg.warmup_ratio))
 
 
 @dataclass
@@ -299,13 +302,13 @@ def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler, epoch: int) 
     device, amp = run.state.device, run.state.amp
     loss_fn = s.stage.loss or model.loss
     accum = max(1, cfg.grad_accum_steps)
-    n_batches = data.train.num_batches(cfg.batch_size)
+    n_batches = data.train.num_batches(s.batch_size)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in trainable]
     model.train()
     sums: dict[str, torch.Tensor] = {}
     optimizer.zero_grad(set_to_none=True)
-    batches = data.train.batches(cfg.batch_size, shuffle=True, generator=run.order_gen)
+    batches = data.train.batches(s.batch_size, shuffle=True, generator=run.order_gen)
     bar = _progress(batches, n_batches, f"{s.stage.name + ' ' if model.stage else ''}ep {epoch}", run.progress)
     with warnings.catch_warnings(record=True) as caught, torch.autograd.set_detect_anomaly(run.detect_anomaly):
         warnings.simplefilter("always")
@@ -331,7 +334,7 @@ def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler, epoch: int) 
             if (i + 1) % accum == 0 or i + 1 == n_batches:
                 if cfg.clip_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
-                if len(run.got_grad) < len(trainable):
+                if not run.got_grad.issuperset(n for n, _ in trainable):  # names, not counts: stages share names
                     run.got_grad.update(n for n, p in trainable if p.grad is not None)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -372,8 +375,8 @@ def run_stage(run: _Run, stage: Stage) -> dict[str, Any]:
     staged = model.stage is not None
     with _frozen_except(model, stage):
         optimizer = build_optimizer(model, stage.param_groups() if stage.param_groups else None)
-        steps_per_epoch = -(-run.data.train.num_batches(cfg.batch_size) // max(1, cfg.grad_accum_steps))
-        scheduler = build_scheduler(model, optimizer, steps_per_epoch, s.max_epochs)
+        steps_per_epoch = -(-run.data.train.num_batches(s.batch_size) // max(1, cfg.grad_accum_steps))
+        scheduler = build_scheduler(model, optimizer, steps_per_epoch, s.max_epochs, s.warmup_ratio)
         state.optimizer, state.history, state.stage = optimizer, [], model.stage
         info = (model.on_stage_start(stage, state) or {}) if staged else {}
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

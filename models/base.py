@@ -91,6 +91,8 @@ class Stage:
     max_epochs: Any = INHERIT  # int; INHERIT: cfg.max_epochs
     early_stop_patience: Any = INHERIT  # int | None (run every epoch); INHERIT: cfg.early_stop_patience
     selection_metric: Any = INHERIT  # a bench.metrics key; INHERIT: cfg.selection_metric
+    batch_size: Any = INHERIT  # training batch size of this stage; INHERIT: cfg.batch_size
+    warmup_ratio: Any = INHERIT  # linear_warmup scheduler only; INHERIT: cfg.warmup_ratio
     contributions: bool = True  # Shapley values on validation each epoch (off for unimodal pre-training)
 
 

@@ -179,3 +179,19 @@ def test_unstaged_models_record_no_stage_fields(small_synthetic):
                          device=torch.device("cpu"), contributions=False)
     assert "stages" not in res and "stages_s" not in res["time"]
     assert all("stage" not in r for r in res["history"])
+
+
+def test_a_stage_can_set_its_own_batch_size(small_synthetic):
+    class Sized(TwoStage):
+        def stages(self):
+            first, second = super().stages()
+            return [dataclasses.replace(first, batch_size=48), second]
+
+    torch.manual_seed(0)
+    model = Sized(dataclasses.replace(PRESETS[("synthetic", "demo")], max_epochs=1, batch_size=32))
+    sizes = []
+    real = model.forward
+    model.forward = lambda b: (model.training and sizes.append((model.stage, len(b)))) or real(b)
+    train_and_test(model, small_synthetic, seed=1, device=torch.device("cpu"), contributions=False, robustness=False)
+    assert [n for st, n in sizes if st == "text"] == [48, 48]  # 96 training samples
+    assert [n for st, n in sizes if st == "fusion"] == [32, 32, 32]

@@ -2,8 +2,8 @@
 
 Layout is batch-first (B, T, d). Parameter shapes and initialisation follow MMSA
 `models/subNets/transformers_encoder/` exactly, so parameter counts match: per layer
-3d^2+3d (in-proj) + d^2+d (out-proj) + 8d^2+5d (FFN 4d) + 4d (2 LN). What differs is
-only how the same function is computed:
+3d^2+3d (in-proj) + d^2+d (out-proj) + 8d^2+5d (FFN 4d; `ffn_dim` sets another width) + 4d
+(2 LN). What differs is only how the same function is computed:
 - attention runs through `scaled_dot_product_attention` (fused kernels, no attention map
   returned; MMSA computes head-averaged maps and discards them);
 - on CPU with attention dropout, where torch has no fused kernel,
@@ -166,10 +166,12 @@ class MultiheadAttention(nn.Module):
 class CrossModalLayer(nn.Module):
     """Pre-LN layer; the source sequence is normalised by the same first LayerNorm (MulT)."""
 
-    def __init__(self, d: int, heads: int, attn_dropout: float, relu_dropout: float, res_dropout: float, causal: bool):
+    def __init__(self, d: int, heads: int, attn_dropout: float, relu_dropout: float, res_dropout: float, causal: bool,
+                 ffn_dim: Optional[int] = None):
         super().__init__()
         self.attn = MultiheadAttention(d, heads, attn_dropout)
-        self.fc1, self.fc2 = _linear(d, 4 * d), _linear(4 * d, d)
+        ffn = 4 * d if ffn_dim is None else ffn_dim  # MulT: 4d; MFON's copy: d (fc1 = fc2 = Linear(d, d))
+        self.fc1, self.fc2 = _linear(d, ffn), _linear(ffn, d)
         self.ln_attn, self.ln_ffn = nn.LayerNorm(d), nn.LayerNorm(d)
         self.relu_dropout, self.res_dropout, self.causal = relu_dropout, res_dropout, causal
 
@@ -201,11 +203,12 @@ class CrossModalTransformer(nn.Module):
         embed_dropout: float = 0.0,
         causal: bool = True,
         positions: bool = False,
+        ffn_dim: Optional[int] = None,
     ):
         super().__init__()
         self.scale, self.embed_dropout, self.positions = math.sqrt(d), embed_dropout, positions
         self.layers = nn.ModuleList(
-            CrossModalLayer(d, heads, attn_dropout, relu_dropout, res_dropout, causal) for _ in range(layers)
+            CrossModalLayer(d, heads, attn_dropout, relu_dropout, res_dropout, causal, ffn_dim) for _ in range(layers)
         )
         self.norm = nn.LayerNorm(d)
 
