@@ -1,0 +1,236 @@
+"""MSAmba (models/msamba.py) against kebr-semiiin-msamba.md §3: parameter counts, the plain-PyTorch
+selective scan against a literal step-by-step loop (values and gradients, both directions),
+the copy's conv padding and schedule, the loss terms' gradient paths, and a demo training run."""
+
+from __future__ import annotations
+
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench.train import train_and_test
+from models import create_model
+from models.base import count_parameters
+from models.layers.text_encoder import BERT_BASE_PARAMS
+from models.msamba import (
+    Mamba, MambaVisionMixer, ROW_LABEL, lr_factor, selective_scan,
+)
+from models.registry import resolve_config
+from tests.conftest import slice_data
+
+
+def _meta(dataset: str, **over):
+    with torch.device("meta"):
+        return create_model("msamba", dataset, "official", text_encoder="bert-base", **over)
+
+
+# -- parameter counts (§3.4; bert-base shapes, built on the meta device) ----------------------
+@pytest.mark.parametrize("dataset,direction,total", [
+    ("mosi", "uni", 111_808_383),  # the copy's default: upstream Mamba, depth 4
+    ("mosei", "uni", 111_819_135),
+    ("mosi", "bi", 112_026_495),  # this file's default: VideoMamba bimamba ISM
+    ("mosei", "bi", 112_037_247),
+])
+def test_parameter_counts(dataset, direction, total):
+    model = _meta(dataset, ism_direction=direction)
+    assert count_parameters(model)["total"] == total
+    assert sum(p.numel() for p in model.text.parameters()) == BERT_BASE_PARAMS  # pooler built, unused
+
+
+def test_default_is_bidirectional_depth_4():
+    from bench.cli.ls import parameter_count  # what `python -m bench ls` prints
+
+    cfg = resolve_config("msamba", "mosi", "official")
+    assert (cfg.ism_direction, cfg.ism_depth, cfg.fusion_depth) == ("bi", 4, 1)
+    assert parameter_count("msamba", "mosi", "official") == 112_026_495
+    assert parameter_count("msamba", "mosei", "official") == 112_037_247
+    m = _meta("mosi", ism_depth=2, ism_direction="uni")  # the class default depth (§3.4 table)
+    assert count_parameters(m)["total"] == 111_044_931
+    assert "third-party copy" in ROW_LABEL
+
+
+def test_component_sizes():
+    n = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
+    m = _meta("mosi", ism_direction="uni")
+    assert n(m.ism["t"][0].mixer) == 116_480  # mamba_ssm Mamba(128), v1 shapes
+    assert n(m.ism["t"][0]) - n(m.ism["t"][0].mixer) == 10_762  # GLCE + 2 RMSNorms
+    assert n(m.chm["t"][0].mixers[0]) == 75_008  # MambaVisionMixer(128)
+    assert n(m.chm["t"][0]) == 225_408
+    assert n(_meta("mosi").ism["t"][0].mixer) == 134_656  # bimamba
+
+
+# -- selective scan vs a literal loop ------------------------------------------------------------
+def loop_scan(u, delta, A, B, C, D, z, bias):
+    """mamba-ssm selective_scan_ref, one time step at a time."""
+    delta = F.softplus(delta + bias[:, None])
+    x = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+    ys = []
+    for t in range(u.shape[-1]):
+        x = torch.exp(delta[:, :, t, None] * A) * x + delta[:, :, t, None] * B[:, None, :, t] * u[:, :, t, None]
+        ys.append((x * C[:, None, :, t]).sum(-1))
+    y = torch.stack(ys, -1) + D[:, None] * u
+    return y * F.silu(z) if z is not None else y
+
+
+def _scan_inputs(seed=0, b=2, d=3, L=11, n=4):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    return dict(u=r(b, d, L), delta=r(b, d, L), A=-torch.rand(d, n, generator=g, dtype=torch.float64) * 3,
+                B=r(b, n, L), C=r(b, n, L), D=r(d), z=r(b, d, L), bias=r(d) * 0.5)
+
+
+@pytest.mark.parametrize("impl,chunk", [("chunked", 4), ("chunked", 3), ("chunked", 11), ("sequential", 8)])
+@pytest.mark.parametrize("gated", [True, False])
+def test_selective_scan_matches_loop(impl, chunk, gated):
+    args = _scan_inputs()
+    if not gated:
+        args["z"] = None
+    leaves = {k: v.clone().requires_grad_() for k, v in args.items() if v is not None}
+    ref_in = {k: v.clone().requires_grad_() for k, v in args.items() if v is not None}
+    out = selective_scan(leaves["u"], leaves["delta"], leaves["A"], leaves["B"], leaves["C"], leaves["D"],
+                         leaves.get("z"), leaves["bias"], True, impl, chunk)
+    ref = loop_scan(ref_in["u"], ref_in["delta"], ref_in["A"], ref_in["B"], ref_in["C"], ref_in["D"],
+                    ref_in.get("z"), ref_in["bias"])
+    assert out.dtype == torch.float64
+    assert torch.allclose(out, ref, rtol=1e-10, atol=1e-10)
+    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    (out * w).sum().backward()
+    (ref * w).sum().backward()
+    for k in leaves:
+        assert torch.allclose(leaves[k].grad, ref_in[k].grad, rtol=1e-9, atol=1e-9), k
+
+
+def test_selective_scan_float32_and_long_decays():
+    """fp32 within float tolerance; strong decays (delta A far below 0) stay finite."""
+    args = _scan_inputs(seed=3, L=51)
+    args["delta"] = args["delta"] * 4 + 3  # softplus(.) up to ~15, |A| up to 3: decay exp(-45) per step
+    f32 = {k: v.float() for k, v in args.items()}
+    out = selective_scan(f32["u"], f32["delta"], f32["A"], f32["B"], f32["C"], f32["D"], f32["z"], f32["bias"])
+    ref = loop_scan(**args)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert torch.allclose(out.double(), ref, rtol=1e-4, atol=1e-5)
+
+
+def _ref_branch(br, x, z, L):
+    """Mamba's slow path: causal conv (padding d_conv - 1, cut to L), x_proj, dt_proj, loop scan."""
+    d, k = x.shape[1], br.conv1d.kernel_size[0]
+    x = F.silu(F.conv1d(x, br.conv1d.weight, br.conv1d.bias, padding=k - 1, groups=d)[..., :L])
+    dt, B, C = (x.transpose(1, 2) @ br.x_proj.weight.t()).split([br.dt_rank, br.d_state, br.d_state], -1)
+    delta = (dt @ br.dt_proj.weight.t()).transpose(1, 2)
+    return loop_scan(x, delta, -torch.exp(br.A_log), B.transpose(1, 2), C.transpose(1, 2), br.D, z, br.dt_proj.bias)
+
+
+def _ref_mamba(m: Mamba, h):
+    L = h.shape[1]
+    x, z = (h @ m.in_proj.weight.t()).transpose(1, 2).chunk(2, dim=1)
+    y = _ref_branch(m.fwd, x, z, L)
+    if m.bwd is not None:  # VideoMamba: the second branch on the flipped (x, z), flipped back, summed
+        y = y + _ref_branch(m.bwd, x.flip(-1), z.flip(-1), L).flip(-1)
+    return y.transpose(1, 2) @ m.out_proj.weight.t()
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_mamba_mixer_matches_loop_in_both_directions(bidirectional):
+    torch.manual_seed(0)
+    m = Mamba(8, 4, 4, 2, bidirectional, "zero_bias", ("chunked", 4)).double()
+    h = torch.randn(2, 13, 8, dtype=torch.float64, requires_grad=True)
+    out = m(h)
+    ref = _ref_mamba(m, h)
+    assert torch.allclose(out, ref, rtol=1e-10, atol=1e-10)
+    grads = torch.autograd.grad(out.square().sum(), [h, *m.parameters()], retain_graph=True)
+    ref_grads = torch.autograd.grad(ref.square().sum(), [h, *m.parameters()])
+    for (name, _), g, r in zip([("h", None), *m.named_parameters()], grads, ref_grads):
+        assert torch.allclose(g, r, rtol=1e-9, atol=1e-9), name
+    # direction: the first output sees the last input only through the backward branch
+    first_from_last = torch.autograd.grad(out[:, 0].sum(), h)[0][:, -1]
+    assert (first_from_last.abs().max() > 0) == bidirectional
+
+
+def test_vision_mixer_conv_is_torch_same_padding():
+    torch.manual_seed(0)
+    mix = MambaVisionMixer(8, 4, 4, 2, ("chunked", 4)).double()
+    x = torch.randn(2, 8, 9, dtype=torch.float64)
+    conv = mix.conv1d_z
+    assert torch.allclose(mix.ssm.conv(x), F.silu(F.conv1d(x, mix.ssm.conv1d.weight, None, padding="same", groups=8)))
+    k = conv.kernel_size[0]
+    ours = F.conv1d(F.pad(x, ((k - 1) // 2, k - 1 - (k - 1) // 2)), conv.weight, groups=8)
+    assert torch.allclose(ours, F.conv1d(x, conv.weight, None, padding="same", groups=8))
+
+
+def test_schedule_is_the_copys():
+    """core/scheduler.py warm-up (0.1 N, epoch 0 at lr 0) then cosine (T_max 0.9 N), per epoch."""
+    f = [lr_factor("copy_warmup_cosine", e, 100) for e in range(100)]
+    assert f[:12] == pytest.approx([0, .1, .2, .3, .4, .5, .6, .7, .8, .9, 1, 1])
+    assert f[12] == pytest.approx(0.99970, abs=1e-5) and f[56] == pytest.approx(0.5)
+    assert f[99] == pytest.approx(0.00122, abs=1e-5)
+    assert lr_factor("constant", 0, 100) == 1.0
+
+
+# -- the model on synthetic ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def batch(synthetic):
+    return synthetic.train.take(torch.arange(6))
+
+
+def _demo(**over):
+    torch.manual_seed(0)
+    return create_model("msamba", "synthetic", "demo", **over)
+
+
+def test_loss_terms_send_gradients_where_they_should(batch):
+    model = _demo().train()
+    parts = model.loss(model(batch), batch)
+    assert set(parts) == {"total", "task", *(f"{h}_{m}" for h in ("ism", "chm") for m in "tav")}
+    expect_total = parts["task"] + 0.5 * sum(v for k, v in parts.items() if k not in ("total", "task"))
+    assert torch.allclose(parts["total"], expect_total)
+    for name in [k for k in parts if k != "total"]:
+        model.zero_grad(set_to_none=True)
+        parts[name].backward(retain_graph=True)
+        got = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+        has = lambda prefix: any(n.startswith(prefix) for n in got)  # noqa: E731
+        if name == "task":
+            assert has("fc.") and all(has(f"chm.{m}.") and has(f"ism.{m}.") for m in "tav") and has("text.bert.")
+            assert not has("sub_head.") and not has("chm_head.")
+        else:
+            kind, m = name.split("_")
+            others = [o for o in "tav" if o != m]
+            assert not has("fc.") and has(f"proj.{m}.") and has(f"ism.{m}.")
+            if kind == "ism":  # the ISM head reads its own modality only
+                assert has(f"sub_head.{m}.") and not has("chm.") and not has("chm_head.")
+                assert not any(has(f"ism.{o}.") or has(f"proj.{o}.") for o in others)
+            else:
+                assert has(f"chm_head.{m}.") and has(f"chm.{m}.") and not has("sub_head.")
+    # without sub_loss only the main head trains (and the 6 heads are not built/used)
+    plain = _demo(sub_loss=False)
+    assert set(plain.loss(plain(batch), batch)) == {"total", "task"}
+
+
+def test_switches_change_the_computation(batch):
+    with torch.no_grad():
+        base = _demo().eval()(batch).pred
+        for over in ({"chm_a_text": "own"}, {"ism_direction": "uni"}, {"glce_local": "time_depthwise"}):
+            assert not torch.allclose(base, _demo(**over).eval()(batch).pred), over
+        same = _demo(scan_impl="sequential").eval()(batch).pred
+    assert torch.allclose(base, same, atol=1e-5)
+
+
+def test_modality_params_cover_each_branch():
+    model = _demo()
+    groups = model.modality_params()
+    names = {id(p): n for n, p in model.named_parameters()}
+    for m in "tav":
+        assert all(names[id(p)].startswith((f"proj.{m}", f"cls_token.{m}", f"pos_embed.{m}", f"ism.{m}.",
+                                            f"sub_head.{m}", "text.")) for p in groups[m])
+    assert not model.separable  # the CHM mixes the modalities before the head
+
+
+@pytest.mark.slow
+def test_demo_trains_and_loss_goes_down(synthetic):
+    data = slice_data(synthetic, 128, 32, 32)
+    model = _demo(max_epochs=3, early_stop_patience=None)
+    out = train_and_test(model, data, seed=1111, device=torch.device("cpu"), contributions=False, robustness=False)
+    train = [h["train"]["total"] for h in out["history"]]
+    assert len(train) == 3 and train[-1] < train[0]
+    assert out["params"]["with_grad"] == out["params"]["total"] - sum(p.numel() for p in model.text.bert.pooler.parameters())
+    assert out["model_summary"]["ism_direction"] == "bi"
