@@ -70,6 +70,11 @@ _MMSA_NOTE = ("MMSA's file is x100 throughout (MAE and Corr shown unscaled here)
               "seed count not stated (MMSA_run default: 5)")
 _MMIM = "reproduction table attributed to MMIM (Han et al., EMNLP 2021), widely copied"
 _PASE = "PaSE (AAAI 2026) main table, secondary copy; check against the paper PDF before quoting"
+_CLGSI_CSV = ("AZYoung233/CLGSI@c1070c8 results/results/normals/{mosi-regression-110,normals/normals/"
+              "mosei-regression-120}.csv (paper-era config, seeds 2222/3333/4444, mean)")
+_CLGSI_LCTW = "g1241400652-cmd/CLGSI-LCTW README (re-run at c1070c8, seeds 10111-10113, val-MAE selection)"
+_MSAMBA = "User2024-xj/CAGMamba@08b81a6 CAGMamba/README.md results table (seed-baselines note kebr-semiiin-msamba §3.5)"
+_MSAMBA_NOTE = "MAE and Corr as printed there, rounded to 2 decimals; take 3-decimal values from the paper PDF"
 
 REFERENCES: tuple[Reference, ...] = (
     # -- own papers (baselines spec §6) -------------------------------------------------------
@@ -122,13 +127,30 @@ REFERENCES: tuple[Reference, ...] = (
               _reg(acc7=53.46, has0=82.68, non0=84.96, f1_has0=82.95, f1_non0=84.93, mae=0.529, corr=0.767)),
     Reference("mult", "MulT", "mosei", "MMIM repro", _MMIM, "non0", "[2nd]",
               _reg(acc7=51.8, non0=82.5, f1_non0=82.3, mae=0.580, corr=0.703)),
+    # -- the PaSE paper's other baselines (specs/seed-baselines notes) --------------------------
+    Reference("clgsi", "CLGSI", "mosi", "repo CSVs", _CLGSI_CSV, "has0/non0", "measured",
+              _reg(has0=82.46, non0=84.35, f1_has0=82.31, f1_non0=84.28, acc5=54.42, acc7=47.04, mae=0.7268,
+                   corr=0.7898), "unaligned"),
+    Reference("clgsi", "CLGSI", "mosei", "repo CSVs", _CLGSI_CSV, "has0/non0", "measured",
+              _reg(has0=83.59, non0=85.97, f1_has0=83.81, f1_non0=85.83, acc5=54.25, acc7=53.07, mae=0.5431,
+                   corr=0.7688), "unaligned"),
+    Reference("clgsi", "CLGSI", "mosi", "LCTW re-run", _CLGSI_LCTW, "has0/non0", "[2nd]",
+              _reg(has0=82.85, non0=84.71, f1_has0=82.74, f1_non0=84.66, acc7=46.40, mae=0.718, corr=0.795)),
+    Reference("clgsi", "CLGSI", "mosei", "LCTW re-run", _CLGSI_LCTW, "has0/non0", "[2nd]",
+              _reg(has0=81.42, non0=85.02, f1_has0=81.89, f1_non0=84.98, acc7=53.77, mae=0.537, corr=0.766)),
+    Reference("msamba", "MSAmba", "mosi", "paper", _MSAMBA, "has0/non0", "[2nd]",
+              _reg(has0=85.99, non0=87.43, f1_has0=85.99, f1_non0=87.40, acc7=49.67, mae=0.71, corr=0.81),
+              note=_MSAMBA_NOTE),
+    Reference("msamba", "MSAmba", "mosei", "paper", _MSAMBA, "has0/non0", "[2nd]",
+              _reg(has0=85.78, non0=86.86, f1_has0=85.99, f1_non0=86.93, acc7=54.21, mae=0.51, corr=0.80),
+              note=_MSAMBA_NOTE),
     # -- PaSE's main table (PaSE spec §5; [2nd]) -----------------------------------------------
-    Reference(None, "MSAmba", "mosi", "PaSE paper", _PASE, "has0/non0", "[2nd]",
+    Reference("msamba", "MSAmba", "mosi", "PaSE paper", _PASE, "has0/non0", "[2nd]",
               _reg(has0=85.99, non0=87.43, acc7=49.67)),
     Reference(None, "Semi-IIN", "mosi", "PaSE paper", _PASE, "has0/non0", "[2nd]",
               _reg(has0=85.28, non0=87.04, acc7=46.50)),
     Reference("pase", "PaSE", "mosi", "paper", _PASE, "has0/non0", "[2nd]", _reg(has0=86.40, non0=88.32, acc7=50.92)),
-    Reference(None, "MSAmba", "mosei", "PaSE paper", _PASE, "has0/non0", "[2nd]",
+    Reference("msamba", "MSAmba", "mosei", "PaSE paper", _PASE, "has0/non0", "[2nd]",
               _reg(has0=85.78, non0=86.86, corr=0.796)),
     Reference(None, "Semi-IIN", "mosei", "PaSE paper", _PASE, "has0/non0", "[2nd]",
               _reg(has0=84.98, non0=87.70, corr=0.804)),
@@ -156,9 +178,9 @@ class EfficiencyReference:
 # (baselines spec §5): quoted as printed.
 EFFICIENCY_REFERENCES: tuple[EfficiencyReference, ...] = (
     EfficiencyReference("self_mm", "Self-MM", 7.7, 121_835_723),
-    EfficiencyReference(None, "GLoMo", 9.3, 109_818_887),
-    EfficiencyReference(None, "EUAR", 3.9, 110_436_422),
-    EfficiencyReference(None, "KEBR", 4.6, 127_467_631),
+    EfficiencyReference("glomo", "GLoMo", 9.3, 109_818_887),
+    EfficiencyReference("euar", "EUAR", 3.9, 110_436_422),
+    EfficiencyReference("kebr", "KEBR", 4.6, 127_467_631),  # the released code builds 111,445,453
     EfficiencyReference("pase", "PaSE", 4.0, 114_795_953),
 )
 
