@@ -45,7 +45,7 @@ class ModelConfig:
     dims: tuple[int, int, int] = (768, 5, 20)  # t/a/v input dims; MMSA MOSI (config_regression.json)
     text_input: str = "features"  # "features" (pre-extracted `text`) | "ids" (`text_bert` token ids)
     #   | "raw_text" (token ids made from `raw_text` by the --text-encoder folder's tokenizer)
-    text_max_length: Optional[int] = None  # raw_text only: max tokens incl. [CLS]/[SEP] (dynamic padding)
+    text_max_length: Optional[int] = None  # raw_text / MAG pickles: max tokens incl. [CLS]/[SEP]
     setting: str = "unaligned"  # which MMSA pickle the model reads: aligned_50 | unaligned_50
     dims_from_data: bool = False  # True: the runner takes audio/vision widths from the data file
     #   (models whose official widths are MAG's 74/47 but that also run on MMSA pickles)

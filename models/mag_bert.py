@@ -28,7 +28,7 @@ from torch import nn
 from models.base import ModelOutput
 from models.bert_text import PRESETS as TEXT_PRESETS
 from models.bert_text import UNSUPPORTED, BertClassifier, BertTextConfig
-from models.registry import register_model
+from models.registry import choice, register_model
 
 MAG_EPS = 1e-6  # modeling.py MAG.forward
 
@@ -38,6 +38,8 @@ class MAGBertConfig(BertTextConfig):
     setting: str = "aligned"  # MMSA bert_mag need_data_aligned: aligned_50
     beta_shift: float = 1.0  # MMSA mosi/mosei beta_shift 1; driver --beta_shift 1.0
     dropout_prob: float = 0.3  # dropout after the MAG LayerNorm (MMSA mosi 0.3)
+    dims_from_data: bool = True  # harness decision: the gate's audio/vision widths come from the file, so
+    #   the same preset reads MMSA aligned_50 (5/20, 74/35) and MAG-BERT's own pickles (74/47, 74/35)
 
 
 def avg_pool_to(x: torch.Tensor, length: int) -> torch.Tensor:
@@ -137,9 +139,18 @@ def _mag(text_cfg: BertTextConfig, beta_shift: float, dropout_prob: float) -> MA
 
 
 PRESETS = {key: _mag(TEXT_PRESETS[key], *gate) for key, gate in _GATE.items()}
+# `bench tune` search space: MMSA 2.2.1 config/config_tune.json `bert_mag` debugParams (MMSA name
+# in brackets); beta_shift [1] is a single value, so it stays at the preset's.
+_TUNE = "MMSA 2.2.1 config_tune.json bert_mag"
+SEARCH_SPACE = {
+    "batch_size": choice(32, 48, 64, source=_TUNE),
+    "lr": choice(2e-5, 5e-5, 1e-4, 1e-5, source=f"{_TUNE} [learning_rate]"),
+    "dropout_prob": choice(0.1, 0.2, 0.3, 0.4, source=_TUNE),
+}
 
 
-@register_model("mag_bert", config=MAGBertConfig, presets=PRESETS, default_preset="mmsa", unsupported=UNSUPPORTED)
+@register_model("mag_bert", config=MAGBertConfig, presets=PRESETS, default_preset="mmsa", unsupported=UNSUPPORTED,
+                search_space=SEARCH_SPACE)
 def mag_bert(cfg: MAGBertConfig) -> MAGBert:
     """MAG-BERT (Rahman et al., ACL 2020): a multimodal gate after the BERT embeddings."""
     return MAGBert(cfg)

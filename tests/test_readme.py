@@ -39,3 +39,12 @@ def test_cli_help_is_fast_and_lists_commands():
     probe = "import sys, bench.cli; bench.cli.build_parser(); print('torch' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.stdout.strip() == "False", res.stderr
+
+
+def test_readme_model_table_lists_every_registered_model():
+    from models import list_models
+
+    text = (ROOT / "README.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`") for line in text.splitlines() if line.startswith("| `")}
+    missing = [m for m in list_models() if m not in rows]
+    assert not missing, f"README's model table lacks {missing}"
