@@ -76,6 +76,8 @@ _CLGSI_LCTW = "g1241400652-cmd/CLGSI-LCTW README (re-run at c1070c8, seeds 10111
 _MSAMBA = "User2024-xj/CAGMamba@08b81a6 CAGMamba/README.md results table (seed-baselines note kebr-semiiin-msamba §3.5)"
 _SEMI = ("Lin et al., AAAI 2025 (Semi-IIN paper), arXiv 2412.09784v1 via a Markdown transcription "
          "(pointerHu/WH@ea0f151)")
+_MCLMCF_2ND = ("thesis script copying MGT (Mai et al., 2025)'s MOSI baseline table (seed-baselines note "
+               "mclmcf-mfon-glomo-euar §4.6; low confidence)")
 _MSAMBA_NOTE = "MAE and Corr as printed there, rounded to 2 decimals; take 3-decimal values from the paper PDF"
 
 REFERENCES: tuple[Reference, ...] = (
@@ -149,6 +151,9 @@ REFERENCES: tuple[Reference, ...] = (
     Reference("semi_iin", "Semi-IIN (supervised)", "mosei", "paper", _SEMI + ", Table 2 'MA only'", "has0/non0",
               "[2nd]", _reg(has0=85.04, non0=87.26, f1_has0=85.22, f1_non0=87.14, mae=0.499, corr=0.800),
               note="the ablation table names no dataset; its numbers equal the MOSEI row; no Acc-7"),
+    Reference("mcl_mcf", "MCL-MCF", "mosi", "MGT table", _MCLMCF_2ND, "non0", "[2nd]",
+              _reg(non0=84.9, f1_non0=84.7, mae=0.692, corr=0.799),
+              note="Acc-2/F1 definition (has0 or non0) unknown; Acc-7 not reported; unverified"),
     Reference("msamba", "MSAmba", "mosi", "paper", _MSAMBA, "has0/non0", "[2nd]",
               _reg(has0=85.99, non0=87.43, f1_has0=85.99, f1_non0=87.40, acc7=49.67, mae=0.71, corr=0.81),
               note=_MSAMBA_NOTE),
