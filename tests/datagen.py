@@ -1,9 +1,11 @@
 """Writers of small data files in the exact formats msabench reads (specs/data-and-metrics.md
-§2 MMSA feature pickles, §3 MulT pickles), for tests and benchmarks.
+§2 MMSA feature pickles, §3 MulT pickles; MAG-BERT word-aligned pickles, bench/data/mag.py),
+for tests and benchmarks.
 
-    from tests.datagen import write_mmsa, write_mult
+    from tests.datagen import write_mag, write_mmsa, write_mult
     path = write_mmsa(tmp_path, "mosi", "unaligned", sizes=(30, 20, 10))
     path = write_mult(tmp_path, "iemocap", "aligned")
+    path = write_mag(tmp_path, "mosi")          # <tmp_path>/mosi.pkl
 
 `mutate(data)` lets a test break one thing before the file is written. Values are random
 with a weak planted signal (labels follow the mean of the first audio feature), so a model
@@ -40,6 +42,10 @@ MULT_NAMES = {
     "mosei": {"aligned": "mosei_senti_data.pkl", "unaligned": "mosei_senti_data_noalign.pkl"},
     "iemocap": {"aligned": "iemocap_data.pkl", "unaligned": "iemocap_data_noalign.pkl"},
 }
+MAG_DIMS = {"mosi": (74, 47), "mosei": (74, 35)}  # (acoustic, visual): MAG-BERT README global_configs.py
+# words of the MAG writer: single word pieces, several-piece words, punctuation, a capital
+MAG_WORDS = ("i", "really", "liked", "this", "movie", "but", "the", "ending", "was", "unbelievably", "boring",
+             "hmm", "don't", "Spielberg", "um", "great", "acting", "sl", "terrible", "plot", ".", "it's")
 SPLITS = ("train", "valid", "test")
 SMALL_SIZES = (30, 20, 10)
 CLS, SEP, PAD = 101, 102, 0
@@ -160,6 +166,40 @@ def write_mult(root: Path, dataset: str = "iemocap", setting: str = "aligned", s
         mutate(data)
     base = Path(root) / folder if folder else Path(root)
     return write_pickle(data, base / MULT_NAMES[dataset][setting])
+
+
+def mag_split(rng: np.random.Generator, n: int, dataset: str = "mosi", split: str = "train",
+              words: tuple[int, int] = (3, 20)) -> list:
+    """One split of a MAG-BERT pickle: [((words, visual, acoustic), label, segment), ...] with
+    visual (n_words, 47|35) and acoustic (n_words, 74) float arrays, the label a (1, 1) array
+    and the segment `video[clip]` (CMU-MultimodalSDK form)."""
+    d_a, d_v = MAG_DIMS[dataset]
+    signal = rng.normal(size=n)
+    labels = _labels(rng, signal)
+    out = []
+    for i in range(n):
+        k = int(rng.integers(words[0], words[1] + 1))
+        w = [MAG_WORDS[j] for j in rng.integers(0, len(MAG_WORDS), k)]
+        acoustic = rng.normal(size=(k, d_a))
+        acoustic[:, 0] += signal[i]
+        visual = rng.normal(size=(k, d_v)).astype(np.float32)
+        out.append(((w, visual, acoustic), np.array([[labels[i]]], dtype=np.float32), f"{split}vid{i // 4:03d}[{i % 4}]"))
+    return out
+
+
+def mag_data(dataset: str = "mosi", sizes=SMALL_SIZES, seed: int = 0, **kw) -> dict:
+    rng = np.random.default_rng(seed)
+    return {key: mag_split(rng, n, dataset, key, **kw) for key, n in zip(("train", "dev", "test"), sizes)}
+
+
+def write_mag(root: Path, dataset: str = "mosi", sizes=SMALL_SIZES, seed: int = 0, mutate: Mutate = None,
+              folder: Optional[str] = None, **kw) -> Path:
+    """MAG-BERT's `<root>/mosi.pkl` (folder "MOSI": `<root>/MOSI/mosi.pkl`); splits train/dev/test."""
+    data = mag_data(dataset, sizes, seed, **kw)
+    if mutate:
+        mutate(data)
+    base = Path(root) / folder if folder else Path(root)
+    return write_pickle(data, base / f"{dataset}.pkl")
 
 
 def write_mosei_sized(root: Path, n_train: int = 16326, n_other: int = 64, seed: int = 0) -> Path:

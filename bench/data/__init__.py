@@ -2,6 +2,11 @@
 
 `load_dataset(name, ...)` is the one front door. Loaders validate their input and raise
 `DataError` (file, split, key, problem) before any model is built.
+
+Formats (`data_format`, `DATA_FORMATS`): MMSA feature pickles and MulT pickles
+(`bench.data.mmsa`, `bench.data.mult_pkl`, told apart by their keys), MAG-BERT word-aligned
+pickles (`bench.data.mag`, by file name); token ids made by the harness from text go through
+`bench.data.tokenize`.
 """
 
 from __future__ import annotations
@@ -10,6 +15,10 @@ import difflib
 from typing import Any, Callable
 
 from bench.data.base import SPLITS, DataError, DatasetInfo, MSAData, Split
+
+DATA_FORMATS = ("auto", "mmsa", "mult", "mag")  # --data-format
+# the formats each dataset can be read from (anything else is refused, not ignored)
+DATASET_FORMATS = {"mosi": DATA_FORMATS, "mosei": DATA_FORMATS, "iemocap": ("auto", "mult"), "synthetic": ("auto",)}
 
 _LOADERS: dict[str, Callable[..., MSAData]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
@@ -38,6 +47,12 @@ def load_dataset(name: str, **options: Any) -> MSAData:
         close = difflib.get_close_matches(name, list(_LOADERS), n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise KeyError(f"unknown dataset '{name}'{hint} (available: {', '.join(sorted(_LOADERS))})")
+    fmt = options.get("data_format") or "auto"
+    allowed = DATASET_FORMATS.get(name, DATA_FORMATS)
+    if fmt not in DATA_FORMATS:
+        raise DataError(name, f"unknown data format '{fmt}' (expected one of {', '.join(DATA_FORMATS)})")
+    if fmt not in allowed:
+        raise DataError(name, f"data format '{fmt}' does not apply to {name} (it is read as: {', '.join(allowed)})")
     return _LOADERS[name](**options)
 
 
@@ -46,4 +61,5 @@ def _import_loaders() -> None:
     from bench.data import mmsa, mult_pkl, synthetic  # noqa: F401
 
 
-__all__ = ["SPLITS", "DataError", "DatasetInfo", "MSAData", "Split", "list_datasets", "load_dataset", "register_dataset"]
+__all__ = ["DATA_FORMATS", "SPLITS", "DataError", "DatasetInfo", "MSAData", "Split", "list_datasets", "load_dataset",
+           "register_dataset"]

@@ -45,12 +45,20 @@ class DatasetInfo:
 
 @dataclass
 class Split:
-    """One split, whole-split tensors. `tensors` keys follow the Batch field names."""
+    """One split, whole-split tensors. `tensors` keys follow the Batch field names.
+
+    `raw_text`: the transcripts, where the source has them and a loader keeps them (the
+    synthetic raw-text view). `trim_text`: dynamic padding, each batch's `text_ids`,
+    `text_mask` and `text_segment` cut to its longest row (the last attended position);
+    set for token ids the harness made from raw text, which are stored padded to the
+    longest text of the dataset."""
 
     name: str
     tensors: dict[str, torch.Tensor]
     ids: list[str]
     special_ids: tuple[int, int, int] = BERT_SPECIAL_IDS
+    raw_text: Optional[list[str]] = None
+    trim_text: bool = False
 
     def __len__(self) -> int:
         return int(self.tensors["labels"].shape[0])
@@ -62,6 +70,8 @@ class Split:
     def take(self, idx: torch.Tensor) -> Batch:
         """The samples at positions `idx` as a Batch."""
         fields = {k: v[idx] for k, v in self.tensors.items()}
+        if self.trim_text and "text_mask" in fields:
+            trim_padding(fields)
         fields["index"] = idx.clone()
         ids = [self.ids[i] for i in idx.tolist()]
         return Batch(ids=ids, special_ids=self.special_ids, **fields)
@@ -83,7 +93,20 @@ class Split:
             {k: v[idx] for k, v in self.tensors.items()},
             [self.ids[i] for i in idx.tolist()],
             self.special_ids,
+            [self.raw_text[i] for i in idx.tolist()] if self.raw_text is not None else None,
+            self.trim_text,
         )
+
+
+def trim_padding(fields: dict[str, torch.Tensor]) -> None:
+    """Cut `text_ids`/`text_mask`/`text_segment` after the last attended position of the
+    batch (columns that are padding in every row), in place of the dict's entries."""
+    mask = fields["text_mask"]
+    n = int((mask * torch.arange(1, mask.shape[1] + 1)).max()) if mask.numel() else 0
+    if 0 < n < mask.shape[1]:
+        for k in ("text_ids", "text_mask", "text_segment"):
+            if k in fields:
+                fields[k] = fields[k][:, :n]
 
 
 @dataclass

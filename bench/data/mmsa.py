@@ -19,6 +19,20 @@ Behaviours reproduced from MMSA 2.2.1 `src/MMSA/data_loader.py` (spec §2 rules 
 7. Every sample carries its position (`index`, added by `Split.take`) and its `id`.
 8. The file's SHA-256 goes into `info.source` and is compared with the MMSA README sums.
 `text_lengths` = sum(input_mask) whenever `text_bert` is present (else T).
+
+`text_input="raw_text"` (models that tokenize the transcripts, seed-baselines README decision
+10): `raw_text` is tokenized by the tokenizer of the `--text-encoder` folder
+(`bench.data.tokenize.tokenize_texts`: [CLS]/[SEP], truncation to the model's
+`text_max_length`, cached per process), stored padded to the longest text and trimmed per batch
+(`Split.trim_text`); `text_lengths` = sum(attention_mask). Audio/vision lengths follow rules
+4 as before (aligned files: `text_bert`'s mask, the file's own alignment). A random-init
+encoder (`bert-base`, `tiny`) or a folder without tokenizer files falls back to `text_bert`
+ids; `info.source["text_source"]` records which. A real tokenizer with no `raw_text` in the
+file is an error.
+
+`data_format` (`--data-format`): auto (the MMSA and MulT names below, the schema told by the
+keys; if none of them exists, MAG-BERT's word-aligned `mosi.pkl`/`mosei.pkl`, see
+`bench.data.mag.resolve_format`) | mmsa | mult | mag (`bench.data.mag`).
 """
 
 from __future__ import annotations
@@ -30,7 +44,9 @@ import torch
 
 from bench.data import register_dataset
 from bench.data.base import SPLITS, MSAData
+from bench.data.mag import load_mag, resolve_format
 from bench.data.mult_pkl import parse_mult
+from bench.data.tokenize import encoder_tokenizer, special_ids, tokenize_texts, vocab_size
 from bench.data.validate import (
     BERT_VOCAB_SIZE, ParseContext, Parsed, Problems, aligned_lengths_match, consistent_shapes, count_samples,
     full_lengths, id_strings, int_values, lengths_array, load_real, missing_keys, regression_labels, take_features,
@@ -41,41 +57,68 @@ UNUSED_KEYS = ("raw_text", "annotations", "classification_labels")  # warned abo
 KNOWN_KEYS = ("id", "raw_text", "text", "text_bert", "audio", "vision", "audio_lengths", "vision_lengths",
               "annotations", "classification_labels", "regression_labels")
 BERT_TEXT_DIM = 768  # MMSA data_loader.py sets feature_dims[0] = 768 for text_bert
+RAW_TEXT_MAX_LENGTH = 512  # raw_text without a model text_max_length: BERT's position limit (harness decision)
 
 
 def _load(dataset: str, data_root: Optional[str], setting: Optional[str], text_input: Optional[str], strict: bool,
-          verify_checksum: bool) -> MSAData:
-    return load_real(dataset, {"mmsa": parse_mmsa, "mult": parse_mult}, data_root=data_root, setting=setting,
-                     text_input=text_input, strict=strict, verify_checksum=verify_checksum)
+          verify_checksum: bool, data_format: Optional[str] = None, text_encoder: Optional[str] = None,
+          text_max_length: Optional[int] = None) -> MSAData:
+    fmt = resolve_format(dataset, setting, data_root, data_format)
+    if fmt == "mag":
+        return load_mag(dataset, data_root, setting, text_input, strict, verify_checksum, text_encoder, text_max_length)
+    parsers = {"mmsa": parse_mmsa, "mult": parse_mult}
+    if fmt != "auto":
+        parsers = {fmt: parsers[fmt]}
+    options: dict[str, Any] = {}
+    fallback = None
+    if text_input == "raw_text":
+        choice = encoder_tokenizer(text_encoder)
+        if choice.path is None:  # decision 10: random-init encoders read the file's text_bert ids
+            text_input, fallback = "ids", f"text_bert ids (fallback from raw_text: {choice.note})"
+        else:
+            options = {"tokenizer": choice, "max_length": int(text_max_length or RAW_TEXT_MAX_LENGTH)}
+    data = load_real(dataset, parsers, data_root=data_root, setting=setting, text_input=text_input, strict=strict,
+                     verify_checksum=verify_checksum, options=options)
+    if fallback:
+        data.info.source["text_source"] = fallback
+    return data
 
 
-@register_dataset("mosi", "CMU-MOSI: MMSA pickles <root>/MOSI/Processed/{aligned_50,unaligned_50}.pkl (or MulT's)")
+@register_dataset("mosi", "CMU-MOSI: MMSA pickles <root>/MOSI/Processed/{aligned_50,unaligned_50}.pkl "
+                          "(or MulT's, or MAG-BERT's mosi.pkl)")
 def load_mosi(data_root: Optional[str] = None, setting: Optional[str] = None, text_input: Optional[str] = "features",
-              strict: bool = False, verify_checksum: bool = True, **_ignored) -> MSAData:
-    """CMU-MOSI from MMSA feature pickles (or MulT's mosi_data*.pkl)."""
-    return _load("mosi", data_root, setting, text_input, strict, verify_checksum)
+              strict: bool = False, verify_checksum: bool = True, data_format: Optional[str] = None,
+              text_encoder: Optional[str] = None, text_max_length: Optional[int] = None, **_ignored) -> MSAData:
+    """CMU-MOSI from MMSA feature pickles (or MulT's mosi_data*.pkl, or MAG-BERT's mosi.pkl)."""
+    return _load("mosi", data_root, setting, text_input, strict, verify_checksum, data_format, text_encoder,
+                 text_max_length)
 
 
-@register_dataset("mosei", "CMU-MOSEI: MMSA pickles <root>/MOSEI/Processed/{aligned_50,unaligned_50}.pkl (or MulT's)")
+@register_dataset("mosei", "CMU-MOSEI: MMSA pickles <root>/MOSEI/Processed/{aligned_50,unaligned_50}.pkl "
+                           "(or MulT's, or MAG-BERT's mosei.pkl)")
 def load_mosei(data_root: Optional[str] = None, setting: Optional[str] = None, text_input: Optional[str] = "features",
-               strict: bool = False, verify_checksum: bool = True, **_ignored) -> MSAData:
-    """CMU-MOSEI from MMSA feature pickles (or MulT's mosei_senti_data*.pkl)."""
-    return _load("mosei", data_root, setting, text_input, strict, verify_checksum)
+               strict: bool = False, verify_checksum: bool = True, data_format: Optional[str] = None,
+               text_encoder: Optional[str] = None, text_max_length: Optional[int] = None, **_ignored) -> MSAData:
+    """CMU-MOSEI from MMSA feature pickles (or MulT's mosei_senti_data*.pkl, or MAG-BERT's mosei.pkl)."""
+    return _load("mosei", data_root, setting, text_input, strict, verify_checksum, data_format, text_encoder,
+                 text_max_length)
 
 
 def parse_mmsa(splits: dict[str, dict], ctx: ParseContext) -> Optional[Parsed]:
     """Validate and convert the three split dicts of an MMSA pickle (popping what it converts)."""
     problems = ctx.problems
     train = splits["train"]
+    raw = ctx.text_input == "raw_text"
     if ctx.text_input == "all":
         views = tuple(v for v in ("ids", "features") if TEXT_KEYS[v] in train) or ("ids", "features")
     else:
-        views = (ctx.text_input,)
+        views = ("ids",) if raw else (ctx.text_input,)
     tensors: dict[str, dict[str, torch.Tensor]] = {}
     ids: dict[str, Optional[list[str]]] = {}
     shapes: dict[str, dict[str, tuple[int, int]]] = {}
+    texts: dict[str, list[str]] = {}
     for s in SPLITS:
-        out = _parse_split(splits[s], s, ctx, views, shapes)
+        out = _parse_split(splits[s], s, ctx, views, shapes, texts)
         if out is not None:
             tensors[s], ids[s] = out
     consistent_shapes(shapes, problems)
@@ -83,6 +126,8 @@ def parse_mmsa(splits: dict[str, dict], ctx: ParseContext) -> Optional[Parsed]:
         return None
     tr = shapes["train"]
     has_bert = "text_bert" in tr
+    if raw:
+        return _with_raw_text_ids(tensors, ids, texts, tr, ctx)
     text_t = tr["text_bert"][0] if "ids" in views else tr["text"][0]  # rule 6: text_bert.shape[2] or text.shape[1]
     text_dim = tr["text"][1] if "features" in views else BERT_TEXT_DIM
     if ctx.setting == "unaligned":
@@ -103,13 +148,68 @@ def parse_mmsa(splits: dict[str, dict], ctx: ParseContext) -> Optional[Parsed]:
     )
 
 
+def _with_raw_text_ids(tensors: dict[str, dict[str, torch.Tensor]], ids: dict[str, Optional[list[str]]],
+                       texts: dict[str, list[str]], tr: dict[str, tuple[int, int]], ctx: ParseContext) -> Parsed:
+    """Token ids from `raw_text` by the encoder's tokenizer (cached), trimmed per batch."""
+    choice, max_length = ctx.options["tokenizer"], ctx.options["max_length"]
+    for s in SPLITS:
+        tok = tokenize_texts(choice.path, max_length, tuple(texts[s]))
+        tensors[s].update(tok, text_lengths=tok["text_mask"].sum(1))
+    if ctx.setting == "unaligned":
+        lengths = "from the file (audio_lengths, vision_lengths)"
+    else:
+        lengths = "aligned: text_bert's sum(input_mask) for audio/vision" if "text_bert" in tr else (
+            "aligned, no text_bert: full T")
+    return Parsed(
+        task="regression", tensors=tensors, ids=ids,
+        dims={"t": BERT_TEXT_DIM, "a": tr["audio"][1], "v": tr["vision"][1]},
+        seq_lens={"t": int(tensors["train"]["text_ids"].shape[1]), "a": tr["audio"][0], "v": tr["vision"][0]},
+        text_views=("ids",), vocab_size=vocab_size(choice.path), special_ids=special_ids(choice.path), trim_text=True,
+        notes={"lengths": lengths, "text_lengths": "sum(attention_mask) of the raw_text tokens",
+               "text_source": f"raw_text tokenized by the {choice.note} (max {max_length} tokens, dynamic padding)",
+               "tokenizer_path": choice.path},
+    )
+
+
+def _raw_texts(x: Any, n: int, problems: Problems, s: str) -> Optional[list[str]]:
+    """One transcript per sample: str kept, bytes decoded; anything else is an error; empty
+    transcripts (tokenized as [CLS][SEP]) are counted in a warning."""
+    key = "raw_text"
+    try:
+        items = list(x)
+    except TypeError:
+        problems.error(f"is a {type(x).__name__}, expected one transcript per sample", split=s, key=key)
+        return None
+    if len(items) != n:
+        return None  # the N check reports it
+    out, bad = [], []
+    for i, v in enumerate(items):
+        if isinstance(v, (bytes, np.bytes_)):
+            v = bytes(v).decode("utf-8", errors="replace")
+        if not isinstance(v, (str, np.str_)):
+            bad.append(i)
+            continue
+        out.append(str(v))
+    if bad:
+        problems.error(f"{len(bad)} transcripts not strings (first at index {bad[0]}: {items[bad[0]]!r})",
+                       split=s, key=key)
+        return None
+    empty = [i for i, v in enumerate(out) if not v.strip()]
+    if empty:
+        problems.warn(f"{len(empty)} empty transcripts, tokenized as [CLS][SEP] (first at index {empty[0]})",
+                      split=s, key=key)
+    return out
+
+
 def _parse_split(d: dict, s: str, ctx: ParseContext, views: tuple[str, ...],
-                 shapes: dict[str, dict[str, tuple[int, int]]]) -> Optional[tuple[dict[str, torch.Tensor], list[str]]]:
+                 shapes: dict[str, dict[str, tuple[int, int]]],
+                 texts: dict[str, list[str]]) -> Optional[tuple[dict[str, torch.Tensor], list[str]]]:
     problems = ctx.problems
     unaligned = ctx.setting == "unaligned"
+    raw = ctx.text_input == "raw_text"  # token ids from raw_text: text_bert is read for aligned lengths only
     if "features" not in views:
         d.pop("text", None)  # the unused view is dropped first: memory
-    needed = ["id", "regression_labels", "audio", "vision", *(TEXT_KEYS[v] for v in views)]
+    needed = ["id", "regression_labels", "audio", "vision", *(["raw_text"] if raw else (TEXT_KEYS[v] for v in views))]
     if unaligned:
         needed += ["audio_lengths", "vision_lengths"]  # MMSA reads them unconditionally for unaligned data
     if missing_keys(d, needed, problems, s):
@@ -130,12 +230,17 @@ def _parse_split(d: dict, s: str, ctx: ParseContext, views: tuple[str, ...],
         if text is not None:
             out["text_feats"] = torch.from_numpy(text)
     mask = None
+    if raw:
+        raw_texts = _raw_texts(d.pop("raw_text"), n, problems, s)
+        if raw_texts is None:
+            return None
+        texts[s] = raw_texts
     if "text_bert" in d:
-        rows = _text_bert(d.pop("text_bert"), problems, s, check_ids="ids" in views)
+        rows = _text_bert(d.pop("text_bert"), problems, s, check_ids="ids" in views and not raw)
         if rows is not None:
             shapes.setdefault(s, {})["text_bert"] = (rows[0].shape[1], 3)
             mask = rows[1]
-            if "ids" in views:
+            if "ids" in views and not raw:
                 out.update(text_ids=torch.from_numpy(rows[0]), text_mask=torch.from_numpy(rows[1]),
                            text_segment=torch.from_numpy(rows[2]))
     labels = regression_labels(d.pop("regression_labels"), problems, s, "regression_labels")  # rule 3
@@ -144,6 +249,8 @@ def _parse_split(d: dict, s: str, ctx: ParseContext, views: tuple[str, ...],
         return None
     t_text = shapes[s]["text_bert"][0] if "ids" in views and "text_bert" in shapes[s] else (
         shapes[s]["text"][0] if "text" in shapes[s] else None)
+    if t_text is None and raw:
+        t_text = audio.shape[1]  # no text tensor in the file: the raw_text tokens are the text
     if t_text is None:
         return None
     text_len = mask.sum(1) if mask is not None else None

@@ -26,17 +26,28 @@ text > audio > vision.
 - Vision: T = 50, d = 20, L_v ~ U{20..50}; x_k = 0.5 z_v u_v + N(0, 1.5^2) for k < L_v,
   zeros after; u_v ~ N(0, I_20) fixed.
 - ids "syn_<split>_<video>$_$<clip>", 12 clips per video, no video in two splits.
+- Raw text (`Split.raw_text`, for `text_input="raw_text"` models): the content tokens as
+  words from a fixed list of 1,000 pseudo-words, one per content id (`WORDS[id - 1000]`, two
+  consonant-vowel syllables, all distinct), joined by spaces; [CLS]/[SEP]/[PAD] are not
+  written. So the text is the token view read back, and a real tokenizer maps distinct words
+  to distinct word pieces. Made from the ids after every random draw: the tensors above are
+  the same with or without it. `load_synthetic(text_input="raw_text", text_encoder=DIR)`
+  replaces the token view by the raw text tokenized by DIR's tokenizer (dynamic padding); a
+  random-init encoder keeps the synthetic ids and says so in `info.source["text_source"]`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Optional
 
 import numpy as np
 import torch
 
 from bench.data import register_dataset
 from bench.data.base import DatasetInfo, MSAData, Split
+from bench.data.tokenize import encoder_tokenizer, special_ids, tokenize_texts, vocab_size
 
 SPLIT_SIZES = {"train": 1284, "valid": 229, "test": 686}  # CMU-MOSI
 TEXT_LEN, AUDIO_T, VISION_T = 50, 50, 50
@@ -46,12 +57,48 @@ PAD_ID, CLS_ID, SEP_ID = 0, 101, 102
 CONTENT_IDS = np.arange(1000, 2000)
 N_SENTIMENT = 200
 WEIGHTS = {"t": 1.2, "a": 0.7, "v": 0.35, "ta": 0.4, "noise": 0.3}
+_SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]  # 70 consonant-vowel syllables
+WORDS = tuple(_SYLLABLES[k % 70] + _SYLLABLES[k // 70] for k in range(len(CONTENT_IDS)))  # one per content id
+RAW_TEXT_MAX_LENGTH = 512  # raw_text without a model text_max_length (as bench.data.mmsa)
 
 
 @register_dataset("synthetic", "embedded MOSI-shaped data with planted strengths text > audio > vision (no files)")
-def load_synthetic(data_seed: int = 0, **_ignored) -> MSAData:
+def load_synthetic(data_seed: int = 0, text_input: Optional[str] = None, text_encoder: Optional[str] = None,
+                   text_max_length: Optional[int] = None, **_ignored) -> MSAData:
     """Embedded synthetic data (deterministic from `data_seed`)."""
-    return _generate(int(data_seed))
+    data = _generate(int(data_seed))
+    return with_raw_text_ids(data, text_encoder, text_max_length) if text_input == "raw_text" else data
+
+
+def raw_text(ids: np.ndarray) -> list[str]:
+    """The content tokens of each row of synthetic ids as words (specials dropped)."""
+    return [" ".join(WORDS[int(i) - int(CONTENT_IDS[0])] for i in row if CONTENT_IDS[0] <= i <= CONTENT_IDS[-1])
+            for row in ids]
+
+
+def with_raw_text_ids(data: MSAData, text_encoder: Optional[str], max_length: Optional[int]) -> MSAData:
+    """A copy whose token view is the raw text tokenized by the encoder's tokenizer, or (no
+    tokenizer) the synthetic ids with the fallback recorded. The cached data is not changed."""
+    choice = encoder_tokenizer(text_encoder)
+    if choice.path is None:
+        note = f"synthetic token ids (fallback from raw_text: {choice.note})"
+        return dataclasses.replace(data, info=dataclasses.replace(data.info, source={**data.info.source,
+                                                                                   "text_source": note}))
+    length = int(max_length or RAW_TEXT_MAX_LENGTH)
+    splits = {}
+    for name in ("train", "valid", "test"):
+        split = data.split(name)
+        tok = tokenize_texts(choice.path, length, tuple(split.raw_text or ()))
+        tensors = {**split.tensors, **tok, "text_lengths": tok["text_mask"].sum(1)}
+        splits[name] = dataclasses.replace(split, tensors=tensors, special_ids=special_ids(choice.path),
+                                           trim_text=True)
+    info = dataclasses.replace(
+        data.info, vocab_size=vocab_size(choice.path), special_ids=special_ids(choice.path),
+        seq_lens={**data.info.seq_lens, "t": int(splits["train"].tensors["text_ids"].shape[1])},
+        source={**data.info.source, "text_source": f"raw_text tokenized by the {choice.note} "
+                                                   f"(max {length} tokens, dynamic padding)"},
+    )
+    return MSAData(info, splits["train"], splits["valid"], splits["test"])
 
 
 @functools.lru_cache(maxsize=2)
@@ -120,7 +167,8 @@ def _generate(data_seed: int) -> MSAData:
     for name, size in SPLIT_SIZES.items():
         sl = slice(start, start + size)
         sample_ids = [f"syn_{name}_{j // 12:03d}$_${j % 12}" for j in range(size)]
-        splits[name] = Split(name, {k: v[sl] for k, v in tensors.items()}, sample_ids, (CLS_ID, SEP_ID, PAD_ID))
+        splits[name] = Split(name, {k: v[sl] for k, v in tensors.items()}, sample_ids, (CLS_ID, SEP_ID, PAD_ID),
+                             raw_text=raw_text(ids[sl]))
         start += size
 
     info = DatasetInfo(
@@ -129,7 +177,7 @@ def _generate(data_seed: int) -> MSAData:
         setting="unaligned",
         dims={"t": TEXT_DIM, "a": AUDIO_DIM, "v": VISION_DIM},
         seq_lens={"t": TEXT_LEN, "a": AUDIO_T, "v": VISION_T},
-        text_views=("ids", "features"),
+        text_views=("ids", "features", "raw_text"),
         vocab_size=VOCAB_SIZE,
         special_ids=(CLS_ID, SEP_ID, PAD_ID),
         source={"format": "synthetic", "data_seed": data_seed, "weights": dict(WEIGHTS)},

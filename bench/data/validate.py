@@ -34,12 +34,13 @@ from bench.batch import BERT_SPECIAL_IDS
 from bench.data.base import SPLITS, DataError, DatasetInfo, MSAData, Split
 
 DATASET_LABELS = {"mosi": "MOSI", "mosei": "MOSEI", "iemocap": "IEMOCAP", "synthetic": "synthetic"}
-FORMAT_NAMES = {"mmsa": "MMSA", "mult": "MulT"}
+FORMAT_NAMES = {"mmsa": "MMSA", "mult": "MulT", "mag": "MAG-BERT"}
 SETTINGS = ("aligned", "unaligned")
 # the setting `data check` uses when none is given: what the default presets read
 # (MMSA MulT/late_fusion on MOSI/MOSEI: unaligned_50; MulT paper IEMOCAP: iemocap_data.pkl)
 DEFAULT_SETTING = {"mosi": "unaligned", "mosei": "unaligned", "iemocap": "aligned"}
-TEXT_INPUTS = ("features", "ids", "all")  # "all": every text view the file has (data check)
+TEXT_INPUTS = ("features", "ids", "all", "raw_text")  # "all": every text view the file has (data check);
+# "raw_text": token ids made from `raw_text` by the --text-encoder's tokenizer (bench.data.tokenize)
 
 # spec §1 (pickle counts); a different count is a warning, an error in strict mode
 SPLIT_SIZES = {
@@ -60,11 +61,13 @@ MULT_FILES = {  # spec §3 / yaohungt/Multimodal-Transformer src/dataset.py: <na
     "mosei": {"aligned": "mosei_senti_data.pkl", "unaligned": "mosei_senti_data_noalign.pkl"},
     "iemocap": {"aligned": "iemocap_data.pkl", "unaligned": "iemocap_data_noalign.pkl"},
 }
+MAG_FILES = {"mosi": "mosi.pkl", "mosei": "mosei.pkl"}  # WasifurRahman/BERT_multimodal_transformer datasets/
 BERT_VOCAB_SIZE = 30522  # bert-base-uncased, the tokenizer of MMSA's English `text_bert`
 LABEL_RANGE = (-3.0, 3.0)  # MOSI/MOSEI sentiment intensity (spec §1)
 MULT_TEXT_ONLY = "model needs `text_bert`; MulT-format file has GloVe text only"  # spec §3
 SOURCES_HINT = ("see README 'Data': MMSA pickles from the thuiar/MMSA README 'Datasets' links, "
-                "MulT pickles from the yaohungt/Multimodal-Transformer README")
+                "MulT pickles from the yaohungt/Multimodal-Transformer README, MAG-BERT word-aligned "
+                "mosi.pkl/mosei.pkl (--data-format mag) from the WasifurRahman/BERT_multimodal_transformer README")
 _CHUNK_ELEMENTS = 1 << 25  # non-finite scans work on ~32M values at a time (bounded temporaries)
 _HASH_CHUNK = 8 << 20  # bytes read per hashing step
 _HASH_CACHE_MIN_BYTES = 64 << 20  # smaller files are re-hashed (under 0.1 s); larger ones cached on disk
@@ -111,17 +114,19 @@ def resolve_setting(dataset: str, setting: Optional[str]) -> str:
     return setting
 
 
-def candidate_files(dataset: str, setting: str) -> list[str]:
-    """Paths under the data root, in the order they are tried (MMSA layout first)."""
+def candidate_files(dataset: str, setting: str, formats: tuple[str, ...] = ("mmsa", "mult")) -> list[str]:
+    """Paths under the data root, in the order they are tried (MMSA layout first; MAG-BERT's
+    `mosi.pkl`/`mosei.pkl` hold word-aligned data whatever the setting)."""
     mult = MULT_FILES[dataset][setting]
     folder = DATASET_LABELS[dataset]
-    mmsa = [f"{folder}/Processed/{MMSA_FILES[setting]}"] if dataset in ("mosi", "mosei") else []
-    return [*mmsa, f"{folder}/{mult}", mult]
+    mmsa = [f"{folder}/Processed/{MMSA_FILES[setting]}"] if dataset in ("mosi", "mosei") and "mmsa" in formats else []
+    mag = [f"{folder}/{MAG_FILES[dataset]}", MAG_FILES[dataset]] if dataset in MAG_FILES and "mag" in formats else []
+    return [*mmsa, *([f"{folder}/{mult}", mult] if "mult" in formats else []), *mag]
 
 
-def locate(dataset: str, setting: str, data_root: Optional[str]) -> Path:
+def locate(dataset: str, setting: str, data_root: Optional[str], formats: tuple[str, ...] = ("mmsa", "mult")) -> Path:
     """The data file for (dataset, setting); a DataError lists every name looked for."""
-    names = candidate_files(dataset, setting)
+    names = candidate_files(dataset, setting, formats)
     root = data_root or os.environ.get("MSABENCH_DATA")
     if not root:
         raise DataError(names[0], f"no data folder given: pass --data-root DIR or set MSABENCH_DATA; "
@@ -134,7 +139,7 @@ def locate(dataset: str, setting: str, data_root: Optional[str]) -> Path:
         if (base / name).is_file():
             return base / name
     other = next((o for o in SETTINGS if o != setting), setting)
-    found = [n for n in candidate_files(dataset, other) if (base / n).is_file()]
+    found = [n for n in candidate_files(dataset, other, formats) if (base / n).is_file()]
     hint = f"; the {other} file {found[0]} exists: --setting {other} reads it" if found else ""
     raise DataError(names[0], f"{DATASET_LABELS[dataset]} {setting} file not found under {base}; looked for "
                               f"{', '.join(names)}{hint} ({SOURCES_HINT})")
@@ -173,7 +178,9 @@ def detect_format(obj: Any, problems: Problems) -> str:
     split = next((obj[s] for s in SPLITS if isinstance(obj.get(s), dict)), None)
     if split is None:
         found = ", ".join(map(repr, obj)) or "none"
-        raise DataError(problems.file, f"no train/valid/test split dicts at the top level (keys found: {found})")
+        is_mag = isinstance(obj.get("dev"), list)
+        mag = " (a MAG-BERT word-aligned pickle? --data-format mag reads it)" if is_mag else ""
+        raise DataError(problems.file, f"no train/valid/test split dicts at the top level (keys found: {found}){mag}")
     keys = set(split)
     if "regression_labels" in keys:
         return "mmsa"
@@ -304,9 +311,17 @@ def zero_neginf(arr: np.ndarray) -> None:
         np.copyto(chunk, 0.0, where=np.isneginf(chunk))
 
 
-def check_features(arr: np.ndarray, problems: Problems, split: str, key: str, neginf_ok: bool) -> None:
-    """NaN/+inf: error; -inf: error, or (audio) a counted warning and set to 0."""
+def check_features(arr: np.ndarray, problems: Problems, split: str, key: str, neginf_ok: bool,
+                   row_starts: Optional[np.ndarray] = None) -> None:
+    """NaN/+inf: error; -inf: error, or (audio) a counted warning and set to 0. `row_starts`:
+    `arr` holds the rows of all samples one after another (MAG pickles), sample i from row
+    row_starts[i]; the "first at index" then names the sample, not the row."""
     nf = scan_nonfinite(arr)
+    if row_starts is not None:
+        for name in ("nan", "posinf", "neginf"):
+            first = getattr(nf, "first_" + name)
+            if first >= 0:
+                setattr(nf, "first_" + name, int(np.searchsorted(row_starts, first, side="right")) - 1)
     for name, label in (("nan", "NaN"), ("posinf", "+inf")):
         if getattr(nf, name):
             problems.error(f"{getattr(nf, name)} {label} values (first at index {getattr(nf, 'first_' + name)})",
@@ -545,6 +560,7 @@ class ParseContext:
     setting: str
     text_input: str
     problems: Problems
+    options: dict[str, Any] = field(default_factory=dict)  # format-specific (raw_text: tokenizer, max_length)
 
 
 @dataclass
@@ -559,6 +575,8 @@ class Parsed:
     text_views: tuple[str, ...]
     vocab_size: Optional[int] = None
     notes: dict[str, Any] = field(default_factory=dict)
+    special_ids: tuple[int, int, int] = BERT_SPECIAL_IDS  # (cls, sep, pad) of the token ids
+    trim_text: bool = False  # dynamic padding of the token ids per batch (`Split.trim_text`)
 
 
 Parser = Callable[[dict[str, dict], ParseContext], Optional[Parsed]]
@@ -573,14 +591,14 @@ def load_real(
     text_input: Optional[str] = "features",
     strict: bool = False,
     verify_checksum: bool = True,
+    options: Optional[dict[str, Any]] = None,
 ) -> MSAData:
     """Locate, unpickle, detect the schema, parse and validate every split, then check ids,
-    split sizes and the checksum. Nothing is returned unless every check passed."""
+    split sizes and the checksum. Nothing is returned unless every check passed. Only the
+    formats in `parsers` are looked for; `options` reach the parser (`ParseContext.options`)."""
     setting = resolve_setting(dataset, setting)
-    text_input = text_input or "all"
-    if text_input not in TEXT_INPUTS:
-        raise DataError(dataset, f"unknown text input '{text_input}' (expected one of {', '.join(TEXT_INPUTS)})")
-    path = locate(dataset, setting, data_root)
+    text_input = check_text_input(dataset, text_input)
+    path = locate(dataset, setting, data_root, tuple(parsers))
     problems = Problems(path.name)
     obj = read_pickle(path, problems)
     fmt = detect_format(obj, problems)
@@ -589,8 +607,23 @@ def load_real(
                                    f"{' or '.join(FORMAT_NAMES[p] for p in parsers)} pickles")
     splits = split_dicts(obj, problems)
     del obj  # the split dicts are popped as they are converted: originals are freed early
-    parsed = parsers[fmt](splits, ParseContext(dataset, setting, text_input, problems)) if len(splits) == 3 else None
+    ctx = ParseContext(dataset, setting, text_input, problems, dict(options or {}))
+    parsed = parsers[fmt](splits, ctx) if len(splits) == 3 else None
     del splits
+    return finish_load(dataset, setting, path, fmt, problems, parsed, strict, verify_checksum)
+
+
+def check_text_input(dataset: str, text_input: Optional[str]) -> str:
+    text_input = text_input or "all"
+    if text_input not in TEXT_INPUTS:
+        raise DataError(dataset, f"unknown text input '{text_input}' (expected one of {', '.join(TEXT_INPUTS)})")
+    return text_input
+
+
+def finish_load(dataset: str, setting: str, path: Path, fmt: str, problems: Problems, parsed: Optional[Parsed],
+                strict: bool, verify_checksum: bool) -> MSAData:
+    """After a parser: raise its errors, then the cross-split checks (ids, split sizes), the
+    checksum, and the `MSAData` (every loader ends here)."""
     problems.raise_if_errors()
     assert parsed is not None
     if all(v is not None for v in parsed.ids.values()):
@@ -601,10 +634,11 @@ def load_real(
     problems.raise_if_errors()
     ids = {s: parsed.ids[s] or [f"{s}:{i}" for i in range(int(parsed.tensors[s]["labels"].shape[0]))]
            for s in SPLITS}
-    split_objs = {s: Split(s, parsed.tensors[s], ids[s], BERT_SPECIAL_IDS) for s in SPLITS}
+    split_objs = {s: Split(s, parsed.tensors[s], ids[s], parsed.special_ids, trim_text=parsed.trim_text)
+                  for s in SPLITS}
     info = DatasetInfo(
         name=dataset, task=parsed.task, setting=setting, dims=parsed.dims, seq_lens=parsed.seq_lens,
-        text_views=parsed.text_views, vocab_size=parsed.vocab_size, special_ids=BERT_SPECIAL_IDS,
+        text_views=parsed.text_views, vocab_size=parsed.vocab_size, special_ids=parsed.special_ids,
         source=source, warnings=list(problems.warnings),
     )
     return MSAData(info, split_objs["train"], split_objs["valid"], split_objs["test"])
