@@ -260,3 +260,54 @@ def predictions_for_runs(rs: ResultSet, dataset: str, models: Sequence[str] | No
     if not runs:
         raise KeyError(f"no result files with predictions on '{dataset}'")
     return predictions_figure(runs)
+
+
+# -- tuning (`bench tune`) --------------------------------------------------------------------------
+
+def tuning_figure(history: Sequence[dict[str, Any]], importances: dict[str, float], metric: str,
+                  direction: str = "minimize", title: str | None = None):
+    """Optimisation history (each trial's validation value: complete trials filled, pruned ones
+    hollow at their last reported epoch, failed ones marked on the axis; the best so far as a
+    step line) above the parameter importances (Optuna's fANOVA, when it can be computed)."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    colors = sns.color_palette("colorblind", 3)
+    with _style():
+        fig = Figure(figsize=(COLUMN_WIDTH_IN, 4.4), layout="constrained")
+        ax, bx = fig.subplots(2, 1, height_ratios=(1.2, 1.0))
+        done = [h for h in history if h["state"] == "complete" and h["value"] is not None]
+        pruned = [h for h in history if h["state"] == "pruned" and h["value"] is not None]
+        failed = [h for h in history if h["state"] == "fail"]
+        if done:
+            ax.scatter([h["number"] for h in done], [h["value"] for h in done], s=14, color=colors[0],
+                       label="complete", zorder=3, gid="tuning:complete")
+        if pruned:
+            ax.scatter([h["number"] for h in pruned], [h["value"] for h in pruned], s=14, facecolors="none",
+                       edgecolors=colors[1], label="pruned (last epoch)", zorder=3, gid="tuning:pruned")
+        if done:
+            better = min if direction == "minimize" else max
+            xs, best, run = [], [], None
+            for h in sorted(done, key=lambda h: h["number"]):
+                run = h["value"] if run is None else better(run, h["value"])
+                xs.append(h["number"])
+                best.append(run)
+            ax.step(xs, best, where="post", color="0.3", lw=1.0, label="best so far", gid="tuning:best")
+        if failed:
+            ax.plot([h["number"] for h in failed], [0] * len(failed), "x", color=colors[2], ms=4,
+                    transform=ax.get_xaxis_transform(), clip_on=False, label="failed", gid="tuning:failed")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(f"valid {metric}")
+        if done or pruned or failed:
+            ax.legend(frameon=False, loc="best")
+        if title:
+            ax.set_title(title)
+        if importances:
+            names = list(importances)[::-1]  # most important on top
+            bx.barh(names, [importances[n] for n in names], color=colors[0], gid="tuning:importances")
+            bx.set_xlabel("importance (fANOVA)")
+        else:
+            bx.text(0.5, 0.5, "importances need 2+ complete trials\nwith differing values",
+                    ha="center", va="center", transform=bx.transAxes, gid="tuning:no_importances")
+            bx.set_axis_off()
+    return fig

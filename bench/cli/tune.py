@@ -1,0 +1,142 @@
+"""`tune`: the same Optuna search budget for every model, on validation only, then the best
+configuration with the five standard seeds as its own `<model>+tuned` run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP_EPILOG = """examples:
+  python -m bench tune --models late_fusion,mult --trials 4 --epochs 2     # synthetic, results/
+  python -m bench tune --models mult,mag_bert,self_mm --datasets mosi --trials 50 --data-root ~/data/MMSA
+  python -m bench tune --models mult --datasets mosi --budget-hours 8 --sampler random --pruner none
+  python -m bench tune --models mult --datasets mosi --trials 50 --launcher submitit --workers 8 --gpus-per-job 1
+  python -m bench tune --show-space mult                                     # the searched ranges and sources
+Every model gets the same budget: --trials N finished (complete + pruned) trials, or --budget-hours H
+worker-hours of trials. A study lives in <out>/tuning/<dataset>/<model>+tuned.db (.journal with
+--launcher submitit); rerunning the command continues it to the requested total. Trials never
+evaluate the test split. Then: <out>/<dataset>/<model>+tuned/seed<k>.json; `bench table` shows the
+row "<Model> (tuned, N trials)" and `bench table --tuning` the studies.
+"""
+
+
+def add_parser(sub) -> None:
+    from bench.cli import int_at_least, names, out_dir
+
+    p = sub.add_parser("tune", help="equal-budget hyperparameter search (Optuna), validation only",
+                       epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", type=names, help="comma-separated registry names; wildcards allowed ('mag*')")
+    p.add_argument("--datasets", type=names, default=None, help="comma-separated (default: synthetic)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--trials", type=int_at_least(1), default=None, help="finished trials per model (default: 50)")
+    budget.add_argument("--budget-hours", type=float, default=None, help="worker-hours of trials per model")
+    p.add_argument("--sampler", default="tpe", choices=["tpe", "random"], help="Optuna sampler (default: tpe)")
+    p.add_argument("--pruner", default="median", choices=["median", "none"], help="Optuna pruner (default: median)")
+    p.add_argument("--pruner-startup-trials", type=int_at_least(0), default=5,
+                   help="median pruner: prune only after this many finished trials (default: 5)")
+    p.add_argument("--pruner-warmup-epochs", type=int_at_least(0), default=0,
+                   help="median pruner: never prune in a trial's first N epochs (default: 0)")
+    p.add_argument("--seed", type=int, default=None, help="sampler seed and the trials' training seed (default: 1111)")
+    p.add_argument("--storage", default=None,
+                   help="Optuna storage URL (sqlite:///f.db, postgresql://...) or journal:PATH "
+                        "(default: a file under <out>/tuning/)")
+    p.add_argument("--preset", default=None, help="preset the search starts from (default: the model's for the dataset)")
+    p.add_argument("--epochs", type=int_at_least(1), default=None, help="cap on training epochs, trials and final seeds alike")
+    p.add_argument("--out", type=out_dir, default="results", help="results directory (default: results)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    p.add_argument("--data-root", default=None, help="folder with the data files (or $MSABENCH_DATA)")
+    p.add_argument("--text-encoder", default=None, metavar="PATH",
+                   help="local BERT checkpoint folder, or bert-base / tiny (random init)")
+    p.add_argument("--no-final", dest="final", action="store_false",
+                   help="stop after the search (rerun without it to run the five seeds)")
+    p.add_argument("--show-space", metavar="MODEL", default=None,
+                   help="print MODEL's search space (for --datasets' first dataset and --preset) and exit")
+    p.add_argument("--quiet", action="store_true", help="no per-trial lines")
+    g = p.add_argument_group("launching")
+    g.add_argument("--launcher", default="local", choices=["local", "submitit"],
+                   help="local: worker processes on this machine; submitit: one scheduler job per worker")
+    g.add_argument("--workers", type=int_at_least(1), default=1, help="workers sharing one study (default: 1)")
+    g.add_argument("--cluster", default=None, help="submitit cluster: slurm | local | debug (default: auto)")
+    g.add_argument("--slurm-partition", default=None)
+    g.add_argument("--gpus-per-job", type=int, default=0)
+    g.add_argument("--cpus-per-job", type=int, default=4)
+    g.add_argument("--mem-gb", type=int, default=None)
+    g.add_argument("--time-min", type=int, default=240, help="job time limit in minutes (default: 240)")
+    p.set_defaults(func=main)
+
+
+def build_specs(args) -> list:
+    from bench.config import DEFAULT_DATASET, DEFAULT_SEEDS, RunConfig, split_list
+    from bench.tune import TuneSpec
+    from models import list_models
+
+    if not args.models:
+        raise ValueError("give --models (e.g. --models late_fusion,mult) or --show-space MODEL")
+    names: list[str] = []
+    for pattern in split_list(args.models):
+        matched = list_models(pattern) if any(c in pattern for c in "*?[") else [pattern]
+        if not matched:
+            raise KeyError(f"no registered model matches '{pattern}'")
+        names += [m for m in matched if m not in names]
+    jobs = {"timeout_min": args.time_min, "cpus_per_task": args.cpus_per_job}
+    if args.gpus_per_job:
+        jobs["gpus_per_node"] = args.gpus_per_job
+    if args.mem_gb:
+        jobs["mem_gb"] = args.mem_gb
+    if args.slurm_partition:
+        jobs["slurm_partition"] = args.slurm_partition
+    trials = args.trials if args.trials is not None or args.budget_hours is not None else 50
+    specs = []
+    for dataset in split_list(args.datasets) or [DEFAULT_DATASET]:
+        for model in names:
+            run = RunConfig(model=model, dataset=dataset, preset=args.preset, epochs=args.epochs,
+                            text_encoder=args.text_encoder, device=args.device, out_dir=args.out,
+                            data_root=args.data_root)
+            specs.append(TuneSpec(
+                run=run, trials=trials, budget_hours=args.budget_hours, sampler=args.sampler, pruner=args.pruner,
+                pruner_startup_trials=args.pruner_startup_trials, pruner_warmup_epochs=args.pruner_warmup_epochs,
+                seed=args.seed if args.seed is not None else DEFAULT_SEEDS[0], storage=args.storage,
+                launcher=args.launcher, workers=args.workers, cluster=args.cluster, job_options=jobs,
+            ))
+    return specs
+
+
+def main(args) -> int:
+    from bench.data import DataError
+    from bench.tune import OptunaMissing
+
+    try:
+        if args.show_space:
+            from bench.config import split_list
+            from bench.tune import format_space
+
+            print(format_space(args.show_space, (split_list(args.datasets) or ["synthetic"])[0], args.preset))
+            return 0
+        specs = build_specs(args)
+        log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+        from bench.tune import require_optuna, tune
+
+        require_optuna()
+        failed = 0
+        for spec in specs:
+            summary = tune(spec, final=args.final, log=log)
+            final = summary.get("final")
+            if final is not None:
+                failed += len(final.failed)
+                print(f"{spec.run.dataset}/{spec.variant}: {len(final.ok)} seeds ran, {len(final.skipped)} skipped "
+                      f"(finished), {len(final.failed)} failed", file=sys.stderr)
+    except OptunaMissing as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the study keeps every finished trial; rerun the same command to continue", file=sys.stderr)
+        return 130
+    except DataError as err:
+        print(f"DataError: {err}", file=sys.stderr)
+        return 2
+    except (KeyError, ValueError) as err:
+        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    print(f"tuning summaries: {args.out}/tuning/; show them with `python -m bench table --results {args.out} --tuning`",
+          file=sys.stderr)
+    return 1 if failed else 0
