@@ -33,6 +33,7 @@ class RunConfig:
     out_dir: str = "results"
     data_root: Optional[str] = None
     setting: Optional[str] = None  # aligned | unaligned; None: what the model's preset declares
+    data_format: str = "auto"  # auto | mmsa | mult | mag (bench.data.DATA_FORMATS; bench.data.mag.resolve_format)
     contributions: bool = True  # exact Shapley values on validation every epoch
     robustness: bool = True  # after selection: test metrics under every modality coalition
     amp: bool = True  # bf16 autocast on CUDA
@@ -41,9 +42,13 @@ class RunConfig:
 
     @property
     def run_name(self) -> str:
-        """Result-folder name: the model, its --set overrides, and an explicit --setting."""
+        """Result-folder name: the model, its --set overrides, an explicit --setting and an
+        explicit --data-format other than auto (`mag_bert+mag`: MAG-BERT's own pickles)."""
         name = self.variant or variant_name(self.model, self.overrides)
-        return f"{name}+{self.setting}" if self.setting and not self.variant else name
+        if self.variant:
+            return name
+        name = f"{name}+{self.setting}" if self.setting else name
+        return f"{name}+{self.data_format}" if self.data_format != "auto" else name
 
     def result_path(self) -> Path:
         return Path(self.out_dir) / self.dataset / self.run_name / f"seed{self.seed}.json"
@@ -94,31 +99,58 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
 
 
 def parse_value(raw: str) -> Any:
-    """Numbers first (YAML 1.1 reads '1e-4' as a string), then YAML scalars/lists."""
+    """Numbers first (YAML 1.1 reads '1e-4' as a string), then YAML scalars/lists/mappings;
+    anything else stays the string it was. Never raises: the field's type decides later
+    (models.registry.parse_field)."""
     raw = raw.strip()
     for cast in (int, float):
         try:
             return cast(raw)
         except ValueError:
             pass
-    return yaml.safe_load(raw) if raw else None
+    if not raw:
+        return None
+    try:
+        value = yaml.safe_load(raw)
+    except Exception:  # not YAML ('[', 'a: b: c'): the raw text
+        return raw
+    return value if isinstance(value, (str, int, float, bool, list, dict, type(None))) else raw
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'1111,1112' or '1111-1115' or a mix."""
+SEED_FORMS = "comma-separated integers and ranges, e.g. 1111,1112 or 1111-1115"
+MAX_SEED = 2**32 - 1  # numpy's seed range
+MAX_SEEDS = 10_000  # harness decision: a longer range is a typo (1111-11115), not a sweep
+
+
+def parse_seeds(text: Any, option: str = "--seeds") -> list[int]:
+    """'1111,1112' or '1111-1115' or a mix (or a list of those); duplicates dropped, order kept.
+    A ValueError names `option` and the accepted forms."""
+    if isinstance(text, (list, tuple)):
+        text = ",".join(map(str, text))
+    subject = f"{option} '{text}'" if option else f"'{text}'"
     seeds: list[int] = []
     for part in str(text).split(","):
         part = part.strip()
         if not part:
             continue
-        if "-" in part[1:]:
-            lo, hi = part.split("-", 1)
-            seeds.extend(range(int(lo), int(hi) + 1))
-        else:
-            seeds.append(int(part))
-    if not seeds:
-        raise ValueError(f"no seeds in '{text}'")
-    return seeds
+        try:
+            if "-" in part[1:]:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if hi < lo or hi - lo >= MAX_SEEDS:
+                    raise ValueError
+                seeds.extend(range(lo, hi + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            which = subject if part == str(text).strip() else f"{subject}: '{part}'"
+            raise ValueError(f"{which} is not a seed or a range; give {SEED_FORMS}") from None
+    if not seeds or len(seeds) > MAX_SEEDS:
+        what = "no seeds" if not seeds else f"more than {MAX_SEEDS:,} seeds"
+        raise ValueError(f"{subject}: {what}; give {SEED_FORMS}")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise ValueError(f"{subject}: seed {bad[0]} is out of range (0 to {MAX_SEED})")
+    return list(dict.fromkeys(seeds))
 
 
 def split_list(text: str | None) -> list[str]:
@@ -128,13 +160,58 @@ def split_list(text: str | None) -> list[str]:
 # -- sweep files ------------------------------------------------------------------------
 SWEEP_KEYS = {
     "datasets", "models", "seeds", "epochs", "preset", "out", "device", "data_root", "setting",
-    "text_encoder", "contributions", "robustness", "amp", "strict_data", "description",
+    "text_encoder", "contributions", "robustness", "amp", "strict_data", "description", "data_format",
 }
 MODEL_KEYS = {"name", "preset", "set", "variants", "variant"}
 
 
 class SweepFileError(ValueError):
     pass
+
+
+# run-wide sweep keys whose values are not strings; the model-config values under `set:` and
+# `variants:` are typed by their model's config fields (models.registry.parse_field)
+SWEEP_BOOLS = ("contributions", "robustness", "amp", "strict_data")
+SWEEP_CHOICES = {"setting": ("aligned", "unaligned"), "data_format": ("auto", "mmsa", "mult", "mag")}
+
+
+def check_sweep_values(path: Path, opts: dict[str, Any]) -> None:
+    """Run-wide sweep values of the right type, before any run is planned."""
+    def bad(key: str, value: Any, allowed: str) -> SweepFileError:
+        return SweepFileError(f"{path} [key={key}]: {value!r} is not allowed; {key} is {allowed}")
+
+    for key, value in opts.items():
+        if value is None or key == "seeds":
+            continue
+        if key in SWEEP_BOOLS:
+            if not isinstance(value, bool):
+                raise bad(key, value, "a bool (true | false)")
+        elif key == "epochs":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise bad(key, value, "an integer >= 1")
+        elif key == "datasets":
+            if not isinstance(value, list) or not value or not all(isinstance(d, str) and d for d in value):
+                raise bad(key, value, "a non-empty list of dataset names, e.g. [mosi, mosei]")
+        elif key in SWEEP_CHOICES:
+            if value not in SWEEP_CHOICES[key]:
+                raise bad(key, value, "one of " + " | ".join(SWEEP_CHOICES[key]))
+        elif not isinstance(value, str) or not value.strip():
+            raise bad(key, value, "a non-empty string")
+
+
+def check_model_entry(path: Path, i: int, entry: dict[str, Any]) -> None:
+    """One `models:` mapping: a name, an optional preset/variant name, a `set` mapping, a list of variant mappings."""
+    where = f"{path} [key=models[{i}]"
+    for key in ("name", "preset", "variant"):
+        if key in entry and not (isinstance(entry[key], str) and entry[key].strip()):
+            raise SweepFileError(f"{where}.{key}]: {entry[key]!r} is not allowed; {key} is a non-empty string")
+    if not isinstance(entry.get("set") or {}, dict):
+        raise SweepFileError(f"{where}.set]: expected a mapping of config keys to values, e.g. {{lr: 1.0e-4}}")
+    variants = entry.get("variants")
+    if variants is not None and (not isinstance(variants, list) or not variants
+                                 or not all(isinstance(v, dict) or v is None for v in variants)):
+        raise SweepFileError(f"{where}.variants]: expected a non-empty list of mappings, "
+                             "e.g. [{}, {use_sgm: false}]")
 
 
 def load_sweep(path: str | Path, **cli: Any) -> list[RunConfig]:
@@ -158,6 +235,8 @@ def load_sweep(path: str | Path, **cli: Any) -> list[RunConfig]:
         doc = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise SweepFileError(f"{path}: sweep file not found") from None
+    except (OSError, UnicodeDecodeError) as err:  # a folder, unreadable, binary
+        raise SweepFileError(f"{path}: cannot read the sweep file ({type(err).__name__}: {err})") from None
     except yaml.YAMLError as err:
         raise SweepFileError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(doc, dict):
@@ -167,14 +246,21 @@ def load_sweep(path: str | Path, **cli: Any) -> list[RunConfig]:
         raise SweepFileError(f"{path} [key={unknown[0]}]: unknown key; valid keys: {', '.join(sorted(SWEEP_KEYS))}")
     if not doc.get("models"):
         raise SweepFileError(f"{path} [key=models]: missing or empty")
+    if not isinstance(doc["models"], list):
+        raise SweepFileError(f"{path} [key=models]: expected a list of model names or mappings, e.g. [mult, pase]")
     opts = {k: doc.get(k) for k in SWEEP_KEYS - {"models", "description"}}
     opts.update({k: v for k, v in cli.items() if v is not None})
+    check_sweep_values(path, opts)
     datasets = opts.pop("datasets") or [DEFAULT_DATASET]
     seeds = opts.pop("seeds")
-    seeds = parse_seeds(",".join(map(str, seeds)) if isinstance(seeds, list) else str(seeds)) if seeds else list(DEFAULT_SEEDS)
+    try:
+        seeds = parse_seeds(seeds, option="seeds") if seeds is not None else list(DEFAULT_SEEDS)
+    except ValueError as err:
+        raise SweepFileError(f"{path} [key=seeds]: {err}") from None
     base = dict(
         epochs=opts.get("epochs"), text_encoder=opts.get("text_encoder"), device=opts.get("device") or "auto",
         out_dir=opts.get("out") or "results", data_root=opts.get("data_root"), setting=opts.get("setting"),
+        data_format=opts.get("data_format") or "auto",
     )
     for flag in ("contributions", "robustness", "amp", "strict_data"):
         if opts.get(flag) is not None:
@@ -188,6 +274,7 @@ def load_sweep(path: str | Path, **cli: Any) -> list[RunConfig]:
         bad = sorted(set(entry) - MODEL_KEYS)
         if bad:
             raise SweepFileError(f"{path} [key=models[{i}].{bad[0]}]: unknown key; valid: {', '.join(sorted(MODEL_KEYS))}")
+        check_model_entry(path, i, entry)
         shared = dict(entry.get("set") or {})
         for variant in entry.get("variants") or [{}]:
             overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in {**shared, **(variant or {})}.items()}

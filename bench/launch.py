@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 from bench.config import RunConfig
 from bench.results import is_complete, load_result
-from bench.runner import SweepSummary, plan_runs, run_sweep
+from bench.runner import SweepSummary, check_sweep, load_sweep_data, plan_runs, run_sweep
 
 _WORKER_DEVICE: Optional[str] = None  # set in each --jobs worker process
 
@@ -77,13 +77,24 @@ def launch(
     progress: bool = False, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
     slurm: Optional[SlurmOptions] = None,
 ) -> SweepSummary:
+    if launcher not in ("local", "submitit"):
+        raise ValueError(f"--launcher '{launcher}': unknown launcher (local | submitit)")
+    if jobs < 1:
+        raise ValueError(f"--jobs {jobs}: give at least 1")
     if launcher == "local" and jobs <= 1:
         return run_sweep(runs, force=force, progress=progress, log=log)
-    plan_runs(runs)  # unknown models / config keys fail here, before anything is started
-    todo = [r for r in runs if force or not is_complete(r.result_path())]
-    skipped = [f"{r.dataset}/{r.run_name}/seed{r.seed}" for r in runs if r not in todo]
+    planned = plan_runs(runs)  # unknown models / config keys / bad values fail here, before anything is started
+    finished = [not force and is_complete(p.run.result_path()) for p in planned]
+    todo_planned = [p for p, done in zip(planned, finished) if not done]
+    todo = [p.run for p in todo_planned]
+    skipped = [p.label for p, done in zip(planned, finished) if done]
     for label in skipped:
         log(f"skip {label}: finished; --force reruns it")
+    if todo_planned:
+        # what would fail every job the same way fails once, here (a scheduler's nodes may have
+        # devices this machine lacks: only the device's form is checked for submitit)
+        check_sweep(todo_planned, local=launcher == "local")
+        load_sweep_data(todo_planned, log)
     if launcher == "local":
         _run_parallel(todo, jobs, force, log)
     elif launcher == "submitit":

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import io
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -38,9 +39,14 @@ from bench.results import ResultFileError, iter_result_files, load_result
 DISPLAY_NAMES = {
     "pase": "PaSE", "mult": "MulT", "mag_bert": "MAG-BERT", "self_mm": "Self-MM",
     "bert_text": "BERT (text only)", "late_fusion": "Late fusion",
+    # the PaSE paper's other baselines; a name says where the row departs from the paper's setting
+    "confede": "ConFEDE", "clgsi": "CLGSI", "mcl_mcf": "MCL-MCF", "mfon": "MFON", "glomo": "GLoMo",
+    "euar": "EUAR", "kebr": "KEBR (no pre-training)", "semi_iin": "Semi-IIN (supervised)",
+    "msamba": "MSAmba (reconstructed)",
 }
-# row order: simple references and baselines first, the proposed model last (paper convention)
-MODEL_ORDER = ("late_fusion", "bert_text", "mult", "mag_bert", "self_mm", "pase")
+# row order: simple references and baselines first (the PaSE paper's order), the proposed model last
+MODEL_ORDER = ("late_fusion", "bert_text", "mult", "mag_bert", "self_mm", "confede", "clgsi", "mcl_mcf",
+               "mfon", "glomo", "euar", "kebr", "semi_iin", "msamba", "pase")
 DATASET_ORDER = ("synthetic", "mosi", "mosei", "iemocap")
 # ablation switch names as the PaSE paper prints them (pase spec §3.12)
 SWITCH_NAMES = {"sgm": "SGM", "cal": "CAL", "pcl": "PCL", "gate": "gate", "dual_phase": "dual phase"}
@@ -76,6 +82,8 @@ class Problem:
 class ResultSet:
     records: list[dict[str, Any]]
     problems: list[Problem] = field(default_factory=list)
+    # (dataset, run name) -> the study summary a `<model>+tuned` run came from (its tuning.json)
+    tuning: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def datasets(self) -> list[str]:
         found = {r["dataset"] for r in self.records} | {p.dataset for p in self.problems}
@@ -92,20 +100,28 @@ def load_result_set(root: Path | str) -> ResultSet:
             m = re.fullmatch(r"seed(-?\d+)", path.stem)
             problems.append(Problem(str(path), path.parent.parent.name, path.parent.name,
                                     int(m.group(1)) if m else None, str(err)))
-    return ResultSet(records, problems)
+    tuning = {}
+    for path in sorted(Path(root).glob("*/*/tuning.json")) if Path(root).is_dir() else []:
+        try:
+            tuning[(path.parent.parent.name, path.parent.name)] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # the row then reads "(tuned)" without its budget
+    return ResultSet(records, problems, tuning)
 
 
 def sort_datasets(names: Iterable[str]) -> list[str]:
     return sorted(set(names), key=lambda d: (DATASET_ORDER.index(d) if d in DATASET_ORDER else len(DATASET_ORDER), d))
 
 
-def display_name(run_name: str, model: str | None = None) -> str:
-    """'pase' -> 'PaSE'; 'pase+no_sgm' -> 'PaSE w/o SGM'; 'mult+lr=0.0001' -> 'MulT (lr=0.0001)'."""
+def display_name(run_name: str, model: str | None = None, tuning: dict[str, Any] | None = None) -> str:
+    """'pase' -> 'PaSE'; 'pase+no_sgm' -> 'PaSE w/o SGM'; 'mult+lr=0.0001' -> 'MulT (lr=0.0001)';
+    'mult+tuned' with its study summary -> 'MulT (tuned, 50 trials)'."""
     base, *tags = run_name.split("+")
     if model is not None and base != model:  # a --variant name chosen by the user
         return f"{DISPLAY_NAMES.get(model, model)} [{run_name}]"
     without = [SWITCH_NAMES.get(t[3:], t[3:]) for t in tags if t.startswith("no_")]
-    other = [t for t in tags if not t.startswith("no_")]
+    other = [f"tuned, {tuning_budget_text(tuning)}" if t == "tuned" and tuning else t
+             for t in tags if not t.startswith("no_")]
     out = DISPLAY_NAMES.get(base, base)
     if without:
         out += " w/o " + ", ".join(without)
@@ -141,10 +157,11 @@ class RunGroup:
     failed: dict[int, str] = field(default_factory=dict)  # seed -> "Type: message"
     unreadable: dict[int, str] = field(default_factory=dict)  # seed -> problem
     unsupported: str | None = None  # registry reason, for a model asked for by name that cannot run
+    tuning: dict[str, Any] | None = None  # the study summary of a `<model>+tuned` run
 
     @property
     def label(self) -> str:
-        return display_name(self.run_name, self.model)
+        return display_name(self.run_name, self.model, self.tuning)
 
     def seeds(self) -> set[int]:
         return set(self.records) | set(self.failed) | set(self.unreadable)
@@ -183,7 +200,8 @@ def group_runs(
     for r in rs.records:
         if r["dataset"] != dataset:
             continue
-        g = groups.setdefault(r["run_name"], RunGroup(dataset, r["run_name"], r["model"]))
+        g = groups.setdefault(r["run_name"], RunGroup(dataset, r["run_name"], r["model"],
+                                                      tuning=rs.tuning.get((dataset, r["run_name"]))))
         if r.get("status") == "ok":
             g.records[int(r["seed"])] = r
         else:
@@ -654,3 +672,65 @@ def _wanted(key: str | None, models: Sequence[str] | None) -> bool:
     if not models:
         return True
     return key is not None and any(fnmatch.fnmatchcase(key, p.split("+")[0]) for p in models)
+
+
+# -- tuning studies (`bench tune`; their summaries under <results>/tuning/) -----------------------
+
+def tuning_budget_text(summary: dict[str, Any]) -> str:
+    """'50 trials' (trials budget), '8 h, 37 trials' (hours budget): the finished trials behind a tuned row."""
+    budget = summary.get("budget") or {}
+    done = (summary.get("trials") or {}).get("finished", 0)
+    text = f"{done} trial{'s' if done != 1 else ''}"
+    return f"{budget['hours']:g} h, {text}" if "hours" in budget else text
+
+
+def load_tuning_summaries(root: Path | str) -> list[dict[str, Any]]:
+    """Every study summary (`<root>/tuning/<dataset>/<variant>.json`); unreadable ones are skipped."""
+    out = []
+    for path in sorted(Path(root).glob("tuning/*/*.json")):
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _params_text(params: dict[str, Any] | None) -> str:
+    if not params:
+        return DASH
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+TUNING_COLUMNS = (
+    Column("budget", "Budget"), Column("complete", "Complete"), Column("pruned", "Pruned"),
+    Column("failed", "Failed"), Column("best", "Best valid"), Column("params", "Best parameters"),
+)
+
+
+def tuning_table(summaries: Sequence[dict[str, Any]], dataset: str, models: Sequence[str] | None = None) -> Table | None:
+    """Per tuned model on `dataset`: budget, trials complete / pruned / failed, the best
+    validation value and its parameters (n = finished trials, complete + pruned)."""
+    mine = [s for s in summaries if s.get("dataset") == dataset and (
+        not models or any(fnmatch.fnmatchcase(s.get("model", ""), m) or fnmatch.fnmatchcase(s.get("variant", ""), m)
+                          for m in models))]
+    if not mine:
+        return None
+    mine.sort(key=lambda s: (MODEL_ORDER.index(s["model"]) if s.get("model") in MODEL_ORDER else len(MODEL_ORDER), s.get("variant", "")))
+    rows, notes = [], []
+    for s in mine:
+        trials, budget, best = s.get("trials") or {}, s.get("budget") or {}, s.get("best")
+        budget_text = f"{budget['trials']} trials" if "trials" in budget else f"{budget.get('hours', 0):g} worker-h"
+        value = f"{s.get('metric')} {best['value']:.4f} (trial {best['number']})" if best else DASH
+        cells: dict[str, Cell] = {"budget": budget_text, "complete": str(trials.get("complete", 0)),
+                                  "pruned": str(trials.get("pruned", 0)), "failed": str(trials.get("fail", 0)),
+                                  "best": value, "params": _params_text(best.get("params") if best else None)}
+        rows.append(Row(display_name(s.get("variant", s.get("model", "?")), s.get("model"), s), cells,
+                        str(trials.get("finished", 0)), run_name=s.get("variant"), kind="tuning"))
+        running = trials.get("running", 0) + trials.get("waiting", 0)
+        if running:
+            notes.append(f"{display_name(s['variant'], s['model'], s)}: {running} trial(s) running or queued "
+                         f"(a killed study: rerun `bench tune` to finish it).")
+    notes.insert(0, "Validation only: every trial is scored on the validation split, never on test; "
+                    "n = finished trials (complete + pruned); a failed trial does not count towards the budget. "
+                    f"Study storage and spaces: {Path('tuning') / dataset}/*.json.")
+    return Table(f"tuning_{dataset}", f"Tuning studies on {dataset} (Optuna)", list(TUNING_COLUMNS), rows, notes)

@@ -1,18 +1,21 @@
 """Sweeps: a list of independent (dataset, model, seed) runs, each ending in one result file.
 
-Order of work: resolve every run's config (unknown models or keys fail before anything
-trains) -> load and validate each dataset once -> check every model against its data ->
-run what is not finished yet. A finished run is skipped unless `force`; a run that raises
-is recorded as `status: "error"` and the sweep goes on; a data error stops the sweep
-before any training. Ctrl-C stops at once and the interrupted run is not recorded.
+Order of work: resolve every run's config (unknown models or keys, values of the wrong type
+or out of range fail before anything trains) -> check devices, text encoders and model
+construction once (`check_sweep`) -> load and validate each dataset once -> check every
+model against its data -> run what is not finished yet. A finished run is skipped unless
+`force`; a run that raises is recorded as `status: "error"` and the sweep goes on; a data
+error stops the sweep before any training. Ctrl-C stops at once and the interrupted run is not recorded.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import sys
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from bench.config import RunConfig
@@ -47,36 +50,194 @@ def config_changes(p: PlannedRun) -> list[str]:
     except (OSError, KeyError, ValueError):
         return []
     now = json.loads(json.dumps(dataclasses.asdict(p.model_config)))  # tuples -> lists, as stored
-    return sorted(k for k in now if recorded.get(k) != now[k])
+    from_data = {"dims"} if getattr(p.model_config, "dims_from_data", False) else set()  # set once the data is loaded
+    return sorted(k for k in now if recorded.get(k) != now[k] and k not in from_data)
 
 
 def plan_runs(runs: list[RunConfig]) -> list[PlannedRun]:
-    from models.registry import get_model_entry, resolve_config
+    """Resolve every run's model config: unknown datasets, models and keys, and values of the
+    wrong type or out of range (models.registry.parse_field) fail here, before any data is loaded."""
+    from bench.data import list_datasets
+    from models.registry import get_model_entry, resolve_run_config
 
+    known = list_datasets()
     planned = []
     for run in runs:
+        if run.dataset not in known:
+            close = difflib.get_close_matches(run.dataset, list(known), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise KeyError(f"--datasets: unknown dataset '{run.dataset}'{hint} (available: {', '.join(known)})")
         entry = get_model_entry(run.model)
         if run.dataset in entry.unsupported:
             raise ValueError(f"model '{run.model}' cannot run on '{run.dataset}': {entry.unsupported[run.dataset]}")
         fields = {f.name for f in dataclasses.fields(entry.config_cls)}
-        cfg = resolve_config(run.model, run.dataset, run.preset, **run.model_overrides(fields))
+        cfg = resolve_run_config(run.model, run.dataset, run.preset, run.model_overrides(fields))
         planned.append(PlannedRun(run, cfg))
     return planned
 
 
+# -- sweep-level checks: what would fail every run the same way, checked once up front -----
+def check_sweep(todo: list[PlannedRun], local: bool = True) -> None:
+    """Devices, text encoders and model construction, once per distinct value, before the
+    first run. `local=False` (a scheduler's jobs run elsewhere) checks the device's form only."""
+    for device in dict.fromkeys(p.run.device for p in todo):
+        check_device(device, available=local)
+    for out in dict.fromkeys(p.run.out_dir for p in todo):
+        if Path(out).expanduser().exists() and not Path(out).expanduser().is_dir():
+            raise ValueError(f"--out '{out}' is a file, not a folder for result files")
+    encoders: dict[str, str] = {}
+    for p in todo:
+        if p.run.text_encoder is not None:
+            encoders.setdefault(p.run.text_encoder, "--text-encoder")
+        if uses_text_encoder(p.model_config):
+            cfg = p.model_config
+            encoders.setdefault(cfg.text_encoder, f"model '{p.run.model}' (preset {cfg.preset} on {p.run.dataset}) text_encoder")
+    for spec, where in encoders.items():
+        check_text_encoder(spec, where)
+    built: set[tuple[str, str]] = set()
+    for p in todo:
+        key = (p.run.model, repr(p.model_config))
+        if key not in built:
+            built.add(key)
+            dry_build(p)
+
+
+def uses_text_encoder(cfg: Any) -> bool:
+    return isinstance(getattr(cfg, "text_encoder", None), str) and cfg.text_input != "features"
+
+
+def check_device(name: str, available: bool = True) -> None:
+    """'auto', 'cpu', 'cuda', 'cuda:N' (or 'mps'); with `available`, the device must exist here."""
+    import torch
+
+    forms = "auto, cpu, cuda or cuda:N"
+    if name == "auto":
+        return
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"--device '{name}' is not a device; give {forms}") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device '{name}': msabench runs on {forms}")
+    if not available or dev.type == "cpu":
+        return
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"--device {name}: this torch sees no MPS device; use --device cpu or auto")
+        return
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: torch {torch.__version__} sees no CUDA device here; "
+                         "use --device cpu or auto")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible "
+                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+
+
+def check_text_encoder(spec: str, where: str = "--text-encoder") -> None:
+    """The spec names something `build_text_encoder` can load without downloading: a named
+    random-init config, a checkpoint folder with config.json, or a hub name in the local cache."""
+    import os
+
+    from models.layers.text_encoder import NAMED_CONFIGS, TextEncoderError
+
+    forms = f"a local checkpoint folder (config.json + weights), or {' / '.join(NAMED_CONFIGS)} (random init)"
+    if spec in NAMED_CONFIGS:
+        return
+    path = Path(os.path.expanduser(spec))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise TextEncoderError(f"{where} '{spec}': the folder has no config.json; give {forms}")
+        return
+    if path.exists():
+        raise TextEncoderError(f"{where} '{spec}' is a file, not a checkpoint folder; give {forms}")
+    if "/" in spec or os.sep in spec or spec.startswith((".", "~")) or not spec.strip():
+        raise TextEncoderError(f"{where} '{spec}': no such folder; give {forms}")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = isinstance(try_to_load_from_cache(spec, "config.json"), str)
+    except Exception:  # not a valid hub name either
+        cached = False
+    if not cached:
+        raise TextEncoderError(f"{where} '{spec}' is not a local folder and not in the local Hugging Face cache "
+                               f"(msabench never downloads); give {forms}")
+
+
+def dry_build(p: PlannedRun) -> None:
+    """Build the model on the meta device (no memory, no weights): a config the model's own
+    checks refuse (e.g. d not divisible by heads) fails here once, not in every run. A
+    checkpoint text encoder is stood in for by bert-base shapes (check_text_encoder vouched for it)."""
+    import torch
+
+    from models.layers.text_encoder import NAMED_CONFIGS
+    from models.registry import ConfigError, get_model_entry
+
+    cfg = p.model_config
+    if uses_text_encoder(cfg) and cfg.text_encoder not in NAMED_CONFIGS:
+        cfg = dataclasses.replace(cfg, text_encoder="bert-base")
+    try:
+        with torch.device("meta"):
+            get_model_entry(p.run.model).builder(cfg)
+    except (ValueError, KeyError, AssertionError) as err:  # raised from the config's values
+        msg = err.args[0] if err.args else type(err).__name__
+        raise ConfigError(f"model '{p.run.model}' (preset {cfg.preset} on {p.run.dataset}) cannot be built "
+                          f"with this config: {msg}") from None
+    except Exception:  # noqa: BLE001 - not a config fault (e.g. an op meta tensors lack): the run reports it
+        return
+
+
+def load_sweep_data(todo: list[PlannedRun], log: Callable[[str], None]) -> dict[tuple, MSAData]:
+    """Load every dataset the runs need, once, and check each model against it: a data error
+    stops the sweep before any training."""
+    datasets: dict[tuple, MSAData] = {}
+    views: dict[tuple, set[str]] = {}
+    for p in todo:
+        views.setdefault(data_key(p), set()).add(p.model_config.text_input)
+    for p in todo:
+        key = data_key(p)
+        if key not in datasets:
+            datasets[key] = load_data_for(p, "all" if len(views[key]) > 1 else None)
+            for w in datasets[key].info.warnings:
+                log(f"data warning ({p.run.dataset}): {w}")
+        p.model_config = with_data_dims(p.model_config, datasets[key])  # recorded and built alike
+        check_compatible(p.model_config, datasets[key], p.run.model)
+    return datasets
+
+
 def data_key(p: PlannedRun) -> tuple:
-    """Runs with the same key share one loaded dataset."""
-    return (p.run.dataset, p.run.setting or p.model_config.setting, p.run.data_root, p.run.strict_data)
+    """Runs with the same key share one loaded dataset: the file (dataset, setting, root,
+    format) and, where the harness makes the token ids itself, the text encoder (its
+    tokenizer) and max length: `raw_text` models, and every model on a MAG-BERT pickle."""
+    from bench.data.mag import resolve_format
+
+    run, cfg = p.run, p.model_config
+    setting = run.setting or cfg.setting
+    fmt = resolve_format(run.dataset, setting, run.data_root, run.data_format)  # auto -> mag by file name
+    tokens: tuple = ()
+    if fmt == "mag" or cfg.text_input == "raw_text":
+        tokens = ("mag" if fmt == "mag" else "raw_text", getattr(cfg, "text_encoder", None), cfg.text_max_length)
+    return (run.dataset, setting, run.data_root, run.strict_data, fmt, *tokens)
 
 
 def load_data_for(p: PlannedRun, text_input: str | None = None) -> MSAData:
     """Load the data a run needs; `text_input="all"` keeps both text views (one load for a
-    sweep that mixes feature models and BERT models on the same file)."""
+    sweep that mixes feature models and BERT models on the same file). The model's text
+    encoder and `text_max_length` reach the loader: they tokenize `raw_text` and MAG words."""
     run, cfg = p.run, p.model_config
     return load_dataset(
         run.dataset, data_root=run.data_root, setting=run.setting or cfg.setting,
-        text_input=text_input or cfg.text_input, strict=run.strict_data,
+        text_input=text_input or cfg.text_input, strict=run.strict_data, data_format=run.data_format,
+        text_encoder=getattr(cfg, "text_encoder", None), text_max_length=cfg.text_max_length,
     )
+
+
+def with_data_dims(cfg: Any, data: MSAData) -> Any:
+    """`dims_from_data=True`: the config with the data's audio/vision widths (the text width
+    stays the preset's), so the model is built for the file and the result records what was built."""
+    if not getattr(cfg, "dims_from_data", False):
+        return cfg
+    dims = (cfg.dims[0], int(data.info.dims["a"]), int(data.info.dims["v"]))
+    return cfg if dims == tuple(cfg.dims) else dataclasses.replace(cfg, dims=dims)
 
 
 def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
@@ -90,7 +251,7 @@ def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
     preset = f"{DATASET_LABELS.get(cfg.dataset, cfg.dataset)} preset"
     if cfg.task != info.task:
         raise DataError(src, f"{info.name} is a '{info.task}' dataset but {model}'s {preset} is for '{cfg.task}'")
-    view = "ids" if cfg.text_input == "ids" else "features"
+    view = "ids" if cfg.text_input in ("ids", "raw_text") else "features"  # raw_text arrives as token ids
     if view not in info.text_views:
         if view == "ids" and info.source.get("format") == "mult":
             raise DataError(src, f"{MULT_TEXT_ONLY} ({model})", key="text_bert")
@@ -102,6 +263,8 @@ def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
         have = info.dims[m]
         if m == "t" and view == "ids":
             continue  # token ids: the text encoder fixes the width
+        if m != "t" and getattr(cfg, "dims_from_data", False):
+            continue  # audio/vision widths are taken from the data (with_data_dims)
         if have != want:
             hint = dim_hint(m, have)
             raise DataError(src, f"{names[m]} dim {have}, {preset} expects {want}" + (f": {hint}" if hint else "")
@@ -206,18 +369,8 @@ def run_sweep(
             log(f"skip {p.label}: finished ({p.run.result_path()}){note}")
         else:
             todo.append(p)
-    # load every dataset the remaining runs need, once, and check each model against it
-    datasets: dict[tuple, MSAData] = {}
-    views: dict[tuple, set[str]] = {}
-    for p in todo:
-        views.setdefault(data_key(p), set()).add(p.model_config.text_input)
-    for p in todo:
-        key = data_key(p)
-        if key not in datasets:
-            datasets[key] = load_data_for(p, "all" if len(views[key]) > 1 else None)
-            for w in datasets[key].info.warnings:
-                log(f"data warning ({p.run.dataset}): {w}")
-        check_compatible(p.model_config, datasets[key], p.run.model)
+    check_sweep(todo)  # what would fail every run the same way fails once, here
+    datasets = load_sweep_data(todo, log)
 
     for n, p in enumerate(todo, 1):
         path = p.run.result_path()

@@ -23,7 +23,7 @@ from torch import nn
 
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
 from models.layers.text_encoder import build_text_encoder, split_no_decay
-from models.registry import register_model
+from models.registry import choice, register_model
 
 LOSSES = {"regression": ("l1", "mse"), "iemocap": ("ce",)}
 # baselines.md §4: the IEMOCAP presets are defined, but no msabench source gives IEMOCAP token ids
@@ -147,9 +147,18 @@ def bert_preset_table(mmsa_mosi, mmsa_mosei, paper_mosi, paper_mosei, iemocap: d
 
 
 PRESETS = bert_preset_table(_MMSA_MOSI, _MMSA_MOSEI, _PAPER_MOSI, _PAPER_MOSEI, _IEMOCAP, _DEMO)
+# `bench tune` search space (harness decision): MMSA has no text-only entry; the optimiser rows
+# are those of MMSA 2.2.1 config_tune.json `bert_mag`, where these presets come from, and the
+# head dropout takes bert_mag's dropout_prob values.
+SEARCH_SPACE = {
+    "batch_size": choice(32, 48, 64, source="MMSA 2.2.1 config_tune.json bert_mag"),
+    "lr": choice(2e-5, 5e-5, 1e-4, 1e-5, source="MMSA 2.2.1 config_tune.json bert_mag [learning_rate]"),
+    "head_dropout": choice(0.1, 0.2, 0.3, 0.4, source="harness decision: bert_mag's dropout_prob values"),
+}
 
 
-@register_model("bert_text", config=BertTextConfig, presets=PRESETS, default_preset="mmsa", unsupported=UNSUPPORTED)
+@register_model("bert_text", config=BertTextConfig, presets=PRESETS, default_preset="mmsa", unsupported=UNSUPPORTED,
+                search_space=SEARCH_SPACE)
 def bert_text(cfg: BertTextConfig) -> BertText:
     """BERT text-only reference: last-layer [CLS] -> Dropout -> Linear (baselines.md §7)."""
     return BertText(cfg)

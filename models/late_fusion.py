@@ -16,7 +16,7 @@ from torch import nn
 from bench.batch import lengths_mask
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
 from models.layers.seq_encoder import masked_mean
-from models.registry import register_model
+from models.registry import around_preset, choice, register_model, uniform
 
 
 @dataclass(kw_only=True)
@@ -91,9 +91,17 @@ PRESETS = {
     ("mosei", "mmsa"): LateFusionConfig(dims=(768, 74, 35), setting="unaligned", **_BASE),
     ("iemocap", "mmsa"): LateFusionConfig(task="iemocap", n_out=8, dims=(300, 74, 35), setting="aligned", **_BASE),
 }
+# `bench tune` search space (harness decision: late_fusion is the harness's own model)
+SEARCH_SPACE = {
+    "lr": around_preset(10, source="harness decision: log-uniform [preset/10, preset*10]"),
+    "dropout": uniform(0.0, 0.5, source="harness decision"),
+    "hidden": choice(16, 32, 64, source="harness decision"),
+    "unimodal_weight": uniform(0.0, 1.0, source="harness decision"),
+}
 
 
-@register_model("late_fusion", config=LateFusionConfig, presets=PRESETS, default_preset="mmsa")
+@register_model("late_fusion", config=LateFusionConfig, presets=PRESETS, default_preset="mmsa",
+                search_space=SEARCH_SPACE)
 def late_fusion(cfg: LateFusionConfig) -> LateFusion:
     """Late fusion of mean-pooled modalities: a tiny model for pipeline tests."""
     return LateFusion(cfg)

@@ -18,7 +18,7 @@ from torch import nn
 
 from models.base import ModelConfig, ModelOutput, MSAModel
 from models.layers.transformer import CrossModalTransformer, dropout
-from models.registry import register_model
+from models.registry import choice, register_model
 
 
 @dataclass(kw_only=True)
@@ -152,9 +152,32 @@ PRESETS = {
     ("synthetic", "mmsa"): _MMSA_MOSI,  # the full MOSI configurations on synthetic data
     ("synthetic", "paper"): _PAPER_MOSI,
 }
+# `bench tune` search space: MMSA 2.2.1 config/config_tune.json `mult` debugParams (MMSA name in
+# brackets). Not searched: weight_decay [0, 0.001, 0.005], which MMSA's Adam never receives.
+_TUNE = "MMSA 2.2.1 config_tune.json mult"
+SEARCH_SPACE = {
+    "attn_dropout_a": choice(0.0, 0.1, 0.2, source=_TUNE),
+    "attn_dropout_v": choice(0.0, 0.1, 0.2, source=_TUNE),
+    "relu_dropout": choice(0.0, 0.1, 0.2, source=_TUNE),
+    "embed_dropout": choice(0.0, 0.1, 0.2, source=_TUNE),
+    "res_dropout": choice(0.0, 0.1, 0.2, source=_TUNE),
+    "d,heads": choice((30, 6), (30, 10), (32, 8), (36, 6), (40, 5), (40, 8), (40, 10), (50, 10),
+                      source=f"{_TUNE} [dst_feature_dim_nheads]"),
+    "batch_size": choice(4, 8, 16, source=_TUNE),
+    "lr": choice(5e-4, 1e-3, 2e-3, 5e-3, source=f"{_TUNE} [learning_rate]"),
+    "layers": choice(2, 4, 6, source=f"{_TUNE} [nlevels]"),
+    "conv_kernels[0]": choice(1, 3, 5, source=f"{_TUNE} [conv1d_kernel_size_l]"),
+    "conv_kernels[1]": choice(1, 3, 5, source=f"{_TUNE} [conv1d_kernel_size_a]"),
+    "conv_kernels[2]": choice(1, 3, 5, source=f"{_TUNE} [conv1d_kernel_size_v]"),
+    "text_dropout": choice(0.1, 0.2, 0.3, 0.4, 0.5, source=_TUNE),
+    "attn_dropout": choice(0.1, 0.2, 0.3, 0.4, 0.5, source=_TUNE),
+    "out_dropout": choice(0.1, 0.2, 0.3, 0.4, 0.5, source=f"{_TUNE} [output_dropout]"),
+    "clip_grad_value": choice(0.6, 0.8, 1.0, source=f"{_TUNE} [grad_clip]"),
+    "scheduler_patience": choice(5, 10, 20, source=f"{_TUNE} [patience: ReduceLROnPlateau]"),
+}
 
 
-@register_model("mult", config=MulTConfig, presets=PRESETS, default_preset="mmsa")
+@register_model("mult", config=MulTConfig, presets=PRESETS, default_preset="mmsa", search_space=SEARCH_SPACE)
 def mult(cfg: MulTConfig) -> MulT:
     """MulT (Tsai et al., ACL 2019): cross-modal transformers over unaligned sequences."""
     return MulT(cfg)

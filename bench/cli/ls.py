@@ -20,7 +20,7 @@ def parameter_count(name: str, dataset: str, preset: str) -> int:
 
     entry = get_model_entry(name)
     cfg = resolve_config(name, dataset, preset)
-    if cfg.text_input == "ids" and getattr(cfg, "text_encoder", "tiny") not in ("tiny", "bert-base"):
+    if cfg.text_input != "features" and getattr(cfg, "text_encoder", "tiny") not in ("tiny", "bert-base"):
         cfg = dataclasses.replace(cfg, text_encoder="bert-base")  # a checkpoint's shapes, without its weights
     with torch.device("meta"):
         model = entry.builder(cfg)
@@ -28,12 +28,18 @@ def parameter_count(name: str, dataset: str, preset: str) -> int:
 
 
 def main(args) -> int:
+    import sys
+
     from tabulate import tabulate
 
     from bench.data import list_datasets
     from models import list_models
     from models.registry import get_model_entry
 
+    if not list_models(args.pattern):
+        print(f"error: PATTERN '{args.pattern}' matches no registered model (registered: {', '.join(list_models())})",
+              file=sys.stderr)
+        return 2
     rows = []
     for name in list_models(args.pattern):
         entry = get_model_entry(name)

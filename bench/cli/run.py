@@ -11,6 +11,7 @@ HELP_EPILOG = """examples:
   python -m bench run --models pase --set use_sgm=false        # variant -> results/<ds>/pase+no_sgm/
   python -m bench run --models mult,late_fusion --datasets mosi --data-root ~/data/MMSA
   python -m bench run --models 'mag*' --text-encoder ~/ckpt/bert-base-uncased --datasets mosi
+  python -m bench run --models mag_bert --preset paper --datasets mosi --data-format mag --data-root ~/data/MAG
   python -m bench run --config sweeps/mosi_main.yaml --launcher submitit --slurm-partition gpu --gpus-per-job 1
   python -m bench run --config sweeps/smoke.yaml --jobs 2           # two runs side by side
 A finished (dataset, model, seed) is skipped; --force reruns it. A run that fails is recorded
@@ -19,21 +20,27 @@ with status "error" and the sweep goes on.
 
 
 def add_parser(sub) -> None:
+    from bench.cli import int_at_least, names, out_dir, seeds
+
     p = sub.add_parser("run", help="train/evaluate models (one result file per dataset, model, seed)",
                        epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", help="comma-separated registry names; wildcards allowed ('mag*')")
+    p.add_argument("--models", type=names, help="comma-separated registry names; wildcards allowed ('mag*')")
     p.add_argument("--config", help="sweep YAML (sweeps/*.yaml) listing datasets, models, variants, seeds")
-    p.add_argument("--datasets", default=None, help="comma-separated (default: synthetic)")
-    p.add_argument("--seeds", default=None, help="e.g. 1111,1112 or 1111-1115 (default: 1111-1115)")
-    p.add_argument("--epochs", type=int, default=None, help="cap on training epochs (default: the preset's)")
+    p.add_argument("--datasets", type=names, default=None, help="comma-separated (default: synthetic)")
+    p.add_argument("--seeds", type=seeds, default=None, help="e.g. 1111,1112 or 1111-1115 (default: 1111-1115)")
+    p.add_argument("--epochs", type=int_at_least(1), default=None,
+                   help="cap on training epochs (default: the preset's)")
     p.add_argument("--preset", default=None, help="mmsa | paper (default: the model's default for the dataset)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override a model config field; defines a variant (repeatable)")
     p.add_argument("--variant", default=None, help="result-folder name for this variant (default: derived)")
-    p.add_argument("--out", default=None, help="results directory (default: results)")
+    p.add_argument("--out", type=out_dir, default=None, help="results directory (default: results)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--data-root", default=None, help="folder with the data files (or $MSABENCH_DATA)")
     p.add_argument("--setting", default=None, choices=["aligned", "unaligned"], help="override the preset's setting")
+    p.add_argument("--data-format", default=None, choices=["auto", "mmsa", "mult", "mag"],
+                   help="auto (default): MMSA/MulT pickles, else MAG-BERT's mosi.pkl/mosei.pkl; mag: MAG-BERT's "
+                        "word-aligned pickles (results go to <model>+mag/)")
     p.add_argument("--text-encoder", default=None, metavar="PATH",
                    help="local BERT checkpoint folder, or bert-base / tiny (random init)")
     p.add_argument("--force", action="store_true", help="rerun finished runs")
@@ -48,13 +55,13 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("launching")
     g.add_argument("--launcher", default="local", choices=["local", "submitit"],
                    help="local: this machine; submitit: one scheduler job per run (Slurm)")
-    g.add_argument("--jobs", type=int, default=1, help="local: N runs side by side, one device each")
+    g.add_argument("--jobs", type=int_at_least(1), default=1, help="local: N runs side by side, one device each")
     g.add_argument("--cluster", default=None, help="submitit cluster: slurm | local | debug (default: auto)")
     g.add_argument("--slurm-partition", default=None)
-    g.add_argument("--gpus-per-job", type=int, default=0)
-    g.add_argument("--cpus-per-job", type=int, default=4)
-    g.add_argument("--mem-gb", type=int, default=None)
-    g.add_argument("--time-min", type=int, default=240, help="job time limit in minutes (default: 240)")
+    g.add_argument("--gpus-per-job", type=int_at_least(0), default=0)
+    g.add_argument("--cpus-per-job", type=int_at_least(1), default=4)
+    g.add_argument("--mem-gb", type=int_at_least(1), default=None)
+    g.add_argument("--time-min", type=int_at_least(1), default=240, help="job time limit in minutes (default: 240)")
     g.add_argument("--submitit-folder", default=None, help="job logs (default: <out>/.submitit)")
     g.add_argument("--no-wait", dest="wait", action="store_false", help="submit and return")
     p.set_defaults(func=main)
@@ -62,33 +69,45 @@ def add_parser(sub) -> None:
 
 def build_runs(args) -> list:
     from bench.config import DEFAULT_DATASET, RunConfig, load_sweep, parse_seeds, parse_set, split_list
-    from models import list_models
+    from models import get_model_entry, list_models
 
     cli = dict(epochs=args.epochs, preset=args.preset, out=args.out, device=args.device, data_root=args.data_root,
-               setting=args.setting, text_encoder=args.text_encoder,
+               setting=args.setting, text_encoder=args.text_encoder, data_format=args.data_format,
                datasets=split_list(args.datasets) or None, seeds=args.seeds)
     if args.config:
         if args.models or args.set:
             raise ValueError("--config lists the models and variants; do not combine it with --models/--set")
         return _with_flags(load_sweep(args.config, **cli), args)
+    name = args.variant
+    if name is not None and (name.strip() in ("", ".", "..") or "/" in name or "\\" in name):
+        raise ValueError(f"--variant '{name}': give a result-folder name (not empty, without '/' or '\\')")
     if not args.models:
         raise ValueError("give --models (e.g. --models pase,mult) or --config sweeps/<name>.yaml")
     names: list[str] = []
     for pattern in split_list(args.models):
-        matched = list_models(pattern) if any(c in pattern for c in "*?[") else [pattern]
-        if not matched:
-            raise KeyError(f"no registered model matches '{pattern}'")
+        if any(c in pattern for c in "*?["):
+            matched = list_models(pattern)
+            if not matched:
+                raise KeyError(f"--models: no registered model matches '{pattern}' "
+                               f"(registered: {', '.join(list_models())})")
+        else:
+            try:
+                get_model_entry(pattern)
+            except KeyError as err:
+                raise KeyError(f"--models: {err.args[0]}") from None
+            matched = [pattern]
         names += [m for m in matched if m not in names]
     overrides = parse_set(args.set)
     runs = []
     for dataset in cli["datasets"] or [DEFAULT_DATASET]:
         for model in names:
-            for seed in parse_seeds(args.seeds or "1111-1115"):
+            for seed in parse_seeds(args.seeds or "1111-1115", option="--seeds"):
                 runs.append(RunConfig(
                     model=model, dataset=dataset, seed=seed, preset=args.preset, overrides=overrides,
                     variant=args.variant, epochs=args.epochs, text_encoder=args.text_encoder,
                     device=args.device or "auto", out_dir=args.out or "results", data_root=args.data_root,
-                    setting=args.setting, strict_data=args.strict_data, detect_anomaly=args.detect_anomaly,
+                    setting=args.setting, data_format=args.data_format or "auto",
+                    strict_data=args.strict_data, detect_anomaly=args.detect_anomaly,
                 ))
     return _with_flags(runs, args)
 
@@ -109,6 +128,21 @@ def _with_flags(runs: list, args) -> list:
     if args.detect_anomaly:
         flags["detect_anomaly"] = True
     return [dataclasses.replace(r, **flags) for r in runs] if flags else runs
+
+
+def _where(err: Exception, args) -> str:
+    """Which option a config-value error came from: '--set: ' or the sweep file's path."""
+    from bench.config import parse_set
+    from models.registry import ConfigError
+
+    if not isinstance(err, ConfigError) or err.key is None:
+        return ""
+    if args.config:
+        return f"{args.config}: "
+    try:
+        return "--set: " if err.key in parse_set(args.set) else ""
+    except ValueError:
+        return ""
 
 
 def main(args) -> int:
@@ -138,7 +172,7 @@ def main(args) -> int:
         print(f"SweepFileError: {err}", file=sys.stderr)
         return 2
     except (KeyError, ValueError) as err:
-        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        print(f"error: {_where(err, args)}{err.args[0] if err.args else err}", file=sys.stderr)
         return 2
     print(f"{len(summary.ok)} ran, {len(summary.skipped)} skipped (finished), {len(summary.failed)} failed",
           file=sys.stderr)

@@ -19,21 +19,25 @@ FORMATS = ("md", "tex", "csv")
 
 
 def add_parser(sub) -> None:
+    from bench.cli import existing_dir, names, out_dir, seeds
+
     p = sub.add_parser("table", help="tables from result files (Markdown, LaTeX, CSV under reports/)",
                        epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--results", default="results", help="results directory (default: results)")
-    p.add_argument("--datasets", default=None, help="comma-separated (default: every dataset with results)")
-    p.add_argument("--models", default=None,
+    p.add_argument("--results", type=existing_dir, default=None, help="results directory (default: results)")
+    p.add_argument("--datasets", type=names, default=None, help="comma-separated (default: every dataset with results)")
+    p.add_argument("--models", type=names, default=None,
                    help="comma-separated model or run names, wildcards allowed; also the row order "
                         "(default: every run; 'pase' includes its variants such as pase+no_sgm)")
-    p.add_argument("--seeds", default=None,
+    p.add_argument("--seeds", type=seeds, default=None,
                    help="seeds every run should have, e.g. 1111-1115 (default: the union of seeds found per dataset)")
     p.add_argument("--format", default=",".join(FORMATS),
                    help="files to write: comma-separated md,tex,csv (default: all)")
-    p.add_argument("--out", default="reports", help="output directory (default: reports)")
+    p.add_argument("--out", type=out_dir, default="reports", help="output directory (default: reports)")
     p.add_argument("--reference", action="store_true", help="add published numbers as labelled reference rows")
     p.add_argument("--robustness", action="store_true",
                    help="add the modality-coalition table (result field robustness)")
+    p.add_argument("--tuning", action="store_true",
+                   help="only the tuning studies (bench tune): budget, trials complete/pruned/failed, best value and parameters")
     p.set_defaults(func=main)
 
 
@@ -62,12 +66,16 @@ def main(args) -> int:
 
     formats = split_list(args.format)
     bad = [f for f in formats if f not in FORMATS]
-    if bad:
-        print(f"error: unknown format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}", file=sys.stderr)
+    if bad or not formats:
+        print(f"error: --format '{args.format}': {'unknown format(s) ' + ', '.join(bad) if bad else 'empty list'}; "
+              f"choose from {', '.join(FORMATS)}", file=sys.stderr)
         return 2
-    rs = load_result_set(args.results)
+    results = args.results or "results"
+    if args.tuning:
+        return main_tuning(args, results, formats)
+    rs = load_result_set(results)
     if not rs.records and not rs.problems:
-        print(f"error: no result files under '{args.results}/' (expected <dataset>/<run>/seed<k>.json); "
+        print(f"error: no result files under '{results}/' (expected <dataset>/<run>/seed<k>.json); "
               f"run `python -m bench run --models ...` first, or point --results at them", file=sys.stderr)
         return 1
     datasets = split_list(args.datasets) if args.datasets else rs.datasets()
@@ -78,9 +86,32 @@ def main(args) -> int:
                           robustness=args.robustness)
     for d in datasets:
         if not any(t.name.endswith(f"_{d}") for t in tables):
-            print(f"warning: no results for dataset '{d}' under '{args.results}/'"
+            print(f"warning: no results for dataset '{d}' under '{results}/'"
                   f" (found: {', '.join(rs.datasets()) or 'none'})", file=sys.stderr)
     if not tables:
+        return 1
+    for t in tables:
+        print(to_markdown(t))
+    paths = write_tables(tables, args.out, formats)
+    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    return 0
+
+
+def main_tuning(args, results: str, formats: list[str]) -> int:
+    """`table --tuning`: one table per dataset from <results>/tuning/<dataset>/*.json."""
+    from bench.config import split_list
+    from bench.report import load_tuning_summaries, sort_datasets, to_markdown, tuning_table, write_tables
+
+    summaries = load_tuning_summaries(results)
+    if not summaries:
+        print(f"error: no tuning studies under '{results}/tuning/'; run `python -m bench tune --models ...` first",
+              file=sys.stderr)
+        return 1
+    datasets = split_list(args.datasets) if args.datasets else sort_datasets(s["dataset"] for s in summaries)
+    models = split_list(args.models) if args.models else None
+    tables = [t for t in (tuning_table(summaries, d, models) for d in datasets) if t is not None]
+    if not tables:
+        print(f"error: no tuning studies for {', '.join(datasets)} under '{results}/tuning/'", file=sys.stderr)
         return 1
     for t in tables:
         print(to_markdown(t))
