@@ -296,6 +296,16 @@ def check_config(cfg: ModelConfig, model: str = "?") -> None:
 _TRUE, _FALSE, _NULL = ("true", "yes", "on"), ("false", "no", "off"), ("null", "none", "~", "")
 
 
+def _from_text(value: Any, kind: type) -> Any:
+    """A string read as `kind` (int or float; _Mismatch when it is not one); other values as given."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return kind(value.strip())
+    except ValueError:
+        raise _Mismatch from None
+
+
 def _coerce(value: Any, hint: Any, rule: FieldRule) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any or hint is object:
@@ -337,22 +347,14 @@ def _coerce(value: Any, hint: Any, rule: FieldRule) -> Any:
             return value.strip().lower() in _TRUE
         raise _Mismatch
     if hint is int:
-        if isinstance(value, str):
-            try:
-                value = int(value.strip())
-            except ValueError:
-                raise _Mismatch from None
+        value = _from_text(value, int)
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise _Mismatch
         return _bounded(value, rule)
     if hint is float:
-        if isinstance(value, str):
-            try:
-                value = float(value.strip())
-            except ValueError:
-                raise _Mismatch from None
+        value = _from_text(value, float)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise _Mismatch
         return _bounded(float(value), rule)

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from bench.train import TrainState, build_optimizer, train_and_test
+from bench.train import TrainState, build_optimizer
 from models import create_model
 from models.base import count_parameters
 from models.clgsi import CLGSIConfig, clgsi_contrastive_loss, cosine_warmup_factor, resolved
 from models.registry import get_model_entry
-from tests.conftest import slice_data
+from tests.conftest import train_demo
 
 POOLER = 590_592
 
@@ -266,12 +266,9 @@ def test_use_lengths_ignores_padding(synthetic):
 # -- the demo preset trains ---------------------------------------------------------------------
 @pytest.mark.slow
 def test_demo_trains_and_loss_goes_down(synthetic):
-    data = slice_data(synthetic, 192, 48, 48)
     torch.manual_seed(0)
     model = create_model("clgsi", "synthetic", max_epochs=3, early_stop_patience=None)
-    res = train_and_test(model, data, seed=1111, device=torch.device("cpu"), contributions=False, robustness=False)
-    train = [r["train"]["task"] for r in res["history"]]
-    assert len(train) == 3 and train[-1] < train[0]
+    res = train_demo(model, synthetic, (192, 48, 48), key="task")
     s = res["model_summary"]
     assert s["batch_dependent_eval"] is False and s["cap_bound"] is True
     assert s["lr_schedule"]["steps_per_epoch"] == 6 and s["lr_schedule"]["last_step"] == 17

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from bench.train import build_optimizer, evaluate, train_and_test
+from bench.train import build_optimizer, evaluate
 from models import create_model, get_model_entry
 from models.base import count_parameters
 from models.euar import EUARConfig, UncertaintyMoE, route
 from models.layers.text_encoder import BERT_BASE_PARAMS
-from tests.conftest import slice_data
+from tests.conftest import train_demo
 
 POOLER = 590_592  # bert-base pooler Linear(768, 768)
 DEAD = 165_888 + 73 + 3 * 144  # EUAR.proj_l, fusion.decoder, 3 x MoE_block.add_norm
@@ -226,11 +226,8 @@ def test_optimizer_groups():
 
 @pytest.mark.slow
 def test_demo_trains_and_loss_goes_down(synthetic):
-    data = slice_data(synthetic, 128, 32, 32)
     model = demo(max_epochs=3, early_stop_patience=None)
-    result = train_and_test(model, data, seed=1111, device=torch.device("cpu"), contributions=False, robustness=False)
-    totals = [h["train"]["total"] for h in result["history"]]
-    assert len(totals) == 3 and totals[-1] < totals[0]
+    result = train_demo(model, synthetic, (128, 32, 32))
     assert result["model_summary"]["batch_dependent_eval"] is True
     assert result["params"]["with_grad"] == result["params"]["total"] - sum(
         p.numel() for nm, p in model.named_parameters() if "unused_" in nm or "pooler." in nm)

@@ -9,14 +9,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench.train import build_optimizer, train_and_test
+from bench.train import build_optimizer
 from models import create_model
 from models.base import count_parameters
 from models.glomo import NoisyTopKMoE
 from models.layers.text_encoder import BERT_BASE_PARAMS, build_text_encoder
 from models.registry import get_model_entry
 
-from tests.conftest import slice_data
+from tests.conftest import train_demo
 
 POOLER = 590_592  # bert-base-uncased pooler: Linear(768, 768)
 
@@ -231,10 +231,7 @@ def test_presets_and_registry():
 # -- the demo preset trains ---------------------------------------------------------------------
 @pytest.mark.slow
 def test_demo_trains_and_loss_goes_down(synthetic):
-    data = slice_data(synthetic, 128, 32, 32)
     torch.manual_seed(0)
     model = create_model("glomo", "synthetic", max_epochs=3, early_stop_patience=None)
-    out = train_and_test(model, data, seed=1111, device=torch.device("cpu"), contributions=False, robustness=False)
-    losses = [r["train"]["total"] for r in out["history"]]
-    assert len(losses) == 3 and losses[-1] < losses[0]
+    out = train_demo(model, synthetic, (128, 32, 32))
     assert out["params"]["with_grad"] == out["params"]["total"]

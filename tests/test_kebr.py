@@ -17,7 +17,7 @@ from models import create_model, get_model_entry
 from models.base import count_parameters
 from models.kebr import (PretrainDataError, mask_sentiment_word, mcc_finetune, mcc_similarities, mcc_single)
 from models.layers.text_encoder import BERT_BASE_PARAMS
-from tests.conftest import slice_data
+from tests.conftest import slice_data, train_demo
 
 NATIVE = (768, 33, 709)  # main.py:42-44: librosa 33-d audio, OpenFace 709-d video
 PASE_SUPPLEMENT = 127_467_631  # published figure; the released code gives 111,445,453 (note §1.6)
@@ -283,8 +283,5 @@ def test_presets_and_registry():
 def test_demo_trains_and_loss_goes_down(synthetic):
     torch.manual_seed(0)
     model = create_model("kebr", "synthetic", max_epochs=3, early_stop_patience=None)
-    res = train_and_test(model, slice_data(synthetic, 96, 32, 32), seed=1111, device=torch.device("cpu"),
-                         contributions=False, robustness=False)
-    losses = [r["train"]["total"] for r in res["history"]]
-    assert len(losses) == 3 and losses[-1] < losses[0]
+    res = train_demo(model, synthetic, (96, 32, 32))
     assert math.isfinite(res["metrics"]["test"]["MAE"]) and "stages" not in res

@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.train import train_and_test
 from models import create_model
 from models.base import count_parameters
 from models.layers.text_encoder import BERT_BASE_PARAMS
@@ -17,7 +16,7 @@ from models.msamba import (
     Mamba, MambaVisionMixer, ROW_LABEL, lr_factor, selective_scan,
 )
 from models.registry import resolve_config
-from tests.conftest import slice_data
+from tests.conftest import train_demo
 
 
 def _meta(dataset: str, **over):
@@ -227,10 +226,7 @@ def test_modality_params_cover_each_branch():
 
 @pytest.mark.slow
 def test_demo_trains_and_loss_goes_down(synthetic):
-    data = slice_data(synthetic, 128, 32, 32)
     model = _demo(max_epochs=3, early_stop_patience=None)
-    out = train_and_test(model, data, seed=1111, device=torch.device("cpu"), contributions=False, robustness=False)
-    train = [h["train"]["total"] for h in out["history"]]
-    assert len(train) == 3 and train[-1] < train[0]
+    out = train_demo(model, synthetic, (128, 32, 32))
     assert out["params"]["with_grad"] == out["params"]["total"] - sum(p.numel() for p in model.text.bert.pooler.parameters())
     assert out["model_summary"]["ism_direction"] == "bi"

@@ -20,7 +20,7 @@ from models.semi_iin import (
     NATIVE, ROW_LABEL, GroupMaskedAttention, SemiIIN, UnlabeledDataError, check_unlabeled_dir, emotion_classes,
     group_mask,
 )
-from tests.conftest import slice_data
+from tests.conftest import slice_data, train_demo
 
 INF = float("-inf")
 
@@ -326,11 +326,8 @@ def test_self_training_runs_as_a_second_stage(tmp_path, small_synthetic):
 
 # -- demo training --------------------------------------------------------------------------------------
 def test_demo_trains_and_the_loss_goes_down(small_synthetic):
-    data = slice_data(small_synthetic, 96, 32, 32)
     torch.manual_seed(0)
     model = create_model("semi_iin", "synthetic", max_epochs=3, early_stop_patience=None)
-    out = train_and_test(model, data, seed=1111, device=torch.device("cpu"), contributions=False, robustness=False)
-    train = [h["train"]["total"] for h in out["history"]]
-    assert len(train) == 3 and train[-1] < train[0]
+    out = train_demo(model, small_synthetic, (96, 32, 32))
     assert out["params"]["with_grad"] == out["params"]["total"]
     assert out["model_summary"]["row_label"] == "Semi-IIN (supervised)"

@@ -85,6 +85,36 @@ def existing_dir(text: str) -> str:
     return text
 
 
+def command_error(err: BaseException, *, interrupted: str, where: str = "") -> int:
+    """The one way `run` and `tune` end on an error they expect: a single stderr line, no
+    traceback, and the exit code (130 interrupted, 2 a bad input: data, sweep file, config
+    key or value). Anything else is re-raised, so real bugs keep their traceback."""
+    from bench.config import SweepFileError
+    from bench.data import DataError
+
+    if isinstance(err, KeyboardInterrupt):
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        return 130
+    if isinstance(err, (DataError, SweepFileError)):
+        print(f"{type(err).__name__}: {err}", file=sys.stderr)
+        return 2
+    if isinstance(err, (KeyError, ValueError)):
+        print(f"error: {where}{err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    raise err
+
+
+def print_tables(tables, out: str, formats: list[str]) -> int:
+    """Print each table as Markdown, write it in every format under `out`, say where."""
+    from bench.report import to_markdown, write_tables
+
+    for t in tables:
+        print(to_markdown(t))
+    paths = write_tables(tables, out, formats)
+    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="msabench", description="Benchmark harness for multimodal sentiment analysis.",

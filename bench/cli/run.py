@@ -146,6 +146,7 @@ def _where(err: Exception, args) -> str:
 
 
 def main(args) -> int:
+    from bench.cli import command_error
     from bench.config import SweepFileError
     from bench.data import DataError
     from bench.launch import SlurmOptions, launch
@@ -162,18 +163,9 @@ def main(args) -> int:
         )
         summary = launch(runs, launcher=args.launcher, jobs=args.jobs, force=args.force,
                          progress=not quiet and sys.stderr.isatty(), log=log, slurm=slurm)
-    except KeyboardInterrupt:
-        print("interrupted: stopped; finished runs are kept, the run in progress was not recorded", file=sys.stderr)
-        return 130
-    except DataError as err:
-        print(f"DataError: {err}", file=sys.stderr)
-        return 2
-    except SweepFileError as err:
-        print(f"SweepFileError: {err}", file=sys.stderr)
-        return 2
-    except (KeyError, ValueError) as err:
-        print(f"error: {_where(err, args)}{err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
+    except (KeyboardInterrupt, DataError, SweepFileError, KeyError, ValueError) as err:
+        return command_error(err, where=_where(err, args),
+                             interrupted="stopped; finished runs are kept, the run in progress was not recorded")
     print(f"{len(summary.ok)} ran, {len(summary.skipped)} skipped (finished), {len(summary.failed)} failed",
           file=sys.stderr)
     for label, msg in summary.failed:

@@ -62,7 +62,8 @@ def unsupported_pairs(models: list[str], datasets: list[str]) -> dict[tuple[str,
 
 def main(args) -> int:
     from bench.config import parse_seeds, split_list
-    from bench.report import build_tables, load_result_set, to_markdown, write_tables
+    from bench.cli import print_tables
+    from bench.report import build_tables, load_result_set
 
     formats = split_list(args.format)
     bad = [f for f in formats if f not in FORMATS]
@@ -90,17 +91,14 @@ def main(args) -> int:
                   f" (found: {', '.join(rs.datasets()) or 'none'})", file=sys.stderr)
     if not tables:
         return 1
-    for t in tables:
-        print(to_markdown(t))
-    paths = write_tables(tables, args.out, formats)
-    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
-    return 0
+    return print_tables(tables, args.out, formats)
 
 
 def main_tuning(args, results: str, formats: list[str]) -> int:
     """`table --tuning`: one table per dataset from <results>/tuning/<dataset>/*.json."""
     from bench.config import split_list
-    from bench.report import load_tuning_summaries, sort_datasets, to_markdown, tuning_table, write_tables
+    from bench.cli import print_tables
+    from bench.report import load_tuning_summaries, sort_datasets, tuning_table
 
     summaries = load_tuning_summaries(results)
     if not summaries:
@@ -113,8 +111,4 @@ def main_tuning(args, results: str, formats: list[str]) -> int:
     if not tables:
         print(f"error: no tuning studies for {', '.join(datasets)} under '{results}/tuning/'", file=sys.stderr)
         return 1
-    for t in tables:
-        print(to_markdown(t))
-    paths = write_tables(tables, args.out, formats)
-    print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)
-    return 0
+    return print_tables(tables, args.out, formats)

@@ -102,6 +102,7 @@ def build_specs(args) -> list:
 
 
 def main(args) -> int:
+    from bench.cli import command_error
     from bench.data import DataError
     from bench.tune import OptunaMissing
 
@@ -128,15 +129,8 @@ def main(args) -> int:
     except OptunaMissing as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: the study keeps every finished trial; rerun the same command to continue", file=sys.stderr)
-        return 130
-    except DataError as err:
-        print(f"DataError: {err}", file=sys.stderr)
-        return 2
-    except (KeyError, ValueError) as err:
-        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
+    except (KeyboardInterrupt, DataError, KeyError, ValueError) as err:
+        return command_error(err, interrupted="the study keeps every finished trial; rerun the same command to continue")
     print(f"tuning summaries: {args.out}/tuning/; show them with `python -m bench table --results {args.out} --tuning`",
           file=sys.stderr)
     return 1 if failed else 0

@@ -49,7 +49,8 @@ from bench.data.mult_pkl import parse_mult
 from bench.data.tokenize import encoder_tokenizer, special_ids, tokenize_texts, vocab_size
 from bench.data.validate import (
     BERT_VOCAB_SIZE, ParseContext, Parsed, Problems, aligned_lengths_match, consistent_shapes, count_samples,
-    full_lengths, id_strings, int_values, lengths_array, load_real, missing_keys, regression_labels, take_features,
+    full_lengths, id_strings, int_values, lengths_array, load_real, missing_keys, per_sample, regression_labels,
+    take_features,
 )
 
 TEXT_KEYS = {"ids": "text_bert", "features": "text"}
@@ -175,13 +176,9 @@ def _raw_texts(x: Any, n: int, problems: Problems, s: str) -> Optional[list[str]
     """One transcript per sample: str kept, bytes decoded; anything else is an error; empty
     transcripts (tokenized as [CLS][SEP]) are counted in a warning."""
     key = "raw_text"
-    try:
-        items = list(x)
-    except TypeError:
-        problems.error(f"is a {type(x).__name__}, expected one transcript per sample", split=s, key=key)
+    items = per_sample(x, n, problems, s, key, "transcript")
+    if items is None:
         return None
-    if len(items) != n:
-        return None  # the N check reports it
     out, bad = [], []
     for i, v in enumerate(items):
         if isinstance(v, (bytes, np.bytes_)):

@@ -398,15 +398,22 @@ def regression_labels(x: Any, problems: Problems, split: str, key: str) -> Optio
     return arr
 
 
-def id_strings(x: Any, n: int, problems: Problems, split: str, key: str = "id") -> Optional[list[str]]:
-    """One string per sample: str kept, bytes decoded as UTF-8, multi-field records joined with `$_$`."""
+def per_sample(x: Any, n: int, problems: Problems, split: str, key: str, what: str) -> Optional[list]:
+    """`x` as a list of n items, or None: not iterable is an error naming `what` it should
+    hold; a wrong length is left to the N check, which reports it."""
     try:
         items = list(x)
     except TypeError:
-        problems.error(f"is a {type(x).__name__}, expected one id per sample", split=split, key=key)
+        problems.error(f"is a {type(x).__name__}, expected one {what} per sample", split=split, key=key)
         return None
-    if len(items) != n:
-        return None  # the N check reports it
+    return items if len(items) == n else None
+
+
+def id_strings(x: Any, n: int, problems: Problems, split: str, key: str = "id") -> Optional[list[str]]:
+    """One string per sample: str kept, bytes decoded as UTF-8, multi-field records joined with `$_$`."""
+    items = per_sample(x, n, problems, split, key, "id")
+    if items is None:
+        return None
 
     def one(v: Any) -> str:
         if isinstance(v, (bytes, np.bytes_)):
