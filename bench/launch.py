@@ -16,7 +16,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from bench.config import RunConfig
 from bench.results import is_complete, load_result
@@ -143,25 +143,38 @@ def _run_parallel(todo: list[RunConfig], jobs: int, force: bool, log: Callable[[
             raise
 
 
-def submit(todo: list[RunConfig], opts: SlurmOptions, force: bool, log: Callable[[str], None]) -> list:
-    """One scheduler job per run (a job array). Returns the submitit jobs."""
+def _submitit():
     try:
         import submitit
     except ImportError:
         raise RuntimeError("--launcher submitit needs submitit: pip install 'msabench[cluster]'") from None
-    if not todo:
-        return []
-    executor = submitit.AutoExecutor(folder=str(Path(opts.folder) / "%j"), cluster=opts.cluster)
-    params = dict(timeout_min=opts.time_min, cpus_per_task=opts.cpus_per_job, name="msabench")
+    return submitit
+
+
+def executor_for(opts: SlurmOptions, name: str, folder: Optional[str] = None, array: bool = False):
+    """A submitit AutoExecutor with these options (`bench run` and `bench tune` jobs alike);
+    `folder` overrides `<opts.folder>/%j`, `array` adds the Slurm array parallelism."""
+    executor = _submitit().AutoExecutor(folder=folder or str(Path(opts.folder) / "%j"), cluster=opts.cluster)
+    params: dict[str, Any] = dict(timeout_min=opts.time_min, cpus_per_task=opts.cpus_per_job, name=name)
     if opts.gpus_per_job:
         params["gpus_per_node"] = opts.gpus_per_job
     if opts.mem_gb:
         params["mem_gb"] = opts.mem_gb
     if executor.cluster == "slurm":
-        params["slurm_array_parallelism"] = opts.array_parallelism
+        if array:
+            params["slurm_array_parallelism"] = opts.array_parallelism
         if opts.partition:
             params["slurm_partition"] = opts.partition
     executor.update_parameters(**params)
+    return executor
+
+
+def submit(todo: list[RunConfig], opts: SlurmOptions, force: bool, log: Callable[[str], None]) -> list:
+    """One scheduler job per run (a job array). Returns the submitit jobs."""
+    _submitit()
+    if not todo:
+        return []
+    executor = executor_for(opts, "msabench", array=True)
     jobs = executor.map_array(run_one, todo, [force] * len(todo))
     log(f"submitted {len(jobs)} job(s) to {executor.cluster} (logs: {opts.folder})")
     if opts.wait:

@@ -79,8 +79,7 @@ class TuneSpec:
     storage: Optional[str] = None  # Optuna URL, or journal:PATH; None: a file under <out>/tuning/
     launcher: str = "local"
     workers: int = 1
-    cluster: Optional[str] = None  # submitit: slurm | local | debug (None: auto)
-    job_options: dict[str, Any] = field(default_factory=dict)  # submitit update_parameters
+    slurm: Any = None  # --launcher submitit: a bench.launch.SlurmOptions (None: its defaults)
     space: Optional[dict] = None  # {target: SearchParam}; None: the model's (tests pass their own)
     final_seeds: tuple[int, ...] = DEFAULT_SEEDS
 
@@ -522,14 +521,10 @@ def _run_local_pool(spec: TuneSpec, shares: list, timeout: Optional[float], log:
 
 def submit_workers(spec: TuneSpec, shares: list, timeout: Optional[float], folder: Optional[str] = None) -> list:
     """One submitit job per worker, all on the study's (journal) storage. Returns the jobs."""
-    try:
-        import submitit
-    except ImportError:
-        raise RuntimeError("--launcher submitit needs submitit: pip install 'msabench[cluster]'") from None
-    folder = folder or str(Path(spec.run.out_dir) / ".submitit" / "tune" / "%j")
-    executor = submitit.AutoExecutor(folder=folder, cluster=spec.cluster)
-    params = {"timeout_min": 240, "cpus_per_task": 4, "name": f"tune-{spec.run.model}", **spec.job_options}
-    executor.update_parameters(**params)
+    from bench.launch import SlurmOptions, executor_for  # bench.launch imports torch: only here
+
+    opts = spec.slurm or SlurmOptions(folder=str(Path(spec.run.out_dir) / ".submitit" / "tune"))
+    executor = executor_for(opts, f"tune-{spec.run.model}", folder=folder)
     return [executor.submit(run_worker, spec, n, timeout, i) for i, n in enumerate(shares)]
 
 

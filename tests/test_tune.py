@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.config import RunConfig
+from bench.launch import SlurmOptions
 from models.registry import (ConfigError, around_preset, check_search_space, choice, default_search_space,
                              get_model_entry, int_range, list_models, register_model, resolve_config,
                              search_space_of, uniform)
@@ -297,7 +298,7 @@ def test_submitit_workers_share_a_journal_study_and_a_killed_worker_trial_is_ret
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the local executor starts every job at once
     run = _run(tmp_path, data_root, epochs=4)
     spec = TuneSpec(run=run, trials=4, sampler="random", pruner="none", launcher="submitit", workers=2,
-                    cluster="local", job_options={"timeout_min": 10})
+                    slurm=SlurmOptions(cluster="local", time_min=10))
     assert spec.storage_url().startswith("journal:") and spec.storage_url().endswith(".journal")
     open_study(spec)
     jobs = submit_workers(spec, [2, 2], None, folder=str(tmp_path / ".submitit" / "%j"))

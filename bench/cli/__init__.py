@@ -85,6 +85,25 @@ def existing_dir(text: str) -> str:
     return text
 
 
+def add_submitit_options(g) -> None:
+    """The scheduler options `run` and `tune` share (bench.launch.SlurmOptions)."""
+    g.add_argument("--cluster", default=None, help="submitit cluster: slurm | local | debug (default: auto)")
+    g.add_argument("--slurm-partition", default=None)
+    g.add_argument("--gpus-per-job", type=int_at_least(0), default=0)
+    g.add_argument("--cpus-per-job", type=int_at_least(1), default=4)
+    g.add_argument("--mem-gb", type=int_at_least(1), default=None)
+    g.add_argument("--time-min", type=int_at_least(1), default=240, help="job time limit in minutes (default: 240)")
+
+
+def slurm_options(args, folder: str, wait: bool = True):
+    """bench.launch.SlurmOptions from the options add_submitit_options added."""
+    from bench.launch import SlurmOptions
+
+    return SlurmOptions(folder=folder, cluster=args.cluster, partition=args.slurm_partition,
+                        gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb,
+                        time_min=args.time_min, wait=wait)
+
+
 def command_error(err: BaseException, *, interrupted: str, where: str = "") -> int:
     """The one way `run` and `tune` end on an error they expect: a single stderr line, no
     traceback, and the exit code (130 interrupted, 2 a bad input: data, sweep file, config

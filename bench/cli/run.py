@@ -20,7 +20,7 @@ with status "error" and the sweep goes on.
 
 
 def add_parser(sub) -> None:
-    from bench.cli import int_at_least, names, out_dir, seeds
+    from bench.cli import add_submitit_options, int_at_least, names, out_dir, seeds
 
     p = sub.add_parser("run", help="train/evaluate models (one result file per dataset, model, seed)",
                        epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,12 +56,7 @@ def add_parser(sub) -> None:
     g.add_argument("--launcher", default="local", choices=["local", "submitit"],
                    help="local: this machine; submitit: one scheduler job per run (Slurm)")
     g.add_argument("--jobs", type=int_at_least(1), default=1, help="local: N runs side by side, one device each")
-    g.add_argument("--cluster", default=None, help="submitit cluster: slurm | local | debug (default: auto)")
-    g.add_argument("--slurm-partition", default=None)
-    g.add_argument("--gpus-per-job", type=int_at_least(0), default=0)
-    g.add_argument("--cpus-per-job", type=int_at_least(1), default=4)
-    g.add_argument("--mem-gb", type=int_at_least(1), default=None)
-    g.add_argument("--time-min", type=int_at_least(1), default=240, help="job time limit in minutes (default: 240)")
+    add_submitit_options(g)
     g.add_argument("--submitit-folder", default=None, help="job logs (default: <out>/.submitit)")
     g.add_argument("--no-wait", dest="wait", action="store_false", help="submit and return")
     p.set_defaults(func=main)
@@ -146,21 +141,17 @@ def _where(err: Exception, args) -> str:
 
 
 def main(args) -> int:
-    from bench.cli import command_error
+    from bench.cli import command_error, slurm_options
     from bench.config import SweepFileError
     from bench.data import DataError
-    from bench.launch import SlurmOptions, launch
+    from bench.launch import launch
 
     quiet = args.quiet
     log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     try:
         runs = build_runs(args)
         out_dir = runs[0].out_dir if runs else "results"
-        slurm = SlurmOptions(
-            folder=args.submitit_folder or f"{out_dir}/.submitit",
-            cluster=args.cluster, partition=args.slurm_partition, gpus_per_job=args.gpus_per_job,
-            cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb, time_min=args.time_min, wait=args.wait,
-        )
+        slurm = slurm_options(args, args.submitit_folder or f"{out_dir}/.submitit", wait=args.wait)
         summary = launch(runs, launcher=args.launcher, jobs=args.jobs, force=args.force,
                          progress=not quiet and sys.stderr.isatty(), log=log, slurm=slurm)
     except (KeyboardInterrupt, DataError, SweepFileError, KeyError, ValueError) as err:

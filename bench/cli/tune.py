@@ -21,7 +21,7 @@ row "<Model> (tuned, N trials)" and `bench table --tuning` the studies.
 
 
 def add_parser(sub) -> None:
-    from bench.cli import int_at_least, names, out_dir
+    from bench.cli import add_submitit_options, int_at_least, names, out_dir
 
     p = sub.add_parser("tune", help="equal-budget hyperparameter search (Optuna), validation only",
                        epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,17 +56,13 @@ def add_parser(sub) -> None:
     g.add_argument("--launcher", default="local", choices=["local", "submitit"],
                    help="local: worker processes on this machine; submitit: one scheduler job per worker")
     g.add_argument("--workers", type=int_at_least(1), default=1, help="workers sharing one study (default: 1)")
-    g.add_argument("--cluster", default=None, help="submitit cluster: slurm | local | debug (default: auto)")
-    g.add_argument("--slurm-partition", default=None)
-    g.add_argument("--gpus-per-job", type=int, default=0)
-    g.add_argument("--cpus-per-job", type=int, default=4)
-    g.add_argument("--mem-gb", type=int, default=None)
-    g.add_argument("--time-min", type=int, default=240, help="job time limit in minutes (default: 240)")
+    add_submitit_options(g)
     p.set_defaults(func=main)
 
 
 def build_specs(args) -> list:
     from bench.config import DEFAULT_DATASET, DEFAULT_SEEDS, RunConfig, split_list
+    from bench.cli import slurm_options
     from bench.tune import TuneSpec
     from models import list_models
 
@@ -78,13 +74,7 @@ def build_specs(args) -> list:
         if not matched:
             raise KeyError(f"no registered model matches '{pattern}'")
         names += [m for m in matched if m not in names]
-    jobs = {"timeout_min": args.time_min, "cpus_per_task": args.cpus_per_job}
-    if args.gpus_per_job:
-        jobs["gpus_per_node"] = args.gpus_per_job
-    if args.mem_gb:
-        jobs["mem_gb"] = args.mem_gb
-    if args.slurm_partition:
-        jobs["slurm_partition"] = args.slurm_partition
+    slurm = slurm_options(args, f"{args.out}/.submitit/tune")
     trials = args.trials if args.trials is not None or args.budget_hours is not None else 50
     specs = []
     for dataset in split_list(args.datasets) or [DEFAULT_DATASET]:
@@ -96,7 +86,7 @@ def build_specs(args) -> list:
                 run=run, trials=trials, budget_hours=args.budget_hours, sampler=args.sampler, pruner=args.pruner,
                 pruner_startup_trials=args.pruner_startup_trials, pruner_warmup_epochs=args.pruner_warmup_epochs,
                 seed=args.seed if args.seed is not None else DEFAULT_SEEDS[0], storage=args.storage,
-                launcher=args.launcher, workers=args.workers, cluster=args.cluster, job_options=jobs,
+                launcher=args.launcher, workers=args.workers, slurm=slurm,
             ))
     return specs
 
