@@ -252,6 +252,26 @@ def test_suspicious_input_is_a_counted_warning(tmp_path, base, name, mutate, exp
         assert torch.isfinite(data.train.tensors["audio"]).all()
 
 
+def test_neginf_warning_counts_samples_not_words(tmp_path, base):
+    """-inf in every word of one sample and in one word of another: n words, 2 samples."""
+    words = {}
+
+    def every_word(arr):
+        arr = np.array(arr, dtype=np.float64)
+        arr[:, 1] = -np.inf
+        words["n"] = arr.shape[0]
+        return arr
+
+    def mutate(d):
+        _set("train", 4, "acoustic", every_word)(d)
+        _nan_at("train", 5, "acoustic", -np.inf)(d)
+
+    write_broken(tmp_path, base, mutate)
+    assert words["n"] >= 2
+    expected = f"mosi.pkl [split=train, key=acoustic]: {words['n'] + 1} -inf values in 2 samples set to 0"
+    assert any(w.startswith(expected) for w in load(tmp_path).info.warnings)
+
+
 def test_split_sizes_of_the_published_file_are_warned_and_strict_mode_errors(tmp_path):
     write_mag(tmp_path, "mosi", sizes=(1281, 229, 685), words=(1, 3))
     data = load(tmp_path, verify_checksum=False)

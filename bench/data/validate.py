@@ -322,6 +322,9 @@ def check_features(arr: np.ndarray, problems: Problems, split: str, key: str, ne
             first = getattr(nf, "first_" + name)
             if first >= 0:
                 setattr(nf, "first_" + name, int(np.searchsorted(row_starts, first, side="right")) - 1)
+        if nf.neginf:  # scan_nonfinite counted rows (words): count the samples they belong to
+            rows = np.flatnonzero(np.isneginf(arr).reshape(arr.shape[0], -1).any(1))
+            nf.neginf_samples = len(np.unique(np.searchsorted(row_starts, rows, side="right")))
     for name, label in (("nan", "NaN"), ("posinf", "+inf")):
         if getattr(nf, name):
             problems.error(f"{getattr(nf, name)} {label} values (first at index {getattr(nf, 'first_' + name)})",
