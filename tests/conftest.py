@@ -39,14 +39,14 @@ def small_synthetic(synthetic):
     return slice_data(synthetic)
 
 
-def train_demo(model, data, sizes: tuple[int, int, int], epochs: int = 3, key: str = "total") -> dict:
-    """Train `model` (a demo preset) for `epochs` on the first `sizes` samples of `data`
-    through the harness trainer, assert that it ran every epoch and that the training loss
-    `key` went down, and return the result dict for the model's own checks."""
+def train_demo(model, data, sizes: tuple[int, int, int], key: str = "total") -> dict:
+    """Train `model` (a demo preset; its max_epochs set, no early stop) on the first `sizes`
+    samples of `data` through the harness trainer, assert that it ran every epoch and that the
+    training loss `key` went down, and return the result dict for the model's own checks."""
     from bench.train import train_and_test
 
     res = train_and_test(model, slice_data(data, *sizes), seed=1111, device=torch.device("cpu"),
                          contributions=False, robustness=False)
     losses = [r["train"][key] for r in res["history"]]
-    assert len(losses) == epochs and losses[-1] < losses[0], losses
+    assert len(losses) == model.cfg.max_epochs and losses[-1] < losses[0], losses
     return res

@@ -217,6 +217,11 @@ PERF = [
     (["perf", "--models", "mult", "--json", "{tmp}/empty"], ["--json"]),
 ]
 
+TUNE = [
+    (["tune", "--models", "late_fusion", "--gpus-per-job", "-1"], ["--gpus-per-job", ">= 0"]),
+    (["tune", "--models", "late_fusion", "--time-min", "0"], ["--time-min", ">= 1"]),
+]
+
 LS = [
     (["ls", "zzz*"], ["PATTERN 'zzz*'"]),
     (["ls", "nope"], ["PATTERN 'nope'"]),
@@ -225,38 +230,8 @@ LS = [
 ]
 
 
-@pytest.mark.parametrize("argv,must,code", cases(RUN))
-def test_run_refuses_bad_input(argv, must, code, world, capsys):
-    refuses(argv, must, world, capsys, code)
-
-
-@pytest.mark.parametrize("argv,must,code", cases(TABLE))
-def test_table_refuses_bad_input(argv, must, code, world, capsys):
-    refuses(argv, must, world, capsys, code)
-
-
-@pytest.mark.parametrize("argv,must,code", cases(FIGURE))
-def test_figure_refuses_bad_input(argv, must, code, world, capsys):
-    refuses(argv, must, world, capsys, code)
-
-
-@pytest.mark.parametrize("argv,must,code", cases(COMPARE))
-def test_compare_refuses_bad_input(argv, must, code, world, capsys):
-    refuses(argv, must, world, capsys, code)
-
-
-@pytest.mark.parametrize("argv,must,code", cases(DATA))
-def test_data_check_refuses_bad_input(argv, must, code, world, capsys):
-    refuses(argv, must, world, capsys, code)
-
-
-@pytest.mark.parametrize("argv,must,code", cases(PERF))
-def test_perf_refuses_bad_input(argv, must, code, world, capsys):
-    refuses(argv, must, world, capsys, code)
-
-
-@pytest.mark.parametrize("argv,must,code", cases(LS))
-def test_ls_refuses_bad_input(argv, must, code, world, capsys):
+@pytest.mark.parametrize("argv,must,code", cases(RUN + TABLE + FIGURE + COMPARE + DATA + PERF + TUNE + LS))
+def test_cli_refuses_bad_input(argv, must, code, world, capsys):
     refuses(argv, must, world, capsys, code)
 
 
