@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from bench.train import build_optimizer
 from models import create_model
 from models.base import count_parameters
-from models.mcl_mcf import Clip, MCLMCF
+from models.mcl_mcf import Clip, MCLMCF, MCLMCFConfig
 from models.registry import get_model_entry
 from tests.conftest import train_demo
 
@@ -94,7 +94,7 @@ def test_clip_quirks(unit):
         unit.proj_y.weight.mul_(3.0)
         unit.proj_y.bias.mul_(3.0)  # a renormalised y^ would not see this
     assert float(unit(x, y)) != pytest.approx(base, rel=1e-3)
-    assert unit.logit_scale == pytest.approx(2.6593, abs=1e-4)
+    assert MCLMCFConfig().logit_scale == pytest.approx(2.6593, abs=1e-4)  # the preset value, not the fixture's
 
 
 def test_clip_norm_eps_only_guards_zero_inputs():
