@@ -620,7 +620,12 @@ def load_summary(out_dir: str | Path, dataset: str, variant: str) -> dict[str, A
 def study_history(summary: dict[str, Any]) -> tuple[list[dict], dict[str, float]]:
     """([{number, state, value}] in trial order, parameter importances) of a summarized study."""
     optuna = require_optuna()
-    storage = open_storage(summary["storage"], heartbeat=False)
+    url = summary["storage"]
+    for scheme in ("sqlite:///", "journal:"):  # a file storage that is gone: say which (opening would create it)
+        if url.startswith(scheme) and not Path(url[len(scheme):]).is_file():
+            raise ValueError(f"study '{summary['study']}': its storage file {url[len(scheme):]} does not exist "
+                             "(moved or deleted?); rerun `python -m bench tune` or point --results at its folder")
+    storage = open_storage(url, heartbeat=False)
     study = optuna.load_study(study_name=summary["study"], storage=storage)
     history = []
     for t in study.get_trials(deepcopy=False):

@@ -220,6 +220,7 @@ PERF = [
 TUNE = [
     (["tune", "--models", "late_fusion", "--gpus-per-job", "-1"], ["--gpus-per-job", ">= 0"]),
     (["tune", "--models", "late_fusion", "--time-min", "0"], ["--time-min", ">= 1"]),
+    (["tune", "--models", "late_fusion", "--seed", "-1"], ["--seed", ">= 0"]),
 ]
 
 LS = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -323,3 +324,30 @@ def test_submitit_workers_share_a_journal_study_and_a_killed_worker_trial_is_ret
     assert study.trials[killed].state.name == "FAIL"
     retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed]
     assert len(retry) == 1 and retry[0].state.name == "COMPLETE"
+
+
+@needs_optuna
+def test_tune_checks_every_model_and_the_data_before_the_first_study(tmp_path, data_root, capsys):
+    """A bad second model, or a data root without the file, stops `bench tune` with exit 2
+    before any study is opened (no storage, no trial)."""
+    base = ["tune", "--datasets", "mosi", "--trials", "2", "--epochs", "1", "--out", str(tmp_path)]
+    assert _cli([*base, "--models", "late_fusion,nope", "--data-root", data_root]) == 2
+    assert "nope" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _cli([*base, "--models", "late_fusion", "--data-root", str(empty)]) == 2
+    assert "unaligned_50.pkl" in capsys.readouterr().err
+    assert not (tmp_path / "tuning").exists()
+
+
+@needs_optuna
+def test_tuning_figure_names_a_missing_study_file(tmp_path, capsys):
+    from bench.tune import summary_path
+
+    path = summary_path(tmp_path, "mosi", "late_fusion+tuned")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"study": "s", "storage": f"sqlite:///{tmp_path}/gone.db", "model": "late_fusion"}))
+    assert _cli(["figure", "tuning", "--model", "late_fusion", "--dataset", "mosi", "--results", str(tmp_path),
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "gone.db does not exist" in err and not (tmp_path / "gone.db").exists()

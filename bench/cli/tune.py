@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
                    help="median pruner: prune only after this many finished trials (default: 5)")
     p.add_argument("--pruner-warmup-epochs", type=int_at_least(0), default=0,
                    help="median pruner: never prune in a trial's first N epochs (default: 0)")
-    p.add_argument("--seed", type=int, default=None, help="sampler seed and the trials' training seed (default: 1111)")
+    p.add_argument("--seed", type=int_at_least(0), default=None, help="sampler seed and the trials' training seed (default: 1111)")
     p.add_argument("--storage", default=None,
                    help="Optuna storage URL (sqlite:///f.db, postgresql://...) or journal:PATH "
                         "(default: a file under <out>/tuning/)")
@@ -108,9 +108,19 @@ def main(args) -> int:
         from bench.tune import require_optuna, tune
 
         require_optuna()
+        # what would fail every trial the same way (a bad data root, device, text encoder, a
+        # model that cannot read the file) fails here, before the first study spends its budget
+        from bench.runner import check_sweep, data_key, load_sweep_data, plan_runs
+
+        planned = plan_runs([s.run for s in specs])
+        check_sweep(planned, local=args.launcher == "local")
+        loaded = load_sweep_data(planned, log) if args.launcher == "local" else {}
         failed = 0
-        for spec in specs:
-            summary = tune(spec, final=args.final, log=log)
+        for spec, p in zip(specs, planned):
+            summary = tune(spec, final=args.final, data=loaded.get(data_key(p)), log=log)
+            if summary.get("best") is None:  # no trial completed: nothing was tuned
+                failed += 1
+                print(f"{spec.run.dataset}/{spec.variant}: no trial completed (see the failed trials)", file=sys.stderr)
             final = summary.get("final")
             if final is not None:
                 failed += len(final.failed)
