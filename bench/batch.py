@@ -78,6 +78,14 @@ class Batch:
         return dataclasses.replace(self, **changes)
 
 
+def last_attended(mask: torch.Tensor) -> int:
+    """1 + the last column any row of a (B, L) attention mask attends (0 for an empty mask):
+    the columns after it are padding in every row."""
+    if not mask.numel():
+        return 0
+    return int((mask * torch.arange(1, mask.shape[1] + 1, device=mask.device)).max())
+
+
 def lengths_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """(B, T) bool, True at valid steps."""
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]

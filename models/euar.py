@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.batch import lengths_mask
+from bench.batch import last_attended, lengths_mask
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
 from models.layers.seq_encoder import masked_mean
 from models.layers.text_encoder import build_text_encoder
@@ -246,7 +246,7 @@ class EUAR(MSAModel):
         if self.cfg.trim_padding and self.cfg.text_pool == "last" and length > 2:
             # exact: padded columns are never attended (mask 0), so a column's state depends only on
             # the attended tokens and itself; keep those and the two slots the conv at L-1 reads
-            n = int((mask * torch.arange(1, length + 1, device=mask.device)).max())
+            n = last_attended(mask)
             if n < length - 2:
                 keep = torch.cat([torch.arange(n, device=ids.device),
                                   torch.arange(length - 2, length, device=ids.device)])

@@ -12,7 +12,7 @@ from typing import Any, Iterator, Optional
 
 import torch
 
-from bench.batch import BERT_SPECIAL_IDS, Batch
+from bench.batch import BERT_SPECIAL_IDS, Batch, last_attended
 
 SPLITS = ("train", "valid", "test")
 
@@ -102,7 +102,7 @@ def trim_padding(fields: dict[str, torch.Tensor]) -> None:
     """Cut `text_ids`/`text_mask`/`text_segment` after the last attended position of the
     batch (columns that are padding in every row), in place of the dict's entries."""
     mask = fields["text_mask"]
-    n = int((mask * torch.arange(1, mask.shape[1] + 1)).max()) if mask.numel() else 0
+    n = last_attended(mask)
     if 0 < n < mask.shape[1]:
         for k in ("text_ids", "text_mask", "text_segment"):
             if k in fields:

@@ -18,6 +18,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from bench.batch import last_attended
+
 BERT_BASE_PARAMS = 109_482_240  # bert-base-uncased incl. pooler (baselines.md §5)
 NAMED_CONFIGS = {
     # bert-base-uncased shapes (its config.json)
@@ -97,7 +99,7 @@ class TextEncoder(nn.Module):
         padding in every row, and padding never reaches [CLS] (attention mask 0, absolute
         positions unchanged), so this is the same function on fewer tokens (MMSA pads every
         sentence to 50; the masked "empty sentence" [CLS][SEP] becomes 2 tokens)."""
-        n = int((mask * torch.arange(1, mask.shape[1] + 1, device=mask.device)).max())
+        n = last_attended(mask)
         if 0 < n < mask.shape[1]:
             ids, mask = ids[:, :n], mask[:, :n]
             segment = segment[:, :n] if segment is not None else None
