@@ -31,6 +31,7 @@ import torch
 from bench.batch import MODALITIES
 from bench.data.base import MSAData, Split
 from bench.metrics import METRICS, compute_metrics, contribution_utility, iemocap_majority_baseline
+from bench.optim import make_optimizer
 from bench.shapley import coalition_key, coalitions, shapley_from_fn
 from models.base import INHERIT, MSAModel, Stage, count_parameters, task_loss
 
@@ -158,9 +159,11 @@ def _eval_batch_size(model: MSAModel) -> int:
     return model.cfg.eval_batch_size or model.cfg.batch_size
 
 
-def build_optimizer(model: MSAModel, groups: Optional[list[dict[str, Any]]] = None) -> torch.optim.Optimizer:
-    """The optimizer over `groups` (default: the model's `param_groups()`), restricted to the
-    parameters that train now (a stage freezes the rest; groups left empty are dropped)."""
+def build_optimizer(model: MSAModel, groups: Optional[list[dict[str, Any]]] = None,
+                    kind: Optional[str] = None) -> torch.optim.Optimizer:
+    """The optimizer `kind` (default: the config's `optimizer`; bench/optim.py) over `groups`
+    (default: the model's `param_groups()`), restricted to the parameters that train now (a
+    stage freezes the rest; groups left empty are dropped)."""
     cfg = model.cfg
     groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]}
               for g in (model.param_groups() if groups is None else groups)]
@@ -174,12 +177,7 @@ def build_optimizer(model: MSAModel, groups: Optional[list[dict[str, Any]]] = No
     missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
     if missing:
         raise ValueError(f"{len(missing)} trainable parameters are in no optimizer group (first: {missing[0]})")
-    if cfg.optimizer == "adam":
-        opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    elif cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        raise ValueError(f"unknown optimizer '{cfg.optimizer}' (adam | adamw)")
+    opt = make_optimizer(kind or cfg.optimizer, groups, cfg.lr, cfg.weight_decay, cfg.adam_epsilon)
     for g in opt.param_groups:
         g["base_lr"] = g["lr"]  # hooks (PaSE's SGM) scale from here
     return opt
@@ -247,6 +245,7 @@ class _StageSettings:
     higher: bool
     batch_size: int
     warmup_ratio: float
+    optimizer: str
 
     @classmethod
     def of(cls, stage: Stage, cfg) -> "_StageSettings":
@@ -258,7 +257,7 @@ class _StageSettings:
         max_epochs = min(pick(stage.max_epochs, cfg.max_epochs), cfg.max_epochs)
         return cls(stage, max_epochs, pick(stage.early_stop_patience, cfg.early_stop_patience),
                    sel_key, METRICS[sel_key].higher_is_better, pick(stage.batch_size, cfg.batch_size),
-                   pick(stage.warmup_ratio, cfg.warmup_ratio))
+                   pick(stage.warmup_ratio, cfg.warmup_ratio), pick(stage.optimizer, cfg.optimizer))
 
 
 @dataclass
@@ -374,7 +373,7 @@ def run_stage(run: _Run, stage: Stage) -> dict[str, Any]:
     s = _StageSettings.of(stage, cfg)
     staged = model.stage is not None
     with _frozen_except(model, stage):
-        optimizer = build_optimizer(model, stage.param_groups() if stage.param_groups else None)
+        optimizer = build_optimizer(model, stage.param_groups() if stage.param_groups else None, s.optimizer)
         steps_per_epoch = -(-run.data.train.num_batches(s.batch_size) // max(1, cfg.grad_accum_steps))
         scheduler = build_scheduler(model, optimizer, steps_per_epoch, s.max_epochs, s.warmup_ratio)
         state.optimizer, state.history, state.stage = optimizer, [], model.stage

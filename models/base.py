@@ -50,7 +50,9 @@ class ModelConfig:
     dims_from_data: bool = False  # True: the runner takes audio/vision widths from the data file
     #   (models whose official widths are MAG's 74/47 but that also run on MMSA pickles)
     # optimisation (the trainer reads these; presets give their sources)
-    optimizer: str = "adam"  # adam (coupled L2) | adamw (decoupled)
+    optimizer: str = "adam"  # adam (torch, coupled L2) | adamw (torch, decoupled) | adamw_hf (transformers 4.x
+    #   AdamW: eps added before the bias correction, decay after the update; bench/optim.py)
+    adam_epsilon: Optional[float] = None  # None: the optimizer's default (torch 1e-8, adamw_hf 1e-6)
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 32
@@ -93,6 +95,7 @@ class Stage:
     selection_metric: Any = INHERIT  # a bench.metrics key; INHERIT: cfg.selection_metric
     batch_size: Any = INHERIT  # training batch size of this stage; INHERIT: cfg.batch_size
     warmup_ratio: Any = INHERIT  # linear_warmup scheduler only; INHERIT: cfg.warmup_ratio
+    optimizer: Any = INHERIT  # the stage's optimizer kind (ModelConfig.optimizer); INHERIT: cfg.optimizer
     contributions: bool = True  # Shapley values on validation each epoch (off for unimodal pre-training)
 
 

@@ -116,7 +116,8 @@ _MMSA_MOSEI = replace(_MMSA_MOSI, dims=(768, 74, 35), lr=1e-5)  # bert_mag mosei
 # with MAG-BERT's `paper` preset too (multimodal_driver.py defaults)
 _PAPER_MOSI = replace(
     _MMSA_MOSI,
-    optimizer="adamw", lr=1e-5, weight_decay=0.01,  # AdamW, wd 0.01 (0 on bias/LayerNorm)
+    # transformers' AdamW (multimodal_driver.py:28, :345; its default eps 1e-6), wd 0.01 (0 on bias/LayerNorm)
+    optimizer="adamw_hf", lr=1e-5, weight_decay=0.01,
     scheduler="linear_warmup", warmup_ratio=0.1,  # get_linear_schedule_with_warmup, 10 % warm-up
     batch_size=48, loss="mse", max_epochs=40,  # --train_batch_size 48, MSELoss, --n_epochs 40
     early_stop_patience=None, val_loss_decimals=None,  # best validation L1 of 40 epochs (§2.2 harness decision)

@@ -100,7 +100,7 @@ class CLGSIConfig(ModelConfig):
     text_vocab_size: Optional[int] = None  # vocabulary of a named random-init config (tiny)
     # head (c1070c8, batch-first) | paper_era (af1f83a: seq-first, attention across the batch)
     variant: str = field(default="head", metadata={"choices": VARIANTS})
-    # optimiser: AdamW, 5 groups (trains/multiTask/CLGSI.py:64-83); lr / weight_decay are the "other" group's
+    # optimiser: torch AdamW (optim.AdamW, trains/multiTask/CLGSI.py:14, :83), 5 groups (:64-83); lr / weight_decay are the "other" group's
     optimizer: str = "adamw"
     lr: float = 1e-2  # learning_rate_other (mosi)
     weight_decay: float = 1e-3  # weight_decay_other (mosi)

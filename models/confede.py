@@ -54,8 +54,9 @@ Harness decisions and deviations (each a field below with its source):
   after epoch 1; MOSEI fusion validated every 100 steps -> per epoch); the harness's data
   order; stage 1 runs per seed (the code runs it once, unseeded);
 - per-stage batch size and warm-up are the Stage's `batch_size` / `warmup_ratio` (the
-  code's per-stage configs); per-stage optimiser kinds are per-group options
-  (`amsgrad`, `decoupled_weight_decay`, `eps`) of the config's AdamW;
+  code's per-stage configs); the text stage uses transformers' AdamW (`adamw_hf`, the Stage's
+  optimizer), the others torch's AdamW with per-group options (`amsgrad`,
+  `decoupled_weight_decay`) that give MOSI vision / audio Adam(amsgrad, coupled L2);
 - sequences shorter than the position table use its first T+1 rows (the code requires T
   == 375 / 500 exactly; identical there);
 - a retriever list with fewer than 2 candidates is sampled with replacement, and an empty
@@ -81,7 +82,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.base import ModelConfig, ModelOutput, MSAModel, Stage
+from models.base import INHERIT, ModelConfig, ModelOutput, MSAModel, Stage
 from models.layers.text_encoder import build_text_encoder
 from models.registry import register_model
 
@@ -526,16 +527,17 @@ class ConFEDE(MSAModel):
 
     def stage_param_groups(self, stage: str) -> list[dict[str, Any]]:
         cfg = self.cfg
-        if stage == "text":  # transformers AdamW(model.parameters(), lr, weight_decay): decoupled, eps 1e-6, all decayed
+        if stage == "text":  # trans.optimization.AdamW(model.parameters(), lr, weight_decay) (Ttrain.py:36): all decayed
             params = [p for mod in self._modality_modules("t") for p in mod.parameters()]
-            return self._groups(params, cfg.text_lr, True, decoupled_weight_decay=True, eps=1e-6, amsgrad=False)
+            return self._groups(params, cfg.text_lr, True)  # eps: adamw_hf's default 1e-6, transformers'
         if stage in ("vision", "audio"):
             m = UNIMODAL_STAGES[stage]
             params = [p for mod in self._modality_modules(m) for p in mod.parameters()]
             lr = cfg.vision_lr if m == "v" else cfg.audio_lr
-            if cfg.av_optimizer == "adam_amsgrad":  # torch.optim.Adam(amsgrad=True, weight_decay): coupled L2 on all
+            if cfg.av_optimizer == "adam_amsgrad":  # torch.optim.Adam(amsgrad=True, weight_decay) (Vtrain.py:34): coupled L2
                 return self._groups(params, lr, True, decoupled_weight_decay=False, amsgrad=True)
-            return self._groups(params, lr, False, decoupled_weight_decay=True, amsgrad=False)  # MOSEI AdamW
+            return self._groups(params, lr, False, decoupled_weight_decay=True, amsgrad=False)  # MOSEI torch AdamW (Vtrain.py:46)
+        # torch.optim.AdamW (TVA_fusion_train.py:74)
         return self._groups(self.fusion_parameters(), cfg.lr, False, decoupled_weight_decay=True, amsgrad=False)
 
     def stages(self) -> list[Stage]:
@@ -547,7 +549,8 @@ class ConFEDE(MSAModel):
                 name, trainable=lambda: [p for mod in self._modality_modules(m) for p in mod.parameters()],
                 param_groups=lambda: self.stage_param_groups(name), max_epochs=epochs,
                 early_stop_patience=None, selection_metric="MAE", contributions=False,
-                batch_size=batch_size, warmup_ratio=warmup / max(1, epochs))
+                batch_size=batch_size, warmup_ratio=warmup / max(1, epochs),
+                optimizer="adamw_hf" if name == "text" else INHERIT)  # Ttrain.py:36 transformers AdamW
 
         return [
             unimodal("text", cfg.text_epochs, cfg.text_batch_size, cfg.text_warmup_epochs),

@@ -83,7 +83,7 @@ class EUARConfig(ModelConfig):
     text_vocab_size: Optional[int] = None  # vocabulary of a named random-init config (tiny)
     text_segment_ids: bool = False  # EUAR_BertModel.forward never passes token_type_ids to BERT (zeros)
     # optimisation (train.py:22-31, EUAR.py:156-173)
-    optimizer: str = "adam"
+    optimizer: str = "adam"  # torch.optim.Adam (EUAR.py:3, :164-165)
     lr_bert: float = 1e-5  # --learning_rate1: Adam over bert (BERT + its proj_l)
     lr: float = 2e-5  # --learning_rate2: Adam over transa, transv, fusion, proj_a, proj_v
     weight_decay: float = 0.0  # Adam defaults

@@ -41,8 +41,9 @@ in-projection; w_gate / w_noise stay zero.
 
 Harness deviations: selection on validation L1 loss (the code selects nothing and prints the
 validation MSE; its authors pick "mostly lowest validation loss"); evaluation in split order
-(the code shuffles dev/test, harmless: per-sample outputs); torch AdamW (decoupled decay
-applied before the update, transformers' AdamW after it; same eps/betas).
+(the code shuffles dev/test, harmless: per-sample outputs). The optimizer is the code's
+transformers AdamW (`adamw_hf`: eps added before the bias correction, decay after the update),
+re-created every epoch (`reset_optimizer_each_epoch`).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class GLoMoConfig(ModelConfig):
     fusion_dropout: float = 0.1  # nn.TransformerEncoderLayer default dropout
     pool_dropout: float = 0.3  # GLoMo.py Attention(dropout=0.3)
     init: str = "bert"  # "bert": HF fast init of non-checkpoint modules ([mem], module doc); "torch": constructors' own
-    reset_optimizer_each_epoch: bool = True  # main_GLoMo.py train_epoch builds a new AdamW every epoch
+    reset_optimizer_each_epoch: bool = True  # main_GLoMo.py train_epoch builds a new AdamW every epoch (:356-364)
     lr_milestones: tuple[int, ...] = (80, 100)  # --schedule 80 100 (adjust_learning_rate, x lr_decay each)
     lr_decay: float = 0.1  # adjust_learning_rate: lr *= 0.1 per milestone reached
 
@@ -340,7 +341,8 @@ _OFFICIAL_MOSI = GLoMoConfig(
     dims=(768, 74, 47),  # TEXT_DIM 768, ACOUSTIC_DIM 74, --VISUAL_DIM=47 (MAG MOSI Facet)
     text_max_length=60,  # --max_seq_length=60: the MAG loader pads/truncates to it
     d=48, layers=4,  # --d_l=48 --layers=4
-    optimizer="adamw", lr=4e-5, weight_decay=1e-4,  # transformers AdamW, --learning_rate=4e-5, --wd 1e-4
+    optimizer="adamw_hf", lr=4e-5, weight_decay=1e-4,  # transformers AdamW (main_GLoMo.py:23, :363), --learning_rate=4e-5, --wd 1e-4
+    adam_epsilon=1e-8,  # --adam_epsilon 1e-8 (main_GLoMo.py:73)
     batch_size=240, eval_batch_size=128,  # --train_batch_size=240; --dev/test_batch_size 128
     max_epochs=70, early_stop_patience=None,  # --n_epochs=70, no early stopping (harness: best valid L1)
     val_loss_decimals=None, scheduler=None,  # not MMSA: no rounding; step schedule in on_epoch_start

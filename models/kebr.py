@@ -108,7 +108,7 @@ class KEBRConfig(ModelConfig):
     mcc_angle: float = 0.4  # main.py:95 angle
     video_tile_quirk: bool = True  # models.py:54 `matrix3 = matrix2.repeat(...)`; False tiles video itself
     mcc_eps: float = 1e-8  # harness fix: cosine denominator clamp; 0 = the code's 0/0 on all-zero inputs
-    # optimiser (main.py:83-91): Adam, coupled L2 0; `lr` is the fc1/fc2 groups' --learning_rate
+    # optimiser (main.py:83-91): torch Adam (main.py:11, :89), coupled L2 0; `lr` is the fc1/fc2 groups' --learning_rate
     lr: float = 1e-4  # main.py:25 --learning_rate
     lr_bert: float = 5e-6  # main.py:86 pretrained_language_model lr
     lr_fusion: float = 5e-6  # main.py:87 crossmodal_encoder lr

@@ -119,7 +119,7 @@ class MAGBert(BertClassifier):
 # -- presets (specs/baselines.md §2.2) ---------------------------------------------------
 # Data, optimiser, loss and stopping are bert_text's presets for the same (dataset, preset),
 # which take them from MMSA bert_mag and the MAG-BERT driver (aligned_50; Adam lr 2e-5 / 1e-5,
-# batch 32, L1 | AdamW 1e-5, wd 0.01, warm-up, batch 48, MSE, 40 epochs; IEMOCAP §4: the
+# batch 32, L1 | transformers' AdamW 1e-5, wd 0.01, warm-up, batch 48, MSE, 40 epochs; IEMOCAP §4: the
 # MOSEI values with 4 x 2 logits and CE; synthetic demo: tiny random-init BERT, lr 5e-4).
 # MAG adds its gate: (beta_shift, dropout_prob).
 _GATE = {

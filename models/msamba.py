@@ -117,7 +117,7 @@ class MSAmbaConfig(ModelConfig):
     #   t_block: the A-block reads the T-block's text output, as coded (msamba.py:976-978, §3.6) | own: its own stream
     sub_loss: bool = True  # opts.py --sub_loss True: 3 ISM heads + 3 CHM heads in the loss
     sub_loss_weight: float = 0.5  # opts.py --sub_loss_lambda 0.5
-    # optimiser (train_msamba.py:82-99): AdamW, BERT 1e-5 / wd 0.01 (0 on bias/LayerNorm), rest `lr` / `weight_decay`
+    # optimiser (train_msamba.py:82-99): torch.optim.AdamW, BERT 1e-5 / wd 0.01 (0 on bias/LayerNorm), rest `lr` / `weight_decay`
     lr_bert: float = 1e-5
     weight_decay_bert: float = 0.01
     lr_schedule: str = field(default="copy_warmup_cosine", metadata={"choices": LR_SCHEDULES})

@@ -95,7 +95,7 @@ _MMSA_MOSI = MulTConfig(
     d=50, heads=10, layers=4, conv_kernels=(5, 5, 5), positions=False,  # MMSA config_regression.json mosi
     text_dropout=0.5, embed_dropout=0.2, attn_dropout=0.3, attn_dropout_a=0.2, attn_dropout_v=0.0,
     relu_dropout=0.0, res_dropout=0.0, out_dropout=0.5,
-    optimizer="adam", lr=2e-3, weight_decay=0.0,  # MMSA: config weight_decay 5e-3 never reaches Adam (kept)
+    optimizer="adam", lr=2e-3, weight_decay=0.0,  # torch Adam (MMSA trains/singleTask/MULT.py:21); config wd 5e-3 never reaches it
     batch_size=16, grad_accum_steps=8,  # update_epochs 8 (trailing group applied: harness fix)
     clip_grad_value=0.6,  # clip_grad_value_ after every backward
     scheduler="plateau", scheduler_patience=5, scheduler_factor=0.1,
@@ -116,7 +116,7 @@ _PAPER_MOSI = MulTConfig(
     text_dropout=0.2, embed_dropout=0.2,  # original reuses embed_dropout on the text input
     attn_dropout=0.2, attn_dropout_a=0.0, attn_dropout_v=0.0,  # a/v: main.py defaults
     relu_dropout=0.1, res_dropout=0.1, out_dropout=0.1,  # main.py defaults / Table 5
-    optimizer="adam", lr=1e-3, batch_size=128, clip_grad_norm=0.8,
+    optimizer="adam", lr=1e-3, batch_size=128, clip_grad_norm=0.8,  # torch Adam (src/train.py:38, main.py:60 --optim)
     scheduler="plateau", scheduler_patience=20,  # --when 20
     max_epochs=100, early_stop_patience=None,  # fixed epochs, best validation loss
     val_loss_decimals=None,

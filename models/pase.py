@@ -108,7 +108,7 @@ class PaSEConfig(ModelConfig):
     use_sgm: bool = True
     # optimisation (§4): Adam lr 1e-5 [supp]; wd 0, no clipping HD; batch 64 and 200 epochs [supp]
     lr_nonbert: Optional[float] = None  # §4 risk note: lr of the non-BERT parameters; None = lr
-    optimizer: str = "adam"
+    optimizer: str = "adam"  # torch optim.Adam (PaSE/train.py:11, :344)
     lr: float = 1e-5
     weight_decay: float = 0.0
     batch_size: int = 64

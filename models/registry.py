@@ -215,7 +215,7 @@ FIELD_CHOICES: dict[str, Any] = {
     "ModelConfig.task": "models.base:TASKS",
     "ModelConfig.text_input": ("features", "ids", "raw_text"),
     "ModelConfig.setting": "bench.data.validate:SETTINGS",
-    "ModelConfig.optimizer": ("adam", "adamw"),
+    "ModelConfig.optimizer": "bench.optim:OPTIMIZERS",
     "ModelConfig.scheduler": ("plateau", "linear_warmup"),
     "ModelConfig.selection_metric": "bench.metrics:METRICS",
     "BertTextConfig.loss": ("l1", "mse", "ce"),  # bert_text.LOSSES; which ones a task allows is checked at build

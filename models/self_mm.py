@@ -278,7 +278,7 @@ class SelfMM(MSAModel):
 
 # -- presets (specs/baselines.md §3.3) ---------------------------------------------------
 _COMMON = dict(
-    optimizer="adam",  # coupled L2, 5 groups
+    optimizer="adam",  # torch Adam, coupled L2, 5 groups (MMSA trains/multiTask/SELF_MM.py:89; Self-MM :96)
     grad_accum_steps=4,  # update_epochs 4 (the trailing group is applied: harness fix, §0)
     early_stop_patience=8, label_bound=3.0,  # early_stop 8; H 3.0
 )
