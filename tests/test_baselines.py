@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from bench.data import DataError
 from bench.data.base import MSAData
+from bench.optim import AdamWHF
 from bench.runner import check_compatible
 from bench.train import build_optimizer, train_and_test
 from models import create_model
@@ -345,10 +346,10 @@ def test_mag_bert_presets_and_losses(batch):
     assert (mmsa.cfg.setting, mmsa.cfg.beta_shift, mmsa.cfg.dropout_prob, mmsa.cfg.batch_size) == ("aligned", 1.0, 0.3, 32)
     paper = create_model("mag_bert", "mosi", "paper", text_encoder="tiny")
     cfg = paper.cfg
-    assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.scheduler, cfg.warmup_ratio) == ("adamw", 1e-5, 48, "linear_warmup", 0.1)
+    assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.scheduler, cfg.warmup_ratio) == ("adamw_hf", 1e-5, 48, "linear_warmup", 0.1)
     assert (cfg.loss, cfg.dropout_prob, cfg.max_epochs, cfg.early_stop_patience) == ("mse", 0.5, 40, None)
     opt = build_optimizer(paper)
-    assert isinstance(opt, torch.optim.AdamW)
+    assert isinstance(opt, AdamWHF)  # multimodal_driver.py: transformers.optimization.AdamW
     assert [(g["name"], g["weight_decay"]) for g in opt.param_groups] == [("decay", 0.01), ("no_decay", 0.0)]
     torch.manual_seed(0)
     out = paper.train()(batch)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from models import create_model
-from models.base import count_parameters
+from models.base import INHERIT, count_parameters
 from models.confede import (FEATURES, build_candidates, confede_contrastive_loss, contrastive_pairs,
                             contrastive_rows, make_ntxent, sample_partners)
 from models.layers.text_encoder import BERT_BASE_PARAMS
@@ -232,7 +232,8 @@ def test_stages_order_settings_and_trainable_sets():
     assert [s.warmup_ratio for s in off] == [5 / 200, 5 / 100, 10 / 100, 1 / 25]
     groups = {s.name: s.param_groups() for s in off}
     assert all(g["amsgrad"] and not g["decoupled_weight_decay"] for g in groups["vision"])  # Adam(amsgrad)
-    assert [g["eps"] for g in groups["text"]] == [1e-6] and groups["text"][0]["lr"] == 1e-4  # transformers AdamW
+    assert off[0].optimizer == "adamw_hf" and groups["text"][0]["lr"] == 1e-4  # transformers AdamW (eps 1e-6)
+    assert all(s.optimizer is INHERIT for s in off[1:])  # torch AdamW, per-group options
     mosei = {s.name: s for s in meta_model("mosei").stages()}
     assert mosei["text"].param_groups()[0]["lr"] == 1e-5 and mosei["fusion"].max_epochs == 6
     assert all(g["decoupled_weight_decay"] and not g["amsgrad"] for g in mosei["audio"].param_groups())
