@@ -37,8 +37,14 @@ Encoder wrapper (`cross_transformer.TransformerEncoder`, missing) [inferred, not
 encoder (models/layers/transformer.py CrossModalTransformer: x * sqrt(d), sinusoidal positions,
 embed dropout 0.2, pre-LN layers, final LayerNorm) with the mask in its attention, because
 `model.py` passes `embed_dropout`, which only MulT's encoder uses. Applied twice per branch, the
-wrapper runs in full on each application (scale, positions and dropout again). Each inferred
-piece is a switch: `wrapper_embed_scale`, `wrapper_positions`, `wrapper_final_norm`
+wrapper runs in full on each application (scale, positions and dropout again). The network
+calls it as `layer(x, x, x)` (model.py:151-163), so the MulT encoder takes its key/value branch
+(modules/transformer.py:68-83: x_in_k and x_in_v embedded again, each with its own embed-dropout
+draw, normalised by the layer's first LayerNorm) and the released attention builds K and V from
+the key stream (multihead_attention_orign.py:62 `kv_same = True`; the value stream's draw is
+never read, so it is not made here). Eval is the same function either way; in training the
+queries and the keys/values see different dropout. Each inferred piece is a switch:
+`wrapper_kv_stream`, `wrapper_embed_scale`, `wrapper_positions`, `wrapper_final_norm`
 (`wrapper_embed_dropout` sets the dropout; 0 drops it).
 
 Loss (paper eqs. 19-22; `val_r` 0.6 / `cls_r` 0.4 in 46cda75): 0.6 MSE(v^, v) + 0.4 CE(e^, e)
@@ -135,6 +141,8 @@ class SemiIINConfig(ModelConfig):
     wrapper_embed_scale: bool = True  # x * sqrt(d) on every encoder call, as MulT's encoder [inferred]
     wrapper_positions: bool = True  # + sinusoidal positions on every call, as MulT's encoder [inferred]
     wrapper_final_norm: bool = True  # final LayerNorm of MulT's encoder (in the 1.6M count) [inferred]
+    wrapper_kv_stream: bool = True  # layer(x, x, x): MulT's key/value branch, K and V from a second
+    #   embed-dropout draw (modules/transformer.py:68-83, multihead_attention_orign.py:62); False: one stream
     val_weight: float = 0.6  # val_r / lambda_1 (paper §4.3)
     emo_weight: float = 0.4  # cls_r = 1 - lambda_1
     # self-training (paper §3.4; stage present only with unlabeled_dir, README decision 7)
@@ -173,9 +181,14 @@ class GroupMaskedAttention(MultiheadAttention):
         self.register_buffer("allowed", allowed, persistent=False)
 
     def forward(self, x: torch.Tensor, kv: torch.Tensor, causal: bool = False) -> torch.Tensor:
+        """Queries from x; keys and values both from kv (the released `kv_same = True`)."""
         b, t, d = x.shape
-        h = self.heads
-        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).view(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        h, w, bias = self.heads, self.in_proj_weight, self.in_proj_bias
+        if kv is x:  # one stream: the packed projection
+            q, k, v = F.linear(x, w, bias).view(b, t, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        else:
+            q = F.linear(x, w[:d], bias[:d]).view(b, t, h, d // h).transpose(1, 2)
+            k, v = F.linear(kv, w[d:], bias[d:]).view(b, -1, 2, h, d // h).permute(2, 0, 3, 1, 4)
         p = self.attn_dropout if self.training else 0.0
         if x.device.type == "cpu" and p > 0:  # torch's CPU bernoulli is slow: the maps by hand, dropout_keep draws
             scores = q @ k.transpose(-1, -2) * (d // h) ** -0.5
@@ -314,20 +327,24 @@ class SemiIIN(MSAModel):
         specials = [self.val_token.expand(b, -1, -1).to(t.dtype), self.cls_token.expand(b, -1, -1).to(t.dtype)]
         return torch.cat([*specials, a.to(t.dtype), t, v.to(t.dtype)], dim=1)
 
+    def encode_with(self, encoder: CrossModalTransformer, x: torch.Tensor) -> torch.Tensor:
+        """The network's `layer(x, x, x)`: the key/value branch (`wrapper_kv_stream`) or one stream."""
+        return encoder(x, x if self.cfg.wrapper_kv_stream else None)
+
     def heads_of(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Z -> (sentiment (B, 1), emotion logits (B, n_emotions))."""
         cfg = self.cfg
         if cfg.attention == "masked":
             intra = inter = z + self.pos_embed
             for _ in range(cfg.sharing_num):
-                intra = self.intra(intra)
+                intra = self.encode_with(self.intra, intra)
             for _ in range(cfg.sharing_num):
-                inter = self.inter(inter)
+                inter = self.encode_with(self.inter, inter)
             f_val = self.gate_val(intra[:, 0], inter[:, 0])
             f_emo = self.gate_emo(intra[:, 1], inter[:, 1])
         else:  # 'global': the position table is not added (as coded)
             for _ in range(cfg.sharing_num):
-                z = self.encoder(z)
+                z = self.encode_with(self.encoder, z)
             f_val, f_emo = z[:, 0], z[:, 1]
         return self.fc_val(self.mlp(f_val)), self.fc_emo(self.mlp(f_emo))
 
@@ -429,7 +446,7 @@ class SemiIIN(MSAModel):
 
 
 # -- presets --------------------------------------------------------------------------------------
-# `official` (46cda75 tune_params, paper §4.3): Adam lr 1e-4, weight decay 1e-4, batch 32, 30
+# `official` (46cda75 tune_params, paper §4.3): Adam (torch's; no training code is released) lr 1e-4, wd 1e-4, batch 32, 30
 # epochs (all run; selection: the harness default, lowest validation L1 loss; the released rule is unknown),
 # d 128, 4 heads, sharing 2, dropouts 0.1/0.2/0.2, embed 0.2, input 0.5; loss 0.6 / 0.4.
 # MMSA unaligned_50 (note §2.7 HD): MOSI t/a/v 50/375/500 steps, MOSEI 50/500/500; the widths

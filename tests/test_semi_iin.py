@@ -6,6 +6,7 @@ self-training stage (and its error message), and a demo training run."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from bench.train import train_and_test
 from models import create_model
 from models.base import count_parameters
 from models.registry import get_model_entry
+from models.layers.transformer import dropout_keep, sinusoidal_positions
 from models.semi_iin import (
     NATIVE, ROW_LABEL, GroupMaskedAttention, SemiIIN, UnlabeledDataError, check_unlabeled_dir, emotion_classes,
     group_mask,
@@ -91,14 +93,16 @@ def test_masks_equal_the_released_slicing(lengths, inter):
     assert torch.equal(group_mask(lengths, inter), released_mask(*lengths, inter) == 0)
 
 
-def slow_attention(attn, x: torch.Tensor, allowed) -> torch.Tensor:
-    """One query, one head at a time: softmax(q.k / sqrt(dh) - inf where masked) v, concat, out_proj."""
+def slow_attention(attn, x: torch.Tensor, allowed, kv: torch.Tensor | None = None) -> torch.Tensor:
+    """One query, one head at a time: softmax(q.k / sqrt(dh) - inf where masked) v, concat, out_proj;
+    queries from x, keys and values from kv (default x)."""
     d, h = attn.d, attn.heads
     dh = d // h
     w, b = attn.in_proj_weight, attn.in_proj_bias
+    kv = x if kv is None else kv
     out = torch.zeros_like(x)
     for n in range(x.shape[0]):
-        q, k, v = (x[n] @ w[i * d:(i + 1) * d].T + b[i * d:(i + 1) * d] for i in range(3))
+        q, k, v = (z[n] @ w[i * d:(i + 1) * d].T + b[i * d:(i + 1) * d] for i, z in enumerate((x, kv, kv)))
         heads = []
         for j in range(h):
             sl = slice(j * dh, (j + 1) * dh)
@@ -191,6 +195,58 @@ def test_forward_matches_direct_computation(frontend):
     assert torch.allclose(short, model.predict(F.pad(text[:, :2], (0, 0, 0, 1)), audio, vision)[0])
     long = model.predict(text, audio, torch.cat([vision, vision], 1))[0]
     assert torch.allclose(long, pred)
+
+
+# -- the wrapper's key/value stream: the network calls layer(x, x, x) (model.py:151-163) -------------
+def tiny(**over) -> SemiIIN:
+    return create_model("semi_iin", "synthetic", dims=(6, 5, 4), seq_lens=(3, 9, 2), d=8, heads=2,
+                        mlp_layers=(8, 4), **over).double()
+
+
+def tiny_inputs():
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(2, n, w, generator=g, dtype=torch.float64) for n, w in ((3, 6), (9, 5), (2, 4))]
+
+
+@pytest.mark.parametrize("attention", ["masked", "global"])
+def test_kv_stream_is_the_same_function_in_eval(attention):
+    torch.manual_seed(0)
+    model = tiny(attention=attention).eval()
+    assert model.cfg.wrapper_kv_stream  # default: as the released MulT encoder behaves
+    two = model.predict(*tiny_inputs())
+    model.cfg = replace(model.cfg, wrapper_kv_stream=False)
+    one = model.predict(*tiny_inputs())
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(two, one))
+
+
+def test_kv_stream_draws_its_own_embed_dropout_in_training():
+    """Train mode: the key/value stream is embedded again with a second dropout draw, and keys
+    and values both come from it; the one-stream wrapper differs under the same seed."""
+    torch.manual_seed(0)
+    model = tiny(input_dropout=0.0, attn_dropout=0.0, relu_dropout=0.0, res_dropout=0.0,
+                 wrapper_embed_dropout=0.5).train()
+    enc, allowed = model.intra, model.intra.layers[0].attn.allowed
+    x = torch.randn(2, model.seq_len, 8, dtype=torch.float64)
+    torch.manual_seed(5)
+    two = model.encode_with(enc, x)
+    torch.manual_seed(5)  # by hand from the layer's pieces: two embed-dropout draws, query then key stream
+    h = x * math.sqrt(8) + sinusoidal_positions(x)
+    xq = h * dropout_keep(h.shape, 0.5, x.device)
+    xk = h * dropout_keep(h.shape, 0.5, x.device)
+    layer = enc.layers[0]
+    y = xq + slow_attention(layer.attn, layer.ln_attn(xq), allowed, kv=layer.ln_attn(xk))
+    y = y + layer.fc2(F.relu(layer.fc1(layer.ln_ffn(y))))
+    assert not torch.equal(xq, xk)
+    assert torch.allclose(two, enc.norm(y), atol=1e-10)
+    model.cfg = replace(model.cfg, wrapper_kv_stream=False)
+    torch.manual_seed(5)
+    one = model.encode_with(enc, x)
+    assert not torch.allclose(one, two, atol=1e-3)
+    torch.manual_seed(5)  # one stream: the query draw alone, keys and values from it
+    xq = h * dropout_keep(h.shape, 0.5, x.device)
+    y = xq + slow_attention(layer.attn, layer.ln_attn(xq), allowed)
+    y = y + layer.fc2(F.relu(layer.fc1(layer.ln_ffn(y))))
+    assert torch.allclose(one, enc.norm(y), atol=1e-10)
 
 
 def test_global_attention_has_no_gates_and_does_not_add_the_position_table(synthetic):
