@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import warnings
 
 import pytest
 import torch
@@ -69,6 +70,14 @@ def test_test_split_is_read_once_after_selection(small_synthetic, name):
     assert reads and min(reads) > max(epochs), log  # nothing before or during training and selection
     assert [log[i][1] for i in reads].count("batches") == 1
     assert len(res["predictions"]["preds"]) == len(small_synthetic.test) and "robustness" in res
+
+
+def test_a_run_without_test_never_reads_the_test_split(small_synthetic):
+    """Tuning trials (`test=False`) train, validate and select without a single test read."""
+    log: list = []
+    res = train_and_test(_model(max_epochs=2), _watch_test_split(small_synthetic, log), seed=1,
+                         device=torch.device("cpu"), test=False)
+    assert log == [] and "test" not in res["metrics"] and res["epochs_run"] == 2
 
 
 def test_best_validation_state_is_the_one_tested(small_synthetic):
@@ -203,3 +212,18 @@ def test_every_coalition_is_scored_from_its_own_masked_pass(small_synthetic):
                                         rel=1e-5, abs=1e-6), key
     assert res["metrics"]["test"] == pytest.approx(coalitions["tav"], rel=1e-5, abs=1e-6)
     assert coalitions["t"] != pytest.approx(coalitions["tav"], rel=1e-5, abs=1e-6)  # the masks differ
+
+
+def test_other_warnings_in_evaluation_are_still_shown(small_synthetic):
+    model = _model(max_epochs=1)
+    real = model.encode
+
+    def encode(batch):
+        if not model.training:
+            warnings.warn("a model's own warning", UserWarning)
+        return real(batch)
+
+    model.encode = encode
+    with pytest.warns(UserWarning, match="a model's own warning"):
+        res = train_and_test(model, small_synthetic, seed=1, device=torch.device("cpu"))
+    assert res["nondeterministic_ops"] == []
