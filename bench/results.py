@@ -1,8 +1,9 @@
 """Result files: `results/<dataset>/<run_name>/seed<k>.json`, one per (dataset, model, seed).
 
 Written atomically (temp file in the same folder, fsync, rename), so a killed run never
-leaves a half-written file; a file either parses completely or does not exist. Result
-files are the only coordination point between runs (resume, cluster jobs, reports).
+leaves a half-written file; a file either parses completely or does not exist. Files get
+the mode the umask gives, as `open()` would. Result files are the only coordination point
+between runs (resume, cluster jobs, reports).
 
 Schema (SCHEMA_VERSION = 1); reports read only these fields:
   schema_version, status ("ok" | "error"), error {type, message, ...} (error only),
@@ -25,8 +26,8 @@ import datetime as _dt
 import json
 import os
 import platform
+import secrets
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -51,7 +52,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Write text so that `path` is either the old file, absent, or the complete new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -68,6 +69,19 @@ def write_text_atomic(path: Path, text: str) -> None:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new hidden temp file beside `path`, open for writing, with the mode a plain `open()`
+    would give (0o666 less the umask; `mkstemp` would make it 0600, unreadable to colleagues
+    on shared storage). Hidden: `iter_result_files` never sees it."""
+    for _ in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary file name for {path.name} after 100 tries")
 
 
 class _suppress:

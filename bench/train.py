@@ -295,6 +295,23 @@ def _frozen_except(model: MSAModel, stage: Stage):
             p.requires_grad_(built[n])
 
 
+@contextlib.contextmanager
+def _recording_nondeterminism(found: list[str]):
+    """Inside: torch's warnings about nondeterministic kernels are added to `found` (training,
+    validation, hooks and test alike); every other warning is shown as usual on the way out."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        for w in caught:
+            if "deterministic" in str(w.message):
+                found.append(str(w.message).splitlines()[0])
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler, epoch: int) -> dict[str, Any]:
     """One pass over the training split; returns the epoch's `train` loss means."""
     model, data, cfg = run.model, run.data, run.model.cfg
@@ -309,8 +326,7 @@ def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler, epoch: int) 
     optimizer.zero_grad(set_to_none=True)
     batches = data.train.batches(s.batch_size, shuffle=True, generator=run.order_gen)
     bar = _progress(batches, n_batches, f"{s.stage.name + ' ' if model.stage else ''}ep {epoch}", run.progress)
-    with warnings.catch_warnings(record=True) as caught, torch.autograd.set_detect_anomaly(run.detect_anomaly):
-        warnings.simplefilter("always")
+    with torch.autograd.set_detect_anomaly(run.detect_anomaly):
         for i, batch in enumerate(bar):
             batch = batch.to(device, non_blocking=True)
             with autocast(device, amp):
@@ -342,11 +358,6 @@ def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler, epoch: int) 
                     scheduler.step()
             if run.progress and i % 10 == 0:
                 bar.set_postfix(loss=f"{loss_value:.4f}")
-    for w in caught:  # record nondeterministic kernels; show every other warning as usual
-        if "deterministic" in str(w.message):
-            run.nondeterministic.append(str(w.message).splitlines()[0])
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return {k: float(v) / n_batches for k, v in sums.items()}
 
 
@@ -377,7 +388,8 @@ def run_stage(run: _Run, stage: Stage) -> dict[str, Any]:
         steps_per_epoch = -(-run.data.train.num_batches(s.batch_size) // max(1, cfg.grad_accum_steps))
         scheduler = build_scheduler(model, optimizer, steps_per_epoch, s.max_epochs, s.warmup_ratio)
         state.optimizer, state.history, state.stage = optimizer, [], model.stage
-        info = (model.on_stage_start(stage, state) or {}) if staged else {}
+        with _recording_nondeterminism(run.nondeterministic):
+            info = (model.on_stage_start(stage, state) or {}) if staged else {}
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         best = _Selection(s.higher, cfg.min_delta)
         train_time, per_epoch_s = 0.0, []
@@ -385,12 +397,13 @@ def run_stage(run: _Run, stage: Stage) -> dict[str, Any]:
             t_epoch = time.perf_counter()
             state.epoch = epoch
             record: dict[str, Any] = {"epoch": epoch, **({"stage": stage.name} if staged else {})}
-            record.update(model.on_epoch_start(epoch, state) or {})
-            record["train"] = train_epoch(run, s, optimizer, scheduler, epoch)
-            train_time += time.perf_counter() - t_epoch
-            record["lr"] = state.group_lrs()
-            valid = state.valid_metrics = validate_epoch(run, s, record)
-            record.update(model.on_epoch_end(epoch, state) or {})
+            with _recording_nondeterminism(run.nondeterministic):
+                record.update(model.on_epoch_start(epoch, state) or {})
+                record["train"] = train_epoch(run, s, optimizer, scheduler, epoch)
+                train_time += time.perf_counter() - t_epoch
+                record["lr"] = state.group_lrs()
+                valid = state.valid_metrics = validate_epoch(run, s, record)
+                record.update(model.on_epoch_end(epoch, state) or {})
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(valid["loss"])
             best.update(valid[s.sel_key], epoch, valid, model)  # select on validation only
@@ -430,10 +443,9 @@ def test_once(run: _Run, robustness: bool) -> dict[str, Any]:
     if robustness:  # the same selected state under every modality coalition (no extra training)
         per_coalition = {}
         for c in COALITIONS:
-            if c:  # the empty coalition only enters the utilities
-                m = test if c == ALL else compute_metrics(task, results[c][0].numpy(), labels)
-                m.setdefault("loss", results[c][1])
-                per_coalition[coalition_key(c)] = m
+            if c:  # the empty coalition only enters the utilities; each from its own predictions
+                per_coalition[coalition_key(c)] = {**compute_metrics(task, results[c][0].numpy(), labels),
+                                                   "loss": results[c][1]}
         utilities, shapley = shapley_of(results, data.test.labels, _utility(task))
         out["robustness"] = {"split": "test", "coalitions": per_coalition, "utility": utilities, "shapley": shapley}
     preds_list = test_preds.reshape(-1).tolist() if task == "regression" else test_preds.tolist()
@@ -484,7 +496,8 @@ def train_and_test(
         model.stage = declared[-1].name if declared else None  # evaluate as the last stage trained
     last = stages[-1]
     # -- test once, with the state selected on validation ----------------------------------
-    tested = test_once(run, robustness) if test else {"metrics": {}}
+    with _recording_nondeterminism(run.nondeterministic):
+        tested = test_once(run, robustness) if test else {"metrics": {}}
     tested["metrics"]["valid"] = last["valid"]
     if test and model.cfg.task == "iemocap":
         tested["metrics"]["majority_baseline"] = iemocap_majority_baseline(

@@ -1,14 +1,32 @@
 """Sweeps and result files: schema, resume, force, failures recorded, atomic writes."""
 
 import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench.config import RunConfig, parse_seeds, parse_set, variant_name
 from bench.metrics import compute_metrics
-from bench.results import OK_FIELDS, REQUIRED_FIELDS, SCHEMA_VERSION, is_complete, load_result, write_json_atomic
+from bench.results import (
+    OK_FIELDS,
+    REQUIRED_FIELDS,
+    SCHEMA_VERSION,
+    is_complete,
+    iter_result_files,
+    load_result,
+    write_json_atomic,
+)
 from bench.runner import run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _runs(tmp_path, model="late_fusion", seeds=(1111,), **kw):
@@ -97,18 +115,136 @@ def test_unknown_override_fails_before_training(tmp_path):
     assert not any(tmp_path.rglob("*.json"))
 
 
-def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
-    path = tmp_path / "a" / "seed1.json"
-    write_json_atomic(path, {"x": 1})
+def _record(version: int, rows: int = 3) -> dict:
+    """A minimal result file whose payload says whether it is complete."""
+    return {"schema_version": SCHEMA_VERSION, "status": "ok", "model": "m", "run_name": "m", "dataset": "d",
+            "seed": 1, "version": version, "rows": rows, "payload": [[i] * 8 for i in range(rows)], "end": True}
 
-    class Boom:
-        def __repr__(self):
-            raise RuntimeError("serialisation fails midway")
 
-    with pytest.raises(TypeError):
-        write_json_atomic(path, {"x": 2, "y": Boom()})
-    assert json.loads(path.read_text()) == {"x": 1}
-    assert [p.name for p in path.parent.iterdir()] == ["seed1.json"]
+def _check_complete(rec: dict) -> None:
+    assert rec["end"] is True and len(rec["payload"]) == rec["rows"], "a partial result file"
+    assert rec["payload"][-1] == [rec["rows"] - 1] * 8
+
+
+@pytest.mark.parametrize("fault", ["fsync", "replace"])
+@pytest.mark.parametrize("existing", [True, False])
+def test_atomic_write_fault_between_write_and_rename(tmp_path, monkeypatch, fault, existing):
+    """The text is written, then its fsync or the rename fails: the target stays the old file
+    (or absent), readers never see the temp file, and it is gone afterwards."""
+    path = tmp_path / "d" / "m" / "seed1.json"
+    if existing:
+        write_json_atomic(path, _record(1))
+    before = path.read_text() if existing else None
+    seen = []  # what a reader finds at the moment of the fault: (files, their versions)
+
+    def failing(*args):
+        files = list(iter_result_files(tmp_path))
+        seen.append(([p.name for p in files], [load_result(p)["version"] for p in files]))
+        raise OSError(28, "No space left on device (injected)")
+
+    monkeypatch.setattr(os, fault, failing)
+    with pytest.raises(OSError, match="injected"):
+        write_json_atomic(path, _record(2))
+    monkeypatch.undo()
+    assert seen == [(["seed1.json"], [1]) if existing else ([], [])]
+    assert (path.read_text() if path.exists() else None) == before
+    assert sorted(p.name for p in path.parent.iterdir()) == (["seed1.json"] if existing else [])
+
+
+# Writes the result file argv[2] (with "version" set) to argv[1] again and again, printing
+# "writing V" before and "wrote V" after each write, until killed. Versions start at argv[3].
+WRITER = """
+import json, sys
+from bench.results import write_json_atomic
+path, rec, version = sys.argv[1], json.loads(open(sys.argv[2]).read()), int(sys.argv[3])
+while True:
+    print(f"writing {version}", flush=True)
+    write_json_atomic(path, {**rec, "version": version})
+    print(f"wrote {version}", flush=True)
+    version += 1
+"""
+
+
+def _kill_while_writing(path: Path, template: Path, start: int, when) -> list[int]:
+    """Start WRITER, wait for its first write to begin, `when()` (returns at the moment to
+    strike), SIGKILL it; returns the versions it reported as written."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(template), str(start)], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline().strip()
+        assert first == f"writing {start}", first
+        when()
+        proc.send_signal(signal.SIGKILL)
+        out = proc.stdout.read()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    return [int(line.split()[1]) for line in out.splitlines() if line.startswith("wrote ") and len(line.split()) == 2]
+
+
+def _listing(folder: Path) -> dict[str, int]:
+    """{name: size} of the files in `folder` (empty when absent or changing under us)."""
+    try:
+        return {p.name: p.stat().st_size for p in folder.iterdir()}
+    except FileNotFoundError:
+        return {}
+
+
+@pytest.mark.slow
+def test_sigkill_during_large_writes_leaves_complete_files_or_none(tmp_path):
+    """A real SIGKILL while large result files are written (at a random time, or a random
+    moment after the folder changes: a temp file appears, or a file is truncated): after each
+    kill the target is absent or complete (the last finished write, or the one being renamed),
+    and readers see no temp file."""
+    path = tmp_path / "d" / "m" / "seed1.json"
+    template = tmp_path / "template.json"
+    t0 = time.perf_counter()
+    write_json_atomic(template, _record(0, rows=40_000))  # about 6 MB of JSON
+    write_s = time.perf_counter() - t0
+    rng = random.Random(23)
+
+    def at_random():
+        time.sleep(rng.uniform(0, 3 * write_s))
+
+    def once_the_folder_changes():
+        old, limit = _listing(path.parent), time.monotonic() + 20 * write_s
+        while _listing(path.parent) == old and time.monotonic() < limit:
+            time.sleep(0.0005)
+        time.sleep(rng.uniform(0, write_s / 4))
+
+    last_done, mid_write = None, 0
+    for kill in range(8):
+        old_temps = {n for n in _listing(path.parent) if n.endswith(".tmp")}
+        start = 1000 * (kill + 1)
+        done = _kill_while_writing(path, template, start, (at_random, once_the_folder_changes)[kill % 2])
+        junk = set(_listing(path.parent)) - {"seed1.json"}
+        mid_write += bool(junk - old_temps)  # killed between creating and renaming a temp file
+        files = list(iter_result_files(tmp_path))
+        assert [p.name for p in files] in ([], ["seed1.json"])
+        assert all(n.startswith(".seed1.json.") and n.endswith(".tmp") for n in junk), junk
+        if not files:
+            assert last_done is None and not done  # nothing ever finished
+            continue
+        rec = load_result(files[0])  # raises on a partial file
+        _check_complete(rec)
+        assert rec["version"] in {done[-1] if done else last_done, start + len(done)}
+        last_done = rec["version"]
+    assert mid_write >= 1  # at least one kill provably landed inside a write
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)], ids=["022", "077", "002"])
+def test_result_files_respect_the_umask(tmp_path, umask, mode):
+    path = tmp_path / "d" / "m" / "seed1.json"
+    old = os.umask(umask)
+    try:
+        write_json_atomic(path, _record(1))
+        write_json_atomic(path, _record(2))  # replacing a file: the new one gets the umask's mode too
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert load_result(path)["version"] == 2
 
 
 def test_parse_helpers():

@@ -1,11 +1,15 @@
 """The one trainer: accumulation, selection on validation only, test once, faults."""
 
+import dataclasses
 import math
+import warnings
 
 import pytest
 import torch
 
 import bench.train as train_mod
+from bench.data.base import MSAData, Split
+from bench.metrics import compute_metrics
 from bench.train import TrainingError, train_and_test
 from models import create_model
 
@@ -29,20 +33,51 @@ def test_accumulation_applies_trailing_batches(small_synthetic):
     assert len(steps) == 2 * 3
 
 
-def test_test_split_is_scored_once_after_selection(small_synthetic, monkeypatch):
-    calls = []
-    real = train_mod.evaluate
+class _Watched(Split):
+    """A split that logs the name of every public attribute read (batches, labels, ids,
+    tensors, take ...) as ("test", name) into its `_log`."""
 
-    def spy(model, split, *a, **k):
-        calls.append(split is small_synthetic.test)
-        return real(model, split, *a, **k)
+    def __getattribute__(self, name: str):
+        if not name.startswith("_"):
+            object.__getattribute__(self, "_log").append(("test", name))
+        return object.__getattribute__(self, name)
 
-    monkeypatch.setattr(train_mod, "evaluate", spy)
-    res = train_and_test(_model(max_epochs=3, early_stop_patience=None), small_synthetic, seed=1,
-                         device=torch.device("cpu"), contributions=True)
-    assert calls.count(True) == 1 and calls[-1] is True  # test: once, and last
-    assert res["selected_on"] == "valid" and res["epochs_run"] == 3
-    assert len(res["predictions"]["preds"]) == len(small_synthetic.test)
+
+def _watch_test_split(data: MSAData, log: list) -> MSAData:
+    test = _Watched(**{f.name: getattr(data.test, f.name) for f in dataclasses.fields(Split)})
+    object.__setattr__(test, "_log", log)
+    return MSAData(data.info, data.train, data.valid, test)
+
+
+@pytest.mark.parametrize("name", [
+    "late_fusion",
+    "pase",  # epoch hooks: SGM from validation coalitions
+    "mfon",  # three stages, each selected on validation, with epoch hooks
+])
+def test_test_split_is_read_once_after_selection(small_synthetic, name):
+    """Every read of the test split comes after the last epoch of the last stage (hooks,
+    validation, Shapley and selection included) is over, and it is passed over once
+    (robustness included)."""
+    log: list = []
+    data = _watch_test_split(small_synthetic, log)
+    torch.manual_seed(0)
+    model = create_model(name, "synthetic", max_epochs=2, early_stop_patience=None)
+    res = train_and_test(model, data, seed=1, device=torch.device("cpu"), contributions=True, robustness=True,
+                         on_epoch=lambda rec: log.append(("epoch", rec["epoch"])))
+    epochs = [i for i, (kind, _) in enumerate(log) if kind == "epoch"]
+    reads = [i for i, (kind, _) in enumerate(log) if kind == "test"]
+    assert len(epochs) == sum(st["epochs_run"] for st in res.get("stages", [res])) >= 2
+    assert reads and min(reads) > max(epochs), log  # nothing before or during training and selection
+    assert [log[i][1] for i in reads].count("batches") == 1
+    assert len(res["predictions"]["preds"]) == len(small_synthetic.test) and "robustness" in res
+
+
+def test_a_run_without_test_never_reads_the_test_split(small_synthetic):
+    """Tuning trials (`test=False`) train, validate and select without a single test read."""
+    log: list = []
+    res = train_and_test(_model(max_epochs=2), _watch_test_split(small_synthetic, log), seed=1,
+                         device=torch.device("cpu"), test=False)
+    assert log == [] and "test" not in res["metrics"] and res["epochs_run"] == 2
 
 
 def test_best_validation_state_is_the_one_tested(small_synthetic):
@@ -60,10 +95,38 @@ def test_best_validation_state_is_the_one_tested(small_synthetic):
     assert res["metrics"]["valid"] == res["history"][res["best_epoch"]]["valid"]
 
 
-def test_early_stopping(small_synthetic):
+@pytest.mark.parametrize("script, patience, best, run", [
+    ([5, 4, 3, 3.5, 3.2, 1, 0, 0], 2, 2, 5),  # stops 2 epochs after the best, before a better one
+    ([5, 4, 6, 3, 7, 8, 0, 0], 2, 3, 6),  # a new best resets the count
+    ([5, 5 - 1e-7, 1, 0], 1, 0, 2),  # an improvement under min_delta (1e-6) is none
+    ([5, 6, 7, 8], None, 0, 4),  # no patience: every epoch runs
+])
+def test_early_stopping_stops_patience_epochs_after_the_best(small_synthetic, monkeypatch, script, patience,
+                                                             best, run):
+    """Validation values scripted per epoch (selection key: valid loss): the run stops exactly
+    `patience` epochs after the best, and reports that best."""
+    real = train_mod.validate_epoch
+
+    def scripted(run_, s, record):
+        valid = real(run_, s, record)
+        valid["loss"] = script[record["epoch"]]  # the same dict as record["valid"]
+        return valid
+
+    monkeypatch.setattr(train_mod, "validate_epoch", scripted)
+    res = train_and_test(_model(max_epochs=len(script), early_stop_patience=patience), small_synthetic, seed=1,
+                         device=torch.device("cpu"), contributions=False, robustness=False)
+    assert (res["best_epoch"], res["epochs_run"]) == (best, run)
+    assert [h["epoch"] for h in res["history"]] == list(range(run))
+    assert [h["valid"]["loss"] for h in res["history"]] == script[:run]
+    assert res["metrics"]["valid"] == res["history"][best]["valid"] and res["selection"]["value"] == script[best]
+
+
+def test_early_stopping_in_real_training(small_synthetic):
     res = train_and_test(_model(max_epochs=50, early_stop_patience=2, lr=0.05), small_synthetic, seed=1,
-                         device=torch.device("cpu"), contributions=False)
-    assert res["epochs_run"] == res["best_epoch"] + 3 or res["epochs_run"] == 50
+                         device=torch.device("cpu"), contributions=False, robustness=False)
+    losses = [h["valid"]["loss"] for h in res["history"]]
+    assert res["epochs_run"] == res["best_epoch"] + 3 < 50 and len(losses) == res["epochs_run"]
+    assert min(losses) == losses[res["best_epoch"]] and all(v > losses[res["best_epoch"]] - 1e-6 for v in losses[-2:])
 
 
 def test_history_contributions_are_exact_shapley(small_synthetic):
@@ -107,3 +170,60 @@ def test_same_seed_is_bit_identical_on_cpu(small_synthetic):
     b = train_and_test(_model(max_epochs=2), small_synthetic, seed=5, device=torch.device("cpu"), contributions=False)
     assert a["predictions"]["preds"] == b["predictions"]["preds"]
     assert a["metrics"]["test"] == b["metrics"]["test"]
+
+
+def _with_unpooling_on(model, split):
+    """`model`, whose `encode` also runs max_unpool1d (a kernel torch flags as nondeterministic,
+    on the CPU too) on every batch of `split`: in training, validation, coalitions or test."""
+    real, ids = model.encode, set(split.ids) if split is not None else set()
+
+    def encode(batch):
+        if batch.ids[0] in ids:
+            x = torch.zeros(1, 1, 2)
+            torch.nn.functional.max_unpool1d(x, torch.zeros_like(x, dtype=torch.long), 1)
+        return real(batch)
+
+    model.encode = encode
+    return model
+
+
+@pytest.mark.parametrize("split", ["train", "valid", "test", None])
+def test_nondeterministic_ops_are_recorded_wherever_they_run(small_synthetic, split):
+    model = _with_unpooling_on(_model(max_epochs=2, early_stop_patience=None),
+                               small_synthetic.split(split) if split else None)
+    res = train_and_test(model, small_synthetic, seed=1, device=torch.device("cpu"))
+    ops = res["nondeterministic_ops"]
+    assert len(ops) == (1 if split else 0), ops
+    assert all(op.startswith("max_unpooling2d_forward_out does not have a deterministic implementation") for op in ops)
+
+
+def test_every_coalition_is_scored_from_its_own_masked_pass(small_synthetic):
+    """The test metrics and each coalition's robustness metrics equal a separate evaluation of
+    the selected model on the masked test split (one masked forward pass per coalition)."""
+    model = _model(max_epochs=2, early_stop_patience=None)
+    res = train_and_test(model, small_synthetic, seed=1, device=torch.device("cpu"), contributions=False)
+    test, labels = small_synthetic.test, small_synthetic.test.labels.numpy()
+    coalitions = res["robustness"]["coalitions"]
+    assert set(coalitions) == {"t", "a", "v", "ta", "tv", "av", "tav"}
+    for key, metrics in coalitions.items():
+        preds, loss = train_mod.predict(model, test, torch.device("cpu"), train_mod._eval_batch_size(model),
+                                        drop=train_mod.ALL - set(key))
+        assert metrics == pytest.approx({**compute_metrics("regression", preds.numpy(), labels), "loss": loss},
+                                        rel=1e-5, abs=1e-6), key
+    assert res["metrics"]["test"] == pytest.approx(coalitions["tav"], rel=1e-5, abs=1e-6)
+    assert coalitions["t"] != pytest.approx(coalitions["tav"], rel=1e-5, abs=1e-6)  # the masks differ
+
+
+def test_other_warnings_in_evaluation_are_still_shown(small_synthetic):
+    model = _model(max_epochs=1)
+    real = model.encode
+
+    def encode(batch):
+        if not model.training:
+            warnings.warn("a model's own warning", UserWarning)
+        return real(batch)
+
+    model.encode = encode
+    with pytest.warns(UserWarning, match="a model's own warning"):
+        res = train_and_test(model, small_synthetic, seed=1, device=torch.device("cpu"))
+    assert res["nondeterministic_ops"] == []
