@@ -300,5 +300,5 @@ def test_cli_table_without_results_says_what_to_do(tmp_path, monkeypatch, capsys
 
     monkeypatch.chdir(tmp_path)
     args = build_parser().parse_args(["table"])
-    assert args.func(args) == 1
+    assert args.func(args) == 2  # nothing to show: as figure and compare (bench.cli.NOTHING_TO_SHOW)
     assert "no result files under 'results/'" in capsys.readouterr().err
