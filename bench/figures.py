@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -103,7 +103,7 @@ def _style():
 
 
 def contributions_figure(
-    runs: dict[str, Sequence[dict[str, Any]]], task: str = "regression", band: str = "std", title: str | None = None,
+    runs: Mapping[str, Sequence[dict[str, Any]]], task: str = "regression", band: str = "std", title: str | None = None,
 ):
     """`runs`: run name -> its ok records; the first run is drawn solid, the next ones dashed.
     Returns the matplotlib Figure (left axis Shapley values, right axis validation metric)."""
@@ -161,7 +161,7 @@ def contributions_figure(
     return fig
 
 
-def predictions_figure(runs: dict[str, Sequence[dict[str, Any]]], title: str | None = None):
+def predictions_figure(runs: Mapping[str, Sequence[dict[str, Any]]], title: str | None = None):
     """One panel per run: test predictions vs labels (all seeds; a seed has one colour in every
     panel, named in the legend), y = x line, test MAE (mean over seeds) in the panel title. Regression only."""
     import seaborn as sns
@@ -250,7 +250,7 @@ def contributions_for_runs(
     return fig, compare
 
 
-def runs_title(runs: dict[str, Sequence[dict[str, Any]]], dataset: str) -> str:
+def runs_title(runs: Mapping[str, Sequence[dict[str, Any]]], dataset: str) -> str:
     """'PaSE on synthetic, seeds 1111–1113' and, per further run, a line with its own seeds."""
     def seeds(records: Sequence[dict[str, Any]]) -> str:
         found = sorted({int(r["seed"]) for r in records})
