@@ -59,3 +59,18 @@ def test_clear_errors():
     assert out.returncode == 2 and "did you mean 'mult'" in out.stderr and "Traceback" not in out.stderr
     out = bench("run", "--models", "late_fusion", "--set", "hiden=3")
     assert out.returncode == 2 and "did you mean 'hidden'" in out.stderr
+
+
+def test_ls_with_a_stale_catalog_lists_the_live_registry_without_counts(monkeypatch, capsys):
+    import pytest
+
+    import bench.catalog
+    from bench.cli import main
+
+    monkeypatch.setattr(bench.catalog, "load_catalog", lambda *a, **k: None)  # as after editing a model file
+    with pytest.raises(SystemExit) as exc:
+        main(["ls", "mult"])
+    out = capsys.readouterr()
+    assert exc.value.code == 0 and "parameter counts left out (--counts builds them)" in out.err
+    rows = [line for line in out.out.splitlines() if line.startswith("| mult ")]
+    assert len(rows) == 8 and all(line.rstrip(" |").endswith("–") for line in rows)  # 8 presets, no counts
