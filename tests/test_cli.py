@@ -31,7 +31,12 @@ def test_ls_is_instant_and_readable():
     assert max(map(len, lines)) <= 100
     bert_iemocap = [line for line in lines if line.startswith("| bert_text ") and "| iemocap " in line]
     assert len(bert_iemocap) == 1 and "n/a [1]" in bert_iemocap[0], bert_iemocap
-    assert any(line.startswith("  [1] needs BERT token ids") for line in lines)
+    from models.registry import get_model_entry
+
+    reason = get_model_entry("bert_text").unsupported["iemocap"]
+    assert any(line.startswith("  [1] " + reason.split()[0]) for line in lines)
+    notes = out.stdout.split("\nn/a: ")[1]
+    assert reason.split()[-1] in notes.split("[2]")[0]  # the whole reason, wrapped
 
 
 def test_ls_counts_builds_on_request():
