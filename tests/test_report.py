@@ -273,6 +273,18 @@ def test_bold_only_when_the_paired_bootstrap_separates_the_best(tmp_path):
     assert "B = 10,000, RNG seed 0" in md and "95% interval" in md and "alpha = 0.05" in md
 
 
+def test_runs_that_cannot_be_compared_are_tied_and_noted(tmp_path):
+    records = bootstrap_records()
+    for r in records:
+        if r["run_name"] == "mult":
+            r["predictions"] = None  # e.g. a result file written before predictions were stored
+    rs = load_result_set(write_results(tmp_path, records))
+    table = build_tables(rs, models=["mult", "pase"], efficiency=False)[0]
+    assert set(table.marks["MAE"].values()) == {"tied"} and len(table.marks["MAE"]) == 2
+    assert any(n.startswith("Not compared (pase vs mult), counted as tied:") and "no predictions" in n
+               for n in table.notes)
+
+
 def _row(table, label):
     return next(r for r in table.rows if r.label == label)
 
