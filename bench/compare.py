@@ -286,9 +286,10 @@ def paired_bootstrap(
 
 def compare_runs(
     rs, dataset: str, run_a: str, run_b: str, seeds: Sequence[int] | None = None,
-    metrics: Sequence[str] | None = None, n_resamples: int = 10_000, rng_seed: int = 0,
+    metrics: Sequence[str] | None = None, n_resamples: int = 10_000, rng_seed: int = 0, ci_level: float = 0.95,
 ) -> BootstrapResult:
-    """Bootstrap two runs of a `bench.report.ResultSet`, over the seeds both have (ok status)."""
+    """Bootstrap two runs of a `bench.report.ResultSet`, over the seeds both have (ok status);
+    `bench compare` and the best/tied marks of `bench table` (bench.report.mark_cells)."""
     from bench.report import dataset_task, group_runs
 
     groups = {g.run_name: g for g in group_runs(rs, dataset)}
@@ -305,7 +306,7 @@ def compare_runs(
     res = paired_bootstrap(
         [seed_predictions(ga.records[s], task) for s in common],
         [seed_predictions(gb.records[s], task) for s in common],
-        task, metrics, n_resamples, rng_seed, names=(run_a, run_b), dataset=dataset)
+        task, metrics, n_resamples, rng_seed, ci_level, names=(run_a, run_b), dataset=dataset)
     excluded = {name: sorted(set(g.records) - set(common)) for name, g in ((run_a, ga), (run_b, gb))}
     return dataclasses.replace(res, excluded_seeds={k: v for k, v in excluded.items() if v})
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from bench.report import ResultSet, dataset_task, display_name, group_runs
+from bench.report import ResultSet, dataset_task, display_name, format_seeds, group_runs
 
 COLUMN_WIDTH_IN = 3.3  # one column of a two-column paper (AAAI/ACL: 3.3 in)
 PAPER_RC = {  # fonts >= 7 pt at print size
@@ -103,7 +103,7 @@ def _style():
 
 
 def contributions_figure(
-    runs: dict[str, Sequence[dict[str, Any]]], task: str = "regression", band: str = "std", title: str | None = None,
+    runs: Mapping[str, Sequence[dict[str, Any]]], task: str = "regression", band: str = "std", title: str | None = None,
 ):
     """`runs`: run name -> its ok records; the first run is drawn solid, the next ones dashed.
     Returns the matplotlib Figure (left axis Shapley values, right axis validation metric)."""
@@ -161,14 +161,17 @@ def contributions_figure(
     return fig
 
 
-def predictions_figure(runs: dict[str, Sequence[dict[str, Any]]], title: str | None = None):
-    """One panel per run: test predictions vs labels (all seeds, coloured by seed), y = x line,
-    test MAE (mean over seeds) in the panel title. Regression only."""
+def predictions_figure(runs: Mapping[str, Sequence[dict[str, Any]]], title: str | None = None):
+    """One panel per run: test predictions vs labels (all seeds; a seed has one colour in every
+    panel, named in the legend), y = x line, test MAE (mean over seeds) in the panel title. Regression only."""
     import seaborn as sns
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     if not runs:
         raise ValueError("no runs to plot")
+    seeds = sorted({int(r["seed"]) for records in runs.values() for r in records})
+    seed_color = dict(zip(seeds, sns.color_palette("colorblind", len(seeds))))
     ncols = min(3, len(runs))
     nrows = math.ceil(len(runs) / ncols)
     width = COLUMN_WIDTH_IN if ncols == 1 else 2.3 * ncols
@@ -178,9 +181,9 @@ def predictions_figure(runs: dict[str, Sequence[dict[str, Any]]], title: str | N
         for ax in axes.ravel()[len(runs):]:
             ax.set_visible(False)
         for ax, (name, records) in zip(axes.ravel(), runs.items()):
-            palette = sns.color_palette("colorblind", max(1, len(records)))
             lo, hi, maes = -3.0, 3.0, []
-            for color, r in zip(palette, records):
+            for r in records:
+                color = seed_color[int(r["seed"])]
                 p = np.asarray(r["predictions"]["preds"], dtype=np.float64).reshape(-1)
                 y = np.asarray(r["predictions"]["labels"], dtype=np.float64).reshape(-1)
                 lo, hi = min(lo, p.min(), y.min()), max(hi, p.max(), y.max())
@@ -193,6 +196,9 @@ def predictions_figure(runs: dict[str, Sequence[dict[str, Any]]], title: str | N
             ax.set_xlabel("label")
             ax.set_ylabel("prediction")
             ax.set_aspect("equal", adjustable="box")
+        handles = [Line2D([], [], ls="", marker="o", ms=4, color=c, label=f"seed {s}") for s, c in seed_color.items()]
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), frameon=False,
+                   handletextpad=0.2, columnspacing=1.0)
         if title:
             fig.suptitle(title)
     return fig
@@ -240,8 +246,19 @@ def contributions_for_runs(
         raise KeyError(f"no result files with contribution history for '{compare}' on '{dataset}' "
                        f"(runs with it: {', '.join(runs)})")
     chosen = {model: runs[model], **({compare: runs[compare]} if compare else {})}
-    fig = contributions_figure(chosen, dataset_task(rs, dataset), band)
+    fig = contributions_figure(chosen, dataset_task(rs, dataset), band, runs_title(chosen, dataset))
     return fig, compare
+
+
+def runs_title(runs: Mapping[str, Sequence[dict[str, Any]]], dataset: str) -> str:
+    """'PaSE on synthetic, seeds 1111–1113' and, per further run, a line with its own seeds."""
+    def seeds(records: Sequence[dict[str, Any]]) -> str:
+        found = sorted({int(r["seed"]) for r in records})
+        return f"seed{'s' if len(found) > 1 else ''} {format_seeds(found)}"
+
+    (first, records), *others = runs.items()
+    lines = [f"{display_name(first)} on {dataset}, {seeds(records)}"]
+    return "\n".join(lines + [f"{display_name(name)}: {seeds(recs)}" for name, recs in others])
 
 
 def predictions_for_runs(rs: ResultSet, dataset: str, models: Sequence[str] | None = None,
@@ -259,7 +276,7 @@ def predictions_for_runs(rs: ResultSet, dataset: str, models: Sequence[str] | No
         runs = {m: runs[m] for m in models}
     if not runs:
         raise KeyError(f"no result files with predictions on '{dataset}'")
-    return predictions_figure(runs)
+    return predictions_figure(runs, f"Test predictions on {dataset}")
 
 
 # -- tuning (`bench tune`) --------------------------------------------------------------------------

@@ -9,8 +9,10 @@ Conventions (data-and-metrics spec §5, §7):
   std (ddof = 1) with n; n = 1 shows the std as "–"; a NaN seed value is left out of that cell,
   which then shows its own n;
 - accuracies and F1 ×100 with 2 decimals, MAE and Corr as they are with 3 decimals;
-- the best value per column (using the metric's direction, `bench.metrics.METRICS`) is bold,
-  among the msabench rows only (published reference rows and the majority baseline are context);
+- the best mean per column (using the metric's direction, `bench.metrics.METRICS`) is bold only
+  when the paired bootstrap of `bench compare` separates it from every other run; otherwise it
+  and the runs within noise of it are marked tied (†). Only msabench rows are ranked (published
+  reference rows and the majority baseline are context);
 - gaps are visible: a run with fewer seeds than expected shows "n/N" and a note lists each
   failed seed with its error, each missing seed and each unreadable file; a model that cannot
   run on a dataset (registry `unsupported`) shows "n/a" when asked for by name.
@@ -308,6 +310,7 @@ class Table:
     notes: list[str] = field(default_factory=list)
     n_expected: int | None = None  # seeds each run row should aggregate
     first_header: str = "Model"
+    marks: dict[str, dict[int, str]] = field(default_factory=dict)  # column key -> row index -> BEST | TIED
 
 
 def _fmt_number(x: float, col: Column) -> str:
@@ -335,32 +338,80 @@ def format_cell(cell: Cell | None, col: Column, n_ok: int) -> str:
     return text
 
 
-def best_rows(table: Table) -> dict[str, set[int]]:
-    """Per ranked column, the run rows holding the best value as displayed (ties share it).
-    A column is ranked only when at least two rows have a value."""
-    out: dict[str, set[int]] = {}
-    for col in table.columns:
-        if col.higher_is_better is None:
+BEST, TIED = "best", "tied"
+TIE_MARK = "†"
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """How a column's best value is marked: bold when the paired bootstrap over test samples and
+    seeds (`bench compare`) separates it from every other run at `ci_level`; else tied."""
+    n_resamples: int = 10_000  # bench compare's default B
+    rng_seed: int = 0
+    ci_level: float = 0.95
+
+    def note(self) -> str:
+        return (f"Bold: the best mean of a column, only when a paired bootstrap (as `bench compare`: test samples "
+                f"resampled, matched by sample id and by the seeds both runs have; B = {self.n_resamples:,}, "
+                f"RNG seed {self.rng_seed}) puts the {100 * self.ci_level:g}% interval of its difference from "
+                f"every other run above zero (alpha = {1 - self.ci_level:.2g}, two-sided); otherwise {TIE_MARK} "
+                f"marks it and each run not separated from it (tied within noise). Reference rows and the "
+                f"majority baseline are not ranked.")
+
+
+def mark_cells(rs: ResultSet, dataset: str, rows: Sequence[Row], columns: Sequence[Column],
+               expected: Sequence[int], ranking: Ranking) -> tuple[dict[str, dict[int, str]], list[str]]:
+    """Per ranked column, the best run row -> BEST when the bootstrap separates it from every other
+    run row with a value; else it and each row not separated from it -> TIED. Also notes on the
+    pairs that could not be compared (e.g. no stored predictions): they count as not separated."""
+    from bench.compare import compare_runs
+
+    ranked = [c for c in columns if c.higher_is_better is not None]
+    tests: dict[tuple[str, str], dict[str, float] | str] = {}
+
+    def separated(a: str | None, b: str | None, metric: str) -> bool:
+        if a is None or b is None:
+            return False
+        if (a, b) not in tests:
+            try:
+                res = compare_runs(rs, dataset, a, b, expected, [c.key for c in ranked], ranking.n_resamples,
+                                   ranking.rng_seed, ranking.ci_level)
+                tests[(a, b)] = {c.metric: c.ci_low for c in res.comparisons}
+            except (KeyError, ValueError) as err:
+                tests[(a, b)] = str(err.args[0] if err.args else err)
+        low = tests[(a, b)]
+        return isinstance(low, dict) and low[metric] > 0  # NaN (undefined) is not separated
+
+    marks: dict[str, dict[int, str]] = {}
+    for col in ranked:
+        values = _run_means(rows, col.key)
+        if len(values) < 2:
             continue
-        shown = {}
-        for i, row in enumerate(table.rows):
-            cell = row.cells.get(col.key)
-            if row.kind == "run" and isinstance(cell, Stat) and cell.n > 0:
-                shown[i] = round(cell.mean * col.scale, col.decimals)
-        if len(shown) >= 2:
-            best = max(shown.values()) if col.higher_is_better else min(shown.values())
-            out[col.key] = {i for i, v in shown.items() if v == best}
+        best = (max if col.higher_is_better else min)(values, key=lambda i: values[i])
+        tied = [i for i in values if i != best and not separated(rows[best].run_name, rows[i].run_name, col.key)]
+        marks[col.key] = {i: TIED for i in [best, *tied]} if tied else {best: BEST}
+    notes = [f"Not compared ({a} vs {b}), counted as tied: {why}" for (a, b), why in tests.items() if isinstance(why, str)]
+    return marks, notes
+
+
+def _run_means(rows: Sequence[Row], key: str) -> dict[int, float]:
+    """Row index -> mean of column `key`, for the run rows that have a value there."""
+    out = {}
+    for i, row in enumerate(rows):
+        cell = row.cells.get(key)
+        if row.kind == "run" and isinstance(cell, Stat) and cell.n > 0:
+            out[i] = cell.mean
     return out
 
 
-def _body(table: Table, bold) -> list[list[str]]:
-    best = best_rows(table)
+def _body(table: Table, bold, tied) -> list[list[str]]:
     body = []
     for i, row in enumerate(table.rows):
         line = [row.label, row.n]
         for col in table.columns:
             text = format_cell(row.cells.get(col.key), col, row.n_ok)
-            line.append(bold(text) if i in best.get(col.key, ()) else text)
+            mark = table.marks.get(col.key, {}).get(i)
+            line.append(bold(text) if mark == BEST else tied(text) if mark == TIED else text)
         body.append(line)
     return body
 
@@ -368,11 +419,11 @@ def _body(table: Table, bold) -> list[list[str]]:
 # -- renderers ----------------------------------------------------------------------------------
 
 def to_markdown(table: Table) -> str:
-    """GitHub Markdown (tabulate), best values in bold, notes as a list under the table."""
+    """GitHub Markdown (tabulate), best values in bold, tied ones with †, notes as a list under the table."""
     from tabulate import tabulate
 
     headers = [table.first_header, "n"] + [c.header for c in table.columns]
-    text = tabulate(_body(table, lambda s: f"**{s}**"), headers=headers, tablefmt="github",
+    text = tabulate(_body(table, lambda s: f"**{s}**", lambda s: s + TIE_MARK), headers=headers, tablefmt="github",
                     disable_numparse=True, colalign=("left",) + ("right",) * (len(headers) - 1))
     out = f"### {table.title}\n\n{text}\n"
     if table.notes:
@@ -383,7 +434,8 @@ def to_markdown(table: Table) -> str:
 _TEX_CHARS = {"--": "-{}-", "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
               "±": r"$\pm$", "–": "--", "—": "---", "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$",
-              "≠": r"$\neq$", "−": "$-$", "<": "$<$", ">": "$>$", "φ": r"$\varphi$", "Δ": r"$\Delta$"}
+              "≠": r"$\neq$", "−": "$-$", "<": "$<$", ">": "$>$", "φ": r"$\varphi$", "Δ": r"$\Delta$",
+              TIE_MARK: r"$^\dagger$"}
 _TEX_RE = re.compile("|".join(re.escape(c) for c in _TEX_CHARS))
 
 
@@ -392,9 +444,9 @@ def tex_escape(text: str) -> str:
 
 
 def to_latex(table: Table) -> str:
-    """A booktabs table (needs \\usepackage{booktabs}); best values in \\textbf."""
+    """A booktabs table (needs \\usepackage{booktabs}); best values in \\textbf, tied ones with a dagger."""
     headers = [table.first_header, "n"] + [c.header for c in table.columns]
-    body = _body(table, lambda s: "\x01" + s + "\x02")
+    body = _body(table, lambda s: "\x01" + s + "\x02", lambda s: s + TIE_MARK)
 
     def cell(s: str) -> str:
         return tex_escape(s).replace("\x01", r"\textbf{").replace("\x02", "}")
@@ -415,25 +467,27 @@ def to_latex(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-CSV_FIELDS = ("table", "row", "run_name", "kind", "column", "mean", "std", "n", "n_expected", "text")
+CSV_FIELDS = ("table", "row", "run_name", "kind", "column", "mean", "std", "n", "n_expected", "text", "mark")
 
 
 def to_csv(table: Table) -> str:
-    """Long format, one line per cell, full precision in stored units (fractions, seconds, bytes)."""
+    """Long format, one line per cell, full precision in stored units (fractions, seconds, bytes);
+    `mark` is best (bold) or tied (†) as in the other formats."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)
-    for row in table.rows:
+    for i, row in enumerate(table.rows):
         for col in table.columns:
             cell = row.cells.get(col.key)
+            mark = table.marks.get(col.key, {}).get(i, "")
             if isinstance(cell, Stat):
                 std = "" if math.isnan(cell.std) else repr(cell.std)
                 mean = "" if cell.n == 0 else repr(cell.mean)
                 w.writerow([table.name, row.label, row.run_name or "", row.kind, col.key, mean, std,
-                            "" if cell.published else cell.n, table.n_expected if row.kind == "run" else "", ""])
+                            "" if cell.published else cell.n, table.n_expected if row.kind == "run" else "", "", mark])
             else:
                 w.writerow([table.name, row.label, row.run_name or "", row.kind, col.key, "", "", "", "",
-                            cell if cell is not None else ""])
+                            cell if cell is not None else "", mark])
     return buf.getvalue()
 
 
@@ -489,9 +543,10 @@ def _metric_cells(ok: list[dict], columns: Sequence[Column], where=lambda r: r["
 
 def metrics_table(
     rs: ResultSet, dataset: str, groups: Sequence[RunGroup], expected: Sequence[int], task: str,
-    seeds_given: bool = False, references: Sequence[Any] = (),
+    seeds_given: bool = False, references: Sequence[Any] = (), ranking: Ranking | None = Ranking(),
 ) -> Table:
-    """Test metrics, one row per run; IEMOCAP: per-emotion Acc/F1 plus the majority baseline."""
+    """Test metrics, one row per run; IEMOCAP: per-emotion Acc/F1 plus the majority baseline.
+    `ranking`: how best/tied cells are decided (None: no marks)."""
     spec = REGRESSION_COLUMNS if task == "regression" else IEMOCAP_COLUMNS
     columns = [metric_column(k, h) for k, h in spec]
     rows, gaps = _run_rows(groups, expected, columns, lambda ok: _metric_cells(ok, columns))
@@ -499,10 +554,9 @@ def metrics_table(
     if task == "regression":
         notes.append("Test split. Accuracies and weighted F1 ×100; MAE and Corr unscaled. Acc-2/F1 has0: "
                      "p ≥ 0 vs y ≥ 0 over all samples; non0: zero labels dropped, p > 0 vs y > 0 (MMSA "
-                     "definitions). Best per column in bold (lower MAE is better).")
+                     "definitions). Lower MAE is better.")
     else:
-        notes.append("Test split. Per-emotion binary accuracy and weighted F1 ×100 (MulT eval_iemocap). "
-                     "Best per column in bold.")
+        notes.append("Test split. Per-emotion binary accuracy and weighted F1 ×100 (MulT eval_iemocap).")
         baselines = [r["metrics"]["majority_baseline"] for r in rs.records if r["dataset"] == dataset
                      and r.get("status") == "ok" and "majority_baseline" in r.get("metrics", {})]
         cells: dict[str, Cell] = {}
@@ -520,7 +574,12 @@ def metrics_table(
                      "Acc-2 definition); only the columns matching that definition are filled.")
         for ref in references:
             notes.append(f"{ref.label}: {ref.citation} {ref.status}" + (f"; {ref.note}" if ref.note else "") + ".")
-    return Table(f"table_{dataset}", f"{dataset}: test metrics", columns, rows, notes + gaps, len(expected))
+    marks: dict[str, dict[int, str]] = {}
+    if ranking is not None:
+        marks, not_compared = mark_cells(rs, dataset, rows, columns, expected, ranking)
+        notes += [ranking.note(), *not_compared]
+    return Table(f"table_{dataset}", f"{dataset}: test metrics", columns, rows, notes + gaps, len(expected),
+                 marks=marks)
 
 
 def _pick_unit(max_value: float, units: Sequence[tuple[str, float, int]]) -> tuple[str, float, int]:
@@ -613,7 +672,8 @@ def robustness_table(
     notes = [_seed_note(expected, seeds_given),
              f"Test split, the selected model evaluated with only the modalities of each coalition present "
              f"(t text, a audio, v vision; absent ones masked at input, Batch.without). φ: exact Shapley value "
-             f"of each modality for the utility {utility}. Best per column in bold."]
+             f"of each modality for the utility {utility}. Not ranked: result files keep no per-sample "
+             f"predictions of each coalition to test a difference with."]
     return Table(f"robustness_{dataset}", f"{dataset}: modality coalitions (test)", columns, rows, notes + gaps,
                  len(expected))
 
@@ -639,9 +699,11 @@ def build_tables(
     reference: bool = False,
     robustness: bool = False,
     efficiency: bool = True,
+    ranking: Ranking | None = Ranking(),
 ) -> list[Table]:
     """Every table for every dataset asked for (default: every dataset with result files).
-    `unsupported`: (dataset, model) -> reason, for models asked for by name that cannot run there."""
+    `unsupported`: (dataset, model) -> reason, for models asked for by name that cannot run there.
+    `ranking`: how the metrics tables decide bold and tied cells (None: no marks)."""
     from bench.reference import EFFICIENCY_REFERENCES, references_for
 
     tables = []
@@ -657,7 +719,7 @@ def build_tables(
         refs = []
         if reference:
             refs = [r for r in references_for(dataset) if _wanted(r.key, models)]
-        tables.append(metrics_table(rs, dataset, groups, expected, task, bool(seeds), refs))
+        tables.append(metrics_table(rs, dataset, groups, expected, task, bool(seeds), refs, ranking))
         if efficiency:
             eff_refs = ([r for r in EFFICIENCY_REFERENCES if _wanted(r.key, models)]
                         if reference and dataset in ("mosi", "mosei") else [])

@@ -1,6 +1,7 @@
 """Bad inputs, as a new user types them (issue 19): every command refuses wrong types, missing
-paths, empty lists and out-of-range values before anything runs: exit code 2 (1 where the
-command found nothing to do), a message naming the option, no traceback, nothing written.
+paths, empty lists and out-of-range values before anything runs: exit code 2 (also where
+table, figure or compare find nothing to show), a message naming the option, no traceback,
+nothing written.
 
 Each command's table is one parametrized test; the commands run in-process (`bench.cli.main`)
 from an empty working directory, so default outputs (results/, reports/) would show up in
@@ -154,7 +155,11 @@ RUN = [
 TABLE = [
     (["table", "--results", "{tmp}/missing"], ["--results", "does not exist"]),
     (["table", "--results", "{tmp}/a_file.txt"], ["--results", "is a file"]),
-    (["table", "--results", "{tmp}/empty"], ["--results", "no result files"], 1),
+    # nothing to show: exit 2 in every reporting command (bench.cli.NOTHING_TO_SHOW, documented in --help)
+    (["table", "--results", "{tmp}/empty"], ["--results", "no result files"]),
+    (["table", "--results", "{tmp}/empty", "--tuning"], ["no tuning studies", "bench tune"]),
+    (["table", "--results", "{tmp}/results", "--tuning"], ["no tuning studies"]),
+    (["table", "--results", "{tmp}/results", "--datasets", "mosi"], ["no results for dataset 'mosi'"]),
     (["table", "--results", "{tmp}/results", "--format", "pdf"], ["--format", "pdf"]),
     (["table", "--results", "{tmp}/results", "--format", ","], ["--format", "empty"]),
     (["table", "--results", "{tmp}/results", "--seeds", "x"], ["--seeds", "1111-1115"]),

@@ -89,6 +89,7 @@ def test_contribution_figure_content_and_files(pase_results, tmp_path):
     assert texts and min(x.get_fontsize() for x in texts) >= 7
     legend = [x.get_text() for x in fig.legends[0].get_texts()]
     assert {"text", "audio", "vision", "PaSE", "PaSE w/o SGM", "phase switch"} <= set(legend)
+    assert t.axes.get_title() == "PaSE on synthetic, seeds 1111–1113\nPaSE w/o SGM: seed 1111"  # model, dataset, seeds
     paths = save_figure(fig, tmp_path / "reports", "contributions_synthetic_pase")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:5] == b"%PDF-"
@@ -118,11 +119,19 @@ def test_predictions_figure(tmp_path):
     labels = [-2.0, -1.0, 0.0, 1.0, 2.0]
     recs = [make_result("mult", s, predictions=(ids, labels, [y + d for y in labels]))
             for s, d in ((1111, 0.5), (1112, -0.3))]
-    recs.append(make_result("pase", 1111, predictions=(ids, labels, [y - 0.1 for y in labels])))
+    recs.append(make_result("pase", 1112, predictions=(ids, labels, [y - 0.1 for y in labels])))
     fig = predictions_for_runs(load_result_set(write_results(tmp_path, recs)), "synthetic")
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in panels] == ["MulT: MAE 0.400 (2 seeds)", "PaSE: MAE 0.100 (1 seed)"]
+    assert fig.get_suptitle() == "Test predictions on synthetic"
     assert len(panels[0].collections) == 2  # one scatter per seed
+    # a legend names each seed's colour, and a seed has that colour in every panel
+    dots = {c.get_gid(): tuple(c.get_facecolor()[0][:3]) for ax in panels for c in ax.collections}
+    (legend,) = fig.legends
+    named = {t.get_text(): tuple(matplotlib.colors.to_rgb(h.get_color())) for t, h in
+             zip(legend.get_texts(), legend.legend_handles)}
+    assert named == {"seed 1111": dots["scatter:mult:1111"], "seed 1112": dots["scatter:mult:1112"]}
+    assert dots["scatter:pase:1112"] == dots["scatter:mult:1112"] != dots["scatter:mult:1111"]
     assert _line(fig, "identity:mult").get_xydata().tolist() == [[-3.0, -3.0], [3.0, 3.0]]
     with pytest.raises(KeyError, match="bert_text"):
         predictions_for_runs(load_result_set(tmp_path), "synthetic", ["bert_text"])

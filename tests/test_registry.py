@@ -65,3 +65,48 @@ def test_presets_are_config_dataclasses(name):
 def test_builds_an_msamodel(name):
     model = create_model(name, "synthetic")
     assert isinstance(model, MSAModel) and model.cfg.dataset == "synthetic"
+
+
+# -- the catalog `bench ls` reads (bench/catalog.json) ------------------------------------
+def test_catalog_is_current_and_its_counts_are_real_builds():
+    """The committed catalog matches the sources, and every count equals a fresh meta-device build
+    (a stale catalog fails here: `python -m bench ls --write-catalog` rebuilds it)."""
+    from bench.catalog import build_catalog, load_catalog, parameter_count
+
+    committed = load_catalog()
+    assert committed is not None, "bench/catalog.json is stale: run `python -m bench ls --write-catalog`"
+    assert committed == build_catalog(parameter_count)
+
+
+def test_catalog_goes_stale_when_a_model_source_changes(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from bench import catalog
+
+    for name in catalog.source_files():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(catalog._root() / name, tmp_path / name)
+    monkeypatch.setattr(catalog, "_root", lambda: tmp_path)
+    files = catalog.source_files()
+    written = {**json.loads(catalog.CATALOG_PATH.read_text()), "sources": files, "fingerprint": catalog.fingerprint(files)}
+    (tmp_path / "catalog.json").write_text(json.dumps(written))
+    assert catalog.load_catalog(tmp_path / "catalog.json") is not None
+    (tmp_path / "models" / "my_model.py").write_text("# a new model file\n")
+    assert catalog.load_catalog(tmp_path / "catalog.json") is None
+    (tmp_path / "models" / "my_model.py").unlink()
+    with open(tmp_path / "models" / "layers" / "transformer.py", "a") as f:
+        f.write("# an edit\n")
+    assert catalog.load_catalog(tmp_path / "catalog.json") is None
+
+
+def test_catalog_lists_an_unsupported_dataset_only_as_na():
+    from bench.catalog import build_catalog
+
+    catalog = build_catalog(None)
+    assert any(set(get_model_entry(n).unsupported) & set(get_model_entry(n).datasets()) for n in list_models())
+    for name in list_models():
+        entry = get_model_entry(name)
+        listed = catalog["models"][name]
+        assert set(listed["presets"]) == set(entry.datasets()) - set(entry.unsupported), name
+        assert listed["unsupported"] == entry.unsupported, name

@@ -119,12 +119,13 @@ def test_regression_table_matches_golden_and_shows_gaps(synthetic_results):
     md = to_markdown(_table(tables, "table_synthetic"))
     check_golden("table_synthetic.md", md)
     # hand-computed cells
-    assert _cells(md, "MulT")[:3] == ["MulT", "3", "82.00 ± 2.00"]
-    assert _cells(md, "MulT")[7:9] == ["0.720 ± 0.020", "0.800 ± 0.000"]
-    assert _cells(md, "PaSE")[:3] == ["PaSE", "2/3", "**86.00 ± 1.41**"]  # best Acc-2, and a visible gap
-    assert _cells(md, "PaSE")[7] == "**0.640 ± 0.014**"  # lowest MAE is best
-    assert _cells(md, "PaSE w/o SGM")[8] == "0.820 ± 0.000 (n=2)"  # NaN seed left out, its n shown
-    assert _cells(md, "Late fusion")[1:3] == ["1/3", "75.00 ± –"]
+    # every run stores the same test predictions, so the bootstrap separates none: all tied (†), none bold
+    assert _cells(md, "MulT")[:3] == ["MulT", "3", "82.00 ± 2.00†"]
+    assert _cells(md, "MulT")[7:9] == ["0.720 ± 0.020†", "0.800 ± 0.000†"]
+    assert _cells(md, "PaSE")[:3] == ["PaSE", "2/3", "86.00 ± 1.41†"]  # best Acc-2, not separated; a visible gap
+    assert "**" not in md
+    assert _cells(md, "PaSE w/o SGM")[8] == "0.820 ± 0.000 (n=2)†"  # NaN seed left out, its n shown
+    assert _cells(md, "Late fusion")[1:3] == ["1/3", "75.00 ± –†"]
     assert "PaSE: 2/3 seeds — seed 1113 failed (RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB)" in md
     assert "Late fusion: 1/3 seeds — seed 1112: no result file; seed 1113: no result file." in md
     # rows: baselines first, the proposed model and its variant last
@@ -138,7 +139,7 @@ def test_expected_seeds_from_the_command_line(synthetic_results):
     assert _cells(md, "MulT")[1] == "3/5" and _cells(md, "PaSE")[1] == "2/5"
     assert "seed 1114: no result file; seed 1115: no result file" in md
     only = to_markdown(build_tables(rs, seeds=[1111, 1112], efficiency=False)[0])
-    assert _cells(only, "MulT")[1:3] == ["2", "81.00 ± 1.41"]  # seed 1113 not asked for: not aggregated
+    assert _cells(only, "MulT")[1:3] == ["2", "81.00 ± 1.41†"]  # seed 1113 not asked for: not aggregated
 
 
 def test_efficiency_table_matches_golden(synthetic_results):
@@ -204,7 +205,7 @@ def test_reference_rows_are_labelled_and_never_ranked(tmp_path):
     paper = _cells(md, "MulT (paper, aligned, non0)")
     assert paper[1] == "pub." and paper[2] == "–" and paper[3] == "83.00" and paper[8] == "0.698"
     assert _cells(md, "Self-MM (MMSA result-stat, has0/non0)")[2] == "83.44"
-    assert "**" not in md  # one msabench row: nothing ranked; reference rows are never ranked
+    assert "**" not in md and "†" not in md.split("\n\n- ")[0]  # one msabench row: nothing ranked; reference rows never are
     assert "Tsai et al., ACL 2019" in md and "PaSE (paper, has0/non0)" in md
     only_mult = to_markdown(build_tables(rs, models=["mult"], reference=True, efficiency=False)[0])
     assert "Self-MM (" not in only_mult and "MSAmba" not in only_mult and "MulT (MMSA result-stat" in only_mult
@@ -213,7 +214,7 @@ def test_reference_rows_are_labelled_and_never_ranked(tmp_path):
 def test_unreadable_file_is_a_gap_not_a_crash(synthetic_results):
     (synthetic_results / "synthetic" / "mult" / "seed1113.json").write_text('{"truncated": ')
     md = to_markdown(build_tables(load_result_set(synthetic_results), efficiency=False)[0])
-    assert _cells(md, "MulT")[1:3] == ["2/3", "81.00 ± 1.41"]
+    assert _cells(md, "MulT")[1:3] == ["2/3", "81.00 ± 1.41†"]
     assert "MulT: 2/3 seeds — seed 1113: unreadable result file" in md
 
 
@@ -221,7 +222,7 @@ def test_latex_and_csv(synthetic_results):
     t = build_tables(load_result_set(synthetic_results))[0]
     tex = to_latex(t)
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
-    assert "\\textbf{86.00 $\\pm$ 1.41}" in tex and "75.00 $\\pm$ --" in tex
+    assert "86.00 $\\pm$ 1.41$^\\dagger$" in tex and "75.00 $\\pm$ --" in tex
     assert "_" not in tex.replace("\\_", "")  # every underscore escaped
     rows = list(csv.DictReader(io.StringIO(to_csv(t))))
     mult = {r["column"]: r for r in rows if r["run_name"] == "mult"}
@@ -230,6 +231,62 @@ def test_latex_and_csv(synthetic_results):
     assert mult["MAE"]["n"] == "3" and mult["MAE"]["n_expected"] == "3"
     nosgm = {r["column"]: r for r in rows if r["run_name"] == "pase+no_sgm"}
     assert nosgm["Corr"]["n"] == "2"
+    assert mult["Has0_acc_2"]["mark"] == "tied" and {r["mark"] for r in rows} == {"tied"}
+
+
+def bootstrap_records() -> list[dict]:
+    """300 test samples, 3 seeds: PaSE (errors sd 0.5) clearly beats MulT (sd 1.5); "Self-MM" is
+    PaSE plus tiny noise (within noise of it). Test metrics computed from the stored predictions."""
+    import numpy as np
+
+    from bench.metrics import regression_metrics
+
+    rng = np.random.default_rng(7)
+    ids = [f"s{k}" for k in range(300)]
+    y = np.round(rng.uniform(-3, 3, len(ids)), 1)
+    out = []
+    for seed in (1111, 1112, 1113):
+        pase = y + rng.normal(0, 0.5, len(ids))
+        for run, p in (("mult", y + rng.normal(0, 1.5, len(ids))), ("pase", pase),
+                       ("self_mm", pase + rng.normal(0, 0.02, len(ids)))):
+            out.append(make_result(run, seed, test=regression_metrics(p, y), predictions=(ids, y.tolist(), p.tolist())))
+    return out
+
+
+def test_bold_only_when_the_paired_bootstrap_separates_the_best(tmp_path):
+    rs = load_result_set(write_results(tmp_path, bootstrap_records()))
+    clear = build_tables(rs, models=["mult", "pase"], efficiency=False)[0]
+    assert clear.marks and all(m == {clear.rows.index(_row(clear, "PaSE")): "best"} for m in clear.marks.values())
+    md = to_markdown(clear)
+    assert all(c.startswith("**") and c.endswith("**") for c in _cells(md, "PaSE")[2:])
+    assert "**" not in "".join(_cells(md, "MulT")) and "†" not in md.split("\n\n- ")[0]
+    assert "\\textbf{" in to_latex(clear)
+    assert {r["mark"] for r in csv.DictReader(io.StringIO(to_csv(clear))) if r["run_name"] == "pase"} == {"best"}
+
+    close = build_tables(rs, efficiency=False)[0]
+    pase, selfmm = (close.rows.index(_row(close, label)) for label in ("PaSE", "Self-MM"))
+    for key in ("MAE", "Corr", "Mult_acc_7"):  # PaSE and Self-MM within noise: both tied, no bold
+        assert close.marks[key] == {pase: "tied", selfmm: "tied"}, key
+    md = to_markdown(close)
+    assert _cells(md, "PaSE")[7].endswith("†") and _cells(md, "Self-MM")[7].endswith("†")
+    assert "**" not in md
+    assert "B = 10,000, RNG seed 0" in md and "95% interval" in md and "alpha = 0.05" in md
+
+
+def test_runs_that_cannot_be_compared_are_tied_and_noted(tmp_path):
+    records = bootstrap_records()
+    for r in records:
+        if r["run_name"] == "mult":
+            r["predictions"] = None  # e.g. a result file written before predictions were stored
+    rs = load_result_set(write_results(tmp_path, records))
+    table = build_tables(rs, models=["mult", "pase"], efficiency=False)[0]
+    assert set(table.marks["MAE"].values()) == {"tied"} and len(table.marks["MAE"]) == 2
+    assert any(n.startswith("Not compared (pase vs mult), counted as tied:") and "no predictions" in n
+               for n in table.notes)
+
+
+def _row(table, label):
+    return next(r for r in table.rows if r.label == label)
 
 
 def test_write_tables(tmp_path, synthetic_results):
@@ -255,5 +312,5 @@ def test_cli_table_without_results_says_what_to_do(tmp_path, monkeypatch, capsys
 
     monkeypatch.chdir(tmp_path)
     args = build_parser().parse_args(["table"])
-    assert args.func(args) == 1
+    assert args.func(args) == 2  # nothing to show: as figure and compare (bench.cli.NOTHING_TO_SHOW)
     assert "no result files under 'results/'" in capsys.readouterr().err

@@ -104,6 +104,12 @@ def slurm_options(args, folder: str, wait: bool = True):
                         time_min=args.time_min, wait=wait)
 
 
+# the exit status of the commands that render result files (table, figure, compare)
+NOTHING_TO_SHOW = 2
+REPORT_EXIT_STATUS = """exit status: 0 written; 2 a bad option, or nothing to show (no result files or
+tuning studies match --results, the dataset, the run names or the seeds asked for)."""
+
+
 def command_error(err: BaseException, *, interrupted: str, where: str = "") -> int:
     """The one way `run` and `tune` end on an error they expect: a single stderr line, no
     traceback, and the exit code (130 interrupted, 2 a bad input: data, sweep file, config

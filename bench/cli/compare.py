@@ -17,10 +17,10 @@ reports/compare_<dataset>_<A>_vs_<B>.{md,json}.
 
 
 def add_parser(sub) -> None:
-    from bench.cli import existing_dir, int_at_least, names, out_dir, seeds
+    from bench.cli import REPORT_EXIT_STATUS, existing_dir, int_at_least, names, out_dir, seeds
 
     p = sub.add_parser("compare", help="paired bootstrap test between two runs on the test split",
-                       epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=HELP_EPILOG + REPORT_EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_a", metavar="MODEL_A", help="run name (e.g. pase, pase+no_sgm)")
     p.add_argument("model_b", metavar="MODEL_B", help="run name to compare against")
     p.add_argument("--dataset", default="synthetic", help="dataset (default: synthetic)")

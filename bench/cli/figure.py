@@ -15,10 +15,10 @@ HELP_EPILOG = """examples:
 
 
 def add_parser(sub) -> None:
-    from bench.cli import names
+    from bench.cli import REPORT_EXIT_STATUS, names
 
     p = sub.add_parser("figure", help="figures from result files (contribution curves, prediction scatter)",
-                       epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=HELP_EPILOG + REPORT_EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = p.add_subparsers(dest="kind", metavar="KIND")
 
     c = kinds.add_parser("contributions", help="per-epoch Shapley value per modality + validation Acc-2")

@@ -1,57 +1,98 @@
-"""`ls`: registered models with their presets and parameter counts, and the datasets."""
+"""`ls`: registered models with their presets and parameter counts, and the datasets.
+
+Read from `bench/catalog.json` while it matches the model sources (instant: no torch); else
+from the live registry, with counts built on the meta device when asked (`--counts`)."""
 
 from __future__ import annotations
 
+import argparse
+import fnmatch
+import sys
+import textwrap
+from typing import Any
+
+from bench.catalog import parameter_count  # also what tests import as `ls`'s count
+
+HELP_EPILOG = """Parameter counts come from bench/catalog.json, which records the count of every
+(model, dataset, preset) built on the meta device (BERT models with bert-base-uncased shapes)
+together with a hash of the model sources. When a model file changed since, the counts are
+left out unless --counts builds them afresh (about 10-20 s).
+A model marked n/a for a dataset cannot run there; the numbered notes under the table say why.
+"""
+WIDTH = 100  # footnotes and descriptions wrap here
+
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("ls", help="list models (presets, parameter counts) and datasets")
+    p = sub.add_parser("ls", help="list models (presets, parameter counts) and datasets", epilog=HELP_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pattern", nargs="?", default="*", help="model name wildcard (default: *)")
+    p.add_argument("--counts", action="store_true",
+                   help="build every preset on the meta device to count its parameters (instead of the catalog)")
+    p.add_argument("--write-catalog", action="store_true",
+                   help="(developers) rebuild bench/catalog.json from the registry, counts included")
     p.set_defaults(func=main)
 
 
-def parameter_count(name: str, dataset: str, preset: str) -> int:
-    """Count parameters without allocating them (meta device). BERT models are counted with
-    bert-base-uncased shapes (random init), whatever checkpoint their preset names."""
-    import dataclasses
+def _catalog(args) -> dict[str, Any]:
+    from bench.catalog import CATALOG_PATH, build_catalog, load_catalog, write_catalog
 
-    import torch
+    fresh = None if (args.counts or args.write_catalog) else load_catalog()
+    if fresh is not None:
+        return fresh
+    if not (args.counts or args.write_catalog):
+        print(f"note: the model sources changed since {CATALOG_PATH.name} was written: parameter counts left out "
+              "(--counts builds them)", file=sys.stderr)
+    count = parameter_count if (args.counts or args.write_catalog) else None
+    catalog = build_catalog(count, progress=lambda name: print(f"counting parameters: {name}", file=sys.stderr))
+    if args.write_catalog:
+        write_catalog(catalog)
+        print(f"wrote {CATALOG_PATH}", file=sys.stderr)
+    return catalog
 
-    from models.registry import get_model_entry, resolve_config
 
-    entry = get_model_entry(name)
-    cfg = resolve_config(name, dataset, preset)
-    if cfg.text_input != "features" and getattr(cfg, "text_encoder", "tiny") not in ("tiny", "bert-base"):
-        cfg = dataclasses.replace(cfg, text_encoder="bert-base")  # a checkpoint's shapes, without its weights
-    with torch.device("meta"):
-        model = entry.builder(cfg)
-    return sum(p.numel() for p in model.parameters())
+def model_rows(catalog: dict[str, Any], names: list[str]) -> tuple[list[list[str]], list[str]]:
+    """Table rows (model, dataset, preset, parameters) and the n/a reasons, numbered in order."""
+    rows, reasons = [], []
+    for name in names:
+        entry = catalog["models"][name]
+        datasets = sorted(set(entry["presets"]) | set(entry["unsupported"]))
+        for dataset in datasets:
+            why = entry["unsupported"].get(dataset)
+            if why is not None:
+                if why not in reasons:
+                    reasons.append(why)
+                rows.append([name, dataset, f"n/a [{reasons.index(why) + 1}]", ""])
+                continue
+            info = entry["presets"][dataset]
+            for preset, count in sorted(info["counts"].items()):
+                mark = " *" if preset == info["default"] else ""
+                rows.append([name, dataset, preset + mark, "–" if count is None else f"{count:,}"])
+    return rows, reasons
+
+
+def _wrapped(label: str, text: str) -> str:
+    return textwrap.fill(text, WIDTH, initial_indent=label, subsequent_indent=" " * len(label),
+                         break_on_hyphens=False, break_long_words=False)
 
 
 def main(args) -> int:
-    import sys
-
     from tabulate import tabulate
 
-    from bench.data import list_datasets
-    from models import list_models
-    from models.registry import get_model_entry
-
-    if not list_models(args.pattern):
-        print(f"error: PATTERN '{args.pattern}' matches no registered model (registered: {', '.join(list_models())})",
-              file=sys.stderr)
+    catalog = _catalog(args)
+    names = sorted(n for n in catalog["models"] if fnmatch.fnmatch(n, args.pattern))
+    if not names:
+        print(f"error: PATTERN '{args.pattern}' matches no registered model "
+              f"(registered: {', '.join(sorted(catalog['models']))})", file=sys.stderr)
         return 2
-    rows = []
-    for name in list_models(args.pattern):
-        entry = get_model_entry(name)
-        for dataset, preset in sorted(entry.presets):
-            default = entry.resolve_preset(dataset, None) == preset
-            rows.append([name, dataset, preset + (" *" if default else ""), f"{parameter_count(name, dataset, preset):,}"])
-        for dataset, why in sorted(entry.unsupported.items()):
-            rows.append([name, dataset, "n/a", why])
-    print(tabulate(rows, headers=["model", "dataset", "preset (* default)", "parameters"], tablefmt="github"))
-    print()
-    descriptions = [[n, get_model_entry(n).description] for n in list_models(args.pattern)]
-    print(tabulate(descriptions, headers=["model", "description"], tablefmt="github"))
-    print()
-    print(tabulate(list(list_datasets().items()), headers=["dataset", "description"], tablefmt="github"))
+    rows, reasons = model_rows(catalog, names)
+    print(tabulate(rows, headers=["model", "dataset", "preset (* default)", "parameters"], tablefmt="github",
+                   colalign=("left", "left", "left", "right")))
+    if reasons:
+        print("\nn/a: the model cannot run on that dataset with msabench's data sources:")
+        print("\n".join(_wrapped(f"  [{k}] ", why) for k, why in enumerate(reasons, 1)))
+    for title, items in (("models", {n: catalog["models"][n]["description"] for n in names}),
+                         ("datasets", catalog["datasets"])):
+        width = max(len(k) for k in items) + 2
+        print(f"\n{title}:")
+        print("\n".join(_wrapped(f"  {k:<{width}}", text or "–") for k, text in items.items()))
     return 0

@@ -12,17 +12,19 @@ HELP_EPILOG = """examples:
   python -m bench table --seeds 1111-1115 --format md     # expect these 5 seeds; write Markdown only
 Markdown goes to the terminal; reports/table_<dataset>.{md,tex,csv} and efficiency_<dataset>.*
 (robustness_<dataset>.* with --robustness) are written under --out. A run with fewer seeds than
-expected shows n/N and a note lists each failed or missing seed.
+expected shows n/N and a note lists each failed or missing seed. Bold marks a best value only
+when the paired bootstrap of `bench compare` separates it from every other run; else † marks
+the runs tied within noise (the table's notes give B, alpha and the RNG seed).
 """
 
 FORMATS = ("md", "tex", "csv")
 
 
 def add_parser(sub) -> None:
-    from bench.cli import existing_dir, names, out_dir, seeds
+    from bench.cli import REPORT_EXIT_STATUS, existing_dir, names, out_dir, seeds
 
     p = sub.add_parser("table", help="tables from result files (Markdown, LaTeX, CSV under reports/)",
-                       epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=HELP_EPILOG + REPORT_EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", type=existing_dir, default=None, help="results directory (default: results)")
     p.add_argument("--datasets", type=names, default=None, help="comma-separated (default: every dataset with results)")
     p.add_argument("--models", type=names, default=None,
@@ -61,8 +63,8 @@ def unsupported_pairs(models: list[str], datasets: list[str]) -> dict[tuple[str,
 
 
 def main(args) -> int:
+    from bench.cli import NOTHING_TO_SHOW, print_tables
     from bench.config import parse_seeds, split_list
-    from bench.cli import print_tables
     from bench.report import build_tables, load_result_set
 
     formats = split_list(args.format)
@@ -78,7 +80,7 @@ def main(args) -> int:
     if not rs.records and not rs.problems:
         print(f"error: no result files under '{results}/' (expected <dataset>/<run>/seed<k>.json); "
               f"run `python -m bench run --models ...` first, or point --results at them", file=sys.stderr)
-        return 1
+        return NOTHING_TO_SHOW
     datasets = split_list(args.datasets) if args.datasets else rs.datasets()
     models = split_list(args.models) if args.models else None
     seeds = parse_seeds(args.seeds) if args.seeds else None
@@ -90,25 +92,25 @@ def main(args) -> int:
             print(f"warning: no results for dataset '{d}' under '{results}/'"
                   f" (found: {', '.join(rs.datasets()) or 'none'})", file=sys.stderr)
     if not tables:
-        return 1
+        return NOTHING_TO_SHOW
     return print_tables(tables, args.out, formats)
 
 
 def main_tuning(args, results: str, formats: list[str]) -> int:
     """`table --tuning`: one table per dataset from <results>/tuning/<dataset>/*.json."""
+    from bench.cli import NOTHING_TO_SHOW, print_tables
     from bench.config import split_list
-    from bench.cli import print_tables
     from bench.report import load_tuning_summaries, sort_datasets, tuning_table
 
     summaries = load_tuning_summaries(results)
     if not summaries:
         print(f"error: no tuning studies under '{results}/tuning/'; run `python -m bench tune --models ...` first",
               file=sys.stderr)
-        return 1
+        return NOTHING_TO_SHOW
     datasets = split_list(args.datasets) if args.datasets else sort_datasets(s["dataset"] for s in summaries)
     models = split_list(args.models) if args.models else None
     tables = [t for t in (tuning_table(summaries, d, models) for d in datasets) if t is not None]
     if not tables:
         print(f"error: no tuning studies for {', '.join(datasets)} under '{results}/tuning/'", file=sys.stderr)
-        return 1
+        return NOTHING_TO_SHOW
     return print_tables(tables, args.out, formats)

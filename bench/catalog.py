@@ -1,0 +1,135 @@
+"""What `bench ls` lists, kept in `bench/catalog.json` so that listing needs neither torch nor
+the model files (importing them takes seconds; building every preset takes more).
+
+The catalog records the registry (models, their presets per dataset, default preset, the
+datasets they cannot run on and why, descriptions), the registered datasets, and the parameter
+count of every (model, dataset, preset), built on the meta device. It cannot go stale unnoticed:
+it stores a hash of every source file the registry was built from (`models/`, and the `bench`
+modules they import), and `load_catalog` returns None when any of them changed, when a file
+appeared under `models/`, or when the catalog is missing; `bench ls` then asks the live
+registry. `python -m bench ls --write-catalog` rebuilds it; a test builds every count afresh
+and compares.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+CATALOG_PATH = Path(__file__).with_name("catalog.json")
+SCHEMA = 1
+
+
+def _root() -> Path:
+    """The folder holding the `bench` and `models` packages (a checkout or site-packages)."""
+    return Path(__file__).resolve().parent.parent
+
+
+_IMPORT = re.compile(r"^\s*(?:from|import)\s+((?:bench|models)(?:\.\w+)*)", re.MULTILINE)
+
+
+def _package_files(root: Path, package: str) -> list[Path]:
+    return sorted(root.joinpath(*package.split(".")).rglob("*.py"))
+
+
+def _module_file(root: Path, module: str) -> Path | None:
+    base = root.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def source_files() -> list[str]:
+    """Files (relative to the package root) the catalog derives from: everything under
+    `models/` and `bench/data/`, this module, and every `bench` module they import, transitively."""
+    root = _root()
+    todo = _package_files(root, "models") + _package_files(root, "bench.data") + [root / "bench" / "catalog.py"]
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop().resolve()
+        if path in seen:
+            continue
+        seen.add(path)
+        for module in _IMPORT.findall(path.read_text()):
+            parts = module.split(".")
+            found = next((f for k in range(len(parts), 0, -1) if (f := _module_file(root, ".".join(parts[:k])))), None)
+            if found is not None:
+                todo.append(found)
+    return sorted(str(p.relative_to(root)) for p in seen)
+
+
+def fingerprint(files: list[str]) -> str:
+    """sha256 over the names and contents of `files` (a missing file hashes as missing)."""
+    root, h = _root(), hashlib.sha256()
+    for name in files:
+        path = root / name
+        h.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"<missing>") + b"\0")
+    return h.hexdigest()
+
+
+def load_catalog(path: Path = CATALOG_PATH) -> dict[str, Any] | None:
+    """The catalog when it matches the sources it was built from, else None."""
+    try:
+        catalog = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(catalog, dict) or catalog.get("schema") != SCHEMA:
+        return None
+    files = source_files()
+    if fingerprint(files) != catalog.get("fingerprint"):  # names and contents: a new file changes it too
+        return None
+    return catalog
+
+
+def parameter_count(name: str, dataset: str, preset: str) -> int:
+    """Count parameters without allocating them (meta device). BERT models are counted with
+    bert-base-uncased shapes (random init), whatever checkpoint their preset names."""
+    import dataclasses
+
+    import torch
+
+    from models.registry import get_model_entry, resolve_config
+
+    cfg = resolve_config(name, dataset, preset)
+    if cfg.text_input != "features" and getattr(cfg, "text_encoder", "tiny") not in ("tiny", "bert-base"):
+        cfg = dataclasses.replace(cast(Any, cfg), text_encoder="bert-base")  # a checkpoint's shapes, without its weights
+    with torch.device("meta"):
+        model = get_model_entry(name).builder(cfg)
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_catalog(count: Callable[[str, str, str], int] | None,
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The catalog from the live registry; `count(model, dataset, preset)` gives parameter counts
+    (None: no counts). `progress` is told each model before its presets are counted."""
+    from bench.data import list_datasets
+    from models import list_models
+    from models.registry import get_model_entry
+
+    models = {}
+    for name in list_models():
+        entry = get_model_entry(name)
+        if progress and count:
+            progress(name)
+        presets = {}
+        for dataset in entry.datasets():
+            if dataset in entry.unsupported:
+                continue  # listed once, as n/a with its reason
+            presets[dataset] = {
+                "default": entry.resolve_preset(dataset, None),
+                "counts": {p: count(name, dataset, p) if count else None for p in entry.preset_names(dataset)},
+            }
+        models[name] = {"description": entry.description, "presets": presets,
+                        "unsupported": dict(sorted(entry.unsupported.items()))}
+    files = source_files()
+    return {"schema": SCHEMA, "sources": files, "fingerprint": fingerprint(files),
+            "models": models, "datasets": list_datasets()}
+
+
+def write_catalog(catalog: dict[str, Any], path: Path = CATALOG_PATH) -> None:
+    path.write_text(json.dumps(catalog, indent=1, sort_keys=True) + "\n")
