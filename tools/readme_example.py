@@ -13,6 +13,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = "docs/example/table_synthetic.md"
+# the README's commands whose results the example shows, then the one that writes SOURCE
+COMMANDS = ["python -m bench run --models pase,mult",
+            "python -m bench run --models pase --set use_sgm=false",
+            "python -m bench table --datasets synthetic --format md --out docs/example"]
 BLOCK = re.compile(r"(<!-- example-table: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /example-table -->)", re.S)
 
 
