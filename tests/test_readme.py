@@ -133,7 +133,8 @@ PIP_OPTIONS = {"--no-deps", "--extra-index-url", "--index-url"}
 
 def test_every_option_the_readme_names_exists():
     named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", readme()))
-    assert not named - parser_options() - PIP_OPTIONS, "README names options no command has"
+    unknown = named - parser_options() - PIP_OPTIONS
+    assert not unknown, f"README names options no command has: {sorted(unknown)}"
 
 
 def test_every_set_key_the_readme_names_is_a_config_field():
