@@ -5,6 +5,10 @@ example block. Regenerate the file first (README, "Tables and figures"):
     python -m bench run --models pase --set use_sgm=false
     python -m bench table --datasets synthetic --format md --out docs/example
     python tools/readme_example.py
+
+The README's figure, docs/img/contributions_synthetic_pase.png, comes from the same results:
+
+    python -m bench figure contributions --model pase --out docs/img
 """
 
 import re
