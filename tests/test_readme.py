@@ -236,7 +236,7 @@ def copy_of_tracked_files(dest: Path) -> dict[str, str]:
 
 
 def bench_env(copy: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(copy), "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    return {**os.environ, "PYTHONPATH": str(copy), "MPLBACKEND": "Agg"}
 
 
 @pytest.mark.slow
