@@ -21,7 +21,7 @@ SOURCE = "docs/example/table_synthetic.md"
 COMMANDS = ["python -m bench run --models pase,mult",
             "python -m bench run --models pase --set use_sgm=false",
             "python -m bench table --datasets synthetic --format md --out docs/example"]
-BLOCK = re.compile(r"(<!-- example-table: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /example-table -->)", re.S)
+BLOCK = re.compile(r"(<!-- example-table: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- /example-table -->)", re.DOTALL)
 
 
 def readme_block(readme: str) -> tuple[str, str]:
