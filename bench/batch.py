@@ -1,4 +1,4 @@
-"""The batch every model reads, and the one modality-masking rule (DESIGN §3, pase.md §3.10).
+"""The batch every model reads, and the one modality-masking rule.
 
 `Batch.without({"a", "v"})` returns the batch with those modalities removed at input level:
 - text as token ids -> the empty sentence [CLS][SEP] + padding (mask 1 on those two tokens,

@@ -1,6 +1,6 @@
-"""Paired bootstrap over test samples between two runs (data-and-metrics spec §7).
+"""Paired bootstrap over test samples between two runs.
 
-Recipe (spec §7): match predictions by sample id (error if the id sets differ) and by seed;
+Recipe: match predictions by sample id (error if the id sets differ) and by seed;
 for b = 1..B draw N test indices with replacement (one draw shared by both runs: paired);
 compute each metric for every seed of each run on the resample, average over seeds, and take
 delta_b = A - B (sign flipped for lower-is-better metrics such as MAE, so > 0 means A is
@@ -229,8 +229,8 @@ def paired_bootstrap(
     metrics: Sequence[str] | None = None, n_resamples: int = 10_000, rng_seed: int = 0, ci_level: float = 0.95,
     names: tuple[str, str] = ("A", "B"), dataset: str = "",
 ) -> BootstrapResult:
-    """Paired bootstrap of A vs B over test samples (spec §7). Runs are lists of seeds; both must
-    cover the same test ids (order may differ). B = 10,000 and the RNG seed follow spec §7."""
+    """Paired bootstrap of A vs B over test samples. Runs are lists of seeds; both must
+    cover the same test ids (order may differ). B = 10,000 and the RNG seed is recorded."""
     if not runs_a or not runs_b:
         raise ValueError("paired bootstrap needs at least one seed of each run")
     if n_resamples < 1:

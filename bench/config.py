@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import yaml
 
-DEFAULT_SEEDS = (1111, 1112, 1113, 1114, 1115)  # MMSA MMSA_run default (data-and-metrics.md §7)
+DEFAULT_SEEDS = (1111, 1112, 1113, 1114, 1115)  # MMSA MMSA_run default
 DEFAULT_DATASET = "synthetic"
 
 

@@ -1,4 +1,4 @@
-"""Figures rendered from result files (DESIGN.md §7): PNG and PDF under reports/.
+"""Figures rendered from result files: PNG and PDF under reports/.
 
 - `contributions_figure`: per-epoch exact Shapley value of each modality (left axis, from
   `history[i]["contributions"]["shapley"]`) and the validation main metric (right axis:

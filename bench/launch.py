@@ -1,4 +1,4 @@
-"""Launchers: where the runs of a sweep execute (DESIGN §8).
+"""Launchers: where the runs of a sweep execute.
 
 - `local`, jobs=1: one after another in this process (`bench.runner.run_sweep`).
 - `local`, jobs=N: N worker processes side by side on one machine, one device each

@@ -1,4 +1,4 @@
-"""Scoring, with MMSA's definitions (specs/data-and-metrics.md §5-6).
+"""Scoring, with MMSA's definitions.
 
 Every metric is computed from the same predictions for every model, in float64, at full
 precision (MMSA rounds to 4 decimals; we do not). Each metric declares whether higher is

@@ -26,7 +26,7 @@ import sys
 import time
 from typing import Any, Optional
 
-# shapes of the MMSA unaligned_50 pickles (data-and-metrics.md §2) and MulT's IEMOCAP pickle
+# shapes of the MMSA unaligned_50 pickles and MulT's IEMOCAP pickle
 SHAPES: dict[str, dict[str, Any]] = {
     "mosi": {"text": 50, "audio": (375, 5), "vision": (500, 20), "text_dim": 768, "splits": (1284, 229, 686)},
     "mosei": {"text": 50, "audio": (500, 74), "vision": (500, 35), "text_dim": 768, "splits": (16326, 1871, 4659)},

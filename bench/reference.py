@@ -1,7 +1,7 @@
 """Published numbers, as data, for the clearly labelled reference rows of `bench table --reference`.
 
-Copied from the msabench specifications (baselines spec §6 "Published numbers", PaSE spec §5
-"Published PaSE numbers"), which name where each number comes from. Values are stored as
+Copied from the papers and repositories named in each row's source, which says where each
+number comes from. Values are stored as
 printed (accuracies and F1 in %, MAE and Corr unscaled); `Reference.metrics` converts them to
 the result-file convention (fractions) using `bench.metrics.METRICS`.
 
@@ -73,15 +73,14 @@ _PASE = "PaSE (AAAI 2026) main table, secondary copy; check against the paper PD
 _CLGSI_CSV = ("AZYoung233/CLGSI@c1070c8 results/results/normals/{mosi-regression-110,normals/normals/"
               "mosei-regression-120}.csv (paper-era config, seeds 2222/3333/4444, mean)")
 _CLGSI_LCTW = "g1241400652-cmd/CLGSI-LCTW README (re-run at c1070c8, seeds 10111-10113, val-MAE selection)"
-_MSAMBA = "User2024-xj/CAGMamba@08b81a6 CAGMamba/README.md results table (seed-baselines note kebr-semiiin-msamba §3.5)"
+_MSAMBA = "User2024-xj/CAGMamba@08b81a6 CAGMamba/README.md results table"
 _SEMI = ("Lin et al., AAAI 2025 (Semi-IIN paper), arXiv 2412.09784v1 via a Markdown transcription "
          "(pointerHu/WH@ea0f151)")
-_MCLMCF_2ND = ("thesis script copying MGT (Mai et al., 2025)'s MOSI baseline table (seed-baselines note "
-               "mclmcf-mfon-glomo-euar §4.6; low confidence)")
+_MCLMCF_2ND = ("thesis script copying MGT (Mai et al., 2025)'s MOSI baseline table (low confidence)")
 _MSAMBA_NOTE = "MAE and Corr as printed there, rounded to 2 decimals; take 3-decimal values from the paper PDF"
 
 REFERENCES: tuple[Reference, ...] = (
-    # -- own papers (baselines spec §6) -------------------------------------------------------
+    # -- own papers -------------------------------------------------------
     Reference("mult", "MulT", "mosi", "paper", _MULT, "non0", "[2nd]",
               _reg(acc7=40.0, non0=83.0, f1_non0=82.8, mae=0.871, corr=0.698), "aligned", _MULT_F1),
     Reference("mult", "MulT", "mosi", "paper", _MULT, "non0", "unverified",
@@ -100,12 +99,12 @@ REFERENCES: tuple[Reference, ...] = (
               _reg(has0=82.81, non0=85.17, f1_has0=82.53, f1_non0=85.30, mae=0.530, corr=0.765)),
     Reference("mult", "MulT", "mosi", "Self-MM re-run", _SELFMM + ", row 'MulT (B)'", "has0/non0", "unverified",
               _reg(has0=81.5, non0=84.1, f1_has0=80.6, f1_non0=83.9, mae=0.861, corr=0.711)),
-    # -- MulT on IEMOCAP, per-emotion binary Acc/F1 (baselines spec §6; unverified) ------------
+    # -- MulT on IEMOCAP, per-emotion binary Acc/F1 (unverified) ------------
     Reference("mult", "MulT", "iemocap", "paper", _MULT, "", "unverified",
               _iemocap(Happy=(90.7, 88.6), Sad=(86.7, 86.0), Angry=(87.4, 87.0), Neutral=(72.4, 70.7)), "aligned"),
     Reference("mult", "MulT", "iemocap", "paper", _MULT, "", "unverified",
               _iemocap(Happy=(84.8, 81.9), Sad=(77.7, 74.1), Angry=(73.9, 70.2), Neutral=(62.5, 59.7)), "unaligned"),
-    # -- MMSA results/result-stat.md (baselines spec §6) ---------------------------------------
+    # -- MMSA results/result-stat.md ---------------------------------------
     Reference("mult", "MulT", "mosi", "MMSA result-stat", _MMSA, "has0/non0", "measured",
               _reg(has0=79.71, f1_has0=79.63, non0=80.98, f1_non0=80.95, acc5=42.68, acc7=36.91, mae=0.8799,
                    corr=0.7022), note=_MMSA_NOTE),
@@ -118,7 +117,7 @@ REFERENCES: tuple[Reference, ...] = (
     Reference("self_mm", "Self-MM", "mosei", "MMSA result-stat", _MMSA, "has0/non0", "measured",
               _reg(has0=83.76, f1_has0=83.82, non0=85.15, f1_non0=84.90, acc5=55.53, acc7=53.87, mae=0.5309,
                    corr=0.7649), note=_MMSA_NOTE),
-    # -- the widely copied reproduction table (baselines spec §6; [2nd]) -----------------------
+    # -- the widely copied reproduction table ([2nd]) -----------------------
     Reference("mag_bert", "MAG-BERT", "mosi", "MMIM repro", _MMIM, "has0/non0", "[2nd]",
               _reg(acc7=43.62, has0=82.37, non0=84.43, f1_has0=82.50, f1_non0=84.61, mae=0.727, corr=0.781)),
     Reference("self_mm", "Self-MM", "mosi", "MMIM repro", _MMIM, "has0/non0", "[2nd]",
@@ -131,7 +130,7 @@ REFERENCES: tuple[Reference, ...] = (
               _reg(acc7=53.46, has0=82.68, non0=84.96, f1_has0=82.95, f1_non0=84.93, mae=0.529, corr=0.767)),
     Reference("mult", "MulT", "mosei", "MMIM repro", _MMIM, "non0", "[2nd]",
               _reg(acc7=51.8, non0=82.5, f1_non0=82.3, mae=0.580, corr=0.703)),
-    # -- the PaSE paper's other baselines (specs/seed-baselines notes) --------------------------
+    # -- the PaSE paper's other baselines --------------------------
     Reference("clgsi", "CLGSI", "mosi", "repo CSVs", _CLGSI_CSV, "has0/non0", "measured",
               _reg(has0=82.46, non0=84.35, f1_has0=82.31, f1_non0=84.28, acc5=54.42, acc7=47.04, mae=0.7268,
                    corr=0.7898), "unaligned"),
@@ -160,7 +159,7 @@ REFERENCES: tuple[Reference, ...] = (
     Reference("msamba", "MSAmba", "mosei", "paper", _MSAMBA, "has0/non0", "[2nd]",
               _reg(has0=85.78, non0=86.86, f1_has0=85.99, f1_non0=86.93, acc7=54.21, mae=0.51, corr=0.80),
               note=_MSAMBA_NOTE),
-    # -- PaSE's main table (PaSE spec §5; [2nd]) -----------------------------------------------
+    # -- PaSE's main table ([2nd]) -----------------------------------------------
     Reference("msamba", "MSAmba", "mosi", "PaSE paper", _PASE, "has0/non0", "[2nd]",
               _reg(has0=85.99, non0=87.43, acc7=49.67)),
     Reference("semi_iin", "Semi-IIN", "mosi", "PaSE paper", _PASE, "has0/non0", "[2nd]",
@@ -183,7 +182,7 @@ class EfficiencyReference:
     model: str
     train_hours: float
     params: int
-    citation: str = "PaSE supplement, Table 2 (training time in hours and parameters, as printed; PaSE spec §5)"
+    citation: str = "PaSE supplement, Table 2 (training time in hours and parameters, as printed)"
 
     @property
     def label(self) -> str:
@@ -191,7 +190,7 @@ class EfficiencyReference:
 
 
 # PaSE supplement Table 2. Its SelfMM count (121,835,723) does not match MMSA's 109,641,572
-# (baselines spec §5): quoted as printed.
+# (what msabench's `self_mm` builds): quoted as printed.
 EFFICIENCY_REFERENCES: tuple[EfficiencyReference, ...] = (
     EfficiencyReference("self_mm", "Self-MM", 7.7, 121_835_723),
     EfficiencyReference("glomo", "GLoMo", 9.3, 109_818_887),

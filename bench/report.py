@@ -1,10 +1,10 @@
-"""Tables rendered from result files (DESIGN.md §7; data-and-metrics spec §5-7).
+"""Tables rendered from result files .
 
 Pure functions of the result files: nothing here trains, imports torch or looks at a live model.
 The flow is: `load_result_set(root)` -> `build_tables(...)` -> `Table`s -> `to_markdown`,
 `to_latex`, `to_csv` -> `write_tables`.
 
-Conventions (data-and-metrics spec §5, §7):
+Conventions:
 - one row per run name (`pase`, `pase+no_sgm`, ...), aggregated over seeds as mean ± sample
   std (ddof = 1) with n; n = 1 shows the std as "–"; a NaN seed value is left out of that cell,
   which then shows its own n;
@@ -50,7 +50,7 @@ DISPLAY_NAMES = {
 MODEL_ORDER = ("late_fusion", "bert_text", "mult", "mag_bert", "self_mm", "confede", "clgsi", "mcl_mcf",
                "mfon", "glomo", "euar", "kebr", "semi_iin", "msamba", "pase")
 DATASET_ORDER = ("synthetic", "mosi", "mosei", "iemocap")
-# ablation switch names as the PaSE paper prints them (pase spec §3.12)
+# ablation switch names as the PaSE paper prints them
 SWITCH_NAMES = {"sgm": "SGM", "cal": "CAL", "pcl": "PCL", "gate": "gate", "dual_phase": "dual phase"}
 
 REGRESSION_COLUMNS = (
@@ -564,8 +564,8 @@ def metrics_table(
             s = summarize(b.get(c.key) for b in baselines)
             cells[c.key] = published(s.mean) if s.n and not (s.std > 0) else s
         rows.append(Row("Majority baseline", cells, DASH, kind="baseline"))
-        notes.append("Majority baseline: each emotion's train-majority class predicted for every test sample "
-                     "(data-and-metrics spec §6)." if baselines else
+        notes.append("Majority baseline: each emotion's train-majority class predicted for every test sample."
+                     if baselines else
                      "Majority baseline: no result file carries metrics.majority_baseline.")
     for ref in references:
         rows.append(Row(ref.label, {k: published(v) for k, v in ref.metrics.items()}, "pub.", kind="reference"))

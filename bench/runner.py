@@ -242,8 +242,7 @@ def with_data_dims(cfg: Any, data: MSAData) -> Any:
 
 def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
     """The model's preset must match the data it is given (task, text view, dims), checked
-    before any model is built; the message names both sides and guesses at the file
-    (specs/data-and-metrics.md §3, §4, §8)."""
+    before any model is built; the message names both sides and guesses at the file."""
     from bench.data.validate import DATASET_LABELS, MULT_TEXT_ONLY, dim_hint
 
     info = data.info

@@ -1,4 +1,4 @@
-"""The one trainer (DESIGN §4). Every model trains here; models change behaviour only
+"""The one trainer. Every model trains here; models change behaviour only
 through their own `loss()`, hooks and (multi-stage methods) `stages()`.
 
 Per run:

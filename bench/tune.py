@@ -1,5 +1,5 @@
 """`bench tune`: the same hyperparameter-search budget for every model, on validation only
-(DESIGN §8), built on Optuna: its samplers (TPE, random), pruner (median), study storage
+built on Optuna: its samplers (TPE, random), pruner (median), study storage
 (SQLite, or its journal file when trials run as cluster jobs) and heartbeat.
 
 Per (dataset, model) one study, named after the tuned run (`synthetic/late_fusion+tuned`):

@@ -1,4 +1,4 @@
-"""The model protocol the trainer relies on (DESIGN §2).
+"""The model protocol the trainer relies on.
 
 A model is an `MSAModel` (an nn.Module) built from a `ModelConfig` dataclass:
 - `forward(batch) -> ModelOutput` with `pred` (B, 1) for regression or (B, 8) logits for
@@ -64,11 +64,11 @@ class ModelConfig:
     scheduler_patience: int = 5
     scheduler_factor: float = 0.1
     warmup_ratio: float = 0.1  # linear_warmup only
-    max_epochs: int = 200  # harness safety cap (baselines.md §0)
+    max_epochs: int = 200  # harness safety cap
     early_stop_patience: Optional[int] = 8  # epochs without improvement; None = run all epochs
     min_delta: float = 1e-6  # an improvement must be at least this (MMSA)
     val_loss_decimals: Optional[int] = 4  # MMSA rounds the validation loss to 4 decimals before comparing
-    selection_metric: str = "loss"  # validation key for model selection (baselines.md §0: lowest valid loss)
+    selection_metric: str = "loss"  # validation key for model selection (lowest validation loss, MMSA's rule)
 
 
 INHERIT: Any = "inherit"  # a Stage field left at INHERIT takes the model config's value
@@ -76,7 +76,7 @@ INHERIT: Any = "inherit"  # a Stage field left at INHERIT takes the model config
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of a multi-stage method (DESIGN §4, seed-baselines README decision 6).
+    """One stage of a multi-stage method .
 
     The trainer sets `model.stage = name`, freezes every parameter not in `trainable()`,
     builds the optimizer from `param_groups()` (default: the model's groups restricted to the

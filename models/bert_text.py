@@ -1,4 +1,4 @@
-"""`bert_text`: the text-only BERT reference row (harness decision, specs/baselines.md §7).
+"""`bert_text`: the text-only BERT reference row (harness decision).
 
 Why: MAG-BERT issue #23 found plain BERT ahead of MAG-BERT on MOSI, so every table gets a
 unimodal reference trained under the same protocol. Forward: token ids -> BERT (from
@@ -26,8 +26,8 @@ from models.layers.text_encoder import build_text_encoder, split_no_decay
 from models.registry import choice, register_model
 
 LOSSES = {"regression": ("l1", "mse"), "iemocap": ("ce",)}
-# baselines.md §4: the IEMOCAP presets are defined, but no msabench source gives IEMOCAP token ids
-UNSUPPORTED = {"iemocap": "needs BERT token ids; IEMOCAP's MulT pickles carry GloVe vectors only (baselines.md §4)"}
+# the IEMOCAP presets are defined, but no msabench source gives IEMOCAP token ids
+UNSUPPORTED = {"iemocap": "needs BERT token ids; IEMOCAP's MulT pickles carry GloVe vectors only"}
 
 
 @dataclass(kw_only=True)
@@ -105,7 +105,7 @@ class BertText(BertClassifier):
         return {"t": list(self.parameters()), "a": [], "v": []}
 
 
-# -- presets (specs/baselines.md §7; the optimiser rows are MAG-BERT's, §2.2) ---------------
+# -- presets (the optimiser rows are MAG-BERT's) ---------------------------------------
 _MMSA_MOSI = BertTextConfig(
     dims=(768, 5, 20),  # MMSA MOSI dims; the text width comes from the encoder
     optimizer="adam", lr=2e-5, weight_decay=0.0,  # MMSA config_regression.json bert_mag mosi
@@ -120,10 +120,10 @@ _PAPER_MOSI = replace(
     optimizer="adamw_hf", lr=1e-5, weight_decay=0.01,
     scheduler="linear_warmup", warmup_ratio=0.1,  # get_linear_schedule_with_warmup, 10 % warm-up
     batch_size=48, loss="mse", max_epochs=40,  # --train_batch_size 48, MSELoss, --n_epochs 40
-    early_stop_patience=None, val_loss_decimals=None,  # best validation L1 of 40 epochs (§2.2 harness decision)
+    early_stop_patience=None, val_loss_decimals=None,  # best validation L1 of 40 epochs (harness decision)
 )
 _PAPER_MOSEI = replace(_PAPER_MOSI, dims=(768, 74, 35))
-# IEMOCAP (§4): the MOSEI presets with 4 x 2 logits and CE; needs token ids the MulT pickles lack
+# IEMOCAP: the MOSEI presets with 4 x 2 logits and CE; needs token ids the MulT pickles lack
 _IEMOCAP = dict(task="iemocap", n_out=8, loss="ce")
 # synthetic `demo` (harness decision): a random-init tiny BERT over the 2048-id synthetic
 # vocabulary; lr 5e-4 because a random-init encoder learns from scratch (at 2e-4 the
@@ -135,7 +135,7 @@ _DEMO = replace(
 
 def bert_preset_table(mmsa_mosi, mmsa_mosei, paper_mosi, paper_mosei, iemocap: dict, demo) -> dict:
     """The preset table of a BERT baseline: mmsa and paper for MOSI/MOSEI, IEMOCAP = each
-    MOSEI preset with the `iemocap` changes (baselines.md §4), and the synthetic demo."""
+    MOSEI preset with the `iemocap` changes, and the synthetic demo."""
     return {
         ("mosi", "mmsa"): mmsa_mosi,
         ("mosei", "mmsa"): mmsa_mosei,
@@ -161,5 +161,5 @@ SEARCH_SPACE = {
 @register_model("bert_text", config=BertTextConfig, presets=PRESETS, default_preset="mmsa", unsupported=UNSUPPORTED,
                 search_space=SEARCH_SPACE)
 def bert_text(cfg: BertTextConfig) -> BertText:
-    """BERT text-only reference: last-layer [CLS] -> Dropout -> Linear (baselines.md §7)."""
+    """BERT text-only reference: last-layer [CLS] -> Dropout -> Linear."""
     return BertText(cfg)

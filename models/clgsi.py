@@ -3,8 +3,7 @@
 Sources: the released code AZYoung233/CLGSI (MIT), HEAD `c1070c8` (2025-02-06) by default and
 the paper-era upload `af1f83a` (2024-06-25) as `variant="paper_era"`:
 `models/multiTask/CLGSI.py`, `models/contrastive_loss.py`, `trains/multiTask/CLGSI.py`,
-`config/config_regression.py`; specs/seed-baselines/README.md and
-confede-conki-hycon-clgsi.md §4 (normative notes). The code is the reference.
+`config/config_regression.py`. The code is the reference.
 
 Forward (CLGSI.py `CLGSI.forward`), reading MMSA `unaligned_50` (`text_bert` ids):
   text:   BERT last hidden states over all L tokens -> text_h = ReLU(Linear(Dropout([CLS])));
@@ -33,7 +32,7 @@ bound); selection on validation MAE as coded (KeyEval 'MAE'); `.squeeze()` on ex
 (the code's bare squeeze breaks on a batch of one); unused modules frozen (`freeze_unused`).
 
 Parameter counts (built on the meta device with bert-base shapes, tests/test_clgsi.py):
-110,415,204 (MOSI) and 112,057,061 (MOSEI), as the note's arithmetic; paper-era MOSI
+110,415,204 (MOSI) and 112,057,061 (MOSEI), as a hand count of the released layers; paper-era MOSI
 110,174,480 (skip-net reduction 8: MOSI's audio gate is 5 -> 5//8 = 0 wide, a constant 0.5).
 Dead modules count (README HD 4), named `unused_*` here: the registered template encoder
 layer of each nn.TransformerEncoder, `post_*_layer_2`, `post_fusion_layer_1`,
@@ -89,7 +88,7 @@ VARIANT_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 }
 UNSUPPORTED = {"iemocap": "CLGSI is defined for continuous sentiment labels (its contrastive weights use "
                           "|y_i - y_j|) and its code supports MOSI/MOSEI/SIMS only; IEMOCAP's MulT pickles "
-                          "also carry no BERT token ids (confede-conki-hycon-clgsi.md §4.2, §5)"}
+                          "also carry no BERT token ids"}
 
 
 @dataclass(kw_only=True)

@@ -1,8 +1,7 @@
 """ConFEDE: contrastive feature decomposition (Yang, Yu, Niu, Guo, Xu; ACL 2023).
 
 Source: the released code XpastaX/ConFEDE @c048fad (MOSI/ and MOSEI/ trees, identical to
-2bac6fb for these datasets); notes: specs/seed-baselines/confede-conki-hycon-clgsi.md §1 and
-the seed-baselines README (decisions 1, 2, 6, 10). The released code is the reference.
+2bac6fb for these datasets). The released code is the reference.
 
 Model (`model/net/constrastive/TVA_fusion.py` and the encoders it loads):
 - text: BERT `pooler_output` (tanh(W h_[CLS])) of token ids from `raw_text` (<= 256 tokens);
@@ -19,7 +18,7 @@ over every projected feature of every sample. L_con is pytorch-metric-learning's
 (cosine similarity, tau = 0.5, mean over positive pairs) with the code's explicit, text-centred
 pair lists over 42 rows per anchor (`contrastive_pairs`).
 
-Stages (decision 6; `main_encoder.py` / `main.py` then `main-fusion.py`), run per seed:
+Stages (`main_encoder.py` / `main.py` then `main-fusion.py`), run per seed:
 text, vision, audio pre-training (each encoder + its own MLP(768 -> 384 -> 192 -> 96 -> 1)
 head, MSE) then fusion (everything except BERT and the three pre-training heads). BERT stays
 frozen in fusion as coded (`finetune_epoch` 200 > 25 / 6 epochs). In the text stage BERT is
@@ -39,9 +38,9 @@ samples), and the self-skip compares the anchor id with j; `retrieval="paper"` s
 ranked sample ids and skips the anchor itself, as the paper describes.
 
 Parameters with bert-base shapes (tests/test_confede.py builds them on the meta device):
-the fusion model is 129,601,154 (MOSI) / 136,919,426 (MOSEI), exactly the note's arithmetic,
+the fusion model is 129,601,154 (MOSI) / 136,919,426 (MOSEI), exactly a hand count of the released layers,
 of which 20,118,914 / 27,437,186 train in fusion (total - BERT, the never-used `fc` and `dense`
-Linear layers of each encoder included: the code builds them, so they count, decision 4;
+Linear layers of each encoder included: the code builds them, so they count;
 they never receive a gradient). The module also holds the three pre-training heads
 (3 x 387,841 = 1,163,523), which the released code builds in its separate stage-1 models, so
 `count_parameters` gives 130,764,677 / 138,082,949; `fusion_parameter_count()` and
@@ -49,7 +48,7 @@ they never receive a gradient). The module also holds the three pre-training hea
 is not built (it holds no parameter).
 
 Harness decisions and deviations (each a field below with its source):
-- protocol (decision 2): selection on validation MAE every epoch of every stage (the code
+- protocol: selection on validation MAE every epoch of every stage (the code
   saves stage checkpoints only after epoch 66 / 20 / 30 (MOSI) or 5 (MOSEI) and fusion
   after epoch 1; MOSEI fusion validated every 100 steps -> per epoch); the harness's data
   order; stage 1 runs per seed (the code runs it once, unseeded);
@@ -68,7 +67,7 @@ Harness decisions and deviations (each a field below with its source):
   fusion step (16 anchors + 96 partners, 375/500 frames, fp32 CPU) peaks at 18.7 GiB without
   it and 6.6 GiB with it, for 26 % more step time (122 s -> 155 s on 2 cores).
 IEMOCAP: unsupported (the code is regression-only; the retriever matches rounded sentiment
-labels; note §5).
+labels).
 """
 
 from __future__ import annotations
@@ -87,7 +86,7 @@ from models.layers.text_encoder import build_text_encoder
 from models.registry import register_model
 
 UNSUPPORTED = {"iemocap": "ConFEDE's code is MOSI/MOSEI/SIMS regression only: its retriever matches rounded "
-                          "sentiment labels and it has no emotion head (confede-conki-hycon-clgsi.md §5)"}
+                          "sentiment labels and it has no emotion head"}
 UNIMODAL_STAGES = {"text": "t", "vision": "v", "audio": "a"}  # stage -> modality (main_encoder.py order)
 FUSION = "fusion"
 # the six decomposed features in the code's block order [T_s, V_s, A_s, T_ds, V_ds, A_ds] (TVA_fusion.py:171)
@@ -200,7 +199,7 @@ class SequenceEncoder(nn.Module):
                  dropout: float, pos_dropout: float, checkpointed: bool = False):
         super().__init__()
         self.checkpointed = checkpointed
-        self.unused_fc = nn.Linear(in_dim, dim)  # VisionEncoder.fc: built, never called (counts, decision 4)
+        self.unused_fc = nn.Linear(in_dim, dim)  # VisionEncoder.fc: built, never called (counts)
         self.cls_token = nn.Parameter(torch.ones(1, 1, dim))  # PositionEncodingTraining: init ones
         self.proj = nn.Linear(in_dim, dim)
         self.position_embeddings = nn.Parameter(torch.zeros(1, seq_len + 1, dim))  # init zeros
@@ -627,7 +626,7 @@ _OFFICIAL_MOSEI = replace(  # MOSEI/config.py
     retrieval_divisor=10, retrieval_keep=50,  # MOSEI.py: top / bottom N/10 ranks, 50 kept
     warmup_ratio=1 / 6,
     max_epochs=300,  # the harness cap must not cut the 300-epoch vision / audio stages
-    # the code validates fusion every 100 steps from epoch 2; here every epoch (decision 2)
+    # the code validates fusion every 100 steps from epoch 2; here every epoch
 )
 # synthetic `demo` (harness decision): tiny random-init BERT on the synthetic token ids, a
 # 64-wide encoder with one layer, positions for the synthetic T = 50, a few epochs per stage

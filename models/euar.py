@@ -1,8 +1,7 @@
 """EUAR: Enhanced Experts with Uncertainty-Aware Routing (Gao, Hu, Jiang, Lu, Shen, Xu; ACM MM 2024).
 
 Source: the released "partial implementation" ZixianGao/EUAR@233e274 (`EUAR.py`, `MoE.py`,
-`train.py`, `modules/transformer.py`), read with git, and
-specs/seed-baselines/mclmcf-mfon-glomo-euar.md §2. The released code is the reference.
+`train.py`, `modules/transformer.py`), read with git. The released code is the reference.
 
 Forward (EUAR.py `EUAR.forward` / `test`, `fusion`; MoE.py):
 1. text: BERT (the pooler is built, never used; token_type_ids are not passed) -> last hidden
@@ -15,7 +14,7 @@ Forward (EUAR.py `EUAR.forward` / `test`, `fusion`; MoE.py):
    logvar = Linear(72,72)(x), output mu, sigma^2 = exp(logvar)); the gate
    p = softmax(Linear(72,4)(x)), top-3 mask M, and g = p*M / (sum over the *batch* of p*M + 1e-6)
    * int(1.0 * B): normalised per expert across the batch, so a sample's prediction depends
-   on its batch companions (README decision 5: evaluation in the preset's eval batch size, in
+   on its batch companions (evaluation in the preset's eval batch size, in
    split order; the result records `batch_dependent_eval`); output sum_e g_e * mu_e;
 4. head: cat[audio, vision, text] (216) -> 4 x (Linear (Kaiming-normal, bias 0) -> LayerNorm
    -> ReLU) with widths 72, 128, 256, 128 -> Linear(128 -> 1).
@@ -34,7 +33,7 @@ MAG/MIB widths A74/V35 (MOSEI): 110,436,422 (= PaSE supplement Table 2); A74/V47
 110,439,014; MMSA aligned widths A5/V20 (MOSI) 110,418,278, A74/V35 (MOSEI) 110,436,422.
 Receiving a gradient: total - pooler (590,592) - dead modules (166,393) = 109,679,437 (V35).
 
-Not reproduced (harness protocol, README decision 2), each a deviation of the protocol only:
+Not reproduced (harness protocol), each a deviation of the protocol only:
 - the released code steps two Adam optimisers inside `forward()` (backward with
   retain_graph); here the trainer steps the same two groups (`param_groups`: BERT + its conv
   at `lr_bert`, encoders + fusion at `lr`); `unused_proj_l` is in no optimiser of the code and
@@ -95,7 +94,7 @@ class EUARConfig(ModelConfig):
     max_epochs: int = 200  # --n_epochs
     early_stop_patience: Optional[int] = None  # the code runs every epoch
     val_loss_decimals: Optional[int] = None  # the code compares raw dev losses
-    selection_metric: str = "loss"  # harness decision (README decision 2): lowest validation L1, never test Acc-2
+    selection_metric: str = "loss"  # harness decision: lowest validation L1, never test Acc-2
     # architecture (EUAR.py:144-201, MoE.py)
     d_model: int = field(default=72, metadata={"bounds": AT_LEAST_1})  # d_l, hard-coded
     num_heads: int = 4  # hard-coded
@@ -110,7 +109,7 @@ class EUARConfig(ModelConfig):
     gate_eps: float = field(default=1e-6, metadata={"bounds": POSITIVE})  # Gate epsilon
     # quirk kept (MoE.py:50-55): per expert across the batch, x B | per_sample (variant: top-k renormalised)
     gate_norm: str = field(default="batch", metadata={"choices": GATE_NORMS})
-    batch_dependent_eval: bool = True  # README decision 5: must equal gate_norm == "batch"; in summary()
+    batch_dependent_eval: bool = True  # must equal gate_norm == "batch"; in summary()
     # quirk kept (EUAR.py:129 outputs[:, :, -1]) | cls (position 0) | mean (over the attended tokens)
     text_pool: str = field(default="last", metadata={"choices": TEXT_POOLS})
     # quirk kept (EUAR.py:243-244 outputa[-1]) | mean (over the valid steps)
@@ -335,7 +334,7 @@ class EUAR(MSAModel):
 # (MOSI, global_configs.py) / 35 (MOSEI); on MMSA aligned_50 pickles the runner takes the widths
 # from the file (dims_from_data). 200 epochs, all run; selection on validation (not test Acc-2).
 _OFFICIAL_MOSI = EUARConfig(dims=(768, 74, 47))  # global_configs.py VISUAL_DIM = 47 (MOSI SETTING)
-_OFFICIAL_MOSEI = replace(_OFFICIAL_MOSI, dims=(768, 74, 35))  # MOSEI Facet 35 (note §2.1: HEAD's 47 cannot load MOSEI)
+_OFFICIAL_MOSEI = replace(_OFFICIAL_MOSI, dims=(768, 74, 35))  # MOSEI Facet 35 (the code's HEAD value 47 cannot load MOSEI)
 # synthetic `demo` (harness decision): tiny random-init BERT over the 2048-id vocabulary, lrs
 # raised for a from-scratch encoder (bert_text's demo 5e-4), width 32 instead of 72 (the
 # audio/vision encoders cost 5x less on CPU), 4 CPU epochs, early stop 2.

@@ -2,8 +2,8 @@
 ACM MM 2024).
 
 Source (the reference): YetZzzzzz/GLoMo@90f5b3f (MIT) `GLoMo_MSA/GLoMo.py`, `MoE.py`,
-`main_GLoMo.py`, `modules/transformer.py`; the run lines of `GLoMo_MSA/readme.md`;
-specs/seed-baselines/mclmcf-mfon-glomo-euar.md §1. Forward order (no padding is masked
+`main_GLoMo.py`, `modules/transformer.py`; the run lines of `GLoMo_MSA/readme.md`.
+Forward order (no padding is masked
 anywhere, as coded: convs, max-pools and transformers all see the padded steps):
 1. text: BERT without pooler. Global = Linear(hidden -> d)(last-layer [CLS]); local =
    Conv1d(hidden -> d, k3, p1, no bias) over [last layer ‖ second-to-last layer] joined along
@@ -28,8 +28,9 @@ sample depend on that sample's own local vector), so `encode` gives per-modality
 the prediction.
 
 Parameters (built with bert-base shapes, tests/test_glomo.py): MOSI MAG widths (74/47, d 48,
-4 layers) 109,818,887 and MOSEI (74/35, d 192, 3 layers) 115,949,447, both exactly the note's
-arithmetic and the PaSE supplement's MOSI figure; all receive a gradient (w_noise through the
+4 layers) 109,818,887 and MOSEI (74/35, d 192, 3 layers) 115,949,447, both exactly a hand
+count of the released code's layers and the PaSE supplement's MOSI figure; all receive a
+gradient (w_noise through the
 noisy logits and the load loss). On MMSA aligned_50 widths: MOSI (5/20) 109,805,063, MOSEI
 (74/35) 115,949,447.
 
@@ -335,7 +336,7 @@ class GLoMo(MSAModel):
 
 
 # -- presets ------------------------------------------------------------------------------
-# `official`: GLoMo_MSA/readme.md run lines + main_GLoMo.py defaults (note §1.4). On MMSA
+# `official`: GLoMo_MSA/readme.md run lines + main_GLoMo.py defaults. On MMSA
 # aligned_50 the sequences are the file's 50 steps (text_max_length is read by the MAG loader only).
 _OFFICIAL_MOSI = GLoMoConfig(
     dims=(768, 74, 47),  # TEXT_DIM 768, ACOUSTIC_DIM 74, --VISUAL_DIM=47 (MAG MOSI Facet)

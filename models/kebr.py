@@ -1,7 +1,7 @@
 """KEBR: Knowledge-Enhanced self-supervised Balanced Representation (Zhu et al., ACM MM 2024).
 
 Source: the released code aoqzhu/KEBR@171de2d (MIT; `models.py`, `main.py`, `pretrain.py`,
-`data_loader.py`), read with git, and specs/seed-baselines/kebr-semiiin-msamba.md §1. The
+`data_loader.py`), read with git. The
 released code is the reference; it is SKESL (qianfan1996/SKESL) plus the "MCC" loss.
 
 Forward (models.py `PredictModel`):
@@ -30,7 +30,7 @@ video. `mean_over_padding` (no mask). Fixed: `mcc_eps` 1e-8 clamps the cosine de
 (the code divides 0/0 = NaN on an all-zero input, e.g. a masked modality; 0 restores it).
 
 Knowledge-enhanced pre-training (pretrain.py) is a `Stage`, present only when `pretrain_dir`
-is set (README decision 7): otherwise the model trains once, and tables name the row
+is set: otherwise the model trains once, and tables name the row
 "KEBR (no pre-training)". With `pretrain_dir`, `stages()` = [pretrain, finetune]; the
 directory must hold `emovoxceleb.pkl` in the format pretrain.py reads ({"raw_text", "audio",
 "video"}, unlabeled VoxCeleb1-based EmoVoxCeleb clips with the same audio/vision features as the
@@ -45,18 +45,18 @@ Harness mechanics (the trainer has one training split per run): in the pretrain 
 training step draws the next unlabeled batch instead of the labeled one (a stage "epoch" is as
 many steps as the labeled split has batches; the unlabeled set cycles, reshuffled per pass),
 and validation scores the fitter on the mean-pooled labeled validation split (selection on
-validation, README decision 6; the code keeps its epoch-200 state). Tokens are encoded
+validation; the code keeps its epoch-200 state). Tokens are encoded
 directly rather than through convert_tokens_to_string + encode (same ids up to word-piece
 round-trips). The tokenizer is the `pretrain_tokenizer` folder, else the `text_encoder` folder.
 
 Parameters, bert-base shapes (tests/test_kebr.py, built on the meta device):
-111,064,065 + 514 (d_a + d_v). Native widths (33, 709): 111,445,453, as the note's arithmetic
+111,064,065 + 514 (d_a + d_v). Native widths (33, 709): 111,445,453, as a hand count of the released layers
 on the code; MMSA MOSI (5, 20): 111,076,915; MOSEI (74, 35): 111,120,091. The PaSE supplement
 reports 127,467,631 for KEBR: a published figure the released code does not reach (no layer
-count or width pair gives it, note §1.6); not tuned towards. With `pretrain_dir` the fitter adds
+count or width pair gives it); not tuned towards. With `pretrain_dir` the fitter adds
 197,121. Unshared ablation (33, 709): 116,743,729.
 
-Not reproduced (harness protocol, README decision 2): selection on the validation L1 (the code
+Not reproduced (harness protocol): selection on the validation L1 (the code
 keeps the lowest validation L1 + MCC', MCC' a third formula, main.py:147-166); seed 666; its
 loaders build tensors per sample. Kept: Adam, BERT and TCMF at 5e-6, head at 1e-4,
 CosineAnnealingLR(T_max=20) stepped per epoch over 200 epochs (it re-rises, period 40), batch 32,

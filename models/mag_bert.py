@@ -3,7 +3,7 @@
 Sources: WasifurRahman/BERT_multimodal_transformer `modeling.py`, `multimodal_driver.py`
 ("paper" preset) and thuiar/MMSA 2.2.1 `models/singleTask/BERT_MAG.py`,
 `models/subNets/AlignNets.py` + `config/config_regression.json` ("mmsa" preset, the
-default); specs/baselines.md §2.
+default).
 
 Forward order:
 1. audio/vision are brought to the text length by MMSA's `AlignSubNet` avg_pool (a no-op on
@@ -116,10 +116,10 @@ class MAGBert(BertClassifier):
         }
 
 
-# -- presets (specs/baselines.md §2.2) ---------------------------------------------------
+# -- presets ---------------------------------------------------
 # Data, optimiser, loss and stopping are bert_text's presets for the same (dataset, preset),
 # which take them from MMSA bert_mag and the MAG-BERT driver (aligned_50; Adam lr 2e-5 / 1e-5,
-# batch 32, L1 | transformers' AdamW 1e-5, wd 0.01, warm-up, batch 48, MSE, 40 epochs; IEMOCAP §4: the
+# batch 32, L1 | transformers' AdamW 1e-5, wd 0.01, warm-up, batch 48, MSE, 40 epochs; IEMOCAP: the
 # MOSEI values with 4 x 2 logits and CE; synthetic demo: tiny random-init BERT, lr 5e-4).
 # MAG adds its gate: (beta_shift, dropout_prob).
 _GATE = {
@@ -127,7 +127,7 @@ _GATE = {
     ("mosei", "mmsa"): (1.0, 0.2),  # bert_mag mosei
     ("mosi", "paper"): (1.0, 0.5),  # multimodal_driver.py --beta_shift 1.0 --dropout_prob 0.5
     ("mosei", "paper"): (1.0, 0.5),
-    ("iemocap", "mmsa"): (1.0, 0.2),  # §4: the MOSEI values
+    ("iemocap", "mmsa"): (1.0, 0.2),  # the MOSEI values
     ("iemocap", "paper"): (1.0, 0.5),
     ("synthetic", "demo"): (1.0, 0.3),  # harness decision: the MMSA MOSI gate
 }

@@ -3,8 +3,7 @@
 
 Sources: the released code Zhudogsi/MCL-MCF (no licence, built on MMIM), HEAD `6e56e82`
 (2024-06-03): `src/model.py` (MMIM), `src/modules/encoders.py` (Clip, RNNEncoder, SubNet,
-get_resNet*), `src/solver.py`, `src/config.py`, `src/data_loader.py`; specs/seed-baselines/
-README.md and mclmcf-mfon-glomo-euar.md §4 (normative notes). The code is the reference.
+get_resNet*), `src/solver.py`, `src/config.py`, `src/data_loader.py`. The code is the reference.
 
 Forward (model.py `MMIM.forward`), on MMSA `unaligned_50` (`text_bert` ids by default):
   t = BERT last-layer [CLS] (the pooler is built, as `BertModel.from_pretrained`, never used);
@@ -43,7 +42,7 @@ Deviations and switches (README HD 1-2):
   `<` in the code; min_delta 0 here, so an exact tie also counts), patience 10. The code's
   extra condition that the TEST MAE also improve before an epoch is recorded (solver.py:258)
   is NOT reproduced (test leakage). No switch: neither changes what the model computes.
-- Data: MMSA `unaligned_50.pkl` (note §4.8.1) instead of MulT noalign pickles + label CSV:
+- Data: MMSA `unaligned_50.pkl` instead of MulT noalign pickles + label CSV:
   same widths (MOSI 5/20, MOSEI 74/35); the file's audio/vision lengths instead of counting
   nonzero frames; text = the file's `text_bert` ids (bert-base-uncased, 50 tokens, as the
   code's `encode_plus(max_length=50, padding='max_length')`), which also removes the code's
@@ -69,7 +68,7 @@ Deviations and switches (README HD 1-2):
 - The code's `--bidirectional` LSTM flag (off by default) and `n_layer` > 1 are not offered.
 
 Parameter counts (built on the meta device with bert-base shapes, tests/test_mcl_mcf.py):
-308,778,168 (MOSI) and 308,799,672 (MOSEI), equal to the note's arithmetic (§4.5); the
+308,778,168 (MOSI) and 308,799,672 (MOSEI), equal to a hand count of the released layers; the
 pooler (590,592) gets no gradient. IEMOCAP: unsupported (UNSUPPORTED).
 """
 
@@ -89,8 +88,7 @@ from models.registry import register_model
 from models.self_mm import AuViSubNet
 
 UNSUPPORTED = {"iemocap": "MCL-MCF's code supports MOSI/MOSEI regression only (L1 on one output; UR-FUNNY stubs), "
-                          "and IEMOCAP's MulT pickles carry GloVe vectors, no BERT token ids or raw text "
-                          "(mclmcf-mfon-glomo-euar.md §4.8.5)"}
+                          "and IEMOCAP's MulT pickles carry GloVe vectors, no BERT token ids or raw text"}
 LEVELS = ("nce", "nce2", "nce3")  # unimodal, cross-modal, high-level fusion (TCF)
 
 
@@ -108,7 +106,7 @@ class MCLMCFConfig(ModelConfig):
     audio_out: int = 64  # d_aout
     # fusion (model.py:56-137, encoders.py:389-450)
     hub_dim: int = 64  # out_channels of conv_tv / conv_av / conv_vt / conv_tav
-    res_dim: int = 512  # R: getresNet1-4 and conv_res width; TCF maps are R x R (note §4.8.4 "tcf_dim")
+    res_dim: int = 512  # R: getresNet1-4 and conv_res width; TCF maps are R x R ("tcf_dim")
     tcf_channels: tuple[int, int] = (4, 6)  # conv_tfn_*: Conv2d 1->4->6->1, 3x3, no padding
     post_fusion_dim: int = 128  # d_prjh (SubNet hidden)
     post_fusion_dropout: float = 0.1  # dropout_prj

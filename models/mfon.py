@@ -1,8 +1,6 @@
 """MFON: Modal Feature Optimization Network with Prompt (Zhang, Wei, Zou; COLING 2025).
 
-Source: the released code 123sprouting/MFON @fd44467 (MOSI/ and MOSEI/ trees); notes:
-specs/seed-baselines/mclmcf-mfon-glomo-euar.md §3 and the seed-baselines README (decisions
-1, 2, 5, 6, 10). The released code is the reference.
+Source: the released code 123sprouting/MFON @fd44467 (MOSI/ and MOSEI/ trees). The released code is the reference.
 
 Model (`models/model.py` TVA_fusion, D = encoder_dim = 768):
 - text: BERT `last_hidden_state` of token ids from `raw_text` (<= 256 tokens, padded to the
@@ -31,7 +29,7 @@ min(T_k, |T_k - T_q| + 1) key frames" (T_q = the batch's padded text width), app
 slicing K/V before the stack: the same function as the full stack's row 0 (a test checks).
 BERT runs through `TextEncoder.cls` (all-padding columns dropped: the same [CLS] state).
 
-Stages (decision 6; `Vtrain`, `Atrain` then `TVA_train_fusion`, main.py order), per seed:
+Stages (`Vtrain`, `Atrain` then `TVA_train_fusion`, main.py order), per seed:
 "vision" (vision teacher + its head), "audio" (audio teacher + head), each 25 epochs, Adam
 amsgrad, coupled L2, pred = that teacher head's prediction; then "fusion": everything but
 the teachers and their heads (frozen: `load_froze` / `set_froze`), 25 epochs, Adam in the
@@ -39,15 +37,15 @@ code's four groups (text = BERT + proj_t; audio = proj_a, audio_with_text, promp
 vision likewise; other = `*_decoder*`). Batch 32, gradient accumulation 4 in every stage.
 
 Parameters with bert-base shapes (tests/test_mfon.py builds them on the meta device): the
-fusion model TVA_fusion is 162,547,777 (MOSI) / 152,132,929 (MOSEI), exactly the note, of
-which the frozen teachers hold 24,850,176 / 21,368,064 and 137,697,601 / 130,764,865 train in
-fusion (BERT's pooler included; it never receives a gradient, so Adam skips it). The module
+fusion model TVA_fusion is 162,547,777 (MOSI) / 152,132,929 (MOSEI), exactly a hand count
+of the released code, of which the frozen teachers hold 24,850,176 / 21,368,064 and
+137,697,601 / 130,764,865 train in fusion (BERT's pooler included; it never receives a gradient, so Adam skips it). The module
 also holds the two pre-training heads (2 x 332,353 = 664,706), which the released code builds
 in its separate VisionPretrain / AudioPretrain models, so `count_parameters` gives
 163,212,483 / 152,797,635; `fusion_parameter_count()` and `summary()` give the fusion model's.
 
 Harness decisions and deviations (each a field below with its source):
-- protocol (decision 2): selection on validation every epoch of every stage, as the code
+- protocol: selection on validation every epoch of every stage, as the code
   (it keeps the best validation MSE), but on MAE: the harness's metrics have no MSE key;
   the harness's data order; the teachers pre-train per seed;
 - the trailing partial accumulation group of an epoch is discarded, as coded (the
@@ -56,7 +54,7 @@ Harness decisions and deviations (each a field below with its source):
   group is not dropped (the code would never step);
 - the frozen teachers run in training mode during fusion, as coded (`model.train()` reaches
   them; dropout 0.3 on the MOSI vision teacher): `teacher_dropout_in_fusion`;
-- eval predictions depend on the batch (decision 5): the causal window depends on the
+- eval predictions depend on the batch: the causal window depends on the
   batch's padded text width; evaluation uses eval batch 32 in split order (valid loader
   batch 32, unshuffled) and `summary()` records `batch_dependent_eval` (= `attn_mask`);
 - K and V of a stack share one embedding-dropout mask (the shared MulT layer; the code
@@ -84,7 +82,7 @@ from models.registry import register_model
 
 UNSUPPORTED = {"iemocap": "MFON's code is MOSI/MOSEI/SIMS regression only (MSE, one output); its prompts are "
                           "tied to the MMSA unaligned_50 padded lengths, and IEMOCAP's MulT pickles carry no "
-                          "raw_text or BERT token ids (mclmcf-mfon-glomo-euar.md §3.2, §5)"}
+                          "raw_text or BERT token ids"}
 TEACHER_STAGES = {"vision": "v", "audio": "a"}  # stage -> modality, main.py order (Vtrain, then Atrain)
 FUSION = "fusion"
 

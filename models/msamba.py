@@ -5,9 +5,9 @@ The official repository (C0notSilly/MSAmba) could not be read. The reference is 
 jien0404/msa@915d81c ("init project": `models/msamba.py` class `MSAmba_v5_c1`,
 `models/mamba_block.py` `Block_GLCE` / `TextGuidedFusionBlock_v2`, `models/mixer.py`
 `MambaVisionMixer`, `train_msamba.py`, `opts.py`, `core/scheduler.py`), which descends from the
-authors' code but was already modified by the forker; specs/seed-baselines/kebr-semiiin-msamba.md
-§3 is the reconstruction this file follows, and every choice §3.6 leaves open is a config field.
-Nothing here needs `mamba-ssm`, Triton or CUDA (seed-baselines README decision 9).
+authors' code but was already modified by the forker; this file reconstructs the model from it, and every choice the copy
+leaves open is a config field.
+Nothing here needs `mamba-ssm`, Triton or CUDA.
 
 Forward (MMSA `aligned_50`, 50 steps per modality; no padding is masked anywhere, as coded):
 1. text: BERT (fine-tuned) last hidden state of all 50 positions -> Linear(768 -> 128); audio
@@ -45,14 +45,14 @@ contiguous slices of a blocked time layout. `scan_impl="sequential"` is the one-
 loop. tests/test_msamba.py checks both against a literal per-step loop (values and
 gradients, both directions) to 1e-9 in fp64.
 
-ISM direction (§3.2/§3.6): the copy builds upstream `mamba_ssm.Mamba` (unidirectional); the
+ISM direction: the copy builds upstream `mamba_ssm.Mamba` (unidirectional); the
 paper says bidirectional, so the default is the VideoMamba/Vim `bimamba` form: shared
 in/out projections, a second conv1d/x_proj/dt_proj/A/D on the time-flipped (x, z), out =
 out_proj(y_fwd + flip(y_bwd)). `ism_direction="uni"` is the copy's scan. VideoMamba marks only
 the forward dt_proj bias `_no_reinit`, so `_init_weights` zeroes the backward one
 (`backward_dt_init="zero_bias"`, as VideoMamba builds it).
 
-Parameters (built with bert-base shapes, tests/test_msamba.py), equal to the note's §3.4:
+Parameters (built with bert-base shapes, tests/test_msamba.py), equal to a hand count of the copy's layers:
 depth 4 unidirectional (the copy's default) MOSI 111,808,383 / MOSEI 111,819,135; depth 4
 bidirectional (this file's default) MOSI 112,026,495 / MOSEI 112,037,247. The BERT pooler is
 built and never used (as in the copy: `BertModel` with its pooler, last hidden state read).
@@ -61,7 +61,7 @@ Not separable: the CHM mixes the modalities (context streams get the anchor's to
 is no encode/fuse fast path; `modality_params` gives each modality its input projection,
 tokens, ISM and ISM head (text: BERT too); the CHM and the final head are shared.
 
-Harness deviations (README decision 2): selection on validation MAE (the copy's forker selects
+Harness deviations: selection on validation MAE (the copy's forker selects
 on validation MAE with patience 20; the original rule is unknown), one test pass; the copy's
 per-epoch warm-up + cosine schedule is reproduced in `on_epoch_start`.
 """
@@ -90,7 +90,7 @@ LR_SCHEDULES = ("copy_warmup_cosine", "constant")
 ROW_LABEL = "MSAmba (reconstructed from a third-party copy)"
 UNSUPPORTED = {
     "iemocap": "needs BERT token ids and MMSA aligned_50 features; IEMOCAP's MulT pickles carry GloVe "
-               "vectors only, and the MSAmba code supports MOSI/MOSEI/SIMS only (seed-baselines README decision 8)",
+               "vectors only, and the MSAmba code supports MOSI/MOSEI/SIMS only",
 }
 
 
@@ -102,19 +102,19 @@ class MSAmbaConfig(ModelConfig):
     text_vocab_size: Optional[int] = None  # vocabulary of a named random-init config (tiny)
     seq_len: int = 50  # MSAmba_v5_c1.seq_len; position embeddings and GLCE cover seq_len + 1 tokens
     d_model: int = 128  # sm_embed_dim
-    ism_depth: int = 4  # opts.py --single_modality_depth 4 (the class default and one derivative say 2; §3.6)
+    ism_depth: int = 4  # opts.py --single_modality_depth 4 (the class default and one derivative say 2)
     ism_direction: str = field(default="bi", metadata={"choices": DIRECTIONS})
-    #   bi: VideoMamba bimamba, the paper's "bi-directional" (§3.6 HD) | uni: the copy's upstream Mamba
+    #   bi: VideoMamba bimamba, the paper's "bi-directional" (harness decision) | uni: the copy's upstream Mamba
     backward_dt_init: str = field(default="zero_bias", metadata={"choices": BACKWARD_DT_INIT})
     #   bi only. zero_bias: VideoMamba (default Linear init, bias zeroed by _init_weights) | mamba: forward's dt init
     glce_local: str = field(default="token_channels", metadata={"choices": GLCE_LOCAL})
-    #   token_channels: Conv1d(51, 51) over the feature axis, as coded (§3.6) | time_depthwise: forker's fix 573faad
+    #   token_channels: Conv1d(51, 51) over the feature axis, as coded | time_depthwise: forker's fix 573faad
     d_state: int = 16  # mamba_ssm Mamba / MambaVisionMixer defaults
     d_conv: int = 4
     expand: int = 2
     fusion_depth: int = 1  # opts.py --fusion_depth 1 (--cross_modal_fusion text_guided_fusion)
     chm_a_text: str = field(default="t_block", metadata={"choices": CHM_A_TEXT})
-    #   t_block: the A-block reads the T-block's text output, as coded (msamba.py:976-978, §3.6) | own: its own stream
+    #   t_block: the A-block reads the T-block's text output, as coded (msamba.py:976-978) | own: its own stream
     sub_loss: bool = True  # opts.py --sub_loss True: 3 ISM heads + 3 CHM heads in the loss
     sub_loss_weight: float = 0.5  # opts.py --sub_loss_lambda 0.5
     # optimiser (train_msamba.py:82-99): torch.optim.AdamW, BERT 1e-5 / wd 0.01 (0 on bias/LayerNorm), rest `lr` / `weight_decay`
@@ -332,7 +332,7 @@ class Mamba(nn.Module):
 
 
 class MambaVisionMixer(nn.Module):
-    """MambaVision's mixer (re-implemented, §3.3): in_proj -> x, z (d_inner/2 each); both through
+    """MambaVision's mixer (re-implemented): in_proj -> x, z (d_inner/2 each); both through
     a 'same'-padded depthwise conv without bias + SiLU; scan on x only (no z-gating);
     out_proj([y; z]). Its `bimamba` argument is ignored in the copy, so there is none here."""
 

@@ -2,7 +2,7 @@
 
 Sources: yaohungt/Multimodal-Transformer `src/models.py` ("paper" preset) and thuiar/MMSA
 2.2.1 `models/singleTask/MULT.py` + `config/config_regression.json` ("mmsa" preset, the
-default); specs/baselines.md §1. Forward order: text dropout -> Conv1d projections (no
+default). Forward order: text dropout -> Conv1d projections (no
 bias, no padding: sequences shorten by k-1) -> six cross-modal transformers (target <-
 source) -> three memory transformers over each pair -> last time step of each -> residual
 head. Attention is fused (SDPA); MMSA's discarded attention maps are not computed.
@@ -89,7 +89,7 @@ class MulT(MSAModel):
         }
 
 
-# -- presets (specs/baselines.md §1.3) ------------------------------------------------
+# -- presets ------------------------------------------------
 _MMSA_MOSI = MulTConfig(
     dims=(768, 5, 20), setting="unaligned",  # MMSA unaligned_50, `text` features
     d=50, heads=10, layers=4, conv_kernels=(5, 5, 5), positions=False,  # MMSA config_regression.json mosi

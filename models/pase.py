@@ -1,11 +1,11 @@
 """PaSE: Prototype-aligned Calibration and Shapley-based Equilibrium (He et al., AAAI 2026).
 
 Sources: arXiv:2511.17585 abstract and supplement ([abs], [supp]); everything else is a
-harness decision written down in specs/pase.md, which is normative. The released code
+harness decision (HD), marked as such on each config field. The released code
 (Hekang001/PaSE) is not ported: its phase 2 crashes and its auxiliary losses carry no
-gradient (pase.md §2); a few constants come from it and say so.
+gradient; a few constants come from it and say so.
 
-Forward (pase.md §3.2):
+Forward:
   text:   BERT last-layer [CLS] -> Linear(768 -> d)  (pooler built, unused)
           | `text_input="features"` (IEMOCAP GloVe, `text_encoder="seq"`): the sequence encoder
           below. `text_input` decides, so a run-wide `--text-encoder PATH` (or `bench ls`'s
@@ -15,7 +15,7 @@ Forward (pase.md §3.2):
   gate:   s_m = max_k cos(h^m, c^m_k) over initialised prototypes (0 if none); g_m = sigmoid(MLP 1-16-1)
   fusion: [g_t h^t ; g_a h^a ; g_v h^v] -> Linear(3d, d) -> ReLU -> Dropout -> Linear(d, n_out)
           (the gates are NOT renormalised, unlike the release where they cancel out)
-Training (§3.3-3.9): per-modality EMA prototype buffers updated every training step after
+Training: per-modality EMA prototype buffers updated every training step after
 the forward pass and before the losses; L = L_task(fused) + 1/3 sum_m L_task(unimodal_m)
 + lambda L_intra (prototype InfoNCE) + mu 1[phase 2] L_inter (entropic OT between batch
 class means and the other modality's prototypes, POT `sinkhorn_log`); phase 2 starts on a
@@ -50,24 +50,24 @@ from models.layers.seq_encoder import SeqEncoder, pool_segments
 from models.layers.text_encoder import build_text_encoder
 from models.registry import around_preset, register_model, uniform
 
-PAIRS = (("t", "a"), ("t", "v"), ("a", "v"))  # the unordered modality pairs of L_inter (§3.6)
-GROUP_NAMES = {"t": "text", "a": "audio", "v": "vision"}  # optimizer groups (§3.9); "shared" has phi = 1
-REGRESSION_BINS = (2, 3, 5, 7)  # §3.3
-IEMOCAP_BINS = 4  # §3.3: the emotion whose binary label is 1
+PAIRS = (("t", "a"), ("t", "v"), ("a", "v"))  # the unordered modality pairs of L_inter
+GROUP_NAMES = {"t": "text", "a": "audio", "v": "vision"}  # optimizer groups; "shared" has phi = 1
+REGRESSION_BINS = (2, 3, 5, 7)
+IEMOCAP_BINS = 4  # the emotion whose binary label is 1
 SGM_MODES = ("lr", "grad")
-PSI_FLOOR = 1e-9  # §3.9: psi_tilde_m = max(psi_m, 1e-9) / sum_n max(psi_n, 1e-9)
+PSI_FLOOR = 1e-9  # psi_tilde_m = max(psi_m, 1e-9) / sum_n max(psi_n, 1e-9)
 LOGIT_FILL = -1e4  # masks uninitialised prototypes in L_intra (finite: no NaN when none exist yet)
 
 
 @dataclass(kw_only=True)
 class PaSEConfig(ModelConfig):
-    """Defaults are the MOSI "paper" preset (specs/pase.md §4)."""
+    """Defaults are the MOSI "paper" preset."""
 
     # text branch: text_input "ids" -> BERT named by text_encoder; "features" -> the sequence encoder
-    text_input: str = "ids"  # MMSA `text_bert` token ids (§3.1)
-    text_encoder: str = "bert-base-uncased"  # §3.2 [supp] fine-tuned BERT-base; "seq" with text_input="features"
+    text_input: str = "ids"  # MMSA `text_bert` token ids
+    text_encoder: str = "bert-base-uncased"  # [supp] fine-tuned BERT-base; "seq" with text_input="features"
     text_vocab_size: Optional[int] = None  # only for text_encoder="tiny"
-    # encoders and heads (§3.2, HD; sizes hit the [supp] parameter count)
+    # encoders and heads (HD; sizes hit the [supp] parameter count)
     d: int = 256  # HD ([repo] --hidden 256)
     enc_layers: int = 3  # HD (parameter target)
     enc_heads: int = 4  # HD
@@ -75,52 +75,52 @@ class PaSEConfig(ModelConfig):
     dropout: float = 0.1  # HD ([repo] 0.5)
     pos: str = "sinusoidal"  # HD; "learned" adds pos_max_len x d parameters per sequence encoder
     pos_max_len: int = 512  # HD: learned positions only; covers MOSI's 500 vision steps
-    pool_len: Optional[int] = 50  # §3.2 HD: audio/vision average-pooled to 50 segments (MMSA's aligned
+    pool_len: Optional[int] = 50  # HD: audio/vision average-pooled to 50 segments (MMSA's aligned
     #   length) before the encoders, so PaSE costs about a BERT step; None: every frame (first build)
     head_hidden: int = 128  # HD
     gate_hidden: int = 16  # [repo] PaSE/model.py gate MLP 1 -> 16 -> 1
-    # PCL (§3.3-3.5)
+    # PCL
     prototype_bins: int = 5  # HD: round-half-even(clip(y, -2, 2)) + 2 (Acc-5 bins); IEMOCAP 4
     proto_momentum: float = 0.98  # gamma [supp]
     temperature: float = 0.1  # tau, HD (paper gives none)
     intra_weight: float = 0.01  # lambda [supp]
-    # CAL (§3.6)
+    # CAL
     inter_weight: float = 0.1  # mu [supp]
     reg_weight: float = 0.1  # alpha [supp]
     omega_weight: float = 0.05  # beta [supp]
     ot_epsilon: float = 0.05  # entropic regulariser, [repo] reg
     ot_max_iter: int = 200  # [repo] Sinkhorn iterations
-    # dual phase (§3.8); `switch_min_delta` because ModelConfig.min_delta is the selection threshold
+    # dual phase; `switch_min_delta` because ModelConfig.min_delta is the selection threshold
     dual_phase: bool = True  # [abs]
     switch_patience: int = 5  # HD ("several consecutive epochs" [supp])
     switch_min_delta: float = 1e-4  # HD
     max_warmup_epochs: int = 20  # [supp] Fig. 1: SGM starts at epoch 20 on MOSI
-    # SGM (§3.9)
+    # SGM
     sgm_every: int = 1  # HD ([repo] every 5)
-    sgm_subsample: int = 256  # HD: min(256, N_train) training samples, drawn once per seed. pase.md §3.9
+    sgm_subsample: int = 256  # HD: min(256, N_train) training samples, drawn once per seed
     #   gave 512; 256 keeps SGM under 10 % of an epoch at BERT cost (reports/perf_cpu.md) and ranks
     #   the modalities as 512 does at every epoch after the first on synthetic, 3 seeds (issue 17 note)
     sgm_mode: str = "lr"  # HD: "lr" scales group lrs (works under Adam); "grad" scales gradients
-    # ablations (§3.12)
+    # ablations
     use_pcl: bool = True
     use_cal: bool = True
     use_gate: bool = True
     use_sgm: bool = True
-    # optimisation (§4): Adam lr 1e-5 [supp]; wd 0, no clipping HD; batch 64 and 200 epochs [supp]
-    lr_nonbert: Optional[float] = None  # §4 risk note: lr of the non-BERT parameters; None = lr
+    # optimisation: Adam lr 1e-5 [supp]; wd 0, no clipping HD; batch 64 and 200 epochs [supp]
+    lr_nonbert: Optional[float] = None  # lr of the non-BERT parameters; None = lr
     optimizer: str = "adam"  # torch optim.Adam (PaSE/train.py:11, :344)
     lr: float = 1e-5
     weight_decay: float = 0.0
     batch_size: int = 64
     max_epochs: int = 200
-    early_stop_patience: Optional[int] = None  # §3.11: all 200 epochs run, as in [supp]
+    early_stop_patience: Optional[int] = None  # all 200 epochs run, as in [supp]
     val_loss_decimals: Optional[int] = None  # the phase switch and selection see the raw loss
-    selection_metric: str = "loss"  # §3.11: lowest validation fused task loss
+    selection_metric: str = "loss"  # lowest validation fused task loss
 
 
 # -- building blocks --------------------------------------------------------------------
 def prototype_classes(labels: torch.Tensor, task: str, bins: int) -> torch.Tensor:
-    """Prototype class of each sample (§3.3), -1 where a sample takes no part in PCL/CAL."""
+    """Prototype class of each sample, -1 where a sample takes no part in PCL/CAL."""
     if task == "iemocap":
         positive = labels.reshape(labels.shape[0], -1) == 1
         single = positive.sum(1) == 1
@@ -143,7 +143,7 @@ def _no_autocast(device: torch.device):
 
 
 class PrototypeBank(nn.Module):
-    """K x d EMA prototypes of one modality (§3.4): buffers, so saved in the state dict but never trained."""
+    """K x d EMA prototypes of one modality: buffers, so saved in the state dict but never trained."""
 
     def __init__(self, k: int, d: int, momentum: float):
         super().__init__()
@@ -170,7 +170,7 @@ class PrototypeBank(nn.Module):
 
 
 def ot_plan(cost: torch.Tensor, epsilon: float, max_iter: int) -> torch.Tensor:
-    """Entropic OT plan with uniform marginals (§3.6): POT's log-domain Sinkhorn on torch
+    """Entropic OT plan with uniform marginals: POT's log-domain Sinkhorn on torch
     tensors, differentiable through the iterations. Non-convergence within `max_iter` is
     not warned about per call; the model logs the marginal error instead."""
     import ot  # POT: imported here, it takes seconds and only training needs it
@@ -182,7 +182,7 @@ def ot_plan(cost: torch.Tensor, epsilon: float, max_iter: int) -> torch.Tensor:
 
 
 def sgm_factors(psi: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
-    """(psi_tilde, phi) of §3.9: psi_tilde_m = max(psi_m, 1e-9) / sum; phi_m = exp(psi_tilde_min / psi_tilde_m - 1).
+    """(psi_tilde, phi) of SGM: psi_tilde_m = max(psi_m, 1e-9) / sum; phi_m = exp(psi_tilde_min / psi_tilde_m - 1).
     The weakest modality gets exactly 1; a non-finite psi counts as the floor."""
     floored = {m: max(v, PSI_FLOOR) if math.isfinite(v) else PSI_FLOOR for m, v in psi.items()}
     total = sum(floored.values())
@@ -193,7 +193,7 @@ def sgm_factors(psi: dict[str, float]) -> tuple[dict[str, float], dict[str, floa
 
 @dataclass
 class PhaseSwitch:
-    """Dual-phase rule (§3.8): phase 2 starts after `patience` epochs without an improvement of
+    """Dual-phase rule: phase 2 starts after `patience` epochs without an improvement of
     at least `min_delta` in the monitored value, and no later than epoch `max_warmup`."""
 
     patience: int
@@ -309,7 +309,7 @@ class PaSE(MSAModel):
             ("a", batch.audio, batch.audio_lengths), ("v", batch.vision, batch.vision_lengths))}}
 
     def _frames(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The encoder's input: `pool_len` segments (§3.2), or every frame when pool_len is None."""
+        """The encoder's input: `pool_len` segments, or every frame when pool_len is None."""
         if self.cfg.pool_len is None or x.shape[1] <= self.cfg.pool_len:
             return x, lengths  # nothing to pool (a clip of <= pool_len steps keeps its steps)
         return pool_segments(x, lengths, self.cfg.pool_len)
@@ -339,7 +339,7 @@ class PaSE(MSAModel):
         unimodal = {m: self.heads[m](h[m]) for m in MODALITIES}
         pred, gates = self.gated_fusion(h)
         extras: dict[str, Any] = {"gates": gates}
-        if self.training:  # §3.4: after the forward pass, before the losses; never in eval
+        if self.training:  # after the forward pass, before the losses; never in eval
             classes = prototype_classes(batch.labels, self.cfg.task, self.cfg.prototype_bins)
             for m in MODALITIES:
                 self.banks[m].update(h[m], classes)
@@ -351,7 +351,7 @@ class PaSE(MSAModel):
 
     # -- losses -------------------------------------------------------------------------
     def intra_loss(self, h: dict[str, torch.Tensor], classes: torch.Tensor) -> torch.Tensor:
-        """L_intra (§3.5): sum over modalities of the mean prototype InfoNCE, tau = temperature."""
+        """L_intra: sum over modalities of the mean prototype InfoNCE, tau = temperature."""
         total = h["t"].new_zeros((), dtype=torch.float32)
         for m in MODALITIES:
             bank = self.banks[m]
@@ -363,7 +363,7 @@ class PaSE(MSAModel):
         return total
 
     def cal_terms(self, h: dict[str, torch.Tensor], classes: torch.Tensor) -> dict[str, torch.Tensor]:
-        """L_match, L_reg, Omega summed over the 3 modality pairs (§3.6); zeros if K' < 2."""
+        """L_match, L_reg, Omega summed over the 3 modality pairs; zeros if K' < 2."""
         zero = h["t"].new_zeros((), dtype=torch.float32)
         shared = self.banks["t"].initialised & self.banks["a"].initialised & self.banks["v"].initialised
         idx = shared.nonzero().squeeze(1)  # host sync: the OT problem size K' is needed on the host
@@ -399,7 +399,7 @@ class PaSE(MSAModel):
         return {"match": match.float(), "reg": reg.float(), "omega": omega.float()}
 
     def loss(self, output: ModelOutput, batch) -> dict[str, torch.Tensor]:
-        """L = L_task(fused) + 1/3 sum_m L_task(m) + lambda L_intra + mu 1[phase 2] L_inter (§3.7)."""
+        """L = L_task(fused) + 1/3 sum_m L_task(m) + lambda L_intra + mu 1[phase 2] L_inter."""
         cfg = self.cfg
         task = task_loss(output.pred, batch.labels, cfg.task)
         uni = {m: task_loss(output.unimodal[m], batch.labels, cfg.task) for m in MODALITIES}
@@ -498,7 +498,7 @@ class PaSE(MSAModel):
                     p.grad.mul_(self.phi[m])
 
     def on_epoch_end(self, epoch: int, state: Any) -> dict[str, Any]:
-        if self.phase == 1:  # §3.8: monitor the validation fused task loss
+        if self.phase == 1:  # monitor the validation fused task loss
             self._switch.observe(float(state.valid_metrics["loss"]))
         record: dict[str, Any] = {}
         if self._gate_sum is not None and self._gate_count:
@@ -513,14 +513,14 @@ class PaSE(MSAModel):
         return {"switch_epoch": self.switch_epoch, "switch_reason": self.switch_reason}
 
 
-# -- presets (specs/pase.md §4; every value's source is on PaSEConfig's field) -----------------
+# -- presets (every value's source is on PaSEConfig's field) --------------------------------
 _PAPER_MOSI = PaSEConfig(
-    dims=(768, 5, 20), setting="unaligned", text_input="ids",  # MMSA unaligned_50, text_bert tokens (§3.1)
+    dims=(768, 5, 20), setting="unaligned", text_input="ids",  # MMSA unaligned_50, text_bert tokens
     text_encoder="bert-base-uncased",  # [supp]; a hub name: cached locally, else pass --text-encoder PATH
 )
 _PAPER_MOSEI = replace(_PAPER_MOSI, dims=(768, 74, 35))  # MMSA config_regression.json mosei
 _PAPER_IEMOCAP = replace(
-    _PAPER_MOSI, task="iemocap", n_out=8, dims=(300, 74, 35), setting="aligned",  # MulT iemocap_data.pkl (§3.1)
+    _PAPER_MOSI, task="iemocap", n_out=8, dims=(300, 74, 35), setting="aligned",  # MulT iemocap_data.pkl
     text_input="features", text_encoder="seq", prototype_bins=IEMOCAP_BINS,  # GloVe through the seq encoder
 )
 # synthetic "paper": the MOSI paper architecture and schedule; random-init BERT-base shapes, since

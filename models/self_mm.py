@@ -3,7 +3,7 @@
 Sources: thuiar/Self-MM `models/multiTask/SELF_MM.py`, `trains/multiTask/SELF_MM.py`,
 `config/config_regression.py` ("paper" preset) and thuiar/MMSA 2.2.1
 `models/multiTask/SELF_MM.py`, `trains/multiTask/SELF_MM.py`, `config/config_regression.json`
-("mmsa" preset, the default); specs/baselines.md §3.
+("mmsa" preset, the default).
 
 Forward: BERT last-layer [CLS] (the pooler is built but unused, so it never gets a
 gradient); audio and vision each through a 1-layer LSTM over the packed true lengths
@@ -22,7 +22,7 @@ batch's detached features are stored and the centres recomputed over the whole m
 (MMSA does these updates after `backward()`; the loss has already copied the labels it
 uses, so updating inside `loss()` gives the same numbers.)
 
-IEMOCAP (§4): ULGM is off; the four heads are trained on the human labels with weight 1.
+IEMOCAP: ULGM is off; the four heads are trained on the human labels with weight 1.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class SelfMMConfig(ModelConfig):
     post_audio_dropout: float = 0.1
     post_video_dropout: float = 0.0
     # ULGM
-    use_ulgm: bool = True  # off for IEMOCAP (§4: defined for signed regression labels)
+    use_ulgm: bool = True  # off for IEMOCAP (defined for signed regression labels)
     label_bound: float = 3.0  # H: generated labels are clamped to [-H, H]
     exclude_zero: bool = True  # positive centre over y > 0 (MMSA excludeZero) vs y >= 0 (Self-MM repo)
 
@@ -276,10 +276,10 @@ class SelfMM(MSAModel):
         return {"ulgm": self.cfg.use_ulgm, "exclude_zero": self.cfg.exclude_zero}
 
 
-# -- presets (specs/baselines.md §3.3) ---------------------------------------------------
+# -- presets ---------------------------------------------------
 _COMMON = dict(
     optimizer="adam",  # torch Adam, coupled L2, 5 groups (MMSA trains/multiTask/SELF_MM.py:89; Self-MM :96)
-    grad_accum_steps=4,  # update_epochs 4 (the trailing group is applied: harness fix, §0)
+    grad_accum_steps=4,  # update_epochs 4 (the trailing group is applied: harness fix)
     early_stop_patience=8, label_bound=3.0,  # early_stop 8; H 3.0
 )
 _MMSA_MOSI = SelfMMConfig(  # MMSA config_regression.json self_mm mosi
@@ -316,7 +316,7 @@ _PAPER_MOSEI = replace(  # Self-MM repo config_regression.py mosei
     post_fusion_dim=128, post_text_dim=32, post_audio_dim=16, post_video_dim=16,
     post_fusion_dropout=0.0, post_text_dropout=0.1, post_audio_dropout=0.0, post_video_dropout=0.1,
 )
-_IEMOCAP = dict(task="iemocap", n_out=8, use_ulgm=False)  # §4: MOSEI presets, 4 x 2 logits, CE, ULGM off
+_IEMOCAP = dict(task="iemocap", n_out=8, use_ulgm=False)  # MOSEI presets, 4 x 2 logits, CE, ULGM off
 # synthetic `demo` (harness decision): tiny random-init BERT; lr_bert 5e-4 because it learns
 # from scratch; 32 x 2 accumulated = MMSA's effective 16 x 4 and its 21 steps per 1284-sample
 # epoch, in half the (CPU-bound) batches; 4 epochs, so ULGM updates labels in 3 of them

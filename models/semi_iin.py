@@ -4,16 +4,16 @@ AAAI 2025), the supervised row by default: "Semi-IIN (supervised)".
 Reference: flow-ljh/Semi-IIN@55f1c4d (MIT) `code/model.py` (class `CMFM`),
 `code/modules/multihead_attention_orign.py` (the masked attention), `code/modules/transformer.py`
 (MulT's encoder), the deleted `main()` of 46cda75:code/model.py (hyperparameters) and the deleted
-loader 63fa5cd:code/multi_semi_pseudo_together.py; specs/seed-baselines/kebr-semiiin-msamba.md §2.
+loader 63fa5cd:code/multi_semi_pseudo_together.py.
 Only the network is released: `cross_transformer.py`, `run.py` and the self-training code are
 missing (issues #5, #8), so the encoder wrapper and the training stages are rebuilt [inferred].
 
 Forward (d = 128):
 1. input dropout p = 0.5 on each raw feature sequence (the released forward takes `training=True`
-   by default; here it follows `self.training`, the note's fix: `input_dropout_in_eval`);
+   by default; here it follows `self.training`, a harness fix: `input_dropout_in_eval`);
 2. bias-free Conv1d front-ends: text k3/s1/p1, vision k3/s1/p1, audio two convs: `stride8`
    (k4/s2 then k4/s4, the released MOSI/MOSEI branch for 50 Hz HuBERT frames) or `stride1`
-   (k3/s1 twice, the released IEMOCAP branch; the note's HD for COVAREP on MMSA pickles);
+   (k3/s1 twice, the released IEMOCAP branch; a harness decision for COVAREP on MMSA pickles);
 3. modality-type embedding (audio 0, text 1, vision 2; N(0, 0.05)), sequence
    Z = [val; cls; audio; text; vision] + a learnable position table (trunc-normal 0.02) whose
    length is 2 + the post-conv lengths (252 on the native 800/100/50 layout);
@@ -25,7 +25,7 @@ Forward (d = 128):
    fc_out1 (64 -> 1, sentiment) on the val token and fc_out2 (64 -> 7, emotion) on the cls token.
 `attention="global"` is the released `--inter global` baseline (paper Table 2 "Baseline"): one
 unmasked encoder, no gates, and the position table built but *not* added (as coded: a dead
-parameter, README decision 4).
+parameter).
 
 Masks (multihead_attention_orign.py:123-146, one (T, T) pattern for every head; built here from
 the actual post-conv lengths instead of the hard-coded 2/100/100): Intra: the two special tokens
@@ -33,7 +33,7 @@ see every modality token but not each other or themselves, each modality token s
 tokens and its own modality. Inter: the special tokens as in Intra, each modality token sees every
 token except those of its own modality. No key-padding mask (zero padding is attended, as coded).
 
-Encoder wrapper (`cross_transformer.TransformerEncoder`, missing) [inferred, note §2.7]: MulT's
+Encoder wrapper (`cross_transformer.TransformerEncoder`, missing) [inferred]: MulT's
 encoder (models/layers/transformer.py CrossModalTransformer: x * sqrt(d), sinusoidal positions,
 embed dropout 0.2, pre-LN layers, final LayerNorm) with the mask in its attention, because
 `model.py` passes `embed_dropout`, which only MulT's encoder uses. Applied twice per branch, the
@@ -52,7 +52,7 @@ with e the 7 bins of v of the paper's Supplementary Table 6: [-3, -2.5) -> 0, [-
 ..., [2.5, 3] -> 6, i.e. clamp(floor(v + 0.5) + 3, 0, 6).
 
 Self-training (paper §3.4, Algorithm 1) is a second `Stage`, present only when `unlabeled_dir`
-is set (seed-baselines README decisions 6-7): stage "supervised" as above, then stage
+is set: stage "supervised" as above, then stage
 "self_training" from its selected state: the unlabeled clips are predicted, the `pseudo_top_k`
 most confident per predicted emotion class are kept (max softmax probability [inferred]; MOSI
 k = 40, MOSEI all clips), and training continues with 0.6 MSE + 0.4 CE on the labeled batch +
@@ -61,20 +61,20 @@ set's share of labeled + pseudo (the released loader concatenates both sets) [in
 `unlabeled_dir` must hold `unlabeled.npz` (see `UNLABELED_FILE`); the AMI clips and the frozen
 RoBERTa-large / HuBERT-large / FabNet features of the paper are not available here.
 
-Inputs on the harness (note §2.7): MMSA `unaligned_50` pickles (frame-level, like the paper's
+Inputs on the harness: MMSA `unaligned_50` pickles (frame-level, like the paper's
 features), text = the pre-extracted `text` features view (768-d BERT-base features: the released
 `--use_bert` branch, Conv1d(768 -> 128)), audio/vision widths from the file (`dims_from_data`).
 Each modality is padded/truncated to `seq_lens` so the position table has a fixed length.
 
 Parameters (built; tests/test_semi_iin.py): native widths (RoBERTa-large 1024 x 100, HuBERT-large
 1024 x 800, FabNet 256 x 50; `stride8`): 1,602,376 with the masked attention, 1,338,056 with
-`attention="global"`, equal to the note's §2.5 and the paper's 1.6M / 1.3M. On MMSA widths
+`attention="global"`, equal to a hand count of the released layers and the paper's 1.6M / 1.3M. On MMSA widths
 (`stride1`, unaligned lengths) the count is MOSI 961,096 / MOSEI 1,009,352: the text conv is
 768-wide, the COVAREP/Facet convs are narrow and the position table covers 2 + 50 + 375 + 500
 (MOSI) or 2 + 50 + 500 + 500 (MOSEI) tokens.
 
 Not separable (the encoders mix all modalities); `modality_params` gives each modality its conv
-front-end. Harness protocol (README decision 2): selection on validation (the released rule is
+front-end. Harness protocol: selection on validation (the released rule is
 unknown), all 30 epochs run, the test split once.
 """
 
@@ -100,7 +100,7 @@ ROW_LABEL_SELF_TRAINING = "Semi-IIN"
 ATTENTIONS = ("masked", "global")
 AUDIO_FRONTENDS = {  # (kernel, stride, padding) of the two audio convs (model.py:62-78)
     "stride8": ((4, 2, 1), (4, 4, 1)),  # MOSI/MOSEI branch: 800 HuBERT frames -> 100
-    "stride1": ((3, 1, 1), (3, 1, 1)),  # IEMOCAP branch; the note's HD for COVAREP (§2.7)
+    "stride1": ((3, 1, 1), (3, 1, 1)),  # IEMOCAP branch; a harness decision for COVAREP
 }
 N_SPECIAL = 2  # val and cls tokens (special_len = 2)
 UNLABELED_FILE = "unlabeled.npz"
@@ -108,10 +108,9 @@ UNLABELED_KEYS = ("text", "audio", "vision")
 UNSUPPORTED = {
     "iemocap": "Semi-IIN regresses valence with a 7-class emotion auxiliary; its code's IEMOCAP branch (64-d "
                "features, 6 classes) needs a valence label and features that are not released, the harness's "
-               "IEMOCAP task is 4 binary emotions without valence, and the paper reports MOSI/MOSEI only "
-               "(seed-baselines README decision 8)",
+               "IEMOCAP task is 4 binary emotions without valence, and the paper reports MOSI/MOSEI only",
 }
-# native inputs of the released code (note §2.2): RoBERTa-large 1024 x 100, HuBERT-large 1024 x 800,
+# native inputs of the released code: RoBERTa-large 1024 x 100, HuBERT-large 1024 x 800,
 # FabNet 256 x 50, the stride-8 audio front-end; for counting (no such features in the harness)
 NATIVE = {"dims": (1024, 1024, 256), "seq_lens": (100, 800, 50), "audio_frontend": "stride8",
           "dims_from_data": False}
@@ -120,8 +119,8 @@ NATIVE = {"dims": (1024, 1024, 256), "seq_lens": (100, 800, 50), "audio_frontend
 @dataclass(kw_only=True)
 class SemiIINConfig(ModelConfig):
     text_input: str = "features"  # frozen text features (paper: RoBERTa-large; MMSA: 768-d `text`)
-    setting: str = "unaligned"  # frame-level, unaligned features like the paper's (note §2.2, §2.7)
-    dims_from_data: bool = True  # audio/vision widths from the file (note §2.7 HD)
+    setting: str = "unaligned"  # frame-level, unaligned features like the paper's
+    dims_from_data: bool = True  # audio/vision widths from the file (harness decision)
     seq_lens: tuple[int, int, int] = (50, 375, 500)  # t/a/v steps fed to the convs (pad/truncate); MMSA MOSI unaligned
     d: int = 128  # hidden_dim (46cda75 tune_params)
     heads: int = 4  # t_num_heads
@@ -131,9 +130,9 @@ class SemiIINConfig(ModelConfig):
     attention: str = field(default="masked", metadata={"choices": ATTENTIONS})
     #   masked: IntraMAU + InterMAU + gates (the paper's model) | global: --inter global, paper Table 2 "Baseline"
     audio_frontend: str = field(default="stride1", metadata={"choices": tuple(AUDIO_FRONTENDS)})
-    #   stride1: the IEMOCAP branch's k3/s1 convs (note §2.7 HD for COVAREP) | stride8: the HuBERT branch as coded
+    #   stride1: the IEMOCAP branch's k3/s1 convs (harness decision for COVAREP) | stride8: the HuBERT branch as coded
     input_dropout: float = 0.5  # F.dropout(p=0.5) on text/audio/visual (model.py:119-126)
-    input_dropout_in_eval: bool = False  # True: the released default `training=True` (also at eval); note §2.7 fix
+    input_dropout_in_eval: bool = False  # True: the released default `training=True` (also at eval); False: a fix
     attn_dropout: float = 0.1  # t_attn_dropout
     relu_dropout: float = 0.2  # t_relu_dropout
     res_dropout: float = 0.2  # t_res_dropout
@@ -145,7 +144,7 @@ class SemiIINConfig(ModelConfig):
     #   embed-dropout draw (modules/transformer.py:68-83, multihead_attention_orign.py:62); False: one stream
     val_weight: float = 0.6  # val_r / lambda_1 (paper §4.3)
     emo_weight: float = 0.4  # cls_r = 1 - lambda_1
-    # self-training (paper §3.4; stage present only with unlabeled_dir, README decision 7)
+    # self-training (paper §3.4; stage present only with unlabeled_dir)
     unlabeled_dir: Optional[str] = None  # folder with UNLABELED_FILE; None: supervised row only
     pseudo_top_k: Optional[int] = 40  # most confident clips kept per emotion class; None: all (MOSEI, README)
     pseudo_weight: float = 0.2  # lambda_2 on the pseudo-labeled emotion CE (paper eq. 23)
@@ -380,7 +379,7 @@ class SemiIIN(MSAModel):
     # -- stages --------------------------------------------------------------------------------
     def stages(self) -> list[Stage]:
         if self.cfg.unlabeled_dir is None:
-            return []  # the supervised row: one training run (README decision 7)
+            return []  # the supervised row: one training run
         check_unlabeled_dir(self.cfg.unlabeled_dir, self.cfg.dims)
         return [Stage("supervised"), Stage("self_training", loss=self.self_training_loss)]
 
@@ -449,7 +448,7 @@ class SemiIIN(MSAModel):
 # `official` (46cda75 tune_params, paper §4.3): Adam (torch's; no training code is released) lr 1e-4, wd 1e-4, batch 32, 30
 # epochs (all run; selection: the harness default, lowest validation L1 loss; the released rule is unknown),
 # d 128, 4 heads, sharing 2, dropouts 0.1/0.2/0.2, embed 0.2, input 0.5; loss 0.6 / 0.4.
-# MMSA unaligned_50 (note §2.7 HD): MOSI t/a/v 50/375/500 steps, MOSEI 50/500/500; the widths
+# MMSA unaligned_50 (harness decision): MOSI t/a/v 50/375/500 steps, MOSEI 50/500/500; the widths
 # 768 (text, the released --use_bert branch) and the audio/vision widths of the file.
 # pseudo_top_k per the README: MOSI k = 40, MOSEI all (3,236 AMI clips).
 _OFFICIAL_MOSI = SemiIINConfig(

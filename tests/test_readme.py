@@ -1,17 +1,37 @@
-"""The README's setup commands are the ones CI runs."""
+"""The README is true and stays true: its setup commands are CI's, its claims match the
+registry and the CLI, its example table and figure come from committed files that a command
+regenerates, and every command it shows that needs no external data runs."""
 
+import argparse
+import hashlib
+import importlib.util
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+
+def readme() -> str:
+    return README.read_text()
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("readme_example", ROOT / "tools" / "readme_example.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def readme_setup_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Setup and test", 1)[1]
-    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    section = readme().split("## Setup and test", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1)
     return [line.strip() for line in block.splitlines() if line.strip() and not line.startswith("#")]
 
 
@@ -25,26 +45,286 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_them():
     assert ci.index(install) < ci.index(test)
 
 
-def test_constraints_pin_cpu_torch():
+def test_constraints_pin_torch_and_readme_says_how_to_get_the_cpu_build():
     pins = (ROOT / "constraints.txt").read_text()
-    assert re.search(r"^torch==2\.13\.0$", pins, re.M)
-    assert re.search(r"^transformers==4\.", pins, re.M)
+    assert re.search(r"^torch==2\.13\.0$", pins, re.MULTILINE)
+    assert re.search(r"^transformers==4\.", pins, re.MULTILINE)
+    # the pin alone gives the CUDA build on Linux: the README names PyTorch's CPU wheel index
+    assert "https://download.pytorch.org/whl/cpu" in readme()
 
 
 def test_cli_help_is_fast_and_lists_commands():
     out = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=60)
+                         timeout=60, check=False)
     assert out.returncode == 0 and "run" in out.stdout and "examples" in out.stdout
     # heavy imports happen inside commands only
     probe = "import sys, bench.cli; bench.cli.build_parser(); print('torch' in sys.modules)"
-    res = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    res = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         check=False)
     assert res.stdout.strip() == "False", res.stderr
 
 
-def test_readme_model_table_lists_every_registered_model():
+# -- claims checked against the registry and the CLI ------------------------------------------
+
+def model_table() -> dict[str, list[str]]:
+    """{model: its row's cells} of the README's model table."""
+    rows = [line.split("|")[1:-1] for line in readme().splitlines() if line.startswith("| `")]
+    return {cells[0].strip().strip("`"): [c.strip() for c in cells] for cells in rows}
+
+
+def test_readme_model_table_lists_every_registered_model_with_its_presets():
+    from models import get_model_entry, list_models
+
+    table = model_table()
+    assert sorted(table) == list_models(), "README's model table and the registry disagree"
+    for name, cells in table.items():
+        entry = get_model_entry(name)
+        assert set(re.findall(r"`(\w+)`", cells[2])) == set(entry.preset_names()), f"README presets of {name}"
+        if "(default)" in cells[2]:
+            assert f"`{entry.default_preset}` (default)" in cells[2], f"README default preset of {name}"
+
+
+def model_names_in(text: str) -> set[str]:
+    """Registered models whose display name (without its qualifier) appears in `text`."""
+    from bench.report import display_name
     from models import list_models
 
-    text = (ROOT / "README.md").read_text()
-    rows = {line.split("|")[1].strip().strip("`") for line in text.splitlines() if line.startswith("| `")}
-    missing = [m for m in list_models() if m not in rows]
-    assert not missing, f"README's model table lacks {missing}"
+    generic = {"bert_text", "late_fusion"}  # "BERT", "Late fusion": words, not only model names
+    names = {m: display_name(m, m).split(" (")[0] for m in list_models() if m not in generic}
+    return {m for m, shown in names.items() if re.search(rf"(?<![\w-]){re.escape(shown)}(?![\w-])", text)}
+
+
+@pytest.mark.parametrize("where", ["README intro", "pyproject description"])
+def test_summaries_do_not_enumerate_a_subset_of_the_models(where):
+    """A summary names the headline model (PaSE) or every model, never a list that goes stale."""
+    if where == "README intro":
+        text = readme().split("\n## ", 1)[0]
+    else:
+        text = re.search(r'^description = "(.*)"$', (ROOT / "pyproject.toml").read_text(), re.MULTILINE).group(1)
+    named = model_names_in(text)
+    assert named <= {"pase"} or named == model_names_in(" ".join(model_table()[m][1] for m in model_table())), \
+        f"{where} names {sorted(named)}: name every model or none but PaSE"
+
+
+def test_full_size_presets_on_synthetic_are_the_registry_s():
+    from models import get_model_entry, list_models
+
+    sentence = re.search(r"Full-size presets on `synthetic`[^:]*:(.*?)\.\n", readme(), re.DOTALL).group(1)
+    claimed = {m: set(re.findall(r"`(\w+)`", ps)) for m, ps in re.findall(r"`(\w+)` \(([^)]*)\)", sentence)}
+    actual = {m: set(get_model_entry(m).preset_names("synthetic")) - {"demo"} for m in list_models()}
+    assert claimed == {m: p for m, p in actual.items() if p}
+
+
+def parser_options() -> set[str]:
+    """Every option string of every `bench` subcommand."""
+    from bench.cli import build_parser
+
+    found, todo = set(), [build_parser()]
+    while todo:
+        parser = todo.pop()
+        for action in parser._actions:
+            found.update(action.option_strings)
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend(action.choices.values())
+    return found
+
+
+PIP_OPTIONS = {"--no-deps", "--extra-index-url", "--index-url"}
+
+
+def test_every_option_the_readme_names_exists():
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", readme()))
+    unknown = named - parser_options() - PIP_OPTIONS
+    assert not unknown, f"README names options no command has: {sorted(unknown)}"
+
+
+def test_every_set_key_the_readme_names_is_a_config_field():
+    import dataclasses
+
+    from models import get_model_entry, list_models
+
+    fields = {f.name for m in list_models() for f in dataclasses.fields(get_model_entry(m).config_cls)}
+    keys = set(re.findall(r"--set\s+(\w+)=", readme())) - {"key"}  # `--set key=value`: the form itself
+    assert keys and not keys - fields, f"README sets keys no model has: {sorted(keys - fields)}"
+
+
+def tracked_files() -> set[str]:
+    out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False)
+    if out.returncode != 0:  # not a git checkout (e.g. an sdist): what is on disk
+        return {str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file()}
+    return set(out.stdout.splitlines())
+
+
+def test_readme_cites_only_committed_files():
+    cited = set(re.findall(r"(?<![\w/<>{}])((?:bench|models|reports|docs|sweeps|tools|tests|\.ci)/[\w./+-]*\.\w+)",
+                           readme()))
+    cited = {c for c in cited if not c.startswith("reports/contributions_")}  # what a README command writes
+    missing = sorted(cited - tracked_files())
+    assert cited and not missing, f"README cites files not in the repository: {missing}"
+
+
+# -- no pointer to documents a user does not have ---------------------------------------------
+
+# the maintainers' specification notes are not shipped; "paper §" / "supplement §" name public documents
+UNSHIPPED = re.compile(
+    r"specs?/|seed-baselines|baselines\.md|pase\.md|data-and-metrics|DESIGN|STYLE\.md|[\w-]+\.md §"
+    r"|\b(?:spec|specs|specification|note)\s+§|\bthe note\b|\bnote's|\bdecisions? \d"
+    r"|(?<!paper )(?<!supplement )(?<!paper's )§")
+SHIPPED_TEXT = ["README.md", "pyproject.toml", "bench/**/*.py", "models/**/*.py", "sweeps/*.yaml", "tools/*.py"]
+
+
+def unshipped_references(root: Path) -> list[str]:
+    hits = []
+    for pattern in SHIPPED_TEXT:
+        for path in sorted(root.glob(pattern)):
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if UNSHIPPED.search(line):
+                    hits.append(f"{path.relative_to(root)}:{n}: {line.strip()[:120]}")
+    return hits
+
+
+def test_no_pointer_to_documents_users_do_not_have():
+    hits = unshipped_references(ROOT)
+    assert not hits, "cite the fact itself, or a file in the repository:\n" + "\n".join(hits)
+
+
+@pytest.mark.parametrize("line", ["see specs/pase.md §4", "(baselines.md §4)", "data-and-metrics spec §7",
+                                  "the note's §2.7", "the note's arithmetic", "README decision 7", "DESIGN §4",
+                                  "pooled (§3.2)"])
+def test_the_unshipped_pattern_catches_each_form(line):
+    assert UNSHIPPED.search(line)
+
+
+@pytest.mark.parametrize("line", ["paper §3.4, Algorithm 1", "supplement §2", "sweeps/smoke.yaml", "MMSA README"])
+def test_the_unshipped_pattern_spares_public_sources(line):
+    assert not UNSHIPPED.search(line)
+
+
+# -- the example table and figure --------------------------------------------------------------
+
+def test_readme_example_block_is_the_committed_generated_file():
+    path, body = _tool().readme_block(readme())
+    assert path in tracked_files(), f"{path} is not committed"
+    assert body.strip() == (ROOT / path).read_text().strip(), \
+        f"README's example block differs from {path}: run `python tools/readme_example.py`"
+
+
+def test_readme_example_tool_rewrites_only_the_block():
+    tool = _tool()
+    text = readme()
+    changed = tool.with_block(text, "| new |\n")
+    assert tool.readme_block(changed)[1] == "| new |\n"
+    before, after = text.split("<!-- example-table")[0], text.split("<!-- /example-table -->")[1]
+    assert changed.startswith(before) and changed.endswith(after)
+
+
+def test_readme_names_the_commands_that_regenerate_its_table_and_figure():
+    tool = _tool()
+    for command in tool.COMMANDS + ["python -m bench figure contributions --model pase --out docs/img"]:
+        assert f"`{command}`" in readme() or command in readme(), command
+    image = re.search(r"!\[[^]]*\]\(([^)]+)\)", readme()).group(1)
+    assert image.startswith("docs/img/") and image in tracked_files()
+
+
+def copy_of_tracked_files(dest: Path) -> dict[str, str]:
+    """Copy the repository's tracked files to `dest`; {path: sha256}."""
+    digests = {}
+    for rel in sorted(tracked_files()):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+            digests[rel] = hashlib.sha256(src.read_bytes()).hexdigest()
+    return digests
+
+
+def bench_env(copy: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(copy), "MPLBACKEND": "Agg"}
+
+
+@pytest.mark.slow
+def test_readme_example_is_what_its_commands_produce(tmp_path):
+    """The README's commands, as written, reproduce the committed example table (~8 min on 2 CPUs)."""
+    tool = _tool()
+    copy = tmp_path / "repo"
+    copy_of_tracked_files(copy)
+    for command in tool.COMMANDS:
+        command = command.replace("--out docs/example", f"--out {tmp_path / 'example'}")
+        done = subprocess.run(command, shell=True, cwd=copy, env=bench_env(copy), capture_output=True, text=True,
+                              check=False)
+        assert done.returncode == 0, f"{command}\n{done.stderr[-3000:]}"
+    produced = (tmp_path / "example" / "table_synthetic.md").read_text()
+    assert produced.strip() == (ROOT / tool.SOURCE).read_text().strip(), \
+        f"{tool.SOURCE} is stale: regenerate it with the commands in tools/readme_example.py"
+
+
+# -- every README command that needs no external data runs -------------------------------------
+
+def readme_commands() -> list[str]:
+    """Every command of the README's ```bash blocks, continuation lines joined, comments dropped."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", readme(), re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.split(r"\s{2,}#", line)[0].strip()
+            if line and not line.startswith("#"):
+                commands.append(" ".join(line.split()))
+    return commands
+
+
+# commands that cannot run in a test, with the reason (first match wins)
+EXCLUDED = {
+    r"^pip install": "installs from the network; CI runs it verbatim (see the setup test above)",
+    r"^python -m pytest": "the test suite itself",
+    r"--data-root": "needs external data files (MOSI/MOSEI/IEMOCAP)",
+    r"--datasets mosi|--dataset mosi": "reads MOSI results or studies, which need external data",
+    r"--slurm-partition": "needs a Slurm cluster",
+}
+# commands that train are bounded (argparse keeps an option's last value); the rest run as written
+BOUNDS = {
+    r"^python -m bench run (?!--help)": "--epochs 1 --seeds 1111 --quiet",
+    r"^python -m bench tune (?!--show-space)": "--trials 2 --epochs 1 --no-final --quiet",
+}
+
+
+def excluded_reason(command: str) -> str | None:
+    return next((why for pattern, why in EXCLUDED.items() if re.search(pattern, command)), None)
+
+
+def bounded(command: str) -> str:
+    extra = next((b for pattern, b in BOUNDS.items() if re.search(pattern, command)), None)
+    return f"{command} {extra}" if extra else command
+
+
+@pytest.fixture(scope="module")
+def readme_session(tmp_path_factory):
+    """Run the README's runnable commands in order, in a copy of the repository (so each reads
+    what the ones before it wrote, and the real tree stays clean). {command: process}; the
+    copy's path and its files' digests under None."""
+    copy = tmp_path_factory.mktemp("readme") / "repo"
+    digests = copy_of_tracked_files(copy)
+    done = {}
+    for command in readme_commands():
+        if excluded_reason(command) is None:
+            done[command] = subprocess.run(bounded(command), shell=True, cwd=copy, env=bench_env(copy),
+                                           capture_output=True, text=True, timeout=900, check=False)
+    return done, copy, digests
+
+
+def test_readme_commands_are_all_classified():
+    commands = readme_commands()
+    runnable = [c for c in commands if excluded_reason(c) is None]
+    assert len(runnable) >= 10 and "python -m bench run --models pase,mult" in runnable
+    assert any(excluded_reason(c) for c in commands)
+
+
+@pytest.mark.parametrize("command", [c for c in readme_commands() if excluded_reason(c) is None])
+def test_readme_command_runs(readme_session, command):
+    done, _, _ = readme_session
+    assert done[command].returncode == 0, f"{bounded(command)}\n{done[command].stderr[-3000:]}"
+
+
+def test_readme_commands_leave_tracked_files_unchanged(readme_session):
+    _, copy, digests = readme_session
+    changed = [rel for rel, digest in digests.items()
+               if not (copy / rel).is_file() or hashlib.sha256((copy / rel).read_bytes()).hexdigest() != digest]
+    assert not changed, f"the README's commands change tracked files: {changed}"

@@ -1,4 +1,4 @@
-"""`compare`: paired bootstrap over test samples between two runs (data-and-metrics spec §7)."""
+"""`compare`: paired bootstrap over test samples between two runs."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
                    help="restrict to these seeds, e.g. 1111-1115 (default: common seeds)")
     p.add_argument("--metrics", type=names, default=None,
                    help="comma-separated metric keys (default: the table's main metrics for the task)")
-    # B = 10,000 resamples and a recorded RNG seed: data-and-metrics spec §7
+    # B = 10,000 resamples and a recorded RNG seed, so a comparison can be repeated exactly
     p.add_argument("--resamples", type=int_at_least(1), default=10_000, help="bootstrap resamples B (default: 10000)")
     p.add_argument("--rng-seed", type=int_at_least(0), default=0,
                    help="bootstrap RNG seed, recorded in the output (default: 0)")

@@ -29,7 +29,7 @@ Tokenizer: the `--text-encoder` folder's, else the bert-base-uncased vocabulary 
 class where the folder has a vocab.txt (what the repositories call). `info.source["tokenizer"]`
 says which.
 
-Validation (specs/data-and-metrics.md §4, the checks that apply; errors name file, split as
+Validation (the MMSA loader's checks that apply; errors name file, split as
 written in the file, key = the README's field name):
 - not a dict / split missing or not a list / extra top-level entries (warning);
 - a sample that is not ((words, visual, acoustic), label, segment); words not strings or none;

@@ -1,11 +1,11 @@
-"""`mosi`, `mosei`: MMSA feature pickles (specs/data-and-metrics.md §2).
+"""`mosi`, `mosei`: MMSA feature pickles.
 
 Files: `<root>/MOSI/Processed/{aligned_50,unaligned_50}.pkl` (same under `MOSEI/`), root
 from `--data-root` or `$MSABENCH_DATA`. MulT's `mosi_data[_noalign].pkl` /
 `mosei_senti_data[_noalign].pkl` are accepted too (`<root>/MOSI/` or `<root>/`): the schema
 is detected from the keys, not the name, and parsed by `bench.data.mult_pkl`.
 
-Behaviours reproduced from MMSA 2.2.1 `src/MMSA/data_loader.py` (spec §2 rules 1-8):
+Behaviours reproduced from MMSA 2.2.1 `src/MMSA/data_loader.py`:
 1. `text`, `text_bert`, `audio`, `vision` cast to float32 (token ids then to int64 for the
    embedding); labels = `regression_labels` as float32, (N,) or (N, 1).
 2. `audio == -inf` -> 0 (audio only), counted in a warning.
@@ -20,7 +20,7 @@ Behaviours reproduced from MMSA 2.2.1 `src/MMSA/data_loader.py` (spec §2 rules 
 8. The file's SHA-256 goes into `info.source` and is compared with the MMSA README sums.
 `text_lengths` = sum(input_mask) whenever `text_bert` is present (else T).
 
-`text_input="raw_text"` (models that tokenize the transcripts, seed-baselines README decision
+`text_input="raw_text"` (models that tokenize the transcripts, a harness decision;
 10): `raw_text` is tokenized by the tokenizer of the `--text-encoder` folder
 (`bench.data.tokenize.tokenize_texts`: [CLS]/[SEP], truncation to the model's
 `text_max_length`, cached per process), stored padded to the longest text and trimmed per batch
@@ -74,7 +74,7 @@ def _load(dataset: str, data_root: Optional[str], setting: Optional[str], text_i
     fallback = None
     if text_input == "raw_text":
         choice = encoder_tokenizer(text_encoder)
-        if choice.path is None:  # decision 10: random-init encoders read the file's text_bert ids
+        if choice.path is None:  # random-init encoders read the file's text_bert ids
             text_input, fallback = "ids", f"text_bert ids (fallback from raw_text: {choice.note})"
         else:
             options = {"tokenizer": choice, "max_length": int(text_max_length or RAW_TEXT_MAX_LENGTH)}

@@ -1,4 +1,4 @@
-"""`iemocap` (and MulT's MOSI/MOSEI files): MulT pickles (specs/data-and-metrics.md §3).
+"""`iemocap` (and MulT's MOSI/MOSEI files): MulT pickles.
 
 Files: `iemocap_data.pkl` (word-aligned) / `iemocap_data_noalign.pkl` (unaligned), looked
 for at `<root>/IEMOCAP/<file>` then `<root>/<file>` (MulT keeps them flat in `data/`).
@@ -32,7 +32,7 @@ from bench.data.validate import (
     full_lengths, id_strings, load_real, missing_keys, regression_labels, take_features,
 )
 
-EMOTIONS = ("Neutral", "Happy", "Sad", "Angry")  # MulT label order (spec §1, §3)
+EMOTIONS = ("Neutral", "Happy", "Sad", "Angry")  # MulT label order
 
 
 @register_dataset("iemocap", "IEMOCAP, MulT protocol (4 binary emotions): <root>/[IEMOCAP/]iemocap_data[_noalign].pkl")

@@ -1,6 +1,6 @@
 """Token ids the harness makes itself: which tokenizer, and tokenizing text once.
 
-Two users (seed-baselines README decision 10, issue 13):
+Two users (issue 13):
 - `text_input="raw_text"` models: an MMSA pickle's `raw_text` (or the synthetic raw-text
   view) tokenized by the tokenizer of the `--text-encoder` folder (`tokenize_texts`);
   random-init encoders (`bert-base`, `tiny`) and folders without tokenizer files have none,

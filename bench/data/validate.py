@@ -1,11 +1,11 @@
-"""Shared pieces of the real-data loaders (specs/data-and-metrics.md §1-4, §8).
+"""Shared pieces of the real-data loaders.
 
 - where the files are (`locate`: data root from `--data-root` or `$MSABENCH_DATA`, the
   candidate names per dataset and setting; a missing file lists every name looked for);
 - reading them (`read_pickle`) and telling the two schemas apart from their keys
   (`detect_format`: MMSA feature pickles vs MulT pickles; an unknown schema lists its keys);
 - `Problems`: every check adds an error or a counted warning; errors are raised together,
-  after all splits were looked at, as one `DataError` in the §4 message form;
+  after all splits were looked at, as one `DataError` in the message form `file [split=..., key=...]: problem`;
 - array checks (ranks, non-finite values scanned in chunks, lengths, labels, ids, split sizes);
 - SHA-256 of the data file, compared with the sums published in the MMSA README, with a cache;
 - `load_real`: the front door both loaders share (locate -> unpickle -> detect -> parse ->
@@ -42,29 +42,29 @@ DEFAULT_SETTING = {"mosi": "unaligned", "mosei": "unaligned", "iemocap": "aligne
 TEXT_INPUTS = ("features", "ids", "all", "raw_text")  # "all": every text view the file has (data check);
 # "raw_text": token ids made from `raw_text` by the --text-encoder's tokenizer (bench.data.tokenize)
 
-# spec §1 (pickle counts); a different count is a warning, an error in strict mode
+# the standard split sizes of the published pickles; a different count is a warning, an error in strict mode
 SPLIT_SIZES = {
     "mosi": {"train": 1284, "valid": 229, "test": 686},
     "mosei": {"train": 16326, "valid": 1871, "test": 4659},
     "iemocap": {"train": 2717, "valid": 798, "test": 938},
 }
-# spec §2 rule 8 / thuiar/MMSA README "Datasets": SHA-256 of the feature files
+# thuiar/MMSA README "Datasets": SHA-256 of the feature files
 PUBLISHED_SHA256 = {
     ("mosi", "unaligned_50.pkl"): "78e0f8b5ef8ff71558e7307848fc1fa929ecb078203f565ab22b9daab2e02524",
     ("mosi", "aligned_50.pkl"): "d3994fd25681f9c7ad6e9c6596a6fe9b4beb85ff7d478ba978b124139002e5f9",
     ("mosei", "unaligned_50.pkl"): "ad8b23d50557045e7d47959ce6c5b955d8d983f2979c7d9b7b9226f6dd6fec1f",
     ("mosei", "aligned_50.pkl"): "45eccfb748a87c80ecab9bfac29582e7b1466bf6605ff29d3b338a75120bf791",
 }
-MMSA_FILES = {"aligned": "aligned_50.pkl", "unaligned": "unaligned_50.pkl"}  # spec §2
-MULT_FILES = {  # spec §3 / yaohungt/Multimodal-Transformer src/dataset.py: <name>_data[_noalign].pkl
+MMSA_FILES = {"aligned": "aligned_50.pkl", "unaligned": "unaligned_50.pkl"}
+MULT_FILES = {  # yaohungt/Multimodal-Transformer src/dataset.py: <name>_data[_noalign].pkl
     "mosi": {"aligned": "mosi_data.pkl", "unaligned": "mosi_data_noalign.pkl"},
     "mosei": {"aligned": "mosei_senti_data.pkl", "unaligned": "mosei_senti_data_noalign.pkl"},
     "iemocap": {"aligned": "iemocap_data.pkl", "unaligned": "iemocap_data_noalign.pkl"},
 }
 MAG_FILES = {"mosi": "mosi.pkl", "mosei": "mosei.pkl"}  # WasifurRahman/BERT_multimodal_transformer datasets/
 BERT_VOCAB_SIZE = 30522  # bert-base-uncased, the tokenizer of MMSA's English `text_bert`
-LABEL_RANGE = (-3.0, 3.0)  # MOSI/MOSEI sentiment intensity (spec §1)
-MULT_TEXT_ONLY = "model needs `text_bert`; MulT-format file has GloVe text only"  # spec §3
+LABEL_RANGE = (-3.0, 3.0)  # MOSI/MOSEI sentiment intensity
+MULT_TEXT_ONLY = "model needs `text_bert`; MulT-format file has GloVe text only"
 SOURCES_HINT = ("see README 'Data': MMSA pickles from the thuiar/MMSA README 'Datasets' links, "
                 "MulT pickles from the yaohungt/Multimodal-Transformer README, MAG-BERT word-aligned "
                 "mosi.pkl/mosei.pkl (--data-format mag) from the WasifurRahman/BERT_multimodal_transformer README")
@@ -549,7 +549,7 @@ def checksum(path: Path, dataset: str, problems: Problems, verify: bool) -> dict
 
 
 # -- model/data compatibility hints ----------------------------------------------------
-# feature dims (t, a, v) of the known files: spec §2, §3 and §8 (MulT #40; MMSA #48, #62, #104)
+# feature dims (t, a, v) of the known files (MulT #40; MMSA #48, #62, #104)
 _DIM_HINTS = {
     "t": {768: "BERT features (MMSA file)", 300: "GloVe text (MulT-format file)"},
     "a": {5: "MOSI file (MMSA's 5 selected COVAREP dims)", 74: "MOSEI file or 74-d COVAREP MOSI"},

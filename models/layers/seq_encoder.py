@@ -1,6 +1,6 @@
-"""Sequence encoder for feature sequences (audio, vision; IEMOCAP GloVe text): PaSE §3.2 step 2.
+"""Sequence encoder for feature sequences (audio, vision; IEMOCAP GloVe text): PaSE's step 2.
 
-specs/pase.md §3.2 (harness decisions): Linear(d_in -> d) -> + positions (sinusoidal by
+Harness decisions where the PaSE paper is silent: Linear(d_in -> d) -> + positions (sinusoidal by
 default, or learned) -> dropout -> pre-LN transformer encoder (`layers` x
 `torch.nn.TransformerEncoderLayer(norm_first=True, activation="gelu")`, key-padding mask
 from the true lengths) -> final LayerNorm -> mean over the valid steps -> Linear(d -> d).
@@ -41,7 +41,7 @@ def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 def pool_segments(x: torch.Tensor, lengths: torch.Tensor, pool_len: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Average-pool each sequence's valid part into `pool_len` contiguous segments of
-    near-equal length (specs/pase.md §3.2): segment j of a length-L clip (L > pool_len) covers
+    near-equal length: segment j of a length-L clip (L > pool_len) covers
     steps [floor(j L / P), floor((j + 1) L / P)); a clip of L <= P steps keeps its steps.
     Padded steps never enter a segment. Returns ((B, P, d), new lengths min(L, P)).
     One (B, P, T) weight matrix and a batched matmul: no Python loop over samples."""

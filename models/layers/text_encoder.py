@@ -20,7 +20,7 @@ from torch import nn
 
 from bench.batch import last_attended
 
-BERT_BASE_PARAMS = 109_482_240  # bert-base-uncased incl. pooler (baselines.md §5)
+BERT_BASE_PARAMS = 109_482_240  # bert-base-uncased incl. pooler
 NAMED_CONFIGS = {
     # bert-base-uncased shapes (its config.json)
     "bert-base": dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
