@@ -1,0 +1,236 @@
+"""Every reimplementation against its reference code, from committed goldens.
+
+Each golden (`tests/golden_ref/<model>.safetensors` + `.json`, written by
+`tools/reference/<model>.py` from the reference code itself) holds the reference model's
+perturbed weights, one padded batch, and what the reference computed on it: eval outputs and
+intermediates, train-mode loss parts (dropout 0) and gradients. The test builds msabench's
+model in the matching configuration, loads the weights through an explicit name map (every
+tensor mapped, none left over on either side), and compares everything at atol 1e-5 /
+rtol 1e-4. A tampered weight must make the comparison fail.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from bench.batch import Batch
+from models.base import ModelOutput
+from models.registry import create_model
+
+GOLDEN_DIR = Path(__file__).parent / "golden_ref"
+ATOL, RTOL = 1e-5, 1e-4
+TAMPER = 1e-3
+
+
+@dataclass(frozen=True)
+class RefMap:
+    """How a reference model's names translate to msabench's.
+
+    weights: (regex on the reference name, msabench name template) rules, first match wins;
+      a template of None drops a tensor that is not a weight (the reason goes in the comment).
+    outputs: golden eval name -> msabench ModelOutput path ("pred", "features.t", ...) or
+      "hook:<module path>" (the output of that msabench module, batch-first).
+    losses: golden loss part -> msabench loss-dict key.
+    tamper: a reference weight name; +1e-3 on its first element must make the comparison fail.
+    prepare: optional setup of the msabench model from the golden before the train-mode pass.
+    """
+
+    weights: tuple[tuple[str, str | None], ...]
+    outputs: dict[str, str]
+    losses: dict[str, str]
+    tamper: str
+    prepare: Callable[[nn.Module, dict[str, dict[str, torch.Tensor]]], None] | None = None
+    hook_last: frozenset = field(default_factory=frozenset)  # hooked modules compared at their last step
+
+
+# -- name maps -----------------------------------------------------------------------------
+def prefixed(pairs: tuple[tuple[str, str], ...], rules: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The same block rules under each (reference prefix, msabench prefix) pair."""
+    return tuple((rf"{re.escape(ref)}\.{src}", f"{ours}.{dst}") for ref, ours in pairs for src, dst in rules)
+
+
+_MULT_BLOCK = (  # MMSA TransformerEncoder -> models/layers/transformer.py CrossModalTransformer
+    (r"layers\.(\d+)\.self_attn\.(in_proj_weight|in_proj_bias)", r"layers.\1.attn.\2"),
+    (r"layers\.(\d+)\.self_attn\.out_proj\.(weight|bias)", r"layers.\1.attn.out_proj.\2"),
+    (r"layers\.(\d+)\.(fc1|fc2)\.(weight|bias)", r"layers.\1.\2.\3"),
+    (r"layers\.(\d+)\.layer_norms\.0\.(weight|bias)", r"layers.\1.ln_attn.\2"),
+    (r"layers\.(\d+)\.layer_norms\.1\.(weight|bias)", r"layers.\1.ln_ffn.\2"),
+    (r"layer_norm\.(weight|bias)", r"norm.\1"),
+)
+_MMSA_MOD = (("l", "t"), ("a", "a"), ("v", "v"))  # MMSA's modality letters -> msabench's
+_MULT_CROSS = tuple((f"trans_{r}_with_{rs}", f"cross.{m}{ms}") for r, m in _MMSA_MOD for rs, ms in _MMSA_MOD if rs != r)
+MULT = RefMap(
+    weights=(
+        *((rf"proj_{r}\.weight", f"proj.{m}.weight") for r, m in _MMSA_MOD),
+        *prefixed(_MULT_CROSS + tuple((f"trans_{r}_mem", f"memory.{m}") for r, m in _MMSA_MOD), _MULT_BLOCK),
+        (r"trans_\w+\.version", None),  # fairseq's constant version buffer ([2.]): not a weight
+        (r"proj1\.(weight|bias)", r"head_fc1.\1"),
+        (r"proj2\.(weight|bias)", r"head_fc2.\1"),
+        (r"out_layer\.(weight|bias)", r"out.\1"),
+    ),
+    outputs={"M": "pred", **{f"Feature_{m}": f"features.{m}" for m in "tavf"},
+             **{ref: f"hook:{ours}" for ref, ours in _MULT_CROSS}},
+    losses={"L1": "task"},
+    tamper="trans_v_mem.layers.0.fc2.bias",
+)
+
+MAPS: dict[str, RefMap] = {"mult": MULT}
+
+
+# -- the machinery -------------------------------------------------------------------------
+def load_golden(name: str) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
+    """(metadata, {section: {key: tensor}}) of a committed golden."""
+    from safetensors.torch import load_file
+
+    meta = json.loads((GOLDEN_DIR / f"{name}.json").read_text())
+    sections: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in load_file(str(GOLDEN_DIR / f"{name}.safetensors")).items():
+        section, _, rest = key.partition("/")
+        sections.setdefault(section, {})[rest] = value
+    return meta, sections
+
+
+def map_name(ref_name: str, rules: tuple[tuple[str, str | None], ...]) -> tuple[bool, str | None]:
+    """(matched, msabench name or None for a dropped tensor) under the first rule that fully matches."""
+    for pattern, template in rules:
+        m = re.fullmatch(pattern, ref_name)
+        if m:
+            return True, (m.expand(template) if template is not None else None)
+    return False, None
+
+
+def map_tensors(ref: dict[str, torch.Tensor], rules: tuple[tuple[str, str | None], ...],
+                expected: set[str]) -> dict[str, torch.Tensor]:
+    """Rename every reference tensor; fail on any reference name without a rule, two names
+    mapped to one, or an msabench name no reference tensor fills."""
+    out: dict[str, torch.Tensor] = {}
+    unmapped, clashes = [], []
+    for name, tensor in ref.items():
+        matched, ours = map_name(name, rules)
+        if not matched:
+            unmapped.append(name)
+        elif ours is not None:
+            if ours in out:
+                clashes.append(f"{name} -> {ours}")
+            out[ours] = tensor
+    missing, extra = sorted(expected - out.keys()), sorted(out.keys() - expected)
+    problems = [f"{label}: {items}" for label, items in (("reference tensors without a rule", unmapped),
+                ("mapped twice", clashes), ("msabench tensors no reference tensor fills", missing),
+                ("mapped to names msabench does not have", extra)) if items]
+    if problems:
+        raise AssertionError("name map incomplete: " + "; ".join(problems))
+    return out
+
+
+def build_model(meta: dict[str, Any], tmp_path: Path) -> nn.Module:
+    """msabench's model in the golden's configuration (a tiny BERT checkpoint folder when needed)."""
+    cfg = meta["msabench"]
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["overrides"].items()}
+    if "bert_config" in meta:
+        from transformers import BertConfig, BertModel
+
+        BertModel(BertConfig(**meta["bert_config"])).save_pretrained(tmp_path / "bert")
+        overrides["text_encoder"] = str(tmp_path / "bert")
+    return create_model(cfg["name"], cfg["dataset"], cfg["preset"], **overrides)
+
+
+def output_at(out: ModelOutput, path: str, hooked: dict[str, torch.Tensor]) -> torch.Tensor:
+    if path.startswith("hook:"):
+        return hooked[path[5:]]
+    head, _, key = path.partition(".")
+    value = getattr(out, head)
+    return value[key] if key else value
+
+
+def differences(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor], what: str,
+                report: dict[str, float]) -> list[str]:
+    """Mismatches beyond atol/rtol (shape, NaN pattern or values); the max |difference| per
+    section goes into `report`."""
+    problems = []
+    for key, want in expected.items():
+        got = actual[key].detach().reshape(want.shape) if actual[key].numel() == want.numel() else actual[key]
+        if got.shape != want.shape:
+            problems.append(f"{what} {key}: shape {tuple(got.shape)} != reference {tuple(want.shape)}")
+            continue
+        diff = (got.double() - want.double()).abs().nan_to_num(0.0)
+        report[what] = max(report.get(what, 0.0), float(diff.max()) if diff.numel() else 0.0)
+        if not torch.equal(got.isnan(), want.isnan()):
+            problems.append(f"{what} {key}: NaN pattern differs from the reference")
+        elif not torch.allclose(got.double(), want.double(), atol=ATOL, rtol=RTOL, equal_nan=True):
+            problems.append(f"{what} {key}: max |difference| {float(diff.max()):.3g} > atol {ATOL} + rtol {RTOL}")
+    return problems
+
+
+def compare(name: str, golden: dict[str, dict[str, torch.Tensor]], meta: dict[str, Any], tmp_path: Path,
+            report: dict[str, float] | None = None) -> list[str]:
+    """Build, load, run eval then train mode; the list of every mismatch with the golden."""
+    ref_map, report = MAPS[name], report if report is not None else {}
+    model = build_model(meta, tmp_path)
+    state = model.state_dict()
+    model.load_state_dict(map_tensors(golden["weights"], ref_map.weights, set(state)), strict=True)
+    batch = Batch(**golden["batch"])
+    hooked: dict[str, torch.Tensor] = {}
+    for path in {p[5:] for p in ref_map.outputs.values() if p.startswith("hook:")}:
+        model.get_submodule(path).register_forward_hook(lambda _m, _i, out, p=path: hooked.__setitem__(p, out))
+    model.eval()
+    with torch.no_grad():
+        out = model(batch)
+    evals = {k: output_at(out, p, hooked) for k, p in ref_map.outputs.items()}
+    problems = differences(golden["eval"], evals, "eval", report)
+    model.train()
+    if ref_map.prepare is not None:
+        ref_map.prepare(model, golden)
+    out = model(batch)
+    parts = model.loss(out, batch)
+    problems += differences(golden["loss"], {k: parts[ours] for k, ours in ref_map.losses.items()}, "loss", report)
+    parts["total"].backward()
+    grads = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
+    ref_grads = {k: v for k, v in golden["grad"].items()}
+    names = {ref: map_name(ref, ref_map.weights)[1] for ref in ref_grads}
+    problems += differences(ref_grads, {ref: grads[ours] for ref, ours in names.items()}, "grad", report)
+    return problems
+
+
+GOLDENS = sorted(p.stem for p in GOLDEN_DIR.glob("*.json"))
+
+
+def test_every_golden_has_a_map():
+    assert GOLDENS, f"no goldens under {GOLDEN_DIR}"
+    assert set(GOLDENS) <= MAPS.keys(), f"goldens without a name map: {sorted(set(GOLDENS) - MAPS.keys())}"
+
+
+@pytest.mark.parametrize("name", GOLDENS)
+def test_equal_to_reference(name, tmp_path):
+    meta, golden = load_golden(name)
+    report: dict[str, float] = {}
+    problems = compare(name, golden, meta, tmp_path, report)
+    print(f"{name}: max |difference| " + ", ".join(f"{k} {v:.2e}" for k, v in report.items()))
+    assert not problems, f"{name} differs from {meta['reference']}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", GOLDENS)
+def test_tampered_weight_is_caught(name, tmp_path):
+    meta, golden = load_golden(name)
+    target = MAPS[name].tamper
+    assert target in golden["weights"], f"tamper target {target} is not a weight of golden {name}"
+    tampered = golden["weights"][target].clone()
+    tampered.view(-1)[0] += TAMPER  # one scalar: a shift of a whole bias can be invisible (LayerNorm removes it)
+    golden["weights"][target] = tampered
+    assert compare(name, golden, meta, tmp_path), f"{name}: shifting {target}[0] by {TAMPER} went unnoticed"
+
+
+def test_unmapped_tensor_fails():
+    rules = ((r"a\.(\w+)", r"x.\1"),)
+    with pytest.raises(AssertionError, match="without a rule.*'b.w'"):
+        map_tensors({"a.w": torch.zeros(1), "b.w": torch.zeros(1)}, rules, {"x.w"})
+    with pytest.raises(AssertionError, match="no reference tensor fills.*'x.v'"):
+        map_tensors({"a.w": torch.zeros(1)}, rules, {"x.w", "x.v"})

@@ -1,0 +1,159 @@
+"""What every reference script shares: import the reference code from --code DIR, perturb its
+model, build the fixed padded batch, and write the golden (safetensors + JSON metadata).
+
+A golden is `<model>.safetensors` with tensors under prefixes
+  weights/<reference name>   the perturbed reference state (parameters and buffers)
+  batch/<Batch field>        the fixed batch, in msabench's `Batch` field names
+  eval/<name>                eval-mode outputs and named intermediates
+  loss/<part>                train-mode loss parts (dropout 0)
+  grad/<reference name>      gradients of the train-mode total loss
+  state/<name>               model-specific extra state (e.g. Self-MM's label memory)
+and `<model>.json`: repository, commit or version, sha256 of every imported reference file,
+versions, seed, the build-time patches, and the msabench configuration that matches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import platform
+import sys
+import tempfile
+import types
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN_DIR = ROOT / "tests" / "golden_ref"
+PERTURB_STD = 0.02  # N(0, 0.02^2) on every parameter: reference inits are degenerate (zero biases, copies)
+TINY_BERT = {  # small enough that a golden with BERT stays well under 2 MB
+    "vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+    "max_position_embeddings": 32, "type_vocab_size": 2,
+    "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,  # SDPA reads the float, not nn.Dropout
+}
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--code", type=Path, required=True, help="checkout of the reference code (import root)")
+    p.add_argument("--out", type=Path, default=GOLDEN_DIR, help="folder for <model>.safetensors/.json")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    if not args.code.is_dir():
+        p.error(f"--code {args.code}: no such directory")
+    return args
+
+
+def import_reference(code: Path, module: str, stub_packages: tuple[str, ...] = (),
+                     stub_modules: tuple[str, ...] = ()) -> types.ModuleType:
+    """Import `module` from `code`. Packages in `stub_packages` get an empty `__init__` (their
+    real one imports the whole framework); modules in `stub_modules` (unused third-party
+    imports) become empty modules. Both are recorded as build-time patches by `save_golden`."""
+    sys.path.insert(0, str(code))
+    for name in stub_packages:
+        pkg = types.ModuleType(name)
+        pkg.__path__ = [str(code / name.replace(".", "/"))]
+        sys.modules[name] = pkg
+    for name in stub_modules:
+        sys.modules.setdefault(name, types.ModuleType(name))
+    return importlib.import_module(module)
+
+
+def perturb_(model: nn.Module, gen: torch.Generator) -> None:
+    """Every parameter += N(0, 0.02^2); BatchNorm running mean/var moved off 0/1."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * PERTURB_STD)
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+                m.running_mean.add_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
+                m.running_var.mul_(torch.exp(torch.randn(m.running_var.shape, generator=gen) * 0.2))
+
+
+def padded(gen: torch.Generator, lengths: list[int], dim: int) -> torch.Tensor:
+    """(B, max(lengths), dim) features, zero after each sample's true length."""
+    x = torch.randn(len(lengths), max(lengths), dim, generator=gen)
+    for i, n in enumerate(lengths):
+        x[i, n:] = 0
+    return x
+
+
+def token_batch(gen: torch.Generator, lengths: list[int], width: int, vocab: int) -> dict[str, torch.Tensor]:
+    """BERT inputs: [CLS] words [SEP] then padding (id 0, mask 0); `lengths` count [CLS]/[SEP]."""
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = torch.randint(5, vocab, (n,), generator=gen)
+        ids[i, 0], ids[i, n - 1] = 1, 2  # [CLS], [SEP] of the tiny vocabulary
+        mask[i, :n] = 1
+    return {"text_ids": ids, "text_mask": mask, "text_segment": torch.zeros_like(ids)}
+
+
+def tiny_bert_dir(vocab_words: int | None = None) -> Path:
+    """A random-init tiny BERT checkpoint folder (config, weights, vocab.txt) for reference
+    code that calls `from_pretrained(path)`; its weights are perturbed and saved afterwards."""
+    from transformers import BertConfig, BertModel
+
+    path = Path(tempfile.mkdtemp(prefix="tiny_bert_"))
+    config = BertConfig(**TINY_BERT)
+    BertModel(config).save_pretrained(path)
+    words = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"] + [f"w{i}" for i in range(TINY_BERT["vocab_size"] - 5)]
+    (path / "vocab.txt").write_text("\n".join(words[: vocab_words or len(words)]) + "\n")
+    return path
+
+
+def tiny_bert_config():
+    """The tiny BERT config, eager-free: SDPA attention, as msabench builds it."""
+    from transformers import BertConfig
+
+    config = BertConfig(**TINY_BERT)
+    config._attn_implementation = "sdpa"
+    return config
+
+
+def grads(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Gradient of every parameter that received one, by reference name."""
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def imported_files(code: Path) -> dict[str, str]:
+    """sha256 of every file under `code` that is loaded as a module now."""
+    code = code.resolve()
+    out = {}
+    for mod in list(sys.modules.values()):
+        f = getattr(mod, "__file__", None)
+        if f and Path(f).resolve().is_relative_to(code):
+            out[str(Path(f).resolve().relative_to(code))] = _sha256(Path(f))
+    return dict(sorted(out.items()))
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "numpy": numpy.__version__}
+
+
+def save_golden(args: argparse.Namespace, name: str, sections: dict[str, dict[str, torch.Tensor]],
+                meta: dict[str, Any]) -> None:
+    """Write `<out>/<name>.safetensors` (sections flattened to "section/key") and `<name>.json`."""
+    from safetensors.torch import save_file
+
+    flat = {f"{sec}/{k}": v.detach().contiguous().clone() for sec, d in sections.items() for k, v in d.items()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_file(flat, str(args.out / f"{name}.safetensors"))
+    meta = {**meta, "seed": args.seed, "imported_files": imported_files(args.code), "versions": versions(),
+            "perturbation": f"every parameter + N(0, {PERTURB_STD}^2); BatchNorm running stats moved"}
+    (args.out / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    size = (args.out / f"{name}.safetensors").stat().st_size
+    print(f"wrote {args.out / name}.safetensors ({size / 1e6:.2f} MB, {len(flat)} tensors)")
