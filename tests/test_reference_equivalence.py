@@ -83,7 +83,19 @@ MULT = RefMap(
     tamper="trans_v_mem.layers.0.fc2.bias",
 )
 
-MAPS: dict[str, RefMap] = {"mult": MULT}
+MAG_BERT = RefMap(
+    weights=(
+        *prefixed((("model.bert", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        *prefixed((("model.bert.MAG", "mag"),), ((r"(W_hv|W_ha|W_v|W_a)\.(weight|bias)", r"\1.\2"),
+                                                  (r"LayerNorm\.(weight|bias)", r"norm.\1"))),
+        (r"model\.classifier\.(weight|bias)", r"classifier.\1"),
+    ),
+    outputs={"M": "pred", "MAG": "hook:mag", "encoder": "hook:text.bert.encoder", "pooler": "features.f"},
+    losses={"L1": "task"},
+    tamper="model.bert.MAG.W_a.weight",
+)
+
+MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT}
 
 
 # -- the machinery -------------------------------------------------------------------------
@@ -180,7 +192,8 @@ def compare(name: str, golden: dict[str, dict[str, torch.Tensor]], meta: dict[st
     batch = Batch(**golden["batch"])
     hooked: dict[str, torch.Tensor] = {}
     for path in {p[5:] for p in ref_map.outputs.values() if p.startswith("hook:")}:
-        model.get_submodule(path).register_forward_hook(lambda _m, _i, out, p=path: hooked.__setitem__(p, out))
+        model.get_submodule(path).register_forward_hook(
+            lambda _m, _i, out, p=path: hooked.__setitem__(p, out if torch.is_tensor(out) else out[0]))
     model.eval()
     with torch.no_grad():
         out = model(batch)
