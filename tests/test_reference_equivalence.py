@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ class RefMap:
     losses: golden loss part -> msabench loss-dict key.
     tamper: a reference weight name; +1e-3 on its first element must make the comparison fail.
     prepare: optional setup of the msabench model from the golden before the train-mode pass.
+    after: optional msabench state after the train-mode loss, compared with the golden's
+      `state/after.*` tensors (Self-MM's label memory).
     """
 
     weights: tuple[tuple[str, str | None], ...]
@@ -49,7 +51,7 @@ class RefMap:
     losses: dict[str, str]
     tamper: str
     prepare: Callable[[nn.Module, dict[str, dict[str, torch.Tensor]]], None] | None = None
-    hook_last: frozenset = field(default_factory=frozenset)  # hooked modules compared at their last step
+    after: Callable[[nn.Module], dict[str, torch.Tensor]] | None = None
 
 
 # -- name maps -----------------------------------------------------------------------------
@@ -95,7 +97,48 @@ MAG_BERT = RefMap(
     tamper="model.bert.MAG.W_a.weight",
 )
 
-MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT}
+_SELF_MM_HEADS = (("fusion", "f"), ("text", "t"), ("audio", "a"), ("vision", "v"))
+
+
+def _self_mm_memory(model: nn.Module, golden: dict[str, dict[str, torch.Tensor]]) -> None:
+    """The golden's later-epoch ULGM memory (labels, features, centres) at epoch 3."""
+    from models.self_mm import ULGMMemory
+
+    state = golden["state"]
+    memory = ULGMMemory(state["before.labels.fusion"], model.feature_dims, exclude_zero=True, bound=3.0)
+    for ref, ours in _SELF_MM_HEADS:
+        memory.labels[ours] = state[f"before.labels.{ref}"].clone()
+        memory.features[ours] = state[f"before.features.{ref}"].clone()
+        memory.centres[ours] = (state[f"before.centre.{ref}.pos"], state[f"before.centre.{ref}.neg"])
+    model.memory, model.epoch = memory, 3
+
+
+def _self_mm_after(model: nn.Module) -> dict[str, torch.Tensor]:
+    out = {}
+    for ref, ours in _SELF_MM_HEADS:
+        out[f"after.labels.{ref}"] = model.memory.labels[ours]
+        out[f"after.features.{ref}"] = model.memory.features[ours]
+        out[f"after.centre.{ref}.pos"], out[f"after.centre.{ref}.neg"] = model.memory.centres[ours]
+    return out
+
+
+SELF_MM = RefMap(
+    weights=(
+        *prefixed((("text_model.model", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        *prefixed((("audio_model", "audio_net"), ("video_model", "video_net")),
+                  ((r"rnn\.(\w+_l0)", r"rnn.\1"), (r"linear_1\.(weight|bias)", r"linear.\1"))),
+        *((rf"post_{ref}_layer_(\d)\.(weight|bias)", rf"heads.{ours}.layer_\1.\2")
+          for ref, ours in (("fusion", "f"), ("text", "t"), ("audio", "a"), ("video", "v"))),
+    ),
+    outputs={"M": "pred", **{m.upper(): f"unimodal.{m}" for m in "tav"},
+             **{f"Feature_{m}": f"features.{m}" for m in "tavf"}},
+    losses={"M": "task", "T": "t", "A": "a", "V": "v"},
+    tamper="audio_model.linear_1.bias",
+    prepare=_self_mm_memory,
+    after=_self_mm_after,
+)
+
+MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM}
 
 
 # -- the machinery -------------------------------------------------------------------------
@@ -205,11 +248,17 @@ def compare(name: str, golden: dict[str, dict[str, torch.Tensor]], meta: dict[st
     out = model(batch)
     parts = model.loss(out, batch)
     problems += differences(golden["loss"], {k: parts[ours] for k, ours in ref_map.losses.items()}, "loss", report)
+    if ref_map.after is not None:
+        after = {k: v for k, v in golden["state"].items() if k.startswith("after.")}
+        problems += differences(after, ref_map.after(model), "state", report)
     parts["total"].backward()
-    grads = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in model.named_parameters()}
-    ref_grads = {k: v for k, v in golden["grad"].items()}
-    names = {ref: map_name(ref, ref_map.weights)[1] for ref in ref_grads}
-    problems += differences(ref_grads, {ref: grads[ours] for ref, ours in names.items()}, "grad", report)
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    names = {ref: map_name(ref, ref_map.weights)[1] for ref in golden["grad"]}
+    if set(names.values()) != grads.keys():
+        problems.append(f"parameters receiving a gradient differ: reference only {sorted(set(names.values()) - grads.keys())}, "
+                        f"msabench only {sorted(grads.keys() - set(names.values()))}")
+    problems += differences(golden["grad"], {ref: grads.get(ours, torch.zeros(0)) for ref, ours in names.items()},
+                            "grad", report)
     return problems
 
 
