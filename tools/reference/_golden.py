@@ -49,19 +49,65 @@ def parse_args(description: str) -> argparse.Namespace:
     return args
 
 
+def _unused(name: str) -> type:
+    def fail(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError(f"{name} is a stub: the reference code path used here should not call it")
+
+    return type(name, (), {"__init__": fail})
+
+
 def import_reference(code: Path, module: str, stub_packages: tuple[str, ...] = (),
                      stub_modules: tuple[str, ...] = ()) -> types.ModuleType:
-    """Import `module` from `code`. Packages in `stub_packages` get an empty `__init__` (their
-    real one imports the whole framework); modules in `stub_modules` (unused third-party
-    imports) become empty modules. Both are recorded as build-time patches by `save_golden`."""
-    sys.path.insert(0, str(code))
+    """Import `module` from `code` (also put on sys.path). Packages in `stub_packages` get an
+    empty `__init__` (their real one imports the whole framework); modules in `stub_modules`
+    (third-party imports the compared code never calls) become modules whose every attribute
+    is a class that fails when built. Record both as patches in the golden's metadata."""
+    if str(code) not in sys.path:
+        sys.path.insert(0, str(code))
     for name in stub_packages:
         pkg = types.ModuleType(name)
         pkg.__path__ = [str(code / name.replace(".", "/"))]
         sys.modules[name] = pkg
     for name in stub_modules:
-        sys.modules.setdefault(name, types.ModuleType(name))
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):
+            stub = sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+            stub.__getattr__ = _unused  # type: ignore[attr-defined]
+            stub.__path__ = []  # type: ignore[attr-defined]
     return importlib.import_module(module)
+
+
+def zero_dropout_(model: nn.Module) -> list[str]:
+    """Dropout 0 everywhere: nn.Dropout modules, nn.MultiheadAttention's float, and every float
+    module attribute named *dropout* (functional dropout reads those). Returns what was set."""
+    changed = []
+    for path, m in model.named_modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd):
+            m.p = 0.0
+            continue
+        for attr, value in vars(m).items():
+            if "dropout" in attr.lower() and isinstance(value, float) and value != 0.0:
+                setattr(m, attr, 0.0)
+                changed.append(f"{path}.{attr}")
+    return changed
+
+
+def record_hooks(model: nn.Module, spec: dict[str, str],
+                 transform: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """Capture module outputs while the model runs: spec maps a golden name to "path" or
+    "path#i" (element i of a tuple output); `transform` optionally maps a name to a function
+    applied first (e.g. a sequence-first output made batch-first). Returns the live dict."""
+    captured: dict[str, torch.Tensor] = {}
+    for key, where in spec.items():
+        path, _, index = where.partition("#")
+        fn = (transform or {}).get(key, lambda t: t)
+
+        def hook(_m: nn.Module, _i: Any, out: Any, key: str = key, index: str = index, fn: Any = fn) -> None:
+            value = out[int(index)] if index else (out if torch.is_tensor(out) else out[0])
+            captured[key] = fn(value).detach()
+
+        model.get_submodule(path).register_forward_hook(hook)
+    return captured
 
 
 def perturb_(model: nn.Module, gen: torch.Generator) -> None:

@@ -20,6 +20,7 @@ from _golden import (
     padded,
     parse_args,
     perturb_,
+    record_hooks,
     save_golden,
     tiny_bert_config,
     token_batch,
@@ -59,10 +60,7 @@ def main() -> None:
         "labels": torch.randn(len(LENGTHS), generator=gen).clamp(-3, 3), "index": torch.arange(len(LENGTHS)),
     }
     text = torch.stack([tokens["text_ids"], tokens["text_mask"], tokens["text_segment"]], dim=1)  # MMSA text_bert
-    hooked: dict[str, torch.Tensor] = {}
-    for key, path in HOOKS.items():
-        model.get_submodule(path).register_forward_hook(
-            lambda _m, _i, out, k=key: hooked.__setitem__(k, out if torch.is_tensor(out) else out[0]))
+    hooked = record_hooks(model, HOOKS)
 
     model.eval()
     with torch.no_grad():

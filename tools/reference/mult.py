@@ -14,7 +14,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import torch
-from _golden import grads, import_reference, padded, parse_args, perturb_, save_golden
+from _golden import grads, import_reference, padded, parse_args, perturb_, record_hooks, save_golden
 
 WIDTHS = {"dims": (32, 5, 20), "d": 12, "heads": 3, "layers": 2, "conv_kernels": (5, 5, 5)}  # MMSA mosi, narrowed
 LENGTHS = {"t": [10, 7, 9, 4, 10, 6], "a": [14, 9, 12, 5, 11, 14], "v": [12, 12, 7, 3, 9, 10]}
@@ -48,9 +48,7 @@ def main() -> None:
         "labels": torch.randn(6, generator=gen).clamp(-3, 3),
         "index": torch.arange(6),
     }
-    cross: dict[str, torch.Tensor] = {}
-    for name in CROSS:  # (T, B, d) -> batch-first (B, T, d)
-        getattr(model, name).register_forward_hook(lambda _m, _i, out, n=name: cross.__setitem__(n, out.transpose(0, 1)))
+    cross = record_hooks(model, {n: n for n in CROSS}, {n: lambda t: t.transpose(0, 1) for n in CROSS})  # batch-first
 
     def run() -> dict[str, torch.Tensor]:
         return model(batch["text_feats"], batch["audio"], batch["vision"])
