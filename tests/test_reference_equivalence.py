@@ -11,9 +11,10 @@ rtol 1e-4. A tampered weight must make the comparison fail.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,33 @@ SELF_MM = RefMap(
     after=_self_mm_after,
 )
 
-MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM}
+GLOMO = RefMap(
+    weights=(
+        *prefixed((("bert", "text.bert"),), ((r"(embeddings|encoder)\.(.+)", r"\1.\2"),)),
+        (r"bert\.linear1\.(weight|bias)", r"text_global.\1"),
+        (r"bert\.proj_l\.weight", "text_conv.weight"),
+        *((rf"{ref}_network\.projs\.weight", f"{ours}.proj.weight") for ref, ours in (("audio", "audio"), ("video", "vision"))),
+        *prefixed((("audio_network.encoder", "audio.encoder"), ("video_network.encoder", "vision.encoder")), _MULT_BLOCK),
+        (r"\w+_network\.encoder\.(version|embed_positions\._float_tensor)", None),  # fairseq constants, not weights
+        *prefixed(tuple((f"moe_{m}", f"moe.{m}") for m in "tav"),
+                  ((r"experts\.(\d+)\.(fc1|fc2)\.(weight|bias)", r"experts.\1.\2.\3"), (r"(w_gate|w_noise)", r"\1"))),
+        (r"moe_[tav]\.(mean|std)", None),  # MoE.py's Normal(0.1, 1) buffers: config moe_cdf_mean, std 1
+        (r"transformer_encoder\.(.+)", r"fusion.\1"),  # nn.TransformerEncoder on both sides
+        *((rf"attn_{ref}\.attention_mlp\.attention_mlp\.(weight|bias)", rf"{ours}.mlp.\1")
+          for ref, ours in (("cs", "pool_global"), ("fs", "pool_local"))),
+        *((rf"attn_{ref}\.fc_att\.(weight|bias)", rf"{ours}.fc_att.\1") for ref, ours in (("cs", "pool_global"), ("fs", "pool_local"))),
+        *((rf"fc_{m}s\.(weight|bias)", rf"fc_modality.{m}.\1") for m in "tav"),
+        (r"(fc_all|classifier)\.(weight|bias)", r"\1.\2"),
+    ),
+    outputs={"logits": "pred", "fused": "features.f", "text_global": "hook:text_global", "text_conv": "hook:text_conv",
+             **{f"{ref}_{part}": f"hook:{ref}#{i}" for ref in ("audio", "vision") for i, part in enumerate(("global", "local"))},
+             **{f"moe_{m}": f"hook:moe.{m}#0" for m in "tav"}, **{f"moe_loss_{m}": f"hook:moe.{m}#1" for m in "tav"},
+             "fusion": "hook:fusion"},
+    losses={"L1": "task", "moe": "moe", "total": "total"},
+    tamper="moe_a.w_gate",
+)
+
+MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO}
 
 
 # -- the machinery -------------------------------------------------------------------------
@@ -206,6 +233,30 @@ def output_at(out: ModelOutput, path: str, hooked: dict[str, torch.Tensor]) -> t
     return value[key] if key else value
 
 
+@contextlib.contextmanager
+def replayed_draws(state: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Replay the reference's recorded `torch.randn_like` draws (MoE gating noise), in order;
+    fails if msabench draws a different number or shape."""
+    draws = [state[k] for k in sorted((k for k in state if k.startswith("randn_like.")), key=lambda k: int(k[11:]))]
+    if not draws:
+        yield
+        return
+    queue, original = list(draws), torch.randn_like
+
+    def replay(t: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        assert queue, "msabench drew more torch.randn_like samples than the reference"
+        value = queue.pop(0)
+        assert value.shape == t.shape, f"randn_like draw of shape {tuple(t.shape)}, reference drew {tuple(value.shape)}"
+        return value.to(t.dtype)
+
+    torch.randn_like = replay  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.randn_like = original  # type: ignore[assignment]
+    assert not queue, f"msabench drew {len(draws) - len(queue)} torch.randn_like samples, the reference {len(draws)}"
+
+
 def differences(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor], what: str,
                 report: dict[str, float]) -> list[str]:
     """Mismatches beyond atol/rtol (shape, NaN pattern or values); the max |difference| per
@@ -234,9 +285,11 @@ def compare(name: str, golden: dict[str, dict[str, torch.Tensor]], meta: dict[st
     model.load_state_dict(map_tensors(golden["weights"], ref_map.weights, set(state)), strict=True)
     batch = Batch(**golden["batch"])
     hooked: dict[str, torch.Tensor] = {}
-    for path in {p[5:] for p in ref_map.outputs.values() if p.startswith("hook:")}:
+    for where in {p[5:] for p in ref_map.outputs.values() if p.startswith("hook:")}:
+        path, _, index = where.partition("#")
         model.get_submodule(path).register_forward_hook(
-            lambda _m, _i, out, p=path: hooked.__setitem__(p, out if torch.is_tensor(out) else out[0]))
+            lambda _m, _i, out, w=where, i=index: hooked.__setitem__(
+                w, out[int(i)] if i else (out if torch.is_tensor(out) else out[0])))
     model.eval()
     with torch.no_grad():
         out = model(batch)
@@ -245,7 +298,8 @@ def compare(name: str, golden: dict[str, dict[str, torch.Tensor]], meta: dict[st
     model.train()
     if ref_map.prepare is not None:
         ref_map.prepare(model, golden)
-    out = model(batch)
+    with replayed_draws(golden.get("state", {})):
+        out = model(batch)
     parts = model.loss(out, batch)
     problems += differences(golden["loss"], {k: parts[ours] for k, ours in ref_map.losses.items()}, "loss", report)
     if ref_map.after is not None:

@@ -50,6 +50,9 @@ def parse_args(description: str) -> argparse.Namespace:
 
 
 def _unused(name: str) -> type:
+    if name.startswith("__"):
+        raise AttributeError(name)
+
     def fail(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError(f"{name} is a stub: the reference code path used here should not call it")
 
@@ -203,3 +206,41 @@ def save_golden(args: argparse.Namespace, name: str, sections: dict[str, dict[st
     (args.out / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
     size = (args.out / f"{name}.safetensors").stat().st_size
     print(f"wrote {args.out / name}.safetensors ({size / 1e6:.2f} MB, {len(flat)} tensors)")
+
+
+class RecordedDraws:
+    """Context manager recording every `torch.randn_like` result (e.g. MoE gating noise), so
+    the test can replay the reference's exact draws into msabench's train-mode pass."""
+
+    def __init__(self) -> None:
+        self.draws: list[torch.Tensor] = []
+
+    def __enter__(self) -> RecordedDraws:
+        self._orig = torch.randn_like
+
+        def recording(t: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+            out = self._orig(t, *args, **kwargs)
+            self.draws.append(out.detach().clone())
+            return out
+
+        torch.randn_like = recording  # type: ignore[assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        torch.randn_like = self._orig  # type: ignore[assignment]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {f"randn_like.{i}": t for i, t in enumerate(self.draws)}
+
+
+def old_transformers_names() -> str:
+    """Older reference code imports helpers that transformers 4.x moved from `modeling_utils`
+    to `pytorch_utils`; make the old import path work again. Returns the patch's description."""
+    import transformers.modeling_utils as mu
+    import transformers.pytorch_utils as pu
+
+    names = ("apply_chunking_to_forward", "find_pruneable_heads_and_indices", "prune_linear_layer")
+    for name in names:
+        if not hasattr(mu, name):
+            setattr(mu, name, getattr(pu, name))
+    return f"transformers.modeling_utils.{{{', '.join(names)}}} aliased to transformers.pytorch_utils (moved in 4.x)"

@@ -14,7 +14,15 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import torch
-from _golden import grads, import_reference, padded, parse_args, perturb_, record_hooks, save_golden
+from _golden import (
+    grads,
+    import_reference,
+    padded,
+    parse_args,
+    perturb_,
+    record_hooks,
+    save_golden,
+)
 
 WIDTHS = {"dims": (32, 5, 20), "d": 12, "heads": 3, "layers": 2, "conv_kernels": (5, 5, 5)}  # MMSA mosi, narrowed
 LENGTHS = {"t": [10, 7, 9, 4, 10, 6], "a": [14, 9, 12, 5, 11, 14], "v": [12, 12, 7, 3, 9, 10]}
