@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ class RefMap:
       a template of None drops a tensor that is not a weight (the reason goes in the comment).
     outputs: golden eval name -> msabench ModelOutput path ("pred", "features.t", ...) or
       "hook:<module path>" (the output of that msabench module, batch-first).
-    losses: golden loss part -> msabench loss-dict key.
+    losses: golden loss part -> msabench loss-dict key, or a function of the loss dict.
     tamper: a reference weight name; +1e-3 on its first element must make the comparison fail.
     prepare: optional setup of the msabench model from the golden before the train-mode pass.
     after: optional msabench state after the train-mode loss, compared with the golden's
@@ -49,7 +50,7 @@ class RefMap:
 
     weights: tuple[tuple[str, str | None], ...]
     outputs: dict[str, str]
-    losses: dict[str, str]
+    losses: dict[str, str | Callable[[dict[str, torch.Tensor]], torch.Tensor]]
     tamper: str
     prepare: Callable[[nn.Module, dict[str, dict[str, torch.Tensor]]], None] | None = None
     after: Callable[[nn.Module], dict[str, torch.Tensor]] | None = None
@@ -165,7 +166,29 @@ GLOMO = RefMap(
     tamper="moe_a.w_gate",
 )
 
-MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO}
+_EUAR_MOE = (("text", "t"), ("audio", "a"), ("img", "v"))
+EUAR = RefMap(
+    weights=(
+        *prefixed((("bert.encoder", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        (r"bert\.proj_l\.weight", "text_proj.weight"),
+        (r"(proj_a|proj_v)\.weight", r"\1.weight"),
+        (r"proj_l\.weight", "unused_proj_l.weight"),  # built, never called (as in the code)
+        *prefixed((("transa", "trans_a"), ("transv", "trans_v")), _MULT_BLOCK),
+        (r"trans[av]\.(version|embed_positions\._float_tensor)", None),  # fairseq constants, not weights
+        (r"fusion\.classfier\.(\d+)\.clf\.0\.(weight|bias)", r"fusion.classifier.\1.\2"),  # LinearLayer
+        (r"fusion\.classfier\.(\d+)\.(weight|bias)", r"fusion.classifier.\1.\2"),  # LayerNorm
+        (r"fusion\.decoder\.0\.clf\.0\.(weight|bias)", r"fusion.unused_decoder.\1"),
+        *prefixed(tuple((f"fusion.{ref}_MoE", f"fusion.moe.{m}") for ref, m in _EUAR_MOE),
+                  ((r"ffn\.experts\.(\d+)\.(mu|logvar)\.(weight|bias)", r"\2.\1.\3"),
+                   (r"ffn\.gate\.w_gate\.(weight|bias)", r"gate.\1"), (r"add_norm\.(weight|bias)", r"unused_add_norm.\1"))),
+    ),
+    outputs={"pred": "pred", "text": "features.t", "audio": "features.a", "vision": "features.v",
+             **{f"moe_{m}": f"hook:fusion.moe.{m}#0" for m in "tav"}},
+    losses={"L1": "task", "total": "total", "moe": lambda p: 1e-5 * (p["moe_lb"] + p["moe_kl"] + p["moe_u"])},
+    tamper="fusion.img_MoE.ffn.experts.2.mu.bias",
+)
+
+MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR}
 
 
 # -- the machinery -------------------------------------------------------------------------
@@ -301,19 +324,28 @@ def compare(name: str, golden: dict[str, dict[str, torch.Tensor]], meta: dict[st
     with replayed_draws(golden.get("state", {})):
         out = model(batch)
     parts = model.loss(out, batch)
-    problems += differences(golden["loss"], {k: parts[ours] for k, ours in ref_map.losses.items()}, "loss", report)
+    ours = {k: parts[v] if isinstance(v, str) else v(parts) for k, v in ref_map.losses.items()}
+    problems += differences(golden["loss"], ours, "loss", report)
     if ref_map.after is not None:
         after = {k: v for k, v in golden["state"].items() if k.startswith("after.")}
         problems += differences(after, ref_map.after(model), "state", report)
     parts["total"].backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
-    names = {ref: map_name(ref, ref_map.weights)[1] for ref in golden["grad"]}
+    section = "grad" if "grad" in golden else "gradfp"  # gradfp: compact goldens store fingerprints
+    names = {ref: map_name(ref, ref_map.weights)[1] for ref in golden[section]}
     if set(names.values()) != grads.keys():
         problems.append(f"parameters receiving a gradient differ: reference only {sorted(set(names.values()) - grads.keys())}, "
                         f"msabench only {sorted(grads.keys() - set(names.values()))}")
-    problems += differences(golden["grad"], {ref: grads.get(ours, torch.zeros(0)) for ref, ours in names.items()},
-                            "grad", report)
-    return problems
+    ours = {ref: grads.get(name, torch.zeros(0)) for ref, name in names.items()}
+    if section == "gradfp":
+        ours = {ref: grad_fingerprint(ref, g) for ref, g in ours.items()}
+    return problems + differences(golden[section], ours, section, report)
+
+
+def grad_fingerprint(name: str, grad: torch.Tensor) -> torch.Tensor:
+    """tools/reference/_golden.py's fingerprint: projections on 8 Gaussian directions seeded by crc32(name)."""
+    gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+    return torch.randn(8, grad.numel(), generator=gen, dtype=torch.float64) @ grad.detach().reshape(-1).double()
 
 
 GOLDENS = sorted(p.stem for p in GOLDEN_DIR.glob("*.json"))

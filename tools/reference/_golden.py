@@ -22,6 +22,7 @@ import platform
 import sys
 import tempfile
 import types
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,26 @@ def perturb_(model: nn.Module, gen: torch.Generator) -> None:
                 m.running_var.mul_(torch.exp(torch.randn(m.running_var.shape, generator=gen) * 0.2))
 
 
+def round_to_half_(model: nn.Module) -> None:
+    """Make every float weight exactly representable in float16 (before running the reference),
+    so the golden stores weights at half size with nothing lost."""
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+
+
+FINGERPRINT_DIRECTIONS = 8
+
+
+def grad_fingerprint(name: str, grad: torch.Tensor) -> torch.Tensor:
+    """(8,) float64 projections of a gradient on fixed Gaussian directions seeded by its name
+    (crc32): the test recomputes them from msabench's gradient; any change moves them."""
+    gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+    directions = torch.randn(FINGERPRINT_DIRECTIONS, grad.numel(), generator=gen, dtype=torch.float64)
+    return directions @ grad.detach().reshape(-1).double()
+
+
 def padded(gen: torch.Generator, lengths: list[int], dim: int) -> torch.Tensor:
     """(B, max(lengths), dim) features, zero after each sample's true length."""
     x = torch.randn(len(lengths), max(lengths), dim, generator=gen)
@@ -194,9 +215,20 @@ def versions() -> dict[str, str]:
 
 
 def save_golden(args: argparse.Namespace, name: str, sections: dict[str, dict[str, torch.Tensor]],
-                meta: dict[str, Any]) -> None:
-    """Write `<out>/<name>.safetensors` (sections flattened to "section/key") and `<name>.json`."""
+                meta: dict[str, Any], compact: bool = False) -> None:
+    """Write `<out>/<name>.safetensors` (sections flattened to "section/key") and `<name>.json`.
+    `compact` (for models too large for full goldens; weights must have been through
+    `round_to_half_`): weights stored as float16, gradients as `gradfp/` fingerprints."""
     from safetensors.torch import save_file
+
+    if compact:
+        weights = sections["weights"]
+        assert all(torch.equal(t, t.half().float()) for t in weights.values() if t.is_floating_point()), \
+            "compact goldens need round_to_half_ before the reference runs"
+        sections = {**{k: v for k, v in sections.items() if k != "grad"},
+                    "weights": {k: t.half() if t.is_floating_point() else t for k, t in weights.items()},
+                    "gradfp": {k: grad_fingerprint(k, g) for k, g in sections["grad"].items()}}
+        meta = {**meta, "compact": "weights float16-exact; gradients as 8 projections on directions seeded by crc32(name)"}
 
     flat = {f"{sec}/{k}": v.detach().contiguous().clone() for sec, d in sections.items() for k, v in d.items()}
     args.out.mkdir(parents=True, exist_ok=True)
