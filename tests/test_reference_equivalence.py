@@ -188,7 +188,27 @@ EUAR = RefMap(
     tamper="fusion.img_MoE.ffn.experts.2.mu.bias",
 )
 
-MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR}
+CLGSI = RefMap(
+    weights=(
+        *prefixed((("text_model.model", "text_model.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        (r"(audio|video)_model\.encoder_layer\.(.+)", r"\1_model.unused_encoder_layer.\2"),  # nn.TransformerEncoder's template
+        (r"(audio|video)_model\.transformer_encoder\.(.+)", r"\1_model.transformer_encoder.\2"),
+        (r"(audio|video)_model\.position_embbeding\.pe", None),  # the sinusoidal table, a constant
+        (r"GLFK\.fc\.(\d)\.(weight|bias)", r"glfk.fc.\1.\2"),
+        (r"fusionBatchNorm\.(\w+)", r"fusion_batchnorm.\1"),
+        (r"skip_connection_BatchNorm\.(\w+)", r"unused_skip_connection_batchnorm.\1"),
+        (r"(post_(text|audio|video)_layer_2|post_fusion_layer_1)\.(weight|bias)", r"unused_\1.\3"),  # never used
+        (r"(post_\w+_layer_\w+|\w+_skip_net\.fc\.\d)\.(weight|bias)", r"\1.\2"),
+    ),
+    outputs={"M": "pred", **{f"Feature_{m}": f"features.{m}" for m in "tav"},
+             "Feature_f": "hook:post_fusion_layer_skip_connection", "GLFK": "hook:glfk",
+             **{f"{ref}_skip": f"hook:{ref}_skip_net" for ref in ("text", "audio", "video")}},
+    losses={"L1": "task", "CL": "contrastive", "total": "total"},
+    tamper="video_model.transformer_encoder.layers.1.linear2.bias",
+)
+
+MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
+                           "clgsi": CLGSI}
 
 
 # -- the machinery -------------------------------------------------------------------------

@@ -126,12 +126,18 @@ def perturb_(model: nn.Module, gen: torch.Generator) -> None:
 
 
 def round_to_half_(model: nn.Module) -> None:
-    """Make every float weight exactly representable in float16 (before running the reference),
-    so the golden stores weights at half size with nothing lost."""
+    """Make every parameter and BatchNorm running statistic exactly representable in float16
+    (before running the reference), so the golden stores them at half size with nothing lost.
+    Other buffers (constant tables such as sinusoidal positions) are left exact."""
+    bn_stats = [t for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                for t in (m.running_mean, m.running_var) if t is not None]
     with torch.no_grad():
-        for t in [*model.parameters(), *model.buffers()]:
-            if t.is_floating_point():
-                t.copy_(t.half().float())
+        for t in [*model.parameters(), *bn_stats]:
+            t.copy_(t.half().float())
+
+
+def _half_if_exact(t: torch.Tensor) -> torch.Tensor:
+    return t.half() if t.is_floating_point() and torch.equal(t, t.half().float()) else t
 
 
 FINGERPRINT_DIRECTIONS = 8
@@ -217,18 +223,15 @@ def versions() -> dict[str, str]:
 def save_golden(args: argparse.Namespace, name: str, sections: dict[str, dict[str, torch.Tensor]],
                 meta: dict[str, Any], compact: bool = False) -> None:
     """Write `<out>/<name>.safetensors` (sections flattened to "section/key") and `<name>.json`.
-    `compact` (for models too large for full goldens; weights must have been through
-    `round_to_half_`): weights stored as float16, gradients as `gradfp/` fingerprints."""
+    `compact` (for models too large for full goldens): weights that are float16-exact (see
+    `round_to_half_`) stored as float16, gradients as `gradfp/` fingerprints."""
     from safetensors.torch import save_file
 
     if compact:
-        weights = sections["weights"]
-        assert all(torch.equal(t, t.half().float()) for t in weights.values() if t.is_floating_point()), \
-            "compact goldens need round_to_half_ before the reference runs"
         sections = {**{k: v for k, v in sections.items() if k != "grad"},
-                    "weights": {k: t.half() if t.is_floating_point() else t for k, t in weights.items()},
+                    "weights": {k: _half_if_exact(t) for k, t in sections["weights"].items()},
                     "gradfp": {k: grad_fingerprint(k, g) for k, g in sections["grad"].items()}}
-        meta = {**meta, "compact": "weights float16-exact; gradients as 8 projections on directions seeded by crc32(name)"}
+        meta = {**meta, "compact": "float16-exact weights stored as float16; gradients as 8 projections on directions seeded by crc32(name)"}
 
     flat = {f"{sec}/{k}": v.detach().contiguous().clone() for sec, d in sections.items() for k, v in d.items()}
     args.out.mkdir(parents=True, exist_ok=True)
