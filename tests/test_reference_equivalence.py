@@ -46,6 +46,8 @@ class RefMap:
     prepare: optional setup of the msabench model from the golden before the train-mode pass.
     after: optional msabench state after the train-mode loss, compared with the golden's
       `state/after.*` tensors (Self-MM's label memory).
+    extra_outputs: optional eval-mode values computed from the msabench model and batch beyond
+      its forward (e.g. MFON's pre-training heads), compared with the same golden eval keys.
     """
 
     weights: tuple[tuple[str, str | None], ...]
@@ -54,6 +56,7 @@ class RefMap:
     tamper: str
     prepare: Callable[[nn.Module, dict[str, dict[str, torch.Tensor]]], None] | None = None
     after: Callable[[nn.Module], dict[str, torch.Tensor]] | None = None
+    extra_outputs: Callable[[nn.Module, Batch], dict[str, torch.Tensor]] | None = None
 
 
 # -- name maps -----------------------------------------------------------------------------
@@ -207,8 +210,38 @@ CLGSI = RefMap(
     tamper="video_model.transformer_encoder.layers.1.linear2.bias",
 )
 
+def _mfon_teachers(model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+    """The teachers' outputs and the pre-training heads' predictions on them (stages vision/audio)."""
+    out = {}
+    for m, x in (("v", batch.vision), ("a", batch.audio)):
+        out[f"teacher_{m}"] = model.teacher[m](x)
+        out[f"pretrain_pred_{m}"] = model.teacher_head[m](out[f"teacher_{m}"])
+    return out
+
+
+_MFON_BLOCKS = (("vision_with_text", "vision_with_text"), ("audio_with_text", "audio_with_text"),
+                ("vision_encoder_froze.trans_encoder_a", "teacher.v.encoder"),
+                ("audio_encoder_froze.trans_encoder_a", "teacher.a.encoder"))
+MFON = RefMap(
+    weights=(
+        *prefixed((("text_encoder.extractor", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        (r"(proj_[tva])\.(weight|bias)", r"\1.\2"),
+        (r"prompt([av])_m", r"prompt_\1"),
+        *prefixed(_MFON_BLOCKS, _MULT_BLOCK),
+        (r"[\w.]+\.(version|embed_positions\._float_tensor)", None),  # fairseq constants, not weights
+        (r"vision_encoder_froze\.proj_a\.(weight|bias)", r"teacher.v.proj.\1"),  # VisionEncoder names it proj_a
+        (r"audio_encoder_froze\.proj_a\.(weight|bias)", r"teacher.a.proj.\1"),
+        (r"TVA_decoder\.MLP\.(\d)\.(weight|bias)", r"decoder.net.\1.\2"),
+        (r"pretrain_([va])\.MLP\.(\d)\.(weight|bias)", r"teacher_head.\1.net.\2.\3"),  # Vision/AudioPretrain heads
+    ),
+    outputs={"pred": "pred", **{f"x_{m}": f"features.{m}" for m in "tva"}},
+    losses={"mse": "task", "kl_v": "kd_v", "kl_a": "kd_a", "nce": "nce", "total": "total"},
+    tamper="audio_with_text.layers.4.fc1.bias",
+    extra_outputs=_mfon_teachers,
+)
+
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
-                           "clgsi": CLGSI}
+                           "clgsi": CLGSI, "mfon": MFON}
 
 
 # -- the machinery -------------------------------------------------------------------------
@@ -257,7 +290,8 @@ def map_tensors(ref: dict[str, torch.Tensor], rules: tuple[tuple[str, str | None
 
 
 def build_model(meta: dict[str, Any], tmp_path: Path) -> nn.Module:
-    """msabench's model in the golden's configuration (a tiny BERT checkpoint folder when needed)."""
+    """msabench's model in the golden's configuration (a tiny BERT checkpoint folder when needed),
+    in the golden's training stage if it names one."""
     cfg = meta["msabench"]
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["overrides"].items()}
     if "bert_config" in meta:
@@ -265,7 +299,14 @@ def build_model(meta: dict[str, Any], tmp_path: Path) -> nn.Module:
 
         BertModel(BertConfig(**meta["bert_config"])).save_pretrained(tmp_path / "bert")
         overrides["text_encoder"] = str(tmp_path / "bert")
-    return create_model(cfg["name"], cfg["dataset"], cfg["preset"], **overrides)
+    model = create_model(cfg["name"], cfg["dataset"], cfg["preset"], **overrides)
+    if cfg.get("stage"):  # as the trainer runs a stage: model.stage set, the rest frozen
+        stage = {s.name: s for s in model.stages()}[cfg["stage"]]
+        trainable = {id(p) for p in stage.trainable()} if stage.trainable else None
+        model.stage = stage.name
+        for p in model.parameters():
+            p.requires_grad_(trainable is None or id(p) in trainable)
+    return model
 
 
 def output_at(out: ModelOutput, path: str, hooked: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -319,25 +360,53 @@ def differences(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tenso
     return problems
 
 
-def compare(name: str, golden: dict[str, dict[str, torch.Tensor]], meta: dict[str, Any], tmp_path: Path,
-            report: dict[str, float] | None = None) -> list[str]:
-    """Build, load, run eval then train mode; the list of every mismatch with the golden."""
-    ref_map, report = MAPS[name], report if report is not None else {}
-    model = build_model(meta, tmp_path)
-    state = model.state_dict()
-    model.load_state_dict(map_tensors(golden["weights"], ref_map.weights, set(state)), strict=True)
-    batch = Batch(**golden["batch"])
+def hook_outputs(model: nn.Module, ref_map: RefMap) -> dict[str, torch.Tensor]:
+    """Register the map's "hook:path[#i]" captures; returns the dict they fill while the model runs."""
     hooked: dict[str, torch.Tensor] = {}
     for where in {p[5:] for p in ref_map.outputs.values() if p.startswith("hook:")}:
         path, _, index = where.partition("#")
         model.get_submodule(path).register_forward_hook(
             lambda _m, _i, out, w=where, i=index: hooked.__setitem__(
                 w, out[int(i)] if i else (out if torch.is_tensor(out) else out[0])))
+    return hooked
+
+
+def eval_outputs(model: nn.Module, batch: Batch, ref_map: RefMap) -> dict[str, torch.Tensor]:
+    """The eval-mode values the golden's `eval/` section holds, from msabench."""
+    hooked = hook_outputs(model, ref_map)
     model.eval()
     with torch.no_grad():
         out = model(batch)
-    evals = {k: output_at(out, p, hooked) for k, p in ref_map.outputs.items()}
-    problems = differences(golden["eval"], evals, "eval", report)
+        evals = {k: output_at(out, p, hooked) for k, p in ref_map.outputs.items()}
+        if ref_map.extra_outputs is not None:
+            evals.update(ref_map.extra_outputs(model, batch))
+    return evals
+
+
+def gradient_problems(model: nn.Module, golden: dict[str, dict[str, torch.Tensor]], ref_map: RefMap,
+                      report: dict[str, float]) -> list[str]:
+    """Which parameters receive a gradient, and the gradients (or their fingerprints)."""
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    section = "grad" if "grad" in golden else "gradfp"  # gradfp: compact goldens store fingerprints
+    names = {ref: map_name(ref, ref_map.weights)[1] for ref in golden[section]}
+    problems = []
+    if set(names.values()) != grads.keys():
+        problems.append(f"parameters receiving a gradient differ: reference only {sorted(set(names.values()) - grads.keys())}, "
+                        f"msabench only {sorted(grads.keys() - set(names.values()))}")
+    ours = {ref: grads.get(name, torch.zeros(0)) for ref, name in names.items()}
+    if section == "gradfp":
+        ours = {ref: grad_fingerprint(ref, g) for ref, g in ours.items()}
+    return problems + differences(golden[section], ours, section, report)
+
+
+def compare(name: str, golden: dict[str, dict[str, torch.Tensor]], meta: dict[str, Any], tmp_path: Path,
+            report: dict[str, float] | None = None) -> list[str]:
+    """Build, load, run eval then train mode; the list of every mismatch with the golden."""
+    ref_map, report = MAPS[name], report if report is not None else {}
+    model = build_model(meta, tmp_path)
+    model.load_state_dict(map_tensors(golden["weights"], ref_map.weights, set(model.state_dict())), strict=True)
+    batch = Batch(**golden["batch"])
+    problems = differences(golden["eval"], eval_outputs(model, batch, ref_map), "eval", report)
     model.train()
     if ref_map.prepare is not None:
         ref_map.prepare(model, golden)
@@ -350,16 +419,7 @@ def compare(name: str, golden: dict[str, dict[str, torch.Tensor]], meta: dict[st
         after = {k: v for k, v in golden["state"].items() if k.startswith("after.")}
         problems += differences(after, ref_map.after(model), "state", report)
     parts["total"].backward()
-    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
-    section = "grad" if "grad" in golden else "gradfp"  # gradfp: compact goldens store fingerprints
-    names = {ref: map_name(ref, ref_map.weights)[1] for ref in golden[section]}
-    if set(names.values()) != grads.keys():
-        problems.append(f"parameters receiving a gradient differ: reference only {sorted(set(names.values()) - grads.keys())}, "
-                        f"msabench only {sorted(grads.keys() - set(names.values()))}")
-    ours = {ref: grads.get(name, torch.zeros(0)) for ref, name in names.items()}
-    if section == "gradfp":
-        ours = {ref: grad_fingerprint(ref, g) for ref, g in ours.items()}
-    return problems + differences(golden[section], ours, section, report)
+    return problems + gradient_problems(model, golden, ref_map, report)
 
 
 def grad_fingerprint(name: str, grad: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import importlib
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -28,6 +29,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # reference code asking for a hub checkpoint fails at once
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = ROOT / "tests" / "golden_ref"
