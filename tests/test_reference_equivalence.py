@@ -236,7 +236,7 @@ MFON = RefMap(
     ),
     outputs={"pred": "pred", **{f"x_{m}": f"features.{m}" for m in "tva"}},
     losses={"mse": "task", "kl_v": "kd_v", "kl_a": "kd_a", "nce": "nce", "total": "total"},
-    tamper="audio_with_text.layers.4.fc1.bias",
+    tamper="audio_with_text.layers.4.fc2.bias",
     extra_outputs=_mfon_teachers,
 )
 
@@ -462,3 +462,19 @@ def test_unmapped_tensor_fails():
         map_tensors({"a.w": torch.zeros(1), "b.w": torch.zeros(1)}, rules, {"x.w"})
     with pytest.raises(AssertionError, match="no reference tensor fills.*'x.v'"):
         map_tensors({"a.w": torch.zeros(1)}, rules, {"x.w", "x.v"})
+
+
+@pytest.mark.parametrize("name", [g for g in GOLDENS if "bert_config" in load_golden(g)[0]])
+def test_bert_attention_and_dropout_as_the_reference(name, tmp_path):
+    """SDPA and eager BERT attention differ by ~1e-6, and SDPA reads its dropout from the
+    config's float (not from an nn.Dropout module): msabench's BERT must use the reference's
+    attention implementation, and the train-mode pass must have every BERT dropout at 0."""
+    from transformers import PreTrainedModel
+
+    meta, _ = load_golden(name)
+    model = build_model(meta, tmp_path)
+    berts = [m for m in model.modules() if isinstance(m, PreTrainedModel)]
+    assert berts, f"{name}: no transformers model inside msabench's model"
+    assert sorted({b.config._attn_implementation for b in berts}) == meta["bert_attention"]
+    for b in berts:
+        assert b.config.attention_probs_dropout_prob == 0.0 and b.config.hidden_dropout_prob == 0.0

@@ -50,6 +50,7 @@ def parse_args(description: str) -> argparse.Namespace:
     args = p.parse_args()
     if not args.code.is_dir():
         p.error(f"--code {args.code}: no such directory")
+    torch.manual_seed(args.seed)  # everything random from here on (tiny BERT init included) is seeded
     return args
 
 
@@ -223,8 +224,22 @@ def versions() -> dict[str, str]:
             "transformers": transformers.__version__, "numpy": numpy.__version__}
 
 
+def bert_attention(model: nn.Module) -> list[str]:
+    """The attention implementations of the transformers models inside `model` (SDPA and eager
+    differ by ~1e-6, so the test builds msabench's BERT with the same one)."""
+    from transformers import PreTrainedModel
+
+    return sorted({m.config._attn_implementation for m in model.modules() if isinstance(m, PreTrainedModel)})
+
+
+def _zero_fairseq_dummies(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """fairseq's `embed_positions._float_tensor` is an uninitialised 1-element buffer (garbage
+    memory, never read for its value): stored as 0 so that goldens regenerate byte-identical."""
+    return {k: torch.zeros_like(v) if k.endswith("._float_tensor") else v for k, v in weights.items()}
+
+
 def save_golden(args: argparse.Namespace, name: str, sections: dict[str, dict[str, torch.Tensor]],
-                meta: dict[str, Any], compact: bool = False) -> None:
+                meta: dict[str, Any], compact: bool = False, model: nn.Module | None = None) -> None:
     """Write `<out>/<name>.safetensors` (sections flattened to "section/key") and `<name>.json`.
     `compact` (for models too large for full goldens): weights that are float16-exact (see
     `round_to_half_`) stored as float16, gradients as `gradfp/` fingerprints."""
@@ -236,9 +251,12 @@ def save_golden(args: argparse.Namespace, name: str, sections: dict[str, dict[st
                     "gradfp": {k: grad_fingerprint(k, g) for k, g in sections["grad"].items()}}
         meta = {**meta, "compact": "float16-exact weights stored as float16; gradients as 8 projections on directions seeded by crc32(name)"}
 
+    sections = {**sections, "weights": _zero_fairseq_dummies(sections["weights"])}
     flat = {f"{sec}/{k}": v.detach().contiguous().clone() for sec, d in sections.items() for k, v in d.items()}
     args.out.mkdir(parents=True, exist_ok=True)
     save_file(flat, str(args.out / f"{name}.safetensors"))
+    if model is not None and bert_attention(model):
+        meta = {**meta, "bert_attention": bert_attention(model)}
     meta = {**meta, "seed": args.seed, "imported_files": imported_files(args.code), "versions": versions(),
             "perturbation": f"every parameter + N(0, {PERTURB_STD}^2); BatchNorm running stats moved"}
     (args.out / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")

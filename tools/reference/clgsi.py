@@ -108,7 +108,7 @@ def main() -> None:
         "msabench": {"name": "clgsi", "dataset": "mosi", "preset": "official", "overrides": {
             "dims": DIMS, "encoder_dropout": 0.0, "post_fusion_dropout": 0.0, "post_text_dropout": 0.0,
             "post_audio_dropout": 0.0, "post_video_dropout": 0.0}},
-    }, compact=True)
+    }, compact=True, model=model)
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def main() -> None:
         "bert_config": TINY_BERT,
         "msabench": {"name": "euar", "dataset": "mosi", "preset": "official", "overrides": {
             "dims": DIMS, "attn_dropout": 0.0, "relu_dropout": 0.0, "res_dropout": 0.0, "embed_dropout": 0.0}},
-    }, compact=True)
+    }, compact=True, model=model)
 
 
 if __name__ == "__main__":

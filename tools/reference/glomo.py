@@ -98,7 +98,7 @@ def main() -> None:
             "dims": DIMS, "d": ARCH["d_l"], "heads": ARCH["num_heads"], "layers": ARCH["layers"],
             "attn_dropout": 0.0, "relu_dropout": 0.0, "res_dropout": 0.0, "embed_dropout": 0.0,
             "fusion_dropout": 0.0, "pool_dropout": 0.0}},
-    })
+    }, model=model)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def main() -> None:
         "bert_config": TINY_BERT,
         "msabench": {"name": "mag_bert", "dataset": "mosi", "preset": "mmsa", "overrides": {
             "dims": DIMS, "dropout_prob": 0.0, "head_dropout": 0.0}},
-    })
+    }, model=model)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def main() -> None:
         "msabench": {"name": "mfon", "dataset": "mosi", "preset": "official", "stage": "fusion", "overrides": {
             "dims": DIMS, "encoder_dim": D, "audio_seq_len": T_A, "vision_seq_len": T_V, "text_dropout": 0.0,
             "cross_dropout": 0.0, "vision_teacher_dropout": 0.0, "audio_teacher_dropout": 0.0}},
-    })
+    }, model=model)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def main() -> None:
         "msabench": {"name": "mult", "dataset": "mosi", "preset": "mmsa", "overrides": {
             **WIDTHS, "text_dropout": 0.0, "embed_dropout": 0.0, "attn_dropout": 0.0, "attn_dropout_a": 0.0,
             "attn_dropout_v": 0.0, "relu_dropout": 0.0, "res_dropout": 0.0, "out_dropout": 0.0}},
-    })
+    }, model=model)
 
 
 if __name__ == "__main__":

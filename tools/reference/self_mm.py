@@ -123,7 +123,7 @@ def main() -> None:
         "msabench": {"name": "self_mm", "dataset": "mosi", "preset": "mmsa", "overrides": {
             "dims": DIMS, "a_lstm_dropout": 0.0, "v_lstm_dropout": 0.0, "post_fusion_dropout": 0.0,
             "post_text_dropout": 0.0, "post_audio_dropout": 0.0, "post_video_dropout": 0.0}},
-    })
+    }, model=model)
 
 
 if __name__ == "__main__":
