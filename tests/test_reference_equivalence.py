@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from bench.batch import Batch
-from models.base import ModelOutput
+from models.base import ModelOutput, MSAModel
 from models.registry import create_model
 
 GOLDEN_DIR = Path(__file__).parent / "golden_ref"
@@ -54,9 +54,9 @@ class RefMap:
     outputs: dict[str, str]
     losses: dict[str, str | Callable[[dict[str, torch.Tensor]], torch.Tensor]]
     tamper: str
-    prepare: Callable[[nn.Module, dict[str, dict[str, torch.Tensor]]], None] | None = None
-    after: Callable[[nn.Module], dict[str, torch.Tensor]] | None = None
-    extra_outputs: Callable[[nn.Module, Batch], dict[str, torch.Tensor]] | None = None
+    prepare: Callable[[Any, dict[str, dict[str, torch.Tensor]]], None] | None = None
+    after: Callable[[Any], dict[str, torch.Tensor]] | None = None
+    extra_outputs: Callable[[Any, Batch], dict[str, torch.Tensor]] | None = None
 
 
 # -- name maps -----------------------------------------------------------------------------
@@ -105,7 +105,7 @@ MAG_BERT = RefMap(
 _SELF_MM_HEADS = (("fusion", "f"), ("text", "t"), ("audio", "a"), ("vision", "v"))
 
 
-def _self_mm_memory(model: nn.Module, golden: dict[str, dict[str, torch.Tensor]]) -> None:
+def _self_mm_memory(model: Any, golden: dict[str, dict[str, torch.Tensor]]) -> None:
     """The golden's later-epoch ULGM memory (labels, features, centres) at epoch 3."""
     from models.self_mm import ULGMMemory
 
@@ -118,7 +118,7 @@ def _self_mm_memory(model: nn.Module, golden: dict[str, dict[str, torch.Tensor]]
     model.memory, model.epoch = memory, 3
 
 
-def _self_mm_after(model: nn.Module) -> dict[str, torch.Tensor]:
+def _self_mm_after(model: Any) -> dict[str, torch.Tensor]:
     out = {}
     for ref, ours in _SELF_MM_HEADS:
         out[f"after.labels.{ref}"] = model.memory.labels[ours]
@@ -210,7 +210,7 @@ CLGSI = RefMap(
     tamper="video_model.transformer_encoder.layers.1.linear2.bias",
 )
 
-def _mfon_teachers(model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+def _mfon_teachers(model: Any, batch: Batch) -> dict[str, torch.Tensor]:
     """The teachers' outputs and the pre-training heads' predictions on them (stages vision/audio)."""
     out = {}
     for m, x in (("v", batch.vision), ("a", batch.audio)):
@@ -289,7 +289,7 @@ def map_tensors(ref: dict[str, torch.Tensor], rules: tuple[tuple[str, str | None
     return out
 
 
-def build_model(meta: dict[str, Any], tmp_path: Path) -> nn.Module:
+def build_model(meta: dict[str, Any], tmp_path: Path) -> MSAModel:
     """msabench's model in the golden's configuration (a tiny BERT checkpoint folder when needed),
     in the golden's training stage if it names one."""
     cfg = meta["msabench"]
@@ -388,7 +388,7 @@ def gradient_problems(model: nn.Module, golden: dict[str, dict[str, torch.Tensor
     """Which parameters receive a gradient, and the gradients (or their fingerprints)."""
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     section = "grad" if "grad" in golden else "gradfp"  # gradfp: compact goldens store fingerprints
-    names = {ref: map_name(ref, ref_map.weights)[1] for ref in golden[section]}
+    names = {ref: str(map_name(ref, ref_map.weights)[1]) for ref in golden[section]}
     problems = []
     if set(names.values()) != grads.keys():
         problems.append(f"parameters receiving a gradient differ: reference only {sorted(set(names.values()) - grads.keys())}, "
@@ -405,7 +405,7 @@ def compare(name: str, golden: dict[str, dict[str, torch.Tensor]], meta: dict[st
     ref_map, report = MAPS[name], report if report is not None else {}
     model = build_model(meta, tmp_path)
     model.load_state_dict(map_tensors(golden["weights"], ref_map.weights, set(model.state_dict())), strict=True)
-    batch = Batch(**golden["batch"])
+    batch = Batch(**golden["batch"])  # type: ignore[arg-type]
     problems = differences(golden["eval"], eval_outputs(model, batch, ref_map), "eval", report)
     model.train()
     if ref_map.prepare is not None:

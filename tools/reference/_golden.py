@@ -35,7 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # reference code asking for a hub 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = ROOT / "tests" / "golden_ref"
 PERTURB_STD = 0.02  # N(0, 0.02^2) on every parameter: reference inits are degenerate (zero biases, copies)
-TINY_BERT = {  # small enough that a golden with BERT stays well under 2 MB
+TINY_BERT: dict[str, Any] = {  # small enough that a golden with BERT stays well under 2 MB
     "vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
     "max_position_embeddings": 32, "type_vocab_size": 2,
     "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,  # SDPA reads the float, not nn.Dropout
@@ -80,7 +80,7 @@ def import_reference(code: Path, module: str, stub_packages: tuple[str, ...] = (
         parts = name.split(".")
         for i in range(1, len(parts) + 1):
             stub = sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
-            stub.__getattr__ = _unused  # type: ignore[attr-defined]
+            stub.__getattr__ = _unused  # type: ignore[attr-defined,method-assign]
             stub.__path__ = []  # type: ignore[attr-defined]
     return importlib.import_module(module)
 
@@ -124,7 +124,7 @@ def perturb_(model: nn.Module, gen: torch.Generator) -> None:
         for p in model.parameters():
             p.add_(torch.randn(p.shape, generator=gen) * PERTURB_STD)
         for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None and m.running_var is not None:
                 m.running_mean.add_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
                 m.running_var.mul_(torch.exp(torch.randn(m.running_var.shape, generator=gen) * 0.2))
 
