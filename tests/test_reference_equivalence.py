@@ -1,0 +1,480 @@
+"""Every reimplementation against its reference code, from committed goldens.
+
+Each golden (`tests/golden_ref/<model>.safetensors` + `.json`, written by
+`tools/reference/<model>.py` from the reference code itself) holds the reference model's
+perturbed weights, one padded batch, and what the reference computed on it: eval outputs and
+intermediates, train-mode loss parts (dropout 0) and gradients. The test builds msabench's
+model in the matching configuration, loads the weights through an explicit name map (every
+tensor mapped, none left over on either side), and compares everything at atol 1e-5 /
+rtol 1e-4. A tampered weight must make the comparison fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from bench.batch import Batch
+from models.base import ModelOutput, MSAModel
+from models.registry import create_model
+
+GOLDEN_DIR = Path(__file__).parent / "golden_ref"
+ATOL, RTOL = 1e-5, 1e-4
+TAMPER = 1e-3
+
+
+@dataclass(frozen=True)
+class RefMap:
+    """How a reference model's names translate to msabench's.
+
+    weights: (regex on the reference name, msabench name template) rules, first match wins;
+      a template of None drops a tensor that is not a weight (the reason goes in the comment).
+    outputs: golden eval name -> msabench ModelOutput path ("pred", "features.t", ...) or
+      "hook:<module path>" (the output of that msabench module, batch-first).
+    losses: golden loss part -> msabench loss-dict key, or a function of the loss dict.
+    tamper: a reference weight name; +1e-3 on its first element must make the comparison fail.
+    prepare: optional setup of the msabench model from the golden before the train-mode pass.
+    after: optional msabench state after the train-mode loss, compared with the golden's
+      `state/after.*` tensors (Self-MM's label memory).
+    extra_outputs: optional eval-mode values computed from the msabench model and batch beyond
+      its forward (e.g. MFON's pre-training heads), compared with the same golden eval keys.
+    """
+
+    weights: tuple[tuple[str, str | None], ...]
+    outputs: dict[str, str]
+    losses: dict[str, str | Callable[[dict[str, torch.Tensor]], torch.Tensor]]
+    tamper: str
+    prepare: Callable[[Any, dict[str, dict[str, torch.Tensor]]], None] | None = None
+    after: Callable[[Any], dict[str, torch.Tensor]] | None = None
+    extra_outputs: Callable[[Any, Batch], dict[str, torch.Tensor]] | None = None
+
+
+# -- name maps -----------------------------------------------------------------------------
+def prefixed(pairs: tuple[tuple[str, str], ...], rules: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The same block rules under each (reference prefix, msabench prefix) pair."""
+    return tuple((rf"{re.escape(ref)}\.{src}", f"{ours}.{dst}") for ref, ours in pairs for src, dst in rules)
+
+
+_MULT_BLOCK = (  # MMSA TransformerEncoder -> models/layers/transformer.py CrossModalTransformer
+    (r"layers\.(\d+)\.self_attn\.(in_proj_weight|in_proj_bias)", r"layers.\1.attn.\2"),
+    (r"layers\.(\d+)\.self_attn\.out_proj\.(weight|bias)", r"layers.\1.attn.out_proj.\2"),
+    (r"layers\.(\d+)\.(fc1|fc2)\.(weight|bias)", r"layers.\1.\2.\3"),
+    (r"layers\.(\d+)\.layer_norms\.0\.(weight|bias)", r"layers.\1.ln_attn.\2"),
+    (r"layers\.(\d+)\.layer_norms\.1\.(weight|bias)", r"layers.\1.ln_ffn.\2"),
+    (r"layer_norm\.(weight|bias)", r"norm.\1"),
+)
+_MMSA_MOD = (("l", "t"), ("a", "a"), ("v", "v"))  # MMSA's modality letters -> msabench's
+_MULT_CROSS = tuple((f"trans_{r}_with_{rs}", f"cross.{m}{ms}") for r, m in _MMSA_MOD for rs, ms in _MMSA_MOD if rs != r)
+MULT = RefMap(
+    weights=(
+        *((rf"proj_{r}\.weight", f"proj.{m}.weight") for r, m in _MMSA_MOD),
+        *prefixed(_MULT_CROSS + tuple((f"trans_{r}_mem", f"memory.{m}") for r, m in _MMSA_MOD), _MULT_BLOCK),
+        (r"trans_\w+\.version", None),  # fairseq's constant version buffer ([2.]): not a weight
+        (r"proj1\.(weight|bias)", r"head_fc1.\1"),
+        (r"proj2\.(weight|bias)", r"head_fc2.\1"),
+        (r"out_layer\.(weight|bias)", r"out.\1"),
+    ),
+    outputs={"M": "pred", **{f"Feature_{m}": f"features.{m}" for m in "tavf"},
+             **{ref: f"hook:{ours}" for ref, ours in _MULT_CROSS}},
+    losses={"L1": "task"},
+    tamper="trans_v_mem.layers.0.fc2.bias",
+)
+
+MAG_BERT = RefMap(
+    weights=(
+        *prefixed((("model.bert", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        *prefixed((("model.bert.MAG", "mag"),), ((r"(W_hv|W_ha|W_v|W_a)\.(weight|bias)", r"\1.\2"),
+                                                  (r"LayerNorm\.(weight|bias)", r"norm.\1"))),
+        (r"model\.classifier\.(weight|bias)", r"classifier.\1"),
+    ),
+    outputs={"M": "pred", "MAG": "hook:mag", "encoder": "hook:text.bert.encoder", "pooler": "features.f"},
+    losses={"L1": "task"},
+    tamper="model.bert.MAG.W_a.weight",
+)
+
+_SELF_MM_HEADS = (("fusion", "f"), ("text", "t"), ("audio", "a"), ("vision", "v"))
+
+
+def _self_mm_memory(model: Any, golden: dict[str, dict[str, torch.Tensor]]) -> None:
+    """The golden's later-epoch ULGM memory (labels, features, centres) at epoch 3."""
+    from models.self_mm import ULGMMemory
+
+    state = golden["state"]
+    memory = ULGMMemory(state["before.labels.fusion"], model.feature_dims, exclude_zero=True, bound=3.0)
+    for ref, ours in _SELF_MM_HEADS:
+        memory.labels[ours] = state[f"before.labels.{ref}"].clone()
+        memory.features[ours] = state[f"before.features.{ref}"].clone()
+        memory.centres[ours] = (state[f"before.centre.{ref}.pos"], state[f"before.centre.{ref}.neg"])
+    model.memory, model.epoch = memory, 3
+
+
+def _self_mm_after(model: Any) -> dict[str, torch.Tensor]:
+    out = {}
+    for ref, ours in _SELF_MM_HEADS:
+        out[f"after.labels.{ref}"] = model.memory.labels[ours]
+        out[f"after.features.{ref}"] = model.memory.features[ours]
+        out[f"after.centre.{ref}.pos"], out[f"after.centre.{ref}.neg"] = model.memory.centres[ours]
+    return out
+
+
+SELF_MM = RefMap(
+    weights=(
+        *prefixed((("text_model.model", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        *prefixed((("audio_model", "audio_net"), ("video_model", "video_net")),
+                  ((r"rnn\.(\w+_l0)", r"rnn.\1"), (r"linear_1\.(weight|bias)", r"linear.\1"))),
+        *((rf"post_{ref}_layer_(\d)\.(weight|bias)", rf"heads.{ours}.layer_\1.\2")
+          for ref, ours in (("fusion", "f"), ("text", "t"), ("audio", "a"), ("video", "v"))),
+    ),
+    outputs={"M": "pred", **{m.upper(): f"unimodal.{m}" for m in "tav"},
+             **{f"Feature_{m}": f"features.{m}" for m in "tavf"}},
+    losses={"M": "task", "T": "t", "A": "a", "V": "v"},
+    tamper="audio_model.linear_1.bias",
+    prepare=_self_mm_memory,
+    after=_self_mm_after,
+)
+
+GLOMO = RefMap(
+    weights=(
+        *prefixed((("bert", "text.bert"),), ((r"(embeddings|encoder)\.(.+)", r"\1.\2"),)),
+        (r"bert\.linear1\.(weight|bias)", r"text_global.\1"),
+        (r"bert\.proj_l\.weight", "text_conv.weight"),
+        *((rf"{ref}_network\.projs\.weight", f"{ours}.proj.weight") for ref, ours in (("audio", "audio"), ("video", "vision"))),
+        *prefixed((("audio_network.encoder", "audio.encoder"), ("video_network.encoder", "vision.encoder")), _MULT_BLOCK),
+        (r"\w+_network\.encoder\.(version|embed_positions\._float_tensor)", None),  # fairseq constants, not weights
+        *prefixed(tuple((f"moe_{m}", f"moe.{m}") for m in "tav"),
+                  ((r"experts\.(\d+)\.(fc1|fc2)\.(weight|bias)", r"experts.\1.\2.\3"), (r"(w_gate|w_noise)", r"\1"))),
+        (r"moe_[tav]\.(mean|std)", None),  # MoE.py's Normal(0.1, 1) buffers: config moe_cdf_mean, std 1
+        (r"transformer_encoder\.(.+)", r"fusion.\1"),  # nn.TransformerEncoder on both sides
+        *((rf"attn_{ref}\.attention_mlp\.attention_mlp\.(weight|bias)", rf"{ours}.mlp.\1")
+          for ref, ours in (("cs", "pool_global"), ("fs", "pool_local"))),
+        *((rf"attn_{ref}\.fc_att\.(weight|bias)", rf"{ours}.fc_att.\1") for ref, ours in (("cs", "pool_global"), ("fs", "pool_local"))),
+        *((rf"fc_{m}s\.(weight|bias)", rf"fc_modality.{m}.\1") for m in "tav"),
+        (r"(fc_all|classifier)\.(weight|bias)", r"\1.\2"),
+    ),
+    outputs={"logits": "pred", "fused": "features.f", "text_global": "hook:text_global", "text_conv": "hook:text_conv",
+             **{f"{ref}_{part}": f"hook:{ref}#{i}" for ref in ("audio", "vision") for i, part in enumerate(("global", "local"))},
+             **{f"moe_{m}": f"hook:moe.{m}#0" for m in "tav"}, **{f"moe_loss_{m}": f"hook:moe.{m}#1" for m in "tav"},
+             "fusion": "hook:fusion"},
+    losses={"L1": "task", "moe": "moe", "total": "total"},
+    tamper="moe_a.w_gate",
+)
+
+_EUAR_MOE = (("text", "t"), ("audio", "a"), ("img", "v"))
+EUAR = RefMap(
+    weights=(
+        *prefixed((("bert.encoder", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        (r"bert\.proj_l\.weight", "text_proj.weight"),
+        (r"(proj_a|proj_v)\.weight", r"\1.weight"),
+        (r"proj_l\.weight", "unused_proj_l.weight"),  # built, never called (as in the code)
+        *prefixed((("transa", "trans_a"), ("transv", "trans_v")), _MULT_BLOCK),
+        (r"trans[av]\.(version|embed_positions\._float_tensor)", None),  # fairseq constants, not weights
+        (r"fusion\.classfier\.(\d+)\.clf\.0\.(weight|bias)", r"fusion.classifier.\1.\2"),  # LinearLayer
+        (r"fusion\.classfier\.(\d+)\.(weight|bias)", r"fusion.classifier.\1.\2"),  # LayerNorm
+        (r"fusion\.decoder\.0\.clf\.0\.(weight|bias)", r"fusion.unused_decoder.\1"),
+        *prefixed(tuple((f"fusion.{ref}_MoE", f"fusion.moe.{m}") for ref, m in _EUAR_MOE),
+                  ((r"ffn\.experts\.(\d+)\.(mu|logvar)\.(weight|bias)", r"\2.\1.\3"),
+                   (r"ffn\.gate\.w_gate\.(weight|bias)", r"gate.\1"), (r"add_norm\.(weight|bias)", r"unused_add_norm.\1"))),
+    ),
+    outputs={"pred": "pred", "text": "features.t", "audio": "features.a", "vision": "features.v",
+             **{f"moe_{m}": f"hook:fusion.moe.{m}#0" for m in "tav"}},
+    losses={"L1": "task", "total": "total", "moe": lambda p: 1e-5 * (p["moe_lb"] + p["moe_kl"] + p["moe_u"])},
+    tamper="fusion.img_MoE.ffn.experts.2.mu.bias",
+)
+
+CLGSI = RefMap(
+    weights=(
+        *prefixed((("text_model.model", "text_model.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        (r"(audio|video)_model\.encoder_layer\.(.+)", r"\1_model.unused_encoder_layer.\2"),  # nn.TransformerEncoder's template
+        (r"(audio|video)_model\.transformer_encoder\.(.+)", r"\1_model.transformer_encoder.\2"),
+        (r"(audio|video)_model\.position_embbeding\.pe", None),  # the sinusoidal table, a constant
+        (r"GLFK\.fc\.(\d)\.(weight|bias)", r"glfk.fc.\1.\2"),
+        (r"fusionBatchNorm\.(\w+)", r"fusion_batchnorm.\1"),
+        (r"skip_connection_BatchNorm\.(\w+)", r"unused_skip_connection_batchnorm.\1"),
+        (r"(post_(text|audio|video)_layer_2|post_fusion_layer_1)\.(weight|bias)", r"unused_\1.\3"),  # never used
+        (r"(post_\w+_layer_\w+|\w+_skip_net\.fc\.\d)\.(weight|bias)", r"\1.\2"),
+    ),
+    outputs={"M": "pred", **{f"Feature_{m}": f"features.{m}" for m in "tav"},
+             "Feature_f": "hook:post_fusion_layer_skip_connection", "GLFK": "hook:glfk",
+             **{f"{ref}_skip": f"hook:{ref}_skip_net" for ref in ("text", "audio", "video")}},
+    losses={"L1": "task", "CL": "contrastive", "total": "total"},
+    tamper="video_model.transformer_encoder.layers.1.linear2.bias",
+)
+
+def _mfon_teachers(model: Any, batch: Batch) -> dict[str, torch.Tensor]:
+    """The teachers' outputs and the pre-training heads' predictions on them (stages vision/audio)."""
+    out = {}
+    for m, x in (("v", batch.vision), ("a", batch.audio)):
+        out[f"teacher_{m}"] = model.teacher[m](x)
+        out[f"pretrain_pred_{m}"] = model.teacher_head[m](out[f"teacher_{m}"])
+    return out
+
+
+_MFON_BLOCKS = (("vision_with_text", "vision_with_text"), ("audio_with_text", "audio_with_text"),
+                ("vision_encoder_froze.trans_encoder_a", "teacher.v.encoder"),
+                ("audio_encoder_froze.trans_encoder_a", "teacher.a.encoder"))
+MFON = RefMap(
+    weights=(
+        *prefixed((("text_encoder.extractor", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        (r"(proj_[tva])\.(weight|bias)", r"\1.\2"),
+        (r"prompt([av])_m", r"prompt_\1"),
+        *prefixed(_MFON_BLOCKS, _MULT_BLOCK),
+        (r"[\w.]+\.(version|embed_positions\._float_tensor)", None),  # fairseq constants, not weights
+        (r"vision_encoder_froze\.proj_a\.(weight|bias)", r"teacher.v.proj.\1"),  # VisionEncoder names it proj_a
+        (r"audio_encoder_froze\.proj_a\.(weight|bias)", r"teacher.a.proj.\1"),
+        (r"TVA_decoder\.MLP\.(\d)\.(weight|bias)", r"decoder.net.\1.\2"),
+        (r"pretrain_([va])\.MLP\.(\d)\.(weight|bias)", r"teacher_head.\1.net.\2.\3"),  # Vision/AudioPretrain heads
+    ),
+    outputs={"pred": "pred", **{f"x_{m}": f"features.{m}" for m in "tva"}},
+    losses={"mse": "task", "kl_v": "kd_v", "kl_a": "kd_a", "nce": "nce", "total": "total"},
+    tamper="audio_with_text.layers.4.fc2.bias",
+    extra_outputs=_mfon_teachers,
+)
+
+MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
+                           "clgsi": CLGSI, "mfon": MFON}
+
+
+# -- the machinery -------------------------------------------------------------------------
+def load_golden(name: str) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
+    """(metadata, {section: {key: tensor}}) of a committed golden."""
+    from safetensors.torch import load_file
+
+    meta = json.loads((GOLDEN_DIR / f"{name}.json").read_text())
+    sections: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in load_file(str(GOLDEN_DIR / f"{name}.safetensors")).items():
+        section, _, rest = key.partition("/")
+        sections.setdefault(section, {})[rest] = value
+    return meta, sections
+
+
+def map_name(ref_name: str, rules: tuple[tuple[str, str | None], ...]) -> tuple[bool, str | None]:
+    """(matched, msabench name or None for a dropped tensor) under the first rule that fully matches."""
+    for pattern, template in rules:
+        m = re.fullmatch(pattern, ref_name)
+        if m:
+            return True, (m.expand(template) if template is not None else None)
+    return False, None
+
+
+def map_tensors(ref: dict[str, torch.Tensor], rules: tuple[tuple[str, str | None], ...],
+                expected: set[str]) -> dict[str, torch.Tensor]:
+    """Rename every reference tensor; fail on any reference name without a rule, two names
+    mapped to one, or an msabench name no reference tensor fills."""
+    out: dict[str, torch.Tensor] = {}
+    unmapped, clashes = [], []
+    for name, tensor in ref.items():
+        matched, ours = map_name(name, rules)
+        if not matched:
+            unmapped.append(name)
+        elif ours is not None:
+            if ours in out:
+                clashes.append(f"{name} -> {ours}")
+            out[ours] = tensor
+    missing, extra = sorted(expected - out.keys()), sorted(out.keys() - expected)
+    problems = [f"{label}: {items}" for label, items in (("reference tensors without a rule", unmapped),
+                ("mapped twice", clashes), ("msabench tensors no reference tensor fills", missing),
+                ("mapped to names msabench does not have", extra)) if items]
+    if problems:
+        raise AssertionError("name map incomplete: " + "; ".join(problems))
+    return out
+
+
+def build_model(meta: dict[str, Any], tmp_path: Path) -> MSAModel:
+    """msabench's model in the golden's configuration (a tiny BERT checkpoint folder when needed),
+    in the golden's training stage if it names one."""
+    cfg = meta["msabench"]
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["overrides"].items()}
+    if "bert_config" in meta:
+        from transformers import BertConfig, BertModel
+
+        BertModel(BertConfig(**meta["bert_config"])).save_pretrained(tmp_path / "bert")
+        overrides["text_encoder"] = str(tmp_path / "bert")
+    model = create_model(cfg["name"], cfg["dataset"], cfg["preset"], **overrides)
+    if cfg.get("stage"):  # as the trainer runs a stage: model.stage set, the rest frozen
+        stage = {s.name: s for s in model.stages()}[cfg["stage"]]
+        trainable = {id(p) for p in stage.trainable()} if stage.trainable else None
+        model.stage = stage.name
+        for p in model.parameters():
+            p.requires_grad_(trainable is None or id(p) in trainable)
+    return model
+
+
+def output_at(out: ModelOutput, path: str, hooked: dict[str, torch.Tensor]) -> torch.Tensor:
+    if path.startswith("hook:"):
+        return hooked[path[5:]]
+    head, _, key = path.partition(".")
+    value = getattr(out, head)
+    return value[key] if key else value
+
+
+@contextlib.contextmanager
+def replayed_draws(state: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Replay the reference's recorded `torch.randn_like` draws (MoE gating noise), in order;
+    fails if msabench draws a different number or shape."""
+    draws = [state[k] for k in sorted((k for k in state if k.startswith("randn_like.")), key=lambda k: int(k[11:]))]
+    if not draws:
+        yield
+        return
+    queue, original = list(draws), torch.randn_like
+
+    def replay(t: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        assert queue, "msabench drew more torch.randn_like samples than the reference"
+        value = queue.pop(0)
+        assert value.shape == t.shape, f"randn_like draw of shape {tuple(t.shape)}, reference drew {tuple(value.shape)}"
+        return value.to(t.dtype)
+
+    torch.randn_like = replay  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.randn_like = original  # type: ignore[assignment]
+    assert not queue, f"msabench drew {len(draws) - len(queue)} torch.randn_like samples, the reference {len(draws)}"
+
+
+def differences(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor], what: str,
+                report: dict[str, float]) -> list[str]:
+    """Mismatches beyond atol/rtol (shape, NaN pattern or values); the max |difference| per
+    section goes into `report`."""
+    problems = []
+    for key, want in expected.items():
+        got = actual[key].detach().reshape(want.shape) if actual[key].numel() == want.numel() else actual[key]
+        if got.shape != want.shape:
+            problems.append(f"{what} {key}: shape {tuple(got.shape)} != reference {tuple(want.shape)}")
+            continue
+        diff = (got.double() - want.double()).abs().nan_to_num(0.0)
+        report[what] = max(report.get(what, 0.0), float(diff.max()) if diff.numel() else 0.0)
+        if not torch.equal(got.isnan(), want.isnan()):
+            problems.append(f"{what} {key}: NaN pattern differs from the reference")
+        elif not torch.allclose(got.double(), want.double(), atol=ATOL, rtol=RTOL, equal_nan=True):
+            problems.append(f"{what} {key}: max |difference| {float(diff.max()):.3g} > atol {ATOL} + rtol {RTOL}")
+    return problems
+
+
+def hook_outputs(model: nn.Module, ref_map: RefMap) -> dict[str, torch.Tensor]:
+    """Register the map's "hook:path[#i]" captures; returns the dict they fill while the model runs."""
+    hooked: dict[str, torch.Tensor] = {}
+    for where in {p[5:] for p in ref_map.outputs.values() if p.startswith("hook:")}:
+        path, _, index = where.partition("#")
+        model.get_submodule(path).register_forward_hook(
+            lambda _m, _i, out, w=where, i=index: hooked.__setitem__(
+                w, out[int(i)] if i else (out if torch.is_tensor(out) else out[0])))
+    return hooked
+
+
+def eval_outputs(model: nn.Module, batch: Batch, ref_map: RefMap) -> dict[str, torch.Tensor]:
+    """The eval-mode values the golden's `eval/` section holds, from msabench."""
+    hooked = hook_outputs(model, ref_map)
+    model.eval()
+    with torch.no_grad():
+        out = model(batch)
+        evals = {k: output_at(out, p, hooked) for k, p in ref_map.outputs.items()}
+        if ref_map.extra_outputs is not None:
+            evals.update(ref_map.extra_outputs(model, batch))
+    return evals
+
+
+def gradient_problems(model: nn.Module, golden: dict[str, dict[str, torch.Tensor]], ref_map: RefMap,
+                      report: dict[str, float]) -> list[str]:
+    """Which parameters receive a gradient, and the gradients (or their fingerprints)."""
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    section = "grad" if "grad" in golden else "gradfp"  # gradfp: compact goldens store fingerprints
+    names = {ref: str(map_name(ref, ref_map.weights)[1]) for ref in golden[section]}
+    problems = []
+    if set(names.values()) != grads.keys():
+        problems.append(f"parameters receiving a gradient differ: reference only {sorted(set(names.values()) - grads.keys())}, "
+                        f"msabench only {sorted(grads.keys() - set(names.values()))}")
+    ours = {ref: grads.get(name, torch.zeros(0)) for ref, name in names.items()}
+    if section == "gradfp":
+        ours = {ref: grad_fingerprint(ref, g) for ref, g in ours.items()}
+    return problems + differences(golden[section], ours, section, report)
+
+
+def compare(name: str, golden: dict[str, dict[str, torch.Tensor]], meta: dict[str, Any], tmp_path: Path,
+            report: dict[str, float] | None = None) -> list[str]:
+    """Build, load, run eval then train mode; the list of every mismatch with the golden."""
+    ref_map, report = MAPS[name], report if report is not None else {}
+    model = build_model(meta, tmp_path)
+    model.load_state_dict(map_tensors(golden["weights"], ref_map.weights, set(model.state_dict())), strict=True)
+    batch = Batch(**golden["batch"])  # type: ignore[arg-type]
+    problems = differences(golden["eval"], eval_outputs(model, batch, ref_map), "eval", report)
+    model.train()
+    if ref_map.prepare is not None:
+        ref_map.prepare(model, golden)
+    with replayed_draws(golden.get("state", {})):
+        out = model(batch)
+    parts = model.loss(out, batch)
+    ours = {k: parts[v] if isinstance(v, str) else v(parts) for k, v in ref_map.losses.items()}
+    problems += differences(golden["loss"], ours, "loss", report)
+    if ref_map.after is not None:
+        after = {k: v for k, v in golden["state"].items() if k.startswith("after.")}
+        problems += differences(after, ref_map.after(model), "state", report)
+    parts["total"].backward()
+    return problems + gradient_problems(model, golden, ref_map, report)
+
+
+def grad_fingerprint(name: str, grad: torch.Tensor) -> torch.Tensor:
+    """tools/reference/_golden.py's fingerprint: projections on 8 Gaussian directions seeded by crc32(name)."""
+    gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+    return torch.randn(8, grad.numel(), generator=gen, dtype=torch.float64) @ grad.detach().reshape(-1).double()
+
+
+GOLDENS = sorted(p.stem for p in GOLDEN_DIR.glob("*.json"))
+
+
+def test_every_golden_has_a_map():
+    assert GOLDENS, f"no goldens under {GOLDEN_DIR}"
+    assert set(GOLDENS) <= MAPS.keys(), f"goldens without a name map: {sorted(set(GOLDENS) - MAPS.keys())}"
+
+
+@pytest.mark.parametrize("name", GOLDENS)
+def test_equal_to_reference(name, tmp_path):
+    meta, golden = load_golden(name)
+    report: dict[str, float] = {}
+    problems = compare(name, golden, meta, tmp_path, report)
+    print(f"{name}: max |difference| " + ", ".join(f"{k} {v:.2e}" for k, v in report.items()))
+    assert not problems, f"{name} differs from {meta['reference']}:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", GOLDENS)
+def test_tampered_weight_is_caught(name, tmp_path):
+    meta, golden = load_golden(name)
+    target = MAPS[name].tamper
+    assert target in golden["weights"], f"tamper target {target} is not a weight of golden {name}"
+    tampered = golden["weights"][target].clone()
+    tampered.view(-1)[0] += TAMPER  # one scalar: a shift of a whole bias can be invisible (LayerNorm removes it)
+    golden["weights"][target] = tampered
+    assert compare(name, golden, meta, tmp_path), f"{name}: shifting {target}[0] by {TAMPER} went unnoticed"
+
+
+def test_unmapped_tensor_fails():
+    rules = ((r"a\.(\w+)", r"x.\1"),)
+    with pytest.raises(AssertionError, match="without a rule.*'b.w'"):
+        map_tensors({"a.w": torch.zeros(1), "b.w": torch.zeros(1)}, rules, {"x.w"})
+    with pytest.raises(AssertionError, match="no reference tensor fills.*'x.v'"):
+        map_tensors({"a.w": torch.zeros(1)}, rules, {"x.w", "x.v"})
+
+
+@pytest.mark.parametrize("name", [g for g in GOLDENS if "bert_config" in load_golden(g)[0]])
+def test_bert_attention_and_dropout_as_the_reference(name, tmp_path):
+    """SDPA and eager BERT attention differ by ~1e-6, and SDPA reads its dropout from the
+    config's float (not from an nn.Dropout module): msabench's BERT must use the reference's
+    attention implementation, and the train-mode pass must have every BERT dropout at 0."""
+    from transformers import PreTrainedModel
+
+    meta, _ = load_golden(name)
+    model = build_model(meta, tmp_path)
+    berts = [m for m in model.modules() if isinstance(m, PreTrainedModel)]
+    assert berts, f"{name}: no transformers model inside msabench's model"
+    assert sorted({b.config._attn_implementation for b in berts}) == meta["bert_attention"]
+    for b in berts:
+        assert b.config.attention_probs_dropout_prob == 0.0 and b.config.hidden_dropout_prob == 0.0
