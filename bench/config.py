@@ -9,6 +9,9 @@ options (`--epochs`, `--text-encoder`) apply to every model that has the field a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -68,8 +71,33 @@ class RunConfig:
         return d
 
 
+SAFE_VALUE = re.compile(r"[A-Za-z0-9._,-]{1,40}")  # shown as is in a folder name
+SHORT_VALUE = 24  # characters of a sanitised value kept before its hash
+MAX_NAME = 200  # a folder name stays under the usual 255-byte limit, with room for suffixes
+
+
+def variant_tag_value(value: Any) -> str:
+    """A --set value as one readable, unique piece of a folder name: simple values as they are
+    (`0.0001`, `aligned`); any other (paths, spaces, '+', '=', long or non-ASCII text) as a short
+    sanitised form, '~' and 8 hex digits of the SHA-256 of the full value ('/data/vox' ->
+    'data_vox~1a2b3c4d'). '~' never appears in a simple value, so the two forms cannot collide."""
+    text = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+    if SAFE_VALUE.fullmatch(text):
+        return text
+    digest = _digest(value)
+    short = re.sub(r"[^A-Za-z0-9._,-]+", "_", text).strip("_.")[:SHORT_VALUE].rstrip("_.")
+    return f"{short}~{digest}" if short else digest
+
+
+def is_folder_name(name: str) -> bool:
+    """A --variant / sweep `variant:` name is one path component: not empty, '.', '..', no '/' or '\\'."""
+    return name.strip() not in ("", ".", "..") and "/" not in name and "\\" not in name
+
+
 def variant_name(model: str, overrides: dict[str, Any]) -> str:
-    """'pase' + {use_sgm: False} -> 'pase+no_sgm'; {lr: 1e-4} -> 'mult+lr=0.0001'."""
+    """'pase' + {use_sgm: False} -> 'pase+no_sgm'; {lr: 1e-4} -> 'mult+lr=0.0001';
+    {pretrain_dir: '/data/vox'} -> 'kebr+pretrain_dir=data_vox~<hash>': always one path
+    component (the full values stay in the result's config)."""
     if not overrides:
         return model
     tags = []
@@ -79,8 +107,14 @@ def variant_name(model: str, overrides: dict[str, Any]) -> str:
         if isinstance(value, bool):
             tags.append(short if value else f"no_{short}")
         else:
-            tags.append(f"{key}={value}")
-    return model + "+" + "+".join(tags)
+            tags.append(f"{key}={variant_tag_value(value)}")
+    name = model + "+" + "+".join(tags)
+    return name if len(name) <= MAX_NAME else f"{name[:MAX_NAME - 9]}~{_digest(sorted(overrides.items()))}"
+
+
+def _digest(value: Any) -> str:
+    """8 hex digits of the SHA-256 of a JSON-able value."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:
@@ -205,6 +239,9 @@ def check_model_entry(path: Path, i: int, entry: dict[str, Any]) -> None:
     for key in ("name", "preset", "variant"):
         if key in entry and not (isinstance(entry[key], str) and entry[key].strip()):
             raise SweepFileError(f"{where}.{key}]: {entry[key]!r} is not allowed; {key} is a non-empty string")
+    if "variant" in entry and not is_folder_name(entry["variant"]):
+        raise SweepFileError(f"{where}.variant]: {entry['variant']!r} is not a result-folder name "
+                             "(not '.' or '..', without '/' or '\\')")
     if not isinstance(entry.get("set") or {}, dict):
         raise SweepFileError(f"{where}.set]: expected a mapping of config keys to values, e.g. {{lr: 1.0e-4}}")
     variants = entry.get("variants")

@@ -34,6 +34,7 @@ SWEEPS = {  # name -> sweep file text, each wrong in one value
     "variant_batch0": "models:\n  - name: mult\n    variants: [{}, {batch_size: 0}]\n",
     "set_list": "models:\n  - name: mult\n    set: [lr, 1]\n",
     "setting_bad": "models: [mult]\nsetting: diagonal\n",
+    "variant_slash": "models:\n  - name: mult\n    variant: a/b\n",
 }
 
 
@@ -147,6 +148,7 @@ RUN = [
     (["run", "--config", "{tmp}/variant_batch0.yaml", *OUT], ["variant_batch0.yaml", "batch_size=0"]),
     (["run", "--config", "{tmp}/set_list.yaml", *OUT], ["[key=models[0].set]"]),
     (["run", "--config", "{tmp}/setting_bad.yaml", *OUT], ["[key=setting]"]),
+    (["run", "--config", "{tmp}/variant_slash.yaml", *OUT], ["[key=models[0].variant]", "'a/b'"]),
     (["run", "--config", "{tmp}/epochs0.yaml", "--models", "mult", *OUT], ["--config", "--models"]),
 ]
 

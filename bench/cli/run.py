@@ -63,7 +63,9 @@ def add_parser(sub) -> None:
 
 
 def build_runs(args) -> list:
-    from bench.config import DEFAULT_DATASET, RunConfig, load_sweep, parse_seeds, parse_set, split_list
+    from bench.config import (
+        DEFAULT_DATASET, RunConfig, is_folder_name, load_sweep, parse_seeds, parse_set, split_list,
+    )
     from models import get_model_entry, list_models
 
     cli = dict(epochs=args.epochs, preset=args.preset, out=args.out, device=args.device, data_root=args.data_root,
@@ -74,7 +76,7 @@ def build_runs(args) -> list:
             raise ValueError("--config lists the models and variants; do not combine it with --models/--set")
         return _with_flags(load_sweep(args.config, **cli), args)
     name = args.variant
-    if name is not None and (name.strip() in ("", ".", "..") or "/" in name or "\\" in name):
+    if name is not None and not is_folder_name(name):
         raise ValueError(f"--variant '{name}': give a result-folder name (not empty, without '/' or '\\')")
     if not args.models:
         raise ValueError("give --models (e.g. --models pase,mult) or --config sweeps/<name>.yaml")
