@@ -20,6 +20,20 @@ import yaml
 
 DEFAULT_SEEDS = (1111, 1112, 1113, 1114, 1115)  # MMSA MMSA_run default (data-and-metrics.md §7)
 DEFAULT_DATASET = "synthetic"
+# The preset names registered models use, for `--preset`'s help without importing the models
+# (tests/test_cli_options.py checks them against the registry, both ways).
+PRESET_SOURCES = {
+    "mmsa": "MMSA 2.2.1's configuration",
+    "paper": "the original repository/paper",
+    "official": "the released code's settings, for models MMSA lacks",
+    "demo": "CPU-sized, on the embedded synthetic data",
+}
+
+
+def preset_help(default: str) -> str:
+    """`--preset`'s help: every preset name with its source."""
+    names = "; ".join(f"{k}: {v}" for k, v in PRESET_SOURCES.items())
+    return f"{' | '.join(PRESET_SOURCES)} ({names}; `bench ls` shows each model's) (default: {default})"
 
 
 @dataclass
@@ -157,7 +171,7 @@ MAX_SEEDS = 10_000  # harness decision: a longer range is a typo (1111-11115), n
 
 
 def parse_seeds(text: Any, option: str = "--seeds") -> list[int]:
-    """'1111,1112' or '1111-1115' or a mix (or a list of those); duplicates dropped, order kept.
+    """'1111,1112' or '1111-1115' or a mix (or a list of those), order kept; a seed given twice is an error.
     A ValueError names `option` and the accepted forms."""
     if isinstance(text, (list, tuple)):
         text = ",".join(map(str, text))
@@ -184,7 +198,12 @@ def parse_seeds(text: Any, option: str = "--seeds") -> list[int]:
     bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
     if bad:
         raise ValueError(f"{subject}: seed {bad[0]} is out of range (0 to {MAX_SEED})")
-    return list(dict.fromkeys(seeds))
+    seen: set[int] = set()
+    for s in seeds:
+        if s in seen:
+            raise ValueError(f"{subject}: seed {s} is given twice; give each seed once")
+        seen.add(s)
+    return seeds
 
 
 def split_list(text: str | None) -> list[str]:

@@ -22,6 +22,7 @@ row "<Model> (tuned, N trials)" and `bench table --tuning` the studies.
 
 def add_parser(sub) -> None:
     from bench.cli import add_submitit_options, int_at_least, names, out_dir, seeds
+    from bench.config import preset_help
 
     p = sub.add_parser("tune", help="equal-budget hyperparameter search (Optuna), validation only",
                        epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,7 +46,8 @@ def add_parser(sub) -> None:
     p.add_argument("--storage", default=None,
                    help="Optuna storage URL (sqlite:///f.db, postgresql://...) or journal:PATH "
                         "(default: a file under <out>/tuning/)")
-    p.add_argument("--preset", default=None, help="preset the search starts from (default: the model's for the dataset)")
+    p.add_argument("--preset", default=None,
+                   help="preset the search starts from: " + preset_help("the model's for the dataset"))
     p.add_argument("--epochs", type=int_at_least(1), default=None, help="cap on training epochs, trials and final seeds alike")
     p.add_argument("--out", type=out_dir, default="results", help="results directory (default: results)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
@@ -116,11 +118,12 @@ def main(args) -> int:
         require_optuna()
         # what would fail every trial the same way (a bad data root, device, text encoder, a
         # model that cannot read the file) fails here, before the first study spends its budget
-        from bench.runner import check_sweep, data_key, load_sweep_data, plan_runs
+        from bench.runner import check_out_dirs, check_sweep, data_key, load_sweep_data, plan_runs
 
         planned = plan_runs([s.run for s in specs])
         check_sweep(planned, local=args.launcher == "local")
         loaded = load_sweep_data(planned, log) if args.launcher == "local" else {}
+        check_out_dirs(planned)
         failed = 0
         for spec, p in zip(specs, planned):
             summary = tune(spec, final=args.final, data=loaded.get(data_key(p)), log=log)
