@@ -103,7 +103,8 @@ class TuneSpec:
             raise ValueError(f"--workers {self.workers}: give at least 1")
         if self.trial_seed in self.final_seeds:
             raise ValueError(f"--trial-seed {self.trial_seed} is one of the final seeds "
-                             f"({', '.join(map(str, self.final_seeds))}); trials must train with a seed that is not reported")
+                             f"({', '.join(map(str, self.final_seeds))}); trials must train with a seed "
+                             "that is not reported")
 
     @property
     def training_seed(self) -> int:
@@ -462,7 +463,8 @@ def summarize_study(spec: TuneSpec, study) -> dict[str, Any]:
         "preset": attrs.get("preset"), "study": spec.study_name, "storage": spec.storage_url(),
         "metric": attrs.get("metric"), "direction": attrs.get("direction"), "budget": attrs.get("budget"),
         "trials": counts(study), "spent_s": spent_seconds(study), "best": best,
-        "space": attrs.get("space"), "trial_seed": attrs.get("trial_seed"), "sampler": spec.sampler, "pruner": spec.pruner, "epochs": attrs.get("epochs"),
+        "space": attrs.get("space"), "trial_seed": attrs.get("trial_seed"),
+        "sampler": spec.sampler, "pruner": spec.pruner, "epochs": attrs.get("epochs"),
         "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

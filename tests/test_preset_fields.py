@@ -51,7 +51,8 @@ def test_mag_copies_exactly_what_the_text_presets_set():
     assert not set(FROM_TEXT_PRESET) & set(_redeclared(MAGBertConfig, BertTextConfig))
     mag = get_model_entry("mag_bert").presets
     for key, text_cfg in TEXT_PRESETS.items():
-        assert {k: getattr(mag[key], k) for k in FROM_TEXT_PRESET} == {k: getattr(text_cfg, k) for k in FROM_TEXT_PRESET}
+        copied = {k: getattr(mag[key], k) for k in FROM_TEXT_PRESET}
+        assert copied == {k: getattr(text_cfg, k) for k in FROM_TEXT_PRESET}, key
 
 
 @pytest.mark.parametrize("preset", ["mmsa", "paper"])
