@@ -15,7 +15,8 @@ HELP_EPILOG = """examples:
 Every model gets the same budget: --trials N finished (complete + pruned) trials, or --budget-hours H
 worker-hours of trials. A study lives in <out>/tuning/<dataset>/<model>+tuned.db (.journal with
 --launcher submitit); rerunning the command continues it to the requested total. Trials never
-evaluate the test split. Then: <out>/<dataset>/<model>+tuned/seed<k>.json; `bench table` shows the
+evaluate the test split and train with a seed no final run uses (--trial-seed, default 1110).
+Then, one run per --seeds: <out>/<dataset>/<model>+tuned/seed<k>.json; `bench table` shows the
 row "<Model> (tuned, N trials)" and `bench table --tuning` the studies.
 """
 
