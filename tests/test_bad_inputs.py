@@ -35,7 +35,7 @@ SWEEPS = {  # name -> sweep file text, each wrong in one value
     "variant_batch0": "models:\n  - name: mult\n    variants: [{}, {batch_size: 0}]\n",
     "set_list": "models:\n  - name: mult\n    set: [lr, 1]\n",
     "setting_bad": "models: [mult]\nsetting: diagonal\n",
-    "variant_slash": "models:\n  - name: mult\n    variant: a/b\n",
+    "variant_slash": "epochs: 1\nseeds: [1111]\nmodels:\n  - name: late_fusion\n    variant: a/b\n",
 }
 
 
