@@ -229,7 +229,7 @@ TUNE = [
     (["tune", "--models", "late_fusion", "--time-min", "0"], ["--time-min", ">= 1"]),
     (["tune", "--models", "late_fusion", "--seed", "-1"], ["--seed", ">= 0"]),
     (["tune", "--models", "late_fusion", "--trials", "1", "--out", "/proc/x"], ["--out '/proc/x'", "write"]),
-    (["tune", "--models", "late_fusion", "--trials", "1", "--trial-seed", "1111"], ["--trial-seed 1111", "final seeds"]),
+    (["tune", "--models", "late_fusion", "--trials", "1", "--trial-seed", "1111"], ["--trial-seed 1111", "final"]),
     (["tune", "--models", "late_fusion", "--trials", "1", "--seeds", "7", "--trial-seed", "7"], ["--trial-seed 7"]),
 ]
 
