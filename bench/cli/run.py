@@ -165,5 +165,5 @@ def main(args) -> int:
     for label, msg in summary.failed:
         print(f"  failed {label}: {msg}", file=sys.stderr)
     if summary.ok or summary.skipped:
-        print(f"results: {out_dir}/; show them with `{table_command(out_dir)}`", file=sys.stderr)
+        print(f"results: {out_dir.rstrip('/')}/; show them with `{table_command(out_dir)}`", file=sys.stderr)
     return 1 if summary.failed else 0
