@@ -9,6 +9,9 @@ options (`--epochs`, `--text-encoder`) apply to every model that has the field a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -17,6 +20,20 @@ import yaml
 
 DEFAULT_SEEDS = (1111, 1112, 1113, 1114, 1115)  # MMSA MMSA_run default
 DEFAULT_DATASET = "synthetic"
+# The preset names registered models use, for `--preset`'s help without importing the models
+# (tests/test_cli_options.py checks them against the registry, both ways).
+PRESET_SOURCES = {
+    "mmsa": "MMSA 2.2.1's configuration",
+    "paper": "the original repository/paper",
+    "official": "the released code's settings, for models MMSA lacks",
+    "demo": "CPU-sized, on the embedded synthetic data",
+}
+
+
+def preset_help(default: str) -> str:
+    """`--preset`'s help: every preset name with its source."""
+    names = "; ".join(f"{k}: {v}" for k, v in PRESET_SOURCES.items())
+    return f"{' | '.join(PRESET_SOURCES)} ({names}; `bench ls` shows each model's) (default: {default})"
 
 
 @dataclass
@@ -68,8 +85,33 @@ class RunConfig:
         return d
 
 
+SAFE_VALUE = re.compile(r"[A-Za-z0-9._,-]{1,40}")  # shown as is in a folder name
+SHORT_VALUE = 24  # characters of a sanitised value kept before its hash
+MAX_NAME = 200  # a folder name stays under the usual 255-byte limit, with room for suffixes
+
+
+def variant_tag_value(value: Any) -> str:
+    """A --set value as one readable, unique piece of a folder name: simple values as they are
+    (`0.0001`, `aligned`); any other (paths, spaces, '+', '=', long or non-ASCII text) as a short
+    sanitised form, '~' and 8 hex digits of the SHA-256 of the full value ('/data/vox' ->
+    'data_vox~1a2b3c4d'). '~' never appears in a simple value, so the two forms cannot collide."""
+    text = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+    if SAFE_VALUE.fullmatch(text):
+        return text
+    digest = _digest(value)
+    short = re.sub(r"[^A-Za-z0-9._,-]+", "_", text).strip("_.")[:SHORT_VALUE].rstrip("_.")
+    return f"{short}~{digest}" if short else digest
+
+
+def is_folder_name(name: str) -> bool:
+    """A --variant / sweep `variant:` name is one path component: not empty, '.', '..', no '/' or '\\'."""
+    return name.strip() not in ("", ".", "..") and "/" not in name and "\\" not in name
+
+
 def variant_name(model: str, overrides: dict[str, Any]) -> str:
-    """'pase' + {use_sgm: False} -> 'pase+no_sgm'; {lr: 1e-4} -> 'mult+lr=0.0001'."""
+    """'pase' + {use_sgm: False} -> 'pase+no_sgm'; {lr: 1e-4} -> 'mult+lr=0.0001';
+    {pretrain_dir: '/data/vox'} -> 'kebr+pretrain_dir=data_vox~<hash>': always one path
+    component (the full values stay in the result's config)."""
     if not overrides:
         return model
     tags = []
@@ -79,8 +121,14 @@ def variant_name(model: str, overrides: dict[str, Any]) -> str:
         if isinstance(value, bool):
             tags.append(short if value else f"no_{short}")
         else:
-            tags.append(f"{key}={value}")
-    return model + "+" + "+".join(tags)
+            tags.append(f"{key}={variant_tag_value(value)}")
+    name = model + "+" + "+".join(tags)
+    return name if len(name) <= MAX_NAME else f"{name[:MAX_NAME - 9]}~{_digest(sorted(overrides.items()))}"
+
+
+def _digest(value: Any) -> str:
+    """8 hex digits of the SHA-256 of a JSON-able value."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:
@@ -123,7 +171,7 @@ MAX_SEEDS = 10_000  # harness decision: a longer range is a typo (1111-11115), n
 
 
 def parse_seeds(text: Any, option: str = "--seeds") -> list[int]:
-    """'1111,1112' or '1111-1115' or a mix (or a list of those); duplicates dropped, order kept.
+    """'1111,1112' or '1111-1115' or a mix (or a list of those), order kept; a seed given twice is an error.
     A ValueError names `option` and the accepted forms."""
     if isinstance(text, (list, tuple)):
         text = ",".join(map(str, text))
@@ -150,7 +198,12 @@ def parse_seeds(text: Any, option: str = "--seeds") -> list[int]:
     bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
     if bad:
         raise ValueError(f"{subject}: seed {bad[0]} is out of range (0 to {MAX_SEED})")
-    return list(dict.fromkeys(seeds))
+    seen: set[int] = set()
+    for s in seeds:
+        if s in seen:
+            raise ValueError(f"{subject}: seed {s} is given twice; give each seed once")
+        seen.add(s)
+    return seeds
 
 
 def split_list(text: str | None) -> list[str]:
@@ -205,6 +258,9 @@ def check_model_entry(path: Path, i: int, entry: dict[str, Any]) -> None:
     for key in ("name", "preset", "variant"):
         if key in entry and not (isinstance(entry[key], str) and entry[key].strip()):
             raise SweepFileError(f"{where}.{key}]: {entry[key]!r} is not allowed; {key} is a non-empty string")
+    if "variant" in entry and not is_folder_name(entry["variant"]):
+        raise SweepFileError(f"{where}.variant]: {entry['variant']!r} is not a result-folder name "
+                             "(not '.' or '..', without '/' or '\\')")
     if not isinstance(entry.get("set") or {}, dict):
         raise SweepFileError(f"{where}.set]: expected a mapping of config keys to values, e.g. {{lr: 1.0e-4}}")
     variants = entry.get("variants")

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 
 from bench.config import RunConfig
 from bench.results import is_complete, load_result
-from bench.runner import SweepSummary, check_sweep, load_sweep_data, plan_runs, run_sweep
+from bench.runner import SweepSummary, check_out_dirs, check_sweep, load_sweep_data, plan_runs, run_sweep
 
 _WORKER_DEVICE: Optional[str] = None  # set in each --jobs worker process
 
@@ -95,6 +95,7 @@ def launch(
         # devices this machine lacks: only the device's form is checked for submitit)
         check_sweep(todo_planned, local=launcher == "local")
         load_sweep_data(todo_planned, log)
+        check_out_dirs(todo_planned)
     if launcher == "local":
         _run_parallel(todo, jobs, force, log)
     elif launcher == "submitit":

@@ -92,6 +92,20 @@ class _suppress:
         return exc[0] is not None and issubclass(exc[0], OSError)
 
 
+def ensure_writable_dir(path: Path | str, option: str = "--out") -> None:
+    """Create the result folder and write (then remove) a probe file in it, so an unwritable
+    folder (read-only mount, a path under /proc) fails before anything trains, not after."""
+    path = Path(path).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"{option} '{path}': cannot write result files there ({type(err).__name__}: "
+                         f"{err.strerror or err})") from None
+
+
 def load_result(path: Path) -> dict[str, Any]:
     path = Path(path)
     try:
@@ -113,15 +127,42 @@ def is_complete(path: Path) -> bool:
     """True when `path` holds a finished, successful run (resume skips it)."""
     try:
         return load_result(path).get("status") == "ok"
-    except (FileNotFoundError, ResultFileError):
+    except (FileNotFoundError, NotADirectoryError, ResultFileError):
         return False
 
 
 def iter_result_files(root: Path) -> Iterator[Path]:
-    """Every seed*.json below root/<dataset>/<run_name>/ (temp files are hidden and skipped)."""
+    """Every seed*.json below root/<dataset>/<run_name>/ (temp files are hidden and skipped),
+    and those an older msabench wrote deeper, from a --set value with '/' in the run name."""
     root = Path(root)
     if root.is_dir():
         yield from sorted(root.glob("*/*/seed*.json"))
+        yield from (path for path, where in deeper_result_files(root) if where == root)
+
+
+def deeper_result_files(root: Path) -> list[tuple[Path, Path]]:
+    """(file, the results folder it belongs to) for result files more than two folders below
+    `root`: a run whose name held '/' (its folder is `root`), or a results folder of its own
+    (`--out results/smoke`: its folder is root/smoke). Files that do not parse are left out."""
+    root, out = Path(root), []
+    for path in sorted(root.rglob("seed*.json")):
+        parts = path.relative_to(root).parts
+        if len(parts) <= 3:
+            continue
+        try:
+            rec = load_result(path)
+        except (ResultFileError, OSError):
+            continue
+        if parts[0] == rec["dataset"] and "/".join(parts[1:-1]) == rec["run_name"]:
+            out.append((path, root))
+        elif parts[-3] == rec["dataset"] and parts[-2] == rec["run_name"]:
+            out.append((path, root.joinpath(*parts[:-3])))
+    return out
+
+
+def other_result_roots(root: Path) -> list[Path]:
+    """Results folders below `root` (e.g. results/smoke from `bench run --config sweeps/smoke.yaml`)."""
+    return sorted({where for _, where in deeper_result_files(root) if where != Path(root)})
 
 
 def load_results(root: Path) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from bench.config import RunConfig
 from bench.data import DataError, MSAData, load_dataset
-from bench.results import SCHEMA_VERSION, environment, is_complete, load_result, write_json_atomic
+from bench.results import SCHEMA_VERSION, ensure_writable_dir, environment, is_complete, load_result, write_json_atomic
 
 
 @dataclass
@@ -100,6 +100,13 @@ def check_sweep(todo: list[PlannedRun], local: bool = True) -> None:
         if key not in built:
             built.add(key)
             dry_build(p)
+
+
+def check_out_dirs(todo: list[PlannedRun]) -> None:
+    """Every result folder can take a file (created now): the last check before the first run
+    trains, after every check that writes nothing, so a bad input leaves no folder behind."""
+    for out in dict.fromkeys(p.run.out_dir for p in todo):
+        ensure_writable_dir(out)
 
 
 def uses_text_encoder(cfg: Any) -> bool:
@@ -370,6 +377,7 @@ def run_sweep(
             todo.append(p)
     check_sweep(todo)  # what would fail every run the same way fails once, here
     datasets = load_sweep_data(todo, log)
+    check_out_dirs(todo)
 
     for n, p in enumerate(todo, 1):
         path = p.run.result_path()

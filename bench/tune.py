@@ -7,11 +7,12 @@ Per (dataset, model) one study, named after the tuned run (`synthetic/late_fusio
   default) -> open or create the study (the budget and everything the objective depends on
   are its user attrs; a rerun with another objective is refused) -> fail the trials of
   workers that died -> run workers until the finished trials (complete + pruned) reach the
-  budget -> run the best configuration with the five standard seeds through the normal
+  budget -> run the best configuration with the final seeds (1111-1115) through the normal
   runner into `<out>/<dataset>/<model>+tuned/`.
 A trial trains with the harness trainer (`train_and_test(test=False)`: the test split is
-never evaluated) and returns the preset's validation selection metric at its best epoch;
-every validated epoch reports that metric to the pruner (`on_epoch`). A failed trial (an
+never evaluated) under a seed no final run uses (`TuneSpec.training_seed`, recorded per
+trial) and returns the preset's validation selection metric at its best epoch; every
+validated epoch reports that metric to the pruner (`on_epoch`). A failed trial (an
 exception) is recorded as failed and does not count towards the budget.
 
 Killed workers: with SQLite, Optuna's heartbeat fails a trial whose worker stopped beating
@@ -49,6 +50,9 @@ HEARTBEAT_S = 60  # SQLite heartbeat interval; a trial silent for GRACE_S is fai
 GRACE_S = 180
 MAX_RETRY = 2  # a killed trial is retried at most twice (harness decision)
 TUNED_TAG = "tuned"
+# harness decision: trials train with a seed that no reported run uses: just below MMSA's
+# 1111-1115, so the winning trial is not one of the final seeds re-run (issue #23 item 6)
+TRIAL_SEED = 1110
 
 
 class OptunaMissing(RuntimeError):
@@ -75,7 +79,8 @@ class TuneSpec:
     pruner: str = "median"
     pruner_startup_trials: int = 5  # MedianPruner: no pruning before this many finished trials
     pruner_warmup_epochs: int = 0  # MedianPruner: no pruning in a trial's first epochs
-    seed: int = DEFAULT_SEEDS[0]  # sampler seed, and the seed every trial trains with (harness decision)
+    seed: int = DEFAULT_SEEDS[0]  # sampler seed
+    trial_seed: Optional[int] = None  # the seed every trial trains with; None: `training_seed` picks one
     storage: Optional[str] = None  # Optuna URL, or journal:PATH; None: a file under <out>/tuning/
     launcher: str = "local"
     workers: int = 1
@@ -96,6 +101,19 @@ class TuneSpec:
                 raise ValueError(f"--{name} '{value}': choose {' | '.join(allowed)}")
         if self.workers < 1:
             raise ValueError(f"--workers {self.workers}: give at least 1")
+        if self.trial_seed in self.final_seeds:
+            raise ValueError(f"--trial-seed {self.trial_seed} is one of the final seeds "
+                             f"({', '.join(map(str, self.final_seeds))}); trials must train with a seed "
+                             "that is not reported")
+
+    @property
+    def training_seed(self) -> int:
+        """The trials' training seed: --trial-seed, else the first of TRIAL_SEED, TRIAL_SEED - 1, ...
+        that is not a final seed (never a seed the tuned row reports)."""
+        if self.trial_seed is not None:
+            return self.trial_seed
+        return next(s for s in range(TRIAL_SEED, TRIAL_SEED - len(self.final_seeds) - 1, -1)
+                    if s not in self.final_seeds)
 
     @property
     def variant(self) -> str:
@@ -185,6 +203,7 @@ class Resolved:
         return {"model": run.model, "dataset": run.dataset, "preset": self.model_config.preset,
                 "metric": self.metric, "direction": self.direction, "epochs": self.model_config.max_epochs,
                 "text_encoder": getattr(self.model_config, "text_encoder", None), "seed": spec.seed,
+                "trial_seed": spec.training_seed,
                 "space": describe_space(self.space)}
 
 
@@ -236,7 +255,8 @@ def open_study(spec: TuneSpec, resolved: Optional[Resolved] = None, sampler_seed
                                 pruner=_pruner(spec))
     identity = resolved.identity(spec)
     if exists:
-        old = study.user_attrs
+        # a study from before `trial_seed` existed trained its trials with its sampler seed
+        old = {"trial_seed": study.user_attrs.get("seed"), **study.user_attrs}
         changed = [k for k, v in identity.items() if k in old and json.dumps(old[k], sort_keys=True) != json.dumps(v, sort_keys=True)]
         if changed:
             what = "; ".join(f"{k}: study {old[k]!r}, now {identity[k]!r}" for k in changed)
@@ -293,7 +313,7 @@ class Objective:
 
     def run_for(self, overrides: dict[str, Any]) -> RunConfig:
         run = self.spec.run
-        return dataclasses.replace(run, seed=self.spec.seed, overrides={**run.overrides, **overrides},
+        return dataclasses.replace(run, seed=self.spec.training_seed, overrides={**run.overrides, **overrides},
                                    contributions=False, robustness=False)
 
     def _data_for(self, p) -> Any:
@@ -322,6 +342,7 @@ class Objective:
         values = suggest(trial, self.resolved.space)
         overrides = apply_search_values(self.resolved.model_config, values)
         trial.set_user_attr("overrides", json.loads(json.dumps(overrides)))
+        trial.set_user_attr("seed", self.spec.training_seed)
         metric = self.resolved.metric
         step = 0
 
@@ -442,7 +463,8 @@ def summarize_study(spec: TuneSpec, study) -> dict[str, Any]:
         "preset": attrs.get("preset"), "study": spec.study_name, "storage": spec.storage_url(),
         "metric": attrs.get("metric"), "direction": attrs.get("direction"), "budget": attrs.get("budget"),
         "trials": counts(study), "spent_s": spent_seconds(study), "best": best,
-        "space": attrs.get("space"), "sampler": spec.sampler, "pruner": spec.pruner, "epochs": attrs.get("epochs"),
+        "space": attrs.get("space"), "trial_seed": attrs.get("trial_seed"),
+        "sampler": spec.sampler, "pruner": spec.pruner, "epochs": attrs.get("epochs"),
         "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -19,7 +19,7 @@ bert-base-uncased on MMSA dims: 110,705,665 parameters (MOSI 768/5/20), 110,834,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -133,8 +133,18 @@ _GATE = {
 }
 
 
+# What a MAG-BERT preset takes from the bert_text preset: the task, data widths, text encoder,
+# optimiser, loss and stopping. Everything else (dims_from_data above all) keeps MAGBertConfig's
+# own default; copying every field would carry bert_text's dims_from_data=False along.
+FROM_TEXT_PRESET = (
+    "task", "n_out", "dims", "text_encoder", "text_vocab_size", "loss",
+    "optimizer", "lr", "weight_decay", "batch_size", "scheduler", "warmup_ratio",
+    "max_epochs", "early_stop_patience", "val_loss_decimals",
+)
+
+
 def _mag(text_cfg: BertTextConfig, beta_shift: float, dropout_prob: float) -> MAGBertConfig:
-    shared = {f.name: getattr(text_cfg, f.name) for f in fields(BertTextConfig)}
+    shared = {name: getattr(text_cfg, name) for name in FROM_TEXT_PRESET}
     return MAGBertConfig(**shared, beta_shift=beta_shift, dropout_prob=dropout_prob)
 
 

@@ -28,6 +28,7 @@ from result_factory import make_result, write_results
 SWEEPS = {  # name -> sweep file text, each wrong in one value
     "epochs0": "models: [mult]\nepochs: 0\n",
     "seeds_abc": "models: [mult]\nseeds: abc\n",
+    "seeds_twice": "models: [mult]\nseeds: [1111, 1112, 1111]\n",
     "flag_maybe": "models: [mult]\ncontributions: maybe\n",
     "models_str": "models: mult\n",
     "datasets_str": "models: [mult]\ndatasets: mosi\n",
@@ -35,6 +36,7 @@ SWEEPS = {  # name -> sweep file text, each wrong in one value
     "variant_batch0": "models:\n  - name: mult\n    variants: [{}, {batch_size: 0}]\n",
     "set_list": "models:\n  - name: mult\n    set: [lr, 1]\n",
     "setting_bad": "models: [mult]\nsetting: diagonal\n",
+    "variant_slash": "epochs: 1\nseeds: [1111]\nmodels:\n  - name: late_fusion\n    variant: a/b\n",
 }
 
 
@@ -112,6 +114,7 @@ RUN = [
     (["run", "--models", "mult", "--seeds", "1115-1111", *OUT], ["--seeds", "1111-1115"]),
     (["run", "--models", "mult", "--seeds", ",", *OUT], ["--seeds", "no seeds"]),
     (["run", "--models", "mult", "--seeds", "-5", *OUT], ["--seeds", "out of range"]),
+    (["run", "--models", "mult", "--seeds", "1111,1111", *OUT], ["--seeds", "seed 1111 is given twice"]),
     (["run", "--models", ",", *OUT], ["--models", "empty list"]),
     (["run", "--models", "mlut", *OUT], ["--models", "did you mean 'mult'"]),
     (["run", "--models", "zz*", *OUT], ["--models", "zz*"]),
@@ -128,6 +131,8 @@ RUN = [
      ["{tmp}/empty", "not found"]),
     (["run", "--models", "mult", "--datasets", "mosi", "--data-root", "{tmp}/badroot", *OUT], ["unaligned_50.pkl"]),
     (["run", "--models", "mult", "--out", "{tmp}/a_file.txt"], ["--out", "is a file"]),
+    (["run", "--models", "late_fusion", "--epochs", "1", "--out", "/proc/x"], ["--out '/proc/x'", "write"]),
+    (["run", "--models", "late_fusion", "--epochs", "1", "--out", "{tmp}/a_file.txt/x"], ["a_file.txt/x'", "write"]),
     (["run", "--models", "mult", "--preset", "nope", *OUT], ["'nope' preset"]),
     (["run", "--models", "mult", "--variant", "../x", *OUT], ["--variant"]),
     (["run", "--models", "mult", "--setting", "diagonal", *OUT], ["--setting"]),
@@ -142,6 +147,7 @@ RUN = [
     (["run", "--config", "{tmp}/empty"], ["{tmp}/empty", "cannot read"]),
     (["run", "--config", "{tmp}/epochs0.yaml", *OUT], ["[key=epochs]", ">= 1"]),
     (["run", "--config", "{tmp}/seeds_abc.yaml", *OUT], ["[key=seeds]", "1111-1115"]),
+    (["run", "--config", "{tmp}/seeds_twice.yaml", *OUT], ["[key=seeds]", "seed 1111 is given twice"]),
     (["run", "--config", "{tmp}/flag_maybe.yaml", *OUT], ["[key=contributions]", "bool"]),
     (["run", "--config", "{tmp}/models_str.yaml", *OUT], ["[key=models]"]),
     (["run", "--config", "{tmp}/datasets_str.yaml", *OUT], ["[key=datasets]"]),
@@ -149,6 +155,7 @@ RUN = [
     (["run", "--config", "{tmp}/variant_batch0.yaml", *OUT], ["variant_batch0.yaml", "batch_size=0"]),
     (["run", "--config", "{tmp}/set_list.yaml", *OUT], ["[key=models[0].set]"]),
     (["run", "--config", "{tmp}/setting_bad.yaml", *OUT], ["[key=setting]"]),
+    (["run", "--config", "{tmp}/variant_slash.yaml", *OUT], ["[key=models[0].variant]", "'a/b'"]),
     (["run", "--config", "{tmp}/epochs0.yaml", "--models", "mult", *OUT], ["--config", "--models"]),
 ]
 
@@ -227,6 +234,9 @@ TUNE = [
     (["tune", "--models", "late_fusion", "--gpus-per-job", "-1"], ["--gpus-per-job", ">= 0"]),
     (["tune", "--models", "late_fusion", "--time-min", "0"], ["--time-min", ">= 1"]),
     (["tune", "--models", "late_fusion", "--seed", "-1"], ["--seed", ">= 0"]),
+    (["tune", "--models", "late_fusion", "--trials", "1", "--out", "/proc/x"], ["--out '/proc/x'", "write"]),
+    (["tune", "--models", "late_fusion", "--trials", "1", "--trial-seed", "1111"], ["--trial-seed 1111", "final"]),
+    (["tune", "--models", "late_fusion", "--trials", "1", "--seeds", "7", "--trial-seed", "7"], ["--trial-seed 7"]),
 ]
 
 LS = [

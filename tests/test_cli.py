@@ -82,3 +82,17 @@ def test_ls_with_a_stale_catalog_lists_the_live_registry_without_counts(monkeypa
 
     assert len(rows) == len(get_model_entry("mult").presets)  # every preset listed, none counted
     assert all(line.rstrip(" |").endswith("–") for line in rows)
+
+
+def test_readme_mag_bert_command_on_a_mag_file(tmp_path):
+    """README: `bench run --models mag_bert --preset paper --datasets mosi --data-format mag ...`
+    on a file in MAG-BERT's own format (74-d audio, 47-d vision): the gate takes the file's widths."""
+    from tests.datagen import write_mag
+
+    write_mag(tmp_path / "data")
+    out = bench("run", "--models", "mag_bert", "--preset", "paper", "--datasets", "mosi", "--data-format", "mag",
+                "--data-root", str(tmp_path / "data"), "--text-encoder", "tiny", "--seeds", "1111", "--epochs", "1",
+                "--out", str(tmp_path / "results"))
+    assert out.returncode == 0, out.stderr
+    rec = json.loads((tmp_path / "results" / "mosi" / "mag_bert+mag" / "seed1111.json").read_text())
+    assert rec["status"] == "ok" and rec["config"]["model"]["dims"][1:] == [74, 47]

@@ -160,6 +160,39 @@ def test_a_continued_study_must_keep_its_objective(tmp_path, data_root):
         open_study(dataclasses.replace(spec, run=_run(tmp_path, data_root, epochs=4)))
 
 
+@needs_optuna
+@pytest.mark.parametrize("final_seeds,trial_seed,expected", [
+    ((1111, 1112, 1113, 1114, 1115), None, 1110),
+    ((1110, 1111), None, 1109),  # the default is never a final seed
+    ((1111,), 7, 7),
+])
+def test_trials_train_with_a_seed_no_final_run_uses(final_seeds, trial_seed, expected, tmp_path, data_root,
+                                                    monkeypatch):
+    import bench.train
+
+    used = []
+    original = bench.train.train_and_test
+
+    def spy(model, data, seed, **kw):
+        used.append(seed)
+        return original(model, data, seed=seed, **kw)
+
+    monkeypatch.setattr(bench.train, "train_and_test", spy)
+    space = {"lr": choice(1e-2, 1e-3, source="test")}
+    spec = TuneSpec(run=_run(tmp_path, data_root, epochs=1), trials=2, space=space, final_seeds=final_seeds,
+                    trial_seed=trial_seed)
+    summary = tune(spec, final=False, log=lambda s: None)
+    assert used == [expected, expected] and summary["trial_seed"] == expected
+    study = optuna.load_study(study_name=spec.study_name, storage=spec.storage_url())
+    assert [t.user_attrs["seed"] for t in study.trials] == [expected, expected]
+    assert not set(used) & set(final_seeds) and {r.seed for r in final_runs(spec, summary)} == set(final_seeds)
+
+
+def test_a_trial_seed_among_the_final_seeds_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--trial-seed 1112 is one of the final seeds"):
+        TuneSpec(run=_run(tmp_path, "x"), trials=1, trial_seed=1112)
+
+
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory, data_root):
     """6 trials of late_fusion on small MOSI-format data, 2 of them a constructed plateau
@@ -197,7 +230,8 @@ def test_six_trials_two_pruned_by_a_plateau_then_five_seeds(tuned):
     assert all(t.params["lr"] == PLATEAU for t in study.trials if t.state.name == "PRUNED")
     assert all(len(t.intermediate_values) == 1 for t in study.trials if t.state.name == "PRUNED")  # stopped at epoch 0
     for t in study.trials:  # validation only: a trial's record holds validation metrics, nothing of test
-        assert set(t.user_attrs) <= {"worker", "overrides", "best_epoch", "epochs_run", "valid"}
+        assert set(t.user_attrs) <= {"worker", "overrides", "best_epoch", "epochs_run", "valid", "seed"}
+        assert t.user_attrs["seed"] == summary["trial_seed"] == 1110 and 1110 not in spec.final_seeds
         assert t.state.name == "PRUNED" or set(t.user_attrs["valid"]) >= {"loss", "Has0_acc_2", "MAE"}
     assert summary["best"]["overrides"] == {"lr": 1e-2} and summary["budget"] == {"trials": 6}
     assert len(final.ok) == 5 and not final.failed

@@ -129,6 +129,15 @@ def command_error(err: BaseException, *, interrupted: str, where: str = "") -> i
     raise err
 
 
+def table_command(results: str, *options: str) -> str:
+    """The `bench table` command that shows the result files under `results`."""
+    import shlex
+    from pathlib import Path
+
+    where = [] if Path(results) == Path("results") else ["--results", shlex.quote(str(results))]
+    return " ".join(["python -m bench table", *where, *options])
+
+
 def print_tables(tables, out: str, formats: list[str]) -> int:
     """Print each table as Markdown, write it in every format under `out`, say where."""
     from bench.report import to_markdown, write_tables

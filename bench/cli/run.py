@@ -21,6 +21,7 @@ with status "error" and the sweep goes on.
 
 def add_parser(sub) -> None:
     from bench.cli import add_submitit_options, int_at_least, names, out_dir, seeds
+    from bench.config import preset_help
 
     p = sub.add_parser("run", help="train/evaluate models (one result file per dataset, model, seed)",
                        epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -30,7 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seeds", type=seeds, default=None, help="e.g. 1111,1112 or 1111-1115 (default: 1111-1115)")
     p.add_argument("--epochs", type=int_at_least(1), default=None,
                    help="cap on training epochs (default: the preset's)")
-    p.add_argument("--preset", default=None, help="mmsa | paper (default: the model's default for the dataset)")
+    p.add_argument("--preset", default=None, help=preset_help("the model's default for the dataset"))
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override a model config field; defines a variant (repeatable)")
     p.add_argument("--variant", default=None, help="result-folder name for this variant (default: derived)")
@@ -63,7 +64,9 @@ def add_parser(sub) -> None:
 
 
 def build_runs(args) -> list:
-    from bench.config import DEFAULT_DATASET, RunConfig, load_sweep, parse_seeds, parse_set, split_list
+    from bench.config import (
+        DEFAULT_DATASET, RunConfig, is_folder_name, load_sweep, parse_seeds, parse_set, split_list,
+    )
     from models import get_model_entry, list_models
 
     cli = dict(epochs=args.epochs, preset=args.preset, out=args.out, device=args.device, data_root=args.data_root,
@@ -74,7 +77,7 @@ def build_runs(args) -> list:
             raise ValueError("--config lists the models and variants; do not combine it with --models/--set")
         return _with_flags(load_sweep(args.config, **cli), args)
     name = args.variant
-    if name is not None and (name.strip() in ("", ".", "..") or "/" in name or "\\" in name):
+    if name is not None and not is_folder_name(name):
         raise ValueError(f"--variant '{name}': give a result-folder name (not empty, without '/' or '\\')")
     if not args.models:
         raise ValueError("give --models (e.g. --models pase,mult) or --config sweeps/<name>.yaml")
@@ -141,7 +144,7 @@ def _where(err: Exception, args) -> str:
 
 
 def main(args) -> int:
-    from bench.cli import command_error, slurm_options
+    from bench.cli import command_error, slurm_options, table_command
     from bench.config import SweepFileError
     from bench.data import DataError
     from bench.launch import launch
@@ -161,4 +164,6 @@ def main(args) -> int:
           file=sys.stderr)
     for label, msg in summary.failed:
         print(f"  failed {label}: {msg}", file=sys.stderr)
+    if summary.ok or summary.skipped:
+        print(f"results: {out_dir.rstrip('/')}/; show them with `{table_command(out_dir)}`", file=sys.stderr)
     return 1 if summary.failed else 0

@@ -63,9 +63,12 @@ def unsupported_pairs(models: list[str], datasets: list[str]) -> dict[tuple[str,
 
 
 def main(args) -> int:
-    from bench.cli import NOTHING_TO_SHOW, print_tables
+    from pathlib import Path
+
+    from bench.cli import NOTHING_TO_SHOW, print_tables, table_command
     from bench.config import parse_seeds, split_list
     from bench.report import build_tables, load_result_set
+    from bench.results import other_result_roots
 
     formats = split_list(args.format)
     bad = [f for f in formats if f not in FORMATS]
@@ -77,10 +80,14 @@ def main(args) -> int:
     if args.tuning:
         return main_tuning(args, results, formats)
     rs = load_result_set(results)
+    others = "; ".join(f"{o}/ (`{table_command(str(o))}`)" for o in other_result_roots(Path(results)))
     if not rs.records and not rs.problems:
         print(f"error: no result files under '{results}/' (expected <dataset>/<run>/seed<k>.json); "
-              f"run `python -m bench run --models ...` first, or point --results at them", file=sys.stderr)
+              + (f"result folders below it: {others}" if others else
+                 "run `python -m bench run --models ...` first, or point --results at them"), file=sys.stderr)
         return NOTHING_TO_SHOW
+    if others:
+        print(f"note: not in this table, result folders below '{results}/': {others}", file=sys.stderr)
     datasets = split_list(args.datasets) if args.datasets else rs.datasets()
     models = split_list(args.models) if args.models else None
     seeds = parse_seeds(args.seeds) if args.seeds else None

@@ -15,13 +15,15 @@ HELP_EPILOG = """examples:
 Every model gets the same budget: --trials N finished (complete + pruned) trials, or --budget-hours H
 worker-hours of trials. A study lives in <out>/tuning/<dataset>/<model>+tuned.db (.journal with
 --launcher submitit); rerunning the command continues it to the requested total. Trials never
-evaluate the test split. Then: <out>/<dataset>/<model>+tuned/seed<k>.json; `bench table` shows the
+evaluate the test split and train with a seed no final run uses (--trial-seed, default 1110).
+Then, one run per --seeds: <out>/<dataset>/<model>+tuned/seed<k>.json; `bench table` shows the
 row "<Model> (tuned, N trials)" and `bench table --tuning` the studies.
 """
 
 
 def add_parser(sub) -> None:
-    from bench.cli import add_submitit_options, int_at_least, names, out_dir
+    from bench.cli import add_submitit_options, int_at_least, names, out_dir, seeds
+    from bench.config import preset_help
 
     p = sub.add_parser("tune", help="equal-budget hyperparameter search (Optuna), validation only",
                        epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,11 +38,17 @@ def add_parser(sub) -> None:
                    help="median pruner: prune only after this many finished trials (default: 5)")
     p.add_argument("--pruner-warmup-epochs", type=int_at_least(0), default=0,
                    help="median pruner: never prune in a trial's first N epochs (default: 0)")
-    p.add_argument("--seed", type=int_at_least(0), default=None, help="sampler seed and the trials' training seed (default: 1111)")
+    p.add_argument("--seed", type=int_at_least(0), default=None, help="the sampler's seed (default: 1111)")
+    p.add_argument("--trial-seed", type=int_at_least(0), default=None,
+                   help="the seed every trial trains with; never one of --seeds (default: 1110, or the next "
+                        "lower seed that is not in --seeds)")
+    p.add_argument("--seeds", type=seeds, default=None,
+                   help="seeds of the final runs of the best configuration (default: 1111-1115)")
     p.add_argument("--storage", default=None,
                    help="Optuna storage URL (sqlite:///f.db, postgresql://...) or journal:PATH "
                         "(default: a file under <out>/tuning/)")
-    p.add_argument("--preset", default=None, help="preset the search starts from (default: the model's for the dataset)")
+    p.add_argument("--preset", default=None,
+                   help="preset the search starts from: " + preset_help("the model's for the dataset"))
     p.add_argument("--epochs", type=int_at_least(1), default=None, help="cap on training epochs, trials and final seeds alike")
     p.add_argument("--out", type=out_dir, default="results", help="results directory (default: results)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
@@ -48,7 +56,7 @@ def add_parser(sub) -> None:
     p.add_argument("--text-encoder", default=None, metavar="PATH",
                    help="local BERT checkpoint folder, or bert-base / tiny (random init)")
     p.add_argument("--no-final", dest="final", action="store_false",
-                   help="stop after the search (rerun without it to run the five seeds)")
+                   help="stop after the search (rerun without it to run the final seeds)")
     p.add_argument("--show-space", metavar="MODEL", default=None,
                    help="print MODEL's search space (for --datasets' first dataset and --preset) and exit")
     p.add_argument("--quiet", action="store_true", help="no per-trial lines")
@@ -86,6 +94,7 @@ def build_specs(args) -> list:
                 run=run, trials=trials, budget_hours=args.budget_hours, sampler=args.sampler, pruner=args.pruner,
                 pruner_startup_trials=args.pruner_startup_trials, pruner_warmup_epochs=args.pruner_warmup_epochs,
                 seed=args.seed if args.seed is not None else DEFAULT_SEEDS[0], storage=args.storage,
+                trial_seed=args.trial_seed, final_seeds=tuple(args.seeds or DEFAULT_SEEDS),
                 launcher=args.launcher, workers=args.workers, slurm=slurm,
             ))
     return specs
@@ -110,11 +119,12 @@ def main(args) -> int:
         require_optuna()
         # what would fail every trial the same way (a bad data root, device, text encoder, a
         # model that cannot read the file) fails here, before the first study spends its budget
-        from bench.runner import check_sweep, data_key, load_sweep_data, plan_runs
+        from bench.runner import check_out_dirs, check_sweep, data_key, load_sweep_data, plan_runs
 
         planned = plan_runs([s.run for s in specs])
         check_sweep(planned, local=args.launcher == "local")
         loaded = load_sweep_data(planned, log) if args.launcher == "local" else {}
+        check_out_dirs(planned)
         failed = 0
         for spec, p in zip(specs, planned):
             summary = tune(spec, final=args.final, data=loaded.get(data_key(p)), log=log)
