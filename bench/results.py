@@ -28,6 +28,7 @@ import os
 import platform
 import secrets
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
