@@ -559,7 +559,7 @@ def _measure(model: Stepper, fl: Stepper | None, steps: int) -> tuple[dict[str, 
         row = model.finish(model_ms)
     if floor_ms:
         row.update(ratio_summary(model_ms, floor_ms, target_for(row)))
-        log.info("%s: median %.0f ms, %.2fx floor", row["model"], row["step_ms_median"], row["ratio_to_floor"])
+        log.info("%s: median %s ms, %s", row["model"], _ms(row["step_ms_median"]), _ratio_text(row))
     return row, floor_ms
 
 
@@ -573,8 +573,21 @@ def _finish_floor(fl: Stepper, floor_ms: list[float], steps: int) -> dict[str, A
 
 
 # -- targets and reports ----------------------------------------------------------------------
+def _ms(v: float) -> str:
+    return f"{v:,.0f}" if v >= 10 else f"{v:.1f}"
+
+
+def _x(v: float) -> str:
+    """A ratio: two decimals, two significant digits below 0.1 (a small model against BERT)."""
+    return f"{v:.2f}" if v >= 0.1 else f"{v:.2g}"
+
+
+def _interval(r: dict[str, Any]) -> str:
+    return f"{_x(r['ratio_low'])}–{_x(r['ratio_high'])}"
+
+
 def _ratio_text(r: dict[str, Any]) -> str:
-    return f"{r['ratio_to_floor']:.2f}x floor ({r['ratio_low']:.2f}-{r['ratio_high']:.2f}, {r['ratio_confidence']:.1%})"
+    return f"{_x(r['ratio_to_floor'])}x floor ({_interval(r)}, {r['ratio_confidence']:.2%})"
 
 
 def check_targets(rows: list[dict[str, Any]]) -> list[str]:
@@ -636,10 +649,10 @@ def _table_row(r: dict[str, Any], width: int) -> list[str]:
 
     return [
         r["model"] + (f" ({r['stage']} step)" if r.get("stage") else ""),
-        f"{r['step_ms_median']:,.0f}", f"{r['step_ms_min']:,.0f} / {r['step_ms_max']:,.0f}",
-        f("ratio_to_floor", ".2f"), f"{r['ratio_low']:.2f}–{r['ratio_high']:.2f}" if "ratio_low" in r else "–",
+        _ms(r["step_ms_median"]), f"{_ms(r['step_ms_min'])} / {_ms(r['step_ms_max'])}",
+        _x(r["ratio_to_floor"]) if "ratio_to_floor" in r else "–", _interval(r) if "ratio_low" in r else "–",
         f"≤ {r['target']:.2f}" if "target" in r else "–", r.get("verdict", "–"),
-        f"{r['forward_ms_median']:,.0f}", f"{r['peak_memory_bytes'] / 2**30:.2f}", f"{r['params']:,}",
+        _ms(r["forward_ms_median"]), f"{r['peak_memory_bytes'] / 2**30:.2f}", f"{r['params']:,}",
         f("contributions_share", ".1%"), f("sgm_share", ".1%"), f("earlier_stages_share", ".1%"),
     ]
 

@@ -199,7 +199,7 @@ for r in ROWS:
 def test_check_fails_only_on_a_miss_or_a_model_not_compared():
     misses = check_targets(ROWS)
     assert [m.split(":")[0] for m in misses] == ["mag_bert", "glomo", "euar"]
-    assert "1.18-1.25" in misses[0] and "not measured" in misses[1] and "no floor" in misses[2]
+    assert "1.22x floor (1.18–1.25, 93.75%)" in misses[0] and "not measured" in misses[1] and "no floor" in misses[2]
     assert [u.split(":")[0] for u in undecided(ROWS)] == ["pase"]
 
 
