@@ -30,8 +30,9 @@ floor steps at 5 steps per model, and paired nothing closer than minutes apart.
 
 Also reported: the cost of the exact-Shapley evaluations as a share of a training epoch
 (per-epoch contributions on the validation split for every model; PaSE's SGM on its training
-subsample, every `sgm_every` epochs); for a staged model, the step of its last (fusion) stage
-and the share of a run spent in the earlier stages (their step time × their epoch budget).
+subsample, every `sgm_every` epochs; 3 batches timed, scaled to the split's batches); for a
+staged model, the step of its last (fusion) stage and the share of a run spent in the
+earlier stages (their step time × their epoch budget).
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def _peak(device) -> int:
 # -- statistics: paired ratios, their interval, the verdict ---------------------------------
 MIN_STEPS = 5  # timed steps per model: the fewest for a 90 % sign-test interval (93.75 % at 5)
 CONFIDENCE = 0.90
+SHAPLEY_BATCHES = 3  # batches of a Shapley evaluation timed, then scaled to the split (Session._shapley_ms)
 MET, MISSED, UNDECIDED = "target met", "missed", "undecided (within noise)"
 
 
@@ -287,21 +289,25 @@ class Session:
                 "epochs": _stage_epochs(stage, self.model.cfg)}
 
     def _shapley_ms(self, n: int) -> float:
-        """Exact Shapley on n samples: the 8 coalitions in one pass (contribution curves)."""
+        """Exact Shapley on n samples, the 8 coalitions batch by batch (contribution curves).
+        The split is the perf batch repeated, so timing SHAPLEY_BATCHES of its batches and
+        scaling to all of them is the same measurement, minutes shorter for MulT or MAG-BERT."""
         import torch
 
         from bench.data.base import Split
         from bench.metrics import contribution_utility
         from bench.train import coalition_utilities
 
-        reps = -(-n // self.batch)
-        split = Split("perf", {key: torch.cat([getattr(self.b, key).cpu()] * reps)[:n] for key in SPLIT_KEYS},
-                      [str(i) for i in range(n)])
+        batches = -(-n // self.batch)
+        timed = min(batches, SHAPLEY_BATCHES)
+        m = min(n, timed * self.batch)
+        split = Split("perf", {key: torch.cat([getattr(self.b, key).cpu()] * timed)[:m] for key in SPLIT_KEYS},
+                      [str(i) for i in range(m)])
         t0 = time.perf_counter()
         coalition_utilities(self.model, split, self.device, self.batch,
                             lambda p, y: contribution_utility(self.task, p, y), self.amp)
         _sync(self.device)
-        return (time.perf_counter() - t0) * 1000
+        return (time.perf_counter() - t0) * 1000 * batches / timed
 
     def _shapley_costs(self, epoch_ms: float) -> dict[str, float]:
         """Per-epoch contributions on validation-sized data; PaSE's SGM on its train subsample,
@@ -637,7 +643,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
     headers = ["model", "step ms median", "min / max", "× floor", "interval", "target", "verdict", "forward ms",
                "peak GiB", "params", "Shapley/epoch", "SGM/epoch", "earlier stages/run"]
-    return tabulate([_table_row(r, len(headers)) for r in rows], headers=headers, tablefmt="github")
+    return tabulate([_table_row(r, len(headers)) for r in rows], headers=headers, tablefmt="github",
+                    disable_numparse=True)
 
 
 def _table_row(r: dict[str, Any], width: int) -> list[str]:
@@ -660,7 +667,7 @@ def _table_row(r: dict[str, Any], width: int) -> list[str]:
 def format_report(rows: list[dict[str, Any]], command: str, info: dict[str, Any], date: str, wall_s: float,
                   raw_name: str) -> str:
     """The Markdown report: the command that regenerates it first, then date, machine, method and table."""
-    timed = next((r for r in rows if "steps" in r), {"steps": "?", "warmup": "?"})
+    timed = next((r for r in rows if "steps" in r and r["model"] != "floor"), {"steps": "?", "warmup": "?"})
     conf = next((r["ratio_confidence"] for r in rows if "ratio_confidence" in r), None)
     gpu = f", CUDA {info['torch_cuda']} on {info['gpu']}" if info.get("gpu") else ""
     method = (f"Each model: {timed['warmup']} warm-up step(s), then {timed['steps']} timed steps alternating with "
@@ -671,7 +678,8 @@ def format_report(rows: list[dict[str, Any]], command: str, info: dict[str, Any]
               + (f" ({conf:.2%} coverage, distribution-free, no seed)" if conf is not None else "")
               + ". Verdict: \"target met\" when the interval's upper end is below the target, \"missed\" when "
               "its lower end is above it, else \"undecided (within noise)\"; `--check` exits 1 on \"missed\" or "
-              "a model not measured.")
+              "a model not measured. Shapley/epoch, SGM/epoch: the exact-Shapley evaluations' share of an epoch "
+              "(3 batches timed, scaled to the split).")
     return (f"# Training-step benchmark\n\nRegenerate with:\n\n```\n{command}\n```\n\n"
             f"Date: {date}. Machine: {info['cpu']} ({info['cpus']} CPUs), {info['threads']} torch threads, "
             f"torch {info['torch']}{gpu}. Wall time: {wall_s:,.0f} s. Raw step times of every model and floor "

@@ -2,6 +2,7 @@
 verdict are checked on synthetic step times with known answers, the interleaving with fake
 sessions on a fake clock, the report on made-up rows."""
 
+import itertools
 import json
 import random
 import statistics
@@ -10,9 +11,24 @@ from pathlib import Path
 
 import pytest
 
-import bench.perf as perf
-from bench.perf import (MET, MISSED, SHAPES, UNDECIDED, check_targets, format_report, interleave, median_interval,
-                        paired_ratios, random_batch, ratio_summary, run_perf, undecided, verdict, write_json)
+from bench import perf
+from bench.perf import (
+    MET,
+    MISSED,
+    SHAPES,
+    UNDECIDED,
+    check_targets,
+    format_report,
+    interleave,
+    median_interval,
+    paired_ratios,
+    random_batch,
+    ratio_summary,
+    run_perf,
+    undecided,
+    verdict,
+    write_json,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +55,31 @@ def test_run_perf_rows_table_and_json(tmp_path):
     assert "late_fusion" in table and "error" in table
     write_json(rows, str(tmp_path / "perf.json"))
     assert json.loads((tmp_path / "perf.json").read_text())["rows"][0]["step_ms"] == ok["step_ms"]
+
+
+@pytest.mark.slow
+def test_subprocess_sessions_answer_over_the_pipe_and_report_their_errors():
+    rows = run_perf(["late_fusion", "no_such_model"], "mosi", batch=2, steps=5, warmup=0, device="cpu",
+                    floor=False, isolate=True)
+    ok, bad = rows
+    assert ok["model"] == "late_fusion" and len(ok["step_ms"]) == 5 and ok["peak_memory_bytes"] > 0
+    assert bad["model"] == "no_such_model" and bad["error"].startswith("KeyError: ") and "no_such_model" in bad["error"]
+
+
+def test_shapley_cost_is_timed_on_three_batches_and_scaled_to_the_split(monkeypatch):
+    import bench.train
+
+    session = perf.Session("late_fusion", "mosi", batch=32, steps=5, warmup=0, device_name="cpu")
+    clock, seen = [0.0], []
+
+    def fake_utilities(model, split, device, batch_size, utility, amp):  # 1 s per batch of 32
+        seen.append(len(split.labels))
+        clock[0] += -(-len(split.labels) // batch_size)
+
+    monkeypatch.setattr(bench.train, "coalition_utilities", fake_utilities)
+    monkeypatch.setattr(perf, "time", type("FakeTime", (), {"perf_counter": staticmethod(lambda: clock[0])}))
+    assert session._shapley_ms(229) == 8 * 1000.0 and seen == [96]  # MOSI valid: 8 batches, 3 timed
+    assert session._shapley_ms(40) == 2 * 1000.0 and seen[-1] == 40  # fewer than 3 batches: all of them
 
 
 def test_fewer_than_five_steps_are_refused():
@@ -90,7 +131,7 @@ def test_each_model_step_is_paired_with_the_floor_steps_around_it():
 
 def test_a_drifting_floor_cancels_in_the_paired_ratio():
     floor = [8400.0, 9000.0, 10000.0, 9200.0, 9600.0, 8800.0]  # the machine's load moves 8.4-10.0 s
-    model = [1.1 * (a + b) / 2 for a, b in zip(floor, floor[1:])]  # a model 10 % slower than the floor
+    model = [1.1 * (a + b) / 2 for a, b in itertools.pairwise(floor)]  # a model 10 % slower than the floor
     s = ratio_summary(model, floor, target=1.15)
     assert s["ratio_to_floor"] == pytest.approx(1.1) and s["ratio_high"] == pytest.approx(1.1)
     assert s["verdict"] == MET and s["ratio_confidence"] == pytest.approx(0.9375)
@@ -142,8 +183,8 @@ def fake_run(monkeypatch, times, models, fail=None):
 
 def test_every_model_step_lies_between_two_floor_steps(monkeypatch):
     floor = [100.0 * (i + 1) for i in range(12)]  # a floor that drifts from 100 to 1200 ms
-    a = [1.5 * (f + g) / 2 for f, g in zip(floor[:6], floor[1:6])]
-    b = [1.2 * (f + g) / 2 for f, g in zip(floor[6:], floor[7:])]
+    a = [1.5 * (f + g) / 2 for f, g in itertools.pairwise(floor[:6])]
+    b = [1.2 * (f + g) / 2 for f, g in itertools.pairwise(floor[6:])]
     rows, events = fake_run(monkeypatch, {"floor": floor, "a": a, "b": b}, ["a", "b"])
     assert events == ["floor", "a"] * 5 + ["floor", "a.finish"] + ["floor", "b"] * 5 + ["floor", "b.finish",
                                                                                          "floor.finish"]
@@ -162,7 +203,7 @@ def test_without_a_floor_only_the_models_steps_run(monkeypatch):
 
 
 def test_a_failing_model_is_a_row_and_the_run_goes_on(monkeypatch):
-    rows, events = fake_run(monkeypatch, {"floor": [100.0] * 12, "ok": [110.0] * 5},
+    rows, _ = fake_run(monkeypatch, {"floor": [100.0] * 12, "ok": [110.0] * 5},
                             ["bad", "dies", "ok"], fail={"bad": "build", "dies": "step"})
     fl, bad, dies, ok = rows
     assert bad == {"model": "bad", "error": "RuntimeError: bad cannot be built"}
@@ -187,7 +228,7 @@ def row(model, verdict_, low, median, high, target=1.15, **extra):
     return {**r, **extra}
 
 
-ROWS = [row("floor", None, 1.0, 1.0, 1.0, target=None), row("bert_text", MET, 1.02, 1.05, 1.10),
+ROWS = [row("floor", None, 1.0, 1.0, 1.0, target=None, steps=12),  # 2 models' floor steps row("bert_text", MET, 1.02, 1.05, 1.10),
         row("mag_bert", MISSED, 1.18, 1.22, 1.25), row("pase", UNDECIDED, 1.2, 1.28, 1.4, target=1.3),
         row("mult", None, 1.3, 1.4, 1.5, target=None, bert=False),
         {"model": "glomo", "error": "RuntimeError: boom"}, row("euar", None, 1.0, 1.05, 1.1, target=None)]
@@ -210,6 +251,7 @@ def test_report_has_command_date_machine_method_and_table():
     lines = text.splitlines()
     assert lines[0] == "# Training-step benchmark" and lines[5] == "python -m bench perf --models all --check"
     assert "2026-12-04 21:50 UTC" in text and "AMD EPYC 7B13 (2 CPUs), 2 torch threads, torch 2.13.0+cpu" in text
+    assert "1 warm-up step(s), then 5 timed steps" in text  # the models', not the floor's 12
     assert "`cpu.json`" in text and "93.75% coverage" in text and "Wall time: 1,234 s" in text
     table = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]] for ln in lines if ln.startswith("| ")}
     assert table["mag_bert"][2:6] == ["1.22", "1.18–1.25", "≤ 1.15", MISSED]
@@ -236,7 +278,7 @@ def test_cli_check_exit_code_and_report_files(rows, code, tmp_path, monkeypatch,
 def test_the_committed_report_folder_is_not_ignored_and_generated_reports_are():
     def ignored(path: str) -> bool:
         try:
-            done = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT)
+            done = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT, check=False)
         except FileNotFoundError:
             pytest.skip("no git")
         if done.returncode == 128:
