@@ -228,7 +228,8 @@ def row(model, verdict_, low, median, high, target=1.15, **extra):
     return {**r, **extra}
 
 
-ROWS = [row("floor", None, 1.0, 1.0, 1.0, target=None, steps=12),  # 2 models' floor steps row("bert_text", MET, 1.02, 1.05, 1.10),
+ROWS = [row("floor", None, 1.0, 1.0, 1.0, target=None, steps=12),  # 2 models' floor steps
+        row("bert_text", MET, 1.02, 1.05, 1.10),
         row("mag_bert", MISSED, 1.18, 1.22, 1.25), row("pase", UNDECIDED, 1.2, 1.28, 1.4, target=1.3),
         row("mult", None, 1.3, 1.4, 1.5, target=None, bert=False),
         {"model": "glomo", "error": "RuntimeError: boom"}, row("euar", None, 1.0, 1.05, 1.1, target=None)]
