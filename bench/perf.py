@@ -465,13 +465,16 @@ class _Remote:
         self._proc.start()
         child.close()
         try:
-            self._answer()  # built and warmed up
+            self._call(None)  # built and warmed up
         except PerfError:
             self.close()
             raise
 
-    def _answer(self) -> Any:
+    def _call(self, request: tuple | None) -> Any:
+        """Send `request` (None: nothing), return the answer or raise the worker's error."""
         try:
+            if request is not None:
+                self._conn.send(request)
             status, value = self._conn.recv()
         except (EOFError, OSError):
             self._proc.join(10)
@@ -481,12 +484,10 @@ class _Remote:
         return value
 
     def step(self) -> float:
-        self._conn.send(("step", None))
-        return self._answer()
+        return self._call(("step", None))
 
     def finish(self, step_ms: list[float]) -> dict[str, Any]:
-        self._conn.send(("finish", step_ms))
-        return self._answer()
+        return self._call(("finish", step_ms))
 
     def close(self) -> None:
         self._conn.close()  # a worker waiting for its next request sees EOF and exits
