@@ -14,7 +14,8 @@ floor, ..., model, floor. 'x floor' is the median of the per-step ratios (model 
 floor steps around it), with its sign-test interval (93.75% at 5 steps). A target is "met"
 only when the interval is below it, "missed" only when the interval is above it, otherwise
 "undecided (within noise)": more --steps narrow the interval. --markdown also writes the raw
-step times as JSON beside the report. On CUDA, bf16 autocast and tokens/s.
+step times as JSON beside the report. '--models floor' times the floor against itself: its
+interval shows the machine's noise. On CUDA, bf16 autocast and tokens/s.
 """
 
 
@@ -39,7 +40,8 @@ def add_parser(sub) -> None:
                         "and its raw step times beside it (cpu.json)")
     p.add_argument("--check", action="store_true",
                    help="exit 1 if a model was not measured or a BERT-based model missed its x floor target "
-                        "(1.15 MAG-BERT, Self-MM, bert_text; 1.3 other BERT models): its whole interval above it")
+                        "(1.15 MAG-BERT, Self-MM, bert_text; 1.3 other BERT models): its whole interval above it "
+                        "(an interval around the target is 'undecided' and does not fail)")
     p.set_defaults(func=main)
 
 
