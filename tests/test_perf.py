@@ -1,6 +1,7 @@
-"""The perf benchmark's mechanics and statistics. No test times anything: the interval and the
-verdict are checked on synthetic step times with known answers, the interleaving with fake
-sessions on a fake clock, the report on made-up rows."""
+"""The perf benchmark's mechanics and statistics. No test depends on a timing: the interval and
+the verdict are checked on synthetic step times with known answers, the interleaving with fake
+sessions on a fake clock, the report on made-up rows (late_fusion runs for real only to check
+the row's fields)."""
 
 import itertools
 import json
