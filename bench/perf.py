@@ -1,32 +1,56 @@
-"""`python -m bench perf`: step time, forward time, peak memory and parameter count per
-model on random inputs of a dataset's real shapes (no data files), plus a *floor* row
-measured in the same run: one plain transformers `BertModel` fine-tune step at the same
-batch and sequence length. BERT models are built with bert-base-uncased shapes.
+"""`python -m bench perf`: training-step time with its noise, forward time, peak memory and
+parameter count per model on random inputs of a dataset's real shapes (no data files), each
+against a *floor*: one plain transformers `BertModel` fine-tune step at the same batch and
+sequence length. BERT models are built with bert-base-uncased shapes.
 
-Each model is measured in a fresh subprocess, so peak memory (CUDA: max_memory_allocated;
-CPU: the subprocess's peak RSS) belongs to that model alone. The floor is measured before
-every model and once after the last (floor, model, floor, model, ..., floor), all with the
-same thread count, and each model's `× floor` divides by the mean of the two floor
-measurements around it, so slow drift of the machine cancels. Also reported: the cost of the
-exact-Shapley evaluations as a share of a training epoch (per-epoch contributions on the
-validation split for every model; PaSE's SGM on its training subsample, every `sgm_every`
-epochs); for a staged model, the step of its last (fusion) stage and the share of a run spent
-in the earlier stages (their step time × their epoch budget). `--check` compares every
-BERT-based model with its target (`TARGETS`) and exits non-zero on a miss.
+How a model is timed. The floor is built and warmed up once, in its own subprocess, and stays
+alive for the whole run. Each model is built in a fresh subprocess (so its peak memory, CUDA
+max_memory_allocated or the CPU peak RSS, is its own), warmed up (untimed), and then its
+timed steps alternate with floor steps, F M F M ... M F: every model step has a floor step
+just before and just after it. Its per-step ratio is the model step over the mean of those
+two floor steps, so the load of a shared machine at that moment cancels, and slow drift
+cancels to first order. `× floor` is the median of these paired ratios.
+
+The interval. With n paired ratios, the k-th smallest and k-th largest ratio bound the median
+of the ratio's distribution with probability 1 - 2 P(Binomial(n, 1/2) < k) (the sign-test
+interval). It assumes only independent steps from one continuous distribution, needs no seed,
+and is exact at n = 5, where a bootstrap percentile interval (its median can only take the 5
+observed values) covers less than it claims. k is the largest that keeps the coverage at or
+above 90 %: for the default 5 steps the interval is the min to max of the ratios, 93.75 %.
+
+The verdict on a BERT model's target (`TARGETS`): "target met" when the interval's upper end
+is below it, "missed" when the lower end is above it, else "undecided (within noise)" (more
+`--steps` narrow it). `--check` fails on "missed" (and on a model not measured), not on
+"undecided": a miss is claimed only with evidence, and so is a pass.
+
+Cost: per model, its warm-up and timed steps plus steps + 1 floor steps; the floor's startup
+and warm-up are paid once. The former scheme (a fresh floor subprocess before and after every
+model, each with its startup, warm-up, timed and forward steps) cost about 1.5 times as many
+floor steps at 5 steps per model, and paired nothing closer than minutes apart.
+
+Also reported: the cost of the exact-Shapley evaluations as a share of a training epoch
+(per-epoch contributions on the validation split for every model; PaSE's SGM on its training
+subsample, every `sgm_every` epochs; 3 batches timed, scaled to the split's batches); for a
+staged model, the step of its last (fusion) stage and the share of a run spent in the
+earlier stages (their step time × their epoch budget).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
+import math
 import multiprocessing as mp
 import resource
 import statistics
-import sys
 import time
-from typing import Any, Optional
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
-# shapes of the MMSA unaligned_50 pickles and MulT's IEMOCAP pickle
+log = logging.getLogger(__name__)
+
+# shapes of the MMSA unaligned_50 pickles and of MulT's IEMOCAP pickle
 SHAPES: dict[str, dict[str, Any]] = {
     "mosi": {"text": 50, "audio": (375, 5), "vision": (500, 20), "text_dim": 768, "splits": (1284, 229, 686)},
     "mosei": {"text": 50, "audio": (500, 74), "vision": (500, 35), "text_dim": 768, "splits": (16326, 1871, 4659)},
@@ -40,7 +64,7 @@ TARGETS: dict[str, float] = {"mag_bert": 1.15, "self_mm": 1.15, "bert_text": 1.1
 DEFAULT_BERT_TARGET = 1.3
 
 
-def target_for(row: dict[str, Any]) -> Optional[float]:
+def target_for(row: dict[str, Any]) -> float | None:
     """The × floor target of a measured row; None for models without BERT (MulT, late_fusion)."""
     if row.get("model") == "floor" or not row.get("bert"):
         return None
@@ -106,104 +130,217 @@ def _peak(device) -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 
-def measure(name: str, dataset_shapes: str, batch: int, steps: int, warmup: int, device_name: str,
-            amp: bool = True) -> dict[str, Any]:
-    """Measure one model (or the "floor" BERT step) in this process."""
-    import torch
+# -- statistics: paired ratios, their interval, the verdict ---------------------------------
+MIN_STEPS = 5  # timed steps per model: the fewest for a 90 % sign-test interval (93.75 % at 5)
+CONFIDENCE = 0.90
+SHAPLEY_BATCHES = 3  # batches of a Shapley evaluation timed, then scaled to the split (Session._shapley_ms)
+MET, MISSED, UNDECIDED = "target met", "missed", "undecided (within noise)"
 
-    from bench.train import autocast, build_optimizer, coalition_utilities, resolve_device  # noqa: F401
-    from bench.data.base import Split
 
-    device = resolve_device(device_name)
-    torch.manual_seed(0)
-    shape = SHAPES[dataset_shapes]
-    if name == "floor":
-        step_model = _floor_model(device)
-        task = "regression"
-    else:
-        from models.registry import get_model_entry, resolve_config
+def median_interval(values: Sequence[float], level: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(low, high, coverage): the sign-test interval for the median of the distribution the
+    values were drawn from, the k-th smallest and k-th largest value with the largest k whose
+    coverage 1 - 2 P(Binomial(n, 1/2) < k) is at least `level` (k = 1 when none is)."""
+    xs = sorted(values)
+    n = len(xs)
+    if n == 0:
+        raise ValueError("median_interval: no values")
 
-        entry = get_model_entry(name)
-        fields = {f.name for f in dataclasses.fields(entry.config_cls)}
-        over = {"text_encoder": "bert-base"} if "text_encoder" in fields else {}
-        cfg = resolve_config(name, dataset_shapes, None, **over)
-        step_model = entry.builder(cfg).to(device)
-        task = cfg.task
-        shape = shape_for(shape, cfg)
-    b = random_batch(shape, batch, task).to(device)
-    stages = step_model.stages() if name != "floor" else []
-    earlier: list[dict[str, Any]] = []
-    for stage in stages[:-1]:  # earlier stages: a short timing each, for their share of a run
-        with _as_stage(step_model, stage):
-            opt = build_optimizer(step_model, stage.param_groups() if stage.param_groups else None)
-            ms = _timed(_step_fn(step_model, stage, b, opt, device, amp), device, 1 + max(1, steps // 2))[1:]
-        earlier.append({"stage": stage.name, "step_ms_median": statistics.median(ms),
-                        "epochs": _stage_epochs(stage, step_model.cfg)})
-    last = stages[-1] if stages else None
-    freeze = _as_stage(step_model, last) if last else contextlib.nullcontext()
-    freeze.__enter__()
-    if name == "floor":
-        opt = torch.optim.Adam(step_model.parameters(), lr=1e-5)
-    else:
-        opt = build_optimizer(step_model, last.param_groups() if last and last.param_groups else None)
+    def coverage(k: int) -> float:
+        return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
 
-    train_step = _step_fn(step_model, last, b, opt, device, amp)
+    k = 1
+    while k < (n + 1) // 2 and coverage(k + 1) >= level:
+        k += 1
+    return xs[k - 1], xs[n - k], coverage(k)
 
-    @torch.no_grad()
-    def forward():
-        step_model.eval()
-        with autocast(device, amp):
-            step_model(b)
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    _timed(train_step, device, warmup)
-    step_ms = _timed(train_step, device, steps)
-    _timed(forward, device, 1)
-    fwd_ms = _timed(forward, device, steps)
-    row: dict[str, Any] = {
-        "model": name, "preset": getattr(getattr(step_model, "cfg", None), "preset", "-"),
-        "step_ms_median": statistics.median(step_ms), "step_ms_min": min(step_ms), "step_ms_max": max(step_ms),
-        "forward_ms_median": statistics.median(fwd_ms),
-        "peak_memory_bytes": _peak(device),
-        "params": sum(p.numel() for p in step_model.parameters()),
-        "batch": batch, "steps": steps, "device": str(device), "dataset_shapes": dataset_shapes,
-        "threads": torch.get_num_threads(),
-        "bert": name == "floor" or (getattr(step_model.cfg, "text_input", "") != "features"
-                                    and hasattr(step_model.cfg, "text_encoder")),
-    }
-    if device.type == "cuda":
-        row["tokens_per_s"] = batch * shape["text"] / (row["step_ms_median"] / 1000)
-    n_train, n_valid, _ = shape["splits"]
-    epoch_ms = -(-n_train // batch) * row["step_ms_median"] + -(-n_valid // batch) * row["forward_ms_median"]
-    row["epoch_ms_est"] = epoch_ms
-    if name != "floor":
-        # exact Shapley on validation-sized data: 8 coalitions in one pass (contribution curves)
+def verdict(low: float, high: float, target: float) -> str:
+    """"target met" only when the whole interval is below the target, "missed" only when it is
+    all above, else undecided."""
+    if high < target:
+        return MET
+    if low > target:
+        return MISSED
+    return UNDECIDED
+
+
+def paired_ratios(model_ms: Sequence[float], floor_ms: Sequence[float]) -> list[float]:
+    """Each model step over the mean of the floor steps just before and after it (F M F ... M F)."""
+    if len(floor_ms) != len(model_ms) + 1:
+        raise ValueError(f"{len(model_ms)} model steps need {len(model_ms) + 1} floor steps around them, "
+                         f"got {len(floor_ms)}")
+    return [m / ((before + after) / 2) for m, before, after in zip(model_ms, floor_ms, floor_ms[1:])]
+
+
+def ratio_summary(model_ms: Sequence[float], floor_ms: Sequence[float], target: float | None) -> dict[str, Any]:
+    """A model row's × floor fields: the raw floor steps, the paired ratios, their median and
+    interval, and (with a target) the verdict."""
+    ratios = paired_ratios(model_ms, floor_ms)
+    low, high, coverage = median_interval(ratios)
+    out: dict[str, Any] = {"floor_ms": list(floor_ms), "ratios": ratios, "ratio_to_floor": statistics.median(ratios),
+                           "ratio_low": low, "ratio_high": high, "ratio_confidence": coverage}
+    if target is not None:
+        out.update(target=target, verdict=verdict(low, high, target))
+    return out
+
+
+def step_stats(step_ms: Sequence[float]) -> dict[str, Any]:
+    """The raw step times and their median, min and max."""
+    return {"step_ms": list(step_ms), "step_ms_median": statistics.median(step_ms),
+            "step_ms_min": min(step_ms), "step_ms_max": max(step_ms)}
+
+
+def interleave(model_step: Callable[[], float], floor_step: Callable[[], float] | None,
+               steps: int) -> tuple[list[float], list[float]]:
+    """Time `steps` model steps, each between two floor steps (F M F M ... M F); without a floor,
+    the model's steps alone. Returns (model ms, floor ms)."""
+    floor_ms = [floor_step()] if floor_step else []
+    model_ms = []
+    for _ in range(steps):
+        model_ms.append(model_step())
+        if floor_step:
+            floor_ms.append(floor_step())
+    return model_ms, floor_ms
+
+
+# -- one model (or the floor) in one process ------------------------------------------------
+class Session:
+    """A model (or "floor") built in this process on a random batch and warmed up: `step()`
+    times one training step, `finish(step_ms)` measures the rest of its row."""
+
+    def __init__(self, name: str, dataset_shapes: str, batch: int, steps: int, warmup: int, device_name: str,
+                 amp: bool = True):
+        import torch
+
+        from bench.train import build_optimizer, resolve_device
+
+        self.name, self.batch, self.warmup, self.amp = name, batch, warmup, amp
+        self.device = resolve_device(device_name)
+        self.dataset_shapes = dataset_shapes
+        torch.manual_seed(0)
+        self.model, self.task, self.shape = _build(name, dataset_shapes, self.device)
+        self.b = random_batch(self.shape, batch, self.task).to(self.device)
+        stages = self.model.stages() if name != "floor" else []
+        self.earlier = [self._time_stage(stage, steps) for stage in stages[:-1]]
+        self.last = stages[-1] if stages else None
+        self._freeze = _as_stage(self.model, self.last) if self.last else contextlib.nullcontext()
+        self._freeze.__enter__()
+        opt: torch.optim.Optimizer
+        if name == "floor":
+            opt = torch.optim.Adam(self.model.parameters(), lr=1e-5)
+        else:
+            opt = build_optimizer(self.model, self.last.param_groups() if self.last and self.last.param_groups else None)
+        self.train_step = _step_fn(self.model, self.last, self.b, opt, self.device, amp)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        _timed(self.train_step, self.device, warmup)
+
+    def step(self) -> float:
+        """One timed training step, ms."""
+        return _timed(self.train_step, self.device, 1)[0]
+
+    def finish(self, step_ms: list[float]) -> dict[str, Any]:
+        """The row: the given step times, forward time, peak memory, parameters, and the
+        Shapley and earlier-stage costs."""
+        import torch
+
+        _timed(self._forward, self.device, 1)
+        fwd_ms = _timed(self._forward, self.device, len(step_ms))
+        cfg = getattr(self.model, "cfg", None)
+        row: dict[str, Any] = {
+            "model": self.name, "preset": getattr(cfg, "preset", "-"), **step_stats(step_ms),
+            "forward_ms_median": statistics.median(fwd_ms), "peak_memory_bytes": _peak(self.device),
+            "params": sum(p.numel() for p in self.model.parameters()),
+            "batch": self.batch, "steps": len(step_ms), "warmup": self.warmup, "device": str(self.device),
+            "dataset_shapes": self.dataset_shapes, "threads": torch.get_num_threads(),
+            "bert": self.name == "floor" or (getattr(cfg, "text_input", "") != "features" and hasattr(cfg, "text_encoder")),
+        }
+        if self.device.type == "cuda":
+            row["tokens_per_s"] = self.batch * self.shape["text"] / (row["step_ms_median"] / 1000)
+        n_train, n_valid, _ = self.shape["splits"]
+        row["epoch_ms_est"] = (-(-n_train // self.batch) * row["step_ms_median"]
+                               + -(-n_valid // self.batch) * row["forward_ms_median"])
+        if self.name != "floor":
+            row.update(self._shapley_costs(row["epoch_ms_est"]))
+        if self.last is not None:
+            row.update(self._stage_costs(row["epoch_ms_est"]))
+        self._freeze.__exit__(None, None, None)
+        return row
+
+    def _forward(self) -> None:
+        import torch
+
+        from bench.train import autocast
+
+        self.model.eval()
+        with torch.no_grad(), autocast(self.device, self.amp):
+            self.model(self.b)
+
+    def _time_stage(self, stage, steps: int) -> dict[str, Any]:
+        """An earlier stage's median step (a short timing, for its share of a run)."""
+        from bench.train import build_optimizer
+
+        with _as_stage(self.model, stage):
+            opt = build_optimizer(self.model, stage.param_groups() if stage.param_groups else None)
+            step = _step_fn(self.model, stage, self.b, opt, self.device, self.amp)
+            ms = _timed(step, self.device, 1 + max(1, steps // 2))[1:]
+        return {"stage": stage.name, "step_ms_median": statistics.median(ms),
+                "epochs": _stage_epochs(stage, self.model.cfg)}
+
+    def _shapley_ms(self, n: int) -> float:
+        """Exact Shapley on n samples, the 8 coalitions batch by batch (contribution curves).
+        The split is the perf batch repeated, so timing SHAPLEY_BATCHES of its batches and
+        scaling to all of them is the same measurement, minutes shorter for MulT or MAG-BERT."""
+        import torch
+
+        from bench.data.base import Split
         from bench.metrics import contribution_utility
+        from bench.train import coalition_utilities
 
-        def shapley_ms(n: int) -> float:
-            reps = -(-n // batch)
-            split = Split("perf", {key: torch.cat([getattr(b, key).cpu()] * reps)[:n] for key in SPLIT_KEYS},
-                          [str(i) for i in range(n)])
-            t0 = time.perf_counter()
-            coalition_utilities(step_model, split, device, batch, lambda p, y: contribution_utility(task, p, y), amp)
-            _sync(device)
-            return (time.perf_counter() - t0) * 1000
+        batches = -(-n // self.batch)
+        timed = min(batches, SHAPLEY_BATCHES)
+        m = min(n, timed * self.batch)
+        split = Split("perf", {key: torch.cat([getattr(self.b, key).cpu()] * timed)[:m] for key in SPLIT_KEYS},
+                      [str(i) for i in range(m)])
+        t0 = time.perf_counter()
+        coalition_utilities(self.model, split, self.device, self.batch,
+                            lambda p, y: contribution_utility(self.task, p, y), self.amp)
+        _sync(self.device)
+        return (time.perf_counter() - t0) * 1000 * batches / timed
 
-        row["contributions_ms"] = shapley_ms(n_valid)
-        row["contributions_share"] = row["contributions_ms"] / (epoch_ms + row["contributions_ms"])
-        if getattr(step_model.cfg, "use_sgm", False):  # PaSE's SGM: the same 8 coalitions on its train subsample
-            every = max(1, getattr(step_model.cfg, "sgm_every", 1))  # computed every `sgm_every` epochs
-            row["sgm_ms"] = shapley_ms(min(step_model.cfg.sgm_subsample, n_train)) / every
-            row["sgm_share"] = row["sgm_ms"] / (epoch_ms + row["sgm_ms"])
-    if last is not None:
-        row["stage"] = last.name
-        row["earlier_stages"] = earlier
-        earlier_ms = sum(-(-n_train // batch) * e["step_ms_median"] * e["epochs"] for e in earlier)
-        run_ms = earlier_ms + _stage_epochs(last, step_model.cfg) * epoch_ms
-        row["earlier_stages_share"] = earlier_ms / run_ms if run_ms else 0.0
-    freeze.__exit__(None, None, None)
-    return row
+    def _shapley_costs(self, epoch_ms: float) -> dict[str, float]:
+        """Per-epoch contributions on validation-sized data; PaSE's SGM on its train subsample,
+        computed every `sgm_every` epochs."""
+        cfg = self.model.cfg
+        n_train, n_valid, _ = self.shape["splits"]
+        out = {"contributions_ms": self._shapley_ms(n_valid)}
+        out["contributions_share"] = out["contributions_ms"] / (epoch_ms + out["contributions_ms"])
+        if getattr(cfg, "use_sgm", False):
+            out["sgm_ms"] = self._shapley_ms(min(cfg.sgm_subsample, n_train)) / max(1, getattr(cfg, "sgm_every", 1))
+            out["sgm_share"] = out["sgm_ms"] / (epoch_ms + out["sgm_ms"])
+        return out
+
+    def _stage_costs(self, epoch_ms: float) -> dict[str, Any]:
+        """The timed (last) stage's name and the earlier stages' share of a run."""
+        assert self.last is not None
+        n_train = self.shape["splits"][0]
+        earlier_ms = sum(-(-n_train // self.batch) * e["step_ms_median"] * e["epochs"] for e in self.earlier)
+        run_ms = earlier_ms + _stage_epochs(self.last, self.model.cfg) * epoch_ms
+        return {"stage": self.last.name, "earlier_stages": self.earlier,
+                "earlier_stages_share": earlier_ms / run_ms if run_ms else 0.0}
+
+
+def _build(name: str, dataset_shapes: str, device) -> tuple[Any, str, dict[str, Any]]:
+    """(model on device, task, shapes as the model reads them); "floor" is the BertModel step."""
+    if name == "floor":
+        return _floor_model(device), "regression", SHAPES[dataset_shapes]
+    from models.registry import get_model_entry, resolve_config
+
+    entry = get_model_entry(name)
+    fields = {f.name for f in dataclasses.fields(entry.config_cls)}
+    cfg = resolve_config(name, dataset_shapes, None, **({"text_encoder": "bert-base"} if "text_encoder" in fields else {}))
+    return entry.builder(cfg).to(device), cfg.task, shape_for(SHAPES[dataset_shapes], cfg)
 
 
 def _as_stage(model, stage):
@@ -270,84 +407,221 @@ def _floor_model(device):
     return Floor().to(device)
 
 
-def _worker(args: tuple, queue) -> None:
+# -- processes and the run -----------------------------------------------------------------
+class PerfError(Exception):
+    """A session (`source`: a model or "floor") failed; the message is its error."""
+
+    def __init__(self, source: str, message: str):
+        super().__init__(message)
+        self.source, self.message = source, message
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}"
+
+
+class Stepper(Protocol):
+    """A Session seen from the run: in this process or in a subprocess."""
+
+    name: str
+
+    def step(self) -> float: ...
+
+    def finish(self, step_ms: list[float]) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class _Local:
+    """A Session in this process (peak memory is then the process's)."""
+
+    def __init__(self, name: str, args: tuple):
+        self.name = name
+        self._session = self._guard(Session, *args)
+
+    def _guard(self, fn: Callable, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as err:
+            raise PerfError(self.name, f"{type(err).__name__}: {err}") from err
+
+    def step(self) -> float:
+        return self._guard(self._session.step)
+
+    def finish(self, step_ms: list[float]) -> dict[str, Any]:
+        return self._guard(self._session.finish, step_ms)
+
+    def close(self) -> None:
+        pass
+
+
+class _Remote:
+    """A Session in a spawned subprocess, driven over a pipe: its peak memory is its own."""
+
+    def __init__(self, name: str, args: tuple):
+        ctx = mp.get_context("spawn")
+        self.name = name
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(args, child))
+        self._proc.start()
+        child.close()
+        try:
+            self._call(None)  # built and warmed up
+        except PerfError:
+            self.close()
+            raise
+
+    def _call(self, request: tuple | None) -> Any:
+        """Send `request` (None: nothing), return the answer or raise the worker's error."""
+        try:
+            if request is not None:
+                self._conn.send(request)
+            status, value = self._conn.recv()
+        except (EOFError, OSError):
+            self._proc.join(10)
+            raise PerfError(self.name, f"worker process ended (exit code {self._proc.exitcode})") from None
+        if status == "error":
+            raise PerfError(self.name, value)
+        return value
+
+    def step(self) -> float:
+        return self._call(("step", None))
+
+    def finish(self, step_ms: list[float]) -> dict[str, Any]:
+        return self._call(("finish", step_ms))
+
+    def close(self) -> None:
+        self._conn.close()  # a worker waiting for its next request sees EOF and exits
+        self._proc.join(30)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join()
+
+
+def _serve(args: tuple, conn) -> None:
+    """The subprocess side of _Remote: build and warm up, then answer requests until "finish"."""
     try:
-        queue.put(("ok", measure(*args)))
-    except BaseException as err:  # reported as a row, timm-style: failure is data
-        queue.put(("error", f"{type(err).__name__}: {err}"))
+        session = Session(*args)
+        conn.send(("ok", None))
+        while True:
+            request, payload = conn.recv()
+            if request == "finish":
+                conn.send(("ok", session.finish(payload)))
+                return
+            conn.send(("ok", session.step()))
+    except EOFError:  # the parent closed the pipe
+        return
+    except Exception as err:  # noqa: BLE001 -- failure is data: the parent makes it an error row
+        with contextlib.suppress(OSError):
+            conn.send(("error", f"{type(err).__name__}: {err}"))
 
 
-def run_perf(models: list[str], dataset_shapes: str = "mosi", batch: int = 32, steps: int = 5, warmup: int = 1,
-             device: str = "auto", floor: bool = True, isolate: bool = True, amp: bool = True,
-             log=lambda s: print(s, file=sys.stderr, flush=True)) -> list[dict[str, Any]]:
-    """Rows for `models` (and the floor row first). With the floor on, the order is floor,
-    model, floor, model, ..., floor; each model's ratio uses the floor runs just around it."""
+def run_perf(models: list[str], dataset_shapes: str = "mosi", batch: int = 32, steps: int = MIN_STEPS,
+             warmup: int = 1, device: str = "auto", floor: bool = True, isolate: bool = True,
+             amp: bool = True) -> list[dict[str, Any]]:
+    """Rows for `models`, the floor's row first (with `floor`): each model timed step by step
+    between floor steps (module docstring); a model that fails is a row with an `error`."""
     if dataset_shapes not in SHAPES:
         raise ValueError(f"unknown --dataset-shapes '{dataset_shapes}' (one of {', '.join(SHAPES)})")
+    if steps < MIN_STEPS:
+        raise ValueError(f"--steps {steps}: give at least {MIN_STEPS} (the fewest for a {CONFIDENCE:.0%} interval)")
 
-    def one(name: str) -> dict[str, Any]:
-        log(f"measuring {name} ({dataset_shapes} shapes, batch {batch}, {steps} steps)...")
-        args = (name, dataset_shapes, batch, steps, warmup, device, amp)
-        status, value = _in_subprocess(args) if isolate else _here(args)
-        return value if status == "ok" else {"model": name, "error": value}
+    def start(name: str) -> Stepper:
+        log.info("measuring %s (%s shapes, batch %d, %d steps)...", name, dataset_shapes, batch, steps)
+        return (_Remote if isolate else _Local)(name, (name, dataset_shapes, batch, steps, warmup, device, amp))
 
-    if not floor:
-        return [one(m) for m in models]
-    floors = [one("floor")]
-    rows = []
-    for name in models:
-        row = one(name)
-        floors.append(one("floor"))
-        around = [f["step_ms_median"] for f in floors[-2:] if "error" not in f]
-        if around and "step_ms_median" in row:
-            row["floor_ms"] = statistics.mean(around)
-            row["ratio_to_floor"] = row["step_ms_median"] / row["floor_ms"]
-        rows.append(row)
-    good = [f for f in floors if "error" not in f]
-    if not good:
-        return [floors[0], *rows]
-    summary = dict(good[0])  # the floor row: medians over every floor measurement of the run
-    for key in ("step_ms_median", "forward_ms_median", "epoch_ms_est"):
-        summary[key] = statistics.median(f[key] for f in good)
-    summary["step_ms_min"] = min(f["step_ms_min"] for f in good)
-    summary["step_ms_max"] = max(f["step_ms_max"] for f in good)
-    summary["floor_runs"] = [f["step_ms_median"] for f in good]
-    summary["ratio_to_floor"] = 1.0
-    return [summary, *rows]
-
-
-def _in_subprocess(args: tuple) -> tuple[str, Any]:
-    queue = mp.get_context("spawn").Queue()
-    proc = mp.get_context("spawn").Process(target=_worker, args=(args, queue))
-    proc.start()
-    status, value = queue.get()
-    proc.join()
-    return status, value
-
-
-def _here(args: tuple) -> tuple[str, Any]:
+    rows: list[dict[str, Any]] = []
+    floor_ms: list[float] = []
+    fl, floor_row = _start_floor(start) if floor else (None, None)
     try:
-        return "ok", measure(*args)
-    except Exception as err:
-        return "error", f"{type(err).__name__}: {err}"
+        for name in models:
+            try:
+                row, ms = _measure(start(name), fl, steps)
+                floor_ms += ms
+            except PerfError as err:
+                row = {"model": name, "error": err.message if err.source == name else str(err)}
+                if err.source == "floor" and fl is not None:  # no floor for the models after this one
+                    fl.close()
+                    fl, floor_row = None, {"model": "floor", "error": err.message}
+            rows.append(row)
+        if fl is not None:
+            floor_row = _finish_floor(fl, floor_ms, steps)
+    finally:
+        if fl is not None:
+            fl.close()
+    return [floor_row, *rows] if floor_row else rows
+
+
+def _start_floor(start: Callable[[str], Stepper]) -> tuple[Stepper | None, dict[str, Any] | None]:
+    """(the floor session, None), or (None, its error row)."""
+    try:
+        return start("floor"), None
+    except PerfError as err:
+        return None, {"model": "floor", "error": err.message}
+
+
+def _measure(model: Stepper, fl: Stepper | None, steps: int) -> tuple[dict[str, Any], list[float]]:
+    """A model's row, with its × floor fields, and the floor steps timed around its steps."""
+    with contextlib.closing(model):
+        model_ms, floor_ms = interleave(model.step, fl.step if fl else None, steps)
+        row = model.finish(model_ms)
+    if floor_ms:
+        row.update(ratio_summary(model_ms, floor_ms, target_for(row)))
+        log.info("%s: median %s ms, %s", row["model"], _ms(row["step_ms_median"]), _ratio_text(row))
+    return row, floor_ms
+
+
+def _finish_floor(fl: Stepper, floor_ms: list[float], steps: int) -> dict[str, Any]:
+    """The floor's row over every floor step of the run (its own steps when no model ran)."""
+    try:
+        row = fl.finish(floor_ms or [fl.step() for _ in range(steps)])
+    except PerfError as err:
+        return {"model": "floor", "error": err.message}
+    return {**row, "ratio_to_floor": 1.0}
+
+
+# -- targets and reports ----------------------------------------------------------------------
+def _ms(v: float) -> str:
+    return f"{v:,.0f}" if v >= 10 else f"{v:.1f}"
+
+
+def _x(v: float) -> str:
+    """A ratio: two decimals, two significant digits below 0.1 (a small model against BERT)."""
+    return f"{v:.2f}" if v >= 0.1 else f"{v:.2g}"
+
+
+def _interval(r: dict[str, Any]) -> str:
+    return f"{_x(r['ratio_low'])}–{_x(r['ratio_high'])}"
+
+
+def _ratio_text(r: dict[str, Any]) -> str:
+    return f"{_x(r['ratio_to_floor'])}x floor ({_interval(r)}, {r['ratio_confidence']:.2%})"
 
 
 def check_targets(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per BERT-based model above its × floor target (or not measured)."""
+    """One line per model not measured and per BERT model that missed its target (its whole
+    interval above it) or has no floor to compare with; "undecided" is not a miss."""
     misses = []
     for r in rows:
-        target = TARGETS.get(r.get("model")) if "error" in r else target_for(r)
-        if "error" in r and r.get("model") != "floor":
+        if r.get("model") == "floor":
+            continue
+        if "error" in r:
             misses.append(f"{r['model']}: not measured ({r['error']})")
-        elif target is not None and r.get("ratio_to_floor") is None:
+        elif target_for(r) is not None and "verdict" not in r:
             misses.append(f"{r['model']}: no floor to compare with")
-        elif target is not None and r["ratio_to_floor"] > target:
-            misses.append(f"{r['model']}: {r['ratio_to_floor']:.2f}x floor > target {target:.2f}x")
+        elif r.get("verdict") == MISSED:
+            misses.append(f"{r['model']}: {_ratio_text(r)} above target {r['target']:.2f}x")
     return misses
+
+
+def undecided(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per BERT model whose interval contains its target."""
+    return [f"{r['model']}: {_ratio_text(r)} contains target {r['target']:.2f}x"
+            for r in rows if r.get("verdict") == UNDECIDED]
 
 
 def machine() -> dict[str, Any]:
     """What the timings depend on: threads, CPU model, torch build."""
+    import os
     import platform
 
     import torch
@@ -358,41 +632,70 @@ def machine() -> dict[str, Any]:
             cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"threads": torch.get_num_threads(), "cpu": cpu, "cpus": __import__("os").cpu_count(),
+    return {"threads": torch.get_num_threads(), "cpu": cpu, "cpus": os.cpu_count(),
             "torch": torch.__version__, "torch_cuda": torch.version.cuda,
             "torch_config": torch.__config__.show().splitlines()[:12],
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    from tabulate import tabulate
+    """The rows as a Markdown (GitHub) table."""
+    from tabulate import tabulate  # type: ignore[import-untyped]
 
-    def f(v: Optional[float], fmt: str) -> str:
-        return "–" if v is None else format(v, fmt)
+    headers = ["model", "step ms median", "min / max", "× floor", "interval", "target", "verdict", "forward ms",
+               "peak GiB", "params", "Shapley/epoch", "SGM/epoch", "earlier stages/run"]
+    return tabulate([_table_row(r, len(headers)) for r in rows], headers=headers, tablefmt="github",
+                    disable_numparse=True)
 
-    table = []
-    for r in rows:
-        if "error" in r:
-            table.append([r["model"], "error: " + r["error"]] + [""] * 9)
-            continue
-        target = target_for(r)
-        table.append([
-            r["model"] + (f" ({r['stage']} step)" if r.get("stage") else ""),
-            f"{r['step_ms_median']:,.0f}", f"{r['step_ms_min']:,.0f} / {r['step_ms_max']:,.0f}",
-            f"{r['forward_ms_median']:,.0f}", f"{r['peak_memory_bytes'] / 2**30:.2f}", f"{r['params']:,}",
-            f(r.get("ratio_to_floor"), ".2f"), "–" if target is None else f"≤ {target:.2f}",
-            f(r.get("contributions_share"), ".1%"), f(r.get("sgm_share"), ".1%"),
-            f(r.get("earlier_stages_share"), ".1%"),
-        ])
-    return tabulate(table, headers=["model", "step ms (median)", "min / max", "forward ms", "peak GiB", "params",
-                                    "× floor", "target", "Shapley/epoch", "SGM/epoch", "earlier stages/run"],
-                    tablefmt="github")
+
+def _table_row(r: dict[str, Any], width: int) -> list[str]:
+    if "error" in r:
+        return [r["model"], "error: " + r["error"]] + [""] * (width - 2)
+
+    def f(key: str, fmt: str) -> str:
+        return "–" if r.get(key) is None else format(r[key], fmt)
+
+    return [
+        r["model"] + (f" ({r['stage']} step)" if r.get("stage") else ""),
+        _ms(r["step_ms_median"]), f"{_ms(r['step_ms_min'])} / {_ms(r['step_ms_max'])}",
+        _x(r["ratio_to_floor"]) if "ratio_to_floor" in r else "–", _interval(r) if "ratio_low" in r else "–",
+        f"≤ {r['target']:.2f}" if "target" in r else "–", r.get("verdict", "–"),
+        _ms(r["forward_ms_median"]), f"{r['peak_memory_bytes'] / 2**30:.2f}", f"{r['params']:,}",
+        f("contributions_share", ".1%"), f("sgm_share", ".1%"), f("earlier_stages_share", ".1%"),
+    ]
+
+
+def format_report(rows: list[dict[str, Any]], command: str, info: dict[str, Any], date: str, wall_s: float,
+                  raw_name: str) -> str:
+    """The Markdown report: the command that regenerates it first, then date, machine, method and table."""
+    timed = next((r for r in rows if "steps" in r and r["model"] != "floor"), {"steps": "?", "warmup": "?"})
+    conf = next((r["ratio_confidence"] for r in rows if "ratio_confidence" in r), None)
+    gpu = f", CUDA {info['torch_cuda']} on {info['gpu']}" if info.get("gpu") else ""
+    method = (f"Each model: {timed['warmup']} warm-up step(s), then {timed['steps']} timed steps alternating with "
+              "steps of the floor (a plain transformers BertModel fine-tune step at the same batch and length, "
+              "one process for the whole run): floor, model, floor, ..., model, floor. `× floor` is the median "
+              "of the model's per-step ratios (its step over the mean of the floor steps just before and after "
+              "it); `interval` is the sign-test interval for that median"
+              + (f" ({conf:.2%} coverage, distribution-free, no seed)" if conf is not None else "")
+              + ". Verdict: \"target met\" when the interval's upper end is below the target, \"missed\" when "
+              "its lower end is above it, else \"undecided (within noise)\"; `--check` exits 1 on \"missed\" or "
+              "a model not measured. Shapley/epoch, SGM/epoch: the exact-Shapley evaluations' share of an epoch "
+              "(3 batches timed, scaled to the split).")
+    return (f"# Training-step benchmark\n\nRegenerate with:\n\n```\n{command}\n```\n\n"
+            f"Date: {date}. Machine: {info['cpu']} ({info['cpus']} CPUs), {info['threads']} torch threads, "
+            f"torch {info['torch']}{gpu}. Wall time: {wall_s:,.0f} s. Raw step times of every model and floor "
+            f"step (ms): `{raw_name}`.\n\n{method}\n\n{format_table(rows)}\n")
 
 
 def write_json(rows: list[dict[str, Any]], path: str) -> None:
+    """The rows (raw step times included), the machine and the versions."""
+    from pathlib import Path
+
     from bench.results import environment, write_json_atomic
 
-    write_json_atomic(path, {"rows": rows, "machine": machine(), **environment()})
+    write_json_atomic(Path(path), {"rows": rows, "machine": machine(), **environment()})
 
 
-__all__ = ["SHAPES", "TARGETS", "check_targets", "format_table", "machine", "measure", "run_perf", "write_json"]
+__all__ = ["MET", "MISSED", "SHAPES", "TARGETS", "UNDECIDED", "Session", "check_targets", "format_report",
+           "format_table", "interleave", "machine", "median_interval", "paired_ratios", "ratio_summary",
+           "run_perf", "undecided", "verdict", "write_json"]

@@ -228,6 +228,10 @@ PERF = [
     (["perf", "--models", "mult", "--device", "cuda"], ["--device cuda"]),
     (["perf", "--models", "mult", "--device", "tpu"], ["--device 'tpu'"]),
     (["perf", "--models", "mult", "--json", "{tmp}/empty"], ["--json"]),
+    (["perf", "--models", "mult", "--steps", "4"], ["--steps", ">= 5"]),
+    (["perf", "--models", "mult", "--markdown", "{tmp}/empty"], ["--markdown", "not a folder"]),
+    (["perf", "--models", "mult", "--markdown", "{tmp}/r.json"], ["--markdown", ".md path"]),
+    (["perf", "--models", "bert_text", "--check", "--no-floor"], ["--check", "--no-floor"]),
 ]
 
 TUNE = [
