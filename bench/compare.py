@@ -243,7 +243,7 @@ def paired_bootstrap(
     order = list(runs_a[0].ids)
     runs_a, runs_b = align(runs_a, order, names[0]), align(runs_b, order, names[1])
     labels = runs_a[0].labels
-    for name, runs in zip(names, (runs_a, runs_b)):
+    for name, runs in zip(names, (runs_a, runs_b), strict=True):
         for r in runs:
             if not np.allclose(r.labels, labels, rtol=0, atol=1e-6):
                 bad = int(np.flatnonzero(np.any((np.abs(r.labels - labels) > 1e-6).reshape(len(order), -1), 1))[0])

@@ -116,7 +116,7 @@ def contributions_figure(
         raise ValueError("no runs to plot")
     key, right_label = MAIN_VALID_METRIC[task]
     styles = ["-", "--", ":", "-."]  # run k is drawn with styles[k]: solid = the model, dashed = --compare
-    colors = dict(zip(MODALITIES, sns.color_palette("colorblind", 3)))
+    colors = dict(zip(MODALITIES, sns.color_palette("colorblind", 3), strict=True))
     valid_color, switch_color = "0.35", "#8c1c13"
     with _style():
         fig = Figure(figsize=(COLUMN_WIDTH_IN, 2.7), layout="constrained")
@@ -177,10 +177,10 @@ def predictions_figure(runs: dict[str, Sequence[dict[str, Any]]], title: str | N
         axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
         for ax in axes.ravel()[len(runs):]:
             ax.set_visible(False)
-        for ax, (name, records) in zip(axes.ravel(), runs.items()):
+        for ax, (name, records) in zip(axes.ravel(), runs.items(), strict=False):
             palette = sns.color_palette("colorblind", max(1, len(records)))
             lo, hi, maes = -3.0, 3.0, []
-            for color, r in zip(palette, records):
+            for color, r in zip(palette, records, strict=False):
                 p = np.asarray(r["predictions"]["preds"], dtype=np.float64).reshape(-1)
                 y = np.asarray(r["predictions"]["labels"], dtype=np.float64).reshape(-1)
                 lo, hi = min(lo, p.min(), y.min()), max(hi, p.max(), y.max())

@@ -259,7 +259,7 @@ def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
         raise DataError(src, f"{model} needs {need}; this {info.name} data has only {', '.join(info.text_views)}",
                         key="text_bert" if view == "ids" else "text")
     names = {"t": "text", "a": "audio", "v": "vision"}
-    for m, want in zip("tav", cfg.dims):
+    for m, want in zip("tav", cfg.dims, strict=True):
         have = info.dims[m]
         if m == "t" and view == "ids":
             continue  # token ids: the text encoder fixes the width

@@ -262,7 +262,8 @@ def contrastive_rows(anchor: list[torch.Tensor], partners: list[torch.Tensor]) -
     """(B * 42, u): per anchor i, per feature block, [anchor i; its 6 partners] (TVA_fusion.py:169-176).
     `anchor[k]` is (B, u) and `partners[k]` (6B, u), partners of anchor i at rows 6i..6i+5."""
     b = anchor[0].shape[0]
-    blocks = [torch.cat([a.unsqueeze(1), q.reshape(b, ROWS_PER_BLOCK - 1, -1)], dim=1) for a, q in zip(anchor, partners)]
+    blocks = [torch.cat([a.unsqueeze(1), q.reshape(b, ROWS_PER_BLOCK - 1, -1)], dim=1)
+              for a, q in zip(anchor, partners, strict=True)]
     return torch.stack(blocks, dim=1).reshape(b * len(FEATURES) * ROWS_PER_BLOCK, -1)
 
 

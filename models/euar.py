@@ -202,7 +202,7 @@ class EUARFusion(nn.Module):
         d = cfg.d_model
         widths = (d, *HEAD_WIDTHS)
         layers: list[nn.Module] = []
-        for i, (w_in, w_out) in enumerate(zip((3 * d, *widths[:-1]), widths)):
+        for i, (w_in, w_out) in enumerate(zip((3 * d, *widths[:-1]), widths, strict=True)):
             layers += [_kaiming_linear(w_in, w_out), nn.LayerNorm(w_out, eps=HEAD_LN_EPS[i]), nn.ReLU()]
         self.classifier = nn.Sequential(*layers, _kaiming_linear(widths[-1], cfg.n_out))
         self.unused_decoder = _kaiming_linear(d, 1)  # fusion.decoder: built, never called (EUAR.py:339)

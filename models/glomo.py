@@ -238,7 +238,7 @@ class GLoMo(MSAModel):
         self.moe = nn.ModuleDict({
             m: NoisyTopKMoE(d * g, d, e, d, cfg.top_k, noisy=cfg.noisy_gating, noise_epsilon=cfg.noise_epsilon,
                             combine=cfg.moe_combine, cdf_mean=cfg.moe_cdf_mean, loss_weight=cfg.moe_loss_weight)
-            for m, g, e in zip("tav", cfg.granularity, cfg.experts)
+            for m, g, e in zip("tav", cfg.granularity, cfg.experts, strict=True)
         })
         layer = nn.TransformerEncoderLayer(d, cfg.heads, cfg.fusion_ff, cfg.fusion_dropout, batch_first=True)
         # deep-copies `layer`, as in the code; batch-first on (B, 6, d) = the code's (6, B, d)

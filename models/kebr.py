@@ -334,7 +334,7 @@ class UnlabeledClips:
         while True:
             for chunk in torch.randperm(len(self), generator=gen).split(batch_size):
                 rows = [self.encode(i, rng, length) for i in chunk.tolist()]
-                ids, mask, target, pos = zip(*rows)
+                ids, mask, target, pos = zip(*rows, strict=True)
                 yield PretrainBatch(torch.tensor(ids), torch.tensor(mask), torch.zeros(len(rows), length, dtype=torch.long),
                                     self.audio[chunk], self.video[chunk], torch.tensor(target), torch.tensor(pos))
 

@@ -226,7 +226,7 @@ class MFON(MSAModel):
         try:
             yield
         finally:
-            for t, mode in zip(self.teacher.values(), saved):
+            for t, mode in zip(self.teacher.values(), saved, strict=True):
                 t.train(mode)
 
     def forward(self, batch) -> ModelOutput:

@@ -405,7 +405,7 @@ class CHMBlock(nn.Module):
     def forward(self, streams: list[torch.Tensor], residuals: list[Optional[torch.Tensor]]):
         """streams = [anchor, context 1, context 2] -> (outputs, residuals) in the same order."""
         normed, new_res = [], []
-        for i, (h, res) in enumerate(zip(streams, residuals)):
+        for i, (h, res) in enumerate(zip(streams, residuals, strict=True)):
             if i == 0:
                 x, res = add_norm(h, res, self.norms[0])
             else:  # context: "add residual if any", keep it, RMSNorm (prenorm=False)
@@ -477,7 +477,7 @@ class MSAmba(MSAModel):
                 if a == "a" and self.cfg.chm_a_text == "t_block":
                     inputs[2] = s["t"]["t"]  # hidden_states_text_T: the T-block's text output
                 outs, res = self.chm[a][i](inputs, [r[a][m] for m in mods])
-                for m, o, rr in zip(mods, outs, res):
+                for m, o, rr in zip(mods, outs, res, strict=True):
                     s[a][m], r[a][m] = o, rr
                 anchors[a] = outs[0][:, 0]
         fused = {

@@ -503,7 +503,7 @@ class PaSE(MSAModel):
         record: dict[str, Any] = {}
         if self._gate_sum is not None and self._gate_count:
             means = (self._gate_sum / self._gate_count).tolist()
-            record["gate_mean"] = dict(zip(MODALITIES, means))
+            record["gate_mean"] = dict(zip(MODALITIES, means, strict=True))
             record["gate_mean_on"] = "train"
         if self._ot_err is not None:
             record["ot_marginal_err_max"] = float(self._ot_err)

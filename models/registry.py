@@ -336,7 +336,7 @@ def _coerce(value: Any, hint: Any, rule: FieldRule) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise _Mismatch
-            items = [_coerce(v, a, rule) for v, a in zip(value, args)]
+            items = [_coerce(v, a, rule) for v, a in zip(value, args, strict=True)]
         else:
             items = [_coerce(v, args[0] if args else Any, rule) for v in value]
         return tuple(items) if origin is tuple else items
@@ -541,7 +541,7 @@ def apply_search_values(cfg: ModelConfig, values: dict[str, Any]) -> dict[str, A
     for target, value in values.items():
         parts = split_target(target)
         items = value if len(parts) > 1 else (value,)
-        for (name, index), item in zip(parts, items):
+        for (name, index), item in zip(parts, items, strict=True):
             if index is None:
                 out[name] = item
             else:
@@ -600,7 +600,7 @@ def check_search_space(model: str, config_cls: type, space: dict[str, SearchPara
                 values = c if len(parts) > 1 else (c,)
                 if len(parts) > 1 and (not isinstance(c, tuple) or len(c) != len(parts)):
                     fail(target, f"choice {_show(c)} must give {len(parts)} values ({target})")
-                for (name, index), v in zip(parts, values):
+                for (name, index), v in zip(parts, values, strict=True):
                     check_value(target, name, index, v)
             continue
         if len(parts) > 1:

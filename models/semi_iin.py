@@ -80,7 +80,6 @@ unknown), all 30 epochs run, the test split once.
 
 from __future__ import annotations
 
-import math
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -245,7 +244,7 @@ def check_unlabeled_dir(directory: str, dims: tuple[int, int, int]) -> Path:
         if isinstance(err, UnlabeledDataError):
             raise
         raise UnlabeledDataError(f"{need}; {path.name} is not a readable .npz file ({err})") from None
-    for k, width in zip(UNLABELED_KEYS, dims):
+    for k, width in zip(UNLABELED_KEYS, dims, strict=True):
         s = shapes[k]
         if len(s) != 3 or s[2] != width or s[0] != shapes["text"][0] or s[0] == 0:
             raise UnlabeledDataError(f"{need}; '{k}' has shape {tuple(s)}")
@@ -402,7 +401,7 @@ class SemiIIN(MSAModel):
         cfg = self.cfg
         was_training = self.training
         self.eval()
-        lens = dict(zip(UNLABELED_KEYS, cfg.seq_lens))  # stored fitted to seq_lens (fixed-size batches)
+        lens = dict(zip(UNLABELED_KEYS, cfg.seq_lens, strict=True))  # stored fitted to seq_lens (fixed-size batches)
         fitted = {}
         for k, x in clips.items():
             n = lens[k]

