@@ -264,6 +264,8 @@ class GLFK(nn.Module):
 
 
 class CLGSI(MSAModel):
+    cfg: CLGSIConfig
+
     def __init__(self, cfg: CLGSIConfig):
         super().__init__(cfg)
         if cfg.task != "regression":

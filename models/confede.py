@@ -389,6 +389,8 @@ def sample_partners(cands: dict[str, torch.Tensor], anchors: torch.Tensor, gener
 
 # -- the model -------------------------------------------------------------------------------
 class ConFEDE(MSAModel):
+    cfg: ConfedeConfig
+
     def __init__(self, cfg: ConfedeConfig):
         super().__init__(cfg)
         if cfg.task != "regression":

@@ -220,6 +220,8 @@ class EUAR(MSAModel):
     """Text (BERT + Conv1d, last position), audio/vision (Conv1d + MulT encoder, last step),
     uncertainty-aware MoE per modality, MLP head. Separable: each modality is encoded alone."""
 
+    cfg: EUARConfig
+
     def __init__(self, cfg: EUARConfig):
         super().__init__(cfg)
         check_config(cfg)

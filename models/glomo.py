@@ -224,6 +224,8 @@ class AttentionPool(nn.Module):
 
 
 class GLoMo(MSAModel):
+    cfg: GLoMoConfig
+
     def __init__(self, cfg: GLoMoConfig):
         super().__init__(cfg)
         if cfg.init not in INITS:

@@ -341,6 +341,8 @@ class UnlabeledClips:
 
 # -- the model -------------------------------------------------------------------------------
 class KEBR(MSAModel):
+    cfg: KEBRConfig
+
     def __init__(self, cfg: KEBRConfig):
         super().__init__(cfg)
         if cfg.task != "regression":

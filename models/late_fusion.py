@@ -33,6 +33,8 @@ def _masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 class LateFusion(MSAModel):
+    cfg: LateFusionConfig
+
     def __init__(self, cfg: LateFusionConfig):
         super().__init__(cfg)
         if cfg.text_input == "ids":

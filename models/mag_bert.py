@@ -90,6 +90,8 @@ class MAG(nn.Module):
 class MAGBert(BertClassifier):
     """BERT + MAG after the embeddings; the pooled [CLS] feeds the head (BertForSequenceClassification)."""
 
+    cfg: MAGBertConfig
+
     def __init__(self, cfg: MAGBertConfig):
         super().__init__(cfg)
         if self.text.pooler is None:

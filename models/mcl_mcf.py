@@ -188,6 +188,8 @@ class SubNet(nn.Module):
 
 
 class MCLMCF(MSAModel):
+    cfg: MCLMCFConfig
+
     def __init__(self, cfg: MCLMCFConfig):
         super().__init__(cfg)
         if cfg.task != "regression":

@@ -175,6 +175,8 @@ def visible_keys(t_q: int, t_k: int, causal: bool) -> int:
 
 
 class MFON(MSAModel):
+    cfg: MFONConfig
+
     def __init__(self, cfg: MFONConfig):
         super().__init__(cfg)
         if cfg.task != "regression":

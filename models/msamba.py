@@ -419,6 +419,8 @@ class CHMBlock(nn.Module):
 
 
 class MSAmba(MSAModel):
+    cfg: MSAmbaConfig
+
     def __init__(self, cfg: MSAmbaConfig):
         super().__init__(cfg)
         if cfg.task != "regression":

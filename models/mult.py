@@ -40,6 +40,8 @@ class MulTConfig(ModelConfig):
 
 
 class MulT(MSAModel):
+    cfg: MulTConfig
+
     def __init__(self, cfg: MulTConfig):
         super().__init__(cfg)
         d = cfg.d

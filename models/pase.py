@@ -229,6 +229,8 @@ def _mlp(d_in: int, hidden: int, d_out: int, dropout: float) -> nn.Sequential:
 
 # -- model ----------------------------------------------------------------------------
 class PaSE(MSAModel):
+    cfg: PaSEConfig
+
     def __init__(self, cfg: PaSEConfig):
         super().__init__(cfg)
         self._check(cfg)

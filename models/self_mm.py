@@ -171,6 +171,8 @@ def class_mean(features: torch.Tensor, members: torch.Tensor, previous: torch.Te
 
 
 class SelfMM(MSAModel):
+    cfg: SelfMMConfig
+
     def __init__(self, cfg: SelfMMConfig):
         super().__init__(cfg)
         if cfg.use_ulgm and cfg.task != "regression":

@@ -252,6 +252,8 @@ def check_unlabeled_dir(directory: str, dims: tuple[int, int, int]) -> Path:
 
 
 class SemiIIN(MSAModel):
+    cfg: SemiIINConfig
+
     def __init__(self, cfg: SemiIINConfig):
         super().__init__(cfg)
         if cfg.task != "regression":
