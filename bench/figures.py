@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -59,7 +59,10 @@ def aggregate_by_epoch(series: Sequence[dict[int, float]], band: str = "std") ->
             lo, hi = m - d, m + d
         else:
             lo, hi = (float(v.min()), float(v.max())) if v.size else (math.nan, math.nan)
-        mean.append(m), low.append(lo), high.append(hi), n.append(v.size)
+        mean.append(m)
+        low.append(lo)
+        high.append(hi)
+        n.append(v.size)
     return Curve(np.array(epochs), np.array(mean), np.array(low), np.array(high), np.array(n))
 
 
@@ -103,7 +106,7 @@ def _style():
 
 
 def contributions_figure(
-    runs: dict[str, Sequence[dict[str, Any]]], task: str = "regression", band: str = "std", title: str | None = None,
+    runs: Mapping[str, Sequence[dict[str, Any]]], task: str = "regression", band: str = "std", title: str | None = None,
 ):
     """`runs`: run name -> its ok records; the first run is drawn solid, the next ones dashed.
     Returns the matplotlib Figure (left axis Shapley values, right axis validation metric)."""
@@ -161,7 +164,7 @@ def contributions_figure(
     return fig
 
 
-def predictions_figure(runs: dict[str, Sequence[dict[str, Any]]], title: str | None = None):
+def predictions_figure(runs: Mapping[str, Sequence[dict[str, Any]]], title: str | None = None):
     """One panel per run: test predictions vs labels (all seeds, coloured by seed), y = x line,
     test MAE (mean over seeds) in the panel title. Regression only."""
     import seaborn as sns

@@ -336,7 +336,7 @@ def check_targets(rows: list[dict[str, Any]]) -> list[str]:
     """One line per BERT-based model above its × floor target (or not measured)."""
     misses = []
     for r in rows:
-        target = TARGETS.get(r.get("model")) if "error" in r else target_for(r)
+        target = TARGETS.get(r.get("model", "")) if "error" in r else target_for(r)
         if "error" in r and r.get("model") != "floor":
             misses.append(f"{r['model']}: not measured ({r['error']})")
         elif target is not None and r.get("ratio_to_floor") is None:

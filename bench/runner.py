@@ -331,7 +331,8 @@ def explain_error(err: Exception, cfg: Any) -> Exception:
             f"accumulation to keep the effective batch, e.g. --set batch_size={half} "
             f"--set grad_accum_steps={accum} (original error: {str(err).splitlines()[0] if str(err) else type(err).__name__})"
         )
-        wrapped.details = {"kind": "out_of_memory", "batch_size": cfg.batch_size,
+        # a plain RuntimeError (the result file's error type) carrying the `details` error_record reads
+        wrapped.details = {"kind": "out_of_memory", "batch_size": cfg.batch_size,  # type: ignore[attr-defined]
                            "suggested": {"batch_size": half, "grad_accum_steps": accum}}
         wrapped.__traceback__ = err.__traceback__
         return wrapped

@@ -12,8 +12,6 @@ def add_parser(sub) -> None:
 def parameter_count(name: str, dataset: str, preset: str) -> int:
     """Count parameters without allocating them (meta device). BERT models are counted with
     bert-base-uncased shapes (random init), whatever checkpoint their preset names."""
-    import dataclasses
-
     import torch
 
     from models.registry import get_model_entry, resolve_config
@@ -21,7 +19,7 @@ def parameter_count(name: str, dataset: str, preset: str) -> int:
     entry = get_model_entry(name)
     cfg = resolve_config(name, dataset, preset)
     if cfg.text_input != "features" and getattr(cfg, "text_encoder", "tiny") not in ("tiny", "bert-base"):
-        cfg = dataclasses.replace(cfg, text_encoder="bert-base")  # a checkpoint's shapes, without its weights
+        cfg = resolve_config(name, dataset, preset, text_encoder="bert-base")  # a checkpoint's shapes, not its weights
     with torch.device("meta"):
         model = entry.builder(cfg)
     return sum(p.numel() for p in model.parameters())

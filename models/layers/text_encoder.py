@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -42,9 +42,9 @@ class TextEncoder(nn.Module):
 
     def __init__(self, bert: nn.Module, source: str):
         super().__init__()
-        self.bert = bert
+        self.bert: Any = bert  # a transformers BERT-like model (config, embeddings, pooler: _check_bert_like)
         self.source = source
-        self.hidden_size = int(bert.config.hidden_size)
+        self.hidden_size = int(self.bert.config.hidden_size)
 
     @property
     def pooler(self) -> nn.Module | None:
@@ -161,7 +161,8 @@ def split_no_decay(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Param
     MAG-BERT `multimodal_driver.py` and MMSA `trains/multiTask/SELF_MM.py`, stated by module
     type so that it also covers layers not named "LayerNorm"."""
     norm_params = {id(p) for m in module.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()}
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in module.named_parameters():
         (no_decay if name.endswith("bias") or id(p) in norm_params else decay).append(p)
     return decay, no_decay
