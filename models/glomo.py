@@ -304,7 +304,8 @@ class GLoMo(MSAModel):
 
     # -- optimisation --------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for name, p in self.named_parameters():
             if p.requires_grad:
                 (no_decay if any(k in name for k in NO_DECAY) else decay).append(p)

@@ -266,6 +266,7 @@ class MFON(MSAModel):
         if self.stage in TEACHER_STAGES or "teacher" not in output.extras:
             return {"total": task, "task": task}
         f, teacher = output.features, output.extras["teacher"]
+        assert f is not None  # forward fills it
         parts = {"task": task, "kd_v": kd_loss(f["v"], teacher["v"]), "kd_a": kd_loss(f["a"], teacher["a"]),
                  "nce": info_nce(f["v"], f["t"]) + info_nce(f["a"], f["t"])}
         total = task + self.cfg.kd_weight * (parts["kd_v"] + parts["kd_a"]) + self.cfg.nce_weight * parts["nce"]

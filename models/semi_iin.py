@@ -175,6 +175,8 @@ def group_mask(lengths: tuple[int, int, int], inter: bool) -> torch.Tensor:
 class GroupMaskedAttention(MultiheadAttention):
     """MulT/fairseq self-attention (same packed parameters) with a fixed (T, T) group mask."""
 
+    allowed: Optional[torch.Tensor]  # (T, T) bool buffer; None: every token sees every token
+
     def __init__(self, d: int, heads: int, attn_dropout: float, allowed: Optional[torch.Tensor]):
         super().__init__(d, heads, attn_dropout)
         self.register_buffer("allowed", allowed, persistent=False)
@@ -391,6 +393,7 @@ class SemiIIN(MSAModel):
         return self.pseudo_label(self.load_unlabeled(), state.device, int(state.seed), len(state.data.train))
 
     def load_unlabeled(self) -> dict[str, torch.Tensor]:
+        assert self.cfg.unlabeled_dir is not None  # the self-training stage exists only with it
         path = check_unlabeled_dir(self.cfg.unlabeled_dir, self.cfg.dims)
         with np.load(path) as f:
             return {k: torch.as_tensor(np.asarray(f[k], dtype=np.float32)) for k in UNLABELED_KEYS}
@@ -435,7 +438,8 @@ class SemiIIN(MSAModel):
     # -- protocol --------------------------------------------------------------------------------
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # the conv front-ends; the type embedding, tokens, encoders, gates and heads are shared
-        return {"t": [self.proj_t.weight], "a": [self.proj_a1.weight, self.proj_a2.weight], "v": [self.proj_v.weight]}
+        weights = {"t": [self.proj_t.weight], "a": [self.proj_a1.weight, self.proj_a2.weight], "v": [self.proj_v.weight]}
+        return weights  # type: ignore[return-value]  # torch types a layer's weight as Tensor; it is a Parameter
 
     def summary(self) -> dict[str, Any]:
         cfg = self.cfg
