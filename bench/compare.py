@@ -99,7 +99,7 @@ def _binary_f1_features(y_pos: np.ndarray, p_pos: np.ndarray, keep: np.ndarray) 
 
 def _weighted_f1(S: np.ndarray) -> np.ndarray:
     """sklearn f1_score(average='weighted', zero_division=0) from the 6 counts above."""
-    num, support = 0.0, 0.0
+    num, support = np.zeros(len(S)), np.zeros(len(S))
     for c in range(2):
         tp, pred, true = S[:, 3 * c], S[:, 3 * c + 1], S[:, 3 * c + 2]
         f1 = np.nan_to_num(_div(2 * tp, pred + true))
@@ -154,14 +154,16 @@ def _iemocap_metrics() -> dict[str, SumMetric]:
         lg = p.reshape(-1, len(EMOTIONS), 2)
         return lg[:, :, 1] > lg[:, :, 0]
 
+    def acc(e: int) -> Callable[[np.ndarray, np.ndarray], list[np.ndarray]]:
+        return lambda p, y: [present(p)[:, e] == (y[:, e] == 1), np.ones(len(y), bool)]
+
+    def f1(e: int) -> Callable[[np.ndarray, np.ndarray], list[np.ndarray]]:
+        return lambda p, y: _binary_f1_features(y[:, e] == 1, present(p)[:, e], np.ones(len(y), bool))
+
     out: dict[str, SumMetric] = {}
     for e, name in enumerate(EMOTIONS):
-        out[f"Acc_{name}"] = SumMetric(
-            lambda p, y, e=e: [present(p)[:, e] == (y[:, e] == 1), np.ones(len(y), bool)],
-            lambda S: _div(S[:, 0], S[:, 1]))
-        out[f"F1_{name}"] = SumMetric(
-            lambda p, y, e=e: _binary_f1_features(y[:, e] == 1, present(p)[:, e], np.ones(len(y), bool)),
-            _weighted_f1)
+        out[f"Acc_{name}"] = SumMetric(acc(e), lambda S: _div(S[:, 0], S[:, 1]))
+        out[f"F1_{name}"] = SumMetric(f1(e), _weighted_f1)
     out["mean_acc"] = SumMetric(
         lambda p, y: [present(p)[:, e] == (y[:, e] == 1) for e in range(len(EMOTIONS))] + [np.ones(len(y), bool)],
         lambda S: np.mean([_div(S[:, e], S[:, len(EMOTIONS)]) for e in range(len(EMOTIONS))], axis=0))
@@ -173,7 +175,8 @@ SUM_METRICS = {"regression": _regression_metrics(), "iemocap": _iemocap_metrics(
 
 def _feature_matrix(runs: Sequence[SeedPredictions], metrics: Sequence[str], task: str) -> tuple[np.ndarray, list]:
     """(N, K) features of every (seed, metric), and per (seed, metric) its column slice."""
-    cols, slices = [], []
+    cols: list[np.ndarray] = []
+    slices = []
     for r in runs:
         for m in metrics:
             f = [np.asarray(c, dtype=np.float64) for c in SUM_METRICS[task][m].features(r.preds, r.labels)]
@@ -243,7 +246,7 @@ def paired_bootstrap(
     order = list(runs_a[0].ids)
     runs_a, runs_b = align(runs_a, order, names[0]), align(runs_b, order, names[1])
     labels = runs_a[0].labels
-    for name, runs in zip(names, (runs_a, runs_b)):
+    for name, runs in zip(names, (runs_a, runs_b), strict=True):
         for r in runs:
             if not np.allclose(r.labels, labels, rtol=0, atol=1e-6):
                 bad = int(np.flatnonzero(np.any((np.abs(r.labels - labels) > 1e-6).reshape(len(order), -1), 1))[0])
@@ -258,7 +261,7 @@ def paired_bootstrap(
     sign = {m: 1.0 if METRICS[m].higher_is_better else -1.0 for m in metrics}
     obs_a, obs_b = values(np.ones((1, n)))
     rng = np.random.default_rng(rng_seed)
-    deltas = {m: [] for m in metrics}
+    deltas: dict[str, list[np.ndarray]] = {m: [] for m in metrics}
     for start in range(0, n_resamples, CHUNK):
         b = min(CHUNK, n_resamples - start)
         idx = rng.integers(0, n, size=(b, n))

@@ -313,7 +313,7 @@ def load_sweep(path: str | Path, **cli: Any) -> list[RunConfig]:
         seeds = parse_seeds(seeds, option="seeds") if seeds is not None else list(DEFAULT_SEEDS)
     except ValueError as err:
         raise SweepFileError(f"{path} [key=seeds]: {err}") from None
-    base = dict(
+    base: dict[str, Any] = dict(
         epochs=opts.get("epochs"), text_encoder=opts.get("text_encoder"), device=opts.get("device") or "auto",
         out_dir=opts.get("out") or "results", data_root=opts.get("data_root"), setting=opts.get("setting"),
         data_format=opts.get("data_format") or "auto",

@@ -59,7 +59,10 @@ def aggregate_by_epoch(series: Sequence[dict[int, float]], band: str = "std") ->
             lo, hi = m - d, m + d
         else:
             lo, hi = (float(v.min()), float(v.max())) if v.size else (math.nan, math.nan)
-        mean.append(m), low.append(lo), high.append(hi), n.append(v.size)
+        mean.append(m)
+        low.append(lo)
+        high.append(hi)
+        n.append(v.size)
     return Curve(np.array(epochs), np.array(mean), np.array(low), np.array(high), np.array(n))
 
 
@@ -116,7 +119,7 @@ def contributions_figure(
         raise ValueError("no runs to plot")
     key, right_label = MAIN_VALID_METRIC[task]
     styles = ["-", "--", ":", "-."]  # run k is drawn with styles[k]: solid = the model, dashed = --compare
-    colors = dict(zip(MODALITIES, sns.color_palette("colorblind", 3)))
+    colors = dict(zip(MODALITIES, sns.color_palette("colorblind", 3), strict=True))
     valid_color, switch_color = "0.35", "#8c1c13"
     with _style():
         fig = Figure(figsize=(COLUMN_WIDTH_IN, 2.7), layout="constrained")
@@ -180,7 +183,7 @@ def predictions_figure(runs: Mapping[str, Sequence[dict[str, Any]]], title: str 
         axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
         for ax in axes.ravel()[len(runs):]:
             ax.set_visible(False)
-        for ax, (name, records) in zip(axes.ravel(), runs.items()):
+        for ax, (name, records) in zip(axes.ravel(), runs.items(), strict=False):
             lo, hi, maes = -3.0, 3.0, []
             for r in records:
                 color = seed_color[int(r["seed"])]

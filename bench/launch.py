@@ -85,9 +85,9 @@ def launch(
         return run_sweep(runs, force=force, progress=progress, log=log)
     planned = plan_runs(runs)  # unknown models / config keys / bad values fail here, before anything is started
     finished = [not force and is_complete(p.run.result_path()) for p in planned]
-    todo_planned = [p for p, done in zip(planned, finished) if not done]
+    todo_planned = [p for p, done in zip(planned, finished, strict=True) if not done]
     todo = [p.run for p in todo_planned]
-    skipped = [p.label for p, done in zip(planned, finished) if done]
+    skipped = [p.label for p, done in zip(planned, finished, strict=True) if done]
     for label in skipped:
         log(f"skip {label}: finished; --force reruns it")
     if todo_planned:
@@ -179,7 +179,7 @@ def submit(todo: list[RunConfig], opts: SlurmOptions, force: bool, log: Callable
     jobs = executor.map_array(run_one, todo, [force] * len(todo))
     log(f"submitted {len(jobs)} job(s) to {executor.cluster} (logs: {opts.folder})")
     if opts.wait:
-        for job, run in zip(jobs, todo):
+        for job, run in zip(jobs, todo, strict=True):
             try:
                 status = job.result()
             except Exception as err:  # killed/cancelled/failed job: no result file, reported below

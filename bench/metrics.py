@@ -125,7 +125,7 @@ def _four_way(y: np.ndarray, pred_class: np.ndarray) -> dict[str, float]:
     single = y.sum(1) == 1
     true_class = y.argmax(1)[single]
     pc = pred_class[single]
-    out = {"n4": int(single.sum())}
+    out: dict[str, float] = {"n4": int(single.sum())}
     out["acc4"] = _acc(true_class, pc)
     out["f1w4"] = _wf1(true_class, pc)
     out["ua4"] = float(balanced_accuracy_score(true_class, pc)) if single.any() else math.nan

@@ -636,7 +636,7 @@ def efficiency_table(
 
     rows, gaps = _run_rows(groups, expected, columns, cells_of)
     for ref in references:
-        cells = {"params_total": published(ref.params), "train_s": published(ref.train_hours * 3600)}
+        cells: dict[str, Cell] = {"params_total": published(ref.params), "train_s": published(ref.train_hours * 3600)}
         rows.append(Row(ref.label, cells, "pub.", kind="reference"))
     notes = [_seed_note(expected, seeds_given),
              "Params: total / trainable (requires_grad) / receiving a gradient during training. Train time: the "

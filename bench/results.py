@@ -44,12 +44,12 @@ class ResultFileError(ValueError):
     pass
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
+def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Write JSON so that `path` is either the old file, absent, or the complete new one."""
     write_text_atomic(path, json.dumps(obj, indent=1))
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: str | Path, text: str) -> None:
     """Write text so that `path` is either the old file, absent, or the complete new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

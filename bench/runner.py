@@ -265,7 +265,7 @@ def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
         raise DataError(src, f"{model} needs {need}; this {info.name} data has only {', '.join(info.text_views)}",
                         key="text_bert" if view == "ids" else "text")
     names = {"t": "text", "a": "audio", "v": "vision"}
-    for m, want in zip("tav", cfg.dims):
+    for m, want in zip("tav", cfg.dims, strict=True):
         have = info.dims[m]
         if m == "t" and view == "ids":
             continue  # token ids: the text encoder fixes the width
@@ -337,7 +337,8 @@ def explain_error(err: Exception, cfg: Any) -> Exception:
             f"accumulation to keep the effective batch, e.g. --set batch_size={half} "
             f"--set grad_accum_steps={accum} (original error: {str(err).splitlines()[0] if str(err) else type(err).__name__})"
         )
-        wrapped.details = {"kind": "out_of_memory", "batch_size": cfg.batch_size,
+        # a plain RuntimeError (the result file's error type) carrying the `details` error_record reads
+        wrapped.details = {"kind": "out_of_memory", "batch_size": cfg.batch_size,  # type: ignore[attr-defined]
                            "suggested": {"batch_size": half, "grad_accum_steps": accum}}
         wrapped.__traceback__ = err.__traceback__
         return wrapped

@@ -39,8 +39,8 @@ def shapley_values(utility: Mapping[frozenset, float], players: Iterable[str] = 
         total = 0.0
         for r in range(n):
             weight = math.factorial(r) * math.factorial(n - r - 1) / math.factorial(n)
-            for s in itertools.combinations(others, r):
-                s = frozenset(s)
+            for combo in itertools.combinations(others, r):
+                s = frozenset(combo)
                 total += weight * (utility[s | {m}] - utility[s])
         values[m] = total
     return values

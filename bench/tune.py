@@ -34,9 +34,9 @@ import os
 import socket
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Collection, Optional
 
 from bench.config import DEFAULT_SEEDS, RunConfig
 from bench.results import write_json_atomic
@@ -126,7 +126,10 @@ class TuneSpec:
 
     @property
     def budget(self) -> dict[str, float]:
-        return {"trials": self.trials} if self.trials is not None else {"hours": self.budget_hours}
+        if self.trials is not None:
+            return {"trials": self.trials}
+        assert self.budget_hours is not None  # __post_init__: exactly one of the two is given
+        return {"hours": self.budget_hours}
 
     def storage_url(self) -> str:
         if self.storage:
@@ -402,6 +405,7 @@ def remaining(spec: TuneSpec, study) -> tuple[int | None, float | None]:
     """(trials still to run, worker-seconds still to spend); 0 / <= 0 when the budget is met."""
     if spec.trials is not None:
         return max(0, spec.trials - counts(study)["finished"]), None
+    assert spec.budget_hours is not None  # TuneSpec: exactly one of trials / budget_hours
     return None, spec.budget_hours * 3600 - spent_seconds(study)
 
 
@@ -423,7 +427,7 @@ def _alive(worker: dict, finished_jobs: set[str]) -> bool:
         return True
 
 
-def fail_orphans(study, finished_jobs: set[str] = frozenset(), log: Callable[[str], None] = lambda s: None) -> list[int]:
+def fail_orphans(study, finished_jobs: Collection[str] = frozenset(), log: Callable[[str], None] = lambda s: None) -> list[int]:
     """Fail the running trials whose worker is gone and queue each again (Optuna's retry
     callback, as its heartbeat does); returns their numbers."""
     optuna = require_optuna()

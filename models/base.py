@@ -18,6 +18,8 @@ everything a run needs and one `--set key=value` reaches any of it.
 
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
@@ -185,6 +187,11 @@ class MSAModel(nn.Module):
     def summary(self) -> dict[str, Any]:
         """Model-specific fields recorded in the result file (e.g. PaSE's switch epoch)."""
         return {}
+
+
+def sum_terms(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The sum of loss terms, added left to right (`sum()` is typed as int | Tensor by its 0 start)."""
+    return functools.reduce(operator.add, terms)
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

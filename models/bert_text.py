@@ -67,6 +67,8 @@ class BertClassifier(MSAModel):
     """What bert_text and MAG-BERT share: the text encoder, Dropout -> Linear(hidden -> n_out)
     initialised as BERT's own layers, the configured task loss, the no-decay groups."""
 
+    cfg: BertTextConfig
+
     def __init__(self, cfg: BertTextConfig):
         super().__init__(cfg)
         check_loss(cfg)

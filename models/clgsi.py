@@ -263,6 +263,8 @@ class GLFK(nn.Module):
 
 
 class CLGSI(MSAModel):
+    cfg: CLGSIConfig
+
     def __init__(self, cfg: CLGSIConfig):
         super().__init__(cfg)
         if cfg.task != "regression":
@@ -363,6 +365,7 @@ class CLGSI(MSAModel):
         return ModelOutput(pred=self.fuse(reps), features=self._split(reps)[0])  # Feature_t/a/v
 
     def loss(self, output: ModelOutput, batch) -> dict[str, torch.Tensor]:
+        assert output.features is not None  # forward fills it
         task = task_loss(output.pred, batch.labels, self.cfg.task)
         cl = clgsi_contrastive_loss(output.features, batch.labels, self.cfg)
         return {"total": task + self.values["gamma"] * cl, "task": task, "contrastive": cl}
@@ -391,6 +394,7 @@ class CLGSI(MSAModel):
                                  total_steps=total, clamp=self.cfg.cosine_clamp)
 
     def _set_lr(self, step: int) -> float:
+        assert self._schedule is not None and self._lr_groups is not None  # set by on_epoch_start
         factor = self._schedule(step)
         for g in self._lr_groups:
             g["lr"] = g["base_lr"] * factor

@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +84,9 @@ from torch.utils.checkpoint import checkpoint
 from models.base import INHERIT, ModelConfig, ModelOutput, MSAModel, Stage
 from models.layers.text_encoder import build_text_encoder
 from models.registry import register_model
+
+if TYPE_CHECKING:  # pragma: no cover
+    from bench.data.base import Split
 
 UNSUPPORTED = {"iemocap": "ConFEDE's code is MOSI/MOSEI/SIMS regression only: its retriever matches rounded "
                           "sentiment labels and it has no emotion head"}
@@ -241,19 +244,26 @@ def contrastive_pairs() -> tuple[list[int], list[int], list[int], list[int]]:
     partners (12), and T_s against T_ds, V_ds, A_ds of the same sample (21): text-centred."""
     row = lambda block, r: ROWS_PER_BLOCK * block + r  # noqa: E731
     ss, others = (1, 2), (3, 4, 5, 6)
-    a1, p, a2, n = [], [], [], []
+    a1: list[int] = []
+    p: list[int] = []
+    a2: list[int] = []
+    n: list[int] = []
     for b in range(3):  # T_s, V_s, A_s
         for r in ss:
-            a1.append(row(b, 0)), p.append(row(b, r))
+            a1.append(row(b, 0))
+            p.append(row(b, r))
     for r in range(ROWS_PER_BLOCK):
         for b in (1, 2):
-            a1.append(row(0, r)), p.append(row(b, r))
+            a1.append(row(0, r))
+            p.append(row(b, r))
     for b in range(3):
         for r in others:
-            a2.append(row(b, 0)), n.append(row(b, r))
+            a2.append(row(b, 0))
+            n.append(row(b, r))
     for r in range(ROWS_PER_BLOCK):
         for b in (3, 4, 5):
-            a2.append(row(0, r)), n.append(row(b, r))
+            a2.append(row(0, r))
+            n.append(row(b, r))
     return a1, p, a2, n
 
 
@@ -261,7 +271,8 @@ def contrastive_rows(anchor: list[torch.Tensor], partners: list[torch.Tensor]) -
     """(B * 42, u): per anchor i, per feature block, [anchor i; its 6 partners] (TVA_fusion.py:169-176).
     `anchor[k]` is (B, u) and `partners[k]` (6B, u), partners of anchor i at rows 6i..6i+5."""
     b = anchor[0].shape[0]
-    blocks = [torch.cat([a.unsqueeze(1), q.reshape(b, ROWS_PER_BLOCK - 1, -1)], dim=1) for a, q in zip(anchor, partners)]
+    blocks = [torch.cat([a.unsqueeze(1), q.reshape(b, ROWS_PER_BLOCK - 1, -1)], dim=1)
+              for a, q in zip(anchor, partners, strict=True)]
     return torch.stack(blocks, dim=1).reshape(b * len(FEATURES) * ROWS_PER_BLOCK, -1)
 
 
@@ -335,7 +346,7 @@ def build_candidates(features: torch.Tensor, labels: torch.Tensor, *, mode: str 
     feats = F.normalize(features.float(), dim=1, eps=1e-6)
     lab = torch.round(labels.reshape(-1).float()).to(torch.int8).to(feats.device)
     rows_per_block = max(1, block_elems // max(n, 1))
-    out = {k: [] for k in ("ss", "sd", "dd")}
+    out: dict[str, list[torch.Tensor]] = {k: [] for k in ("ss", "sd", "dd")}
     top_pos = torch.arange(top_w, device=feats.device)
     bot_pos = n - 1 - torch.arange(bot_w, device=feats.device)  # positions -1, -2, ... as indices
     for start in range(0, n, rows_per_block):
@@ -387,6 +398,8 @@ def sample_partners(cands: dict[str, torch.Tensor], anchors: torch.Tensor, gener
 
 # -- the model -------------------------------------------------------------------------------
 class ConFEDE(MSAModel):
+    cfg: ConfedeConfig
+
     def __init__(self, cfg: ConfedeConfig):
         super().__init__(cfg)
         if cfg.task != "regression":
@@ -415,7 +428,7 @@ class ConFEDE(MSAModel):
         self.pretrain_heads = nn.ModuleDict({m: MLP(width[m], [width[m] // 2, width[m] // 4, width[m] // 8], cfg.n_out)
                                              for m in "tva"})
         self.ntxent = make_ntxent(cfg.temperature)
-        self._train_split = None  # the training Split, set when the fusion stage starts
+        self._train_split: Optional[Split] = None  # the training Split, set when the fusion stage starts
         self.candidates: Optional[dict[str, torch.Tensor]] = None
         self._gen: Optional[torch.Generator] = None
         self.retriever_log: list[dict[str, Any]] = []
@@ -426,7 +439,7 @@ class ConFEDE(MSAModel):
 
     def encode_one(self, m: str, batch) -> torch.Tensor:
         if m == "t":  # pooler_output = tanh(W h_[CLS]) (text_encoder_finetune.py:38)
-            return self.text.pooler(self.text.cls(batch.text_ids, batch.text_mask, batch.text_segment).unsqueeze(1))
+            return self.text.pool(self.text.cls(batch.text_ids, batch.text_mask, batch.text_segment).unsqueeze(1))
         return self.audio(batch.audio) if m == "a" else self.vision(batch.vision)
 
     def encode(self, batch) -> dict[str, torch.Tensor]:
@@ -457,6 +470,7 @@ class ConFEDE(MSAModel):
         if self.stage is None:  # outside the trainer: every objective (see the module docstring)
             unimodal = {m: self.pretrain_heads[m](reps[m]) for m in "tva"}
         if self.training and self.stage == FUSION and self.candidates is not None and not batch.masked:
+            assert self._train_split is not None and self._gen is not None  # set with the candidates
             n_train = len(self._train_split)
             if int(batch.index.max()) >= n_train:
                 raise IndexError(f"batch.index {int(batch.index.max())} is outside the {n_train}-sample training "
@@ -479,7 +493,9 @@ class ConFEDE(MSAModel):
         con = output.pred.new_zeros(()).float()
         if "partner_feats" in ex:
             y2 = ex["partner_labels"].reshape(-1).float()
-            preds.append(ex["partner_pred"]), labels.append(y2), mono_preds.append(ex["partner_mono"])
+            preds.append(ex["partner_pred"])
+            labels.append(y2)
+            mono_preds.append(ex["partner_mono"])
             con = confede_contrastive_loss(ex["feats"], ex["partner_feats"], self.ntxent)
         n_feats = len(FEATURES)
         task = mse(torch.cat(preds), torch.cat(labels))
@@ -581,17 +597,19 @@ class ConFEDE(MSAModel):
     def update_retriever(self, device: torch.device | str) -> dict[str, Any]:
         """update_matrix: embed the training split with the current encoders (eval mode, in
         split order), then rebuild the candidate lists block-wise."""
+        split = self._train_split
+        assert split is not None  # on_stage_start sets it before the fusion stage
         t0 = time.perf_counter()
         was_training = self.training
         self.eval()
         chunks = []
-        for batch in self._train_split.batches(self.cfg.retrieval_batch_size):
+        for batch in split.batches(self.cfg.retrieval_batch_size):
             reps = self.encode(batch.to(device))
             chunks.append(torch.cat([reps["t"], reps["v"], reps["a"]], dim=-1).float())  # [T; V; A]
         self.train(was_training)
         feats = torch.cat(chunks)
         cfg = self.cfg
-        self.candidates = build_candidates(feats, self._train_split.labels, mode=cfg.retrieval,
+        self.candidates = build_candidates(feats, split.labels, mode=cfg.retrieval,
                                            divisor=cfg.retrieval_divisor, keep=cfg.retrieval_keep,
                                            block_elems=cfg.retrieval_block_elems)
         short = {k: int(((v >= 0).sum(1) < 2).sum()) for k, v in self.candidates.items()}

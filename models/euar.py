@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.batch import last_attended, lengths_mask
-from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
+from models.base import ModelConfig, ModelOutput, MSAModel, sum_terms, task_loss
 from models.layers.seq_encoder import masked_mean
 from models.layers.text_encoder import build_text_encoder
 from models.layers.transformer import CrossModalTransformer
@@ -177,7 +177,7 @@ class UncertaintyMoE(nn.Module):
         weights, probs, mask = route(self.gate(x), c.top_k, c.gate_norm, c.capacity_factor, c.gate_eps)
         mus = torch.stack([m(x) for m in self.mu], dim=-1)  # (B, d, E)
         logvars = torch.stack([lv(x) for lv in self.logvar], dim=-1)
-        kl = sum(kl_to_standard_normal(mus[..., e], logvars[..., e]) for e in range(c.num_experts)) / c.num_experts
+        kl = sum_terms(kl_to_standard_normal(mus[..., e], logvars[..., e]) for e in range(c.num_experts)) / c.num_experts
         sigma = logvars.exp().sum(1)  # (B, E): sum_j sigma^2 of each expert (MoE.py:147)
         u = (sigma * weights).sum(1).mean()  # the U-loss, on the gate before the NaN fix (as coded)
         # MoE.py:152-163: NaN gate weights / expert outputs are zeroed before combining
@@ -201,23 +201,27 @@ class EUARFusion(nn.Module):
         d = cfg.d_model
         widths = (d, *HEAD_WIDTHS)
         layers: list[nn.Module] = []
-        for i, (w_in, w_out) in enumerate(zip((3 * d, *widths[:-1]), widths)):
+        for i, (w_in, w_out) in enumerate(zip((3 * d, *widths[:-1]), widths, strict=True)):
             layers += [_kaiming_linear(w_in, w_out), nn.LayerNorm(w_out, eps=HEAD_LN_EPS[i]), nn.ReLU()]
         self.classifier = nn.Sequential(*layers, _kaiming_linear(widths[-1], cfg.n_out))
         self.unused_decoder = _kaiming_linear(d, 1)  # fusion.decoder: built, never called (EUAR.py:339)
         self.moe = nn.ModuleDict({m: UncertaintyMoE(cfg) for m in "tav"})  # text_MoE, audio_MoE, img_MoE
 
     def forward(self, reps: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        outs, parts = {}, {"lb": 0.0, "kl": 0.0, "u": 0.0}
+        outs: dict[str, torch.Tensor] = {}
+        moe_parts: list[dict[str, torch.Tensor]] = []
         for m in "tav":
             outs[m], p = self.moe[m](reps[m])
-            parts = {k: parts[k] + p[k] for k in parts}
+            moe_parts.append(p)
+        parts = {k: sum_terms(p[k] for p in moe_parts) for k in ("lb", "kl", "u")}
         return self.classifier(torch.cat([outs["a"], outs["v"], outs["t"]], dim=1)), parts
 
 
 class EUAR(MSAModel):
     """Text (BERT + Conv1d, last position), audio/vision (Conv1d + MulT encoder, last step),
     uncertainty-aware MoE per modality, MLP head. Separable: each modality is encoded alone."""
+
+    cfg: EUARConfig
 
     def __init__(self, cfg: EUARConfig):
         super().__init__(cfg)
@@ -229,7 +233,7 @@ class EUAR(MSAModel):
         self.proj_a = nn.Conv1d(cfg.dims[1], d, kernel_size=3, padding=1, bias=False)
         self.proj_v = nn.Conv1d(cfg.dims[2], d, kernel_size=3, padding=1, bias=False)
         self.unused_proj_l = nn.Conv1d(h, d, kernel_size=3, padding=1, bias=False)  # EUAR.proj_l: never used (EUAR.py:152)
-        te = dict(d=d, heads=cfg.num_heads, layers=cfg.te_layers, attn_dropout=cfg.attn_dropout,
+        te: dict[str, Any] = dict(d=d, heads=cfg.num_heads, layers=cfg.te_layers, attn_dropout=cfg.attn_dropout,
                   relu_dropout=cfg.relu_dropout, res_dropout=cfg.res_dropout, embed_dropout=cfg.embed_dropout,
                   causal=False, positions=True)  # get_network: attn_mask=False; MulT sinusoidal positions
         self.trans_a = CrossModalTransformer(**te)

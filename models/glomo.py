@@ -225,6 +225,8 @@ class AttentionPool(nn.Module):
 
 
 class GLoMo(MSAModel):
+    cfg: GLoMoConfig
+
     def __init__(self, cfg: GLoMoConfig):
         super().__init__(cfg)
         if cfg.init not in INITS:
@@ -239,7 +241,7 @@ class GLoMo(MSAModel):
         self.moe = nn.ModuleDict({
             m: NoisyTopKMoE(d * g, d, e, d, cfg.top_k, noisy=cfg.noisy_gating, noise_epsilon=cfg.noise_epsilon,
                             combine=cfg.moe_combine, cdf_mean=cfg.moe_cdf_mean, loss_weight=cfg.moe_loss_weight)
-            for m, g, e in zip("tav", cfg.granularity, cfg.experts)
+            for m, g, e in zip("tav", cfg.granularity, cfg.experts, strict=True)
         })
         layer = nn.TransformerEncoderLayer(d, cfg.heads, cfg.fusion_ff, cfg.fusion_dropout, batch_first=True)
         # deep-copies `layer`, as in the code; batch-first on (B, 6, d) = the code's (6, B, d)
@@ -303,7 +305,8 @@ class GLoMo(MSAModel):
 
     # -- optimisation --------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for name, p in self.named_parameters():
             if p.requires_grad:
                 (no_decay if any(k in name for k in NO_DECAY) else decay).append(p)

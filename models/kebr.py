@@ -71,7 +71,7 @@ import pickle
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, cast
 
 import torch
 import torch.nn.functional as F
@@ -209,7 +209,7 @@ def mcc_similarities(fused: torch.Tensor, audio: torch.Tensor, video: torch.Tens
     video with the text (models.py:241-262), in float32. Zero padding changes no norm, so the
     dot runs over the common prefix without building the padded matrices."""
     flat = [F.normalize(x.float().flatten(1), dim=1) for x in (fused, audio, video)]
-    tiles, source = aligned_widths(tuple(x.shape[1] for x in flat), video_tile_quirk)
+    tiles, source = aligned_widths((flat[0].shape[1], flat[1].shape[1], flat[2].shape[1]), video_tile_quirk)
     t = flat[0].repeat(1, tiles[0])
     a = flat[1].repeat(1, tiles[1])
     v = a.repeat(1, tiles[2]) if source == 1 else flat[2].repeat(1, tiles[2])
@@ -334,13 +334,15 @@ class UnlabeledClips:
         while True:
             for chunk in torch.randperm(len(self), generator=gen).split(batch_size):
                 rows = [self.encode(i, rng, length) for i in chunk.tolist()]
-                ids, mask, target, pos = zip(*rows)
+                ids, mask, target, pos = zip(*rows, strict=True)
                 yield PretrainBatch(torch.tensor(ids), torch.tensor(mask), torch.zeros(len(rows), length, dtype=torch.long),
                                     self.audio[chunk], self.video[chunk], torch.tensor(target), torch.tensor(pos))
 
 
 # -- the model -------------------------------------------------------------------------------
 class KEBR(MSAModel):
+    cfg: KEBRConfig
+
     def __init__(self, cfg: KEBRConfig):
         super().__init__(cfg)
         if cfg.task != "regression":
@@ -380,18 +382,25 @@ class KEBR(MSAModel):
         fused, mask = self._fused(batch.text_ids, batch.text_mask, batch.text_segment, batch.audio, batch.vision,
                                   batch.special_ids[1])
         pooled = self._pool(fused, mask)
-        head = self.fitter if self.stage == PRETRAIN else self.head  # pretrain validation: the fitter's score
+        head = self._fitter() if self.stage == PRETRAIN else self.head  # pretrain validation: the fitter's score
         return ModelOutput(pred=head(pooled), features={"fused": pooled},
                            extras={"fused": fused, "audio": batch.audio, "video": batch.vision})
 
+    def _fitter(self) -> Head:
+        if self.fitter is None:
+            raise RuntimeError("KEBR's pretrain stage needs pretrain_dir (no fitter was built)")
+        return self.fitter
+
     def _pretrain_forward(self) -> ModelOutput:
         """pretrain.py: the fitter at the [MASK] position of the next unlabeled batch."""
+        if self._unlabeled is None or self._clips is None:
+            raise RuntimeError("KEBR pretrain forward before on_stage_start(pretrain) opened the unlabeled clips")
         device = self.head.fc1.weight.device
         pb = next(self._unlabeled)
         pb = PretrainBatch(*(t.to(device) for t in vars(pb).values()))
         fused, _ = self._fused(pb.ids, pb.mask, pb.segment, pb.audio, pb.vision, self._clips.tokenizer.sep_token_id)
         at_mask = fused[torch.arange(fused.shape[0], device=device), pb.position]
-        return ModelOutput(pred=self.fitter(at_mask),
+        return ModelOutput(pred=self._fitter()(at_mask),
                            extras={"fused": fused, "audio": pb.audio, "video": pb.vision, "target": pb.target})
 
     def similarities(self, output: ModelOutput) -> tuple[torch.Tensor, torch.Tensor]:
@@ -425,8 +434,9 @@ class KEBR(MSAModel):
         if self._clips is None:
             self._clips = UnlabeledClips(self.cfg)  # fails here, before any training, naming what is missing
         c = self.cfg
-        pre = [*self.fusion.parameters(), *self.fitter.parameters()]
-        fit = {id(p) for p in self.fitter.parameters()}
+        fitter = self._fitter()
+        pre = [*self.fusion.parameters(), *fitter.parameters()]
+        fit = {id(p) for p in fitter.parameters()}
         rest = [p for p in self.parameters() if id(p) not in fit]
         return [
             Stage(PRETRAIN, trainable=lambda: pre, loss=self.pretrain_loss, max_epochs=c.pretrain_epochs,
@@ -437,8 +447,10 @@ class KEBR(MSAModel):
 
     def on_stage_start(self, stage: Stage, state: Any) -> dict[str, Any]:
         if stage.name == PRETRAIN:
-            self._unlabeled = self._clips.batches(self.cfg.pretrain_batch_size, state.seed)
-            return {"unlabeled_clips": len(self._clips)}
+            clips = self._clips
+            assert clips is not None  # stages() opens them before offering the pretrain stage
+            self._unlabeled = clips.batches(self.cfg.pretrain_batch_size, state.seed)
+            return {"unlabeled_clips": len(clips)}
         self._unlabeled = None
         return {}
 
@@ -470,9 +482,10 @@ class KEBR(MSAModel):
         """t: BERT; a / v: each attention's non-verbal LayerNorm, K and V (shared layer counted once).
         Queries, output projections, the layer's LN/fc and the heads are fusion."""
         uniq = lambda ps: list({id(p): p for p in ps}.values())  # noqa: E731
+        layers = [cast(TCMFLayer, layer) for layer in self.fusion.layers]
         return {"t": list(self.text.parameters()),
-                "a": uniq(p for layer in self.fusion.layers for p in layer.cma_a.other_side()),
-                "v": uniq(p for layer in self.fusion.layers for p in layer.cma_v.other_side())}
+                "a": uniq(p for layer in layers for p in layer.cma_a.other_side()),
+                "v": uniq(p for layer in layers for p in layer.cma_v.other_side())}
 
     def summary(self) -> dict[str, Any]:
         c = self.cfg

@@ -9,12 +9,13 @@ hidden vectors. A few thousand parameters; trains in seconds on a CPU.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from bench.batch import lengths_mask
-from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
+from models.base import ModelConfig, ModelOutput, MSAModel, sum_terms, task_loss
 from models.layers.seq_encoder import masked_mean
 from models.registry import around_preset, choice, register_model, uniform
 
@@ -33,6 +34,8 @@ def _masked_mean(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 class LateFusion(MSAModel):
+    cfg: LateFusionConfig
+
     def __init__(self, cfg: LateFusionConfig):
         super().__init__(cfg)
         if cfg.text_input == "ids":
@@ -43,7 +46,7 @@ class LateFusion(MSAModel):
         self.branch = nn.ModuleDict(
             {
                 m: nn.Sequential(nn.LayerNorm(d_in), nn.Linear(d_in, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout))
-                for m, d_in in zip("tav", (d_text, cfg.dims[1], cfg.dims[2]))
+                for m, d_in in zip("tav", (d_text, cfg.dims[1], cfg.dims[2]), strict=True)
             }
         )
         self.unimodal_head = nn.ModuleDict({m: nn.Linear(cfg.hidden, cfg.n_out) for m in "tav"})
@@ -73,8 +76,9 @@ class LateFusion(MSAModel):
         return ModelOutput(pred=self.fuse(h), unimodal=uni, features=h)
 
     def loss(self, output: ModelOutput, batch) -> dict[str, torch.Tensor]:
+        assert output.unimodal is not None  # forward fills it
         task = task_loss(output.pred, batch.labels, self.cfg.task)
-        uni = sum(task_loss(p, batch.labels, self.cfg.task) for p in output.unimodal.values()) / 3
+        uni = sum_terms(task_loss(p, batch.labels, self.cfg.task) for p in output.unimodal.values()) / 3
         return {"total": task + self.cfg.unimodal_weight * uni, "task": task, "unimodal": uni}
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
@@ -84,7 +88,7 @@ class LateFusion(MSAModel):
         return groups
 
 
-_BASE = dict(optimizer="adam", lr=1e-3, batch_size=32, max_epochs=30, early_stop_patience=5)  # harness decision
+_BASE: dict[str, Any] = dict(optimizer="adam", lr=1e-3, batch_size=32, max_epochs=30, early_stop_patience=5)  # harness decision
 PRESETS = {
     ("synthetic", "demo"): LateFusionConfig(dims=(768, 5, 20), **_BASE),
     ("mosi", "mmsa"): LateFusionConfig(dims=(768, 5, 20), setting="unaligned", **_BASE),

@@ -90,6 +90,8 @@ class MAG(nn.Module):
 class MAGBert(BertClassifier):
     """BERT + MAG after the embeddings; the pooled [CLS] feeds the head (BertForSequenceClassification)."""
 
+    cfg: MAGBertConfig
+
     def __init__(self, cfg: MAGBertConfig):
         super().__init__(cfg)
         if self.text.pooler is None:
@@ -104,7 +106,7 @@ class MAGBert(BertClassifier):
         seq = self.text(
             batch.text_ids, batch.text_mask, batch.text_segment, fuse=lambda e: self.mag(e, audio, vision)
         )
-        pooled = self.text.pooler(seq)
+        pooled = self.text.pool(seq)
         return ModelOutput(pred=self.classifier(self.dropout(pooled)), features={"t": seq[:, 0], "f": pooled})
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:

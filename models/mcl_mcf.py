@@ -186,6 +186,8 @@ class SubNet(nn.Module):
 
 
 class MCLMCF(MSAModel):
+    cfg: MCLMCFConfig
+
     def __init__(self, cfg: MCLMCFConfig):
         super().__init__(cfg)
         if cfg.task != "regression":
@@ -302,7 +304,7 @@ class MCLMCF(MSAModel):
         total = task
         if self.cfg.contrast and all(k in output.extras for k in LEVELS):
             weights = (self.cfg.nce_weight, self.cfg.nce2_weight, self.cfg.nce3_weight)
-            for key, w in zip(LEVELS, weights):
+            for key, w in zip(LEVELS, weights, strict=True):
                 parts[key] = output.extras[key]
                 total = total + w * output.extras[key]
         return {"total": total, **parts}

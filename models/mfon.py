@@ -173,6 +173,8 @@ def visible_keys(t_q: int, t_k: int, causal: bool) -> int:
 
 
 class MFON(MSAModel):
+    cfg: MFONConfig
+
     def __init__(self, cfg: MFONConfig):
         super().__init__(cfg)
         if cfg.task != "regression":
@@ -224,7 +226,7 @@ class MFON(MSAModel):
         try:
             yield
         finally:
-            for t, mode in zip(self.teacher.values(), saved):
+            for t, mode in zip(self.teacher.values(), saved, strict=True):
                 t.train(mode)
 
     def forward(self, batch) -> ModelOutput:
@@ -262,6 +264,7 @@ class MFON(MSAModel):
         if self.stage in TEACHER_STAGES or "teacher" not in output.extras:
             return {"total": task, "task": task}
         f, teacher = output.features, output.extras["teacher"]
+        assert f is not None  # forward fills it
         parts = {"task": task, "kd_v": kd_loss(f["v"], teacher["v"]), "kd_a": kd_loss(f["a"], teacher["a"]),
                  "nce": info_nce(f["v"], f["t"]) + info_nce(f["a"], f["t"])}
         total = task + self.cfg.kd_weight * (parts["kd_v"] + parts["kd_a"]) + self.cfg.nce_weight * parts["nce"]

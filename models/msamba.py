@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import torch
 import torch.nn.functional as F
@@ -352,7 +352,12 @@ class MambaVisionMixer(nn.Module):
         return self.out_proj(torch.cat([y.to(z.dtype), z], dim=1).transpose(1, 2))
 
 
-def add_norm(h: torch.Tensor, residual: Optional[torch.Tensor], norm: nn.RMSNorm) -> tuple[torch.Tensor, torch.Tensor]:
+def _stack(stacks: nn.ModuleDict, m: str) -> nn.ModuleList:
+    """Modality m's block stack (typed: a ModuleDict hands out plain Modules)."""
+    return cast(nn.ModuleList, stacks[m])
+
+
+def add_norm(h: torch.Tensor, residual: Optional[torch.Tensor], norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """mamba-ssm's fused add + RMSNorm (prenorm, residual_in_fp32): (norm(h + res), h + res in fp32)."""
     residual = (h if residual is None else residual + h).float()
     return norm(residual).to(h.dtype), residual
@@ -405,7 +410,7 @@ class CHMBlock(nn.Module):
     def forward(self, streams: list[torch.Tensor], residuals: list[Optional[torch.Tensor]]):
         """streams = [anchor, context 1, context 2] -> (outputs, residuals) in the same order."""
         normed, new_res = [], []
-        for i, (h, res) in enumerate(zip(streams, residuals)):
+        for i, (h, res) in enumerate(zip(streams, residuals, strict=True)):
             if i == 0:
                 x, res = add_norm(h, res, self.norms[0])
             else:  # context: "add residual if any", keep it, RMSNorm (prenorm=False)
@@ -419,6 +424,8 @@ class CHMBlock(nn.Module):
 
 
 class MSAmba(MSAModel):
+    cfg: MSAmbaConfig
+
     def __init__(self, cfg: MSAmbaConfig):
         super().__init__(cfg)
         if cfg.task != "regression":
@@ -432,8 +439,8 @@ class MSAmba(MSAModel):
         for p in self.pos_embed.values():
             nn.init.trunc_normal_(p, std=0.02)  # timm trunc_normal_(std=.02): bounds +-2 absolute
         self.ism = nn.ModuleDict({m: nn.ModuleList(ISMBlock(cfg) for _ in range(cfg.ism_depth)) for m in MODS})
-        for blocks in self.ism.values():
-            for block in blocks:
+        for block in self.ism.modules():  # t, a, v stacks in order, each block by depth
+            if isinstance(block, ISMBlock):
                 block.init_like_copy(cfg.ism_depth)
         self.sub_head = nn.ModuleDict({m: nn.Linear(d, 1) for m in MODS}) if cfg.sub_loss else None  # sub_fc_*
         self.chm = nn.ModuleDict({m: nn.ModuleList(CHMBlock(cfg) for _ in range(cfg.fusion_depth)) for m in MODS})
@@ -459,7 +466,7 @@ class MSAmba(MSAModel):
 
     def _ism(self, m: str, h: torch.Tensor) -> torch.Tensor:
         residual = None
-        for block in self.ism[m]:
+        for block in _stack(self.ism, m):
             h, residual = block(h, residual)
         return h  # the last mixer output; the residual is not added back (as coded)
 
@@ -476,8 +483,8 @@ class MSAmba(MSAModel):
                 inputs = [s[a][m] for m in mods]
                 if a == "a" and self.cfg.chm_a_text == "t_block":
                     inputs[2] = s["t"]["t"]  # hidden_states_text_T: the T-block's text output
-                outs, res = self.chm[a][i](inputs, [r[a][m] for m in mods])
-                for m, o, rr in zip(mods, outs, res):
+                outs, res = _stack(self.chm, a)[i](inputs, [r[a][m] for m in mods])
+                for m, o, rr in zip(mods, outs, res, strict=True):
                     s[a][m], r[a][m] = o, rr
                 anchors[a] = outs[0][:, 0]
         fused = {
@@ -501,6 +508,7 @@ class MSAmba(MSAModel):
         task = task_loss(output.pred, batch.labels, self.cfg.task)
         parts = {"task": task}
         if self.cfg.sub_loss:  # train_msamba.py:193-203
+            assert output.unimodal is not None  # forward fills it
             for m in MODS:
                 parts[f"ism_{m}"] = task_loss(output.unimodal[m], batch.labels, self.cfg.task)
             for m in MODS:

@@ -40,11 +40,13 @@ class MulTConfig(ModelConfig):
 
 
 class MulT(MSAModel):
+    cfg: MulTConfig
+
     def __init__(self, cfg: MulTConfig):
         super().__init__(cfg)
         d = cfg.d
         self.proj = nn.ModuleDict()
-        for m, d_in, k in zip("tav", cfg.dims, cfg.conv_kernels):
+        for m, d_in, k in zip("tav", cfg.dims, cfg.conv_kernels, strict=True):
             # MulT/MMSA: identity when the input already has width d
             self.proj[m] = nn.Identity() if d_in == d else nn.Conv1d(d_in, d, kernel_size=k, padding=0, bias=False)
         source_dropout = {"t": cfg.attn_dropout, "a": cfg.attn_dropout_a, "v": cfg.attn_dropout_v}

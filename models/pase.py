@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +47,7 @@ from torch import nn
 from bench.batch import MODALITIES
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
 from models.layers.seq_encoder import SeqEncoder, pool_segments
-from models.layers.text_encoder import build_text_encoder
+from models.layers.text_encoder import TextEncoder, build_text_encoder
 from models.registry import around_preset, register_model, uniform
 
 PAIRS = (("t", "a"), ("t", "v"), ("a", "v"))  # the unordered modality pairs of L_inter
@@ -145,6 +145,9 @@ def _no_autocast(device: torch.device):
 class PrototypeBank(nn.Module):
     """K x d EMA prototypes of one modality: buffers, so saved in the state dict but never trained."""
 
+    protos: torch.Tensor  # (K, d) buffer
+    initialised: torch.Tensor  # (K,) bool buffer
+
     def __init__(self, k: int, d: int, momentum: float):
         super().__init__()
         self.momentum = momentum
@@ -229,6 +232,8 @@ def _mlp(d_in: int, hidden: int, d_out: int, dropout: float) -> nn.Sequential:
 
 # -- model ----------------------------------------------------------------------------
 class PaSE(MSAModel):
+    cfg: PaSEConfig
+
     def __init__(self, cfg: PaSEConfig):
         super().__init__(cfg)
         self._check(cfg)
@@ -304,7 +309,8 @@ class PaSE(MSAModel):
                 (feats.shape[0],), feats.shape[1], device=feats.device)
             h_t = self.text_encoder(feats, lengths)
         else:
-            h_t = self.text_proj(self.text_encoder.cls(batch.text_ids, batch.text_mask, batch.text_segment))
+            bert = cast(TextEncoder, self.text_encoder)
+            h_t = self.text_proj(bert.cls(batch.text_ids, batch.text_mask, batch.text_segment))
         return {"t": h_t, **{m: self.encoders[m](*self._frames(x, lengths)) for m, x, lengths in (
             ("a", batch.audio, batch.audio_lengths), ("v", batch.vision, batch.vision_lengths))}}
 
@@ -314,11 +320,15 @@ class PaSE(MSAModel):
             return x, lengths  # nothing to pool (a clip of <= pool_len steps keeps its steps)
         return pool_segments(x, lengths, self.cfg.pool_len)
 
+    def bank(self, m: str) -> PrototypeBank:
+        """Modality m's prototype bank (typed: a ModuleDict hands out plain Modules)."""
+        return cast(PrototypeBank, self.banks[m])
+
     def gate(self, m: str, h: torch.Tensor) -> torch.Tensor:
         """g_m (B, 1) = sigmoid(MLP(s_m)), s_m = max cosine to the initialised prototypes (0 if none)."""
         if not self.cfg.use_gate:
             return h.new_ones(h.shape[0], 1)
-        bank = self.banks[m]
+        bank = self.bank(m)
         sim = F.normalize(h, dim=-1) @ bank.normalised().to(h.dtype).T
         best = sim.masked_fill(~bank.initialised, float("-inf")).max(1, keepdim=True).values
         s = torch.where(bank.initialised.any(), best, torch.zeros_like(best))
@@ -342,7 +352,7 @@ class PaSE(MSAModel):
         if self.training:  # after the forward pass, before the losses; never in eval
             classes = prototype_classes(batch.labels, self.cfg.task, self.cfg.prototype_bins)
             for m in MODALITIES:
-                self.banks[m].update(h[m], classes)
+                self.bank(m).update(h[m], classes)
             extras["classes"] = classes
             g = torch.stack([gates[m].detach().float().sum() for m in MODALITIES])
             self._gate_sum = g if self._gate_sum is None else self._gate_sum + g
@@ -354,7 +364,7 @@ class PaSE(MSAModel):
         """L_intra: sum over modalities of the mean prototype InfoNCE, tau = temperature."""
         total = h["t"].new_zeros((), dtype=torch.float32)
         for m in MODALITIES:
-            bank = self.banks[m]
+            bank = self.bank(m)
             valid = (classes >= 0) & bank.initialised[classes.clamp(min=0)]
             logits = F.normalize(h[m].float(), dim=-1) @ bank.normalised().T / self.cfg.temperature
             logits = logits.masked_fill(~bank.initialised, LOGIT_FILL)
@@ -365,7 +375,7 @@ class PaSE(MSAModel):
     def cal_terms(self, h: dict[str, torch.Tensor], classes: torch.Tensor) -> dict[str, torch.Tensor]:
         """L_match, L_reg, Omega summed over the 3 modality pairs; zeros if K' < 2."""
         zero = h["t"].new_zeros((), dtype=torch.float32)
-        shared = self.banks["t"].initialised & self.banks["a"].initialised & self.banks["v"].initialised
+        shared = self.bank("t").initialised & self.bank("a").initialised & self.bank("v").initialised
         idx = shared.nonzero().squeeze(1)  # host sync: the OT problem size K' is needed on the host
         k = idx.numel()
         if k < 2:
@@ -379,7 +389,7 @@ class PaSE(MSAModel):
         for m in MODALITIES:  # B^m: batch class means (differentiable); absent classes: own prototype
             sums = onehot.T @ F.normalize(h[m].double(), dim=-1)
             means = F.normalize(sums / counts.clamp(min=1).unsqueeze(1), dim=-1)
-            own = self.banks[m].normalised().double()
+            own = self.bank(m).normalised().double()
             batch_means[m] = torch.where(present, means, own)[idx]
             protos[m] = own[idx]
         eye = torch.eye(k, dtype=torch.float64, device=idx.device)
@@ -401,6 +411,7 @@ class PaSE(MSAModel):
     def loss(self, output: ModelOutput, batch) -> dict[str, torch.Tensor]:
         """L = L_task(fused) + 1/3 sum_m L_task(m) + lambda L_intra + mu 1[phase 2] L_inter."""
         cfg = self.cfg
+        assert output.unimodal is not None and output.features is not None  # forward fills both
         task = task_loss(output.pred, batch.labels, cfg.task)
         uni = {m: task_loss(output.unimodal[m], batch.labels, cfg.task) for m in MODALITIES}
         unimodal = (uni["t"] + uni["a"] + uni["v"]) / 3
@@ -503,7 +514,7 @@ class PaSE(MSAModel):
         record: dict[str, Any] = {}
         if self._gate_sum is not None and self._gate_count:
             means = (self._gate_sum / self._gate_count).tolist()
-            record["gate_mean"] = dict(zip(MODALITIES, means))
+            record["gate_mean"] = dict(zip(MODALITIES, means, strict=True))
             record["gate_mean_on"] = "train"
         if self._ot_err is not None:
             record["ot_marginal_err_max"] = float(self._ot_err)

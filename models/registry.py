@@ -17,7 +17,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Mapping, NoReturn, Optional, Union
 
 from models.base import ModelConfig
 
@@ -77,7 +77,7 @@ def register_model(
     name: str,
     *,
     config: type,
-    presets: PresetTable,
+    presets: Mapping[tuple[str, str], ModelConfig],
     default_preset: str = "mmsa",
     description: str = "",
     unsupported: dict[str, str] | None = None,
@@ -262,7 +262,7 @@ def _lookup(ref: Any) -> tuple:
 def field_rule(config_cls: type, name: str) -> FieldRule:
     """The type, bounds and choices of one config field (see the comment above FIELD_BOUNDS)."""
     hint = _type_hints(config_cls).get(name, Any)
-    meta = next((f.metadata for f in dataclasses.fields(config_cls) if f.name == name), {})
+    meta: Mapping[str, Any] = next((f.metadata for f in dataclasses.fields(config_cls) if f.name == name), {})
     choices = meta.get("choices")
     if choices is None:
         keys = [f"{c.__name__}.{name}" for c in config_cls.__mro__]
@@ -336,7 +336,7 @@ def _coerce(value: Any, hint: Any, rule: FieldRule) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise _Mismatch
-            items = [_coerce(v, a, rule) for v, a in zip(value, args)]
+            items = [_coerce(v, a, rule) for v, a in zip(value, args, strict=True)]
         else:
             items = [_coerce(v, args[0] if args else Any, rule) for v in value]
         return tuple(items) if origin is tuple else items
@@ -489,7 +489,8 @@ DEFAULT_SPACE: tuple[tuple[str, SearchParam], ...] = (
 def default_search_space(cfg: ModelConfig) -> dict[str, SearchParam]:
     """The space of a model that declares none: DEFAULT_SPACE's first matching pattern for each
     float field (a learning rate only where the preset gives a positive value)."""
-    hints = _type_hints(type(cfg))
+    config_cls: type = type(cfg)  # plain `type`: else mypy takes the instances' __hash__ (None) for the class's
+    hints = _type_hints(config_cls)
     space = {}
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
@@ -541,7 +542,7 @@ def apply_search_values(cfg: ModelConfig, values: dict[str, Any]) -> dict[str, A
     for target, value in values.items():
         parts = split_target(target)
         items = value if len(parts) > 1 else (value,)
-        for (name, index), item in zip(parts, items):
+        for (name, index), item in zip(parts, items, strict=True):
             if index is None:
                 out[name] = item
             else:
@@ -557,7 +558,7 @@ def check_search_space(model: str, config_cls: type, space: dict[str, SearchPara
     produce has the field's type and bounds. `cfg`: the preset a relative range scales."""
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
 
-    def fail(target: str, problem: str) -> None:
+    def fail(target: str, problem: str) -> NoReturn:
         raise ConfigError(f"search space of model '{model}', field '{target}': {problem}")
 
     def base_value(name: str) -> Any:
@@ -565,7 +566,7 @@ def check_search_space(model: str, config_cls: type, space: dict[str, SearchPara
             return getattr(cfg, name)
         f = fields[name]
         return f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
 
     def check_value(target: str, name: str, index: Optional[int], value: Any) -> None:
         full = value
@@ -600,7 +601,7 @@ def check_search_space(model: str, config_cls: type, space: dict[str, SearchPara
                 values = c if len(parts) > 1 else (c,)
                 if len(parts) > 1 and (not isinstance(c, tuple) or len(c) != len(parts)):
                     fail(target, f"choice {_show(c)} must give {len(parts)} values ({target})")
-                for (name, index), v in zip(parts, values):
+                for (name, index), v in zip(parts, values, strict=True):
                     check_value(target, name, index, v)
             continue
         if len(parts) > 1:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
+from models.base import ModelConfig, ModelOutput, MSAModel, sum_terms, task_loss
 from models.bert_text import UNSUPPORTED, bert_preset_table
 from models.layers.text_encoder import build_text_encoder, split_no_decay
 from models.registry import choice, register_model
@@ -171,6 +171,8 @@ def class_mean(features: torch.Tensor, members: torch.Tensor, previous: torch.Te
 
 
 class SelfMM(MSAModel):
+    cfg: SelfMMConfig
+
     def __init__(self, cfg: SelfMMConfig):
         super().__init__(cfg)
         if cfg.use_ulgm and cfg.task != "regression":
@@ -214,26 +216,27 @@ class SelfMM(MSAModel):
 
     def loss(self, output: ModelOutput, batch) -> dict[str, torch.Tensor]:
         cfg = self.cfg
+        assert output.unimodal is not None and output.features is not None  # forward fills both
         preds = {"f": output.pred, **output.unimodal}
         if not cfg.use_ulgm:  # every head on the human labels, weight 1
             parts = {h: task_loss(preds[h], batch.labels, cfg.task) for h in HEADS}
-            return {"total": sum(parts.values()), "task": parts["f"], **{s: parts[s] for s in "tav"}}
+            return {"total": sum_terms(parts.values()), "task": parts["f"], **{s: parts[s] for s in "tav"}}
         y_m = batch.labels.reshape(-1).float()
-        use_memory = self.training and self.memory is not None and not batch.masked
-        if use_memory:
-            if int(batch.index.max()) >= len(self.memory):
+        memory = self.memory if self.training and not batch.masked else None
+        if memory is not None:
+            if int(batch.index.max()) >= len(memory):
                 raise IndexError(f"batch.index {int(batch.index.max())} is outside the ULGM memory of "
-                                 f"{len(self.memory)} training samples: loss() in train mode takes training batches only")
-            targets = {s: self.memory.labels[s][batch.index] for s in "tav"}  # copies: the update below leaves them
+                                 f"{len(memory)} training samples: loss() in train mode takes training batches only")
+            targets = {s: memory.labels[s][batch.index] for s in "tav"}  # copies: the update below leaves them
         else:  # eval mode, or no training run yet: the labels ULGM starts from (y_s = y_m)
             targets = {s: y_m for s in "tav"}
         parts = {"task": (output.pred.reshape(-1).float() - y_m).abs().mean()}
         for s in "tav":
             weight = torch.tanh((targets[s] - y_m).abs())
             parts[s] = (weight * (preds[s].reshape(-1).float() - targets[s]).abs()).mean()
-        if use_memory:
-            self.memory.update(output.features, batch.index, self.epoch)
-        return {"total": sum(parts.values()), **parts}
+        if memory is not None:
+            memory.update(output.features, batch.index, self.epoch)
+        return {"total": sum_terms(parts.values()), **parts}
 
     def on_epoch_start(self, epoch: int, state: Any) -> dict[str, Any]:
         self.epoch = epoch + 1
@@ -277,7 +280,7 @@ class SelfMM(MSAModel):
 
 
 # -- presets ---------------------------------------------------
-_COMMON = dict(
+_COMMON: dict[str, Any] = dict(
     optimizer="adam",  # torch Adam, coupled L2, 5 groups (MMSA trains/multiTask/SELF_MM.py:89; Self-MM :96)
     grad_accum_steps=4,  # update_epochs 4 (the trailing group is applied: harness fix)
     early_stop_patience=8, label_bound=3.0,  # early_stop 8; H 3.0

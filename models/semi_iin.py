@@ -80,7 +80,6 @@ unknown), all 30 epochs run, the test split once.
 
 from __future__ import annotations
 
-import math
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -175,6 +174,8 @@ def group_mask(lengths: tuple[int, int, int], inter: bool) -> torch.Tensor:
 class GroupMaskedAttention(MultiheadAttention):
     """MulT/fairseq self-attention (same packed parameters) with a fixed (T, T) group mask."""
 
+    allowed: Optional[torch.Tensor]  # (T, T) bool buffer; None: every token sees every token
+
     def __init__(self, d: int, heads: int, attn_dropout: float, allowed: Optional[torch.Tensor]):
         super().__init__(d, heads, attn_dropout)
         self.register_buffer("allowed", allowed, persistent=False)
@@ -244,7 +245,7 @@ def check_unlabeled_dir(directory: str, dims: tuple[int, int, int]) -> Path:
         if isinstance(err, UnlabeledDataError):
             raise
         raise UnlabeledDataError(f"{need}; {path.name} is not a readable .npz file ({err})") from None
-    for k, width in zip(UNLABELED_KEYS, dims):
+    for k, width in zip(UNLABELED_KEYS, dims, strict=True):
         s = shapes[k]
         if len(s) != 3 or s[2] != width or s[0] != shapes["text"][0] or s[0] == 0:
             raise UnlabeledDataError(f"{need}; '{k}' has shape {tuple(s)}")
@@ -252,6 +253,8 @@ def check_unlabeled_dir(directory: str, dims: tuple[int, int, int]) -> Path:
 
 
 class SemiIIN(MSAModel):
+    cfg: SemiIINConfig
+
     def __init__(self, cfg: SemiIINConfig):
         super().__init__(cfg)
         if cfg.task != "regression":
@@ -389,6 +392,7 @@ class SemiIIN(MSAModel):
         return self.pseudo_label(self.load_unlabeled(), state.device, int(state.seed), len(state.data.train))
 
     def load_unlabeled(self) -> dict[str, torch.Tensor]:
+        assert self.cfg.unlabeled_dir is not None  # the self-training stage exists only with it
         path = check_unlabeled_dir(self.cfg.unlabeled_dir, self.cfg.dims)
         with np.load(path) as f:
             return {k: torch.as_tensor(np.asarray(f[k], dtype=np.float32)) for k in UNLABELED_KEYS}
@@ -401,7 +405,7 @@ class SemiIIN(MSAModel):
         cfg = self.cfg
         was_training = self.training
         self.eval()
-        lens = dict(zip(UNLABELED_KEYS, cfg.seq_lens))  # stored fitted to seq_lens (fixed-size batches)
+        lens = dict(zip(UNLABELED_KEYS, cfg.seq_lens, strict=True))  # stored fitted to seq_lens (fixed-size batches)
         fitted = {}
         for k, x in clips.items():
             n = lens[k]
@@ -433,7 +437,8 @@ class SemiIIN(MSAModel):
     # -- protocol --------------------------------------------------------------------------------
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # the conv front-ends; the type embedding, tokens, encoders, gates and heads are shared
-        return {"t": [self.proj_t.weight], "a": [self.proj_a1.weight, self.proj_a2.weight], "v": [self.proj_v.weight]}
+        weights = {"t": [self.proj_t.weight], "a": [self.proj_a1.weight, self.proj_a2.weight], "v": [self.proj_v.weight]}
+        return weights  # type: ignore[return-value]  # torch types a layer's weight as Tensor; it is a Parameter
 
     def summary(self) -> dict[str, Any]:
         cfg = self.cfg

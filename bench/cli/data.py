@@ -92,7 +92,7 @@ def describe(data) -> str:
         f"file      {src.get('path', src.get('file'))} ({src.get('size_bytes', 0) / 2**20:.1f} MiB, "
         f"{src.get('format')} format)",
         f"sha256    {src.get('sha256') or '-'} [{_checksum_status(src)}]",
-        f"dims      " + ", ".join(f"{m} {d}" for m, d in info.dims.items())
+        "dims      " + ", ".join(f"{m} {d}" for m, d in info.dims.items())
         + "   seq_lens " + ", ".join(f"{m} {t}" for m, t in info.seq_lens.items()),
         f"text      views: {', '.join(info.text_views)}" + (f"; vocab {info.vocab_size}" if info.vocab_size else ""),
         f"lengths   {src.get('lengths', '-')}",
@@ -140,7 +140,8 @@ def _label_stats(labels, task: str) -> str:
         present = labels.sum(0).tolist()
         n = labels.shape[0]
         odd = int((labels.sum(1) != 1).sum())
-        return ", ".join(f"{e} {int(k)} ({k / n:.0%})" for e, k in zip(EMOTIONS, present)) + f"; !=1 present: {odd}"
+        counts = ", ".join(f"{e} {int(k)} ({k / n:.0%})" for e, k in zip(EMOTIONS, present, strict=True))
+        return counts + f"; !=1 present: {odd}"
     y = labels.double()
     return (f"mean {y.mean():.3f} sd {y.std():.3f} [{y.min():.1f}, {y.max():.1f}]; "
             f"neg {int((y < 0).sum())} zero {int((y == 0).sum())} pos {int((y > 0).sum())}")

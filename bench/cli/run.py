@@ -128,7 +128,7 @@ def _with_flags(runs: list, args) -> list:
     return [dataclasses.replace(r, **flags) for r in runs] if flags else runs
 
 
-def _where(err: Exception, args) -> str:
+def _where(err: BaseException, args) -> str:
     """Which option a config-value error came from: '--set: ' or the sweep file's path."""
     from bench.config import parse_set
     from models.registry import ConfigError

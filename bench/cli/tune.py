@@ -126,7 +126,7 @@ def main(args) -> int:
         loaded = load_sweep_data(planned, log) if args.launcher == "local" else {}
         check_out_dirs(planned)
         failed = 0
-        for spec, p in zip(specs, planned):
+        for spec, p in zip(specs, planned, strict=True):
             summary = tune(spec, final=args.final, data=loaded.get(data_key(p)), log=log)
             if summary.get("best") is None:  # no trial completed: nothing was tuned
                 failed += 1

@@ -20,6 +20,8 @@ SPLITS = ("train", "valid", "test")
 class DataError(Exception):
     """A data file cannot be used. The message names the file, split, key and problem."""
 
+    problems: list[DataError]  # set by validation when it collected every problem before raising
+
     def __init__(self, file: str, problem: str, split: str | None = None, key: str | None = None):
         where = ", ".join(p for p in (f"split={split}" if split else "", f"key={key}" if key else "") if p)
         self.file, self.split, self.key, self.problem = file, split, key, problem
@@ -69,7 +71,7 @@ class Split:
 
     def take(self, idx: torch.Tensor) -> Batch:
         """The samples at positions `idx` as a Batch."""
-        fields = {k: v[idx] for k, v in self.tensors.items()}
+        fields: dict[str, Any] = {k: v[idx] for k, v in self.tensors.items()}
         if self.trim_text and "text_mask" in fields:
             trim_padding(fields)
         fields["index"] = idx.clone()

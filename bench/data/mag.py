@@ -154,7 +154,10 @@ def _split_lists(obj: Any, problems: Problems) -> dict[str, list]:
 
 def _parse(dataset: str, splits: dict[str, list], tok: Any, max_length: int, problems: Problems) -> Optional[Parsed]:
     pieces: dict[str, list[int]] = {}  # word -> sub-token ids, shared by the splits
-    tensors, ids, shapes, truncated = {}, {}, {}, {}
+    tensors: dict[str, dict[str, torch.Tensor]] = {}
+    ids: dict[str, Optional[list[str]]] = {}
+    shapes: dict[str, dict[str, tuple[int, int]]] = {}
+    truncated: dict[str, int] = {}
     for s in SPLITS:
         out = _parse_split(splits[s], FILE_SPLITS[s], tok, pieces, max_length, problems, shapes)
         if out is not None:
@@ -243,10 +246,10 @@ def _parse_split(samples: list, s: str, tok: Any, pieces: dict[str, list[int]], 
         words_all.append(w)
         labels.append(y)
         segments.append(segment)
-    for (key, what), hits in bad.items():
+    for (bad_key, what), hits in bad.items():
         i, detail = hits[0]
         where = f"first at index {i}" + (f": {detail}" if detail else "")
-        problems.error(f"{len(hits)} {what} ({where})", split=s, key=key)
+        problems.error(f"{len(hits)} {what} ({where})", split=s, key=bad_key)
     if bad:
         return None
 
@@ -256,15 +259,15 @@ def _parse_split(samples: list, s: str, tok: Any, pieces: dict[str, list[int]], 
         flat = np.ascontiguousarray(np.concatenate(rows[key]))
         check_features(flat, problems, s, key, neginf_ok=key == "acoustic", row_starts=starts)
         feats[key] = flat
-    y = regression_labels(np.asarray(labels, dtype=np.float32), problems, s, "label")
+    y_all = regression_labels(np.asarray(labels, dtype=np.float32), problems, s, "label")
     sample_ids = id_strings(segments, n, problems, s, "segment")
     out = _align(words_all, starts, feats, tok, pieces, max_length, problems, s)
-    if out is None or y is None or sample_ids is None:
+    if out is None or y_all is None or sample_ids is None:
         return None
     tensors, n_truncated = out
     for key in ("visual", "acoustic"):
         shapes.setdefault(s, {})[key] = (max_length, first_dim[key])
-    tensors["labels"] = torch.from_numpy(y)
+    tensors["labels"] = torch.from_numpy(y_all)
     return tensors, [_mmsa_id(i) for i in sample_ids], n_truncated
 
 

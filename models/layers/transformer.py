@@ -210,7 +210,7 @@ class CrossModalTransformer(nn.Module):
         self.layers = nn.ModuleList(
             CrossModalLayer(d, heads, attn_dropout, relu_dropout, res_dropout, causal, ffn_dim) for _ in range(layers)
         )
-        self.norm = nn.LayerNorm(d)
+        self.norm: nn.Module = nn.LayerNorm(d)  # Semi-IIN's wrapper swaps in nn.Identity
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         h = self.scale * x
