@@ -174,7 +174,7 @@ def predictions_figure(runs: Mapping[str, Sequence[dict[str, Any]]], title: str 
     if not runs:
         raise ValueError("no runs to plot")
     seeds = sorted({int(r["seed"]) for records in runs.values() for r in records})
-    seed_color = dict(zip(seeds, sns.color_palette("colorblind", len(seeds))))
+    seed_color = dict(zip(seeds, sns.color_palette("colorblind", len(seeds)), strict=True))
     ncols = min(3, len(runs))
     nrows = math.ceil(len(runs) / ncols)
     width = COLUMN_WIDTH_IN if ncols == 1 else 2.3 * ncols

@@ -170,7 +170,7 @@ def paired_ratios(model_ms: Sequence[float], floor_ms: Sequence[float]) -> list[
     if len(floor_ms) != len(model_ms) + 1:
         raise ValueError(f"{len(model_ms)} model steps need {len(model_ms) + 1} floor steps around them, "
                          f"got {len(floor_ms)}")
-    return [m / ((before + after) / 2) for m, before, after in zip(model_ms, floor_ms, floor_ms[1:])]
+    return [m / ((before + after) / 2) for m, before, after in zip(model_ms, floor_ms, floor_ms[1:], strict=False)]
 
 
 def ratio_summary(model_ms: Sequence[float], floor_ms: Sequence[float], target: float | None) -> dict[str, Any]:
@@ -640,7 +640,7 @@ def machine() -> dict[str, Any]:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown (GitHub) table."""
-    from tabulate import tabulate  # type: ignore[import-untyped]
+    from tabulate import tabulate
 
     headers = ["model", "step ms median", "min / max", "× floor", "interval", "target", "verdict", "forward ms",
                "peak GiB", "params", "Shapley/epoch", "SGM/epoch", "earlier stages/run"]
