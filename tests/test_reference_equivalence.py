@@ -240,8 +240,49 @@ MFON = RefMap(
     extra_outputs=_mfon_teachers,
 )
 
+# -- KEBR, Semi-IIN (issue #24, second batch) ----------------------------------------------
+def _kebr_similarities(model: Any, batch: Batch) -> dict[str, torch.Tensor]:
+    """The MCC cosines a_i, b_i that the reference's forward returns (msabench: `similarities`)."""
+    sim_a, sim_v = model.similarities(model(batch))
+    return {"sim_a": sim_a, "sim_v": sim_v}
+
+
+_KEBR_CMA = (("modality1_ln", "ln_text"), ("modality2_ln", "ln_other"), ("proj_modality1", "q"),
+             ("proj_modality2_k", "k"), ("proj_modality2_v", "v"), ("proj", "out"))
+KEBR = RefMap(
+    weights=(
+        *prefixed((("pretrained_language_model.model", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        (r"crossmodal_encoder\.encoderlayer\..+", None),  # the same module object as layers.0-3, listed again
+        *((rf"crossmodal_encoder\.layers\.(\d)\.cma_([av])\.{ref}\.(weight|bias)", rf"fusion.layers.\1.cma_\2.{ours}.\3")
+          for ref, ours in _KEBR_CMA),
+        (r"crossmodal_encoder\.layers\.(\d)\.layernorm\.(weight|bias)", r"fusion.layers.\1.norm.\2"),
+        (r"crossmodal_encoder\.layers\.(\d)\.fc\.(weight|bias)", r"fusion.layers.\1.fc.\2"),
+        (r"(fc1|fc2)\.(weight|bias)", r"head.\1.\2"),
+    ),
+    outputs={"pred": "pred", "text": "hook:text", "fused": "hook:fusion"},
+    losses={"L1": "task", "MCC": "mcc", "total": "total"},
+    # the 4 passes share one layer: the golden's layers.0-3 all load into it, layers.3 last
+    tamper="crossmodal_encoder.layers.3.cma_v.proj_modality2_k.weight",
+    extra_outputs=_kebr_similarities,
+)
+
+
+def test_kebr_golden_shares_one_layer(tmp_path):
+    """The reference's 4 TCMF passes are one module (its copies in the golden are equal, so
+    loading them in turn into msabench's shared layer loses nothing) and msabench shares too."""
+    meta, golden = load_golden("kebr")
+    w = golden["weights"]
+    for name in (k for k in w if k.startswith("crossmodal_encoder.encoderlayer.")):
+        for i in range(4):
+            assert torch.equal(w[name], w[name.replace("encoderlayer", f"layers.{i}")]), name
+    layers = build_model(meta, tmp_path).fusion.layers
+    assert all(layer is layers[0] for layer in layers)
+# -- end KEBR, Semi-IIN ----------------------------------------------------------------------
+
+
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
-                           "clgsi": CLGSI, "mfon": MFON}
+                           "clgsi": CLGSI, "mfon": MFON,
+                           "kebr": KEBR}
 
 
 # -- the machinery -------------------------------------------------------------------------
