@@ -267,6 +267,55 @@ KEBR = RefMap(
 )
 
 
+def _semi_iin_specials(model: Any, batch: Batch) -> dict[str, torch.Tensor]:
+    """The val and cls tokens of the last IntraMAU / InterMAU application (what the gates read)."""
+    captured: dict[str, torch.Tensor] = {}
+    handles = [getattr(model, n).register_forward_hook(lambda _m, _i, out, n=n: captured.__setitem__(n, out[:, :2]))
+               for n in ("intra", "inter")]
+    model(batch)
+    for h in handles:
+        h.remove()
+    return captured
+
+
+def _semi_iin_embed_dropout(model: Any, golden: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Replay the reference's embed-dropout masks (packed bits, sequence-first). Per encoder call
+    MulT's encoder draws for the queries, the key stream and the value stream, which the released
+    attention never reads (kv_same): msabench's kv stream (`wrapper_kv_stream`) takes the first two."""
+    import numpy as np
+
+    state = golden["state"]
+    p = float(state["embed_dropout_p"])
+    shape = tuple(state["embed_dropout_shape"].tolist())
+    draws = sorted((k for k in state if k.startswith("embed_dropout.")), key=lambda k: int(k.split(".")[1]))
+    keep = [torch.from_numpy(np.unpackbits(state[k].numpy())[: int(np.prod(shape))].reshape(shape)).float() / (1 - p)
+            for k in draws]
+    queue = [m.transpose(0, 1) for i, m in enumerate(keep) if i % 3 != 2]
+    for encoder in (model.intra, model.inter):
+        embed = encoder._embed
+        encoder._embed = lambda x, embed=embed: embed(x) * queue.pop(0)
+
+
+SEMI_IIN = RefMap(
+    weights=(
+        *prefixed((("cmfm1", "intra"), ("cmfm2", "inter")), _MULT_BLOCK),
+        (r"cmfm[12]\.(version|embed_positions\._float_tensor)", None),  # fairseq constants, not weights
+        *((rf"gate{i}\.(A|V)_affline\.(weight|bias)", rf"gate_{ours}.\1_affine.\2") for i, ours in ((1, "val"), (2, "emo"))),
+        (r"token_type_embeddings\.weight", "token_type.weight"),
+        (r"(pos_embed|val_token|cls_token)", r"\1"),
+        *((rf"{ref}\.weight", f"{ours}.weight") for ref, ours in
+          (("proj_1tt", "proj_t"), ("proj_1aa", "proj_a1"), ("proj_2aa", "proj_a2"), ("proj_1vv", "proj_v"))),
+        (r"module\.(\d)\.(weight|bias)", r"mlp.\1.\2"),
+        (r"fc_out1\.(weight|bias)", r"fc_val.\1"),
+        (r"fc_out2\.(weight|bias)", r"fc_emo.\1"),
+    ),
+    outputs={"p_val": "pred", "p_emo": "extras.emotion_logits", "gate_val": "hook:gate_val", "gate_emo": "hook:gate_emo"},
+    losses={"MSE": "mse", "CE": "ce", "total": "total"},
+    tamper="cmfm2.layers.0.fc2.bias",
+    prepare=_semi_iin_embed_dropout,
+    extra_outputs=_semi_iin_specials,
+)
+
 def test_kebr_golden_shares_one_layer(tmp_path):
     """The reference's 4 TCMF passes are one module (its copies in the golden are equal, so
     loading them in turn into msabench's shared layer loses nothing) and msabench shares too."""
@@ -282,7 +331,7 @@ def test_kebr_golden_shares_one_layer(tmp_path):
 
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
                            "clgsi": CLGSI, "mfon": MFON,
-                           "kebr": KEBR}
+                           "kebr": KEBR, "semi_iin": SEMI_IIN}
 
 
 # -- the machinery -------------------------------------------------------------------------
