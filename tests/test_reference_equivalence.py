@@ -240,8 +240,98 @@ MFON = RefMap(
     extra_outputs=_mfon_teachers,
 )
 
+# -- KEBR, Semi-IIN (issue #24, second batch) ----------------------------------------------
+def _kebr_similarities(model: Any, batch: Batch) -> dict[str, torch.Tensor]:
+    """The MCC cosines a_i, b_i that the reference's forward returns (msabench: `similarities`)."""
+    sim_a, sim_v = model.similarities(model(batch))
+    return {"sim_a": sim_a, "sim_v": sim_v}
+
+
+_KEBR_CMA = (("modality1_ln", "ln_text"), ("modality2_ln", "ln_other"), ("proj_modality1", "q"),
+             ("proj_modality2_k", "k"), ("proj_modality2_v", "v"), ("proj", "out"))
+KEBR = RefMap(
+    weights=(
+        *prefixed((("pretrained_language_model.model", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        (r"crossmodal_encoder\.encoderlayer\..+", None),  # the same module object as layers.0-3, listed again
+        *((rf"crossmodal_encoder\.layers\.(\d)\.cma_([av])\.{ref}\.(weight|bias)", rf"fusion.layers.\1.cma_\2.{ours}.\3")
+          for ref, ours in _KEBR_CMA),
+        (r"crossmodal_encoder\.layers\.(\d)\.layernorm\.(weight|bias)", r"fusion.layers.\1.norm.\2"),
+        (r"crossmodal_encoder\.layers\.(\d)\.fc\.(weight|bias)", r"fusion.layers.\1.fc.\2"),
+        (r"(fc1|fc2)\.(weight|bias)", r"head.\1.\2"),
+    ),
+    outputs={"pred": "pred", "text": "hook:text", "fused": "hook:fusion"},
+    losses={"L1": "task", "MCC": "mcc", "total": "total"},
+    # the 4 passes share one layer: the golden's layers.0-3 all load into it, layers.3 last
+    tamper="crossmodal_encoder.layers.3.cma_v.proj_modality2_k.weight",
+    extra_outputs=_kebr_similarities,
+)
+
+
+def _semi_iin_specials(model: Any, batch: Batch) -> dict[str, torch.Tensor]:
+    """The val and cls tokens of the last IntraMAU / InterMAU application (what the gates read)."""
+    captured: dict[str, torch.Tensor] = {}
+    handles = [getattr(model, n).register_forward_hook(lambda _m, _i, out, n=n: captured.__setitem__(n, out[:, :2]))
+               for n in ("intra", "inter")]
+    model(batch)
+    for h in handles:
+        h.remove()
+    return captured
+
+
+def _semi_iin_embed_dropout(model: Any, golden: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Replay the reference's embed-dropout masks (packed bits, sequence-first). Per encoder call
+    MulT's encoder draws for the queries, the key stream and the value stream, which the released
+    attention never reads (kv_same): msabench's kv stream (`wrapper_kv_stream`) takes the first two."""
+    import numpy as np
+
+    state = golden["state"]
+    p = float(state["embed_dropout_p"])
+    shape = tuple(state["embed_dropout_shape"].tolist())
+    draws = sorted((k for k in state if k.startswith("embed_dropout.")), key=lambda k: int(k.split(".")[1]))
+    keep = [torch.from_numpy(np.unpackbits(state[k].numpy())[: int(np.prod(shape))].reshape(shape)).float() / (1 - p)
+            for k in draws]
+    queue = [m.transpose(0, 1) for i, m in enumerate(keep) if i % 3 != 2]
+    for encoder in (model.intra, model.inter):
+        embed = encoder._embed
+        encoder._embed = lambda x, embed=embed: embed(x) * queue.pop(0)
+
+
+SEMI_IIN = RefMap(
+    weights=(
+        *prefixed((("cmfm1", "intra"), ("cmfm2", "inter")), _MULT_BLOCK),
+        (r"cmfm[12]\.(version|embed_positions\._float_tensor)", None),  # fairseq constants, not weights
+        *((rf"gate{i}\.(A|V)_affline\.(weight|bias)", rf"gate_{ours}.\1_affine.\2") for i, ours in ((1, "val"), (2, "emo"))),
+        (r"token_type_embeddings\.weight", "token_type.weight"),
+        (r"(pos_embed|val_token|cls_token)", r"\1"),
+        *((rf"{ref}\.weight", f"{ours}.weight") for ref, ours in
+          (("proj_1tt", "proj_t"), ("proj_1aa", "proj_a1"), ("proj_2aa", "proj_a2"), ("proj_1vv", "proj_v"))),
+        (r"module\.(\d)\.(weight|bias)", r"mlp.\1.\2"),
+        (r"fc_out1\.(weight|bias)", r"fc_val.\1"),
+        (r"fc_out2\.(weight|bias)", r"fc_emo.\1"),
+    ),
+    outputs={"p_val": "pred", "p_emo": "extras.emotion_logits", "gate_val": "hook:gate_val", "gate_emo": "hook:gate_emo"},
+    losses={"MSE": "mse", "CE": "ce", "total": "total"},
+    tamper="cmfm2.layers.0.fc2.bias",
+    prepare=_semi_iin_embed_dropout,
+    extra_outputs=_semi_iin_specials,
+)
+
+def test_kebr_golden_shares_one_layer(tmp_path):
+    """The reference's 4 TCMF passes are one module (its copies in the golden are equal, so
+    loading them in turn into msabench's shared layer loses nothing) and msabench shares too."""
+    meta, golden = load_golden("kebr")
+    w = golden["weights"]
+    for name in (k for k in w if k.startswith("crossmodal_encoder.encoderlayer.")):
+        for i in range(4):
+            assert torch.equal(w[name], w[name.replace("encoderlayer", f"layers.{i}")]), name
+    layers = build_model(meta, tmp_path).fusion.layers
+    assert all(layer is layers[0] for layer in layers)
+# -- end KEBR, Semi-IIN ----------------------------------------------------------------------
+
+
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
-                           "clgsi": CLGSI, "mfon": MFON}
+                           "clgsi": CLGSI, "mfon": MFON,
+                           "kebr": KEBR, "semi_iin": SEMI_IIN}
 
 
 # -- the machinery -------------------------------------------------------------------------
