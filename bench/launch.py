@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from bench.config import RunConfig
+from bench.config import OptionError, RunConfig
 from bench.results import is_complete, load_result
 from bench.runner import SweepSummary, check_sweep, load_sweep_data, plan_runs, run_sweep
 
@@ -78,9 +78,9 @@ def launch(
     slurm: Optional[SlurmOptions] = None,
 ) -> SweepSummary:
     if launcher not in ("local", "submitit"):
-        raise ValueError(f"--launcher '{launcher}': unknown launcher (local | submitit)")
+        raise OptionError(f"--launcher '{launcher}': unknown launcher (local | submitit)")
     if jobs < 1:
-        raise ValueError(f"--jobs {jobs}: give at least 1")
+        raise OptionError(f"--jobs {jobs}: give at least 1")
     if launcher == "local" and jobs <= 1:
         return run_sweep(runs, force=force, progress=progress, log=log)
     planned = plan_runs(runs)  # unknown models / config keys / bad values fail here, before anything is started
@@ -103,7 +103,7 @@ def launch(
             log(f"submitted {len(jobs_submitted)} jobs; rerun the same command to collect/resubmit what is missing")
             return SweepSummary(skipped=skipped)
     else:
-        raise ValueError(f"unknown launcher '{launcher}' (local | submitit)")
+        raise OptionError(f"unknown launcher '{launcher}' (local | submitit)")
     return summarize(runs, skipped)
 
 
@@ -114,7 +114,7 @@ def _devices(n: int, requested: str) -> list[str]:
         return [requested if requested != "auto" else "cpu"] * n
     count = torch.cuda.device_count()
     if n > count:
-        raise ValueError(f"--jobs {n} asks for one GPU per job, but {count} are visible")
+        raise OptionError(f"--jobs {n} asks for one GPU per job, but {count} are visible")
     return [f"cuda:{i}" for i in range(n)]
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.config import RunConfig
+from bench.config import OptionError, RunConfig, UnknownOptionValue
 from bench.data import DataError, MSAData, load_dataset
 from bench.results import SCHEMA_VERSION, environment, is_complete, load_result, write_json_atomic
 
@@ -66,10 +66,10 @@ def plan_runs(runs: list[RunConfig]) -> list[PlannedRun]:
         if run.dataset not in known:
             close = difflib.get_close_matches(run.dataset, list(known), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise KeyError(f"--datasets: unknown dataset '{run.dataset}'{hint} (available: {', '.join(known)})")
+            raise UnknownOptionValue(f"--datasets: unknown dataset '{run.dataset}'{hint} (available: {', '.join(known)})")
         entry = get_model_entry(run.model)
         if run.dataset in entry.unsupported:
-            raise ValueError(f"model '{run.model}' cannot run on '{run.dataset}': {entry.unsupported[run.dataset]}")
+            raise OptionError(f"model '{run.model}' cannot run on '{run.dataset}': {entry.unsupported[run.dataset]}")
         fields = {f.name for f in dataclasses.fields(entry.config_cls)}
         cfg = resolve_run_config(run.model, run.dataset, run.preset, run.model_overrides(fields))
         planned.append(PlannedRun(run, cfg))
@@ -84,7 +84,7 @@ def check_sweep(todo: list[PlannedRun], local: bool = True) -> None:
         check_device(device, available=local)
     for out in dict.fromkeys(p.run.out_dir for p in todo):
         if Path(out).expanduser().exists() and not Path(out).expanduser().is_dir():
-            raise ValueError(f"--out '{out}' is a file, not a folder for result files")
+            raise OptionError(f"--out '{out}' is a file, not a folder for result files")
     encoders: dict[str, str] = {}
     for p in todo:
         if p.run.text_encoder is not None:
@@ -116,20 +116,20 @@ def check_device(name: str, available: bool = True) -> None:
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f"--device '{name}' is not a device; give {forms}") from None
+        raise OptionError(f"--device '{name}' is not a device; give {forms}") from None
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device '{name}': msabench runs on {forms}")
+        raise OptionError(f"--device '{name}': msabench runs on {forms}")
     if not available or dev.type == "cpu":
         return
     if dev.type == "mps":
         if not torch.backends.mps.is_available():
-            raise ValueError(f"--device {name}: this torch sees no MPS device; use --device cpu or auto")
+            raise OptionError(f"--device {name}: this torch sees no MPS device; use --device cpu or auto")
         return
     if not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: torch {torch.__version__} sees no CUDA device here; "
+        raise OptionError(f"--device {name}: torch {torch.__version__} sees no CUDA device here; "
                          "use --device cpu or auto")
     if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible "
+        raise OptionError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible "
                          f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
 
 
@@ -165,8 +165,9 @@ def check_text_encoder(spec: str, where: str = "--text-encoder") -> None:
 
 def dry_build(p: PlannedRun) -> None:
     """Build the model on the meta device (no memory, no weights): a config the model's own
-    checks refuse (e.g. d not divisible by heads) fails here once, not in every run. A
-    checkpoint text encoder is stood in for by bert-base shapes (check_text_encoder vouched for it)."""
+    checks refuse (e.g. d not divisible by heads) fails here once, not in every run, as a
+    ConfigError; any other exception is a fault of the model's code and propagates as it is.
+    A checkpoint text encoder is stood in for by bert-base shapes (check_text_encoder vouched for it)."""
     import torch
 
     from models.layers.text_encoder import NAMED_CONFIGS
@@ -181,9 +182,7 @@ def dry_build(p: PlannedRun) -> None:
     except (ValueError, KeyError, AssertionError) as err:  # raised from the config's values
         msg = err.args[0] if err.args else type(err).__name__
         raise ConfigError(f"model '{p.run.model}' (preset {cfg.preset} on {p.run.dataset}) cannot be built "
-                          f"with this config: {msg}") from None
-    except Exception:  # noqa: BLE001 - not a config fault (e.g. an op meta tensors lack): the run reports it
-        return
+                          f"with this config: {msg}") from err
 
 
 def load_sweep_data(todo: list[PlannedRun], log: Callable[[str], None]) -> dict[tuple, MSAData]:
@@ -247,7 +246,7 @@ def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
     from bench.data.validate import DATASET_LABELS, MULT_TEXT_ONLY, dim_hint
 
     info = data.info
-    src = info.source.get("file", info.name)
+    src = info.source.get("path", info.name)  # the full path: the file to look at
     preset = f"{DATASET_LABELS.get(cfg.dataset, cfg.dataset)} preset"
     if cfg.task != info.task:
         raise DataError(src, f"{info.name} is a '{info.task}' dataset but {model}'s {preset} is for '{cfg.task}'")

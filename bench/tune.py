@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from bench.config import DEFAULT_SEEDS, RunConfig
+from bench.config import DEFAULT_SEEDS, OptionError, RunConfig
 from bench.results import write_json_atomic
 
 OPTUNA_HINT = ('bench tune needs Optuna, an optional extra: pip install "msabench[tune]" '
@@ -85,17 +85,17 @@ class TuneSpec:
 
     def __post_init__(self) -> None:
         if (self.trials is None) == (self.budget_hours is None):
-            raise ValueError("give the budget as --trials N or --budget-hours H (one of them)")
+            raise OptionError("give the budget as --trials N or --budget-hours H (one of them)")
         if self.trials is not None and self.trials < 1:
-            raise ValueError(f"--trials {self.trials}: give at least 1")
+            raise OptionError(f"--trials {self.trials}: give at least 1")
         if self.budget_hours is not None and not self.budget_hours > 0:
-            raise ValueError(f"--budget-hours {self.budget_hours}: give a positive number")
+            raise OptionError(f"--budget-hours {self.budget_hours}: give a positive number")
         for name, value, allowed in (("sampler", self.sampler, SAMPLERS), ("pruner", self.pruner, PRUNERS),
                                      ("launcher", self.launcher, LAUNCHERS)):
             if value not in allowed:
-                raise ValueError(f"--{name} '{value}': choose {' | '.join(allowed)}")
+                raise OptionError(f"--{name} '{value}': choose {' | '.join(allowed)}")
         if self.workers < 1:
-            raise ValueError(f"--workers {self.workers}: give at least 1")
+            raise OptionError(f"--workers {self.workers}: give at least 1")
 
     @property
     def variant(self) -> str:
@@ -200,7 +200,7 @@ def resolve(spec: TuneSpec) -> Resolved:
     else:
         space, declared = search_space_of(spec.run.model, base)
     if not space:
-        raise ValueError(f"model '{spec.run.model}' has an empty search space (declare SEARCH_SPACE next to its presets)")
+        raise OptionError(f"model '{spec.run.model}' has an empty search space (declare SEARCH_SPACE next to its presets)")
     metric = base.selection_metric
     direction = "maximize" if METRICS[metric].higher_is_better else "minimize"
     return Resolved(base, absolute_space(space, base), declared, metric, direction)
@@ -240,7 +240,7 @@ def open_study(spec: TuneSpec, resolved: Optional[Resolved] = None, sampler_seed
         changed = [k for k, v in identity.items() if k in old and json.dumps(old[k], sort_keys=True) != json.dumps(v, sort_keys=True)]
         if changed:
             what = "; ".join(f"{k}: study {old[k]!r}, now {identity[k]!r}" for k in changed)
-            raise ValueError(f"study '{name}' in {spec.storage_url()} was made with another objective ({what}); "
+            raise OptionError(f"study '{name}' in {spec.storage_url()} was made with another objective ({what}); "
                              f"continue it with the same options, or start over with another --storage")
     else:
         for k, v in identity.items():

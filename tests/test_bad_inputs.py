@@ -34,6 +34,7 @@ SWEEPS = {  # name -> sweep file text, each wrong in one value
     "variant_batch0": "models:\n  - name: mult\n    variants: [{}, {batch_size: 0}]\n",
     "set_list": "models:\n  - name: mult\n    set: [lr, 1]\n",
     "setting_bad": "models: [mult]\nsetting: diagonal\n",
+    "data_rot": "models: [mult]\ndata_rot: /data\n",  # a misspelt data option is refused, not ignored
 }
 
 
@@ -124,7 +125,8 @@ RUN = [
     (["run", "--models", "mult", "--datasets", "mosi", "--data-root", "{tmp}/missing", *OUT], ["--data-root"]),
     (["run", "--models", "mult", "--datasets", "mosi", "--data-root", "{tmp}/empty", *OUT],
      ["{tmp}/empty", "not found"]),
-    (["run", "--models", "mult", "--datasets", "mosi", "--data-root", "{tmp}/badroot", *OUT], ["unaligned_50.pkl"]),
+    (["run", "--models", "mult", "--datasets", "mosi", "--data-root", "{tmp}/badroot", *OUT],
+     ["{tmp}/badroot/MOSI/Processed/unaligned_50.pkl:"]),  # the full path, not the basename
     (["run", "--models", "mult", "--out", "{tmp}/a_file.txt"], ["--out", "is a file"]),
     (["run", "--models", "mult", "--preset", "nope", *OUT], ["'nope' preset"]),
     (["run", "--models", "mult", "--variant", "../x", *OUT], ["--variant"]),
@@ -147,6 +149,7 @@ RUN = [
     (["run", "--config", "{tmp}/variant_batch0.yaml", *OUT], ["variant_batch0.yaml", "batch_size=0"]),
     (["run", "--config", "{tmp}/set_list.yaml", *OUT], ["[key=models[0].set]"]),
     (["run", "--config", "{tmp}/setting_bad.yaml", *OUT], ["[key=setting]"]),
+    (["run", "--config", "{tmp}/data_rot.yaml", *OUT], ["[key=data_rot]", "unknown key", "data_root"]),
     (["run", "--config", "{tmp}/epochs0.yaml", "--models", "mult", *OUT], ["--config", "--models"]),
 ]
 
@@ -197,7 +200,8 @@ DATA = [
     (["data", "check", "--dataset", "foo"], ["--dataset", "unknown dataset 'foo'"]),
     (["data", "check", "--dataset", "mosi", "--data-root", "{tmp}/missing"], ["--data-root"]),
     (["data", "check", "--dataset", "mosi", "--data-root", "{tmp}/empty"], ["{tmp}/empty", "not found"]),
-    (["data", "check", "--dataset", "mosi", "--data-root", "{tmp}/badroot"], ["unaligned_50.pkl"]),
+    (["data", "check", "--dataset", "mosi", "--data-root", "{tmp}/badroot"],
+     ["{tmp}/badroot/MOSI/Processed/unaligned_50.pkl:"]),
     (["data", "check", "--dataset", "mosi", "--setting", "bogus"], ["--setting"]),
     (["data", "check", "--dataset", "mosi", "--text-input", "words"], ["--text-input"]),
     (["data", "check"], ["--dataset"]),

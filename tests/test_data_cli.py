@@ -65,7 +65,8 @@ def test_data_check_reports_errors(tmp_path, capsys):
     write_mmsa(tmp_path, "mosi", "unaligned", sizes=(6, 8, 4), t=(50, 12, 16), mutate=bad)
     code, out, err = bench_inprocess(capsys, "data", "check", "--dataset", "mosi,iemocap", "--data-root", str(tmp_path))
     assert code == 2 and not out
-    assert "DataError: unaligned_50.pkl [split=valid, key=vision]: 1 NaN values (first at index 7)" in err
+    assert f"DataError: {tmp_path}/MOSI/Processed/unaligned_50.pkl [split=valid, key=vision]: 1 NaN values " \
+           "(first at index 7)" in err  # the full path, not the basename
     assert "IEMOCAP/iemocap_data.pkl, iemocap_data.pkl" in err  # the missing file lists the names
 
 
@@ -117,10 +118,10 @@ def test_wrong_file_dims_name_both_sides(tmp_path):
     root = tmp_path / "data"
     mosei_file = write_mmsa(root, "mosei", "unaligned", sizes=(6, 4, 4), t=(50, 12, 16))
     (root / "MOSI" / "Processed").mkdir(parents=True)
-    mosei_file.rename(root / "MOSI" / "Processed" / "unaligned_50.pkl")
+    mosi_file = mosei_file.rename(root / "MOSI" / "Processed" / "unaligned_50.pkl")
     with pytest.raises(DataError) as e:
         run_sweep(_runs(tmp_path / "out", "mosi", root, models=("mult",)), log=lambda s: None)
-    assert str(e.value) == ("unaligned_50.pkl [key=audio]: audio dim 74, MOSI preset expects 5: MOSEI file or "
+    assert str(e.value) == (f"{mosi_file.resolve()} [key=audio]: audio dim 74, MOSI preset expects 5: MOSEI file or "
                             "74-d COVAREP MOSI? (model mult, preset mmsa)")
     assert not (tmp_path / "out").exists()
 
@@ -133,7 +134,7 @@ def test_feature_models_on_glove_and_bert_models_on_mult_files(data_root):
     bert_like = dataclasses.replace(resolve_config("late_fusion", "iemocap"), text_input="ids")
     with pytest.raises(DataError) as e:
         check_compatible(bert_like, iemocap, "late_fusion")
-    assert str(e.value) == ("iemocap_data.pkl [key=text_bert]: model needs `text_bert`; MulT-format file has GloVe "
+    assert str(e.value) == (f"{(data_root / 'IEMOCAP' / 'iemocap_data.pkl').resolve()} [key=text_bert]: model needs `text_bert`; MulT-format file has GloVe "
                             "text only (late_fusion)")
     glove_for_bert_features = dataclasses.replace(resolve_config("mult", "iemocap"), dims=(768, 74, 35))
     with pytest.raises(DataError, match=r"text dim 300, IEMOCAP preset expects 768: GloVe text \(MulT-format file\)\?"):

@@ -5,6 +5,8 @@ fallback to `text_bert` ids and its record, and the errors."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -96,7 +98,8 @@ def test_a_real_tokenizer_without_raw_text_is_an_error_naming_file_split_key(tmp
     data = mmsa_data("mosi", "unaligned", sizes=(6, 4, 4), t=(50, 8, 8))
     del data["valid"]["raw_text"]
     write_pickle(data, mmsa_path(tmp_path, "mosi", "unaligned"))
-    with pytest.raises(DataError, match=r"^unaligned_50.pkl \[split=valid, key=raw_text\]: key missing"):
+    with pytest.raises(DataError, match="^" + re.escape(f"{mmsa_path(tmp_path, 'mosi', 'unaligned')} [split=valid, "
+                                                       "key=raw_text]: key missing")):
         load(tmp_path, text_encoder=MINILM)
     data["valid"]["raw_text"] = np.array([None, "a", "b", "c"], dtype=object)
     write_pickle(data, mmsa_path(tmp_path, "mosi", "unaligned"))

@@ -104,23 +104,34 @@ def slurm_options(args, folder: str, wait: bool = True):
                         time_min=args.time_min, wait=wait)
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The project's own error types for a bad input (option, sweep file, config value, data
+    file, text encoder): their message says what to fix, so the user sees it on one line."""
+    from bench.config import OptionError
+    from bench.data import DataError
+    from models.layers.text_encoder import TextEncoderError
+    from models.registry import ConfigError
+
+    return (OptionError, ConfigError, DataError, TextEncoderError)
+
+
 def command_error(err: BaseException, *, interrupted: str, where: str = "") -> int:
     """The one way `run` and `tune` end on an error they expect: a single stderr line, no
-    traceback, and the exit code (130 interrupted, 2 a bad input: data, sweep file, config
-    key or value). Anything else is re-raised, so real bugs keep their traceback."""
-    from bench.config import SweepFileError
-    from bench.data import DataError
-
+    traceback, and the exit code (130 interrupted, 2 a bad input: one of `user_errors`).
+    Anything else is re-raised with its traceback: a bug is shown, not summarised."""
     if isinstance(err, KeyboardInterrupt):
         print(f"interrupted: {interrupted}", file=sys.stderr)
         return 130
+    if not isinstance(err, user_errors()):
+        raise err
+    from bench.config import SweepFileError
+    from bench.data import DataError
+
     if isinstance(err, (DataError, SweepFileError)):
         print(f"{type(err).__name__}: {err}", file=sys.stderr)
-        return 2
-    if isinstance(err, (KeyError, ValueError)):
+    else:
         print(f"error: {where}{err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
-    raise err
+    return 2
 
 
 def print_tables(tables, out: str, formats: list[str]) -> int:

@@ -63,7 +63,9 @@ def add_parser(sub) -> None:
 
 
 def build_runs(args) -> list:
-    from bench.config import DEFAULT_DATASET, RunConfig, load_sweep, parse_seeds, parse_set, split_list
+    from bench.config import (
+        DEFAULT_DATASET, OptionError, RunConfig, UnknownOptionValue, load_sweep, parse_seeds, parse_set, split_list,
+    )
     from models import get_model_entry, list_models
 
     cli = dict(epochs=args.epochs, preset=args.preset, out=args.out, device=args.device, data_root=args.data_root,
@@ -71,25 +73,25 @@ def build_runs(args) -> list:
                datasets=split_list(args.datasets) or None, seeds=args.seeds)
     if args.config:
         if args.models or args.set:
-            raise ValueError("--config lists the models and variants; do not combine it with --models/--set")
+            raise OptionError("--config lists the models and variants; do not combine it with --models/--set")
         return _with_flags(load_sweep(args.config, **cli), args)
     name = args.variant
     if name is not None and (name.strip() in ("", ".", "..") or "/" in name or "\\" in name):
-        raise ValueError(f"--variant '{name}': give a result-folder name (not empty, without '/' or '\\')")
+        raise OptionError(f"--variant '{name}': give a result-folder name (not empty, without '/' or '\\')")
     if not args.models:
-        raise ValueError("give --models (e.g. --models pase,mult) or --config sweeps/<name>.yaml")
+        raise OptionError("give --models (e.g. --models pase,mult) or --config sweeps/<name>.yaml")
     names: list[str] = []
     for pattern in split_list(args.models):
         if any(c in pattern for c in "*?["):
             matched = list_models(pattern)
             if not matched:
-                raise KeyError(f"--models: no registered model matches '{pattern}' "
+                raise UnknownOptionValue(f"--models: no registered model matches '{pattern}' "
                                f"(registered: {', '.join(list_models())})")
         else:
             try:
                 get_model_entry(pattern)
             except KeyError as err:
-                raise KeyError(f"--models: {err.args[0]}") from None
+                raise UnknownOptionValue(f"--models: {err.args[0]}") from None
             matched = [pattern]
         names += [m for m in matched if m not in names]
     overrides = parse_set(args.set)
@@ -141,9 +143,7 @@ def _where(err: Exception, args) -> str:
 
 
 def main(args) -> int:
-    from bench.cli import command_error, slurm_options
-    from bench.config import SweepFileError
-    from bench.data import DataError
+    from bench.cli import command_error, slurm_options, user_errors
     from bench.launch import launch
 
     quiet = args.quiet
@@ -154,7 +154,7 @@ def main(args) -> int:
         slurm = slurm_options(args, args.submitit_folder or f"{out_dir}/.submitit", wait=args.wait)
         summary = launch(runs, launcher=args.launcher, jobs=args.jobs, force=args.force,
                          progress=not quiet and sys.stderr.isatty(), log=log, slurm=slurm)
-    except (KeyboardInterrupt, DataError, SweepFileError, KeyError, ValueError) as err:
+    except (KeyboardInterrupt, *user_errors()) as err:
         return command_error(err, where=_where(err, args),
                              interrupted="stopped; finished runs are kept, the run in progress was not recorded")
     print(f"{len(summary.ok)} ran, {len(summary.skipped)} skipped (finished), {len(summary.failed)} failed",

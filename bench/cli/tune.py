@@ -61,18 +61,18 @@ def add_parser(sub) -> None:
 
 
 def build_specs(args) -> list:
-    from bench.config import DEFAULT_DATASET, DEFAULT_SEEDS, RunConfig, split_list
+    from bench.config import DEFAULT_DATASET, DEFAULT_SEEDS, OptionError, RunConfig, UnknownOptionValue, split_list
     from bench.cli import slurm_options
     from bench.tune import TuneSpec
     from models import list_models
 
     if not args.models:
-        raise ValueError("give --models (e.g. --models late_fusion,mult) or --show-space MODEL")
+        raise OptionError("give --models (e.g. --models late_fusion,mult) or --show-space MODEL")
     names: list[str] = []
     for pattern in split_list(args.models):
         matched = list_models(pattern) if any(c in pattern for c in "*?[") else [pattern]
         if not matched:
-            raise KeyError(f"no registered model matches '{pattern}'")
+            raise UnknownOptionValue(f"--models: no registered model matches '{pattern}'")
         names += [m for m in matched if m not in names]
     slurm = slurm_options(args, f"{args.out}/.submitit/tune")
     trials = args.trials if args.trials is not None or args.budget_hours is not None else 50
@@ -92,8 +92,7 @@ def build_specs(args) -> list:
 
 
 def main(args) -> int:
-    from bench.cli import command_error
-    from bench.data import DataError
+    from bench.cli import command_error, user_errors
     from bench.tune import OptunaMissing
 
     try:
@@ -129,7 +128,7 @@ def main(args) -> int:
     except OptunaMissing as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, DataError, KeyError, ValueError) as err:
+    except (KeyboardInterrupt, *user_errors()) as err:
         return command_error(err, interrupted="the study keeps every finished trial; rerun the same command to continue")
     print(f"tuning summaries: {args.out}/tuning/; show them with `python -m bench table --results {args.out} --tuning`",
           file=sys.stderr)
