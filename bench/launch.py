@@ -139,8 +139,18 @@ def _run_parallel(todo: list[RunConfig], jobs: int, force: bool, log: Callable[[
                 except Exception as err:  # a crashed worker: the run has no result file
                     log(f"worker failed on {r.dataset}/{r.run_name}/seed{r.seed}: {err}")
         except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
+            stop_pool(pool)
             raise
+
+
+def stop_pool(pool) -> None:
+    """Ctrl-C: end the workers now (their runs in progress are not recorded), so leaving the
+    pool does not wait for them to finish a run or to unload torch. A signal sent to this
+    process alone does not reach them; a terminal's Ctrl-C does, but their teardown is slow."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # Python < 3.14: no terminate_workers()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in workers:
+        proc.terminate()
 
 
 def _submitit():

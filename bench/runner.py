@@ -66,7 +66,8 @@ def plan_runs(runs: list[RunConfig]) -> list[PlannedRun]:
         if run.dataset not in known:
             close = difflib.get_close_matches(run.dataset, list(known), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise UnknownOptionValue(f"--datasets: unknown dataset '{run.dataset}'{hint} (available: {', '.join(known)})")
+            raise UnknownOptionValue(f"--datasets: unknown dataset '{run.dataset}'{hint} "
+                                     f"(available: {', '.join(known)})")
         entry = get_model_entry(run.model)
         if run.dataset in entry.unsupported:
             raise OptionError(f"model '{run.model}' cannot run on '{run.dataset}': {entry.unsupported[run.dataset]}")

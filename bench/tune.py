@@ -503,7 +503,7 @@ def _run_local_pool(spec: TuneSpec, shares: list, timeout: Optional[float], log:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from bench.launch import _devices, _init_worker
+    from bench.launch import _devices, _init_worker, stop_pool
 
     ctx = mp.get_context("spawn")  # fresh interpreters: no forked CUDA or thread state
     devices = ctx.Queue()
@@ -512,11 +512,15 @@ def _run_local_pool(spec: TuneSpec, shares: list, timeout: Optional[float], log:
     threads = max(1, (os.cpu_count() or 1) // len(shares))
     with ProcessPoolExecutor(len(shares), mp_context=ctx, initializer=_init_worker, initargs=(devices, threads)) as pool:
         futures = [pool.submit(run_worker, spec, n, timeout, i) for i, n in enumerate(shares)]
-        for i, fut in enumerate(futures):
-            try:
-                fut.result()
-            except Exception as err:  # noqa: BLE001 - a crashed worker: its trial is failed below
-                log(f"worker {i} stopped: {type(err).__name__}: {err}")
+        try:
+            for i, fut in enumerate(futures):
+                try:
+                    fut.result()
+                except Exception as err:  # noqa: BLE001 - a crashed worker: its trial is failed below
+                    log(f"worker {i} stopped: {type(err).__name__}: {err}")
+        except KeyboardInterrupt:
+            stop_pool(pool)  # the running trials are failed and queued again by the next run (fail_orphans)
+            raise
 
 
 def submit_workers(spec: TuneSpec, shares: list, timeout: Optional[float], folder: Optional[str] = None) -> list:

@@ -137,7 +137,8 @@ def resolve_run_config(name: str, dataset: str, preset: str | None, overrides: d
         for k in unknown:
             close = difflib.get_close_matches(k, valid, n=1)
             hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        raise UnknownNameError(f"unknown config key(s) for model '{name}': {', '.join(hints)}; valid keys: {', '.join(sorted(valid))}")
+        raise UnknownNameError(f"unknown config key(s) for model '{name}': {', '.join(hints)}; "
+                               f"valid keys: {', '.join(sorted(valid))}")
     typed = {k: parse_field(entry.config_cls, k, v, model=name) for k, v in sorted(overrides.items())}
     return dataclasses.replace(cfg, preset=chosen, dataset=dataset, **typed)
 

@@ -26,6 +26,9 @@ EPILOG = """examples:
 """
 
 
+INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT, as a shell reports it)
+
+
 # -- option types: argparse refuses a bad value before the command starts (exit 2, the
 # option named, usage shown, nothing written) ------------------------------------------
 def int_at_least(lo: int):
@@ -121,7 +124,7 @@ def command_error(err: BaseException, *, interrupted: str, where: str = "") -> i
     Anything else is re-raised with its traceback: a bug is shown, not summarised."""
     if isinstance(err, KeyboardInterrupt):
         print(f"interrupted: {interrupted}", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     if not isinstance(err, user_errors()):
         raise err
     from bench.config import SweepFileError
@@ -162,4 +165,22 @@ def main(argv: list[str] | None = None) -> None:
     if not getattr(args, "command", None):
         parser.print_help()
         sys.exit(2)
-    sys.exit(args.func(args) or 0)
+    code = args.func(args) or 0
+    if code == INTERRUPTED:
+        stop_now(code)
+    sys.exit(code)
+
+
+def stop_now(code: int) -> None:
+    """Ctrl-C means stop at once: exit without the interpreter's teardown, which (unloading
+    torch, transformers and the models) takes seconds on a loaded machine. Nothing is lost:
+    result files are written whole or not at all, and the output streams are flushed here."""
+    import logging
+    import os
+
+    logging.shutdown()
+    if "multiprocessing.util" in sys.modules:  # --jobs: release the pool's semaphores (no leak warning)
+        sys.modules["multiprocessing.util"]._exit_function()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
