@@ -21,6 +21,7 @@ from typing import Any, Callable
 from bench.config import OptionError, RunConfig, UnknownOptionValue
 from bench.data import DataError, MSAData, load_dataset
 from bench.results import SCHEMA_VERSION, environment, is_complete, load_result, write_json_atomic
+from bench.train import process_state_restored
 
 
 @dataclass
@@ -377,7 +378,8 @@ def run_sweep(
         log(f"[{n}/{len(todo)}] {p.label} (preset {p.model_config.preset})")
         data = datasets[data_key(p)]
         try:
-            record = execute_run(p, data, progress, log if verbose else (lambda s: None))
+            with process_state_restored():
+                record = execute_run(p, data, progress, log if verbose else (lambda s: None))
         except KeyboardInterrupt:
             log(f"interrupted: {p.label} was not recorded")
             raise

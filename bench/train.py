@@ -23,7 +23,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -43,7 +43,34 @@ class TrainingError(RuntimeError):
         self.details = details
 
 
+@contextlib.contextmanager
+def process_state_restored() -> Iterator[None]:
+    """Inside, a run may change process-wide settings (`seed_everything`: deterministic
+    algorithms, cuDNN benchmark, CUBLAS_WORKSPACE_CONFIG; warning filters; torch threads);
+    on leaving, also by an exception, each is put back as it was. RNG states are left as the
+    run leaves them."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    threads = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings():  # restores the filters and showwarning
+            yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark
+        if cublas is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
 def seed_everything(seed: int) -> None:
+    """Seed every RNG and make kernels deterministic; process-wide, so a run calls it inside
+    `process_state_restored`."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

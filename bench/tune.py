@@ -25,6 +25,7 @@ spend it K times faster and every model gets the same compute.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -35,7 +36,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from bench.config import DEFAULT_SEEDS, OptionError, RunConfig
 from bench.results import write_json_atomic
@@ -60,8 +61,19 @@ def require_optuna():
         import optuna
     except ImportError:
         raise OptunaMissing(OPTUNA_HINT) from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the driver logs one line per trial
     return optuna
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna at WARNING inside (the driver logs one line per trial), its verbosity put back after."""
+    optuna = require_optuna()
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
 
 
 @dataclass
@@ -315,7 +327,7 @@ class Objective:
         optuna = require_optuna()
         from bench.launch import _WORKER_DEVICE
         from bench.runner import explain_error, plan_runs
-        from bench.train import resolve_device, seed_everything, train_and_test
+        from bench.train import process_state_restored, resolve_device, seed_everything, train_and_test
         from models.registry import apply_search_values, get_model_entry
 
         trial.set_user_attr("worker", worker_info())
@@ -338,10 +350,11 @@ class Objective:
             data = self._data_for(p)
             run, cfg = p.run, p.model_config
             device = run.device if run.device != "auto" or _WORKER_DEVICE is None else _WORKER_DEVICE
-            seed_everything(run.seed)  # before the model is built, as the runner does
-            model = get_model_entry(run.model).builder(cfg)
-            result = train_and_test(model, data, seed=run.seed, device=resolve_device(device), amp=run.amp,
-                                    contributions=False, robustness=False, on_epoch=on_epoch, test=False)
+            with process_state_restored():
+                seed_everything(run.seed)  # before the model is built, as the runner does
+                model = get_model_entry(run.model).builder(cfg)
+                result = train_and_test(model, data, seed=run.seed, device=resolve_device(device), amp=run.amp,
+                                        contributions=False, robustness=False, on_epoch=on_epoch, test=False)
         except optuna.TrialPruned:
             raise
         except Exception as err:
@@ -461,7 +474,12 @@ def _trial_line(study, trial, metric: str) -> str:
 def run_worker(spec: TuneSpec, n_trials: Optional[int], timeout_s: Optional[float], index: int = 0,
                data: Any = None, log: Optional[Callable[[str], None]] = None) -> dict[str, int]:
     """One worker: `n_trials` (or until the hours budget is spent) trials of the shared study."""
-    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    with quiet_optuna():
+        return _run_worker(spec, n_trials, timeout_s, index, data, log or (lambda s: print(s, file=sys.stderr, flush=True)))
+
+
+def _run_worker(spec: TuneSpec, n_trials: Optional[int], timeout_s: Optional[float], index: int, data: Any,
+                log: Callable[[str], None]) -> dict[str, int]:
     resolved = resolve(spec)
     study = open_study(spec, resolved, create=False)
     # a fresh sampler seed per worker and per resumption, so a rerun does not replay the same draws
@@ -551,6 +569,11 @@ def tune(spec: TuneSpec, *, final: bool = True, data: Any = None, force_final: b
          log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> dict[str, Any]:
     """Run `spec`'s study to its budget, then (with `final`) the best configuration with the
     standard seeds. Returns the study summary (with "final": the sweep summary)."""
+    with quiet_optuna():
+        return _tune(spec, final, data, force_final, log)
+
+
+def _tune(spec: TuneSpec, final: bool, data: Any, force_final: bool, log: Callable[[str], None]) -> dict[str, Any]:
     resolved = resolve(spec)
     study = open_study(spec, resolved)
     c = counts(study)
