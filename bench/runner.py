@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import sys
+import logging
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench.config import OptionError, RunConfig, UnknownOptionValue
 from bench.data import DataError, MSAData, load_dataset
 from bench.results import SCHEMA_VERSION, environment, is_complete, load_result, write_json_atomic
 from bench.train import process_state_restored
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -187,7 +189,7 @@ def dry_build(p: PlannedRun) -> None:
                           f"with this config: {msg}") from err
 
 
-def load_sweep_data(todo: list[PlannedRun], log: Callable[[str], None]) -> dict[tuple, MSAData]:
+def load_sweep_data(todo: list[PlannedRun]) -> dict[tuple, MSAData]:
     """Load every dataset the runs need, once, and check each model against it: a data error
     stops the sweep before any training."""
     datasets: dict[tuple, MSAData] = {}
@@ -199,7 +201,7 @@ def load_sweep_data(todo: list[PlannedRun], log: Callable[[str], None]) -> dict[
         if key not in datasets:
             datasets[key] = load_data_for(p, "all" if len(views[key]) > 1 else None)
             for w in datasets[key].info.warnings:
-                log(f"data warning ({p.run.dataset}): {w}")
+                logger.warning("data warning (%s): %s", p.run.dataset, w)
         p.model_config = with_data_dims(p.model_config, datasets[key])  # recorded and built alike
         check_compatible(p.model_config, datasets[key], p.run.model)
     return datasets
@@ -272,7 +274,7 @@ def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
                             + f" (model {model}, preset {cfg.preset})", key=names[m])
 
 
-def execute_run(p: PlannedRun, data: MSAData, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
+def execute_run(p: PlannedRun, data: MSAData, progress: bool) -> dict[str, Any]:
     """Build, train, select on validation, test once; return the complete result record."""
     from bench.train import resolve_device, seed_everything, train_and_test
     from models.registry import get_model_entry
@@ -283,7 +285,7 @@ def execute_run(p: PlannedRun, data: MSAData, progress: bool, log: Callable[[str
     device = resolve_device(run.device)
     fields = train_and_test(
         model, data, seed=run.seed, device=device, amp=run.amp, contributions=run.contributions,
-        robustness=run.robustness, progress=progress, log=log, detect_anomaly=run.detect_anomaly,
+        robustness=run.robustness, progress=progress, detect_anomaly=run.detect_anomaly,
     )
     return {**_header(p, data, "ok"), **fields, "device": _device_name(device)}
 
@@ -355,9 +357,9 @@ def run_sweep(
     *,
     force: bool = False,
     progress: bool = False,
-    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
-    verbose: bool = True,
 ) -> SweepSummary:
+    """Run what is not finished yet, each run in `process_state_restored`; progress lines go
+    to this module's logger (INFO; failures at ERROR)."""
     planned = plan_runs(runs)
     summary = SweepSummary()
     todo = []
@@ -367,32 +369,32 @@ def run_sweep(
             changed = config_changes(p)
             note = (f"; NOTE: it was run with a different {', '.join(changed)} - --force overwrites it, "
                     "--variant NAME keeps both") if changed else "; --force reruns it"
-            log(f"skip {p.label}: finished ({p.run.result_path()}){note}")
+            logger.info(f"skip {p.label}: finished ({p.run.result_path()}){note}")
         else:
             todo.append(p)
     check_sweep(todo)  # what would fail every run the same way fails once, here
-    datasets = load_sweep_data(todo, log)
+    datasets = load_sweep_data(todo)
 
     for n, p in enumerate(todo, 1):
         path = p.run.result_path()
-        log(f"[{n}/{len(todo)}] {p.label} (preset {p.model_config.preset})")
+        logger.info(f"[{n}/{len(todo)}] {p.label} (preset {p.model_config.preset})")
         data = datasets[data_key(p)]
         try:
             with process_state_restored():
-                record = execute_run(p, data, progress, log if verbose else (lambda s: None))
+                record = execute_run(p, data, progress)
         except KeyboardInterrupt:
-            log(f"interrupted: {p.label} was not recorded")
+            logger.warning(f"interrupted: {p.label} was not recorded")
             raise
         except Exception as err:  # a failed run is data; the sweep goes on
             err = explain_error(err, p.model_config)
             write_json_atomic(path, error_record(p, data, err))
             summary.failed.append((p.label, f"{type(err).__name__}: {err}"))
-            log(f"error {p.label}: {type(err).__name__}: {err} (recorded in {path})")
+            logger.error(f"error {p.label}: {type(err).__name__}: {err} (recorded in {path})")
             continue
         write_json_atomic(path, record)
         summary.ok.append(p.label)
         t = record["metrics"]["test"]
         key = "Has0_acc_2" if "Has0_acc_2" in t else "mean_acc"
-        log(f"done {p.label}: best epoch {record['best_epoch']}, test {key} {t[key]:.4f}, "
+        logger.info(f"done {p.label}: best epoch {record['best_epoch']}, test {key} {t[key]:.4f}, "
             f"{record['time']['wall_s']:.1f}s -> {path}")
     return summary

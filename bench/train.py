@@ -15,6 +15,7 @@ Per run:
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import random
@@ -33,6 +34,9 @@ from bench.data.base import MSAData, Split
 from bench.metrics import METRICS, compute_metrics, contribution_utility, iemocap_majority_baseline
 from bench.shapley import coalition_key, coalitions, shapley_from_fn
 from models.base import INHERIT, MSAModel, Stage, count_parameters, task_loss
+
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingError(RuntimeError):
@@ -254,7 +258,7 @@ class _Run:
     state: TrainState
     contributions: bool
     progress: bool
-    log: Callable[[str], None]
+    log_epochs: bool  # one INFO line per epoch
     detect_anomaly: bool
     on_epoch: Optional[Callable[[dict], None]]
     order_gen: torch.Generator  # data order: seeded, independent of model RNG use
@@ -425,7 +429,8 @@ def run_stage(run: _Run, stage: Stage) -> dict[str, Any]:
             record["time_s"] = time.perf_counter() - t_epoch
             per_epoch_s.append(record["time_s"])
             state.history.append(record)
-            run.log(_epoch_line(record, s.sel_key))
+            if run.log_epochs:
+                logger.info(_epoch_line(record, s.sel_key))
             if run.on_epoch is not None:
                 run.on_epoch(record)
             if s.patience is not None and best.since_best >= s.patience:
@@ -480,7 +485,7 @@ def train_and_test(
     contributions: bool = True,
     robustness: bool = True,
     progress: bool = False,
-    log: Callable[[str], None] = lambda s: None,
+    log_epochs: bool = True,
     detect_anomaly: bool = False,
     on_epoch: Optional[Callable[[dict], None]] = None,
     test: bool = True,
@@ -498,7 +503,7 @@ def train_and_test(
         torch.cuda.reset_peak_memory_stats(device)
     model.to(device)
     state = TrainState(model, None, data, device, seed, amp)  # type: ignore[arg-type]  # optimizer: per stage
-    run = _Run(model, data, state, contributions, progress, log, detect_anomaly, on_epoch,
+    run = _Run(model, data, state, contributions, progress, log_epochs, detect_anomaly, on_epoch,
                torch.Generator().manual_seed(seed))
     declared = model.stages()
     stages = []
@@ -506,7 +511,7 @@ def train_and_test(
         for stage in declared or [Stage("train")]:
             model.stage = stage.name if declared else None
             if declared:
-                log(f"stage {stage.name}")
+                logger.info(f"stage {stage.name}")
             stages.append(run_stage(run, stage))
     finally:
         model.stage = declared[-1].name if declared else None  # evaluate as the last stage trained

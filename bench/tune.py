@@ -29,14 +29,14 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import json
+import logging
 import math
 import os
 import socket
-import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from bench.config import DEFAULT_SEEDS, OptionError, RunConfig
 from bench.results import write_json_atomic
@@ -50,6 +50,7 @@ HEARTBEAT_S = 60  # SQLite heartbeat interval; a trial silent for GRACE_S is fai
 GRACE_S = 180
 MAX_RETRY = 2  # a killed trial is retried at most twice (harness decision)
 TUNED_TAG = "tuned"
+logger = logging.getLogger(__name__)
 
 
 class OptunaMissing(RuntimeError):
@@ -298,8 +299,8 @@ def worker_info() -> dict[str, Any]:
 class Objective:
     """Train one configuration with the harness trainer; return its validation selection value."""
 
-    def __init__(self, spec: TuneSpec, resolved: Resolved, data: Any = None, log: Callable[[str], None] = lambda s: None):
-        self.spec, self.resolved, self.log = spec, resolved, log
+    def __init__(self, spec: TuneSpec, resolved: Resolved, data: Any = None):
+        self.spec, self.resolved = spec, resolved
         self._data: dict[tuple, Any] = {}
         self._given = data  # an already loaded MSAData (tests); else loaded once per worker
 
@@ -317,7 +318,7 @@ class Objective:
             return self._given
         key = data_key(p)
         if key not in self._data:
-            self._data.update(load_sweep_data([p], self.log))  # also fits and checks p's config
+            self._data.update(load_sweep_data([p]))  # also fits and checks p's config
             return self._data[key]
         p.model_config = with_data_dims(p.model_config, self._data[key])
         check_compatible(p.model_config, self._data[key], p.run.model)
@@ -354,7 +355,8 @@ class Objective:
                 seed_everything(run.seed)  # before the model is built, as the runner does
                 model = get_model_entry(run.model).builder(cfg)
                 result = train_and_test(model, data, seed=run.seed, device=resolve_device(device), amp=run.amp,
-                                        contributions=False, robustness=False, on_epoch=on_epoch, test=False)
+                                        contributions=False, robustness=False, on_epoch=on_epoch, test=False,
+                                        log_epochs=False)  # one line per trial, not per epoch
         except optuna.TrialPruned:
             raise
         except Exception as err:
@@ -415,7 +417,7 @@ def _alive(worker: dict, finished_jobs: set[str]) -> bool:
         return True
 
 
-def fail_orphans(study, finished_jobs: set[str] = frozenset(), log: Callable[[str], None] = lambda s: None) -> list[int]:
+def fail_orphans(study, finished_jobs: set[str] = frozenset()) -> list[int]:
     """Fail the running trials whose worker is gone and queue each again (Optuna's retry
     callback, as its heartbeat does); returns their numbers."""
     optuna = require_optuna()
@@ -435,7 +437,7 @@ def fail_orphans(study, finished_jobs: set[str] = frozenset(), log: Callable[[st
             continue
         _retry_callback()(study, study.get_trials(deepcopy=False)[t.number])
         failed.append(t.number)
-        log(f"trial {t.number}: its worker ({worker.get('host')} pid {worker.get('pid')}) is gone: failed, queued again")
+        logger.warning(f"trial {t.number}: its worker ({worker.get('host')} pid {worker.get('pid')}) is gone: failed, queued again")
     return failed
 
 
@@ -472,14 +474,17 @@ def _trial_line(study, trial, metric: str) -> str:
 # -- workers -------------------------------------------------------------------------------------
 
 def run_worker(spec: TuneSpec, n_trials: Optional[int], timeout_s: Optional[float], index: int = 0,
-               data: Any = None, log: Optional[Callable[[str], None]] = None) -> dict[str, int]:
+               data: Any = None) -> dict[str, int]:
     """One worker: `n_trials` (or until the hours budget is spent) trials of the shared study."""
+    from bench.logs import in_worker
+
+    in_worker()  # a scheduler job's lines reach its log file
     with quiet_optuna():
-        return _run_worker(spec, n_trials, timeout_s, index, data, log or (lambda s: print(s, file=sys.stderr, flush=True)))
+        return _run_worker(spec, n_trials, timeout_s, index, data)
 
 
-def _run_worker(spec: TuneSpec, n_trials: Optional[int], timeout_s: Optional[float], index: int, data: Any,
-                log: Callable[[str], None]) -> dict[str, int]:
+def _run_worker(spec: TuneSpec, n_trials: Optional[int], timeout_s: Optional[float], index: int,
+                data: Any) -> dict[str, int]:
     resolved = resolve(spec)
     study = open_study(spec, resolved, create=False)
     # a fresh sampler seed per worker and per resumption, so a rerun does not replay the same draws
@@ -487,12 +492,12 @@ def _run_worker(spec: TuneSpec, n_trials: Optional[int], timeout_s: Optional[flo
     path = summary_path(spec.run.out_dir, spec.run.dataset, spec.variant)
 
     def after_trial(study, trial) -> None:
-        log(_trial_line(study, trial, resolved.metric))
+        logger.info(_trial_line(study, trial, resolved.metric))
         write_json_atomic(path, summarize_study(spec, study))
         if spec.budget_hours is not None and spent_seconds(study) >= spec.budget_hours * 3600:
             study.stop()
 
-    study.optimize(Objective(spec, resolved, data, log), n_trials=n_trials, timeout=timeout_s,
+    study.optimize(Objective(spec, resolved, data), n_trials=n_trials, timeout=timeout_s,
                    catch=(Exception,), callbacks=[after_trial])
     return counts(study)
 
@@ -503,39 +508,39 @@ def _shares(n: Optional[int], k: int) -> list[Optional[int]]:
     return [s for s in (n // k + (i < n % k) for i in range(k)) if s > 0]
 
 
-def _run_round(spec: TuneSpec, n: Optional[int], seconds: Optional[float], data: Any,
-               log: Callable[[str], None]) -> set[str]:
+def _run_round(spec: TuneSpec, n: Optional[int], seconds: Optional[float], data: Any) -> set[str]:
     """One round of workers; returns the job ids that ended (submitit)."""
     timeout = None if seconds is None else seconds / spec.workers
     shares = _shares(n, spec.workers)
     if spec.launcher == "local" and len(shares) == 1:
-        run_worker(spec, shares[0], timeout, 0, data, log)
+        run_worker(spec, shares[0], timeout, 0, data)
         return set()
     if spec.launcher == "local":
-        _run_local_pool(spec, shares, timeout, log)
+        _run_local_pool(spec, shares, timeout)
         return set()
-    return _run_submitit(spec, shares, timeout, log)
+    return _run_submitit(spec, shares, timeout)
 
 
-def _run_local_pool(spec: TuneSpec, shares: list, timeout: Optional[float], log: Callable[[str], None]) -> None:
+def _run_local_pool(spec: TuneSpec, shares: list, timeout: Optional[float]) -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from bench.launch import _devices, _init_worker, stop_pool
+    from bench.launch import _devices, _init_worker, stop_pool, worker_log_level
 
     ctx = mp.get_context("spawn")  # fresh interpreters: no forked CUDA or thread state
     devices = ctx.Queue()
     for d in _devices(len(shares), spec.run.device):
         devices.put(d)
     threads = max(1, (os.cpu_count() or 1) // len(shares))
-    with ProcessPoolExecutor(len(shares), mp_context=ctx, initializer=_init_worker, initargs=(devices, threads)) as pool:
+    with ProcessPoolExecutor(len(shares), mp_context=ctx, initializer=_init_worker,
+                             initargs=(devices, threads, worker_log_level())) as pool:
         futures = [pool.submit(run_worker, spec, n, timeout, i) for i, n in enumerate(shares)]
         try:
             for i, fut in enumerate(futures):
                 try:
                     fut.result()
                 except Exception as err:  # noqa: BLE001 - a crashed worker: its trial is failed below
-                    log(f"worker {i} stopped: {type(err).__name__}: {err}")
+                    logger.error(f"worker {i} stopped: {type(err).__name__}: {err}")
         except KeyboardInterrupt:
             stop_pool(pool)  # the running trials are failed and queued again by the next run (fail_orphans)
             raise
@@ -550,55 +555,54 @@ def submit_workers(spec: TuneSpec, shares: list, timeout: Optional[float], folde
     return [executor.submit(run_worker, spec, n, timeout, i) for i, n in enumerate(shares)]
 
 
-def _run_submitit(spec: TuneSpec, shares: list, timeout: Optional[float], log: Callable[[str], None]) -> set[str]:
+def _run_submitit(spec: TuneSpec, shares: list, timeout: Optional[float]) -> set[str]:
     jobs = submit_workers(spec, shares, timeout)
-    log(f"submitted {len(jobs)} tuning worker job(s) ({', '.join(str(j.job_id) for j in jobs)})")
+    logger.info(f"submitted {len(jobs)} tuning worker job(s) ({', '.join(str(j.job_id) for j in jobs)})")
     ended = set()
     for job in jobs:
         try:
             job.result()
         except Exception as err:  # noqa: BLE001 - killed or failed job: its running trial is failed below
-            log(f"worker job {job.job_id} ended: {type(err).__name__}")
+            logger.warning(f"worker job {job.job_id} ended: {type(err).__name__}")
         ended.add(str(job.job_id))
     return ended
 
 
 # -- the driver ----------------------------------------------------------------------------------
 
-def tune(spec: TuneSpec, *, final: bool = True, data: Any = None, force_final: bool = False,
-         log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> dict[str, Any]:
+def tune(spec: TuneSpec, *, final: bool = True, data: Any = None, force_final: bool = False) -> dict[str, Any]:
     """Run `spec`'s study to its budget, then (with `final`) the best configuration with the
     standard seeds. Returns the study summary (with "final": the sweep summary)."""
     with quiet_optuna():
-        return _tune(spec, final, data, force_final, log)
+        return _tune(spec, final, data, force_final)
 
 
-def _tune(spec: TuneSpec, final: bool, data: Any, force_final: bool, log: Callable[[str], None]) -> dict[str, Any]:
+def _tune(spec: TuneSpec, final: bool, data: Any, force_final: bool) -> dict[str, Any]:
     resolved = resolve(spec)
     study = open_study(spec, resolved)
     c = counts(study)
-    log(f"tune {spec.study_name}: budget {_budget_text(spec.budget)}, {c['finished']} finished so far "
+    logger.info(f"tune {spec.study_name}: budget {_budget_text(spec.budget)}, {c['finished']} finished so far "
         f"({'declared' if resolved.declared else 'default'} space: {', '.join(resolved.space)}; storage {spec.storage_url()})")
-    fail_orphans(study, log=log)
+    fail_orphans(study)
     write_json_atomic(summary_path(spec.run.out_dir, spec.run.dataset, spec.variant), summarize_study(spec, study))
     while True:
         n, seconds = remaining(spec, study)
         if (n is not None and n <= 0) or (seconds is not None and seconds <= 0):
             break
         before = counts(study)["finished"]
-        ended = _run_round(spec, n, seconds, data, log)
-        fail_orphans(study, ended, log)
+        ended = _run_round(spec, n, seconds, data)
+        fail_orphans(study, ended)
         if counts(study)["finished"] == before:  # nothing finished: every trial failed, stop
-            log(f"tune {spec.study_name}: a round of workers finished no trial; stopping (see failed trials)")
+            logger.warning(f"tune {spec.study_name}: a round of workers finished no trial; stopping (see failed trials)")
             break
     summary = summarize_study(spec, study)
     write_json_atomic(summary_path(spec.run.out_dir, spec.run.dataset, spec.variant), summary)
-    log(f"tune {spec.study_name}: {summary['trials']['complete']} complete, {summary['trials']['pruned']} pruned, "
+    logger.info(f"tune {spec.study_name}: {summary['trials']['complete']} complete, {summary['trials']['pruned']} pruned, "
         f"{summary['trials']['fail']} failed; best " + (
             f"valid {summary['metric']} {summary['best']['value']:.4f} (trial {summary['best']['number']})"
             if summary["best"] else "none"))
     if final:
-        summary["final"] = run_final(spec, summary, force=force_final, log=log)
+        summary["final"] = run_final(spec, summary, force=force_final)
     return summary
 
 
@@ -609,19 +613,18 @@ def final_runs(spec: TuneSpec, summary: dict[str, Any]) -> list[RunConfig]:
             for s in spec.final_seeds]
 
 
-def run_final(spec: TuneSpec, summary: dict[str, Any], force: bool = False,
-              log: Callable[[str], None] = lambda s: None):
+def run_final(spec: TuneSpec, summary: dict[str, Any], force: bool = False):
     """Five seeds of the best trial through the normal runner; the folder keeps the study
     summary it came from (`tuning.json`: the table's "(tuned, N trials)")."""
     from bench.runner import config_changes, plan_runs, run_sweep
 
     if not summary.get("best"):
-        log(f"tune {spec.study_name}: no complete trial, so no tuned run")
+        logger.warning(f"tune {spec.study_name}: no complete trial, so no tuned run")
         return None
     runs = final_runs(spec, summary)
     force = force or any(config_changes(p) for p in plan_runs(runs))  # a new best replaces the old runs
     write_json_atomic(Path(spec.run.out_dir) / spec.run.dataset / spec.variant / "tuning.json", summary)
-    return run_sweep(runs, force=force, log=log)
+    return run_sweep(runs, force=force)
 
 
 def _budget_text(budget: dict) -> str:

@@ -77,16 +77,16 @@ def _runs(out, dataset, root, models=("mult", "late_fusion")):
 
 
 @pytest.mark.parametrize("dataset", ["mosi", "iemocap"])
-def test_sweep_end_to_end_on_real_formats(tmp_path, data_root, dataset):
-    logs: list[str] = []
-    summary = run_sweep(_runs(tmp_path, dataset, data_root), log=logs.append)
+def test_sweep_end_to_end_on_real_formats(tmp_path, data_root, dataset, caplog):
+    caplog.set_level("INFO", logger="bench")
+    summary = run_sweep(_runs(tmp_path, dataset, data_root))
     assert summary.ok == [f"{dataset}/mult/seed1111", f"{dataset}/late_fusion/seed1111"], summary.failed
     rec = json.loads((tmp_path / dataset / "mult" / "seed1111.json").read_text())
     assert rec["status"] == "ok" and rec["epochs_run"] == 1 and rec["selected_on"] == "valid"
     src = rec["data"]["source"]
     assert len(src["sha256"]) == 64 and src["format"] == ("mmsa" if dataset == "mosi" else "mult")
     assert any("the standard" in w for w in rec["data"]["warnings"])  # tiny files: split-size warnings kept
-    assert any("data warning" in line for line in logs)
+    assert any("data warning" in line for line in caplog.messages)
     test = rec["metrics"]["test"]
     if dataset == "mosi":
         assert rec["setting"] == "unaligned" and {"Has0_acc_2", "Non0_acc_2", "MAE", "Corr"} <= set(test)
@@ -100,7 +100,7 @@ def test_sweep_end_to_end_on_real_formats(tmp_path, data_root, dataset):
 def test_pase_on_iemocap_end_to_end(tmp_path, data_root):
     if "pase" not in list_models():
         pytest.skip("pase is not registered")
-    summary = run_sweep(_runs(tmp_path, "iemocap", data_root, models=("pase",)), log=lambda s: None)
+    summary = run_sweep(_runs(tmp_path, "iemocap", data_root, models=("pase",)))
     assert summary.ok == ["iemocap/pase/seed1111"], summary.failed
 
 
@@ -109,7 +109,7 @@ def test_bad_data_stops_the_sweep_before_training(tmp_path):
     write_mmsa(root, "mosi", "unaligned", sizes=(6, 4, 4), t=(50, 12, 16),
                mutate=lambda d: d["train"].__setitem__("regression_labels", d["train"]["regression_labels"] * 10))
     with pytest.raises(DataError, match=r"\[split=train, key=regression_labels\]: \d+ labels outside \[-3, 3\]"):
-        run_sweep(_runs(tmp_path / "out", "mosi", root), log=lambda s: None)
+        run_sweep(_runs(tmp_path / "out", "mosi", root))
     assert not (tmp_path / "out").exists()  # nothing trained, nothing written
 
 
@@ -120,7 +120,7 @@ def test_wrong_file_dims_name_both_sides(tmp_path):
     (root / "MOSI" / "Processed").mkdir(parents=True)
     mosi_file = mosei_file.rename(root / "MOSI" / "Processed" / "unaligned_50.pkl")
     with pytest.raises(DataError) as e:
-        run_sweep(_runs(tmp_path / "out", "mosi", root, models=("mult",)), log=lambda s: None)
+        run_sweep(_runs(tmp_path / "out", "mosi", root, models=("mult",)))
     assert str(e.value) == (f"{mosi_file.resolve()} [key=audio]: audio dim 74, MOSI preset expects 5: MOSEI file or "
                             "74-d COVAREP MOSI? (model mult, preset mmsa)")
     assert not (tmp_path / "out").exists()

@@ -310,10 +310,10 @@ def _planned(root, **overrides):
 def test_dims_from_data_takes_the_mag_widths_before_the_model_is_built(tmp_path):
     write_mag(tmp_path, "mosi", sizes=(6, 4, 4))
     with pytest.raises(DataError, match="audio dim 74, MOSI preset expects 5: MOSEI file or 74-d COVAREP MOSI"):
-        load_sweep_data(_planned(tmp_path), log=lambda s: None)
+        load_sweep_data(_planned(tmp_path))
     [p] = _planned(tmp_path, dims_from_data=True)
     assert p.model_config.dims == (768, 5, 20) and p.run.run_name == "mag_bert+dims_from_data+mag"
-    [data] = load_sweep_data([p], log=lambda s: None).values()
+    [data] = load_sweep_data([p]).values()
     assert p.model_config.dims == (768, 74, 47)  # what the runner builds and records
     check_compatible(p.model_config, data, "mag_bert")
     unadapted = _planned(tmp_path, dims_from_data=True)[0].model_config
@@ -329,7 +329,7 @@ def test_mag_bert_runs_end_to_end_on_a_mag_file(tmp_path):
     run = RunConfig(model="mag_bert", dataset="mosi", seed=1111, preset="paper", data_format="mag",
                     data_root=str(tmp_path), text_encoder="tiny", epochs=1, out_dir=str(tmp_path / "out"),
                     overrides={"dims_from_data": True}, contributions=False)
-    summary = run_sweep([run], log=lambda s: None)
+    summary = run_sweep([run])
     assert not summary.failed and len(summary.ok) == 1
     rec = load_result(run.result_path())
     assert rec["config"]["model"]["dims"] == [768, 74, 47] and rec["data"]["source"]["format"] == "mag"

@@ -84,8 +84,7 @@ def test_a_failed_run_records_the_traceback_with_its_cause(tmp_path, monkeypatch
             raise RuntimeError("the trainer failed") from err
 
     monkeypatch.setattr(bench.train, "train_and_test", train_with_a_bug)
-    summary = run_sweep([RunConfig(model="late_fusion", seed=1111, epochs=1, out_dir=str(tmp_path))],
-                        log=lambda s: None)
+    summary = run_sweep([RunConfig(model="late_fusion", seed=1111, epochs=1, out_dir=str(tmp_path))])
     assert len(summary.failed) == 1
     rec = load_result(tmp_path / "synthetic" / "late_fusion" / "seed1111.json")
     tb = rec["error"]["traceback"]

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def _start(args: list[str], marker: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, limit_s: float = 900) -> None:
+def _wait_for(path: Path, proc: subprocess.Popen, limit_s: float = 300) -> None:
     """The limit only stops a broken test from hanging."""
     start = time.monotonic()
     while not path.exists():
@@ -94,8 +95,11 @@ def _stopped_cleanly(proc: subprocess.Popen, elapsed: float, err: str, out: Path
 def test_ctrl_c_mid_epoch_stops_at_once_without_recording_the_run(tmp_path):
     marker, out = tmp_path / "epoch-running", tmp_path / "out"
     proc = _start([*RUN, "--seeds", "1111", "--out", str(out)], marker)
-    _wait_for(marker, proc)
-    elapsed, err = _interrupt(proc)
+    try:
+        _wait_for(marker, proc)
+        elapsed, err = _interrupt(proc)
+    finally:
+        _kill([proc.pid])  # a broken test must not leave a training process behind
     _stopped_cleanly(proc, elapsed, err, out)
 
 
@@ -106,24 +110,38 @@ def test_ctrl_c_stops_the_jobs_workers_too(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "bench", *RUN, "--seeds", "1111,1112", "--jobs", "2",
                              "--out", str(out)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    started = 0
-    for line in proc.stderr:  # each worker says "[1/1] <run>" when its run starts training
-        started += line.startswith("[1/1] ")
-        if started == 2:
-            break
-    assert started == 2, proc.communicate()[1]
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    watchdog = threading.Timer(300, _kill_group, [proc.pid])  # a broken test must not hang or leave workers
+    watchdog.start()
+    try:
+        started = 0
+        for line in proc.stderr:  # each worker says "[1/1] <run>" when its run starts training
+            started += line.startswith("[1/1] ")
+            if started == 2:
+                break
+        assert started == 2, "the workers' lines did not reach the terminal"
+        _interrupt_jobs(proc, out)
+    finally:
+        watchdog.cancel()
+        _kill_group(proc.pid)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _interrupt_jobs(proc: subprocess.Popen, out: Path) -> None:
     time.sleep(1.0)  # into the first epochs
     children = [int(c) for c in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
                                                text=True).stdout.split()]
-    try:
-        assert len(children) >= 2, children  # the two workers (and multiprocessing's resource tracker)
-        elapsed, err = _interrupt(proc, children)
-        _stopped_cleanly(proc, elapsed, err, out)
-        time.sleep(1.0)
-        assert not [c for c in children if _alive(c)], "a worker outlived the interrupted sweep"
-    finally:
-        _kill([c for c in children if _alive(c)])  # never leave a training worker behind
+    assert len(children) >= 2, children  # the two workers (and multiprocessing's resource tracker)
+    elapsed, err = _interrupt(proc, children)
+    _stopped_cleanly(proc, elapsed, err, out)
+    time.sleep(1.0)
+    assert not [c for c in children if _alive(c)], "a worker outlived the interrupted sweep"
 
 
 def _alive(pid: int) -> bool:

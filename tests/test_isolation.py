@@ -4,6 +4,7 @@ warning filters, torch threads and Optuna's verbosity; also when they end by an 
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 
@@ -54,7 +55,7 @@ def test_the_context_restores_everything_a_run_changes_also_after_an_exception(c
 
 def test_a_sweep_leaves_the_process_as_it_found_it(caller_state, tmp_path):
     summary = run_sweep([RunConfig(model="late_fusion", seed=1111, epochs=1, out_dir=str(tmp_path),
-                                   contributions=False, robustness=False)], log=lambda s: None)
+                                   contributions=False, robustness=False)])
     assert len(summary.ok) == 1
     assert snapshot() == caller_state
 
@@ -68,7 +69,7 @@ def test_an_interrupted_run_leaves_the_process_as_it_found_it(caller_state, tmp_
 
     monkeypatch.setattr(bench.train, "train_and_test", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep([RunConfig(model="late_fusion", seed=1111, epochs=1, out_dir=str(tmp_path))], log=lambda s: None)
+        run_sweep([RunConfig(model="late_fusion", seed=1111, epochs=1, out_dir=str(tmp_path))])
     assert snapshot() == caller_state
 
 
@@ -106,6 +107,47 @@ def test_a_trial_leaves_the_process_as_it_found_it(caller_state, tmp_path):
     run = RunConfig(model="late_fusion", epochs=1, out_dir=str(tmp_path), device="cpu", contributions=False,
                     robustness=False)
     before = optuna.logging.get_verbosity()
-    summary = tune(TuneSpec(run=run, trials=1, sampler="random", pruner="none"), final=False, log=lambda s: None)
+    summary = tune(TuneSpec(run=run, trials=1, sampler="random", pruner="none"), final=False)
     assert summary["trials"]["complete"] == 1
     assert snapshot() == caller_state and optuna.logging.get_verbosity() == before
+
+
+# -- logging: the library logs, the CLI shows ------------------------------------------------------
+def test_the_library_logs_through_logging_and_prints_nothing(tmp_path, caplog, capsys):
+    caplog.set_level("INFO", logger="bench")
+    run_sweep([RunConfig(model="late_fusion", seed=1111, epochs=2, out_dir=str(tmp_path), contributions=False,
+                         robustness=False)])
+    by = {(r.name, r.getMessage().split(" ")[0]) for r in caplog.records}
+    assert {("bench.runner", "[1/1]"), ("bench.runner", "done"), ("bench.train", "epoch")} <= by, by
+    out = capsys.readouterr()
+    assert "[1/1]" not in out.err + out.out  # no handler of its own: the application decides
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_the_cli_shows_the_library_lines_unless_quiet(quiet, tmp_path, capsys):
+    import logging
+
+    from bench.cli import main
+
+    handlers, level = list(logging.getLogger("bench").handlers), logging.getLogger("bench").level
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--models", "late_fusion", "--seeds", "1111", "--epochs", "1", "--no-contributions",
+              "--no-robustness", "--out", str(tmp_path / "out"), *(["--quiet"] if quiet else [])])
+    err = capsys.readouterr().err
+    assert e.value.code == 0 and "1 ran, 0 skipped" in err
+    shown = ("[1/1] synthetic/late_fusion/seed1111", "epoch   0", "done synthetic/late_fusion/seed1111")
+    assert all((line in err) != quiet for line in shown), err
+    assert logging.getLogger("bench").handlers == handlers and logging.getLogger("bench").level == level
+
+
+def test_no_library_function_takes_a_print_callback():
+    import bench.launch
+    import bench.runner
+    import bench.train
+    import bench.tune
+
+    for module in (bench.runner, bench.launch, bench.train, bench.tune):
+        for name, fn in vars(module).items():
+            if inspect.isfunction(fn) and fn.__module__ == module.__name__:
+                params = set(inspect.signature(fn).parameters)
+                assert not {"log", "echo", "print_fn"} & params, f"{module.__name__}.{name}"

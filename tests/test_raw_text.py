@@ -153,7 +153,7 @@ def test_the_runner_loads_raw_text_models_with_their_tokenizer_and_length():
     ids = plan_runs([RunConfig(model="bert_text", epochs=1)])[0]
     keys = {data_key(p) for p in (raw, fallback, ids)}
     assert len(keys) == 3 and data_key(raw)[-3:] == ("raw_text", MINILM, 32)
-    datasets = load_sweep_data([raw, fallback, ids], log=lambda s: None)
+    datasets = load_sweep_data([raw, fallback, ids])
     assert "tokenizer of" in datasets[data_key(raw)].info.source["text_source"]
     assert "fallback" in datasets[data_key(fallback)].info.source["text_source"]
     assert "text_source" not in datasets[data_key(ids)].info.source
@@ -166,7 +166,7 @@ def test_a_raw_text_model_with_a_random_init_encoder_records_the_fallback(tmp_pa
 
     run = RunConfig(model="bert_text", epochs=1, out_dir=str(tmp_path), contributions=False, robustness=False,
                     overrides={"text_input": "raw_text"})
-    assert not run_sweep([run], log=lambda s: None).failed
+    assert not run_sweep([run]).failed
     rec = load_result(run.result_path())
     assert rec["config"]["model"]["text_input"] == "raw_text"
     assert "fallback from raw_text" in rec["data"]["source"]["text_source"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 HELP_EPILOG = """examples:
@@ -143,17 +144,23 @@ def _where(err: Exception, args) -> str:
 
 
 def main(args) -> int:
+    from bench.logs import to_stderr
+
+    with to_stderr(logging.WARNING if args.quiet else logging.INFO):  # the library's lines, or only problems
+        return _main(args)
+
+
+def _main(args) -> int:
     from bench.cli import command_error, slurm_options, user_errors
     from bench.launch import launch
 
     quiet = args.quiet
-    log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     try:
         runs = build_runs(args)
         out_dir = runs[0].out_dir if runs else "results"
         slurm = slurm_options(args, args.submitit_folder or f"{out_dir}/.submitit", wait=args.wait)
         summary = launch(runs, launcher=args.launcher, jobs=args.jobs, force=args.force,
-                         progress=not quiet and sys.stderr.isatty(), log=log, slurm=slurm)
+                         progress=not quiet and sys.stderr.isatty(), slurm=slurm)
     except (KeyboardInterrupt, *user_errors()) as err:
         return command_error(err, where=_where(err, args),
                              interrupted="stopped; finished runs are kept, the run in progress was not recorded")

@@ -4,6 +4,7 @@ configuration with the five standard seeds as its own `<model>+tuned` run."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 HELP_EPILOG = """examples:
@@ -92,6 +93,13 @@ def build_specs(args) -> list:
 
 
 def main(args) -> int:
+    from bench.logs import to_stderr
+
+    with to_stderr(logging.WARNING if args.quiet else logging.INFO):  # the library's lines, or only problems
+        return _main(args)
+
+
+def _main(args) -> int:
     from bench.cli import command_error, user_errors
     from bench.tune import OptunaMissing
 
@@ -103,7 +111,6 @@ def main(args) -> int:
             print(format_space(args.show_space, (split_list(args.datasets) or ["synthetic"])[0], args.preset))
             return 0
         specs = build_specs(args)
-        log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
         from bench.tune import require_optuna, tune
 
         require_optuna()
@@ -113,10 +120,10 @@ def main(args) -> int:
 
         planned = plan_runs([s.run for s in specs])
         check_sweep(planned, local=args.launcher == "local")
-        loaded = load_sweep_data(planned, log) if args.launcher == "local" else {}
+        loaded = load_sweep_data(planned) if args.launcher == "local" else {}
         failed = 0
         for spec, p in zip(specs, planned):
-            summary = tune(spec, final=args.final, data=loaded.get(data_key(p)), log=log)
+            summary = tune(spec, final=args.final, data=loaded.get(data_key(p)))
             if summary.get("best") is None:  # no trial completed: nothing was tuned
                 failed += 1
                 print(f"{spec.run.dataset}/{spec.variant}: no trial completed (see the failed trials)", file=sys.stderr)
