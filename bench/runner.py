@@ -336,7 +336,7 @@ def explain_error(err: Exception, cfg: Any) -> Exception:
         )
         wrapped.details = {"kind": "out_of_memory", "batch_size": cfg.batch_size,
                            "suggested": {"batch_size": half, "grad_accum_steps": accum}}
-        wrapped.__traceback__ = err.__traceback__
+        wrapped.__traceback__, wrapped.__cause__ = err.__traceback__, err  # the record keeps the original
         return wrapped
     return err
 

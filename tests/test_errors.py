@@ -142,3 +142,18 @@ def test_every_loader_takes_the_options_the_runner_passes(monkeypatch):
     bench.runner.load_data_for(plan_runs([RunConfig(model="late_fusion")])[0])
     for name, loader in LOADERS.items():
         assert set(seen) <= set(inspect.signature(loader).parameters), name
+
+
+def test_an_explained_out_of_memory_error_keeps_the_original_in_the_record(tmp_path, monkeypatch):
+    import torch
+
+    import bench.runner
+
+    def oom(*a, **k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(bench.runner, "execute_run", oom)
+    run_sweep([RunConfig(model="late_fusion", seed=1111, out_dir=str(tmp_path))])
+    tb = load_result(tmp_path / "synthetic" / "late_fusion" / "seed1111.json")["error"]["traceback"]
+    assert "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB" in tb and "direct cause" in tb, tb
+    assert "in oom" in tb  # the frame that raised it
