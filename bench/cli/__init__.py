@@ -118,6 +118,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (OptionError, ConfigError, DataError, TextEncoderError)
 
 
+def expected_stops() -> tuple[type[BaseException], ...]:
+    """What `command_error` turns into an exit code: Ctrl-C and the `user_errors`."""
+    return (KeyboardInterrupt, *user_errors())
+
+
 def command_error(err: BaseException, *, interrupted: str, where: str = "") -> int:
     """The one way `run` and `tune` end on an error they expect: a single stderr line, no
     traceback, and the exit code (130 interrupted, 2 a bad input: one of `user_errors`).

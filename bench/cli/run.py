@@ -87,7 +87,7 @@ def build_runs(args) -> list:
             matched = list_models(pattern)
             if not matched:
                 raise UnknownOptionValue(f"--models: no registered model matches '{pattern}' "
-                               f"(registered: {', '.join(list_models())})")
+                                         f"(registered: {', '.join(list_models())})")
         else:
             try:
                 get_model_entry(pattern)
@@ -128,7 +128,7 @@ def _with_flags(runs: list, args) -> list:
     return [dataclasses.replace(r, **flags) for r in runs] if flags else runs
 
 
-def _where(err: Exception, args) -> str:
+def _where(err: BaseException, args) -> str:
     """Which option a config-value error came from: '--set: ' or the sweep file's path."""
     from bench.config import parse_set
     from models.registry import ConfigError
@@ -151,7 +151,7 @@ def main(args) -> int:
 
 
 def _main(args) -> int:
-    from bench.cli import command_error, slurm_options, user_errors
+    from bench.cli import command_error, expected_stops, slurm_options
     from bench.launch import launch
 
     quiet = args.quiet
@@ -161,7 +161,7 @@ def _main(args) -> int:
         slurm = slurm_options(args, args.submitit_folder or f"{out_dir}/.submitit", wait=args.wait)
         summary = launch(runs, launcher=args.launcher, jobs=args.jobs, force=args.force,
                          progress=not quiet and sys.stderr.isatty(), slurm=slurm)
-    except (KeyboardInterrupt, *user_errors()) as err:
+    except expected_stops() as err:
         return command_error(err, where=_where(err, args),
                              interrupted="stopped; finished runs are kept, the run in progress was not recorded")
     print(f"{len(summary.ok)} ran, {len(summary.skipped)} skipped (finished), {len(summary.failed)} failed",

@@ -100,7 +100,7 @@ def main(args) -> int:
 
 
 def _main(args) -> int:
-    from bench.cli import command_error, user_errors
+    from bench.cli import command_error, expected_stops
     from bench.tune import OptunaMissing
 
     try:
@@ -135,7 +135,7 @@ def _main(args) -> int:
     except OptunaMissing as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, *user_errors()) as err:
+    except expected_stops() as err:
         return command_error(err, interrupted="the study keeps every finished trial; rerun the same command to continue")
     print(f"tuning summaries: {args.out}/tuning/; show them with `python -m bench table --results {args.out} --tuning`",
           file=sys.stderr)
