@@ -136,11 +136,11 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got '{item}'")
+            raise OptionError(f"--set expects KEY=VALUE, got '{item}'")
         key, raw = item.split("=", 1)
         key = key.strip()
         if not key.isidentifier():
-            raise ValueError(f"--set key '{key}' is not a valid config name")
+            raise OptionError(f"--set key '{key}' is not a valid config name")
         value = parse_value(raw)
         out[key] = tuple(value) if isinstance(value, list) else value
     return out
@@ -191,17 +191,17 @@ def parse_seeds(text: Any, option: str = "--seeds") -> list[int]:
                 seeds.append(int(part))
         except ValueError:
             which = subject if part == str(text).strip() else f"{subject}: '{part}'"
-            raise ValueError(f"{which} is not a seed or a range; give {SEED_FORMS}") from None
+            raise OptionError(f"{which} is not a seed or a range; give {SEED_FORMS}") from None
     if not seeds or len(seeds) > MAX_SEEDS:
         what = "no seeds" if not seeds else f"more than {MAX_SEEDS:,} seeds"
-        raise ValueError(f"{subject}: {what}; give {SEED_FORMS}")
+        raise OptionError(f"{subject}: {what}; give {SEED_FORMS}")
     bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
     if bad:
-        raise ValueError(f"{subject}: seed {bad[0]} is out of range (0 to {MAX_SEED})")
+        raise OptionError(f"{subject}: seed {bad[0]} is out of range (0 to {MAX_SEED})")
     seen: set[int] = set()
     for s in seeds:
         if s in seen:
-            raise ValueError(f"{subject}: seed {s} is given twice; give each seed once")
+            raise OptionError(f"{subject}: seed {s} is given twice; give each seed once")
         seen.add(s)
     return seeds
 
@@ -218,8 +218,19 @@ SWEEP_KEYS = {
 MODEL_KEYS = {"name", "preset", "set", "variants", "variant"}
 
 
-class SweepFileError(ValueError):
-    pass
+class OptionError(ValueError):
+    """A command-line option or sweep value that cannot be used; the message names the option."""
+
+
+class UnknownOptionValue(OptionError, KeyError):
+    """An option names something that does not exist (a model, a dataset)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class SweepFileError(OptionError):
+    """A sweep file that cannot be read or holds a bad value; the message names the file and key."""
 
 
 # run-wide sweep keys whose values are not strings; the model-config values under `set:` and

@@ -12,17 +12,19 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from bench.config import RunConfig
+from bench.config import OptionError, RunConfig
+from bench.logs import LOGGER, in_worker
 from bench.results import is_complete, load_result
 from bench.runner import SweepSummary, check_out_dirs, check_sweep, load_sweep_data, plan_runs, run_sweep
 
 _WORKER_DEVICE: Optional[str] = None  # set in each --jobs worker process
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,14 +44,15 @@ def run_one(run: RunConfig, force: bool = False) -> str:
     """One run in a fresh process (a cluster job or a --jobs worker). Returns its status."""
     if _WORKER_DEVICE is not None and run.device == "auto":
         run = dataclasses.replace(run, device=_WORKER_DEVICE)
-    summary = run_sweep([run], force=force, progress=False,
-                        log=lambda s: print(s, file=sys.stderr, flush=True))
+    in_worker()
+    summary = run_sweep([run], force=force, progress=False)
     return "error" if summary.failed else ("skipped" if summary.skipped else "ok")
 
 
-def _init_worker(devices, threads: int) -> None:
+def _init_worker(devices, threads: int, log_level: int = logging.INFO) -> None:
     global _WORKER_DEVICE
     _WORKER_DEVICE = devices.get()
+    in_worker(log_level)  # the worker's lines reach the terminal as the parent's do
     import torch
 
     torch.set_num_threads(threads)
@@ -74,37 +77,36 @@ def summarize(runs: list[RunConfig], skipped: list[str]) -> SweepSummary:
 
 def launch(
     runs: list[RunConfig], *, launcher: str = "local", jobs: int = 1, force: bool = False,
-    progress: bool = False, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
-    slurm: Optional[SlurmOptions] = None,
+    progress: bool = False, slurm: Optional[SlurmOptions] = None,
 ) -> SweepSummary:
     if launcher not in ("local", "submitit"):
-        raise ValueError(f"--launcher '{launcher}': unknown launcher (local | submitit)")
+        raise OptionError(f"--launcher '{launcher}': unknown launcher (local | submitit)")
     if jobs < 1:
-        raise ValueError(f"--jobs {jobs}: give at least 1")
+        raise OptionError(f"--jobs {jobs}: give at least 1")
     if launcher == "local" and jobs <= 1:
-        return run_sweep(runs, force=force, progress=progress, log=log)
+        return run_sweep(runs, force=force, progress=progress)
     planned = plan_runs(runs)  # unknown models / config keys / bad values fail here, before anything is started
     finished = [not force and is_complete(p.run.result_path()) for p in planned]
     todo_planned = [p for p, done in zip(planned, finished, strict=True) if not done]
     todo = [p.run for p in todo_planned]
     skipped = [p.label for p, done in zip(planned, finished, strict=True) if done]
     for label in skipped:
-        log(f"skip {label}: finished; --force reruns it")
+        logger.info(f"skip {label}: finished; --force reruns it")
     if todo_planned:
         # what would fail every job the same way fails once, here (a scheduler's nodes may have
         # devices this machine lacks: only the device's form is checked for submitit)
         check_sweep(todo_planned, local=launcher == "local")
-        load_sweep_data(todo_planned, log)
+        load_sweep_data(todo_planned)
         check_out_dirs(todo_planned)
     if launcher == "local":
-        _run_parallel(todo, jobs, force, log)
+        _run_parallel(todo, jobs, force)
     elif launcher == "submitit":
-        jobs_submitted = submit(todo, slurm or SlurmOptions(), force, log)
+        jobs_submitted = submit(todo, slurm or SlurmOptions(), force)
         if not (slurm or SlurmOptions()).wait:
-            log(f"submitted {len(jobs_submitted)} jobs; rerun the same command to collect/resubmit what is missing")
+            logger.info(f"submitted {len(jobs_submitted)} jobs; rerun the same command to collect/resubmit what is missing")
             return SweepSummary(skipped=skipped)
     else:
-        raise ValueError(f"unknown launcher '{launcher}' (local | submitit)")
+        raise OptionError(f"unknown launcher '{launcher}' (local | submitit)")
     return summarize(runs, skipped)
 
 
@@ -115,11 +117,11 @@ def _devices(n: int, requested: str) -> list[str]:
         return [requested if requested != "auto" else "cpu"] * n
     count = torch.cuda.device_count()
     if n > count:
-        raise ValueError(f"--jobs {n} asks for one GPU per job, but {count} are visible")
+        raise OptionError(f"--jobs {n} asks for one GPU per job, but {count} are visible")
     return [f"cuda:{i}" for i in range(n)]
 
 
-def _run_parallel(todo: list[RunConfig], jobs: int, force: bool, log: Callable[[str], None]) -> None:
+def _run_parallel(todo: list[RunConfig], jobs: int, force: bool) -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -130,18 +132,34 @@ def _run_parallel(todo: list[RunConfig], jobs: int, force: bool, log: Callable[[
     for d in _devices(jobs, todo[0].device):
         devices.put(d)
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(devices, threads)) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                             initargs=(devices, threads, worker_log_level())) as pool:
         futures = {pool.submit(run_one, r, force): r for r in todo}
         try:
             for fut in as_completed(futures):
                 r = futures[fut]
                 try:
-                    log(f"finished {r.dataset}/{r.run_name}/seed{r.seed}: {fut.result()}")
+                    logger.info(f"finished {r.dataset}/{r.run_name}/seed{r.seed}: {fut.result()}")
                 except Exception as err:  # a crashed worker: the run has no result file
-                    log(f"worker failed on {r.dataset}/{r.run_name}/seed{r.seed}: {err}")
+                    logger.error(f"worker failed on {r.dataset}/{r.run_name}/seed{r.seed}: {err}")
         except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
+            stop_pool(pool)
             raise
+
+
+def worker_log_level() -> int:
+    """The level this process logs at, for the workers it starts."""
+    return logging.getLogger(LOGGER).getEffectiveLevel()
+
+
+def stop_pool(pool) -> None:
+    """Ctrl-C: end the workers now (their runs in progress are not recorded), so leaving the
+    pool does not wait for them to finish a run or to unload torch. A signal sent to this
+    process alone does not reach them; a terminal's Ctrl-C does, but their teardown is slow."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # Python < 3.14: no terminate_workers()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in workers:
+        proc.terminate()
 
 
 def _submitit():
@@ -170,19 +188,19 @@ def executor_for(opts: SlurmOptions, name: str, folder: Optional[str] = None, ar
     return executor
 
 
-def submit(todo: list[RunConfig], opts: SlurmOptions, force: bool, log: Callable[[str], None]) -> list:
+def submit(todo: list[RunConfig], opts: SlurmOptions, force: bool) -> list:
     """One scheduler job per run (a job array). Returns the submitit jobs."""
     _submitit()
     if not todo:
         return []
     executor = executor_for(opts, "msabench", array=True)
     jobs = executor.map_array(run_one, todo, [force] * len(todo))
-    log(f"submitted {len(jobs)} job(s) to {executor.cluster} (logs: {opts.folder})")
+    logger.info(f"submitted {len(jobs)} job(s) to {executor.cluster} (logs: {opts.folder})")
     if opts.wait:
         for job, run in zip(jobs, todo, strict=True):
             try:
                 status = job.result()
             except Exception as err:  # killed/cancelled/failed job: no result file, reported below
                 status = f"job failed: {type(err).__name__}"
-            log(f"job {job.job_id} {run.dataset}/{run.run_name}/seed{run.seed}: {status}")
+            logger.info(f"job {job.job_id} {run.dataset}/{run.run_name}/seed{run.seed}: {status}")
     return jobs

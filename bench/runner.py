@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import sys
+import logging
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from bench.config import RunConfig
+from bench.config import OptionError, RunConfig, UnknownOptionValue
 from bench.data import DataError, MSAData, load_dataset
 from bench.results import SCHEMA_VERSION, ensure_writable_dir, environment, is_complete, load_result, write_json_atomic
+from bench.train import process_state_restored
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,10 +69,11 @@ def plan_runs(runs: list[RunConfig]) -> list[PlannedRun]:
         if run.dataset not in known:
             close = difflib.get_close_matches(run.dataset, list(known), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise KeyError(f"--datasets: unknown dataset '{run.dataset}'{hint} (available: {', '.join(known)})")
+            raise UnknownOptionValue(f"--datasets: unknown dataset '{run.dataset}'{hint} "
+                                     f"(available: {', '.join(known)})")
         entry = get_model_entry(run.model)
         if run.dataset in entry.unsupported:
-            raise ValueError(f"model '{run.model}' cannot run on '{run.dataset}': {entry.unsupported[run.dataset]}")
+            raise OptionError(f"model '{run.model}' cannot run on '{run.dataset}': {entry.unsupported[run.dataset]}")
         fields = {f.name for f in dataclasses.fields(entry.config_cls)}
         cfg = resolve_run_config(run.model, run.dataset, run.preset, run.model_overrides(fields))
         planned.append(PlannedRun(run, cfg))
@@ -84,7 +88,7 @@ def check_sweep(todo: list[PlannedRun], local: bool = True) -> None:
         check_device(device, available=local)
     for out in dict.fromkeys(p.run.out_dir for p in todo):
         if Path(out).expanduser().exists() and not Path(out).expanduser().is_dir():
-            raise ValueError(f"--out '{out}' is a file, not a folder for result files")
+            raise OptionError(f"--out '{out}' is a file, not a folder for result files")
     encoders: dict[str, str] = {}
     for p in todo:
         if p.run.text_encoder is not None:
@@ -123,20 +127,20 @@ def check_device(name: str, available: bool = True) -> None:
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f"--device '{name}' is not a device; give {forms}") from None
+        raise OptionError(f"--device '{name}' is not a device; give {forms}") from None
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"--device '{name}': msabench runs on {forms}")
+        raise OptionError(f"--device '{name}': msabench runs on {forms}")
     if not available or dev.type == "cpu":
         return
     if dev.type == "mps":
         if not torch.backends.mps.is_available():
-            raise ValueError(f"--device {name}: this torch sees no MPS device; use --device cpu or auto")
+            raise OptionError(f"--device {name}: this torch sees no MPS device; use --device cpu or auto")
         return
     if not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: torch {torch.__version__} sees no CUDA device here; "
+        raise OptionError(f"--device {name}: torch {torch.__version__} sees no CUDA device here; "
                          "use --device cpu or auto")
     if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible "
+        raise OptionError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible "
                          f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
 
 
@@ -172,8 +176,9 @@ def check_text_encoder(spec: str, where: str = "--text-encoder") -> None:
 
 def dry_build(p: PlannedRun) -> None:
     """Build the model on the meta device (no memory, no weights): a config the model's own
-    checks refuse (e.g. d not divisible by heads) fails here once, not in every run. A
-    checkpoint text encoder is stood in for by bert-base shapes (check_text_encoder vouched for it)."""
+    checks refuse (e.g. d not divisible by heads) fails here once, not in every run, as a
+    ConfigError; any other exception is a fault of the model's code and propagates as it is.
+    A checkpoint text encoder is stood in for by bert-base shapes (check_text_encoder vouched for it)."""
     import torch
 
     from models.layers.text_encoder import NAMED_CONFIGS
@@ -188,12 +193,10 @@ def dry_build(p: PlannedRun) -> None:
     except (ValueError, KeyError, AssertionError) as err:  # raised from the config's values
         msg = err.args[0] if err.args else type(err).__name__
         raise ConfigError(f"model '{p.run.model}' (preset {cfg.preset} on {p.run.dataset}) cannot be built "
-                          f"with this config: {msg}") from None
-    except Exception:  # noqa: BLE001 - not a config fault (e.g. an op meta tensors lack): the run reports it
-        return
+                          f"with this config: {msg}") from err
 
 
-def load_sweep_data(todo: list[PlannedRun], log: Callable[[str], None]) -> dict[tuple, MSAData]:
+def load_sweep_data(todo: list[PlannedRun]) -> dict[tuple, MSAData]:
     """Load every dataset the runs need, once, and check each model against it: a data error
     stops the sweep before any training."""
     datasets: dict[tuple, MSAData] = {}
@@ -205,7 +208,7 @@ def load_sweep_data(todo: list[PlannedRun], log: Callable[[str], None]) -> dict[
         if key not in datasets:
             datasets[key] = load_data_for(p, "all" if len(views[key]) > 1 else None)
             for w in datasets[key].info.warnings:
-                log(f"data warning ({p.run.dataset}): {w}")
+                logger.warning("data warning (%s): %s", p.run.dataset, w)
         p.model_config = with_data_dims(p.model_config, datasets[key])  # recorded and built alike
         check_compatible(p.model_config, datasets[key], p.run.model)
     return datasets
@@ -253,7 +256,7 @@ def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
     from bench.data.validate import DATASET_LABELS, MULT_TEXT_ONLY, dim_hint
 
     info = data.info
-    src = info.source.get("file", info.name)
+    src = info.source.get("path", info.name)  # the full path: the file to look at
     preset = f"{DATASET_LABELS.get(cfg.dataset, cfg.dataset)} preset"
     if cfg.task != info.task:
         raise DataError(src, f"{info.name} is a '{info.task}' dataset but {model}'s {preset} is for '{cfg.task}'")
@@ -277,7 +280,7 @@ def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
                             + f" (model {model}, preset {cfg.preset})", key=names[m])
 
 
-def execute_run(p: PlannedRun, data: MSAData, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
+def execute_run(p: PlannedRun, data: MSAData, progress: bool) -> dict[str, Any]:
     """Build, train, select on validation, test once; return the complete result record."""
     from bench.train import resolve_device, seed_everything, train_and_test
     from models.registry import get_model_entry
@@ -288,7 +291,7 @@ def execute_run(p: PlannedRun, data: MSAData, progress: bool, log: Callable[[str
     device = resolve_device(run.device)
     fields = train_and_test(
         model, data, seed=run.seed, device=device, amp=run.amp, contributions=run.contributions,
-        robustness=run.robustness, progress=progress, log=log, detect_anomaly=run.detect_anomaly,
+        robustness=run.robustness, progress=progress, detect_anomaly=run.detect_anomaly,
     )
     return {**_header(p, data, "ok"), **fields, "device": _device_name(device)}
 
@@ -340,7 +343,7 @@ def explain_error(err: Exception, cfg: Any) -> Exception:
         # a plain RuntimeError (the result file's error type) carrying the `details` error_record reads
         wrapped.details = {"kind": "out_of_memory", "batch_size": cfg.batch_size,  # type: ignore[attr-defined]
                            "suggested": {"batch_size": half, "grad_accum_steps": accum}}
-        wrapped.__traceback__ = err.__traceback__
+        wrapped.__traceback__, wrapped.__cause__ = err.__traceback__, err  # the record keeps the original
         return wrapped
     return err
 
@@ -361,9 +364,9 @@ def run_sweep(
     *,
     force: bool = False,
     progress: bool = False,
-    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
-    verbose: bool = True,
 ) -> SweepSummary:
+    """Run what is not finished yet, each run in `process_state_restored`; progress lines go
+    to this module's logger (INFO; failures at ERROR)."""
     planned = plan_runs(runs)
     summary = SweepSummary()
     todo = []
@@ -373,32 +376,33 @@ def run_sweep(
             changed = config_changes(p)
             note = (f"; NOTE: it was run with a different {', '.join(changed)} - --force overwrites it, "
                     "--variant NAME keeps both") if changed else "; --force reruns it"
-            log(f"skip {p.label}: finished ({p.run.result_path()}){note}")
+            logger.info(f"skip {p.label}: finished ({p.run.result_path()}){note}")
         else:
             todo.append(p)
     check_sweep(todo)  # what would fail every run the same way fails once, here
-    datasets = load_sweep_data(todo, log)
+    datasets = load_sweep_data(todo)
     check_out_dirs(todo)
 
     for n, p in enumerate(todo, 1):
         path = p.run.result_path()
-        log(f"[{n}/{len(todo)}] {p.label} (preset {p.model_config.preset})")
+        logger.info(f"[{n}/{len(todo)}] {p.label} (preset {p.model_config.preset})")
         data = datasets[data_key(p)]
         try:
-            record = execute_run(p, data, progress, log if verbose else (lambda s: None))
+            with process_state_restored():
+                record = execute_run(p, data, progress)
         except KeyboardInterrupt:
-            log(f"interrupted: {p.label} was not recorded")
+            logger.warning(f"interrupted: {p.label} was not recorded")
             raise
         except Exception as err:  # a failed run is data; the sweep goes on
             err = explain_error(err, p.model_config)
             write_json_atomic(path, error_record(p, data, err))
             summary.failed.append((p.label, f"{type(err).__name__}: {err}"))
-            log(f"error {p.label}: {type(err).__name__}: {err} (recorded in {path})")
+            logger.error(f"error {p.label}: {type(err).__name__}: {err} (recorded in {path})")
             continue
         write_json_atomic(path, record)
         summary.ok.append(p.label)
         t = record["metrics"]["test"]
         key = "Has0_acc_2" if "Has0_acc_2" in t else "mean_acc"
-        log(f"done {p.label}: best epoch {record['best_epoch']}, test {key} {t[key]:.4f}, "
+        logger.info(f"done {p.label}: best epoch {record['best_epoch']}, test {key} {t[key]:.4f}, "
             f"{record['time']['wall_s']:.1f}s -> {path}")
     return summary

@@ -15,6 +15,7 @@ Per run:
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import random
@@ -23,7 +24,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ from bench.shapley import coalition_key, coalitions, shapley_from_fn
 from models.base import INHERIT, MSAModel, Stage, count_parameters, task_loss
 
 
+logger = logging.getLogger(__name__)
+
+
 class TrainingError(RuntimeError):
     """A run stopped on a fault (e.g. a non-finite loss); `details` go into the result file."""
 
@@ -44,7 +48,34 @@ class TrainingError(RuntimeError):
         self.details = details
 
 
+@contextlib.contextmanager
+def process_state_restored() -> Iterator[None]:
+    """Inside, a run may change process-wide settings (`seed_everything`: deterministic
+    algorithms, cuDNN benchmark, CUBLAS_WORKSPACE_CONFIG; warning filters; torch threads);
+    on leaving, also by an exception, each is put back as it was. RNG states are left as the
+    run leaves them."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    threads = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings():  # restores the filters and showwarning
+            yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark
+        if cublas is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
 def seed_everything(seed: int) -> None:
+    """Seed every RNG and make kernels deterministic; process-wide, so a run calls it inside
+    `process_state_restored`."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -225,7 +256,7 @@ class _Run:
     state: TrainState
     contributions: bool
     progress: bool
-    log: Callable[[str], None]
+    log_epochs: bool  # one INFO line per epoch
     detect_anomaly: bool
     on_epoch: Optional[Callable[[dict], None]]
     order_gen: torch.Generator  # data order: seeded, independent of model RNG use
@@ -410,7 +441,8 @@ def run_stage(run: _Run, stage: Stage) -> dict[str, Any]:
             record["time_s"] = time.perf_counter() - t_epoch
             per_epoch_s.append(record["time_s"])
             state.history.append(record)
-            run.log(_epoch_line(record, s.sel_key))
+            if run.log_epochs:
+                logger.info(_epoch_line(record, s.sel_key))
             if run.on_epoch is not None:
                 run.on_epoch(record)
             if s.patience is not None and best.since_best >= s.patience:
@@ -464,7 +496,7 @@ def train_and_test(
     contributions: bool = True,
     robustness: bool = True,
     progress: bool = False,
-    log: Callable[[str], None] = lambda s: None,
+    log_epochs: bool = True,
     detect_anomaly: bool = False,
     on_epoch: Optional[Callable[[dict], None]] = None,
     test: bool = True,
@@ -482,7 +514,7 @@ def train_and_test(
         torch.cuda.reset_peak_memory_stats(device)
     model.to(device)
     state = TrainState(model, None, data, device, seed, amp)  # type: ignore[arg-type]  # optimizer: per stage
-    run = _Run(model, data, state, contributions, progress, log, detect_anomaly, on_epoch,
+    run = _Run(model, data, state, contributions, progress, log_epochs, detect_anomaly, on_epoch,
                torch.Generator().manual_seed(seed))
     declared = model.stages()
     stages = []
@@ -490,7 +522,7 @@ def train_and_test(
         for stage in declared or [Stage("train")]:
             model.stage = stage.name if declared else None
             if declared:
-                log(f"stage {stage.name}")
+                logger.info(f"stage {stage.name}")
             stages.append(run_stage(run, stage))
     finally:
         model.stage = declared[-1].name if declared else None  # evaluate as the last stage trained

@@ -26,19 +26,20 @@ spend it K times faster and every model gets the same compute.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
+import logging
 import math
 import os
 import socket
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Collection, Optional
+from typing import Any, Collection, Iterator, Optional
 
-from bench.config import DEFAULT_SEEDS, RunConfig
+from bench.config import DEFAULT_SEEDS, OptionError, RunConfig
 from bench.results import write_json_atomic
 
 OPTUNA_HINT = ('bench tune needs Optuna, an optional extra: pip install "msabench[tune]" '
@@ -54,6 +55,8 @@ TUNED_TAG = "tuned"
 # 1111-1115, so the winning trial is not one of the final seeds re-run (issue #23 item 6)
 TRIAL_SEED = 1110
 
+logger = logging.getLogger(__name__)
+
 
 class OptunaMissing(RuntimeError):
     pass
@@ -64,8 +67,19 @@ def require_optuna():
         import optuna
     except ImportError:
         raise OptunaMissing(OPTUNA_HINT) from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the driver logs one line per trial
     return optuna
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna at WARNING inside (the driver logs one line per trial), its verbosity put back after."""
+    optuna = require_optuna()
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
 
 
 @dataclass
@@ -90,21 +104,21 @@ class TuneSpec:
 
     def __post_init__(self) -> None:
         if (self.trials is None) == (self.budget_hours is None):
-            raise ValueError("give the budget as --trials N or --budget-hours H (one of them)")
+            raise OptionError("give the budget as --trials N or --budget-hours H (one of them)")
         if self.trials is not None and self.trials < 1:
-            raise ValueError(f"--trials {self.trials}: give at least 1")
+            raise OptionError(f"--trials {self.trials}: give at least 1")
         if self.budget_hours is not None and not self.budget_hours > 0:
-            raise ValueError(f"--budget-hours {self.budget_hours}: give a positive number")
+            raise OptionError(f"--budget-hours {self.budget_hours}: give a positive number")
         for name, value, allowed in (("sampler", self.sampler, SAMPLERS), ("pruner", self.pruner, PRUNERS),
                                      ("launcher", self.launcher, LAUNCHERS)):
             if value not in allowed:
-                raise ValueError(f"--{name} '{value}': choose {' | '.join(allowed)}")
+                raise OptionError(f"--{name} '{value}': choose {' | '.join(allowed)}")
         if self.workers < 1:
-            raise ValueError(f"--workers {self.workers}: give at least 1")
+            raise OptionError(f"--workers {self.workers}: give at least 1")
         if self.trial_seed in self.final_seeds:
-            raise ValueError(f"--trial-seed {self.trial_seed} is one of the final seeds "
-                             f"({', '.join(map(str, self.final_seeds))}); trials must train with a seed "
-                             "that is not reported")
+            raise OptionError(f"--trial-seed {self.trial_seed} is one of the final seeds "
+                              f"({', '.join(map(str, self.final_seeds))}); trials must train with a seed "
+                              "that is not reported")
 
     @property
     def training_seed(self) -> int:
@@ -222,7 +236,7 @@ def resolve(spec: TuneSpec) -> Resolved:
     else:
         space, declared = search_space_of(spec.run.model, base)
     if not space:
-        raise ValueError(f"model '{spec.run.model}' has an empty search space (declare SEARCH_SPACE next to its presets)")
+        raise OptionError(f"model '{spec.run.model}' has an empty search space (declare SEARCH_SPACE next to its presets)")
     metric = base.selection_metric
     direction = "maximize" if METRICS[metric].higher_is_better else "minimize"
     return Resolved(base, absolute_space(space, base), declared, metric, direction)
@@ -263,7 +277,7 @@ def open_study(spec: TuneSpec, resolved: Optional[Resolved] = None, sampler_seed
         changed = [k for k, v in identity.items() if k in old and json.dumps(old[k], sort_keys=True) != json.dumps(v, sort_keys=True)]
         if changed:
             what = "; ".join(f"{k}: study {old[k]!r}, now {identity[k]!r}" for k in changed)
-            raise ValueError(f"study '{name}' in {spec.storage_url()} was made with another objective ({what}); "
+            raise OptionError(f"study '{name}' in {spec.storage_url()} was made with another objective ({what}); "
                              f"continue it with the same options, or start over with another --storage")
     else:
         for k, v in identity.items():
@@ -309,8 +323,8 @@ def worker_info() -> dict[str, Any]:
 class Objective:
     """Train one configuration with the harness trainer; return its validation selection value."""
 
-    def __init__(self, spec: TuneSpec, resolved: Resolved, data: Any = None, log: Callable[[str], None] = lambda s: None):
-        self.spec, self.resolved, self.log = spec, resolved, log
+    def __init__(self, spec: TuneSpec, resolved: Resolved, data: Any = None):
+        self.spec, self.resolved = spec, resolved
         self._data: dict[tuple, Any] = {}
         self._given = data  # an already loaded MSAData (tests); else loaded once per worker
 
@@ -328,7 +342,7 @@ class Objective:
             return self._given
         key = data_key(p)
         if key not in self._data:
-            self._data.update(load_sweep_data([p], self.log))  # also fits and checks p's config
+            self._data.update(load_sweep_data([p]))  # also fits and checks p's config
             return self._data[key]
         p.model_config = with_data_dims(p.model_config, self._data[key])
         check_compatible(p.model_config, self._data[key], p.run.model)
@@ -338,7 +352,7 @@ class Objective:
         optuna = require_optuna()
         from bench.launch import _WORKER_DEVICE
         from bench.runner import explain_error, plan_runs
-        from bench.train import resolve_device, seed_everything, train_and_test
+        from bench.train import process_state_restored, resolve_device, seed_everything, train_and_test
         from models.registry import apply_search_values, get_model_entry
 
         trial.set_user_attr("worker", worker_info())
@@ -362,10 +376,12 @@ class Objective:
             data = self._data_for(p)
             run, cfg = p.run, p.model_config
             device = run.device if run.device != "auto" or _WORKER_DEVICE is None else _WORKER_DEVICE
-            seed_everything(run.seed)  # before the model is built, as the runner does
-            model = get_model_entry(run.model).builder(cfg)
-            result = train_and_test(model, data, seed=run.seed, device=resolve_device(device), amp=run.amp,
-                                    contributions=False, robustness=False, on_epoch=on_epoch, test=False)
+            with process_state_restored():
+                seed_everything(run.seed)  # before the model is built, as the runner does
+                model = get_model_entry(run.model).builder(cfg)
+                result = train_and_test(model, data, seed=run.seed, device=resolve_device(device), amp=run.amp,
+                                        contributions=False, robustness=False, on_epoch=on_epoch, test=False,
+                                        log_epochs=False)  # one line per trial, not per epoch
         except optuna.TrialPruned:
             raise
         except Exception as err:
@@ -427,7 +443,7 @@ def _alive(worker: dict, finished_jobs: set[str]) -> bool:
         return True
 
 
-def fail_orphans(study, finished_jobs: Collection[str] = frozenset(), log: Callable[[str], None] = lambda s: None) -> list[int]:
+def fail_orphans(study, finished_jobs: Collection[str] = frozenset()) -> list[int]:
     """Fail the running trials whose worker is gone and queue each again (Optuna's retry
     callback, as its heartbeat does); returns their numbers."""
     optuna = require_optuna()
@@ -447,7 +463,7 @@ def fail_orphans(study, finished_jobs: Collection[str] = frozenset(), log: Calla
             continue
         _retry_callback()(study, study.get_trials(deepcopy=False)[t.number])
         failed.append(t.number)
-        log(f"trial {t.number}: its worker ({worker.get('host')} pid {worker.get('pid')}) is gone: failed, queued again")
+        logger.warning(f"trial {t.number}: its worker ({worker.get('host')} pid {worker.get('pid')}) is gone: failed, queued again")
     return failed
 
 
@@ -485,9 +501,17 @@ def _trial_line(study, trial, metric: str) -> str:
 # -- workers -------------------------------------------------------------------------------------
 
 def run_worker(spec: TuneSpec, n_trials: Optional[int], timeout_s: Optional[float], index: int = 0,
-               data: Any = None, log: Optional[Callable[[str], None]] = None) -> dict[str, int]:
+               data: Any = None) -> dict[str, int]:
     """One worker: `n_trials` (or until the hours budget is spent) trials of the shared study."""
-    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    from bench.logs import in_worker
+
+    in_worker()  # a scheduler job's lines reach its log file
+    with quiet_optuna():
+        return _run_worker(spec, n_trials, timeout_s, index, data)
+
+
+def _run_worker(spec: TuneSpec, n_trials: Optional[int], timeout_s: Optional[float], index: int,
+                data: Any) -> dict[str, int]:
     resolved = resolve(spec)
     study = open_study(spec, resolved, create=False)
     # a fresh sampler seed per worker and per resumption, so a rerun does not replay the same draws
@@ -495,12 +519,12 @@ def run_worker(spec: TuneSpec, n_trials: Optional[int], timeout_s: Optional[floa
     path = summary_path(spec.run.out_dir, spec.run.dataset, spec.variant)
 
     def after_trial(study, trial) -> None:
-        log(_trial_line(study, trial, resolved.metric))
+        logger.info(_trial_line(study, trial, resolved.metric))
         write_json_atomic(path, summarize_study(spec, study))
         if spec.budget_hours is not None and spent_seconds(study) >= spec.budget_hours * 3600:
             study.stop()
 
-    study.optimize(Objective(spec, resolved, data, log), n_trials=n_trials, timeout=timeout_s,
+    study.optimize(Objective(spec, resolved, data), n_trials=n_trials, timeout=timeout_s,
                    catch=(Exception,), callbacks=[after_trial])
     return counts(study)
 
@@ -511,38 +535,42 @@ def _shares(n: Optional[int], k: int) -> list[Optional[int]]:
     return [s for s in (n // k + (i < n % k) for i in range(k)) if s > 0]
 
 
-def _run_round(spec: TuneSpec, n: Optional[int], seconds: Optional[float], data: Any,
-               log: Callable[[str], None]) -> set[str]:
+def _run_round(spec: TuneSpec, n: Optional[int], seconds: Optional[float], data: Any) -> set[str]:
     """One round of workers; returns the job ids that ended (submitit)."""
     timeout = None if seconds is None else seconds / spec.workers
     shares = _shares(n, spec.workers)
     if spec.launcher == "local" and len(shares) == 1:
-        run_worker(spec, shares[0], timeout, 0, data, log)
+        run_worker(spec, shares[0], timeout, 0, data)
         return set()
     if spec.launcher == "local":
-        _run_local_pool(spec, shares, timeout, log)
+        _run_local_pool(spec, shares, timeout)
         return set()
-    return _run_submitit(spec, shares, timeout, log)
+    return _run_submitit(spec, shares, timeout)
 
 
-def _run_local_pool(spec: TuneSpec, shares: list, timeout: Optional[float], log: Callable[[str], None]) -> None:
+def _run_local_pool(spec: TuneSpec, shares: list, timeout: Optional[float]) -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from bench.launch import _devices, _init_worker
+    from bench.launch import _devices, _init_worker, stop_pool, worker_log_level
 
     ctx = mp.get_context("spawn")  # fresh interpreters: no forked CUDA or thread state
     devices = ctx.Queue()
     for d in _devices(len(shares), spec.run.device):
         devices.put(d)
     threads = max(1, (os.cpu_count() or 1) // len(shares))
-    with ProcessPoolExecutor(len(shares), mp_context=ctx, initializer=_init_worker, initargs=(devices, threads)) as pool:
+    with ProcessPoolExecutor(len(shares), mp_context=ctx, initializer=_init_worker,
+                             initargs=(devices, threads, worker_log_level())) as pool:
         futures = [pool.submit(run_worker, spec, n, timeout, i) for i, n in enumerate(shares)]
-        for i, fut in enumerate(futures):
-            try:
-                fut.result()
-            except Exception as err:  # noqa: BLE001 - a crashed worker: its trial is failed below
-                log(f"worker {i} stopped: {type(err).__name__}: {err}")
+        try:
+            for i, fut in enumerate(futures):
+                try:
+                    fut.result()
+                except Exception as err:  # noqa: BLE001 - a crashed worker: its trial is failed below
+                    logger.error(f"worker {i} stopped: {type(err).__name__}: {err}")
+        except KeyboardInterrupt:
+            stop_pool(pool)  # the running trials are failed and queued again by the next run (fail_orphans)
+            raise
 
 
 def submit_workers(spec: TuneSpec, shares: list, timeout: Optional[float], folder: Optional[str] = None) -> list:
@@ -554,50 +582,54 @@ def submit_workers(spec: TuneSpec, shares: list, timeout: Optional[float], folde
     return [executor.submit(run_worker, spec, n, timeout, i) for i, n in enumerate(shares)]
 
 
-def _run_submitit(spec: TuneSpec, shares: list, timeout: Optional[float], log: Callable[[str], None]) -> set[str]:
+def _run_submitit(spec: TuneSpec, shares: list, timeout: Optional[float]) -> set[str]:
     jobs = submit_workers(spec, shares, timeout)
-    log(f"submitted {len(jobs)} tuning worker job(s) ({', '.join(str(j.job_id) for j in jobs)})")
+    logger.info(f"submitted {len(jobs)} tuning worker job(s) ({', '.join(str(j.job_id) for j in jobs)})")
     ended = set()
     for job in jobs:
         try:
             job.result()
         except Exception as err:  # noqa: BLE001 - killed or failed job: its running trial is failed below
-            log(f"worker job {job.job_id} ended: {type(err).__name__}")
+            logger.warning(f"worker job {job.job_id} ended: {type(err).__name__}")
         ended.add(str(job.job_id))
     return ended
 
 
 # -- the driver ----------------------------------------------------------------------------------
 
-def tune(spec: TuneSpec, *, final: bool = True, data: Any = None, force_final: bool = False,
-         log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> dict[str, Any]:
+def tune(spec: TuneSpec, *, final: bool = True, data: Any = None, force_final: bool = False) -> dict[str, Any]:
     """Run `spec`'s study to its budget, then (with `final`) the best configuration with the
     standard seeds. Returns the study summary (with "final": the sweep summary)."""
+    with quiet_optuna():
+        return _tune(spec, final, data, force_final)
+
+
+def _tune(spec: TuneSpec, final: bool, data: Any, force_final: bool) -> dict[str, Any]:
     resolved = resolve(spec)
     study = open_study(spec, resolved)
     c = counts(study)
-    log(f"tune {spec.study_name}: budget {_budget_text(spec.budget)}, {c['finished']} finished so far "
+    logger.info(f"tune {spec.study_name}: budget {_budget_text(spec.budget)}, {c['finished']} finished so far "
         f"({'declared' if resolved.declared else 'default'} space: {', '.join(resolved.space)}; storage {spec.storage_url()})")
-    fail_orphans(study, log=log)
+    fail_orphans(study)
     write_json_atomic(summary_path(spec.run.out_dir, spec.run.dataset, spec.variant), summarize_study(spec, study))
     while True:
         n, seconds = remaining(spec, study)
         if (n is not None and n <= 0) or (seconds is not None and seconds <= 0):
             break
         before = counts(study)["finished"]
-        ended = _run_round(spec, n, seconds, data, log)
-        fail_orphans(study, ended, log)
+        ended = _run_round(spec, n, seconds, data)
+        fail_orphans(study, ended)
         if counts(study)["finished"] == before:  # nothing finished: every trial failed, stop
-            log(f"tune {spec.study_name}: a round of workers finished no trial; stopping (see failed trials)")
+            logger.warning(f"tune {spec.study_name}: a round of workers finished no trial; stopping (see failed trials)")
             break
     summary = summarize_study(spec, study)
     write_json_atomic(summary_path(spec.run.out_dir, spec.run.dataset, spec.variant), summary)
-    log(f"tune {spec.study_name}: {summary['trials']['complete']} complete, {summary['trials']['pruned']} pruned, "
+    logger.info(f"tune {spec.study_name}: {summary['trials']['complete']} complete, {summary['trials']['pruned']} pruned, "
         f"{summary['trials']['fail']} failed; best " + (
             f"valid {summary['metric']} {summary['best']['value']:.4f} (trial {summary['best']['number']})"
             if summary["best"] else "none"))
     if final:
-        summary["final"] = run_final(spec, summary, force=force_final, log=log)
+        summary["final"] = run_final(spec, summary, force=force_final)
     return summary
 
 
@@ -608,19 +640,18 @@ def final_runs(spec: TuneSpec, summary: dict[str, Any]) -> list[RunConfig]:
             for s in spec.final_seeds]
 
 
-def run_final(spec: TuneSpec, summary: dict[str, Any], force: bool = False,
-              log: Callable[[str], None] = lambda s: None):
+def run_final(spec: TuneSpec, summary: dict[str, Any], force: bool = False):
     """Five seeds of the best trial through the normal runner; the folder keeps the study
     summary it came from (`tuning.json`: the table's "(tuned, N trials)")."""
     from bench.runner import config_changes, plan_runs, run_sweep
 
     if not summary.get("best"):
-        log(f"tune {spec.study_name}: no complete trial, so no tuned run")
+        logger.warning(f"tune {spec.study_name}: no complete trial, so no tuned run")
         return None
     runs = final_runs(spec, summary)
     force = force or any(config_changes(p) for p in plan_runs(runs))  # a new best replaces the old runs
     write_json_atomic(Path(spec.run.out_dir) / spec.run.dataset / spec.variant / "tuning.json", summary)
-    return run_sweep(runs, force=force, log=log)
+    return run_sweep(runs, force=force)
 
 
 def _budget_text(budget: dict) -> str:

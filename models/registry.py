@@ -54,7 +54,7 @@ class ModelEntry:
         the dataset has one (the embedded `synthetic` data); else the model's default; else the first."""
         available = self.preset_names(dataset)
         if not available:
-            raise ValueError(
+            raise ConfigError(
                 f"model '{self.name}' has no preset for dataset '{dataset}'; "
                 f"it has presets for: {', '.join(self.datasets())}"
             )
@@ -64,7 +64,7 @@ class ModelEntry:
                     return candidate
             return available[0]
         if preset not in available:
-            raise ValueError(
+            raise ConfigError(
                 f"model '{self.name}' has no '{preset}' preset for '{dataset}'; available: {', '.join(available)}"
             )
         return preset
@@ -114,7 +114,7 @@ def get_model_entry(name: str) -> ModelEntry:
     except KeyError:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise KeyError(f"unknown model '{name}'{hint} (registered: {', '.join(sorted(_REGISTRY))})") from None
+        raise UnknownNameError(f"unknown model '{name}'{hint} (registered: {', '.join(sorted(_REGISTRY))})") from None
 
 
 def resolve_config(name: str, dataset: str = "synthetic", preset: str | None = None, **overrides: Any) -> ModelConfig:
@@ -137,7 +137,8 @@ def resolve_run_config(name: str, dataset: str, preset: str | None, overrides: d
         for k in unknown:
             close = difflib.get_close_matches(k, valid, n=1)
             hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        raise KeyError(f"unknown config key(s) for model '{name}': {', '.join(hints)}; valid keys: {', '.join(sorted(valid))}")
+        raise UnknownNameError(f"unknown config key(s) for model '{name}': {', '.join(hints)}; "
+                               f"valid keys: {', '.join(sorted(valid))}")
     typed = {k: parse_field(entry.config_cls, k, v, model=name) for k, v in sorted(overrides.items())}
     return dataclasses.replace(cfg, preset=chosen, dataset=dataset, **typed)
 
@@ -165,6 +166,13 @@ class ConfigError(ValueError):
     def __init__(self, message: str, key: Optional[str] = None):
         super().__init__(message)
         self.key = key
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """An unknown model name or config key (also a KeyError, as a failed lookup is)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ SWEEPS = {  # name -> sweep file text, each wrong in one value
     "set_list": "models:\n  - name: mult\n    set: [lr, 1]\n",
     "setting_bad": "models: [mult]\nsetting: diagonal\n",
     "variant_slash": "epochs: 1\nseeds: [1111]\nmodels:\n  - name: late_fusion\n    variant: a/b\n",
+    "data_rot": "models: [mult]\ndata_rot: /data\n",  # a misspelt data option is refused, not ignored
 }
 
 
@@ -129,7 +130,8 @@ RUN = [
     (["run", "--models", "mult", "--datasets", "mosi", "--data-root", "{tmp}/missing", *OUT], ["--data-root"]),
     (["run", "--models", "mult", "--datasets", "mosi", "--data-root", "{tmp}/empty", *OUT],
      ["{tmp}/empty", "not found"]),
-    (["run", "--models", "mult", "--datasets", "mosi", "--data-root", "{tmp}/badroot", *OUT], ["unaligned_50.pkl"]),
+    (["run", "--models", "mult", "--datasets", "mosi", "--data-root", "{tmp}/badroot", *OUT],
+     ["{tmp}/badroot/MOSI/Processed/unaligned_50.pkl:"]),  # the full path, not the basename
     (["run", "--models", "mult", "--out", "{tmp}/a_file.txt"], ["--out", "is a file"]),
     (["run", "--models", "late_fusion", "--epochs", "1", "--out", "/proc/x"], ["--out '/proc/x'", "write"]),
     (["run", "--models", "late_fusion", "--epochs", "1", "--out", "{tmp}/a_file.txt/x"], ["a_file.txt/x'", "write"]),
@@ -156,6 +158,7 @@ RUN = [
     (["run", "--config", "{tmp}/set_list.yaml", *OUT], ["[key=models[0].set]"]),
     (["run", "--config", "{tmp}/setting_bad.yaml", *OUT], ["[key=setting]"]),
     (["run", "--config", "{tmp}/variant_slash.yaml", *OUT], ["[key=models[0].variant]", "'a/b'"]),
+    (["run", "--config", "{tmp}/data_rot.yaml", *OUT], ["[key=data_rot]", "unknown key", "data_root"]),
     (["run", "--config", "{tmp}/epochs0.yaml", "--models", "mult", *OUT], ["--config", "--models"]),
 ]
 
@@ -210,7 +213,8 @@ DATA = [
     (["data", "check", "--dataset", "foo"], ["--dataset", "unknown dataset 'foo'"]),
     (["data", "check", "--dataset", "mosi", "--data-root", "{tmp}/missing"], ["--data-root"]),
     (["data", "check", "--dataset", "mosi", "--data-root", "{tmp}/empty"], ["{tmp}/empty", "not found"]),
-    (["data", "check", "--dataset", "mosi", "--data-root", "{tmp}/badroot"], ["unaligned_50.pkl"]),
+    (["data", "check", "--dataset", "mosi", "--data-root", "{tmp}/badroot"],
+     ["{tmp}/badroot/MOSI/Processed/unaligned_50.pkl:"]),
     (["data", "check", "--dataset", "mosi", "--setting", "bogus"], ["--setting"]),
     (["data", "check", "--dataset", "mosi", "--text-input", "words"], ["--text-input"]),
     (["data", "check"], ["--dataset"]),

@@ -65,7 +65,8 @@ def test_data_check_reports_errors(tmp_path, capsys):
     write_mmsa(tmp_path, "mosi", "unaligned", sizes=(6, 8, 4), t=(50, 12, 16), mutate=bad)
     code, out, err = bench_inprocess(capsys, "data", "check", "--dataset", "mosi,iemocap", "--data-root", str(tmp_path))
     assert code == 2 and not out
-    assert "DataError: unaligned_50.pkl [split=valid, key=vision]: 1 NaN values (first at index 7)" in err
+    assert f"DataError: {tmp_path}/MOSI/Processed/unaligned_50.pkl [split=valid, key=vision]: 1 NaN values " \
+           "(first at index 7)" in err  # the full path, not the basename
     assert "IEMOCAP/iemocap_data.pkl, iemocap_data.pkl" in err  # the missing file lists the names
 
 
@@ -76,16 +77,16 @@ def _runs(out, dataset, root, models=("mult", "late_fusion")):
 
 
 @pytest.mark.parametrize("dataset", ["mosi", "iemocap"])
-def test_sweep_end_to_end_on_real_formats(tmp_path, data_root, dataset):
-    logs: list[str] = []
-    summary = run_sweep(_runs(tmp_path, dataset, data_root), log=logs.append)
+def test_sweep_end_to_end_on_real_formats(tmp_path, data_root, dataset, caplog):
+    caplog.set_level("INFO", logger="bench")
+    summary = run_sweep(_runs(tmp_path, dataset, data_root))
     assert summary.ok == [f"{dataset}/mult/seed1111", f"{dataset}/late_fusion/seed1111"], summary.failed
     rec = json.loads((tmp_path / dataset / "mult" / "seed1111.json").read_text())
     assert rec["status"] == "ok" and rec["epochs_run"] == 1 and rec["selected_on"] == "valid"
     src = rec["data"]["source"]
     assert len(src["sha256"]) == 64 and src["format"] == ("mmsa" if dataset == "mosi" else "mult")
     assert any("the standard" in w for w in rec["data"]["warnings"])  # tiny files: split-size warnings kept
-    assert any("data warning" in line for line in logs)
+    assert any("data warning" in line for line in caplog.messages)
     test = rec["metrics"]["test"]
     if dataset == "mosi":
         assert rec["setting"] == "unaligned" and {"Has0_acc_2", "Non0_acc_2", "MAE", "Corr"} <= set(test)
@@ -99,7 +100,7 @@ def test_sweep_end_to_end_on_real_formats(tmp_path, data_root, dataset):
 def test_pase_on_iemocap_end_to_end(tmp_path, data_root):
     if "pase" not in list_models():
         pytest.skip("pase is not registered")
-    summary = run_sweep(_runs(tmp_path, "iemocap", data_root, models=("pase",)), log=lambda s: None)
+    summary = run_sweep(_runs(tmp_path, "iemocap", data_root, models=("pase",)))
     assert summary.ok == ["iemocap/pase/seed1111"], summary.failed
 
 
@@ -108,7 +109,7 @@ def test_bad_data_stops_the_sweep_before_training(tmp_path):
     write_mmsa(root, "mosi", "unaligned", sizes=(6, 4, 4), t=(50, 12, 16),
                mutate=lambda d: d["train"].__setitem__("regression_labels", d["train"]["regression_labels"] * 10))
     with pytest.raises(DataError, match=r"\[split=train, key=regression_labels\]: \d+ labels outside \[-3, 3\]"):
-        run_sweep(_runs(tmp_path / "out", "mosi", root), log=lambda s: None)
+        run_sweep(_runs(tmp_path / "out", "mosi", root))
     assert not (tmp_path / "out").exists()  # nothing trained, nothing written
 
 
@@ -117,10 +118,10 @@ def test_wrong_file_dims_name_both_sides(tmp_path):
     root = tmp_path / "data"
     mosei_file = write_mmsa(root, "mosei", "unaligned", sizes=(6, 4, 4), t=(50, 12, 16))
     (root / "MOSI" / "Processed").mkdir(parents=True)
-    mosei_file.rename(root / "MOSI" / "Processed" / "unaligned_50.pkl")
+    mosi_file = mosei_file.rename(root / "MOSI" / "Processed" / "unaligned_50.pkl")
     with pytest.raises(DataError) as e:
-        run_sweep(_runs(tmp_path / "out", "mosi", root, models=("mult",)), log=lambda s: None)
-    assert str(e.value) == ("unaligned_50.pkl [key=audio]: audio dim 74, MOSI preset expects 5: MOSEI file or "
+        run_sweep(_runs(tmp_path / "out", "mosi", root, models=("mult",)))
+    assert str(e.value) == (f"{mosi_file.resolve()} [key=audio]: audio dim 74, MOSI preset expects 5: MOSEI file or "
                             "74-d COVAREP MOSI? (model mult, preset mmsa)")
     assert not (tmp_path / "out").exists()
 
@@ -133,7 +134,8 @@ def test_feature_models_on_glove_and_bert_models_on_mult_files(data_root):
     bert_like = dataclasses.replace(resolve_config("late_fusion", "iemocap"), text_input="ids")
     with pytest.raises(DataError) as e:
         check_compatible(bert_like, iemocap, "late_fusion")
-    assert str(e.value) == ("iemocap_data.pkl [key=text_bert]: model needs `text_bert`; MulT-format file has GloVe "
+    assert str(e.value) == (f"{(data_root / 'IEMOCAP' / 'iemocap_data.pkl').resolve()} [key=text_bert]: "
+                            "model needs `text_bert`; MulT-format file has GloVe "
                             "text only (late_fusion)")
     glove_for_bert_features = dataclasses.replace(resolve_config("mult", "iemocap"), dims=(768, 74, 35))
     with pytest.raises(DataError, match=r"text dim 300, IEMOCAP preset expects 768: GloVe text \(MulT-format file\)\?"):

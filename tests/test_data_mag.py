@@ -190,7 +190,7 @@ def test_bad_input_is_an_error_naming_file_split_key(tmp_path, base, name, mutat
     write_broken(tmp_path, base, mutate)
     with pytest.raises(DataError) as e:
         load(tmp_path)
-    assert str(e.value).startswith(fragment), str(e.value)
+    assert str(e.value).startswith(f"{tmp_path}/{fragment}"), str(e.value)  # the full path, not the basename
 
 
 def test_file_level_errors(tmp_path, base):
@@ -247,7 +247,7 @@ SUSPICIOUS = [
 def test_suspicious_input_is_a_counted_warning(tmp_path, base, name, mutate, expected):
     write_broken(tmp_path, base, mutate)
     data = load(tmp_path)
-    assert any(w.startswith(expected) for w in data.info.warnings), data.info.warnings
+    assert any(w.startswith(f"{tmp_path}/{expected}") for w in data.info.warnings), data.info.warnings
     if name == "neginf_acoustic_zeroed":
         assert torch.isfinite(data.train.tensors["audio"]).all()
 
@@ -268,7 +268,7 @@ def test_neginf_warning_counts_samples_not_words(tmp_path, base):
 
     write_broken(tmp_path, base, mutate)
     assert words["n"] >= 2
-    expected = f"mosi.pkl [split=train, key=acoustic]: {words['n'] + 1} -inf values in 2 samples set to 0"
+    expected = f"{tmp_path}/mosi.pkl [split=train, key=acoustic]: {words['n'] + 1} -inf values in 2 samples set to 0"
     assert any(w.startswith(expected) for w in load(tmp_path).info.warnings)
 
 
@@ -276,8 +276,8 @@ def test_split_sizes_of_the_published_file_are_warned_and_strict_mode_errors(tmp
     write_mag(tmp_path, "mosi", sizes=(1281, 229, 685), words=(1, 3))
     data = load(tmp_path, verify_checksum=False)
     assert [w for w in data.info.warnings if "standard" in w] == [
-        "mosi.pkl [split=train]: 1281 samples, the standard MOSI train split has 1284",
-        "mosi.pkl [split=test]: 685 samples, the standard MOSI test split has 686",
+        f"{tmp_path}/mosi.pkl [split=train]: 1281 samples, the standard MOSI train split has 1284",
+        f"{tmp_path}/mosi.pkl [split=test]: 685 samples, the standard MOSI test split has 686",
     ]
     assert data.info.source["split_sizes"] == "1281/229/685, as MAG-BERT's published file"
     with pytest.raises(DataError, match=r"\[split=train\]: 1281 samples, the standard MOSI train split has 1284 "
@@ -310,10 +310,10 @@ def _planned(root, **overrides):
 def test_dims_from_data_takes_the_mag_widths_before_the_model_is_built(tmp_path):
     write_mag(tmp_path, "mosi", sizes=(6, 4, 4))
     with pytest.raises(DataError, match="audio dim 74, MOSI preset expects 5: MOSEI file or 74-d COVAREP MOSI"):
-        load_sweep_data(_planned(tmp_path, dims_from_data=False), log=lambda s: None)
+        load_sweep_data(_planned(tmp_path, dims_from_data=False))
     [p] = _planned(tmp_path)  # the preset reads its widths from the file
     assert p.model_config.dims == (768, 5, 20) and p.run.run_name == "mag_bert+mag"
-    [data] = load_sweep_data([p], log=lambda s: None).values()
+    [data] = load_sweep_data([p]).values()
     assert p.model_config.dims == (768, 74, 47)  # what the runner builds and records
     check_compatible(p.model_config, data, "mag_bert")
     unadapted = _planned(tmp_path)[0].model_config
@@ -329,7 +329,7 @@ def test_mag_bert_runs_end_to_end_on_a_mag_file(tmp_path):
     run = RunConfig(model="mag_bert", dataset="mosi", seed=1111, preset="paper", data_format="mag",
                     data_root=str(tmp_path), text_encoder="tiny", epochs=1, out_dir=str(tmp_path / "out"),
                     contributions=False)
-    summary = run_sweep([run], log=lambda s: None)
+    summary = run_sweep([run])
     assert not summary.failed and len(summary.ok) == 1
     rec = load_result(run.result_path())
     assert rec["config"]["model"]["dims"] == [768, 74, 47] and rec["data"]["source"]["format"] == "mag"

@@ -19,6 +19,11 @@ def load(root, dataset="mosi", setting="unaligned", text_input="features", **kw)
     return load_dataset(dataset, data_root=str(root), setting=setting, text_input=text_input, **kw)
 
 
+def at(root, message: str) -> str:
+    """A message as the loader words it: it starts with the file's full path, not its basename."""
+    return f"{mmsa_path(root, 'mosi', 'unaligned').parent}/{message}"
+
+
 @pytest.fixture(scope="module")
 def base_data():
     """MOSI unaligned split dicts (30/20/10), copied by each test before it breaks something."""
@@ -99,8 +104,8 @@ def test_mmsa_behaviours_cast_neginf_labels_ids_index(tmp_path):
     assert t["labels"].shape == (8,)
     np.testing.assert_allclose(t["labels"].numpy(), raw["train"]["regression_labels"].reshape(-1), rtol=1e-6)
     neg = [w for w in data.info.warnings if "-inf" in w]
-    assert neg == ["unaligned_50.pkl [split=train, key=audio]: 3 -inf values in 2 samples set to 0 "
-                   "(as MMSA and MulT do)"]
+    assert neg == [at(tmp_path, "unaligned_50.pkl [split=train, key=audio]: 3 -inf values in 2 samples set to 0 "
+                             "(as MMSA and MulT do)")]
     assert any("unused keys missing: annotations" in w for w in data.info.warnings)
     batch = data.valid.take(torch.tensor([4, 1]))
     assert batch.index.tolist() == [4, 1]
@@ -193,7 +198,7 @@ def test_file_level_errors(tmp_path, make, fragment):
     make(path)
     with pytest.raises(DataError) as e:
         load(tmp_path)
-    assert str(e.value).startswith("unaligned_50.pkl: ") and fragment in str(e.value)
+    assert str(e.value).startswith(at(tmp_path, "unaligned_50.pkl: ")) and fragment in str(e.value)
     if make is _unknown_schema:  # the keys found are listed
         assert "sentiment" in str(e.value) and "text_bert" in str(e.value)
 
@@ -297,10 +302,10 @@ def test_bad_input_is_an_error_naming_file_split_key(tmp_path, base_data, name, 
     with pytest.raises(DataError) as e:
         load(tmp_path, text_input=text_input)
     err = e.value
-    assert err.file == "unaligned_50.pkl" and err.split == split and err.key == key, str(err)
+    assert err.file == str(mmsa_path(tmp_path, "mosi", "unaligned")) and err.split == split and err.key == key, str(err)
     assert fragment in err.problem, str(err)
     where = ", ".join(p for p in (f"split={split}" if split else "", f"key={key}" if key else "") if p)
-    assert str(err).startswith(f"unaligned_50.pkl [{where}]: " if where else "unaligned_50.pkl: ")
+    assert str(err).startswith(at(tmp_path, f"unaligned_50.pkl [{where}]: " if where else "unaligned_50.pkl: "))
 
 
 def test_aligned_file_with_different_T_per_modality_is_an_error(tmp_path, base_data):
@@ -319,8 +324,8 @@ def test_spec_message_example_exactly(tmp_path, base_data):
     write_broken(tmp_path, base_data, mutate)
     with pytest.raises(DataError) as e:
         load(tmp_path)
-    assert str(e.value) == ("unaligned_50.pkl [split=valid, key=audio_lengths]: "
-                            "3 values outside 1..375 (first at index 17: 0)")
+    assert str(e.value) == at(tmp_path, "unaligned_50.pkl [split=valid, key=audio_lengths]: "
+                                        "3 values outside 1..375 (first at index 17: 0)")
 
 
 def test_all_problems_are_collected_before_raising(tmp_path, base_data):
@@ -351,7 +356,7 @@ WARNINGS = [
 def test_suspicious_input_is_a_counted_warning(tmp_path, base_data, name, mutate, expected):
     write_broken(tmp_path, base_data, mutate)
     data = load(tmp_path)
-    assert expected in data.info.warnings, data.info.warnings
+    assert at(tmp_path, expected) in data.info.warnings, data.info.warnings
 
 
 def test_split_sizes_warn_and_strict_mode_errors(tmp_path):
@@ -360,7 +365,8 @@ def test_split_sizes_warn_and_strict_mode_errors(tmp_path):
     assert not any("standard" in w for w in data.info.warnings)  # the standard sizes pass silently
     write_mmsa(tmp_path, "mosi", "aligned", sizes=(1284, 228, 686), t=(6, 6, 6), dims=(8, 5, 20))
     data = load(tmp_path, setting="aligned")
-    assert "aligned_50.pkl [split=valid]: 228 samples, the standard MOSI valid split has 229" in data.info.warnings
+    assert at(tmp_path, "aligned_50.pkl [split=valid]: 228 samples, the standard MOSI valid split has 229") \
+        in data.info.warnings
     with pytest.raises(DataError, match=r"\[split=valid\]: 228 samples, the standard MOSI valid split has 229 "
                                         r"\(strict mode\)"):
         load(tmp_path, setting="aligned", strict=True)

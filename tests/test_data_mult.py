@@ -129,10 +129,10 @@ ERRORS = [
 
 @pytest.mark.parametrize("name, mutate, fragment, split, key", ERRORS, ids=[c[0] for c in ERRORS])
 def test_bad_mult_input_is_an_error(tmp_path, base_data, name, mutate, fragment, split, key):
-    write_broken(tmp_path, base_data, mutate)
+    path = write_broken(tmp_path, base_data, mutate)
     with pytest.raises(DataError) as e:
         load(tmp_path)
-    assert e.value.file == "iemocap_data.pkl" and e.value.split == split and e.value.key == key, str(e.value)
+    assert e.value.file == str(path) and e.value.split == split and e.value.key == key, str(e.value)
     assert fragment in e.value.problem, str(e.value)
 
 
@@ -141,16 +141,16 @@ def test_samples_without_exactly_one_emotion_are_a_counted_warning(tmp_path, bas
         d["train"]["labels"][2] = [(1, 0)] * 4  # no emotion present
         d["train"]["labels"][3] = [(0, 1), (0, 1), (1, 0), (1, 0)]  # two present
 
-    write_broken(tmp_path, base_data, mutate)
+    path = write_broken(tmp_path, base_data, mutate)
     data = load(tmp_path)
-    assert ("iemocap_data.pkl [split=train, key=labels]: 2 samples with != 1 present emotion (counts: 0: 1, 1: 28, "
+    assert (f"{path} [split=train, key=labels]: 2 samples with != 1 present emotion (counts: 0: 1, 1: 28, "
             "2: 1); kept, excluded from the 4-way extras only") in data.info.warnings
     assert data.train.labels[2].tolist() == [0, 0, 0, 0] and data.train.labels[3].tolist() == [1, 1, 0, 0]
 
 
 def test_neginf_audio_is_zeroed_with_a_warning(tmp_path, base_data):
-    write_broken(tmp_path, base_data, lambda d: d["test"]["audio"].__setitem__((1, slice(0, 3), 0), -np.inf))
+    path = write_broken(tmp_path, base_data, lambda d: d["test"]["audio"].__setitem__((1, slice(0, 3), 0), -np.inf))
     data = load(tmp_path)
-    assert "iemocap_data.pkl [split=test, key=audio]: 3 -inf values in 1 samples set to 0 (as MMSA and MulT do)" \
+    assert f"{path} [split=test, key=audio]: 3 -inf values in 1 samples set to 0 (as MMSA and MulT do)" \
         in data.info.warnings
     assert data.test.tensors["audio"][1, :3, 0].tolist() == [0.0, 0.0, 0.0]

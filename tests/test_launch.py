@@ -97,7 +97,7 @@ def _wait_for_marker(marker: Path, job, limit_s: float = 900) -> None:
 
 
 @pytest.mark.slow
-def test_smoke_sweep_through_submitit_local_executor_and_resubmit_only_the_killed_job(tmp_path, monkeypatch):
+def test_smoke_sweep_through_submitit_local_executor_and_resubmit_only_the_killed_job(tmp_path, monkeypatch, caplog):
     import cloudpickle
 
     import bench.launch
@@ -112,7 +112,7 @@ def test_smoke_sweep_through_submitit_local_executor_and_resubmit_only_the_kille
             _run_one_holding, hold=str(runs[0].result_path()), marker=str(marker)))
         cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the jobs cannot import this test file
         try:
-            jobs = submit(runs, opts, force=False, log=lambda s: None)
+            jobs = submit(runs, opts, force=False)
         finally:
             cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert len(jobs) == len(runs) >= 2
@@ -124,10 +124,9 @@ def test_smoke_sweep_through_submitit_local_executor_and_resubmit_only_the_kille
         job.wait()
     assert not is_complete(runs[0].result_path()) and not runs[0].result_path().exists()
     assert all(is_complete(r.result_path()) for r in runs[1:])
-    logs = []
-    summary = launch(runs, launcher="submitit", slurm=SlurmOptions(folder=opts.folder, cluster="local"),
-                     log=logs.append)
-    assert any("submitted 1 job(s)" in line for line in logs), logs
+    caplog.set_level("INFO", logger="bench")
+    summary = launch(runs, launcher="submitit", slurm=SlurmOptions(folder=opts.folder, cluster="local"))
+    assert any("submitted 1 job(s)" in line for line in caplog.messages), caplog.messages
     assert not summary.failed and len(summary.ok) == 1 and len(summary.skipped) == len(runs) - 1
     assert all(is_complete(r.result_path()) for r in runs)
 
@@ -136,5 +135,5 @@ def test_smoke_sweep_through_submitit_local_executor_and_resubmit_only_the_kille
 def test_jobs_runs_side_by_side(tmp_path):
     runs = load_sweep(ROOT / "sweeps" / "smoke.yaml", out=str(tmp_path), epochs=1,
                       contributions=False, robustness=False)
-    summary = launch(runs, jobs=2, log=lambda s: None)
+    summary = launch(runs, jobs=2)
     assert len(summary.ok) == len(runs) and not summary.failed

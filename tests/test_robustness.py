@@ -26,7 +26,7 @@ def _run(tmp_path, seeds=(1111,), epochs=2, **kw):
 
 
 def test_missing_modality_evaluation_in_result(tmp_path):
-    run_sweep(_run(tmp_path), log=lambda s: None)
+    run_sweep(_run(tmp_path))
     rec = load_result(tmp_path / "synthetic" / "late_fusion" / "seed1111.json")
     rob = rec["robustness"]
     assert rob["split"] == "test" and set(rob["coalitions"]) == {"t", "a", "v", "ta", "tv", "av", "tav"}
@@ -42,8 +42,8 @@ def test_missing_modality_evaluation_in_result(tmp_path):
 
 
 def test_same_seed_twice_gives_identical_result_files(tmp_path):
-    run_sweep(_run(tmp_path / "a"), log=lambda s: None)
-    run_sweep(_run(tmp_path / "b"), log=lambda s: None)
+    run_sweep(_run(tmp_path / "a"))
+    run_sweep(_run(tmp_path / "b"))
     a = load_result(tmp_path / "a" / "synthetic" / "late_fusion" / "seed1111.json")
     b = load_result(tmp_path / "b" / "synthetic" / "late_fusion" / "seed1111.json")
     assert a["predictions"] == b["predictions"]  # bit for bit (floats compared exactly)
@@ -67,7 +67,7 @@ def test_nan_loss_is_recorded_and_the_next_run_proceeds(tmp_path, monkeypatch):
         return parts
 
     monkeypatch.setattr(LateFusion, "loss", poisoned)
-    s = run_sweep(_run(tmp_path, seeds=(1111, 1112)), log=lambda s: None)
+    s = run_sweep(_run(tmp_path, seeds=(1111, 1112)))
     assert [f[0] for f in s.failed] == ["synthetic/late_fusion/seed1111"] and s.ok == ["synthetic/late_fusion/seed1112"]
     err = load_result(tmp_path / "synthetic" / "late_fusion" / "seed1111.json")["error"]
     assert err["type"] == "TrainingError" and "non-finite loss" in err["message"]
@@ -82,7 +82,7 @@ def test_out_of_memory_is_explained(tmp_path, monkeypatch):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(runner, "execute_run", oom)
-    s = run_sweep(_run(tmp_path), log=lambda s: None)
+    s = run_sweep(_run(tmp_path))
     assert len(s.failed) == 1
     err = load_result(tmp_path / "synthetic" / "late_fusion" / "seed1111.json")["error"]
     assert "batch_size=16" in err["message"] and "grad_accum_steps=2" in err["message"]

@@ -36,7 +36,7 @@ def _runs(tmp_path, model="late_fusion", seeds=(1111,), **kw):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    summary = run_sweep(_runs(out, seeds=(1111, 1112)), log=lambda s: None)
+    summary = run_sweep(_runs(out, seeds=(1111, 1112)))
     assert len(summary.ok) == 2 and not summary.failed
     return out
 
@@ -62,17 +62,17 @@ def test_metrics_equal_recomputed_from_stored_predictions(finished):
         assert rec["metrics"]["test"][key] == pytest.approx(value, abs=1e-12), key
 
 
-def test_finished_runs_are_skipped_and_force_reruns(finished):
+def test_finished_runs_are_skipped_and_force_reruns(finished, caplog):
+    caplog.set_level("INFO", logger="bench")
     path = finished / "synthetic" / "late_fusion" / "seed1111.json"
     before = path.read_text()
-    logs = []
-    s = run_sweep(_runs(finished), log=logs.append)
+    s = run_sweep(_runs(finished))
     assert s.skipped == ["synthetic/late_fusion/seed1111"] and not s.ok
-    assert path.read_text() == before and any("skip" in line for line in logs)
-    logs.clear()
-    run_sweep(_runs(finished, epochs=3), log=logs.append)  # a finished run with another config
-    assert any("different max_epochs" in line and "--variant" in line for line in logs), logs
-    s = run_sweep(_runs(finished), force=True, log=lambda s: None)
+    assert path.read_text() == before and any("skip" in line for line in caplog.messages)
+    caplog.clear()
+    run_sweep(_runs(finished, epochs=3))  # a finished run with another config
+    assert any("different max_epochs" in line and "--variant" in line for line in caplog.messages), caplog.messages
+    s = run_sweep(_runs(finished), force=True)
     assert s.ok == ["synthetic/late_fusion/seed1111"]
     assert json.loads(path.read_text())["date"] >= json.loads(before)["date"]
 
@@ -88,14 +88,14 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
         return real(p, *a, **k)
 
     monkeypatch.setattr(runner, "execute_run", flaky)
-    s = run_sweep(_runs(tmp_path, seeds=(1111, 1112), epochs=1), log=lambda s: None)
+    s = run_sweep(_runs(tmp_path, seeds=(1111, 1112), epochs=1))
     assert [f[0] for f in s.failed] == ["synthetic/late_fusion/seed1111"] and len(s.ok) == 1
     err = load_result(tmp_path / "synthetic" / "late_fusion" / "seed1111.json")
     assert err["status"] == "error" and err["error"]["message"] == "boom in run 1111"
     assert not is_complete(tmp_path / "synthetic" / "late_fusion" / "seed1111.json")
     # a rerun retries the failed run only
     monkeypatch.setattr(runner, "execute_run", real)
-    s = run_sweep(_runs(tmp_path, seeds=(1111, 1112), epochs=1), log=lambda s: None)
+    s = run_sweep(_runs(tmp_path, seeds=(1111, 1112), epochs=1))
     assert s.ok == ["synthetic/late_fusion/seed1111"] and s.skipped == ["synthetic/late_fusion/seed1112"]
 
 
@@ -111,7 +111,7 @@ def test_variants_get_their_own_folder(tmp_path):
 
 def test_unknown_override_fails_before_training(tmp_path):
     with pytest.raises(KeyError, match="unknown config key"):
-        run_sweep([RunConfig(model="late_fusion", overrides={"hiden": 8}, out_dir=str(tmp_path))], log=print)
+        run_sweep([RunConfig(model="late_fusion", overrides={"hiden": 8}, out_dir=str(tmp_path))])
     assert not any(tmp_path.rglob("*.json"))
 
 

@@ -181,7 +181,7 @@ def test_trials_train_with_a_seed_no_final_run_uses(final_seeds, trial_seed, exp
     space = {"lr": choice(1e-2, 1e-3, source="test")}
     spec = TuneSpec(run=_run(tmp_path, data_root, epochs=1), trials=2, space=space, final_seeds=final_seeds,
                     trial_seed=trial_seed)
-    summary = tune(spec, final=False, log=lambda s: None)
+    summary = tune(spec, final=False)
     assert used == [expected, expected] and summary["trial_seed"] == expected
     study = optuna.load_study(study_name=spec.study_name, storage=spec.storage_url())
     assert [t.user_attrs["seed"] for t in study.trials] == [expected, expected]
@@ -213,10 +213,10 @@ def tuned(tmp_path_factory, data_root):
     original = bench.train.test_once
     bench.train.test_once = no_test
     try:
-        summary = tune(spec, final=False, log=lambda s: None)
+        summary = tune(spec, final=False)
     finally:
         bench.train.test_once = original
-    final = run_final(spec, summary, log=lambda s: None)
+    final = run_final(spec, summary)
     return spec, summary, final, optuna.load_study(study_name=spec.study_name, storage=spec.storage_url())
 
 
@@ -318,7 +318,7 @@ def test_killed_mid_study_then_rerun_completes_the_same_total(tmp_path, data_roo
     study = optuna.load_study(study_name=spec.study_name, storage=spec.storage_url())
     assert study.trials[killed].state.name == "RUNNING" and counts(study)["finished"] >= 2
 
-    summary = tune(spec, final=False, log=lambda s: None)  # the same command again
+    summary = tune(spec, final=False)  # the same command again
     study = optuna.load_study(study_name=spec.study_name, storage=spec.storage_url())
     assert summary["trials"]["finished"] == 6 and summary["trials"]["fail"] == 1
     assert study.trials[killed].state.name == "FAIL"
@@ -352,7 +352,7 @@ def test_submitit_workers_share_a_journal_study_and_a_killed_worker_trial_is_ret
     assert len(workers) == 2  # both jobs worked on the one study
     assert study.trials[killed].state.name == "RUNNING"
 
-    summary = tune(spec, final=False, log=lambda s: None)  # the driver: fail, requeue, finish the budget
+    summary = tune(spec, final=False)  # the driver: fail, requeue, finish the budget
     study = optuna.load_study(study_name=spec.study_name, storage=open_storage(spec.storage_url()))
     assert summary["trials"]["finished"] == 4 and summary["trials"]["fail"] == 1
     assert study.trials[killed].state.name == "FAIL"

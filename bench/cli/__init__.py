@@ -26,6 +26,9 @@ EPILOG = """examples:
 """
 
 
+INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT, as a shell reports it)
+
+
 # -- option types: argparse refuses a bad value before the command starts (exit 2, the
 # option named, usage shown, nothing written) ------------------------------------------
 def int_at_least(lo: int):
@@ -110,23 +113,39 @@ REPORT_EXIT_STATUS = """exit status: 0 written; 2 a bad option, or nothing to sh
 tuning studies match --results, the dataset, the run names or the seeds asked for)."""
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The project's own error types for a bad input (option, sweep file, config value, data
+    file, text encoder): their message says what to fix, so the user sees it on one line."""
+    from bench.config import OptionError
+    from bench.data import DataError
+    from models.layers.text_encoder import TextEncoderError
+    from models.registry import ConfigError
+
+    return (OptionError, ConfigError, DataError, TextEncoderError)
+
+
+def expected_stops() -> tuple[type[BaseException], ...]:
+    """What `command_error` turns into an exit code: Ctrl-C and the `user_errors`."""
+    return (KeyboardInterrupt, *user_errors())
+
+
 def command_error(err: BaseException, *, interrupted: str, where: str = "") -> int:
     """The one way `run` and `tune` end on an error they expect: a single stderr line, no
-    traceback, and the exit code (130 interrupted, 2 a bad input: data, sweep file, config
-    key or value). Anything else is re-raised, so real bugs keep their traceback."""
+    traceback, and the exit code (130 interrupted, 2 a bad input: one of `user_errors`).
+    Anything else is re-raised with its traceback: a bug is shown, not summarised."""
+    if isinstance(err, KeyboardInterrupt):
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        return INTERRUPTED
+    if not isinstance(err, user_errors()):
+        raise err
     from bench.config import SweepFileError
     from bench.data import DataError
 
-    if isinstance(err, KeyboardInterrupt):
-        print(f"interrupted: {interrupted}", file=sys.stderr)
-        return 130
     if isinstance(err, (DataError, SweepFileError)):
         print(f"{type(err).__name__}: {err}", file=sys.stderr)
-        return 2
-    if isinstance(err, (KeyError, ValueError)):
+    else:
         print(f"error: {where}{err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
-    raise err
+    return 2
 
 
 def table_command(results: str, *options: str) -> str:
@@ -166,4 +185,22 @@ def main(argv: list[str] | None = None) -> None:
     if not getattr(args, "command", None):
         parser.print_help()
         sys.exit(2)
-    sys.exit(args.func(args) or 0)
+    code = args.func(args) or 0
+    if code == INTERRUPTED:
+        stop_now(code)
+    sys.exit(code)
+
+
+def stop_now(code: int) -> None:
+    """Ctrl-C means stop at once: exit without the interpreter's teardown, which (unloading
+    torch, transformers and the models) takes seconds on a loaded machine. Nothing is lost:
+    result files are written whole or not at all, and the output streams are flushed here."""
+    import logging
+    import os
+
+    logging.shutdown()
+    if "multiprocessing.util" in sys.modules:  # --jobs: release the pool's semaphores (no leak warning)
+        sys.modules["multiprocessing.util"]._exit_function()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

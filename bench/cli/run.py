@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 HELP_EPILOG = """examples:
@@ -65,7 +66,8 @@ def add_parser(sub) -> None:
 
 def build_runs(args) -> list:
     from bench.config import (
-        DEFAULT_DATASET, RunConfig, is_folder_name, load_sweep, parse_seeds, parse_set, split_list,
+        DEFAULT_DATASET, OptionError, RunConfig, UnknownOptionValue, is_folder_name, load_sweep, parse_seeds,
+        parse_set, split_list,
     )
     from models import get_model_entry, list_models
 
@@ -74,25 +76,25 @@ def build_runs(args) -> list:
                datasets=split_list(args.datasets) or None, seeds=args.seeds)
     if args.config:
         if args.models or args.set:
-            raise ValueError("--config lists the models and variants; do not combine it with --models/--set")
+            raise OptionError("--config lists the models and variants; do not combine it with --models/--set")
         return _with_flags(load_sweep(args.config, **cli), args)
     name = args.variant
     if name is not None and not is_folder_name(name):
-        raise ValueError(f"--variant '{name}': give a result-folder name (not empty, without '/' or '\\')")
+        raise OptionError(f"--variant '{name}': give a result-folder name (not empty, without '/' or '\\')")
     if not args.models:
-        raise ValueError("give --models (e.g. --models pase,mult) or --config sweeps/<name>.yaml")
+        raise OptionError("give --models (e.g. --models pase,mult) or --config sweeps/<name>.yaml")
     names: list[str] = []
     for pattern in split_list(args.models):
         if any(c in pattern for c in "*?["):
             matched = list_models(pattern)
             if not matched:
-                raise KeyError(f"--models: no registered model matches '{pattern}' "
-                               f"(registered: {', '.join(list_models())})")
+                raise UnknownOptionValue(f"--models: no registered model matches '{pattern}' "
+                                         f"(registered: {', '.join(list_models())})")
         else:
             try:
                 get_model_entry(pattern)
             except KeyError as err:
-                raise KeyError(f"--models: {err.args[0]}") from None
+                raise UnknownOptionValue(f"--models: {err.args[0]}") from None
             matched = [pattern]
         names += [m for m in matched if m not in names]
     overrides = parse_set(args.set)
@@ -144,20 +146,24 @@ def _where(err: BaseException, args) -> str:
 
 
 def main(args) -> int:
-    from bench.cli import command_error, slurm_options, table_command
-    from bench.config import SweepFileError
-    from bench.data import DataError
+    from bench.logs import to_stderr
+
+    with to_stderr(logging.WARNING if args.quiet else logging.INFO):  # the library's lines, or only problems
+        return _main(args)
+
+
+def _main(args) -> int:
+    from bench.cli import command_error, expected_stops, slurm_options, table_command
     from bench.launch import launch
 
     quiet = args.quiet
-    log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     try:
         runs = build_runs(args)
         out_dir = runs[0].out_dir if runs else "results"
         slurm = slurm_options(args, args.submitit_folder or f"{out_dir}/.submitit", wait=args.wait)
         summary = launch(runs, launcher=args.launcher, jobs=args.jobs, force=args.force,
-                         progress=not quiet and sys.stderr.isatty(), log=log, slurm=slurm)
-    except (KeyboardInterrupt, DataError, SweepFileError, KeyError, ValueError) as err:
+                         progress=not quiet and sys.stderr.isatty(), slurm=slurm)
+    except expected_stops() as err:
         return command_error(err, where=_where(err, args),
                              interrupted="stopped; finished runs are kept, the run in progress was not recorded")
     print(f"{len(summary.ok)} ran, {len(summary.skipped)} skipped (finished), {len(summary.failed)} failed",

@@ -4,6 +4,7 @@ configuration with the five standard seeds as its own `<model>+tuned` run."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 HELP_EPILOG = """examples:
@@ -69,18 +70,18 @@ def add_parser(sub) -> None:
 
 
 def build_specs(args) -> list:
-    from bench.config import DEFAULT_DATASET, DEFAULT_SEEDS, RunConfig, split_list
+    from bench.config import DEFAULT_DATASET, DEFAULT_SEEDS, OptionError, RunConfig, UnknownOptionValue, split_list
     from bench.cli import slurm_options
     from bench.tune import TuneSpec
     from models import list_models
 
     if not args.models:
-        raise ValueError("give --models (e.g. --models late_fusion,mult) or --show-space MODEL")
+        raise OptionError("give --models (e.g. --models late_fusion,mult) or --show-space MODEL")
     names: list[str] = []
     for pattern in split_list(args.models):
         matched = list_models(pattern) if any(c in pattern for c in "*?[") else [pattern]
         if not matched:
-            raise KeyError(f"no registered model matches '{pattern}'")
+            raise UnknownOptionValue(f"--models: no registered model matches '{pattern}'")
         names += [m for m in matched if m not in names]
     slurm = slurm_options(args, f"{args.out}/.submitit/tune")
     trials = args.trials if args.trials is not None or args.budget_hours is not None else 50
@@ -101,8 +102,14 @@ def build_specs(args) -> list:
 
 
 def main(args) -> int:
-    from bench.cli import command_error
-    from bench.data import DataError
+    from bench.logs import to_stderr
+
+    with to_stderr(logging.WARNING if args.quiet else logging.INFO):  # the library's lines, or only problems
+        return _main(args)
+
+
+def _main(args) -> int:
+    from bench.cli import command_error, expected_stops
     from bench.tune import OptunaMissing
 
     try:
@@ -113,7 +120,6 @@ def main(args) -> int:
             print(format_space(args.show_space, (split_list(args.datasets) or ["synthetic"])[0], args.preset))
             return 0
         specs = build_specs(args)
-        log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
         from bench.tune import require_optuna, tune
 
         require_optuna()
@@ -123,11 +129,11 @@ def main(args) -> int:
 
         planned = plan_runs([s.run for s in specs])
         check_sweep(planned, local=args.launcher == "local")
-        loaded = load_sweep_data(planned, log) if args.launcher == "local" else {}
+        loaded = load_sweep_data(planned) if args.launcher == "local" else {}
         check_out_dirs(planned)
         failed = 0
         for spec, p in zip(specs, planned, strict=True):
-            summary = tune(spec, final=args.final, data=loaded.get(data_key(p)), log=log)
+            summary = tune(spec, final=args.final, data=loaded.get(data_key(p)))
             if summary.get("best") is None:  # no trial completed: nothing was tuned
                 failed += 1
                 print(f"{spec.run.dataset}/{spec.variant}: no trial completed (see the failed trials)", file=sys.stderr)
@@ -139,7 +145,7 @@ def main(args) -> int:
     except OptunaMissing as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, DataError, KeyError, ValueError) as err:
+    except expected_stops() as err:
         return command_error(err, interrupted="the study keeps every finished trial; rerun the same command to continue")
     print(f"tuning summaries: {args.out}/tuning/; show them with `python -m bench table --results {args.out} --tuning`",
           file=sys.stderr)

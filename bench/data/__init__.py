@@ -12,6 +12,7 @@ pickles (`bench.data.mag`, by file name); token ids made by the harness from tex
 from __future__ import annotations
 
 import difflib
+import inspect
 from typing import Any, Callable
 
 from bench.data.base import SPLITS, DataError, DatasetInfo, MSAData, Split
@@ -41,7 +42,8 @@ def list_datasets() -> dict[str, str]:
 
 
 def load_dataset(name: str, **options: Any) -> MSAData:
-    """Load and validate a dataset. Options are loader-specific (data_root, setting, needs, ...)."""
+    """Load and validate a dataset. Options are the loader's named parameters (data_root,
+    setting, text_input, ...); an unknown one is a TypeError."""
     _import_loaders()
     if name not in _LOADERS:
         close = difflib.get_close_matches(name, list(_LOADERS), n=1)
@@ -53,7 +55,23 @@ def load_dataset(name: str, **options: Any) -> MSAData:
         raise DataError(name, f"unknown data format '{fmt}' (expected one of {', '.join(DATA_FORMATS)})")
     if fmt not in allowed:
         raise DataError(name, f"data format '{fmt}' does not apply to {name} (it is read as: {', '.join(allowed)})")
+    check_options(name, _LOADERS[name], options)
     return _LOADERS[name](**options)
+
+
+def check_options(name: str, loader: Callable[..., MSAData], options: dict[str, Any]) -> None:
+    """Every option must be a named parameter of the loader: a misspelt one (`data_rot=`) is
+    refused, never ignored."""
+    params = [p.name for p in inspect.signature(loader).parameters.values()
+              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, params, n=1)
+            hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        raise TypeError(f"load_dataset('{name}'): unknown option(s) {', '.join(hints)}; "
+                        f"the {name} loader takes: {', '.join(params)}")
 
 
 def _import_loaders() -> None:

