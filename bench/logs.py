@@ -19,7 +19,7 @@ class _Stderr(logging.StreamHandler):
         super().__init__()
         self.setFormatter(logging.Formatter("%(message)s"))
 
-    @property  # type: ignore[override]
+    @property
     def stream(self):
         return sys.stderr
 
