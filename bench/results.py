@@ -103,7 +103,9 @@ def ensure_writable_dir(path: Path | str, option: str = "--out") -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise ValueError(f"{option} '{path}': cannot write result files there ({type(err).__name__}: "
+        from bench.config import OptionError
+
+        raise OptionError(f"{option} '{path}': cannot write result files there ({type(err).__name__}: "
                          f"{err.strerror or err})") from None
 
 

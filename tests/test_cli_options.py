@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
+from bench.cli import NOTHING_TO_SHOW, main
 from bench.config import PRESET_SOURCES
 from bench.report import load_result_set
 from bench.results import other_result_roots, write_json_atomic
@@ -68,7 +68,7 @@ def test_a_sweep_run_names_the_table_command_that_shows_it(tmp_path, capsys, mon
     code, shown = _main([*shlex.split(command)[3:], "--format", "md"], capsys)
     assert code == 0 and re.search(r"\| Late fusion +\|", shown)
     code, plain = _main(["table", "--format", "md"], capsys)  # results/ holds only the smoke folder
-    assert code == 1 and f"`{command}`" in plain
+    assert code == NOTHING_TO_SHOW and f"`{command}`" in plain
 
 
 def test_table_names_result_folders_below_its_own(tmp_path, capsys):
