@@ -240,8 +240,60 @@ MFON = RefMap(
     extra_outputs=_mfon_teachers,
 )
 
+# -- MSAmba, MCL-MCF, ConFEDE (issue #24, third batch) ---------------------------------------
+_MSAMBA_MODS = (("text", "T", "t"), ("audio", "A", "a"), ("video", "V", "v"))  # copy names -> msabench's
+_SSM = r"(conv1d|x_proj|dt_proj)\.(weight|bias)"
+
+
+def _msamba_context_tokens(model: Any, batch: Batch) -> dict[str, torch.Tensor]:
+    """Position 0 of each CHM context mixer's output (all that reaches the prediction at fusion depth 1)."""
+    hooks, out = [], {}
+    for m in "tav":
+        for i in (1, 2):
+            hooks.append(model.get_submodule(f"chm.{m}.0.mixers.{i}").register_forward_hook(
+                lambda _m, _i, y, key=f"chm_{m}_{i}_token0": out.__setitem__(key, y[:, 0])))
+    model(batch)
+    for h in hooks:
+        h.remove()
+    return out
+
+
+MSAMBA = RefMap(
+    weights=(
+        *prefixed((("text_model.model", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        *((rf"proj_{ref}0\.(weight|bias)", rf"proj.{m}.\1") for ref, m in (("l", "t"), ("a", "a"), ("v", "v"))),
+        *((rf"(cls_token|pos_embed)_{ref}", rf"\1.{m}") for ref, _, m in _MSAMBA_MODS),
+        *prefixed(tuple((f"layers_{ref}", f"ism.{m}") for ref, _, m in _MSAMBA_MODS), (
+            (r"(\d+)\.(norm|layer_norm_2|global_extractor|local_extractor)\.(weight|bias)", r"\1.\2.\3"),
+            (r"(\d+)\.mixer\.(in_proj|out_proj)\.weight", r"\1.mixer.\2.weight"),
+            (rf"(\d+)\.mixer\.{_SSM}", r"\1.mixer.fwd.\2.\3"),  # uni: the one scan branch
+            (r"(\d+)\.mixer\.(A_log|D)", r"\1.mixer.fwd.\2"))),
+        *prefixed(tuple((f"fusion_layers_{letter}", f"chm.{m}") for _, letter, m in _MSAMBA_MODS), tuple(
+            rule for ref, i in (("main", 0), ("V", 1), ("A", 2)) for rule in (  # anchor, first, second context
+                (rf"(\d+)\.norm_{ref}\.weight", rf"\1.norms.{i}.weight"),
+                (rf"(\d+)\.mixer_{ref}\.(in_proj|out_proj|conv1d_z)\.weight", rf"\1.mixers.{i}.\2.weight"),
+                (rf"(\d+)\.mixer_{ref}\.conv1d_x\.weight", rf"\1.mixers.{i}.ssm.conv1d.weight"),
+                (rf"(\d+)\.mixer_{ref}\.{_SSM}", rf"\1.mixers.{i}.ssm.\2.\3"),
+                (rf"(\d+)\.mixer_{ref}\.(A_log|D)", rf"\1.mixers.{i}.ssm.\2")))),
+        *((rf"sub_fc_{letter}\.(weight|bias)", rf"sub_head.{m}.\1") for _, letter, m in _MSAMBA_MODS),
+        *((rf"sub_fc_{letter}_cls\.(weight|bias)", rf"chm_head.{m}.\1") for _, letter, m in _MSAMBA_MODS),
+        (r"fc\.(weight|bias)", r"fc.\1"),
+    ),
+    outputs={"output": "pred", "text": "hook:text",
+             **{f"sub_output_{letter}": f"unimodal.{m}" for _, letter, m in _MSAMBA_MODS},
+             **{f"cls_{letter}": f"hook:chm_head.{m}" for _, letter, m in _MSAMBA_MODS},
+             **{f"ism_{m}": f"hook:ism.{m}.1#0" for m in "tav"}, **{f"chm_{m}": f"hook:chm.{m}.0.mixers.0" for m in "tav"}},
+    losses={"L1": "task", "total": "total", **{f"sub_output_{letter}": f"ism_{m}" for _, letter, m in _MSAMBA_MODS},
+            **{f"cls_{letter}": f"chm_{m}" for _, letter, m in _MSAMBA_MODS}},
+    tamper="fusion_layers_A.0.mixer_V.out_proj.weight",  # a context mixer: the prediction moves ~2e-6
+    extra_outputs=_msamba_context_tokens,
+)
+# -- end of MSAmba, MCL-MCF, ConFEDE ------------------------------------------------------------
+
+
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
-                           "clgsi": CLGSI, "mfon": MFON}
+                           "clgsi": CLGSI, "mfon": MFON,
+                           "msamba": MSAMBA}
 
 
 # -- the machinery -------------------------------------------------------------------------
