@@ -288,12 +288,69 @@ MSAMBA = RefMap(
     tamper="fusion_layers_A.0.mixer_V.out_proj.weight",  # a context mixer: the prediction moves ~2e-6
     extra_outputs=_msamba_context_tokens,
 )
+
+
+def _mcl_mcf_branches(model: Any, batch: Batch) -> dict[str, torch.Tensor]:
+    """MCF branches res/res2/res3, the level-2 hubs and the TCF maps (eval skips the contrastive levels)."""
+    reps = model.encode(batch)
+    res = model.branches(reps)
+    return {**{f"res_{m}": r for m, r in zip("tva", res)}, **{f"hub_{k}": h for k, h in model.hubs(reps).items()},
+            **{f"map_{k}": x for k, x in model.tcf_maps(res).items()}}
+
+
+def _clip(ref: str, ours: str) -> tuple[tuple[str, str], ...]:
+    return ((rf"{ref}\.x_learn_weight\.(weight|bias)", rf"{ours}.proj_x.\1"),
+            (rf"{ref}\.y_learn_weight\.(weight|bias)", rf"{ours}.proj_y.\1"))
+
+
+MCL_MCF = RefMap(
+    weights=(
+        *prefixed((("text_enc.bertmodel", "text_enc.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        (r"(acoustic_enc|visual_enc)\.rnn\.(\w+_l0)", r"\1.rnn.\2"),
+        (r"(acoustic_enc|visual_enc)\.linear_1\.(weight|bias)", r"\1.linear.\2"),
+        *(rule for name in ("ta_clip", "tv_clip", "av_clip", "mass_t_clip", "mass_v_clip", "mass_a_clip",
+                            "mass_tav_clip", "tfn_tv", "tfn_ta", "tfn_av") for rule in _clip(name, name)),
+        *((rf"getresNet{ref}\.0\.0\.(weight|bias)", rf"get_res_{ours}.\1")
+          for ref, ours in (("", "t"), ("2", "v"), ("3", "a"), ("4", "tav"))),
+        (r"(conv_tv|conv_av|conv_vt|conv_tav|conv_res)\.(weight|bias)", r"\1.\2"),
+        (r"(conv_tfn_[tva])\.([024])\.(weight|bias)", r"\1.\2.\3"),
+        (r"fusion_prj\.(linear_[123])\.(weight|bias)", r"fusion_prj.\1.\2"),
+    ),
+    outputs={"preds": "pred", "text": "features.t", "audio": "features.a", "vision": "features.v"},
+    losses={"L1": "task", "nce": "nce", "nce2": "nce2", "nce3": "nce3", "total": "total"},
+    tamper="conv_tfn_a.2.weight",  # a TCF stack: only the level-3 loss, its maps and gradients see it
+    extra_outputs=_mcl_mcf_branches,
+)
+
+
+def test_mcl_mcf_dead_map_nan_as_the_reference(tmp_path):
+    """The code's `y / ||y||` is NaN on a dead (all-zero) TCF map: with `norm_eps=0` msabench gives
+    the reference's NaN pattern (and its finite parts); the default clamp keeps the loss finite."""
+    meta, golden = load_golden("mcl_mcf")
+    weight, value = meta["dead_map"]["weight"], meta["dead_map"]["value"]
+    found = {}
+    base = meta["msabench"]["overrides"]
+    for eps in (0.0, None):  # None: msabench's default clamp
+        meta["msabench"]["overrides"] = {**base, "norm_eps": eps} if eps is not None else base
+        model = build_model(meta, tmp_path / str(eps))
+        model.load_state_dict(map_tensors(golden["weights"], MCL_MCF.weights, set(model.state_dict())))
+        with torch.no_grad():
+            model.get_parameter(str(map_name(weight, MCL_MCF.weights)[1])).fill_(value)
+        batch = Batch(**golden["batch"])  # type: ignore[arg-type]
+        model.train()
+        parts = model.loss(model(batch), batch)
+        found[eps] = {k: parts[v] for k, v in MCL_MCF.losses.items() if isinstance(v, str)}
+    assert golden["dead_loss"]["nce3"].isnan(), "the golden's dead pass should be NaN in the TCF loss"
+    assert not differences(golden["dead_loss"], found[0.0], "dead_loss", {})
+    assert all(bool(v.isfinite()) for v in found[None].values()), f"default norm_eps gave {found[None]}"
+
+
 # -- end of MSAmba, MCL-MCF, ConFEDE ------------------------------------------------------------
 
 
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
                            "clgsi": CLGSI, "mfon": MFON,
-                           "msamba": MSAMBA}
+                           "msamba": MSAMBA, "mcl_mcf": MCL_MCF}
 
 
 # -- the machinery -------------------------------------------------------------------------
