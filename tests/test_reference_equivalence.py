@@ -247,7 +247,8 @@ _SSM = r"(conv1d|x_proj|dt_proj)\.(weight|bias)"
 
 def _msamba_context_tokens(model: Any, batch: Batch) -> dict[str, torch.Tensor]:
     """Position 0 of each CHM context mixer's output (all that reaches the prediction at fusion depth 1)."""
-    hooks, out = [], {}
+    hooks: list[Any] = []
+    out: dict[str, torch.Tensor] = {}
     for m in "tav":
         for i in (1, 2):
             hooks.append(model.get_submodule(f"chm.{m}.0.mixers.{i}").register_forward_hook(
@@ -345,12 +346,63 @@ def test_mcl_mcf_dead_map_nan_as_the_reference(tmp_path):
     assert all(bool(v.isfinite()) for v in found[None].values()), f"default norm_eps gave {found[None]}"
 
 
+
+
+class _FixedPartners:
+    """Stands in for ConFEDE's training split: `take` returns the golden's partners (6 per
+    anchor, ss ss dd dd sd sd), whatever ids the retriever drew."""
+
+    def __init__(self, partners: Batch, n: int):
+        self.partners, self.n = partners, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def take(self, ids: torch.Tensor) -> Batch:
+        assert len(ids) == len(self.partners), f"{len(ids)} partners drawn, the golden holds {len(self.partners)}"
+        return self.partners
+
+
+def _confede_partners(model: Any, golden: dict[str, dict[str, torch.Tensor]]) -> None:
+    state = golden["state"]
+    partners = Batch(**{k[len("partner."):]: v for k, v in state.items() if k.startswith("partner.")})  # type: ignore[arg-type]
+    n = int(torch.cat([golden["batch"]["index"], partners.index]).max()) + 1
+    model._train_split = _FixedPartners(partners, n)
+    model.candidates = {kind: torch.zeros(n, 2, dtype=torch.long) for kind in ("ss", "dd", "sd")}
+    model._gen = torch.Generator().manual_seed(0)
+
+
+_CONFEDE_ENC = (("vision_encoder", "vision"), ("audio_encoder", "audio"))
+CONFEDE = RefMap(
+    weights=(
+        *prefixed((("text_encoder.extractor", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        *prefixed(_CONFEDE_ENC, (
+            (r"encoder\.pos_encoder\.(cls_token|position_embeddings)", r"\1"),
+            (r"encoder\.pos_encoder\.proj\.(weight|bias)", r"proj.\1"),
+            (r"encoder\.transformer_encoder\.layers\.(.+)", r"encoder.layers.\1"),
+            (r"layernorm\.(weight|bias)", r"layernorm.\1"),
+            (r"(fc|dense)\.(weight|bias)", r"unused_\1.\2"))),  # built, never called (as in the code)
+        (r"(vision|audio)_encoder\.cls_embedding", None),  # nn.Parameter(): 0 elements, never used
+        *((rf"{m.upper()}_{kind}_proj\.fc\.([01])\.(weight|bias)", rf"proj.{kind}_{m}.net.\1.\2")
+          for kind in ("simi", "dissimi") for m in "tva"),
+        (r"TVA_decoder\.MLP\.(\d)\.(weight|bias)", r"decoder.net.\1.\2"),
+        (r"mono_decoder\.MLP\.(\d)\.(weight|bias)", r"mono_decoder.net.\1.\2"),
+        (r"pretrain_([tva])\.MLP\.(\d)\.(weight|bias)", r"pretrain_heads.\1.net.\2.\3"),  # stage-1 heads
+    ),
+    outputs={"pred": "pred", "text": "features.t", "vision": "features.v", "audio": "features.a",
+             **{f"{kind}_{m}": f"hook:proj.{kind}_{m}" for kind in ("simi", "dissimi") for m in "tva"}},
+    losses={"pred": "task", "contrastive": "contrastive", "mono": "mono", "total": "total"},
+    tamper="audio_encoder.encoder.transformer_encoder.layers.1.linear2.bias",
+    prepare=_confede_partners,
+)
+
+
 # -- end of MSAmba, MCL-MCF, ConFEDE ------------------------------------------------------------
 
 
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
                            "clgsi": CLGSI, "mfon": MFON,
-                           "msamba": MSAMBA, "mcl_mcf": MCL_MCF}
+                           "msamba": MSAMBA, "mcl_mcf": MCL_MCF, "confede": CONFEDE}
 
 
 # -- the machinery -------------------------------------------------------------------------

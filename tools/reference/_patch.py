@@ -43,9 +43,10 @@ def module_from_functions(name: str, path: Path, functions: tuple[str, ...], ext
     module = types.ModuleType(name)
     module.__file__ = str(path)
     vars(module).update({"torch": torch, "F": F, **extra})
-    found = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in functions]
-    if {n.name for n in found} != set(functions):
-        raise RuntimeError(f"{path}: functions {sorted(set(functions) - {n.name for n in found})} not found")
+    found: list[ast.stmt] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in functions]
+    names = {n.name for n in found if isinstance(n, ast.FunctionDef)}
+    if names != set(functions):
+        raise RuntimeError(f"{path}: functions {sorted(set(functions) - names)} not found")
     exec(compile(ast.Module(body=found, type_ignores=[]), str(path), "exec"), vars(module))  # noqa: S102
     sys.modules[name] = module
     return module
