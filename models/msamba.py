@@ -21,7 +21,8 @@ Forward (MMSA `aligned_50`, 50 steps per modality; no padding is masked anywhere
    on each modality's position 0.
 3. CHM (`text_guided_fusion`, depth 1): three `TextGuidedFusionBlock_v2`, anchored on T, V
    and A. Each has three MambaVisionMixers (non-causal 'same' conv on x and z, no conv bias,
-   selective scan on x without z-gating, out_proj([y; z])) and three RMSNorms; the anchor takes
+   selective scan on x without z-gating, out_proj([y; z]); its dt_proj is applied with its bias and the scan
+   adds the bias again, as coded: `mixer_dt_bias="twice"`) and three RMSNorms; the anchor takes
    the pre-norm residual path, the two context modalities a plain norm, and the anchor's
    output at position 0 is added to every position of both context outputs. The A-block reads
    the T-block's text output (`chm_a_text="t_block"`, as coded; possibly a bug). The paper's
@@ -85,6 +86,7 @@ DIRECTIONS = ("bi", "uni")
 SCAN_IMPLS = ("chunked", "sequential")
 GLCE_LOCAL = ("token_channels", "time_depthwise")
 CHM_A_TEXT = ("t_block", "own")
+MIXER_DT_BIAS = ("twice", "once")
 BACKWARD_DT_INIT = ("zero_bias", "mamba")
 LR_SCHEDULES = ("copy_warmup_cosine", "constant")
 ROW_LABEL = "MSAmba (reconstructed from a third-party copy)"
@@ -115,6 +117,9 @@ class MSAmbaConfig(ModelConfig):
     fusion_depth: int = 1  # opts.py --fusion_depth 1 (--cross_modal_fusion text_guided_fusion)
     chm_a_text: str = field(default="t_block", metadata={"choices": CHM_A_TEXT})
     #   t_block: the A-block reads the T-block's text output, as coded (msamba.py:976-978) | own: its own stream
+    mixer_dt_bias: str = field(default="twice", metadata={"choices": MIXER_DT_BIAS})
+    #   twice: MambaVisionMixer applies dt_proj with its bias and the scan adds the bias again (mixer.py, as
+    #   coded) | once: as mamba_ssm's Mamba (weight only, bias in the scan)
     sub_loss: bool = True  # opts.py --sub_loss True: 3 ISM heads + 3 CHM heads in the loss
     sub_loss_weight: float = 0.5  # opts.py --sub_loss_lambda 0.5
     # optimiser (train_msamba.py:82-99): torch.optim.AdamW, BERT 1e-5 / wd 0.01 (0 on bias/LayerNorm), rest `lr` / `weight_decay`
@@ -281,9 +286,10 @@ class SSMBranch(nn.Module):
     F.conv1d(padding='same'): left (k-1)//2, right the rest)."""
 
     def __init__(self, d: int, d_state: int, dt_rank: int, d_conv: int, conv_bias: bool, padding: str,
-                 dt_init: str = "mamba", scan: tuple[str, int] = ("chunked", 8)):
+                 dt_init: str = "mamba", scan: tuple[str, int] = ("chunked", 8), dt_bias_twice: bool = False):
         super().__init__()
         self.d_state, self.dt_rank, self.padding, self.scan = d_state, dt_rank, padding, scan
+        self.dt_bias_twice = dt_bias_twice  # MambaVisionMixer: self.dt_proj(dt), then delta_bias in the scan
         self.conv1d = nn.Conv1d(d, d, d_conv, groups=d, bias=conv_bias)
         self.x_proj = nn.Linear(d, dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(dt_rank, d, bias=True)
@@ -303,7 +309,8 @@ class SSMBranch(nn.Module):
         """x (B, d, L) before the conv; z gates the output (Mamba) or is None (MambaVisionMixer)."""
         x = self.conv(x)
         dt, B, C = self.x_proj(x.transpose(1, 2)).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = (dt @ self.dt_proj.weight.t()).transpose(1, 2)  # the bias enters the scan (delta_bias)
+        delta = (self.dt_proj(dt) if self.dt_bias_twice else dt @ self.dt_proj.weight.t()).transpose(1, 2)
+        # the bias enters the scan (delta_bias); with dt_bias_twice it is in delta already as well
         return selective_scan(x, delta, -torch.exp(self.A_log.float()), B.transpose(1, 2), C.transpose(1, 2),
                               self.D, z, self.dt_proj.bias, True, *self.scan)
 
@@ -336,11 +343,13 @@ class MambaVisionMixer(nn.Module):
     a 'same'-padded depthwise conv without bias + SiLU; scan on x only (no z-gating);
     out_proj([y; z]). Its `bimamba` argument is ignored in the copy, so there is none here."""
 
-    def __init__(self, d_model: int, d_state: int, d_conv: int, expand: int, scan: tuple[str, int]):
+    def __init__(self, d_model: int, d_state: int, d_conv: int, expand: int, scan: tuple[str, int],
+                 dt_bias_twice: bool = True):
         super().__init__()
         d_half, dt_rank = expand * d_model // 2, math.ceil(d_model / 16)
         self.in_proj = nn.Linear(d_model, 2 * d_half, bias=False)
-        self.ssm = SSMBranch(d_half, d_state, dt_rank, d_conv, False, "same", "mamba", scan)  # conv_bias // 2 = 0
+        self.ssm = SSMBranch(d_half, d_state, dt_rank, d_conv, False, "same", "mamba", scan,  # conv_bias // 2 = 0
+                             dt_bias_twice)
         self.conv1d_z = nn.Conv1d(d_half, d_half, d_conv, groups=d_half, bias=False)
         self.out_proj = nn.Linear(2 * d_half, d_model, bias=False)
 
@@ -404,7 +413,8 @@ class CHMBlock(nn.Module):
     def __init__(self, cfg: MSAmbaConfig):
         super().__init__()
         d, scan = cfg.d_model, (cfg.scan_impl, cfg.scan_chunk)
-        self.mixers = nn.ModuleList(MambaVisionMixer(d, cfg.d_state, cfg.d_conv, cfg.expand, scan) for _ in range(3))
+        self.mixers = nn.ModuleList(MambaVisionMixer(d, cfg.d_state, cfg.d_conv, cfg.expand, scan,
+                                                     cfg.mixer_dt_bias == "twice") for _ in range(3))
         self.norms = nn.ModuleList(nn.RMSNorm(d, eps=1e-5) for _ in range(3))
 
     def forward(self, streams: list[torch.Tensor], residuals: list[Optional[torch.Tensor]]):

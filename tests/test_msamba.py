@@ -208,7 +208,8 @@ def test_loss_terms_send_gradients_where_they_should(batch):
 def test_switches_change_the_computation(batch):
     with torch.no_grad():
         base = _demo().eval()(batch).pred
-        for over in ({"chm_a_text": "own"}, {"ism_direction": "uni"}, {"glce_local": "time_depthwise"}):
+        for over in ({"chm_a_text": "own"}, {"ism_direction": "uni"}, {"glce_local": "time_depthwise"},
+                     {"mixer_dt_bias": "once"}):
             assert not torch.allclose(base, _demo(**over).eval()(batch).pred), over
         same = _demo(scan_impl="sequential").eval()(batch).pred
     assert torch.allclose(base, same, atol=1e-5)

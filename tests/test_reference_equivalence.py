@@ -328,10 +328,170 @@ def test_kebr_golden_shares_one_layer(tmp_path):
     assert all(layer is layers[0] for layer in layers)
 # -- end KEBR, Semi-IIN ----------------------------------------------------------------------
 
+# -- MSAmba, MCL-MCF, ConFEDE (issue #24, third batch) ---------------------------------------
+_MSAMBA_MODS = (("text", "T", "t"), ("audio", "A", "a"), ("video", "V", "v"))  # copy names -> msabench's
+_SSM = r"(conv1d|x_proj|dt_proj)\.(weight|bias)"
+
+
+def _msamba_context_tokens(model: Any, batch: Batch) -> dict[str, torch.Tensor]:
+    """Position 0 of each CHM context mixer's output (all that reaches the prediction at fusion depth 1)."""
+    hooks: list[Any] = []
+    out: dict[str, torch.Tensor] = {}
+    for m in "tav":
+        for i in (1, 2):
+            hooks.append(model.get_submodule(f"chm.{m}.0.mixers.{i}").register_forward_hook(
+                lambda _m, _i, y, key=f"chm_{m}_{i}_token0": out.__setitem__(key, y[:, 0])))
+    model(batch)
+    for h in hooks:
+        h.remove()
+    return out
+
+
+MSAMBA = RefMap(
+    weights=(
+        *prefixed((("text_model.model", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        *((rf"proj_{ref}0\.(weight|bias)", rf"proj.{m}.\1") for ref, m in (("l", "t"), ("a", "a"), ("v", "v"))),
+        *((rf"(cls_token|pos_embed)_{ref}", rf"\1.{m}") for ref, _, m in _MSAMBA_MODS),
+        *prefixed(tuple((f"layers_{ref}", f"ism.{m}") for ref, _, m in _MSAMBA_MODS), (
+            (r"(\d+)\.(norm|layer_norm_2|global_extractor|local_extractor)\.(weight|bias)", r"\1.\2.\3"),
+            (r"(\d+)\.mixer\.(in_proj|out_proj)\.weight", r"\1.mixer.\2.weight"),
+            (rf"(\d+)\.mixer\.{_SSM}", r"\1.mixer.fwd.\2.\3"),  # uni: the one scan branch
+            (r"(\d+)\.mixer\.(A_log|D)", r"\1.mixer.fwd.\2"))),
+        *prefixed(tuple((f"fusion_layers_{letter}", f"chm.{m}") for _, letter, m in _MSAMBA_MODS), tuple(
+            rule for ref, i in (("main", 0), ("V", 1), ("A", 2)) for rule in (  # anchor, first, second context
+                (rf"(\d+)\.norm_{ref}\.weight", rf"\1.norms.{i}.weight"),
+                (rf"(\d+)\.mixer_{ref}\.(in_proj|out_proj|conv1d_z)\.weight", rf"\1.mixers.{i}.\2.weight"),
+                (rf"(\d+)\.mixer_{ref}\.conv1d_x\.weight", rf"\1.mixers.{i}.ssm.conv1d.weight"),
+                (rf"(\d+)\.mixer_{ref}\.{_SSM}", rf"\1.mixers.{i}.ssm.\2.\3"),
+                (rf"(\d+)\.mixer_{ref}\.(A_log|D)", rf"\1.mixers.{i}.ssm.\2")))),
+        *((rf"sub_fc_{letter}\.(weight|bias)", rf"sub_head.{m}.\1") for _, letter, m in _MSAMBA_MODS),
+        *((rf"sub_fc_{letter}_cls\.(weight|bias)", rf"chm_head.{m}.\1") for _, letter, m in _MSAMBA_MODS),
+        (r"fc\.(weight|bias)", r"fc.\1"),
+    ),
+    outputs={"output": "pred", "text": "hook:text",
+             **{f"sub_output_{letter}": f"unimodal.{m}" for _, letter, m in _MSAMBA_MODS},
+             **{f"cls_{letter}": f"hook:chm_head.{m}" for _, letter, m in _MSAMBA_MODS},
+             **{f"ism_{m}": f"hook:ism.{m}.1#0" for m in "tav"}, **{f"chm_{m}": f"hook:chm.{m}.0.mixers.0" for m in "tav"}},
+    losses={"L1": "task", "total": "total", **{f"sub_output_{letter}": f"ism_{m}" for _, letter, m in _MSAMBA_MODS},
+            **{f"cls_{letter}": f"chm_{m}" for _, letter, m in _MSAMBA_MODS}},
+    tamper="fusion_layers_A.0.mixer_V.out_proj.weight",  # a context mixer: the prediction moves ~2e-6
+    extra_outputs=_msamba_context_tokens,
+)
+
+
+def _mcl_mcf_branches(model: Any, batch: Batch) -> dict[str, torch.Tensor]:
+    """MCF branches res/res2/res3, the level-2 hubs and the TCF maps (eval skips the contrastive levels)."""
+    reps = model.encode(batch)
+    res = model.branches(reps)
+    return {**{f"res_{m}": r for m, r in zip("tva", res)}, **{f"hub_{k}": h for k, h in model.hubs(reps).items()},
+            **{f"map_{k}": x for k, x in model.tcf_maps(res).items()}}
+
+
+def _clip(ref: str, ours: str) -> tuple[tuple[str, str], ...]:
+    return ((rf"{ref}\.x_learn_weight\.(weight|bias)", rf"{ours}.proj_x.\1"),
+            (rf"{ref}\.y_learn_weight\.(weight|bias)", rf"{ours}.proj_y.\1"))
+
+
+MCL_MCF = RefMap(
+    weights=(
+        *prefixed((("text_enc.bertmodel", "text_enc.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        (r"(acoustic_enc|visual_enc)\.rnn\.(\w+_l0)", r"\1.rnn.\2"),
+        (r"(acoustic_enc|visual_enc)\.linear_1\.(weight|bias)", r"\1.linear.\2"),
+        *(rule for name in ("ta_clip", "tv_clip", "av_clip", "mass_t_clip", "mass_v_clip", "mass_a_clip",
+                            "mass_tav_clip", "tfn_tv", "tfn_ta", "tfn_av") for rule in _clip(name, name)),
+        *((rf"getresNet{ref}\.0\.0\.(weight|bias)", rf"get_res_{ours}.\1")
+          for ref, ours in (("", "t"), ("2", "v"), ("3", "a"), ("4", "tav"))),
+        (r"(conv_tv|conv_av|conv_vt|conv_tav|conv_res)\.(weight|bias)", r"\1.\2"),
+        (r"(conv_tfn_[tva])\.([024])\.(weight|bias)", r"\1.\2.\3"),
+        (r"fusion_prj\.(linear_[123])\.(weight|bias)", r"fusion_prj.\1.\2"),
+    ),
+    outputs={"preds": "pred", "text": "features.t", "audio": "features.a", "vision": "features.v"},
+    losses={"L1": "task", "nce": "nce", "nce2": "nce2", "nce3": "nce3", "total": "total"},
+    tamper="conv_tfn_a.2.weight",  # a TCF stack: only the level-3 loss, its maps and gradients see it
+    extra_outputs=_mcl_mcf_branches,
+)
+
+
+def test_mcl_mcf_dead_map_nan_as_the_reference(tmp_path):
+    """The code's `y / ||y||` is NaN on a dead (all-zero) TCF map: with `norm_eps=0` msabench gives
+    the reference's NaN pattern (and its finite parts); the default clamp keeps the loss finite."""
+    meta, golden = load_golden("mcl_mcf")
+    weight, value = meta["dead_map"]["weight"], meta["dead_map"]["value"]
+    found = {}
+    base = meta["msabench"]["overrides"]
+    for eps in (0.0, None):  # None: msabench's default clamp
+        meta["msabench"]["overrides"] = {**base, "norm_eps": eps} if eps is not None else base
+        model = build_model(meta, tmp_path / str(eps))
+        model.load_state_dict(map_tensors(golden["weights"], MCL_MCF.weights, set(model.state_dict())))
+        with torch.no_grad():
+            model.get_parameter(str(map_name(weight, MCL_MCF.weights)[1])).fill_(value)
+        batch = Batch(**golden["batch"])  # type: ignore[arg-type]
+        model.train()
+        parts = model.loss(model(batch), batch)
+        found[eps] = {k: parts[v] for k, v in MCL_MCF.losses.items() if isinstance(v, str)}
+    assert golden["dead_loss"]["nce3"].isnan(), "the golden's dead pass should be NaN in the TCF loss"
+    assert not differences(golden["dead_loss"], found[0.0], "dead_loss", {})
+    assert all(bool(v.isfinite()) for v in found[None].values()), f"default norm_eps gave {found[None]}"
+
+
+
+
+class _FixedPartners:
+    """Stands in for ConFEDE's training split: `take` returns the golden's partners (6 per
+    anchor, ss ss dd dd sd sd), whatever ids the retriever drew."""
+
+    def __init__(self, partners: Batch, n: int):
+        self.partners, self.n = partners, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def take(self, ids: torch.Tensor) -> Batch:
+        assert len(ids) == len(self.partners), f"{len(ids)} partners drawn, the golden holds {len(self.partners)}"
+        return self.partners
+
+
+def _confede_partners(model: Any, golden: dict[str, dict[str, torch.Tensor]]) -> None:
+    state = golden["state"]
+    partners = Batch(**{k[len("partner."):]: v for k, v in state.items() if k.startswith("partner.")})  # type: ignore[arg-type]
+    n = int(torch.cat([golden["batch"]["index"], partners.index]).max()) + 1
+    model._train_split = _FixedPartners(partners, n)
+    model.candidates = {kind: torch.zeros(n, 2, dtype=torch.long) for kind in ("ss", "dd", "sd")}
+    model._gen = torch.Generator().manual_seed(0)
+
+
+_CONFEDE_ENC = (("vision_encoder", "vision"), ("audio_encoder", "audio"))
+CONFEDE = RefMap(
+    weights=(
+        *prefixed((("text_encoder.extractor", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        *prefixed(_CONFEDE_ENC, (
+            (r"encoder\.pos_encoder\.(cls_token|position_embeddings)", r"\1"),
+            (r"encoder\.pos_encoder\.proj\.(weight|bias)", r"proj.\1"),
+            (r"encoder\.transformer_encoder\.layers\.(.+)", r"encoder.layers.\1"),
+            (r"layernorm\.(weight|bias)", r"layernorm.\1"),
+            (r"(fc|dense)\.(weight|bias)", r"unused_\1.\2"))),  # built, never called (as in the code)
+        (r"(vision|audio)_encoder\.cls_embedding", None),  # nn.Parameter(): 0 elements, never used
+        *((rf"{m.upper()}_{kind}_proj\.fc\.([01])\.(weight|bias)", rf"proj.{kind}_{m}.net.\1.\2")
+          for kind in ("simi", "dissimi") for m in "tva"),
+        (r"TVA_decoder\.MLP\.(\d)\.(weight|bias)", r"decoder.net.\1.\2"),
+        (r"mono_decoder\.MLP\.(\d)\.(weight|bias)", r"mono_decoder.net.\1.\2"),
+        (r"pretrain_([tva])\.MLP\.(\d)\.(weight|bias)", r"pretrain_heads.\1.net.\2.\3"),  # stage-1 heads
+    ),
+    outputs={"pred": "pred", "text": "features.t", "vision": "features.v", "audio": "features.a",
+             **{f"{kind}_{m}": f"hook:proj.{kind}_{m}" for kind in ("simi", "dissimi") for m in "tva"}},
+    losses={"pred": "task", "contrastive": "contrastive", "mono": "mono", "total": "total"},
+    tamper="audio_encoder.encoder.transformer_encoder.layers.1.linear2.bias",
+    prepare=_confede_partners,
+)
+
+
+# -- end of MSAmba, MCL-MCF, ConFEDE ------------------------------------------------------------
+
 
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
                            "clgsi": CLGSI, "mfon": MFON,
-                           "kebr": KEBR, "semi_iin": SEMI_IIN}
+                           "kebr": KEBR, "semi_iin": SEMI_IIN,
+                           "msamba": MSAMBA, "mcl_mcf": MCL_MCF, "confede": CONFEDE}
 
 
 # -- the machinery -------------------------------------------------------------------------
