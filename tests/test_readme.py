@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import importlib.util
 import os
+import json
 import re
 import shutil
 import subprocess
@@ -167,7 +168,7 @@ def test_readme_cites_only_committed_files():
 
 # the maintainers' specification notes are not shipped; "paper §" / "supplement §" name public documents
 UNSHIPPED = re.compile(
-    r"specs?/|seed-baselines|baselines\.md|pase\.md|data-and-metrics|DESIGN|STYLE\.md|[\w-]+\.md §"
+    r"specs?/|seed-baselines|baselines\.md|(?<!docs/models/)pase\.md|data-and-metrics|DESIGN|STYLE\.md|[\w-]+\.md §"
     r"|\b(?:spec|specs|specification|note)\s+§|\bthe note\b|\bnote's|\bdecisions? \d"
     r"|(?<!paper )(?<!supplement )(?<!paper's )§")
 SHIPPED_TEXT = ["README.md", "pyproject.toml", "bench/**/*.py", "models/**/*.py", "sweeps/*.yaml", "tools/*.py"]
@@ -195,7 +196,8 @@ def test_the_unshipped_pattern_catches_each_form(line):
     assert UNSHIPPED.search(line)
 
 
-@pytest.mark.parametrize("line", ["paper §3.4, Algorithm 1", "supplement §2", "sweeps/smoke.yaml", "MMSA README"])
+@pytest.mark.parametrize("line", ["paper §3.4, Algorithm 1", "supplement §2", "sweeps/smoke.yaml", "MMSA README",
+                                  "docs/models/pase.md"])
 def test_the_unshipped_pattern_spares_public_sources(line):
     assert not UNSHIPPED.search(line)
 
@@ -328,3 +330,18 @@ def test_readme_commands_leave_tracked_files_unchanged(readme_session):
     changed = [rel for rel, digest in digests.items()
                if not (copy / rel).is_file() or hashlib.sha256((copy / rel).read_bytes()).hexdigest() != digest]
     assert not changed, f"the README's commands change tracked files: {changed}"
+
+
+def test_readme_parameter_counts_are_built_counts():
+    """The model table's first count per model is a count `bench ls` gives (bench/catalog.json,
+    which tests/test_registry.py rebuilds on the meta device and compares)."""
+    catalog = json.loads((ROOT / "bench" / "catalog.json").read_text())
+    rows = [line for line in readme().splitlines() if re.match(r"\| `\w+` \|", line)]
+    assert rows
+    for line in rows:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        name = cells[0].strip("`")
+        first = re.search(r"\d{1,3}(?:,\d{3})+", cells[-1])
+        assert first, f"README model row {name}: no parameter count"
+        built = {c for p in catalog["models"][name]["presets"].values() for c in p["counts"].values()}
+        assert int(first[0].replace(",", "")) in built, f"README {name}: {first[0]} is not a count of its presets"
