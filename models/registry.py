@@ -17,7 +17,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, NoReturn, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, NoReturn, Optional, Union
 
 from models.base import ModelConfig
 
@@ -72,6 +72,16 @@ class ModelEntry:
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
+
+
+def did_you_mean(unknown: list[str], valid: Iterable[str]) -> str:
+    """"'lr_bret' (did you mean 'lr_bert'?), 'xyz'": each unknown name with its closest valid one."""
+    valid = list(valid)
+    hints = []
+    for k in unknown:
+        close = difflib.get_close_matches(k, valid, n=1)
+        hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    return ", ".join(hints)
 
 def register_model(
     name: str,
@@ -133,11 +143,7 @@ def resolve_run_config(name: str, dataset: str, preset: str | None, overrides: d
     valid = {f.name for f in dataclasses.fields(cfg)}
     unknown = sorted(set(overrides) - valid)
     if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, valid, n=1)
-            hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        raise UnknownNameError(f"unknown config key(s) for model '{name}': {', '.join(hints)}; "
+        raise UnknownNameError(f"unknown config key(s) for model '{name}': {did_you_mean(unknown, valid)}; "
                                f"valid keys: {', '.join(sorted(valid))}")
     typed = {k: parse_field(entry.config_cls, k, v, model=name) for k, v in sorted(overrides.items())}
     return dataclasses.replace(cfg, preset=chosen, dataset=dataset, **typed)

@@ -66,11 +66,9 @@ def check_options(name: str, loader: Callable[..., MSAData], options: dict[str, 
               if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     unknown = sorted(set(options) - set(params))
     if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, params, n=1)
-            hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-        raise TypeError(f"load_dataset('{name}'): unknown option(s) {', '.join(hints)}; "
+        from models.registry import did_you_mean
+
+        raise TypeError(f"load_dataset('{name}'): unknown option(s) {did_you_mean(unknown, params)}; "
                         f"the {name} loader takes: {', '.join(params)}")
 
 
