@@ -693,6 +693,28 @@ def test_equal_to_reference(name, tmp_path):
     problems = compare(name, golden, meta, tmp_path, report)
     print(f"{name}: max |difference| " + ", ".join(f"{k} {v:.2e}" for k, v in report.items()))
     assert not problems, f"{name} differs from {meta['reference']}:\n" + "\n".join(problems)
+    assert_readme_states(name, report)
+
+
+def readme_proof_row(name: str) -> list[str]:
+    """The README proof table's cells (eval, loss, gradients) for `name`'s card."""
+    readme = (GOLDEN_DIR.parents[1] / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| [") and f"(docs/models/{name}.md)" in line]
+    assert len(rows) == 1, f"README: no proof-table row linking docs/models/{name}.md"
+    return [c.strip() for c in rows[0].strip().strip("|").split("|")][3:6]
+
+
+def assert_readme_states(name: str, report: dict[str, float]) -> None:
+    """The README's max differences are the ones measured here, to a factor of 2 (another CPU's
+    kernels round differently); values under 1e-7 count as equal."""
+    measured = [max(report.get("eval", 0.0), report.get("state", 0.0)), report.get("loss", 0.0),
+                report.get("grad", report.get("gradfp", 0.0))]
+    cells = readme_proof_row(name)
+    stated = [float(c.split()[0]) for c in cells]
+    for what, m, st in zip(("eval", "loss", "gradients"), measured, stated, strict=True):
+        assert max(m, st) < 1e-7 or 0.5 <= m / max(st, 1e-30) <= 2, \
+            f"README states {what} difference {st:.1e} for {name}; measured {m:.2e}"
+    assert ("projections" in cells[2]) == ("gradfp" in report), f"README: say whether {name}'s gradients are projections"
 
 
 @pytest.mark.parametrize("name", GOLDENS)
