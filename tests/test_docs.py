@@ -32,6 +32,11 @@ def card(name: str) -> str:
     return (CARDS / f"{name}.md").read_text()
 
 
+def mentions(text: str, token: str) -> bool:
+    """`token` appears as a whole: not as the start of a longer name, URL or version."""
+    return re.search(rf"(?<![\w-]){re.escape(token)}(?![\w-]|\.\w)", text) is not None
+
+
 def golden(name: str) -> dict | None:
     path = GOLDEN / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -66,12 +71,13 @@ def test_card_names_the_code_its_golden_was_written_from(name):
     assert ref is not None and ref.get("repository"), f"golden_ref/{name}.json names no repository"
     assert ref.get("commit") or ref.get("version"), f"golden_ref/{name}.json names neither a commit nor a version"
     text = card(name)
-    assert ref["repository"] in text, f"{name}.md does not name the golden's repository {ref['repository']}"
+    assert mentions(text, ref["repository"]), f"{name}.md does not name the golden's repository {ref['repository']}"
     if ref.get("commit"):
-        short = ref["commit"][:7]
-        assert short in text, f"{name}.md does not name the golden's commit {short}"
+        commit = ref["commit"].lower()
+        cited = {h.lower() for h in re.findall(r"(?<![0-9a-fA-F])[0-9a-fA-F]{7,40}(?![0-9a-fA-F])", text)}
+        assert any(commit.startswith(h) for h in cited), f"{name}.md does not name the golden's commit {commit[:7]}"
     else:
-        assert ref["version"] in text, f"{name}.md does not name the golden's version {ref['version']}"
+        assert mentions(text, ref["version"]), f"{name}.md does not name the golden's version {ref['version']}"
     assert f"tests/golden_ref/{name}." in text, f"{name}.md does not point at its golden"
 
 
