@@ -98,8 +98,8 @@ class PaSEConfig(ModelConfig):
     # SGM
     sgm_every: int = 1  # HD ([repo] every 5)
     sgm_subsample: int = 256  # HD: min(256, N_train) training samples, drawn once per seed
-    #   gave 512; 256 keeps SGM under 10 % of an epoch at BERT cost (reports/perf_cpu.md) and ranks
-    #   the modalities as 512 does at every epoch after the first on synthetic, 3 seeds (issue 17 note)
+    #   gave 512; 256 keeps SGM under 10 % of an epoch at BERT cost (bench perf: SGM/epoch column) and ranks
+    #   the modalities as 512 does at every epoch after the first on synthetic, 3 seeds
     sgm_mode: str = "lr"  # HD: "lr" scales group lrs (works under Adam); "grad" scales gradients
     # ablations
     use_pcl: bool = True

@@ -345,3 +345,15 @@ def test_readme_parameter_counts_are_built_counts():
         assert first, f"README model row {name}: no parameter count"
         built = {c for p in catalog["models"][name]["presets"].values() for c in p["counts"].values()}
         assert int(first[0].replace(",", "")) in built, f"README {name}: {first[0]} is not a count of its presets"
+
+
+def test_readme_performance_table_is_the_committed_report():
+    """The README's performance table is the table of the report `bench perf --markdown` wrote
+    (reports/perf/cpu.md, committed with the command that regenerates it at its top)."""
+    text = readme()
+    match = re.search(r"<!-- perf-table: (?P<path>\S+) -->\n(?P<body>.*?)<!-- /perf-table -->", text, re.DOTALL)
+    assert match, "README: no `<!-- perf-table: PATH -->` block"
+    report = (ROOT / match["path"]).read_text()
+    assert report.split("```")[1].strip().startswith("python -m bench perf"), report[:300]  # its command first
+    table = [line for line in report.splitlines() if line.startswith("|")]
+    assert table and match["body"].strip().splitlines() == table
