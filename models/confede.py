@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -85,8 +85,6 @@ from models.base import INHERIT, ModelConfig, ModelOutput, MSAModel, Stage
 from models.layers.text_encoder import build_text_encoder
 from models.registry import register_model
 
-if TYPE_CHECKING:  # pragma: no cover
-    from bench.data.base import Split
 
 UNSUPPORTED = {"iemocap": "ConFEDE's code is MOSI/MOSEI/SIMS regression only: its retriever matches rounded "
                           "sentiment labels and it has no emotion head"}
@@ -428,7 +426,7 @@ class ConFEDE(MSAModel):
         self.pretrain_heads = nn.ModuleDict({m: MLP(width[m], [width[m] // 2, width[m] // 4, width[m] // 8], cfg.n_out)
                                              for m in "tva"})
         self.ntxent = make_ntxent(cfg.temperature)
-        self._train_split: Optional[Split] = None  # the training Split, set when the fusion stage starts
+        self._train_split: Optional[Any] = None  # the training split (the harness's Split), set when the fusion stage starts
         self.candidates: Optional[dict[str, torch.Tensor]] = None
         self._gen: Optional[torch.Generator] = None
         self.retriever_log: list[dict[str, Any]] = []
