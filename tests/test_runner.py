@@ -153,10 +153,19 @@ def test_atomic_write_fault_between_write_and_rename(tmp_path, monkeypatch, faul
 
 # Writes the result file argv[2] (with "version" set) to argv[1] again and again, printing
 # "writing V" before and "wrote V" after each write, until killed. Versions start at argv[3].
+# With argv[4] == "pause", every fsync (the temp file is complete, not yet renamed) prints
+# "synced" and waits a second: a kill then provably lands inside a write, on any machine.
 WRITER = """
-import json, sys
+import json, os, sys, time
 from bench.results import write_json_atomic
 path, rec, version = sys.argv[1], json.loads(open(sys.argv[2]).read()), int(sys.argv[3])
+if sys.argv[4:] == ["pause"]:
+    fsync = os.fsync
+    def announced(fd):
+        fsync(fd)
+        print("synced", flush=True)
+        time.sleep(1.0)
+    os.fsync = announced
 while True:
     print(f"writing {version}", flush=True)
     write_json_atomic(path, {**rec, "version": version})
@@ -165,15 +174,19 @@ while True:
 """
 
 
-def _kill_while_writing(path: Path, template: Path, start: int, when) -> list[int]:
+def _kill_while_writing(path: Path, template: Path, start: int, when, pause: bool = False) -> list[int]:
     """Start WRITER, wait for its first write to begin, `when()` (returns at the moment to
-    strike), SIGKILL it; returns the versions it reported as written."""
+    strike; with `pause`, it first waits for WRITER's "synced"), SIGKILL it; returns the
+    versions it reported as written."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(template), str(start)], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(template), str(start)]
+                            + (["pause"] if pause else []), cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
         first = proc.stdout.readline().strip()
         assert first == f"writing {start}", first
+        if pause:
+            synced = proc.stdout.readline().strip()
+            assert synced == "synced", synced
         when()
         proc.send_signal(signal.SIGKILL)
         out = proc.stdout.read()
@@ -215,12 +228,11 @@ def test_sigkill_during_large_writes_leaves_complete_files_or_none(tmp_path):
         time.sleep(rng.uniform(0, write_s / 4))
 
     last_done, mid_write = None, 0
-    for kill in range(24):  # 8 kills, more (up to 24) until one lands inside a write: timing on a loaded machine varies
-        if kill >= 8 and mid_write:
-            break
+    for kill in range(10):  # kills 0 and 5 wait for a complete, not yet renamed temp file: they land inside a write
         old_temps = {n for n in _listing(path.parent) if n.endswith(".tmp")}
         start = 1000 * (kill + 1)
-        done = _kill_while_writing(path, template, start, (at_random, once_the_folder_changes)[kill % 2])
+        done = _kill_while_writing(path, template, start, (at_random, once_the_folder_changes)[kill % 2],
+                                   pause=kill % 5 == 0)
         junk = set(_listing(path.parent)) - {"seed1.json"}
         mid_write += bool(junk - old_temps)  # killed between creating and renaming a temp file
         files = list(iter_result_files(tmp_path))
@@ -233,7 +245,7 @@ def test_sigkill_during_large_writes_leaves_complete_files_or_none(tmp_path):
         _check_complete(rec)
         assert rec["version"] in {done[-1] if done else last_done, start + len(done)}
         last_done = rec["version"]
-    assert mid_write >= 1  # at least one kill provably landed inside a write
+    assert mid_write >= 2  # the paused kills (at least) provably landed inside a write
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)], ids=["022", "077", "002"])
