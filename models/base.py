@@ -111,10 +111,11 @@ class ModelOutput:
 
 def task_loss(pred: torch.Tensor, labels: torch.Tensor, task: str, reduction: str = "mean") -> torch.Tensor:
     """L1 for regression (MMSA); CE over each emotion's 2 logits, averaged (MulT src/train.py)."""
+    work = torch.float64 if pred.dtype == torch.float64 else torch.float32  # fp32 at least (AMP), f64 kept
     if task == "regression":
-        return F.l1_loss(pred.reshape(-1).float(), labels.reshape(-1).float(), reduction=reduction)
+        return F.l1_loss(pred.reshape(-1).to(work), labels.reshape(-1).to(work), reduction=reduction)
     if task == "iemocap":
-        loss = F.cross_entropy(pred.float().reshape(-1, 2), labels.reshape(-1).long(), reduction=reduction)
+        loss = F.cross_entropy(pred.to(work).reshape(-1, 2), labels.reshape(-1).long(), reduction=reduction)
         return loss if reduction != "none" else loss.view(labels.shape[0], -1).mean(1)
     raise ValueError(f"unknown task '{task}' (expected one of {TASKS})")
 

@@ -69,7 +69,7 @@ from torch import nn
 from bench.batch import lengths_mask
 from bench.metrics import METRICS
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
-from models.layers.seq_encoder import masked_mean, sinusoidal_table
+from models.layers.seq_encoder import at_least_fp32, masked_mean, sinusoidal_table
 from models.layers.text_encoder import build_text_encoder, split_no_decay
 from models.registry import register_model
 
@@ -178,7 +178,7 @@ def intensity_weights(labels: torch.Tensor, dividing_line: float, gain: float,
     """(W+, W-, positive region) from label distances d_ij = |y~_i - y~_j|, y~ = (y+3)/3 - 1:
     W+ = -g tanh(d - 2 delta) where d <= delta, W- = g tanh(d) where d > delta, else 0
     (contrastive_loss.py get_supervised_mask; same fp32 arithmetic, so boundary pairs match)."""
-    y = (labels.reshape(-1).float() + label_shift) / label_shift - 1
+    y = (labels.reshape(-1).to(at_least_fp32(labels.dtype)) + label_shift) / label_shift - 1
     d = (y[:, None] - y[None, :]).abs()
     pos = d <= dividing_line
     w_pos = torch.where(pos, -torch.tanh(d - dividing_line * 2) * gain, torch.zeros_like(d))
@@ -207,9 +207,10 @@ def clgsi_contrastive_loss(features: dict[str, torch.Tensor], labels: torch.Tens
     device_type = labels.device.type
     with torch.autocast(device_type=device_type, enabled=False):
         w_pos, w_neg, pos = intensity_weights(labels, cfg.dividing_line, cfg.gain, cfg.label_shift)
-        total = labels.new_zeros((), dtype=torch.float32)
+        work = at_least_fp32(features["t"].dtype)
+        total = labels.new_zeros((), dtype=work)
         for a, b in (("v", "a"), ("v", "t"), ("t", "a")):
-            x, y = F.normalize(features[a].float(), dim=1), F.normalize(features[b].float(), dim=1)
+            x, y = F.normalize(features[a].to(work), dim=1), F.normalize(features[b].to(work), dim=1)
             loss_x = _modality_term(x @ y.T, x @ x.T, w_pos, w_neg, pos, cfg)
             loss_y = _modality_term(y @ x.T, y @ y.T, w_pos, w_neg, pos, cfg)
             total = total + (loss_x + loss_y) / 2

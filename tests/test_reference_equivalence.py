@@ -6,7 +6,8 @@ perturbed weights, one padded batch, and what the reference computed on it: eval
 intermediates, train-mode loss parts (dropout 0) and gradients. The test builds msabench's
 model in the matching configuration, loads the weights through an explicit name map (every
 tensor mapped, none left over on either side), and compares everything at atol 1e-5 /
-rtol 1e-4. A tampered weight must make the comparison fail.
+rtol 1e-4 (gradient projections at the tolerance that implies, see `fingerprint_problems`).
+A tampered weight must make the comparison fail.
 """
 
 from __future__ import annotations
@@ -645,15 +646,55 @@ def gradient_problems(model: nn.Module, golden: dict[str, dict[str, torch.Tensor
                         f"msabench only {sorted(grads.keys() - set(names.values()))}")
     ours = {ref: grads.get(name, torch.zeros(0)) for ref, name in names.items()}
     if section == "gradfp":
-        ours = {ref: grad_fingerprint(ref, g) for ref, g in ours.items()}
+        return problems + fingerprint_problems(golden[section], ours, report)
     return problems + differences(golden[section], ours, section, report)
+
+
+FINGERPRINT_SIGMAS = 4.0
+
+
+def fingerprint_problems(expected: dict[str, torch.Tensor], grads: dict[str, torch.Tensor],
+                         report: dict[str, float]) -> list[str]:
+    """Compact goldens store each gradient g as 8 projections r_k . g on Gaussian directions.
+    A gradient inside the elementwise tolerance (|d_i| <= atol + rtol |g_i|) moves a projection
+    by r_k . d ~ N(0, |d|^2), |d| <= T = |atol + rtol |g|| (the L2 norm of the elementwise
+    tolerance): the projections must agree to 4 T (a false alarm about once in 16,000 tensors).
+    An elementwise test on the projections themselves would be far stricter than on the
+    gradient (each projection sums n rounding errors) and fails on other CPU kernels."""
+    problems = []
+    for key, want in expected.items():
+        g = grads[key]
+        if g.numel() == 0:
+            continue  # a missing gradient is reported by the caller
+        got = grad_fingerprint(key, g)
+        diff = (got - want.double()).abs()
+        report["gradfp"] = max(report.get("gradfp", 0.0), float(diff.max()))
+        tol = FINGERPRINT_SIGMAS * float((ATOL + RTOL * g.detach().double().abs()).norm())
+        if torch.isnan(diff).any() or float(diff.max()) > tol:
+            problems.append(f"gradfp {key}: max |difference| {float(diff.max()):.3g} > {tol:.3g} "
+                            f"(4 x the L2 norm of the elementwise tolerance atol {ATOL} + rtol {RTOL} |g|)")
+    return problems
 
 
 def compare(name: str, golden: dict[str, dict[str, torch.Tensor]], meta: dict[str, Any], tmp_path: Path,
             report: dict[str, float] | None = None) -> list[str]:
     """Build, load, run eval then train mode; the list of every mismatch with the golden."""
     ref_map, report = MAPS[name], report if report is not None else {}
+    if meta.get("dtype") == "float64":  # a golden written in float64 (see its script) is compared in float64
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            return _compare(name, golden, meta, tmp_path, report, ref_map)
+        finally:
+            torch.set_default_dtype(previous)
+    return _compare(name, golden, meta, tmp_path, report, ref_map)
+
+
+def _compare(name: str, golden: dict[str, dict[str, torch.Tensor]], meta: dict[str, Any], tmp_path: Path,
+             report: dict[str, float], ref_map: RefMap) -> list[str]:
     model = build_model(meta, tmp_path)
+    if meta.get("dtype") == "float64":
+        model.double()
     model.load_state_dict(map_tensors(golden["weights"], ref_map.weights, set(model.state_dict())), strict=True)
     batch = Batch(**golden["batch"])  # type: ignore[arg-type]
     problems = differences(golden["eval"], eval_outputs(model, batch, ref_map), "eval", report)
@@ -705,15 +746,14 @@ def readme_proof_row(name: str) -> list[str]:
 
 
 def assert_readme_states(name: str, report: dict[str, float]) -> None:
-    """The README's max differences are the ones measured here, to a factor of 2 (another CPU's
-    kernels round differently); values under 1e-7 count as equal."""
+    """The README's figures are upper bounds ("≤ 2e-6") on the differences measured here."""
     measured = [max(report.get("eval", 0.0), report.get("state", 0.0)), report.get("loss", 0.0),
                 report.get("grad", report.get("gradfp", 0.0))]
     cells = readme_proof_row(name)
-    stated = [float(c.split()[0]) for c in cells]
-    for what, m, st in zip(("eval", "loss", "gradients"), measured, stated, strict=True):
-        assert max(m, st) < 1e-7 or 0.5 <= m / max(st, 1e-30) <= 2, \
-            f"README states {what} difference {st:.1e} for {name}; measured {m:.2e}"
+    for what, m, cell in zip(("eval", "loss", "gradients"), measured, cells, strict=True):
+        assert cell.startswith("≤ "), f"README: {name}'s {what} cell {cell!r} is not a bound '≤ x'"
+        bound = float(cell.split()[1])
+        assert m <= bound, f"README states {what} difference ≤ {bound:.0e} for {name}; measured {m:.2e}"
     assert ("projections" in cells[2]) == ("gradfp" in report), f"README: say whether {name}'s gradients are projections"
 
 

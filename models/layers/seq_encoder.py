@@ -23,11 +23,18 @@ from bench.batch import lengths_mask
 POSITIONS = ("sinusoidal", "learned")
 
 
+def at_least_fp32(dtype: torch.dtype) -> torch.dtype:
+    """The dtype to compute in where half precision is not enough: float32, or float64 for a
+    model run in float64 (the reference-equivalence tests compare some models that way)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def sinusoidal_table(t: int, d: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """(t, d) sine/cosine positions of Vaswani et al. (2017): sin on even, cos on odd features."""
-    pos = torch.arange(t, dtype=torch.float32, device=device)[:, None]
-    freq = torch.exp(torch.arange(0, d, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / d))
-    table = torch.zeros(t, d, dtype=torch.float32, device=device)
+    work = at_least_fp32(dtype)
+    pos = torch.arange(t, dtype=work, device=device)[:, None]
+    freq = torch.exp(torch.arange(0, d, 2, dtype=work, device=device) * (-math.log(10000.0) / d))
+    table = torch.zeros(t, d, dtype=work, device=device)
     table[:, 0::2] = torch.sin(pos * freq)
     table[:, 1::2] = torch.cos(pos * freq[: d // 2])
     return table.to(dtype)
@@ -53,8 +60,9 @@ def pool_segments(x: torch.Tensor, lengths: torch.Tensor, pool_len: int) -> tupl
     end = torch.where(long, ((j[None] + 1) * lengths[:, None]) // pool_len, torch.minimum(j[None] + 1, lengths[:, None]))
     steps = torch.arange(t, device=x.device)
     inside = (steps[None, None] >= start[..., None]) & (steps[None, None] < end[..., None])  # (B, P, T)
-    weights = inside.to(torch.float32) / inside.sum(-1, keepdim=True).clamp(min=1)
-    pooled = torch.bmm(weights, x.float()).to(x.dtype)
+    work = at_least_fp32(x.dtype)
+    weights = inside.to(work) / inside.sum(-1, keepdim=True).clamp(min=1)
+    pooled = torch.bmm(weights, x.to(work)).to(x.dtype)
     return pooled, torch.minimum(lengths, torch.tensor(pool_len, device=lengths.device))
 
 
