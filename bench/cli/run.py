@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
 HELP_EPILOG = """examples:
   python -m bench run --models pase,mult                       # default: synthetic, seeds 1111-1115
@@ -67,7 +68,7 @@ def add_parser(sub) -> None:
 def build_runs(args) -> list:
     from bench.config import (
         DEFAULT_DATASET, OptionError, RunConfig, UnknownOptionValue, is_folder_name, load_sweep, parse_seeds,
-        parse_set, split_list,
+        split_list,
     )
     from models import get_model_entry, list_models
 
@@ -97,7 +98,7 @@ def build_runs(args) -> list:
                 raise UnknownOptionValue(f"--models: {err.args[0]}") from None
             matched = [pattern]
         names += [m for m in matched if m not in names]
-    overrides = parse_set(args.set)
+    overrides = set_overrides(args)
     runs = []
     for dataset in cli["datasets"] or [DEFAULT_DATASET]:
         for model in names:
@@ -110,6 +111,27 @@ def build_runs(args) -> list:
                     strict_data=args.strict_data, detect_anomaly=args.detect_anomaly,
                 ))
     return _with_flags(runs, args)
+
+
+def set_overrides(args) -> dict:
+    """The --set overrides: KEY=VALUE strings from the command line, or a mapping from `bench.api.run`."""
+    from bench.config import parse_set
+
+    if isinstance(args.set, dict):
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in args.set.items()}
+    return parse_set(args.set)
+
+
+def sweep(args, progress: bool) -> tuple[list, Any]:
+    """Plan the runs `args` asks for and launch them: (the RunConfigs, the SweepSummary).
+    `bench run` and `bench.api.run` both go through here."""
+    from bench.cli import slurm_options
+    from bench.launch import launch
+
+    runs = build_runs(args)
+    out_dir = runs[0].out_dir if runs else "results"
+    slurm = slurm_options(args, args.submitit_folder or f"{out_dir}/.submitit", wait=args.wait)
+    return runs, launch(runs, launcher=args.launcher, jobs=args.jobs, force=args.force, progress=progress, slurm=slurm)
 
 
 def _with_flags(runs: list, args) -> list:
@@ -132,7 +154,6 @@ def _with_flags(runs: list, args) -> list:
 
 def _where(err: BaseException, args) -> str:
     """Which option a config-value error came from: '--set: ' or the sweep file's path."""
-    from bench.config import parse_set
     from models.registry import ConfigError
 
     if not isinstance(err, ConfigError) or err.key is None:
@@ -140,7 +161,7 @@ def _where(err: BaseException, args) -> str:
     if args.config:
         return f"{args.config}: "
     try:
-        return "--set: " if err.key in parse_set(args.set) else ""
+        return "--set: " if err.key in set_overrides(args) else ""
     except ValueError:
         return ""
 
@@ -153,16 +174,11 @@ def main(args) -> int:
 
 
 def _main(args) -> int:
-    from bench.cli import command_error, expected_stops, slurm_options, table_command
-    from bench.launch import launch
+    from bench.cli import command_error, expected_stops, table_command
 
-    quiet = args.quiet
     try:
-        runs = build_runs(args)
+        runs, summary = sweep(args, progress=not args.quiet and sys.stderr.isatty())
         out_dir = runs[0].out_dir if runs else "results"
-        slurm = slurm_options(args, args.submitit_folder or f"{out_dir}/.submitit", wait=args.wait)
-        summary = launch(runs, launcher=args.launcher, jobs=args.jobs, force=args.force,
-                         progress=not quiet and sys.stderr.isatty(), slurm=slurm)
     except expected_stops() as err:
         return command_error(err, where=_where(err, args),
                              interrupted="stopped; finished runs are kept, the run in progress was not recorded")
