@@ -44,6 +44,7 @@ INT_COLUMNS = ("seed", "best_epoch", "epochs_run", "params.total", "params.train
                "peak_memory_bytes")
 # `run` keywords that are not `bench run` options of the same name, or that `run` sets itself
 NOT_OPTIONS = {"help", "func", "models", "datasets", "seeds", "preset", "out", "jobs", "force", "quiet", "config"}
+RENAMED = {"quiet": "progress", "max_epochs": "epochs"}  # a CLI option or config field -> its keyword here
 
 
 def run(
@@ -192,7 +193,9 @@ def run_args(fixed: dict[str, Any], options: dict[str, Any]) -> argparse.Namespa
     unknown = [k for k in options if k not in actions or k in NOT_OPTIONS]
     if unknown:
         valid = sorted(set(actions) - NOT_OPTIONS | set(_own_parameters()))
-        raise TypeError(f"run() got unknown option(s) {did_you_mean(unknown, valid)}; valid options: {', '.join(valid)}")
+        named = ", ".join(f"'{k}' (did you mean '{RENAMED[k]}'?)" if k in RENAMED else did_you_mean([k], valid)
+                          for k in unknown)
+        raise TypeError(f"run() got unknown option(s) {named}; valid options: {', '.join(valid)}")
     args = parser.parse_args([])
     for key, value in {**fixed, **options}.items():
         setattr(args, key, _option_value(actions[key], key, value))
