@@ -5,6 +5,8 @@ The flow is: `load_result_set(root)` -> `build_tables(...)` -> `Table`s -> `to_m
 `to_latex`, `to_csv` -> `write_tables`.
 
 Conventions:
+- row names and order come from each model's registration (display name, row labels, order;
+  read through `bench.catalog.model_meta`), a model's variants right after it;
 - one row per run name (`pase`, `pase+no_sgm`, ...), aggregated over seeds as mean ± sample
   std (ddof = 1) with n; n = 1 shows the std as "–"; a NaN seed value is left out of that cell,
   which then shows its own n;
