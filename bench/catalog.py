@@ -2,26 +2,35 @@
 the model files (importing them takes seconds; building every preset takes more).
 
 The catalog records the registry (models, their presets per dataset, default preset, the
-datasets they cannot run on and why, descriptions), the registered datasets, and the parameter
+datasets they cannot run on and why, descriptions, metadata: display name, paper, reference
+code, family, table order, row labels), the registered datasets, and the parameter
 count of every (model, dataset, preset), built on the meta device. It cannot go stale unnoticed:
 it stores a hash of every source file the registry was built from (`models/`, and the `bench`
 modules they import), and `load_catalog` returns None when any of them changed, when a file
 appeared under `models/`, or when the catalog is missing; `bench ls` then asks the live
 registry. `python -m bench ls --write-catalog` rebuilds it; a test builds every count afresh
 and compares.
+
+Tables and figures read model metadata through `model_meta` (here, so that they need neither
+torch nor the model files): the catalog's for the models it lists; else the live registry's for
+a model registered in this process (a plugin); else the raw name at the registry's default
+table position (after the baselines, before the proposed model). A stale or missing catalog is
+replaced by the live registry (importing the model files).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
 CATALOG_PATH = Path(__file__).with_name("catalog.json")
-SCHEMA = 1
+SCHEMA = 2
 
 
 def _root() -> Path:
@@ -109,7 +118,7 @@ def build_catalog(count: Callable[[str, str, str], int] | None,
     (None: no counts). `progress` is told each model before its presets are counted."""
     from bench.data import list_datasets
     from models import list_models
-    from models.registry import get_model_entry
+    from models.registry import DEFAULT_ORDER, get_model_entry
 
     models = {}
     for name in list_models():
@@ -124,12 +133,48 @@ def build_catalog(count: Callable[[str, str, str], int] | None,
                 "default": entry.resolve_preset(dataset, None),
                 "counts": {p: count(name, dataset, p) if count else None for p in entry.preset_names(dataset)},
             }
-        models[name] = {"description": entry.description, "presets": presets,
+        models[name] = {"description": entry.description, "presets": presets, "meta": entry.meta(),
                         "unsupported": dict(sorted(entry.unsupported.items()))}
     files = source_files()
     return {"schema": SCHEMA, "sources": files, "fingerprint": fingerprint(files),
-            "models": models, "datasets": list_datasets()}
+            "models": models, "datasets": list_datasets(), "default_order": DEFAULT_ORDER}
 
 
 def write_catalog(catalog: dict[str, Any], path: Path = CATALOG_PATH) -> None:
     path.write_text(json.dumps(catalog, indent=1, sort_keys=True) + "\n")
+
+
+# -- model metadata for tables and figures ---------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _registered_meta() -> tuple[dict[str, dict[str, Any]], int]:
+    """({model: metadata}, default order) of every built-in model: the catalog's, or (stale) the registry's."""
+    catalog = load_catalog()
+    if catalog is not None:
+        return {name: m["meta"] for name, m in catalog["models"].items()}, int(catalog["default_order"])
+    from models import list_models
+    from models.registry import DEFAULT_ORDER, get_model_entry
+
+    return {name: get_model_entry(name).meta() for name in list_models()}, DEFAULT_ORDER
+
+
+def model_meta(name: str) -> dict[str, Any]:
+    """A model's metadata (models.registry.META_FIELDS): see the module docstring for where it comes from."""
+    known, default_order = _registered_meta()
+    if name in known:
+        return known[name]
+    registry = sys.modules.get("models.registry")  # a plugin registered in this process; never imported here
+    if registry is not None and name in registry.list_models():
+        return registry.get_model_entry(name).meta()
+    return {"display_name": name, "paper": "", "reference": "", "family": "", "order": default_order,
+            "row_labels": {}}
+
+
+def row_label(model: str, config: Mapping[str, Any] | None = None) -> str:
+    """A run's table row name: the first of the model's `row_labels` whose field the run's model
+    config sets (not None/False/""), else the model's display name."""
+    meta = model_meta(model)
+    for key, label in meta["row_labels"].items():
+        if config and config.get(key) not in (None, False, ""):
+            return label
+    return meta["display_name"]

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from bench.report import ResultSet, dataset_task, display_name, format_seeds, group_runs
+from bench.report import ResultSet, dataset_task, format_seeds, group_runs, run_label
 
 COLUMN_WIDTH_IN = 3.3  # one column of a two-column paper (AAAI/ACL: 3.3 in)
 PAPER_RC = {  # fonts >= 7 pt at print size
@@ -153,8 +153,8 @@ def contributions_figure(
         handles = [Line2D([], [], color=colors[m], label=full) for m, full in MODALITIES.items()]
         handles.append(Line2D([], [], color=valid_color, lw=1.0, label=right_label.split(" (")[0]))
         if len(runs) > 1:
-            handles += [Line2D([], [], color="0.1", ls=styles[k % len(styles)], label=display_name(name))
-                        for k, name in enumerate(runs)]
+            handles += [Line2D([], [], color="0.1", ls=styles[k % len(styles)], label=run_label(name, recs))
+                        for k, (name, recs) in enumerate(runs.items())]
         if any(switch_epochs(r) for r in runs.values()):
             handles.append(Line2D([], [], color=switch_color, lw=0.9, label="phase switch"))
         fig.legend(handles=handles, loc="outside upper center", ncol=3, frameon=False, handlelength=1.8,
@@ -195,7 +195,7 @@ def predictions_figure(runs: Mapping[str, Sequence[dict[str, Any]]], title: str 
                 dots.set_gid(f"scatter:{name}:{r['seed']}")
             ax.plot([lo, hi], [lo, hi], "--", color="0.3", lw=0.8)[0].set_gid(f"identity:{name}")
             mae = float(np.mean(maes))
-            ax.set_title(f"{display_name(name)}: MAE {mae:.3f} ({len(records)} seed{'s' if len(records) > 1 else ''})")
+            ax.set_title(f"{run_label(name, records)}: MAE {mae:.3f} ({len(records)} seed{'s' if len(records) > 1 else ''})")
             ax.set_xlabel("label")
             ax.set_ylabel("prediction")
             ax.set_aspect("equal", adjustable="box")
@@ -260,8 +260,8 @@ def runs_title(runs: Mapping[str, Sequence[dict[str, Any]]], dataset: str) -> st
         return f"seed{'s' if len(found) > 1 else ''} {format_seeds(found)}"
 
     (first, records), *others = runs.items()
-    lines = [f"{display_name(first)} on {dataset}, {seeds(records)}"]
-    return "\n".join(lines + [f"{display_name(name)}: {seeds(recs)}" for name, recs in others])
+    lines = [f"{run_label(first, records)} on {dataset}, {seeds(records)}"]
+    return "\n".join(lines + [f"{run_label(name, recs)}: {seeds(recs)}" for name, recs in others])
 
 
 def predictions_for_runs(rs: ResultSet, dataset: str, models: Sequence[str] | None = None,

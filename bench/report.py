@@ -5,6 +5,8 @@ The flow is: `load_result_set(root)` -> `build_tables(...)` -> `Table`s -> `to_m
 `to_latex`, `to_csv` -> `write_tables`.
 
 Conventions:
+- row names and order come from each model's registration (display name, row labels, order;
+  read through `bench.catalog.model_meta`), a model's variants right after it;
 - one row per run name (`pase`, `pase+no_sgm`, ...), aggregated over seeds as mean ± sample
   std (ddof = 1) with n; n = 1 shows the std as "–"; a NaN seed value is left out of that cell,
   which then shows its own n;
@@ -35,20 +37,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from bench.catalog import model_meta, row_label
 from bench.metrics import EMOTIONS, METRICS
 from bench.results import ResultFileError, iter_result_files, load_result
 
-DISPLAY_NAMES = {
-    "pase": "PaSE", "mult": "MulT", "mag_bert": "MAG-BERT", "self_mm": "Self-MM",
-    "bert_text": "BERT (text only)", "late_fusion": "Late fusion",
-    # the PaSE paper's other baselines; a name says where the row departs from the paper's setting
-    "confede": "ConFEDE", "clgsi": "CLGSI", "mcl_mcf": "MCL-MCF", "mfon": "MFON", "glomo": "GLoMo",
-    "euar": "EUAR", "kebr": "KEBR (no pre-training)", "semi_iin": "Semi-IIN (supervised)",
-    "msamba": "MSAmba (reconstructed)",
-}
-# row order: simple references and baselines first (the PaSE paper's order), the proposed model last
-MODEL_ORDER = ("late_fusion", "bert_text", "mult", "mag_bert", "self_mm", "confede", "clgsi", "mcl_mcf",
-               "mfon", "glomo", "euar", "kebr", "semi_iin", "msamba", "pase")
 DATASET_ORDER = ("synthetic", "mosi", "mosei", "iemocap")
 # ablation switch names as the PaSE paper prints them
 SWITCH_NAMES = {"sgm": "SGM", "cal": "CAL", "pcl": "PCL", "gate": "gate", "dual_phase": "dual phase"}
@@ -115,21 +107,35 @@ def sort_datasets(names: Iterable[str]) -> list[str]:
     return sorted(set(names), key=lambda d: (DATASET_ORDER.index(d) if d in DATASET_ORDER else len(DATASET_ORDER), d))
 
 
-def display_name(run_name: str, model: str | None = None, tuning: dict[str, Any] | None = None) -> str:
+def display_name(run_name: str, model: str | None = None, tuning: dict[str, Any] | None = None,
+                 config: dict[str, Any] | None = None) -> str:
     """'pase' -> 'PaSE'; 'pase+no_sgm' -> 'PaSE w/o SGM'; 'mult+lr=0.0001' -> 'MulT (lr=0.0001)';
-    'mult+tuned' with its study summary -> 'MulT (tuned, 50 trials)'."""
+    'mult+tuned' with its study summary -> 'MulT (tuned, 50 trials)'. The model's part is its row
+    label (`bench.catalog.row_label`) for the run's model `config` (a result file's config.model)."""
     base, *tags = run_name.split("+")
     if model is not None and base != model:  # a --variant name chosen by the user
-        return f"{DISPLAY_NAMES.get(model, model)} [{run_name}]"
+        return f"{row_label(model, config)} [{run_name}]"
     without = [SWITCH_NAMES.get(t[3:], t[3:]) for t in tags if t.startswith("no_")]
     other = [f"tuned, {tuning_budget_text(tuning)}" if t == "tuned" and tuning else t
              for t in tags if not t.startswith("no_")]
-    out = DISPLAY_NAMES.get(base, base)
+    out = row_label(base, config)
     if without:
         out += " w/o " + ", ".join(without)
     if other:
         out += " (" + ", ".join(other) + ")"
     return out
+
+
+def model_config(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The resolved model config a result file records (None when it has none)."""
+    config = (record.get("config") or {}).get("model")
+    return config if isinstance(config, dict) else None
+
+
+def run_label(run_name: str, records: Sequence[dict[str, Any]]) -> str:
+    """`display_name` of a run from its result files (their model and model config)."""
+    first = records[0] if records else {}
+    return display_name(run_name, first.get("model"), config=model_config(first))
 
 
 def format_seeds(seeds: Iterable[int]) -> str:
@@ -160,10 +166,11 @@ class RunGroup:
     unreadable: dict[int, str] = field(default_factory=dict)  # seed -> problem
     unsupported: str | None = None  # registry reason, for a model asked for by name that cannot run
     tuning: dict[str, Any] | None = None  # the study summary of a `<model>+tuned` run
+    config: dict[str, Any] | None = None  # the model config of its first result file (row labels read it)
 
     @property
     def label(self) -> str:
-        return display_name(self.run_name, self.model, self.tuning)
+        return display_name(self.run_name, self.model, self.tuning, self.config)
 
     def seeds(self) -> set[int]:
         return set(self.records) | set(self.failed) | set(self.unreadable)
@@ -186,8 +193,7 @@ def _matches(group: RunGroup, pattern: str) -> bool:
 
 
 def _order_key(group: RunGroup) -> tuple:
-    rank = MODEL_ORDER.index(group.model) if group.model in MODEL_ORDER else len(MODEL_ORDER) - 1.5
-    return (rank, group.model, group.run_name != group.model, group.run_name)
+    return (model_meta(group.model)["order"], group.model, group.run_name != group.model, group.run_name)
 
 
 def group_runs(
@@ -203,7 +209,8 @@ def group_runs(
         if r["dataset"] != dataset:
             continue
         g = groups.setdefault(r["run_name"], RunGroup(dataset, r["run_name"], r["model"],
-                                                      tuning=rs.tuning.get((dataset, r["run_name"]))))
+                                                      tuning=rs.tuning.get((dataset, r["run_name"])),
+                                                      config=model_config(r)))
         if r.get("status") == "ok":
             g.records[int(r["seed"])] = r
         else:
@@ -777,7 +784,7 @@ def tuning_table(summaries: Sequence[dict[str, Any]], dataset: str, models: Sequ
                           for m in models))]
     if not mine:
         return None
-    mine.sort(key=lambda s: (MODEL_ORDER.index(s["model"]) if s.get("model") in MODEL_ORDER else len(MODEL_ORDER), s.get("variant", "")))
+    mine.sort(key=lambda s: (model_meta(s.get("model", "?"))["order"], s.get("variant", "")))
     rows, notes = [], []
     for s in mine:
         trials, budget, best = s.get("trials") or {}, s.get("budget") or {}, s.get("best")

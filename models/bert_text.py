@@ -161,7 +161,9 @@ SEARCH_SPACE = {
 
 
 @register_model("bert_text", config=BertTextConfig, presets=PRESETS, default_preset="mmsa", unsupported=UNSUPPORTED,
-                search_space=SEARCH_SPACE)
+                search_space=SEARCH_SPACE,
+                display_name="BERT (text only)",
+                family="harness baseline", order=20)
 def bert_text(cfg: BertTextConfig) -> BertText:
     """BERT text-only reference: last-layer [CLS] -> Dropout -> Linear."""
     return BertText(cfg)

@@ -487,7 +487,10 @@ PRESETS = {
 }
 
 
-@register_model("clgsi", config=CLGSIConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED)
+@register_model("clgsi", config=CLGSIConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,
+                display_name="CLGSI", paper="Yang et al., NAACL Findings 2024",
+                reference="https://github.com/AZYoung233/CLGSI@c1070c8",
+                family="contrastive", order=70)
 def clgsi(cfg: CLGSIConfig) -> CLGSI:
     """CLGSI (Yang et al., NAACL Findings 2024): BERT + A/V transformers, GLFK fusion, intensity-weighted CL."""
     return CLGSI(cfg)

@@ -662,7 +662,10 @@ PRESETS = {
 }
 
 
-@register_model("confede", config=ConfedeConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED)
+@register_model("confede", config=ConfedeConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,
+                display_name="ConFEDE", paper="Yang et al., ACL 2023",
+                reference="https://github.com/XpastaX/ConFEDE@c048fad",
+                family="contrastive", order=60)
 def confede(cfg: ConfedeConfig) -> ConFEDE:
     """ConFEDE (Yang et al., ACL 2023): text-centred contrastive feature decomposition, staged."""
     return ConFEDE(cfg)

@@ -351,7 +351,10 @@ PRESETS = {
 }
 
 
-@register_model("euar", config=EUARConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED)
+@register_model("euar", config=EUARConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,
+                display_name="EUAR", paper="Gao et al., ACM MM 2024",
+                reference="https://github.com/ZixianGao/EUAR@233e274",
+                family="mixture of experts", order=110)
 def euar(cfg: EUARConfig) -> EUAR:
     """EUAR (Gao et al., ACM MM 2024): enhanced experts with uncertainty-aware, batch-normalised routing."""
     return EUAR(cfg)

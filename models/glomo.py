@@ -372,7 +372,10 @@ PRESETS = {
 }
 
 
-@register_model("glomo", config=GLoMoConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED)
+@register_model("glomo", config=GLoMoConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,
+                display_name="GLoMo", paper="Zhuang et al., ACM MM 2024",
+                reference="https://github.com/YetZzzzzz/GLoMo@90f5b3f",
+                family="mixture of experts", order=100)
 def glomo(cfg: GLoMoConfig) -> GLoMo:
     """GLoMo (Zhuang et al., ACM MM 2024): global-local BERT/MulT encoders, per-modality noisy top-k MoE."""
     return GLoMo(cfg)

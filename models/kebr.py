@@ -514,7 +514,10 @@ PRESETS = {
 }
 
 
-@register_model("kebr", config=KEBRConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED)
+@register_model("kebr", config=KEBRConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,
+                display_name="KEBR (no pre-training)", paper="Zhu et al., ACM MM 2024",
+                reference="https://github.com/aoqzhu/KEBR@171de2d",
+                family="BERT + fusion", order=120, row_labels={"pretrain_dir": "KEBR"})
 def kebr(cfg: KEBRConfig) -> KEBR:
     """KEBR (Zhu et al., ACM MM 2024): text-centred cross-modal fusion (one layer x4) with the MCC loss."""
     return KEBR(cfg)

@@ -105,7 +105,9 @@ SEARCH_SPACE = {
 
 
 @register_model("late_fusion", config=LateFusionConfig, presets=PRESETS, default_preset="mmsa",
-                search_space=SEARCH_SPACE)
+                search_space=SEARCH_SPACE,
+                display_name="Late fusion",
+                family="harness baseline", order=10)
 def late_fusion(cfg: LateFusionConfig) -> LateFusion:
     """Late fusion of mean-pooled modalities: a tiny model for pipeline tests."""
     return LateFusion(cfg)

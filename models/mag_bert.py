@@ -162,7 +162,10 @@ SEARCH_SPACE = {
 
 
 @register_model("mag_bert", config=MAGBertConfig, presets=PRESETS, default_preset="mmsa", unsupported=UNSUPPORTED,
-                search_space=SEARCH_SPACE)
+                search_space=SEARCH_SPACE,
+                display_name="MAG-BERT", paper="Rahman et al., ACL 2020",
+                reference="https://github.com/WasifurRahman/BERT_multimodal_transformer; MMSA==2.2.1",
+                family="BERT + fusion", order=40)
 def mag_bert(cfg: MAGBertConfig) -> MAGBert:
     """MAG-BERT (Rahman et al., ACL 2020): a multimodal gate after the BERT embeddings."""
     return MAGBert(cfg)

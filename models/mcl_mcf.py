@@ -352,7 +352,10 @@ PRESETS = {
 }
 
 
-@register_model("mcl_mcf", config=MCLMCFConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED)
+@register_model("mcl_mcf", config=MCLMCFConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,
+                display_name="MCL-MCF", paper="Fan et al., IEEE TAC 2025",
+                reference="https://github.com/Zhudogsi/MCL-MCF@6e56e82",
+                family="contrastive", order=80)
 def mcl_mcf(cfg: MCLMCFConfig) -> MCLMCF:
     """MCL-MCF (Fan et al., IEEE TAC 2025): BERT + LSTMs, multi-layer conv fusion, three-level contrast."""
     return MCLMCF(cfg)

@@ -376,7 +376,10 @@ PRESETS = {
 }
 
 
-@register_model("mfon", config=MFONConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED)
+@register_model("mfon", config=MFONConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,
+                display_name="MFON", paper="Zhang et al., COLING 2025",
+                reference="https://github.com/123sprouting/MFON@fd44467",
+                family="transformer fusion", order=90)
 def mfon(cfg: MFONConfig) -> MFON:
     """MFON (Zhang et al., COLING 2025): modal prompts, text-queried cross-modal transformers, frozen KD teachers."""
     return MFON(cfg)

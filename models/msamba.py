@@ -89,7 +89,6 @@ CHM_A_TEXT = ("t_block", "own")
 MIXER_DT_BIAS = ("twice", "once")
 BACKWARD_DT_INIT = ("zero_bias", "mamba")
 LR_SCHEDULES = ("copy_warmup_cosine", "constant")
-ROW_LABEL = "MSAmba (reconstructed from a third-party copy)"
 UNSUPPORTED = {
     "iemocap": "needs BERT token ids and MMSA aligned_50 features; IEMOCAP's MulT pickles carry GloVe "
                "vectors only, and the MSAmba code supports MOSI/MOSEI/SIMS only",
@@ -556,7 +555,7 @@ class MSAmba(MSAModel):
 
     def summary(self) -> dict[str, Any]:
         cfg = self.cfg
-        return {"row_label": ROW_LABEL, "ism_direction": cfg.ism_direction, "ism_depth": cfg.ism_depth,
+        return {"ism_direction": cfg.ism_direction, "ism_depth": cfg.ism_depth,
                 "scan_impl": cfg.scan_impl}
 
 
@@ -602,7 +601,10 @@ PRESETS = {
 }
 
 
-@register_model("msamba", config=MSAmbaConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED)
+@register_model("msamba", config=MSAmbaConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,
+                display_name="MSAmba (reconstructed)", paper="He et al., AAAI 2025",
+                reference="https://github.com/jien0404/msa@915d81c (a third-party copy)",
+                family="state space", order=140)
 def msamba(cfg: MSAmbaConfig) -> MSAmba:
     """MSAmba (He et al., AAAI 2025), reconstructed from a third-party copy: ISM (GLCE + bi-Mamba) and CHM."""
     return MSAmba(cfg)

@@ -179,7 +179,10 @@ SEARCH_SPACE = {
 }
 
 
-@register_model("mult", config=MulTConfig, presets=PRESETS, default_preset="mmsa", search_space=SEARCH_SPACE)
+@register_model("mult", config=MulTConfig, presets=PRESETS, default_preset="mmsa", search_space=SEARCH_SPACE,
+                display_name="MulT", paper="Tsai et al., ACL 2019",
+                reference="https://github.com/yaohungt/Multimodal-Transformer; MMSA==2.2.1",
+                family="transformer fusion", order=30)
 def mult(cfg: MulTConfig) -> MulT:
     """MulT (Tsai et al., ACL 2019): cross-modal transformers over unaligned sequences."""
     return MulT(cfg)

@@ -564,7 +564,9 @@ SEARCH_SPACE = {
 }
 
 
-@register_model("pase", config=PaSEConfig, presets=PRESETS, default_preset="paper", search_space=SEARCH_SPACE)
+@register_model("pase", config=PaSEConfig, presets=PRESETS, default_preset="paper", search_space=SEARCH_SPACE,
+                display_name="PaSE", paper="He et al., AAAI 2026",
+                family="BERT + fusion", order=1000)
 def pase(cfg: PaSEConfig) -> PaSE:
     """PaSE (He et al., AAAI 2026): prototype calibration, OT alignment, Shapley gradient modulation."""
     return PaSE(cfg)

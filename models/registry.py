@@ -27,6 +27,14 @@ from models.base import ModelConfig
 PresetTable = dict[tuple[str, str], ModelConfig]
 DEMO_PRESET = "demo"
 
+# Model metadata (what tables, `ls` and the README's model table read). `family`: one of these.
+FAMILIES = ("harness baseline", "transformer fusion", "BERT + fusion", "contrastive", "mixture of experts",
+            "state space")
+# table position (harness decision): the PaSE paper's order, simple references and baselines first
+# (orders below 500), the proposed model last (PaSE: 1000); a model that declares none sits between
+DEFAULT_ORDER = 500
+META_FIELDS = ("display_name", "paper", "reference", "family", "order", "row_labels")
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -42,6 +50,18 @@ class ModelEntry:
     unsupported: dict[str, str] = field(default_factory=dict)
     # `bench tune`'s search space {target: SearchParam}; None: default_search_space(config)
     search_space: Optional[dict[str, "SearchParam"]] = None
+    display_name: str = ""  # the table row name (register_model: the registry name when not given)
+    paper: str = ""  # "Authors, Venue Year"; "" for the harness's own rows
+    reference: str = ""  # the reference code: repository@commit or package==version; "" when none
+    family: str = ""  # one of FAMILIES
+    order: int = DEFAULT_ORDER  # table position, ascending
+    # {config field: row label}: a run whose resolved config sets that field (not None/False/"")
+    # is shown under that label instead of display_name; the first such field in order wins
+    row_labels: dict[str, str] = field(default_factory=dict)
+
+    def meta(self) -> dict[str, Any]:
+        """The metadata as JSON-able data (bench/catalog.json keeps it for the report)."""
+        return {k: getattr(self, k) for k in META_FIELDS} | {"row_labels": dict(self.row_labels)}
 
     def preset_names(self, dataset: str | None = None) -> list[str]:
         return sorted({p for (d, p) in self.presets if dataset is None or d == dataset})
@@ -92,9 +112,17 @@ def register_model(
     description: str = "",
     unsupported: dict[str, str] | None = None,
     search_space: dict[str, "SearchParam"] | None = None,
+    display_name: str = "",
+    paper: str = "",
+    reference: str = "",
+    family: str = "",
+    order: int = DEFAULT_ORDER,
+    row_labels: Mapping[str, str] | None = None,
 ) -> Callable:
     """Decorator for a builder `fn(cfg) -> nn.Module`. A duplicate name raises; so does a
-    search space naming a field the config lacks or a value of the wrong type."""
+    search space naming a field the config lacks or a value of the wrong type, a family not
+    in FAMILIES and a row label keyed by a field the config lacks. The metadata keywords are
+    described on ModelEntry."""
 
     def wrap(builder: Callable) -> Callable:
         if name in _REGISTRY:
@@ -106,11 +134,24 @@ def register_model(
         summary = description or (doc.splitlines()[0] if doc else "")
         if search_space is not None:
             check_search_space(name, config, search_space)
+        _check_meta(name, config, family, row_labels or {})
         _REGISTRY[name] = ModelEntry(name, builder, config, dict(presets), default_preset, summary, dict(unsupported or {}),
-                                     dict(search_space) if search_space is not None else None)
+                                     dict(search_space) if search_space is not None else None,
+                                     display_name=display_name or name, paper=paper, reference=reference,
+                                     family=family, order=order, row_labels=dict(row_labels or {}))
         return builder
 
     return wrap
+
+
+def _check_meta(name: str, config: type, family: str, row_labels: Mapping[str, str]) -> None:
+    if family and family not in FAMILIES:
+        raise ValueError(f"model '{name}': family '{family}' is not one of: {', '.join(FAMILIES)}")
+    fields = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(row_labels) - fields)
+    if unknown:
+        raise ValueError(f"model '{name}': row_labels name field(s) {config.__name__} lacks: "
+                         f"{did_you_mean(unknown, fields)}")
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -354,7 +354,10 @@ SEARCH_SPACE = {
 
 
 @register_model("self_mm", config=SelfMMConfig, presets=PRESETS, default_preset="mmsa", unsupported=UNSUPPORTED,
-                search_space=SEARCH_SPACE)
+                search_space=SEARCH_SPACE,
+                display_name="Self-MM", paper="Yu et al., AAAI 2021",
+                reference="https://github.com/thuiar/Self-MM; MMSA==2.2.1",
+                family="BERT + fusion", order=50)
 def self_mm(cfg: SelfMMConfig) -> SelfMM:
     """Self-MM (Yu et al., AAAI 2021): BERT + LSTMs, fusion + unimodal heads, ULGM labels."""
     return SelfMM(cfg)

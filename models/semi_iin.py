@@ -94,8 +94,6 @@ from models.base import ModelConfig, ModelOutput, MSAModel, Stage
 from models.layers.transformer import CrossModalTransformer, MultiheadAttention, dropout, dropout_keep
 from models.registry import register_model
 
-ROW_LABEL = "Semi-IIN (supervised)"
-ROW_LABEL_SELF_TRAINING = "Semi-IIN"
 ATTENTIONS = ("masked", "global")
 AUDIO_FRONTENDS = {  # (kernel, stride, padding) of the two audio convs (model.py:62-78)
     "stride8": ((4, 2, 1), (4, 4, 1)),  # MOSI/MOSEI branch: 800 HuBERT frames -> 100
@@ -442,8 +440,7 @@ class SemiIIN(MSAModel):
 
     def summary(self) -> dict[str, Any]:
         cfg = self.cfg
-        out = {"row_label": ROW_LABEL_SELF_TRAINING if cfg.unlabeled_dir else ROW_LABEL,
-               "attention": cfg.attention, "audio_frontend": cfg.audio_frontend, "seq_len": self.seq_len}
+        out = {"attention": cfg.attention, "audio_frontend": cfg.audio_frontend, "seq_len": self.seq_len}
         if self._pseudo is not None:
             out["pseudo_labeled"] = int(len(self._pseudo["labels"]))
         return out
@@ -474,7 +471,10 @@ PRESETS = {
 }
 
 
-@register_model("semi_iin", config=SemiIINConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED)
+@register_model("semi_iin", config=SemiIINConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,
+                display_name="Semi-IIN (supervised)", paper="Lin et al., AAAI 2025",
+                reference="https://github.com/flow-ljh/Semi-IIN@55f1c4d",
+                family="transformer fusion", order=130, row_labels={"unlabeled_dir": "Semi-IIN"})
 def semi_iin(cfg: SemiIINConfig) -> SemiIIN:
     """Semi-IIN (Lin et al., AAAI 2025): intra/inter masked attention with gates; supervised row by default."""
     return SemiIIN(cfg)

@@ -85,6 +85,21 @@ def test_readme_model_table_lists_every_registered_model_with_its_presets():
             assert f"`{entry.default_preset}` (default)" in cells[2], f"README default preset of {name}"
 
 
+def test_readme_model_table_names_each_model_and_paper_as_registered():
+    """Each row's description opens with the model's registered display name (its short form) and
+    cites its registered paper's venue and year; the harness's own rows cite none."""
+    from models import get_model_entry
+
+    for name, cells in model_table().items():
+        entry = get_model_entry(name)
+        if not entry.paper:
+            assert not re.search(r"\([A-Z][^()]* (19|20)\d\d\)", cells[1]), f"README cites a paper for {name}"
+            continue
+        assert cells[1].startswith(entry.display_name.split(" (")[0] + " "), f"README row of {name}: display name"
+        venue = entry.paper.rsplit(", ", 1)[-1]  # "Tsai et al., ACL 2019" -> "ACL 2019"
+        assert f"({venue})" in cells[1], f"README row of {name} does not cite ({venue})"
+
+
 def model_names_in(text: str) -> set[str]:
     """Registered models whose display name (without its qualifier) appears in `text`."""
     from bench.report import display_name

@@ -110,3 +110,44 @@ def test_catalog_lists_an_unsupported_dataset_only_as_na():
         listed = catalog["models"][name]
         assert set(listed["presets"]) == set(entry.datasets()) - set(entry.unsupported), name
         assert listed["unsupported"] == entry.unsupported, name
+
+
+# -- model metadata (display name, paper, reference, family, order, row labels) -------------------
+def test_metadata_defaults_and_checks(monkeypatch):
+    from models import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # restored after the test
+    cfg = get_model_entry("late_fusion").config_cls
+    register_model("tmp_bare", config=cfg, presets={})(lambda c: None)
+    entry = get_model_entry("tmp_bare")
+    assert (entry.display_name, entry.order, entry.row_labels, entry.paper) == ("tmp_bare", registry.DEFAULT_ORDER, {}, "")
+    with pytest.raises(ValueError, match="'tmp_family': family 'cnn' is not one of"):
+        register_model("tmp_family", config=cfg, presets={}, family="cnn")(lambda c: None)
+    with pytest.raises(ValueError, match="'tmp_label'.*'vocab_sise' \\(did you mean 'vocab_size'"):
+        register_model("tmp_label", config=cfg, presets={}, row_labels={"vocab_sise": "x"})(lambda c: None)
+
+
+def test_every_model_declares_its_metadata():
+    """One family each; a paper unless a harness baseline; a distinct table position, the
+    proposed model (PaSE) last and the harness's own rows first."""
+    from models.registry import DEFAULT_ORDER, FAMILIES
+
+    entries = [get_model_entry(n) for n in list_models()]
+    for e in entries:
+        assert e.family in FAMILIES and bool(e.paper) == (e.family != "harness baseline"), e.name
+        assert e.order != DEFAULT_ORDER and e.display_name, e.name
+    ranked = sorted(entries, key=lambda e: e.order)
+    assert len({e.order for e in entries}) == len(entries) and ranked[-1].name == "pase"
+    assert {e.family for e in ranked[:2]} == {"harness baseline"}
+
+
+def test_ls_shows_each_model_s_metadata_from_the_catalog():
+    from bench.catalog import load_catalog
+    from bench.cli.ls import model_text
+
+    catalog = load_catalog()
+    assert catalog is not None, "bench/catalog.json is stale: run `python -m bench ls --write-catalog`"
+    for name in list_models():
+        entry, text = get_model_entry(name), model_text(catalog["models"][name])
+        assert f"table row '{entry.display_name}'" in text and entry.family in text and entry.reference in text
+        assert entry.paper in text  # in the description or added

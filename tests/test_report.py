@@ -314,3 +314,72 @@ def test_cli_table_without_results_says_what_to_do(tmp_path, monkeypatch, capsys
     args = build_parser().parse_args(["table"])
     assert args.func(args) == 2  # nothing to show: as figure and compare (bench.cli.NOTHING_TO_SHOW)
     assert "no result files under 'results/'" in capsys.readouterr().err
+
+
+# -- model metadata: declared at registration, read by the tables ---------------------------------
+
+def test_a_registered_model_s_metadata_names_and_places_its_row(tmp_path, monkeypatch):
+    """A model outside the catalog (a plugin) registered in this process: its display name, its
+    variant row label and its order reach the table; unregistered afterwards."""
+    from models import registry
+    from models.late_fusion import LateFusionConfig
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # restored after the test
+    registry.register_model("tmp_plugin", config=LateFusionConfig, presets={}, display_name="Plugin Net",
+                            paper="Doe et al., NeurIPS 2030", family="transformer fusion", order=25,
+                            row_labels={"vocab_size": "Plugin Net (own vocabulary)"})(lambda cfg: None)
+    records = [make_result(name, 1111, test=reg(0.8, 0.7, 0.8)) for name in ("mult", "late_fusion", "tmp_plugin")]
+    records.append(make_result("tmp_plugin+own", 1111, test=reg(0.8, 0.7, 0.8),
+                               extra={"config": {"run": {}, "model": {"vocab_size": 100}}}))
+    md = to_markdown(build_tables(load_result_set(write_results(tmp_path, records)), efficiency=False)[0])
+    order = [line.split("|")[1].strip() for line in md.splitlines()[4:] if line.startswith("| ")]
+    # order 25: after Late fusion (10), before MulT (30); the run whose config sets the field: its label
+    assert order == ["Late fusion", "Plugin Net", "Plugin Net (own vocabulary) (own)", "MulT"]
+
+
+def test_an_unknown_model_keeps_its_name_between_the_baselines_and_the_proposed_model(tmp_path):
+    records = [make_result(name, 1111, test=reg(0.8, 0.7, 0.8)) for name in ("pase", "msamba", "a_plugin")]
+    md = to_markdown(build_tables(load_result_set(write_results(tmp_path, records)), efficiency=False)[0])
+    order = [line.split("|")[1].strip() for line in md.splitlines()[4:] if line.startswith("| ")]
+    assert order == ["MSAmba (reconstructed)", "a_plugin", "PaSE"]
+
+
+def test_row_labels_follow_the_run_s_config():
+    assert display_name("kebr") == "KEBR (no pre-training)"
+    assert display_name("kebr", "kebr", config={"pretrain_dir": "/data/voxceleb"}) == "KEBR"
+    assert display_name("semi_iin+tuned", config={"unlabeled_dir": None}) == "Semi-IIN (supervised) (tuned)"
+    assert display_name("semi_small", "semi_iin", config={"unlabeled_dir": "/data/ami"}) == "Semi-IIN [semi_small]"
+
+
+def test_tables_read_metadata_without_importing_the_models(synthetic_results):
+    """Built-in models' metadata comes from bench/catalog.json: no model file, no torch."""
+    code = ("import sys\nfrom bench.report import build_tables, load_result_set, to_markdown\n"
+            f"md = to_markdown(build_tables(load_result_set({str(synthetic_results)!r}))[0])\n"
+            "assert '| Late fusion ' in md and '| PaSE w/o SGM ' in md, md\n"
+            "print(sorted(m for m in ('torch', 'models') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_no_bench_module_keeps_a_list_of_model_names():
+    """Names, order and labels of models come from the registry: no literal in bench/ (a tuple, list,
+    set or dict) holds two or more registered names. perf.TARGETS (speed targets of the perf
+    issue, keyed by model) is the one allowed exception."""
+    import ast
+
+    from models import list_models
+
+    allowed = {("bench/perf.py", "TARGETS")}
+    names, found = set(list_models()), []
+    for path in sorted((ROOT / "bench").rglob("*.py")):
+        rel, tree = str(path.relative_to(ROOT)), ast.parse(path.read_text())
+        skip = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.AnnAssign | ast.Assign)
+                and (rel, getattr(n.targets[0] if isinstance(n, ast.Assign) else n.target, "id", None)) in allowed}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)) and id(node) not in skip:
+                items = node.keys if isinstance(node, ast.Dict) else node.elts
+                hits = [i.value for i in items if isinstance(i, ast.Constant) and i.value in names]
+                if len(hits) >= 2:
+                    found.append(f"{rel}:{node.lineno}: {hits}")
+    assert not found, "model names listed outside the registry (declare them at register_model):\n" + "\n".join(found)

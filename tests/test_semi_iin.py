@@ -5,6 +5,7 @@ self-training stage (and its error message), and a demo training run."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import replace
 
@@ -13,13 +14,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.catalog import row_label
 from bench.train import train_and_test
 from models import create_model
 from models.base import count_parameters
 from models.registry import get_model_entry
 from models.layers.transformer import dropout_keep, sinusoidal_positions
 from models.semi_iin import (
-    NATIVE, ROW_LABEL, GroupMaskedAttention, SemiIIN, UnlabeledDataError, check_unlabeled_dir, emotion_classes,
+    NATIVE, GroupMaskedAttention, SemiIIN, UnlabeledDataError, check_unlabeled_dir, emotion_classes,
     group_mask,
 )
 from tests.conftest import slice_data, train_demo
@@ -66,7 +68,8 @@ def test_presets_and_unsupported():
     assert (cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.max_epochs, cfg.optimizer) == (1e-4, 1e-4, 32, 30, "adam")
     assert (cfg.text_input, cfg.setting, cfg.dims_from_data, cfg.unlabeled_dir) == ("features", "unaligned", True, None)
     assert entry.presets[("mosei", "official")].pseudo_top_k is None and cfg.pseudo_top_k == 40
-    assert create_model("semi_iin", "synthetic").summary()["row_label"] == ROW_LABEL == "Semi-IIN (supervised)"
+    assert row_label("semi_iin", dataclasses.asdict(cfg)) == "Semi-IIN (supervised)"
+    assert row_label("semi_iin", dataclasses.asdict(cfg) | {"unlabeled_dir": "/data/ami"}) == "Semi-IIN"
 
 
 # -- masks and attention ---------------------------------------------------------------------------
@@ -377,7 +380,7 @@ def test_self_training_runs_as_a_second_stage(tmp_path, small_synthetic):
     info = out["stages"][1]["info"]
     assert info["unlabeled_clips"] == 24 and 1 <= info["pseudo_labeled"] <= 24
     assert "ce_pseudo" in out["stages"][1]["history"][0]["train"]
-    assert out["model_summary"]["row_label"] == "Semi-IIN"
+    assert row_label("semi_iin", dataclasses.asdict(model.cfg)) == "Semi-IIN"
 
 
 # -- demo training --------------------------------------------------------------------------------------
@@ -386,4 +389,4 @@ def test_demo_trains_and_the_loss_goes_down(small_synthetic):
     model = create_model("semi_iin", "synthetic", max_epochs=3, early_stop_patience=None)
     out = train_demo(model, small_synthetic, (96, 32, 32))
     assert out["params"]["with_grad"] == out["params"]["total"]
-    assert out["model_summary"]["row_label"] == "Semi-IIN (supervised)"
+    assert row_label("semi_iin", dataclasses.asdict(model.cfg)) == "Semi-IIN (supervised)"

@@ -70,6 +70,15 @@ def model_rows(catalog: dict[str, Any], names: list[str]) -> tuple[list[list[str
     return rows, reasons
 
 
+def model_text(info: dict[str, Any]) -> str:
+    """A model's description and metadata: paper (unless the description names it), family,
+    table row name, reference code."""
+    meta, text = info["meta"], info["description"] or "–"
+    extra = [meta["paper"] if meta["paper"] and meta["paper"] not in text else "", meta["family"],
+             f"table row '{meta['display_name']}'", f"code: {meta['reference']}" if meta["reference"] else ""]
+    return f"{text} [{'; '.join(e for e in extra if e)}]"
+
+
 def _wrapped(label: str, text: str) -> str:
     return textwrap.fill(text, WIDTH, initial_indent=label, subsequent_indent=" " * len(label),
                          break_on_hyphens=False, break_long_words=False)
@@ -90,7 +99,7 @@ def main(args) -> int:
     if reasons:
         print("\nn/a: the model cannot run on that dataset with msabench's data sources:")
         print("\n".join(_wrapped(f"  [{k}] ", why) for k, why in enumerate(reasons, 1)))
-    for title, items in (("models", {n: catalog["models"][n]["description"] for n in names}),
+    for title, items in (("models", {n: model_text(catalog["models"][n]) for n in names}),
                          ("datasets", catalog["datasets"])):
         width = max(len(k) for k in items) + 2
         print(f"\n{title}:")
