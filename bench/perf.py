@@ -87,7 +87,7 @@ SPLIT_KEYS = ("audio", "vision", "audio_lengths", "vision_lengths", "labels",
 def random_batch(shape: dict[str, Any], batch: int, task: str, seed: int = 0):
     import torch
 
-    from bench.batch import Batch
+    from models.protocol import Batch
 
     g = torch.Generator().manual_seed(seed)
     L = shape["text"]

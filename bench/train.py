@@ -29,12 +29,12 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from bench.batch import MODALITIES
 from bench.data.base import MSAData, Split
-from bench.metrics import METRICS, compute_metrics, contribution_utility, iemocap_majority_baseline
+from bench.metrics import compute_metrics, contribution_utility, iemocap_majority_baseline
 from bench.optim import make_optimizer
 from bench.shapley import coalition_key, coalitions, shapley_from_fn
 from models.base import INHERIT, MSAModel, Stage, count_parameters, task_loss
+from models.protocol import METRICS, MODALITIES
 
 
 logger = logging.getLogger(__name__)

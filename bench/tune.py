@@ -225,8 +225,8 @@ class Resolved:
 
 
 def resolve(spec: TuneSpec) -> Resolved:
-    from bench.metrics import METRICS
     from bench.runner import plan_runs
+    from models.protocol import METRICS
     from models.registry import check_search_space, get_model_entry, search_space_of
 
     base = plan_runs([spec.run])[0].model_config
