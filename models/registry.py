@@ -232,7 +232,7 @@ FIELD_CHOICES: dict[str, Any] = {
     "ModelConfig.optimizer": "models.base:OPTIMIZERS",
     "ModelConfig.scheduler": ("plateau", "linear_warmup"),
     "ModelConfig.selection_metric": "models.protocol:METRICS",
-    "BertTextConfig.loss": ("l1", "mse", "ce"),  # bert_text.LOSSES; which ones a task allows is checked at build
+    "BertTextConfig.loss": ("l1", "mse", "ce"),  # layers/bert_classifier.py LOSSES; which ones a task allows is checked at build
     "PaSEConfig.sgm_mode": "models.pase:SGM_MODES",
     "PaSEConfig.pos": "models.layers.seq_encoder:POSITIONS",
 }
