@@ -345,12 +345,12 @@ def _build(name: str, dataset_shapes: str, device) -> tuple[Any, str, dict[str, 
 
 def _as_stage(model, stage):
     """The model as the trainer runs `stage`: `model.stage` set, the rest frozen."""
-    from bench.train import _frozen_except
+    from bench.train import frozen_except
 
     @contextlib.contextmanager
     def ctx():
         model.stage = stage.name
-        with _frozen_except(model, stage):
+        with frozen_except(model, stage):
             yield
         model.stage = None
 

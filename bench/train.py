@@ -312,7 +312,7 @@ class _Selection:
 
 
 @contextlib.contextmanager
-def _frozen_except(model: MSAModel, stage: Stage):
+def frozen_except(model: MSAModel, stage: Stage):
     """Inside: only `stage.trainable()` (default: everything trainable as built) trains."""
     built = {n: p.requires_grad for n, p in model.named_parameters()}
     if stage.trainable is not None:
@@ -414,7 +414,7 @@ def run_stage(run: _Run, stage: Stage) -> dict[str, Any]:
     model, state, cfg = run.model, run.state, run.model.cfg
     s = _StageSettings.of(stage, cfg)
     staged = model.stage is not None
-    with _frozen_except(model, stage):
+    with frozen_except(model, stage):
         optimizer = build_optimizer(model, stage.param_groups() if stage.param_groups else None, s.optimizer)
         steps_per_epoch = -(-run.data.train.num_batches(s.batch_size) // max(1, cfg.grad_accum_steps))
         scheduler = build_scheduler(model, optimizer, steps_per_epoch, s.max_epochs, s.warmup_ratio)
