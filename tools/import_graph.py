@@ -15,8 +15,9 @@ from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bench", "models")
-# model files may import these (and models/layers/); any other models/*.py is a model file
-MODEL_SHARED = {"models", "models.base", "models.registry", "models.protocol"}
+# what model files and layers may import from models/ (besides models/layers/); any other
+# models/*.py but models/__init__.py is a model file
+MODEL_SHARED = {"models.base", "models.registry", "models.protocol"}
 
 
 class Edge(NamedTuple):
@@ -28,9 +29,9 @@ class Edge(NamedTuple):
     names: tuple[str, ...]
 
 
-def module_name(path: Path) -> str:
+def module_name(path: Path, root: Path = ROOT) -> str:
     """bench/data/base.py -> bench.data.base; models/__init__.py -> models."""
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    parts = list(path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -46,13 +47,28 @@ def _string_target(node: ast.Constant) -> str | None:
     return module if _ours(module) and "." in module and module.replace(".", "").replace("_", "").isalnum() else None
 
 
-def file_edges(path: Path) -> list[Edge]:
+def _from_edges(node: ast.ImportFrom, importer: str, is_package: bool, root: Path) -> list[tuple[str, tuple[str, ...]]]:
+    """(module, names) of one `from ... import ...`; `from models import confede` names models.confede."""
+    base = importer if is_package else importer.rpartition(".")[0]
+    for _ in range(node.level - 1):
+        base = base.rpartition(".")[0]
+    module = ".".join(p for p in (base if node.level else "", node.module or "") if p)
+    if not _ours(module):
+        return []
+    folder = root.joinpath(*module.split("."))
+    subs = [a.name for a in node.names if (folder / f"{a.name}.py").is_file() or (folder / a.name).is_dir()]
+    rest = tuple(a.name for a in node.names if a.name not in subs)
+    return [(f"{module}.{s}", ()) for s in subs] + ([(module, rest)] if rest else [])
+
+
+def file_edges(path: Path, root: Path = ROOT) -> list[Edge]:
     """Every reference from one file to a bench/models module."""
-    rel, importer = str(path.relative_to(ROOT)), module_name(path)
+    rel, importer = str(path.relative_to(root)), module_name(path, root)
     edges = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and _ours(node.module):
-            edges.append(Edge(rel, node.lineno, importer, node.module, tuple(a.name for a in node.names)))
+        if isinstance(node, ast.ImportFrom):
+            found = _from_edges(node, importer, path.name == "__init__.py", root)
+            edges += [Edge(rel, node.lineno, importer, module, names) for module, names in found]
         elif isinstance(node, ast.Import):
             edges += [Edge(rel, node.lineno, importer, a.name, ()) for a in node.names if _ours(a.name)]
         elif isinstance(node, ast.Constant) and (target := _string_target(node)):
@@ -61,9 +77,9 @@ def file_edges(path: Path) -> list[Edge]:
     return edges
 
 
-def all_edges() -> list[Edge]:
+def all_edges(root: Path = ROOT) -> list[Edge]:
     """The edges of every module under bench/ and models/."""
-    return [e for pkg in PACKAGES for path in sorted((ROOT / pkg).rglob("*.py")) for e in file_edges(path)]
+    return [e for pkg in PACKAGES for path in sorted((root / pkg).rglob("*.py")) for e in file_edges(path, root)]
 
 
 def is_model_file(module: str) -> bool:
@@ -71,12 +87,18 @@ def is_model_file(module: str) -> bool:
     return module.count(".") == 1 and module.startswith("models.") and module not in MODEL_SHARED
 
 
+def _model_may_import(target: str) -> bool:
+    return not target.startswith("models") or target in MODEL_SHARED or target.startswith("models.layers")
+
+
 def violations(edges: list[Edge]) -> dict[str, list[Edge]]:
-    """The rules: bench -> models only; no model file imports another; no private names."""
+    """The rules: bench -> models only; model files import only the shared modules and layers;
+    no module imports another's private names."""
     return {
         "models imports bench": [e for e in edges if e.importer.startswith("models") and e.target.startswith("bench")],
-        "model file imports another model file": [
-            e for e in edges if is_model_file(e.importer) and is_model_file(e.target) and e.target != e.importer],
+        "model file or layer imports models/ beyond base, registry, protocol, layers": [
+            e for e in edges if (is_model_file(e.importer) or e.importer.startswith("models.layers"))
+            and not _model_may_import(e.target) and e.target != e.importer],
         "private name imported from another module": [
             e for e in edges if any(n.startswith("_") and not n.startswith("__") for n in e.names)],
     }
