@@ -42,7 +42,6 @@ import dataclasses
 import logging
 import math
 import multiprocessing as mp
-import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -120,14 +119,6 @@ def _timed(fn, device, n: int) -> list[float]:
         _sync(device)
         out.append((time.perf_counter() - t) * 1000)
     return out
-
-
-def _peak(device) -> int:
-    import torch
-
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 
 # -- statistics: paired ratios, their interval, the verdict ---------------------------------
@@ -245,12 +236,14 @@ class Session:
         Shapley and earlier-stage costs."""
         import torch
 
+        from bench.train import peak_memory
+
         _timed(self._forward, self.device, 1)
         fwd_ms = _timed(self._forward, self.device, len(step_ms))
         cfg = getattr(self.model, "cfg", None)
         row: dict[str, Any] = {
             "model": self.name, "preset": getattr(cfg, "preset", "-"), **step_stats(step_ms),
-            "forward_ms_median": statistics.median(fwd_ms), "peak_memory_bytes": _peak(self.device),
+            "forward_ms_median": statistics.median(fwd_ms), "peak_memory_bytes": peak_memory(self.device),
             "params": sum(p.numel() for p in self.model.parameters()),
             "batch": self.batch, "steps": len(step_ms), "warmup": self.warmup, "device": str(self.device),
             "dataset_shapes": self.dataset_shapes, "threads": torch.get_num_threads(),

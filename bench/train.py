@@ -232,7 +232,8 @@ def build_scheduler(model: MSAModel, optimizer: torch.optim.Optimizer, steps_per
     raise ValueError(f"unknown scheduler '{cfg.scheduler}' (plateau | linear_warmup)")
 
 
-def _peak_memory(device: torch.device) -> int:
+def peak_memory(device: torch.device) -> int:
+    """Bytes: CUDA max_memory_allocated on a GPU, else the process's peak resident set."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
     # CPU: the process's peak resident set (Linux reports KiB); includes the loaded data
@@ -552,7 +553,7 @@ def train_and_test(
         "history": last["history"],
         "params": counts,
         "time": times,
-        "peak_memory_bytes": _peak_memory(device),
+        "peak_memory_bytes": peak_memory(device),
         "nondeterministic_ops": sorted(set(run.nondeterministic)),
         "model_summary": model.summary(),
         **extra,

@@ -18,7 +18,8 @@ from typing import Iterable, Optional
 
 import torch
 
-MODALITIES = ("t", "a", "v")
+MODALITY_NAMES = {"t": "text", "a": "audio", "v": "vision"}
+MODALITIES = tuple(MODALITY_NAMES)  # ("t", "a", "v")
 SETTINGS = ("aligned", "unaligned")  # ModelConfig.setting: word-aligned or raw-rate audio/vision
 BERT_SPECIAL_IDS = (101, 102, 0)  # [CLS], [SEP], [PAD] in the bert-base-uncased vocabulary
 
