@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -140,8 +140,6 @@ def worker_pool(n: int, requested: str) -> ProcessPoolExecutor:
 
 
 def _run_parallel(todo: list[RunConfig], jobs: int, force: bool) -> None:
-    from concurrent.futures import as_completed
-
     if not todo:
         return
     with worker_pool(jobs, todo[0].device) as pool:
