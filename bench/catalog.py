@@ -27,7 +27,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 CATALOG_PATH = Path(__file__).with_name("catalog.json")
 SCHEMA = 2
@@ -95,21 +95,28 @@ def load_catalog(path: Path = CATALOG_PATH) -> dict[str, Any] | None:
     return catalog
 
 
-def parameter_count(name: str, dataset: str, preset: str) -> int:
-    """Count parameters without allocating them (meta device). BERT models are counted with
-    bert-base-uncased shapes (random init), whatever checkpoint their preset names."""
+def build_on_meta(name: str, cfg: Any) -> Any:
+    """Model `name` built from `cfg` on the meta device: shapes, no memory, no weights. A
+    checkpoint text encoder is stood in for by bert-base-uncased shapes (random init)."""
     import dataclasses
 
     import torch
 
-    from models.registry import get_model_entry, resolve_config
+    from models.layers.text_encoder import NAMED_CONFIGS
+    from models.registry import get_model_entry
 
-    cfg = resolve_config(name, dataset, preset)
-    if cfg.text_input != "features" and getattr(cfg, "text_encoder", "tiny") not in ("tiny", "bert-base"):
-        cfg = dataclasses.replace(cast(Any, cfg), text_encoder="bert-base")  # a checkpoint's shapes, without its weights
+    if cfg.text_input != "features" and getattr(cfg, "text_encoder", "tiny") not in NAMED_CONFIGS:
+        cfg = dataclasses.replace(cfg, text_encoder="bert-base")  # a checkpoint's shapes, without its weights
     with torch.device("meta"):
-        model = get_model_entry(name).builder(cfg)
-    return sum(p.numel() for p in model.parameters())
+        return get_model_entry(name).builder(cfg)
+
+
+def parameter_count(name: str, dataset: str, preset: str) -> int:
+    """Count parameters without allocating them (meta device). BERT models are counted with
+    bert-base-uncased shapes, whatever checkpoint their preset names."""
+    from models.registry import resolve_config
+
+    return sum(p.numel() for p in build_on_meta(name, resolve_config(name, dataset, preset)).parameters())
 
 
 def build_catalog(count: Callable[[str, str, str], int] | None,

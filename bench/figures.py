@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from bench.report import ResultSet, dataset_task, format_seeds, group_runs, run_label
+from models.protocol import MODALITY_NAMES
 
 COLUMN_WIDTH_IN = 3.3  # one column of a two-column paper (AAAI/ACL: 3.3 in)
 PAPER_RC = {  # fonts >= 7 pt at print size
@@ -29,7 +30,6 @@ PAPER_RC = {  # fonts >= 7 pt at print size
     "legend.fontsize": 7, "lines.linewidth": 1.3, "axes.linewidth": 0.6, "grid.linewidth": 0.4,
     "pdf.fonttype": 42,  # TrueType in PDFs (editable text, accepted by paper checkers)
 }
-MODALITIES = {"t": "text", "a": "audio", "v": "vision"}
 MAIN_VALID_METRIC = {"regression": ("Has0_acc_2", "valid Acc-2 (%)"), "iemocap": ("mean_acc", "valid mean acc (%)")}
 
 
@@ -119,7 +119,7 @@ def contributions_figure(
         raise ValueError("no runs to plot")
     key, right_label = MAIN_VALID_METRIC[task]
     styles = ["-", "--", ":", "-."]  # run k is drawn with styles[k]: solid = the model, dashed = --compare
-    colors = dict(zip(MODALITIES, sns.color_palette("colorblind", 3), strict=True))
+    colors = dict(zip(MODALITY_NAMES, sns.color_palette("colorblind", 3), strict=True))
     valid_color, switch_color = "0.35", "#8c1c13"
     with _style():
         fig = Figure(figsize=(COLUMN_WIDTH_IN, 2.7), layout="constrained")
@@ -128,7 +128,7 @@ def contributions_figure(
         ax2.grid(False)
         for k, (name, records) in enumerate(runs.items()):
             ls = styles[k % len(styles)]
-            for m in MODALITIES:
+            for m in MODALITY_NAMES:
                 c = aggregate_by_epoch(shapley_series(records, m), band)
                 (line,) = ax.plot(c.epochs, c.mean, ls, color=colors[m])
                 line.set_gid(f"shapley:{name}:{m}")
@@ -150,7 +150,7 @@ def contributions_figure(
         ax.set_zorder(ax2.get_zorder() + 1)  # modality curves above the validation curve
         ax.patch.set_visible(False)
         # one compact legend: colours = quantities, line styles = runs
-        handles = [Line2D([], [], color=colors[m], label=full) for m, full in MODALITIES.items()]
+        handles = [Line2D([], [], color=colors[m], label=full) for m, full in MODALITY_NAMES.items()]
         handles.append(Line2D([], [], color=valid_color, lw=1.0, label=right_label.split(" (")[0]))
         if len(runs) > 1:
             handles += [Line2D([], [], color="0.1", ls=styles[k % len(styles)], label=run_label(name, recs))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -42,11 +43,15 @@ class SlurmOptions:
 
 def run_one(run: RunConfig, force: bool = False) -> str:
     """One run in a fresh process (a cluster job or a --jobs worker). Returns its status."""
-    if _WORKER_DEVICE is not None and run.device == "auto":
-        run = dataclasses.replace(run, device=_WORKER_DEVICE)
+    run = dataclasses.replace(run, device=worker_device(run.device))
     in_worker()
     summary = run_sweep([run], force=force, progress=False)
     return "error" if summary.failed else ("skipped" if summary.skipped else "ok")
+
+
+def worker_device(requested: str) -> str:
+    """`requested`, or this --jobs worker's own device where `requested` is auto."""
+    return _WORKER_DEVICE if requested == "auto" and _WORKER_DEVICE is not None else requested
 
 
 def _init_worker(devices, threads: int, log_level: int = logging.INFO) -> None:
@@ -121,19 +126,23 @@ def _devices(n: int, requested: str) -> list[str]:
     return [f"cuda:{i}" for i in range(n)]
 
 
-def _run_parallel(todo: list[RunConfig], jobs: int, force: bool) -> None:
+def worker_pool(n: int, requested: str) -> ProcessPoolExecutor:
+    """`n` spawned worker processes, one device each (see `_devices`), the CPU threads shared out."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    if not todo:
-        return
     ctx = mp.get_context("spawn")  # fresh interpreters: no forked CUDA or thread state
     devices = ctx.Queue()
-    for d in _devices(jobs, todo[0].device):
+    for d in _devices(n, requested):
         devices.put(d)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
-                             initargs=(devices, threads, worker_log_level())) as pool:
+    threads = max(1, (os.cpu_count() or 1) // n)
+    return ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker,
+                               initargs=(devices, threads, worker_log_level()))
+
+
+def _run_parallel(todo: list[RunConfig], jobs: int, force: bool) -> None:
+    if not todo:
+        return
+    with worker_pool(jobs, todo[0].device) as pool:
         futures = {pool.submit(run_one, r, force): r for r in todo}
         try:
             for fut in as_completed(futures):

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import torch
 
-OPTIMIZERS = ("adam", "adamw", "adamw_hf")  # ModelConfig.optimizer
+from models.base import OPTIMIZERS
 
 
 class AdamWHF(torch.optim.Optimizer):

@@ -42,7 +42,6 @@ import dataclasses
 import logging
 import math
 import multiprocessing as mp
-import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -87,7 +86,7 @@ SPLIT_KEYS = ("audio", "vision", "audio_lengths", "vision_lengths", "labels",
 def random_batch(shape: dict[str, Any], batch: int, task: str, seed: int = 0):
     import torch
 
-    from bench.batch import Batch
+    from models.protocol import Batch
 
     g = torch.Generator().manual_seed(seed)
     L = shape["text"]
@@ -120,14 +119,6 @@ def _timed(fn, device, n: int) -> list[float]:
         _sync(device)
         out.append((time.perf_counter() - t) * 1000)
     return out
-
-
-def _peak(device) -> int:
-    import torch
-
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 
 # -- statistics: paired ratios, their interval, the verdict ---------------------------------
@@ -245,12 +236,14 @@ class Session:
         Shapley and earlier-stage costs."""
         import torch
 
+        from bench.train import peak_memory
+
         _timed(self._forward, self.device, 1)
         fwd_ms = _timed(self._forward, self.device, len(step_ms))
         cfg = getattr(self.model, "cfg", None)
         row: dict[str, Any] = {
             "model": self.name, "preset": getattr(cfg, "preset", "-"), **step_stats(step_ms),
-            "forward_ms_median": statistics.median(fwd_ms), "peak_memory_bytes": _peak(self.device),
+            "forward_ms_median": statistics.median(fwd_ms), "peak_memory_bytes": peak_memory(self.device),
             "params": sum(p.numel() for p in self.model.parameters()),
             "batch": self.batch, "steps": len(step_ms), "warmup": self.warmup, "device": str(self.device),
             "dataset_shapes": self.dataset_shapes, "threads": torch.get_num_threads(),
@@ -345,12 +338,12 @@ def _build(name: str, dataset_shapes: str, device) -> tuple[Any, str, dict[str, 
 
 def _as_stage(model, stage):
     """The model as the trainer runs `stage`: `model.stage` set, the rest frozen."""
-    from bench.train import _frozen_except
+    from bench.train import frozen_except
 
     @contextlib.contextmanager
     def ctx():
         model.stage = stage.name
-        with _frozen_except(model, stage):
+        with frozen_except(model, stage):
             yield
         model.stage = None
 

@@ -3,7 +3,7 @@
 Copied from the papers and repositories named in each row's source, which says where each
 number comes from. Values are stored as
 printed (accuracies and F1 in %, MAE and Corr unscaled); `Reference.metrics` converts them to
-the result-file convention (fractions) using `bench.metrics.METRICS`.
+the result-file convention (fractions) using `models.protocol.METRICS`.
 
 Status tags, kept with every row and shown in the table notes:
   "[2nd]"       taken from a secondary source (a third-party table or README), not the paper PDF;
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.metrics import METRICS
+from models.protocol import METRICS
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from bench.config import OptionError, RunConfig, UnknownOptionValue
 from bench.data import DataError, MSAData, load_dataset
 from bench.results import SCHEMA_VERSION, ensure_writable_dir, environment, is_complete, load_result, write_json_atomic
 from bench.train import process_state_restored
+from models.protocol import MODALITIES, MODALITY_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -179,17 +180,12 @@ def dry_build(p: PlannedRun) -> None:
     checks refuse (e.g. d not divisible by heads) fails here once, not in every run, as a
     ConfigError; any other exception is a fault of the model's code and propagates as it is.
     A checkpoint text encoder is stood in for by bert-base shapes (check_text_encoder vouched for it)."""
-    import torch
-
-    from models.layers.text_encoder import NAMED_CONFIGS
-    from models.registry import ConfigError, get_model_entry
+    from bench.catalog import build_on_meta
+    from models.registry import ConfigError
 
     cfg = p.model_config
-    if uses_text_encoder(cfg) and cfg.text_encoder not in NAMED_CONFIGS:
-        cfg = dataclasses.replace(cfg, text_encoder="bert-base")
     try:
-        with torch.device("meta"):
-            get_model_entry(p.run.model).builder(cfg)
+        build_on_meta(p.run.model, cfg)
     except (ValueError, KeyError, AssertionError) as err:  # raised from the config's values
         msg = err.args[0] if err.args else type(err).__name__
         raise ConfigError(f"model '{p.run.model}' (preset {cfg.preset} on {p.run.dataset}) cannot be built "
@@ -267,8 +263,7 @@ def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
         need = "`text_bert` token ids" if view == "ids" else "pre-extracted `text` features"
         raise DataError(src, f"{model} needs {need}; this {info.name} data has only {', '.join(info.text_views)}",
                         key="text_bert" if view == "ids" else "text")
-    names = {"t": "text", "a": "audio", "v": "vision"}
-    for m, want in zip("tav", cfg.dims, strict=True):
+    for m, want in zip(MODALITIES, cfg.dims, strict=True):
         have = info.dims[m]
         if m == "t" and view == "ids":
             continue  # token ids: the text encoder fixes the width
@@ -276,8 +271,8 @@ def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
             continue  # audio/vision widths are taken from the data (with_data_dims)
         if have != want:
             hint = dim_hint(m, have)
-            raise DataError(src, f"{names[m]} dim {have}, {preset} expects {want}" + (f": {hint}" if hint else "")
-                            + f" (model {model}, preset {cfg.preset})", key=names[m])
+            raise DataError(src, f"{MODALITY_NAMES[m]} dim {have}, {preset} expects {want}" + (f": {hint}" if hint else "")
+                            + f" (model {model}, preset {cfg.preset})", key=MODALITY_NAMES[m])
 
 
 def execute_run(p: PlannedRun, data: MSAData, progress: bool) -> dict[str, Any]:

@@ -11,22 +11,23 @@ import itertools
 import math
 from typing import Callable, Iterable, Mapping
 
-PLAYERS = ("t", "a", "v")
+from models.protocol import MODALITIES
 
 
-def coalitions(players: Iterable[str] = PLAYERS) -> list[frozenset]:
+
+def coalitions(players: Iterable[str] = MODALITIES) -> list[frozenset]:
     """All subsets, smallest first: (), (t,), (a,), (v,), (t,a), ..., (t,a,v)."""
     ps = tuple(players)
     return [frozenset(c) for r in range(len(ps) + 1) for c in itertools.combinations(ps, r)]
 
 
-def coalition_key(coalition: Iterable[str], players: Iterable[str] = PLAYERS) -> str:
+def coalition_key(coalition: Iterable[str], players: Iterable[str] = MODALITIES) -> str:
     """Stable string key: players in canonical order, '' for the empty coalition."""
     members = set(coalition)
     return "".join(p for p in players if p in members)
 
 
-def shapley_values(utility: Mapping[frozenset, float], players: Iterable[str] = PLAYERS) -> dict[str, float]:
+def shapley_values(utility: Mapping[frozenset, float], players: Iterable[str] = MODALITIES) -> dict[str, float]:
     """Exact Shapley values from the utility of every coalition (keys: frozensets)."""
     ps = tuple(players)
     n = len(ps)
@@ -46,7 +47,7 @@ def shapley_values(utility: Mapping[frozenset, float], players: Iterable[str] = 
     return values
 
 
-def shapley_from_fn(utility_fn: Callable[[frozenset], float], players: Iterable[str] = PLAYERS):
+def shapley_from_fn(utility_fn: Callable[[frozenset], float], players: Iterable[str] = MODALITIES):
     """Evaluate `utility_fn` on every coalition once; return (utilities by key, shapley values)."""
     ps = tuple(players)
     utility = {c: float(utility_fn(c)) for c in coalitions(ps)}

@@ -29,12 +29,12 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from bench.batch import MODALITIES
 from bench.data.base import MSAData, Split
-from bench.metrics import METRICS, compute_metrics, contribution_utility, iemocap_majority_baseline
+from bench.metrics import compute_metrics, contribution_utility, iemocap_majority_baseline
 from bench.optim import make_optimizer
 from bench.shapley import coalition_key, coalitions, shapley_from_fn
 from models.base import INHERIT, MSAModel, Stage, count_parameters, task_loss
+from models.protocol import METRICS, MODALITIES
 
 
 logger = logging.getLogger(__name__)
@@ -232,7 +232,8 @@ def build_scheduler(model: MSAModel, optimizer: torch.optim.Optimizer, steps_per
     raise ValueError(f"unknown scheduler '{cfg.scheduler}' (plateau | linear_warmup)")
 
 
-def _peak_memory(device: torch.device) -> int:
+def peak_memory(device: torch.device) -> int:
+    """Bytes: CUDA max_memory_allocated on a GPU, else the process's peak resident set."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
     # CPU: the process's peak resident set (Linux reports KiB); includes the loaded data
@@ -312,7 +313,7 @@ class _Selection:
 
 
 @contextlib.contextmanager
-def _frozen_except(model: MSAModel, stage: Stage):
+def frozen_except(model: MSAModel, stage: Stage):
     """Inside: only `stage.trainable()` (default: everything trainable as built) trains."""
     built = {n: p.requires_grad for n, p in model.named_parameters()}
     if stage.trainable is not None:
@@ -414,7 +415,7 @@ def run_stage(run: _Run, stage: Stage) -> dict[str, Any]:
     model, state, cfg = run.model, run.state, run.model.cfg
     s = _StageSettings.of(stage, cfg)
     staged = model.stage is not None
-    with _frozen_except(model, stage):
+    with frozen_except(model, stage):
         optimizer = build_optimizer(model, stage.param_groups() if stage.param_groups else None, s.optimizer)
         steps_per_epoch = -(-run.data.train.num_batches(s.batch_size) // max(1, cfg.grad_accum_steps))
         scheduler = build_scheduler(model, optimizer, steps_per_epoch, s.max_epochs, s.warmup_ratio)
@@ -552,7 +553,7 @@ def train_and_test(
         "history": last["history"],
         "params": counts,
         "time": times,
-        "peak_memory_bytes": _peak_memory(device),
+        "peak_memory_bytes": peak_memory(device),
         "nondeterministic_ops": sorted(set(run.nondeterministic)),
         "model_summary": model.summary(),
         **extra,

@@ -225,8 +225,8 @@ class Resolved:
 
 
 def resolve(spec: TuneSpec) -> Resolved:
-    from bench.metrics import METRICS
     from bench.runner import plan_runs
+    from models.protocol import METRICS
     from models.registry import check_search_space, get_model_entry, search_space_of
 
     base = plan_runs([spec.run])[0].model_config
@@ -350,7 +350,7 @@ class Objective:
 
     def __call__(self, trial) -> float:
         optuna = require_optuna()
-        from bench.launch import _WORKER_DEVICE
+        from bench.launch import worker_device
         from bench.runner import explain_error, plan_runs
         from bench.train import process_state_restored, resolve_device, seed_everything, train_and_test
         from models.registry import apply_search_values, get_model_entry
@@ -375,7 +375,7 @@ class Objective:
         try:
             data = self._data_for(p)
             run, cfg = p.run, p.model_config
-            device = run.device if run.device != "auto" or _WORKER_DEVICE is None else _WORKER_DEVICE
+            device = worker_device(run.device)
             with process_state_restored():
                 seed_everything(run.seed)  # before the model is built, as the runner does
                 model = get_model_entry(run.model).builder(cfg)
@@ -549,18 +549,9 @@ def _run_round(spec: TuneSpec, n: Optional[int], seconds: Optional[float], data:
 
 
 def _run_local_pool(spec: TuneSpec, shares: list, timeout: Optional[float]) -> None:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from bench.launch import stop_pool, worker_pool
 
-    from bench.launch import _devices, _init_worker, stop_pool, worker_log_level
-
-    ctx = mp.get_context("spawn")  # fresh interpreters: no forked CUDA or thread state
-    devices = ctx.Queue()
-    for d in _devices(len(shares), spec.run.device):
-        devices.put(d)
-    threads = max(1, (os.cpu_count() or 1) // len(shares))
-    with ProcessPoolExecutor(len(shares), mp_context=ctx, initializer=_init_worker,
-                             initargs=(devices, threads, worker_log_level())) as pool:
+    with worker_pool(len(shares), spec.run.device) as pool:
         futures = [pool.submit(run_worker, spec, n, timeout, i) for i, n in enumerate(shares)]
         try:
             for i, fut in enumerate(futures):

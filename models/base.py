@@ -21,17 +21,16 @@ from __future__ import annotations
 import functools
 import operator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-if TYPE_CHECKING:  # pragma: no cover
-    from bench.batch import Batch
+from models.protocol import MODALITIES, Batch
 
 TASKS = ("regression", "iemocap")
-MODALITIES = ("t", "a", "v")
+OPTIMIZERS = ("adam", "adamw", "adamw_hf")  # ModelConfig.optimizer, built by bench.optim
 
 
 @dataclass(kw_only=True)

@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +82,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from models.base import INHERIT, ModelConfig, ModelOutput, MSAModel, Stage
+from models.layers.blocks import MLP
 from models.layers.text_encoder import build_text_encoder
 from models.registry import register_model
 
@@ -156,23 +157,6 @@ class ConfedeConfig(ModelConfig):
 
 
 # -- building blocks -------------------------------------------------------------------------
-class MLP(nn.Module):
-    """BaseClassifier (model/decoder/classifier.py): Linear-GELU per hidden size, then Linear.
-    Its `drop_out` argument is ignored by the code: no dropout."""
-
-    def __init__(self, in_dim: int, hidden: Iterable[int], out_dim: int):
-        super().__init__()
-        layers: list[nn.Module] = []
-        for h in hidden:
-            layers += [nn.Linear(in_dim, h), nn.GELU()]
-            in_dim = h
-        layers.append(nn.Linear(in_dim, out_dim))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
 class Projector(nn.Module):
     """TVA_fusion.py `projector`: LayerNorm -> Linear -> Tanh -> Dropout."""
 

@@ -57,11 +57,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.batch import last_attended, lengths_mask
 from models.base import ModelConfig, ModelOutput, MSAModel, sum_terms, task_loss
 from models.layers.seq_encoder import masked_mean
 from models.layers.text_encoder import build_text_encoder
 from models.layers.transformer import CrossModalTransformer
+from models.protocol import last_attended, lengths_mask
 from models.registry import AT_LEAST_1, POSITIVE, register_model
 
 GATE_NORMS = ("batch", "per_sample")

@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
-from models.bert_text import UNSUPPORTED as BERT_UNSUPPORTED
+from models.layers.bert_classifier import UNSUPPORTED as BERT_UNSUPPORTED
 from models.layers.text_encoder import build_text_encoder
 from models.layers.transformer import CrossModalTransformer
 from models.registry import register_model

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.batch import lengths_mask
 from models.base import ModelConfig, ModelOutput, MSAModel, sum_terms, task_loss
 from models.layers.seq_encoder import masked_mean
+from models.protocol import lengths_mask
 from models.registry import around_preset, choice, register_model, uniform
 
 

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import ModelOutput
-from models.bert_text import PRESETS as TEXT_PRESETS
-from models.bert_text import UNSUPPORTED, BertClassifier, BertTextConfig
+from models.layers.bert_classifier import PRESETS as TEXT_PRESETS
+from models.layers.bert_classifier import UNSUPPORTED, BertClassifier, BertTextConfig
 from models.registry import choice, register_model
 
 MAG_EPS = 1e-6  # modeling.py MAG.forward

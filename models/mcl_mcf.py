@@ -8,7 +8,7 @@ get_resNet*), `src/solver.py`, `src/config.py`, `src/data_loader.py`. The code i
 Forward (model.py `MMIM.forward`), on MMSA `unaligned_50` (`text_bert` ids by default):
   t = BERT last-layer [CLS] (the pooler is built, as `BertModel.from_pretrained`, never used);
   a, v = 1-layer LSTM over the packed true lengths -> h_n -> Dropout(0: n_layer 1) -> Linear
-         (RNNEncoder; the same module as Self-MM's `AuViSubNet`, reused from models/self_mm.py);
+         (RNNEncoder; the same module as Self-MM's `AuViSubNet`, from models/layers/blocks.py);
   MCF (prediction): res = ReLU(Conv1d_k1(H->R)(t)), res2 = ReLU(Conv1d(dv->R)(v)),
          res3 = ReLU(Conv1d(da->R)(a)), q = ReLU(Conv1d(H+da+dv->R)([t, a, v])),
          r = Conv1d(4R->R)([res, res2, res3, q]) (no activation),
@@ -83,9 +83,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
+from models.layers.blocks import AuViSubNet
 from models.layers.text_encoder import build_text_encoder
 from models.registry import register_model
-from models.self_mm import AuViSubNet
 
 UNSUPPORTED = {"iemocap": "MCL-MCF's code supports MOSI/MOSEI regression only (L1 on one output; UR-FUNNY stubs), "
                           "and IEMOCAP's MulT pickles carry GloVe vectors, no BERT token ids or raw text"}

@@ -75,7 +75,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import ModelConfig, ModelOutput, MSAModel, Stage
-from models.confede import MLP  # BaseClassifier: Linear-GELU per hidden size, then Linear
+from models.layers.blocks import MLP  # ConFEDE's BaseClassifier: Linear-GELU per hidden size, then Linear
 from models.layers.text_encoder import build_text_encoder
 from models.layers.transformer import CrossModalTransformer, dropout
 from models.registry import register_model

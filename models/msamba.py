@@ -79,9 +79,9 @@ from torch import nn
 
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
 from models.layers.text_encoder import build_text_encoder, split_no_decay
+from models.protocol import MODALITIES
 from models.registry import register_model
 
-MODS = ("t", "a", "v")
 DIRECTIONS = ("bi", "uni")
 SCAN_IMPLS = ("chunked", "sequential")
 GLCE_LOCAL = ("token_channels", "time_depthwise")
@@ -442,18 +442,18 @@ class MSAmba(MSAModel):
         d, tokens = cfg.d_model, cfg.seq_len + 1
         self.text = build_text_encoder(cfg.text_encoder, cfg.text_vocab_size)
         in_dims = {"t": self.text.hidden_size, "a": cfg.dims[1], "v": cfg.dims[2]}
-        self.proj = nn.ModuleDict({m: nn.Linear(in_dims[m], d) for m in MODS})  # proj_l0 / proj_a0 / proj_v0
-        self.cls_token = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, 1, d)) for m in MODS})
-        self.pos_embed = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, tokens, d)) for m in MODS})
+        self.proj = nn.ModuleDict({m: nn.Linear(in_dims[m], d) for m in MODALITIES})  # proj_l0 / proj_a0 / proj_v0
+        self.cls_token = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, 1, d)) for m in MODALITIES})
+        self.pos_embed = nn.ParameterDict({m: nn.Parameter(torch.zeros(1, tokens, d)) for m in MODALITIES})
         for p in self.pos_embed.values():
             nn.init.trunc_normal_(p, std=0.02)  # timm trunc_normal_(std=.02): bounds +-2 absolute
-        self.ism = nn.ModuleDict({m: nn.ModuleList(ISMBlock(cfg) for _ in range(cfg.ism_depth)) for m in MODS})
+        self.ism = nn.ModuleDict({m: nn.ModuleList(ISMBlock(cfg) for _ in range(cfg.ism_depth)) for m in MODALITIES})
         for block in self.ism.modules():  # t, a, v stacks in order, each block by depth
             if isinstance(block, ISMBlock):
                 block.init_like_copy(cfg.ism_depth)
-        self.sub_head = nn.ModuleDict({m: nn.Linear(d, 1) for m in MODS}) if cfg.sub_loss else None  # sub_fc_*
-        self.chm = nn.ModuleDict({m: nn.ModuleList(CHMBlock(cfg) for _ in range(cfg.fusion_depth)) for m in MODS})
-        self.chm_head = nn.ModuleDict({m: nn.Linear(d, 1) for m in MODS})  # sub_fc_*_cls
+        self.sub_head = nn.ModuleDict({m: nn.Linear(d, 1) for m in MODALITIES}) if cfg.sub_loss else None  # sub_fc_*
+        self.chm = nn.ModuleDict({m: nn.ModuleList(CHMBlock(cfg) for _ in range(cfg.fusion_depth)) for m in MODALITIES})
+        self.chm_head = nn.ModuleDict({m: nn.Linear(d, 1) for m in MODALITIES})  # sub_fc_*_cls
         self.fc = nn.Linear(3 * d, 1)
 
     def _inputs(self, batch) -> dict[str, torch.Tensor]:
@@ -468,7 +468,7 @@ class MSAmba(MSAModel):
         fit_seq = lambda x: F.pad(x, (0, 0, 0, L - x.shape[1])) if x.shape[1] < L else x[:, :L]  # noqa: E731
         raw = {"t": self.text(ids, mask, seg), "a": fit_seq(batch.audio), "v": fit_seq(batch.vision)}
         out = {}
-        for m in MODS:
+        for m in MODALITIES:
             x = self.proj[m](raw[m])
             out[m] = torch.cat([self.cls_token[m].expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1) + self.pos_embed[m]
         return out
@@ -482,8 +482,8 @@ class MSAmba(MSAModel):
     def _chm(self, ism: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(the 384-d fusion input parts per modality, the three anchors' position-0 tokens)."""
         # streams[anchor][modality], residuals likewise (msamba.py:955-990)
-        s = {a: dict(ism) for a in MODS}
-        r: dict[str, dict[str, Optional[torch.Tensor]]] = {a: {m: None for m in MODS} for a in MODS}
+        s = {a: dict(ism) for a in MODALITIES}
+        r: dict[str, dict[str, Optional[torch.Tensor]]] = {a: {m: None for m in MODALITIES} for a in MODALITIES}
         order = {"t": ("t", "v", "a"), "v": ("v", "t", "a"), "a": ("a", "v", "t")}
         anchors = {}
         for i in range(self.cfg.fusion_depth):
@@ -505,12 +505,12 @@ class MSAmba(MSAModel):
 
     def forward(self, batch) -> ModelOutput:
         x = self._inputs(batch)
-        ism = {m: self._ism(m, x[m]) for m in MODS}
+        ism = {m: self._ism(m, x[m]) for m in MODALITIES}
         fused, anchors = self._chm(ism)
         pred = self.fc(torch.cat([fused["v"], fused["a"], fused["t"]], dim=-1))
-        unimodal = {m: self.sub_head[m](ism[m][:, 0]) for m in MODS} if self.sub_head is not None else None
-        chm = {m: self.chm_head[m](anchors[m]) for m in MODS}
-        return ModelOutput(pred=pred, unimodal=unimodal, features={m: ism[m][:, 0] for m in MODS},
+        unimodal = {m: self.sub_head[m](ism[m][:, 0]) for m in MODALITIES} if self.sub_head is not None else None
+        chm = {m: self.chm_head[m](anchors[m]) for m in MODALITIES}
+        return ModelOutput(pred=pred, unimodal=unimodal, features={m: ism[m][:, 0] for m in MODALITIES},
                            extras={"chm": chm})
 
     def loss(self, output: ModelOutput, batch) -> dict[str, torch.Tensor]:
@@ -518,9 +518,9 @@ class MSAmba(MSAModel):
         parts = {"task": task}
         if self.cfg.sub_loss:  # train_msamba.py:193-203
             assert output.unimodal is not None  # forward fills it
-            for m in MODS:
+            for m in MODALITIES:
                 parts[f"ism_{m}"] = task_loss(output.unimodal[m], batch.labels, self.cfg.task)
-            for m in MODS:
+            for m in MODALITIES:
                 parts[f"chm_{m}"] = task_loss(output.extras["chm"][m], batch.labels, self.cfg.task)
             aux = sum(v for k, v in parts.items() if k != "task")
             return {"total": task + self.cfg.sub_loss_weight * aux, **parts}
@@ -540,7 +540,7 @@ class MSAmba(MSAModel):
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # each branch up to the CHM; the CHM blocks and heads and the final fc are shared
         groups = {}
-        for m in MODS:
+        for m in MODALITIES:
             ps = [*self.proj[m].parameters(), self.cls_token[m], self.pos_embed[m], *self.ism[m].parameters()]
             if self.sub_head is not None:
                 ps += list(self.sub_head[m].parameters())

@@ -44,10 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.batch import MODALITIES
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
 from models.layers.seq_encoder import SeqEncoder, pool_segments
 from models.layers.text_encoder import TextEncoder, build_text_encoder
+from models.protocol import MODALITIES
 from models.registry import around_preset, register_model, uniform
 
 PAIRS = (("t", "a"), ("t", "v"), ("a", "v"))  # the unordered modality pairs of L_inter

@@ -269,11 +269,11 @@ FIELD_BOUNDS: tuple[tuple[str, Bounds], ...] = (
 FIELD_CHOICES: dict[str, Any] = {
     "ModelConfig.task": "models.base:TASKS",
     "ModelConfig.text_input": ("features", "ids", "raw_text"),
-    "ModelConfig.setting": "bench.data.validate:SETTINGS",
-    "ModelConfig.optimizer": "bench.optim:OPTIMIZERS",
+    "ModelConfig.setting": "models.protocol:SETTINGS",
+    "ModelConfig.optimizer": "models.base:OPTIMIZERS",
     "ModelConfig.scheduler": ("plateau", "linear_warmup"),
-    "ModelConfig.selection_metric": "bench.metrics:METRICS",
-    "BertTextConfig.loss": ("l1", "mse", "ce"),  # bert_text.LOSSES; which ones a task allows is checked at build
+    "ModelConfig.selection_metric": "models.protocol:METRICS",
+    "BertTextConfig.loss": ("l1", "mse", "ce"),  # layers/bert_classifier.py LOSSES; which ones a task allows is checked at build
     "PaSEConfig.sgm_mode": "models.pase:SGM_MODES",
     "PaSEConfig.pos": "models.layers.seq_encoder:POSITIONS",
 }

@@ -33,10 +33,10 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from models.base import ModelConfig, ModelOutput, MSAModel, sum_terms, task_loss
-from models.bert_text import UNSUPPORTED, bert_preset_table
+from models.layers.bert_classifier import UNSUPPORTED, bert_preset_table
+from models.layers.blocks import AuViSubNet
 from models.layers.text_encoder import build_text_encoder, split_no_decay
 from models.registry import choice, register_model
 
@@ -76,23 +76,6 @@ class SelfMMConfig(ModelConfig):
     use_ulgm: bool = True  # off for IEMOCAP (defined for signed regression labels)
     label_bound: float = 3.0  # H: generated labels are clamped to [-H, H]
     exclude_zero: bool = True  # positive centre over y > 0 (MMSA excludeZero) vs y >= 0 (Self-MM repo)
-
-
-class AuViSubNet(nn.Module):
-    """1-layer LSTM over the packed true lengths; final hidden state -> Dropout -> Linear."""
-
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float):
-        super().__init__()
-        self.rnn = nn.LSTM(in_dim, hidden, num_layers=1, batch_first=True)
-        self.dropout = nn.Dropout(dropout)
-        self.linear = nn.Linear(hidden, out_dim)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        # pack_padded_sequence wants CPU lengths >= 1 (a zero-length clip reads its first step)
-        lengths = lengths.clamp(1, x.shape[1]).cpu()
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        _, (h, _) = self.rnn(packed)
-        return self.linear(self.dropout(h[-1]))
 
 
 class PostHead(nn.Module):

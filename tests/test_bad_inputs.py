@@ -313,13 +313,13 @@ def test_every_preset_passes_validation(name):
 
 
 def test_choice_tables_name_real_fields_and_match_their_sources():
-    import models.bert_text
+    import models.layers.bert_classifier
 
     classes = {c.__name__: c for m in list_models() for c in get_model_entry(m).config_cls.__mro__}
     for key in FIELD_CHOICES:
         cls, field = key.split(".")
         assert cls in classes and field in {f.name for f in dataclasses.fields(classes[cls])}, key
-    losses = {x for allowed in models.bert_text.LOSSES.values() for x in allowed}
+    losses = {x for allowed in models.layers.bert_classifier.LOSSES.values() for x in allowed}
     assert set(FIELD_CHOICES["BertTextConfig.loss"]) == losses
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.train import _frozen_except, build_optimizer, train_and_test
+from bench.train import frozen_except, build_optimizer, train_and_test
 from models import create_model
 from models.base import count_parameters
 from models.layers.text_encoder import BERT_BASE_PARAMS
@@ -165,7 +165,7 @@ def test_stages_order_settings_and_trainable_sets():
     assert [s.name for s in m.stages()] == ["vision", "audio", "fusion"]
     names = [n for n, _ in m.named_parameters()]
     for s in m.stages():
-        with _frozen_except(m, s):
+        with frozen_except(m, s):
             trainable = {n for n, p in m.named_parameters() if p.requires_grad}
             groups = build_optimizer(m).param_groups
         if s.name == "fusion":
@@ -192,7 +192,7 @@ def test_stages_order_settings_and_trainable_sets():
 def test_group_amsgrad_gives_the_codes_pretraining_adam():
     torch.manual_seed(0)
     m = create_model("mfon", "synthetic")
-    with _frozen_except(m, stage_of(m, "vision")):
+    with frozen_except(m, stage_of(m, "vision")):
         ours = build_optimizer(m)
         params = [p for g in ours.param_groups for p in g["params"]]
         copies = [p.detach().clone().requires_grad_() for p in params]
@@ -213,7 +213,7 @@ def test_gradients_where_they_belong(synthetic, stage):
     s = stage_of(m, stage) if stage else SimpleNamespace(trainable=None)
     m.stage = stage
     m.train()
-    with _frozen_except(m, s):
+    with frozen_except(m, s):
         m.loss(m(b), b)["total"].backward()
     got = {n for n, p in m.named_parameters() if p.grad is not None}
     names = {n for n, _ in m.named_parameters()}

@@ -9,16 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.batch import Batch
 from bench.data.base import MSAData, Split
 from bench.train import TrainState, build_optimizer, train_and_test
 from models import create_model
 from models.layers.seq_encoder import SeqEncoder
 from models.pase import PaSE, PhaseSwitch, PrototypeBank, ot_plan, prototype_classes, sgm_factors
+from models.protocol import MODALITIES, Batch
 from models.registry import resolve_config
 from tests.conftest import slice_data
 
-MODS = ("t", "a", "v")
 
 
 def _model(**over) -> PaSE:
@@ -181,7 +180,7 @@ def test_gate_scales_the_fused_input_without_renormalisation(batch):
     model = _primed(batch)
     with torch.no_grad():
         out = model(batch)
-        z = torch.cat([out.extras["gates"][m] * out.features[m] for m in MODS], dim=-1)
+        z = torch.cat([out.extras["gates"][m] * out.features[m] for m in MODALITIES], dim=-1)
         assert torch.allclose(out.pred, model.fusion(z), atol=1e-6)
         g_before = out.extras["gates"]["t"].clone()
         model.gates["t"][2].bias += 3.0  # push the text gate towards 1
@@ -209,7 +208,7 @@ def test_ablation_switches_remove_their_terms(batch):
     with torch.no_grad():
         out = model(batch)
     assert all(torch.equal(g, torch.ones_like(g)) for g in out.extras["gates"].values())
-    z = torch.cat([out.features[m] for m in MODS], dim=-1)
+    z = torch.cat([out.features[m] for m in MODALITIES], dim=-1)
     assert torch.allclose(out.pred, model.fusion(z), atol=1e-6)
 
 
@@ -387,7 +386,7 @@ def test_trains_through_both_phases_in_the_trainer(tiny_data):
     assert result["model_summary"] == {"switch_epoch": 1, "switch_reason": "cap"}
     for h in hist:
         assert set(h["sgm"]) == {"split", "n", "utility", "psi", "psi_norm", "phi", "applied"}
-        assert set(h["gate_mean"]) == set(MODS) and h["gate_mean_on"] == "train"
+        assert set(h["gate_mean"]) == set(MODALITIES) and h["gate_mean_on"] == "train"
         assert {"task", "unimodal", "intra", "match", "reg", "omega", "inter", "total"} <= set(h["train"])
         phi_t = h["sgm"]["phi"]["t"] if h["sgm"]["applied"] else 1.0
         assert h["lr"]["text"] == pytest.approx(model.cfg.lr * phi_t) and h["lr"]["shared"] == model.cfg.lr

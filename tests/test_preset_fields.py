@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from models.bert_text import PRESETS as TEXT_PRESETS
-from models.bert_text import BertTextConfig
+from models.layers.bert_classifier import PRESETS as TEXT_PRESETS
+from models.layers.bert_classifier import BertTextConfig
 from models.mag_bert import FROM_TEXT_PRESET, MAGBertConfig
 from models.registry import get_model_entry, list_models, resolve_config
 

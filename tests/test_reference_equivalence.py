@@ -25,8 +25,8 @@ import pytest
 import torch
 from torch import nn
 
-from bench.batch import Batch
 from models.base import ModelOutput, MSAModel
+from models.protocol import Batch
 from models.registry import create_model
 
 GOLDEN_DIR = Path(__file__).parent / "golden_ref"

@@ -4,7 +4,8 @@ import itertools
 
 import pytest
 
-from bench.shapley import PLAYERS, coalition_key, coalitions, shapley_from_fn, shapley_values
+from bench.shapley import coalition_key, coalitions, shapley_from_fn, shapley_values
+from models.protocol import MODALITIES
 
 
 def game(fn):
@@ -22,7 +23,7 @@ def test_efficiency_symmetry_and_interaction_split():
     u = game(lambda c: 2.0 * ("t" in c) + 1.0 * ({"t", "a"} <= c))
     values = shapley_values(u)
     assert values == pytest.approx({"t": 2.5, "a": 0.5, "v": 0.0})
-    assert sum(values.values()) == pytest.approx(u[frozenset(PLAYERS)] - u[frozenset()])
+    assert sum(values.values()) == pytest.approx(u[frozenset(MODALITIES)] - u[frozenset()])
 
 
 def test_matches_permutation_definition_on_a_random_game():
@@ -30,8 +31,8 @@ def test_matches_permutation_definition_on_a_random_game():
 
     rng = random.Random(0)
     u = game(lambda c: rng.uniform(-1, 1))
-    perms = list(itertools.permutations(PLAYERS))
-    expected = {m: 0.0 for m in PLAYERS}
+    perms = list(itertools.permutations(MODALITIES))
+    expected = {m: 0.0 for m in MODALITIES}
     for order in perms:
         seen = frozenset()
         for m in order:

@@ -12,7 +12,7 @@ from typing import Any, Iterator, Optional
 
 import torch
 
-from bench.batch import BERT_SPECIAL_IDS, Batch, last_attended
+from models.protocol import BERT_SPECIAL_IDS, Batch, last_attended
 
 SPLITS = ("train", "valid", "test")
 

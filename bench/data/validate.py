@@ -30,12 +30,11 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from bench.batch import BERT_SPECIAL_IDS
 from bench.data.base import SPLITS, DataError, DatasetInfo, MSAData, Split
+from models.protocol import BERT_SPECIAL_IDS, SETTINGS
 
 DATASET_LABELS = {"mosi": "MOSI", "mosei": "MOSEI", "iemocap": "IEMOCAP", "synthetic": "synthetic"}
 FORMAT_NAMES = {"mmsa": "MMSA", "mult": "MulT", "mag": "MAG-BERT"}
-SETTINGS = ("aligned", "unaligned")
 # the setting `data check` uses when none is given: what the default presets read
 # (MMSA MulT/late_fusion on MOSI/MOSEI: unaligned_50; MulT paper IEMOCAP: iemocap_data.pkl)
 DEFAULT_SETTING = {"mosi": "unaligned", "mosei": "unaligned", "iemocap": "aligned"}

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from bench.batch import lengths_mask
+from models.protocol import lengths_mask
 
 POSITIONS = ("sinusoidal", "learned")
 

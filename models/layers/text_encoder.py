@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 import torch
 from torch import nn
 
-from bench.batch import last_attended
+from models.protocol import last_attended
 
 BERT_BASE_PARAMS = 109_482_240  # bert-base-uncased incl. pooler
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
