@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from bench.config import OptionError, RunConfig
 from bench.logs import LOGGER, in_worker
+from bench.plugins import WithPlugins
 from bench.results import is_complete, load_result
 from bench.runner import SweepSummary, check_out_dirs, check_sweep, load_sweep_data, plan_runs, run_sweep
 
@@ -132,7 +133,7 @@ def _run_parallel(todo: list[RunConfig], jobs: int, force: bool) -> None:
     for d in _devices(jobs, todo[0].device):
         devices.put(d)
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=WithPlugins(_init_worker),
                              initargs=(devices, threads, worker_log_level())) as pool:
         futures = {pool.submit(run_one, r, force): r for r in todo}
         try:
@@ -194,7 +195,7 @@ def submit(todo: list[RunConfig], opts: SlurmOptions, force: bool) -> list:
     if not todo:
         return []
     executor = executor_for(opts, "msabench", array=True)
-    jobs = executor.map_array(run_one, todo, [force] * len(todo))
+    jobs = executor.map_array(WithPlugins(run_one), todo, [force] * len(todo))
     logger.info(f"submitted {len(jobs)} job(s) to {executor.cluster} (logs: {opts.folder})")
     if opts.wait:
         for job, run in zip(jobs, todo, strict=True):

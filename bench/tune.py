@@ -553,13 +553,14 @@ def _run_local_pool(spec: TuneSpec, shares: list, timeout: Optional[float]) -> N
     from concurrent.futures import ProcessPoolExecutor
 
     from bench.launch import _devices, _init_worker, stop_pool, worker_log_level
+    from bench.plugins import WithPlugins
 
     ctx = mp.get_context("spawn")  # fresh interpreters: no forked CUDA or thread state
     devices = ctx.Queue()
     for d in _devices(len(shares), spec.run.device):
         devices.put(d)
     threads = max(1, (os.cpu_count() or 1) // len(shares))
-    with ProcessPoolExecutor(len(shares), mp_context=ctx, initializer=_init_worker,
+    with ProcessPoolExecutor(len(shares), mp_context=ctx, initializer=WithPlugins(_init_worker),
                              initargs=(devices, threads, worker_log_level())) as pool:
         futures = [pool.submit(run_worker, spec, n, timeout, i) for i, n in enumerate(shares)]
         try:
@@ -576,10 +577,11 @@ def _run_local_pool(spec: TuneSpec, shares: list, timeout: Optional[float]) -> N
 def submit_workers(spec: TuneSpec, shares: list, timeout: Optional[float], folder: Optional[str] = None) -> list:
     """One submitit job per worker, all on the study's (journal) storage. Returns the jobs."""
     from bench.launch import SlurmOptions, executor_for  # bench.launch imports torch: only here
+    from bench.plugins import WithPlugins
 
     opts = spec.slurm or SlurmOptions(folder=str(Path(spec.run.out_dir) / ".submitit" / "tune"))
     executor = executor_for(opts, f"tune-{spec.run.model}", folder=folder)
-    return [executor.submit(run_worker, spec, n, timeout, i) for i, n in enumerate(shares)]
+    return [executor.submit(WithPlugins(run_worker), spec, n, timeout, i) for i, n in enumerate(shares)]
 
 
 def _run_submitit(spec: TuneSpec, shares: list, timeout: Optional[float]) -> set[str]:

@@ -98,7 +98,8 @@ def register_model(
 
     def wrap(builder: Callable) -> Callable:
         if name in _REGISTRY:
-            raise ValueError(f"model '{name}' is already registered")
+            raise ConfigError(f"model '{name}' is registered twice: first at {registration_site(_REGISTRY[name].builder)}, "
+                              f"again at {registration_site(builder)}")
         for key, cfg in presets.items():
             if not isinstance(cfg, config):
                 raise TypeError(f"preset {key} of '{name}' is not a {config.__name__}")
@@ -113,15 +114,33 @@ def register_model(
     return wrap
 
 
+def registration_site(builder: Callable) -> str:
+    """'file:line' where a builder is registered (its first decorator's line)."""
+    code = getattr(builder, "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code else getattr(builder, "__module__", "?")
+
+
+def _with_plugins() -> dict[str, ModelEntry]:
+    """The registry, once the installed plugin packages (entry points) have registered their models."""
+    from bench.plugins import load_entry_points
+
+    load_entry_points()
+    return _REGISTRY
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Registered names matching a shell-style wildcard pattern (e.g. 'mag*', '*bert*')."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    return sorted(n for n in _with_plugins() if fnmatch.fnmatch(n, pattern))
 
 
 def get_model_entry(name: str) -> ModelEntry:
     try:
-        return _REGISTRY[name]
+        return _with_plugins()[name]
     except KeyError:
+        from bench.plugins import entry_point_error
+
+        if (broken := entry_point_error(name)) is not None:
+            raise UnknownNameError(broken) from None
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownNameError(f"unknown model '{name}'{hint} (registered: {', '.join(sorted(_REGISTRY))})") from None
