@@ -55,8 +55,8 @@ class ModelEntry:
         available = self.preset_names(dataset)
         if not available:
             raise ConfigError(
-                f"model '{self.name}' has no preset for dataset '{dataset}'; "
-                f"it has presets for: {', '.join(self.datasets())}"
+                f"model '{self.name}' has no preset for dataset '{dataset}'; its presets: "
+                + "; ".join(f"{d}: {', '.join(self.preset_names(d))}" for d in self.datasets())
             )
         if preset is None:
             for candidate in (DEMO_PRESET, self.default_preset):
