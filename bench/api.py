@@ -23,16 +23,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 if TYPE_CHECKING:
     import pandas as pd
-
-# plugin loading (`--include`) lives in bench.plugins where this msabench has it
-HAS_PLUGINS = importlib.util.find_spec("bench.plugins") is not None
 
 # the columns every frame has, in this order (metrics and config fields follow)
 FIRST_COLUMNS = (
@@ -237,9 +233,6 @@ def _option_value(action: argparse.Action, key: str, value: Any) -> Any:
 def _load_includes(include: str | Path | Sequence[str | Path]) -> None:
     """Load the plugin files/folders in `include` (bench.plugins), before the runs are planned."""
     paths = [include] if isinstance(include, (str, Path)) else list(include)
-    if not paths:
-        return
-    if not HAS_PLUGINS:
-        raise NotImplementedError("include=: this msabench has no plugin loading (bench.plugins)")
-    plugins = importlib.import_module("bench.plugins")
-    plugins.load_includes([str(p) for p in paths])  # lead: wire to bench.plugins' loader after merge
+    from bench.plugins import include as load
+
+    load([str(p) for p in paths], "include=")

@@ -124,27 +124,37 @@ def build_catalog(count: Callable[[str, str, str], int] | None,
     """The catalog from the live registry; `count(model, dataset, preset)` gives parameter counts
     (None: no counts). `progress` is told each model before its presets are counted."""
     from bench.data import list_datasets
+    from bench.plugins import is_plugin
     from models import list_models
     from models.registry import DEFAULT_ORDER, get_model_entry
 
     models = {}
     for name in list_models():
-        entry = get_model_entry(name)
+        if is_plugin(get_model_entry(name).builder):
+            continue  # msabench's own models only: `ls` adds the plugins' live
         if progress and count:
             progress(name)
-        presets = {}
-        for dataset in entry.datasets():
-            if dataset in entry.unsupported:
-                continue  # listed once, as n/a with its reason
-            presets[dataset] = {
-                "default": entry.resolve_preset(dataset, None),
-                "counts": {p: count(name, dataset, p) if count else None for p in entry.preset_names(dataset)},
-            }
-        models[name] = {"description": entry.description, "presets": presets, "meta": entry.meta(),
-                        "unsupported": dict(sorted(entry.unsupported.items()))}
+        models[name] = catalog_model(name, count)
     files = source_files()
     return {"schema": SCHEMA, "sources": files, "fingerprint": fingerprint(files),
             "models": models, "datasets": list_datasets(), "default_order": DEFAULT_ORDER}
+
+
+def catalog_model(name: str, count: Callable[[str, str, str], int | None] | None) -> dict[str, Any]:
+    """One model's catalog record: description, presets per dataset with counts, n/a datasets."""
+    from models.registry import get_model_entry
+
+    entry = get_model_entry(name)
+    presets = {}
+    for dataset in entry.datasets():
+        if dataset in entry.unsupported:
+            continue  # listed once, as n/a with its reason
+        presets[dataset] = {
+            "default": entry.resolve_preset(dataset, None),
+            "counts": {p: count(name, dataset, p) if count else None for p in entry.preset_names(dataset)},
+        }
+    return {"description": entry.description, "presets": presets, "meta": entry.meta(),
+            "unsupported": dict(sorted(entry.unsupported.items()))}
 
 
 def write_catalog(catalog: dict[str, Any], path: Path = CATALOG_PATH) -> None:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from models.protocol import EMOTIONS, METRICS
+from models.constants import EMOTIONS, METRICS
 
 REGRESSION_METRICS = ("Has0_acc_2", "Non0_acc_2", "Has0_F1_score", "Non0_F1_score", "Mult_acc_7", "MAE", "Corr")
 IEMOCAP_METRICS = ("mean_acc",) + tuple(f"{k}_{e}" for e in ("Happy", "Sad", "Angry", "Neutral") for k in ("Acc", "F1"))

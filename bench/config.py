@@ -213,7 +213,7 @@ def split_list(text: str | None) -> list[str]:
 # -- sweep files ------------------------------------------------------------------------
 SWEEP_KEYS = {
     "datasets", "models", "seeds", "epochs", "preset", "out", "device", "data_root", "setting",
-    "text_encoder", "contributions", "robustness", "amp", "strict_data", "description", "data_format",
+    "text_encoder", "contributions", "robustness", "amp", "strict_data", "description", "data_format", "include",
 }
 MODEL_KEYS = {"name", "preset", "set", "variants", "variant"}
 
@@ -281,6 +281,17 @@ def check_model_entry(path: Path, i: int, entry: dict[str, Any]) -> None:
                              "e.g. [{}, {use_sgm: false}]")
 
 
+def include_from_sweep(path: Path, value: Any) -> None:
+    """Load the plugin files a sweep's `include:` names (a path or a list; relative to the sweep file)."""
+    from bench.plugins import include
+
+    paths = [value] if isinstance(value, str) else value
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p.strip() for p in paths):
+        raise SweepFileError(f"{path} [key=include]: {value!r} is not allowed; include is a path or a list of paths "
+                             "(.py files or folders, relative to the sweep file)")
+    include(paths, f"{path} [key=include]", base=path.parent)
+
+
 def load_sweep(path: str | Path, **cli: Any) -> list[RunConfig]:
     """Runs listed by a sweep YAML. `cli` values that are not None override the file's.
 
@@ -288,6 +299,7 @@ def load_sweep(path: str | Path, **cli: Any) -> list[RunConfig]:
         datasets: [mosi]                 # default [synthetic]
         seeds: [1111, 1112]              # or "1111-1115"; default 1111-1115
         epochs: 3                        # optional cap; also preset/out/device/data_root/...
+        include: my_models.py            # optional: plugin files/folders (or a list), relative to this file
         models:
           - mult                         # a registry name
           - name: pase                   # or a mapping
@@ -315,7 +327,9 @@ def load_sweep(path: str | Path, **cli: Any) -> list[RunConfig]:
         raise SweepFileError(f"{path} [key=models]: missing or empty")
     if not isinstance(doc["models"], list):
         raise SweepFileError(f"{path} [key=models]: expected a list of model names or mappings, e.g. [mult, pase]")
-    opts = {k: doc.get(k) for k in SWEEP_KEYS - {"models", "description"}}
+    if doc.get("include") is not None:
+        include_from_sweep(path, doc["include"])
+    opts = {k: doc.get(k) for k in SWEEP_KEYS - {"models", "description", "include"}}
     opts.update({k: v for k, v in cli.items() if v is not None})
     check_sweep_values(path, opts)
     datasets = opts.pop("datasets") or [DEFAULT_DATASET]

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from bench.report import ResultSet, dataset_task, format_seeds, group_runs, run_label
-from models.protocol import MODALITY_NAMES
+from models.constants import MODALITY_NAMES
 
 COLUMN_WIDTH_IN = 3.3  # one column of a two-column paper (AAAI/ACL: 3.3 in)
 PAPER_RC = {  # fonts >= 7 pt at print size

@@ -21,6 +21,7 @@ from typing import Any, Optional
 
 from bench.config import OptionError, RunConfig
 from bench.logs import LOGGER, in_worker
+from bench.plugins import WithPlugins
 from bench.results import is_complete, load_result
 from bench.runner import SweepSummary, check_out_dirs, check_sweep, load_sweep_data, plan_runs, run_sweep
 
@@ -135,7 +136,7 @@ def worker_pool(n: int, requested: str) -> ProcessPoolExecutor:
     for d in _devices(n, requested):
         devices.put(d)
     threads = max(1, (os.cpu_count() or 1) // n)
-    return ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker,
+    return ProcessPoolExecutor(n, mp_context=ctx, initializer=WithPlugins(_init_worker),
                                initargs=(devices, threads, worker_log_level()))
 
 
@@ -203,7 +204,7 @@ def submit(todo: list[RunConfig], opts: SlurmOptions, force: bool) -> list:
     if not todo:
         return []
     executor = executor_for(opts, "msabench", array=True)
-    jobs = executor.map_array(run_one, todo, [force] * len(todo))
+    jobs = executor.map_array(WithPlugins(run_one), todo, [force] * len(todo))
     logger.info(f"submitted {len(jobs)} job(s) to {executor.cluster} (logs: {opts.folder})")
     if opts.wait:
         for job, run in zip(jobs, todo, strict=True):

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from models.protocol import EMOTIONS
+from models.constants import EMOTIONS
 
 
 class NonFiniteError(ValueError):

@@ -47,6 +47,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from bench.plugins import WithPlugins
+
 log = logging.getLogger(__name__)
 
 # shapes of the MMSA unaligned_50 pickles and of MulT's IEMOCAP pickle
@@ -454,7 +456,7 @@ class _Remote:
         ctx = mp.get_context("spawn")
         self.name = name
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(args, child))
+        self._proc = ctx.Process(target=WithPlugins(_serve), args=(args, child))
         self._proc.start()
         child.close()
         try:

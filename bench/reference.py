@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from models.protocol import METRICS
+from models.constants import METRICS
 
 
 @dataclass(frozen=True)

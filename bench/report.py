@@ -11,7 +11,7 @@ Conventions:
   std (ddof = 1) with n; n = 1 shows the std as "–"; a NaN seed value is left out of that cell,
   which then shows its own n;
 - accuracies and F1 ×100 with 2 decimals, MAE and Corr as they are with 3 decimals;
-- the best mean per column (using the metric's direction, `models.protocol.METRICS`) is bold only
+- the best mean per column (using the metric's direction, `models.constants.METRICS`) is bold only
   when the paired bootstrap of `bench compare` separates it from every other run; otherwise it
   and the runs within noise of it are marked tied (†). Only msabench rows are ranked (published
   reference rows and the majority baseline are context);
@@ -39,7 +39,7 @@ import numpy as np
 
 from bench.catalog import model_meta, row_label
 from bench.results import ResultFileError, iter_result_files, load_result
-from models.protocol import EMOTIONS, METRICS
+from models.constants import EMOTIONS, METRICS
 
 DATASET_ORDER = ("synthetic", "mosi", "mosei", "iemocap")
 # ablation switch names as the PaSE paper prints them

@@ -22,7 +22,7 @@ from bench.config import OptionError, RunConfig, UnknownOptionValue
 from bench.data import DataError, MSAData, load_dataset
 from bench.results import SCHEMA_VERSION, ensure_writable_dir, environment, is_complete, load_result, write_json_atomic
 from bench.train import process_state_restored
-from models.protocol import MODALITIES, MODALITY_NAMES
+from models.constants import MODALITIES, MODALITY_NAMES
 
 logger = logging.getLogger(__name__)
 

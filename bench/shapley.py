@@ -11,7 +11,7 @@ import itertools
 import math
 from typing import Callable, Iterable, Mapping
 
-from models.protocol import MODALITIES
+from models.constants import MODALITIES
 
 
 

@@ -34,7 +34,7 @@ from bench.metrics import compute_metrics, contribution_utility, iemocap_majorit
 from bench.optim import make_optimizer
 from bench.shapley import coalition_key, coalitions, shapley_from_fn
 from models.base import INHERIT, MSAModel, Stage, count_parameters, task_loss
-from models.protocol import METRICS, MODALITIES
+from models.constants import METRICS, MODALITIES
 
 
 logger = logging.getLogger(__name__)

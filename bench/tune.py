@@ -226,7 +226,7 @@ class Resolved:
 
 def resolve(spec: TuneSpec) -> Resolved:
     from bench.runner import plan_runs
-    from models.protocol import METRICS
+    from models.constants import METRICS
     from models.registry import check_search_space, get_model_entry, search_space_of
 
     base = plan_runs([spec.run])[0].model_config
@@ -567,10 +567,11 @@ def _run_local_pool(spec: TuneSpec, shares: list, timeout: Optional[float]) -> N
 def submit_workers(spec: TuneSpec, shares: list, timeout: Optional[float], folder: Optional[str] = None) -> list:
     """One submitit job per worker, all on the study's (journal) storage. Returns the jobs."""
     from bench.launch import SlurmOptions, executor_for  # bench.launch imports torch: only here
+    from bench.plugins import WithPlugins
 
     opts = spec.slurm or SlurmOptions(folder=str(Path(spec.run.out_dir) / ".submitit" / "tune"))
     executor = executor_for(opts, f"tune-{spec.run.model}", folder=folder)
-    return [executor.submit(run_worker, spec, n, timeout, i) for i, n in enumerate(shares)]
+    return [executor.submit(WithPlugins(run_worker), spec, n, timeout, i) for i, n in enumerate(shares)]
 
 
 def _run_submitit(spec: TuneSpec, shares: list, timeout: Optional[float]) -> set[str]:

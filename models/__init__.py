@@ -1,19 +1,20 @@
-"""Model zoo. Importing this package registers every model (see models/registry.py).
+"""Model zoo. The registry (models/registry.py) is the only list of models.
 
-Every module directly under `models/` (not `layers/`, not the protocol files) is imported
-here, so a new model is one file with one `@register_model` decorator: no second list.
+Every module directly under `models/` (not `layers/`, not the shared modules) is a model file
+that registers its models when imported: a new model is one file with one `@register_model`
+decorator. The registry imports them (and the installed plugin packages) the first time it
+is read, so `import models` and `from models.constants import ...` stay light: tables and
+`ls` never import torch.
 """
 
-import importlib
-import pkgutil
-
-from models.registry import create_model, get_model_entry, list_models, register_model  # noqa: F401
-
-_NOT_MODELS = {"base", "registry", "layers"}
-
-# Each import registers its models; the registry is the only list of models.
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if _info.name not in _NOT_MODELS and not _info.name.startswith("_"):
-        importlib.import_module(f"models.{_info.name}")
+from typing import Any
 
 __all__ = ["create_model", "get_model_entry", "list_models", "register_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from models import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'models' has no attribute '{name}'")

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.protocol import MODALITIES, Batch
+from models.protocol import Batch
+from models.constants import MODALITIES
 
 TASKS = ("regression", "iemocap")
 OPTIMIZERS = ("adam", "adamw", "adamw_hf")  # ModelConfig.optimizer, built by bench.optim

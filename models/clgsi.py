@@ -69,7 +69,8 @@ from torch import nn
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
 from models.layers.seq_encoder import at_least_fp32, masked_mean, sinusoidal_table
 from models.layers.text_encoder import build_text_encoder, split_no_decay
-from models.protocol import METRICS, lengths_mask
+from models.protocol import lengths_mask
+from models.constants import METRICS
 from models.registry import register_model
 
 VARIANTS = ("head", "paper_era")

@@ -79,7 +79,7 @@ from torch import nn
 
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
 from models.layers.text_encoder import build_text_encoder, split_no_decay
-from models.protocol import MODALITIES
+from models.constants import MODALITIES
 from models.registry import register_model
 
 DIRECTIONS = ("bi", "uni")

@@ -47,7 +47,7 @@ from torch import nn
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
 from models.layers.seq_encoder import SeqEncoder, pool_segments
 from models.layers.text_encoder import TextEncoder, build_text_encoder
-from models.protocol import MODALITIES
+from models.constants import MODALITIES
 from models.registry import around_preset, register_model, uniform
 
 PAIRS = (("t", "a"), ("t", "v"), ("a", "v"))  # the unordered modality pairs of L_inter

@@ -18,9 +18,7 @@ from typing import Iterable, Optional
 
 import torch
 
-MODALITY_NAMES = {"t": "text", "a": "audio", "v": "vision"}
-MODALITIES = tuple(MODALITY_NAMES)  # ("t", "a", "v")
-SETTINGS = ("aligned", "unaligned")  # ModelConfig.setting: word-aligned or raw-rate audio/vision
+from models.constants import MODALITIES
 BERT_SPECIAL_IDS = (101, 102, 0)  # [CLS], [SEP], [PAD] in the bert-base-uncased vocabulary
 
 
@@ -92,38 +90,3 @@ def last_attended(mask: torch.Tensor) -> int:
 def lengths_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """(B, T) bool, True at valid steps."""
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
-
-
-EMOTIONS = ("Neutral", "Happy", "Sad", "Angry")  # MulT pickle label order
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    higher_is_better: bool
-    percent: bool  # tables show x100 (accuracies, F1); MAE and Corr never
-    description: str = ""
-
-
-METRICS: dict[str, MetricInfo] = {
-    "Has0_acc_2": MetricInfo(True, True, "accuracy of p>=0 vs y>=0 over all samples"),
-    "Has0_F1_score": MetricInfo(True, True, "weighted F1 of the Has0 split"),
-    "Non0_acc_2": MetricInfo(True, True, "accuracy of p>0 vs y>0 on samples with y!=0"),
-    "Non0_F1_score": MetricInfo(True, True, "weighted F1 of the Non0 split"),
-    "Mult_acc_5": MetricInfo(True, True, "5-class accuracy, clip [-2,2], round half to even"),
-    "Mult_acc_7": MetricInfo(True, True, "7-class accuracy, clip [-3,3], round half to even"),
-    "MAE": MetricInfo(False, False, "mean absolute error, unclipped"),
-    "Corr": MetricInfo(True, False, "Pearson r, unclipped"),
-    "MulT_F1_non0": MetricInfo(True, True, "MulT eval_mosei_senti F1 (arguments swapped)"),
-    "MAG_acc_2_non0": MetricInfo(True, True, "MAG-BERT: zeros dropped, threshold >=0"),
-    "MAG_F1_non0": MetricInfo(True, True, "MAG-BERT: zeros dropped, threshold >=0, weighted F1"),
-    "MAE_non0": MetricInfo(False, False, "MAE on y!=0 (MAG-BERT, PaSE code)"),
-    "Corr_non0": MetricInfo(True, False, "Pearson r on y!=0 (MAG-BERT, PaSE code)"),
-    "loss": MetricInfo(False, False, "task loss (L1 or CE), the validation selection key"),
-    "mean_acc": MetricInfo(True, True, "IEMOCAP: mean of the 4 per-emotion accuracies"),
-    "acc4": MetricInfo(True, True, "IEMOCAP 4-way accuracy (single-emotion samples)"),
-    "f1w4": MetricInfo(True, True, "IEMOCAP 4-way weighted F1"),
-    "ua4": MetricInfo(True, True, "IEMOCAP 4-way unweighted accuracy (mean recall)"),
-}
-for _e in EMOTIONS:
-    METRICS[f"Acc_{_e}"] = MetricInfo(True, True, f"IEMOCAP {_e}: binary accuracy")
-    METRICS[f"F1_{_e}"] = MetricInfo(True, True, f"IEMOCAP {_e}: weighted F1")

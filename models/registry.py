@@ -13,6 +13,8 @@ import enum
 import fnmatch
 import functools
 import importlib
+import logging
+import pkgutil
 import math
 import types
 import typing
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, NoReturn, Optional, Union
 
 from models.base import ModelConfig
+from models.constants import ENTRY_POINT_GROUP, entry_points
 
 # Preset sources: "mmsa" (MMSA 2.2.1 config_regression.json), "paper" (original repo/paper),
 # "demo" (harness decision: CPU-sized settings for the embedded synthetic data, so the main
@@ -75,8 +78,8 @@ class ModelEntry:
         available = self.preset_names(dataset)
         if not available:
             raise ConfigError(
-                f"model '{self.name}' has no preset for dataset '{dataset}'; "
-                f"it has presets for: {', '.join(self.datasets())}"
+                f"model '{self.name}' has no preset for dataset '{dataset}'; its presets: "
+                + "; ".join(f"{d}: {', '.join(self.preset_names(d))}" for d in self.datasets())
             )
         if preset is None:
             for candidate in (DEMO_PRESET, self.default_preset):
@@ -126,7 +129,8 @@ def register_model(
 
     def wrap(builder: Callable) -> Callable:
         if name in _REGISTRY:
-            raise ValueError(f"model '{name}' is already registered")
+            raise ConfigError(f"model '{name}' is registered twice: first at {registration_site(_REGISTRY[name].builder)}, "
+                              f"again at {registration_site(builder)}")
         for key, cfg in presets.items():
             if not isinstance(cfg, config):
                 raise TypeError(f"preset {key} of '{name}' is not a {config.__name__}")
@@ -154,15 +158,60 @@ def _check_meta(name: str, config: type, family: str, row_labels: Mapping[str, s
                          f"{did_you_mean(unknown, fields)}")
 
 
+def registration_site(builder: Callable) -> str:
+    """'file:line' where a builder is registered (its first decorator's line)."""
+    code = getattr(builder, "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code else getattr(builder, "__module__", "?")
+
+
+SHARED_MODULES = {"base", "registry", "protocol", "constants", "layers"}  # under models/, not model files
+_LOADED = False
+_ENTRY_POINTS_LOADED = False
+_BROKEN: dict[str, str] = {}  # entry point name -> why it failed to import
+
+
+def _with_plugins() -> dict[str, ModelEntry]:
+    """The registry, once every model file under models/ and every installed plugin package
+    (entry points of the group `msabench.models`) has registered its models (done once)."""
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True  # first: a model file that reads the registry while it loads does not recurse
+        import models
+
+        for info in sorted(pkgutil.iter_modules(models.__path__), key=lambda m: m.name):
+            if info.name not in SHARED_MODULES and not info.name.startswith("_"):
+                importlib.import_module(f"models.{info.name}")
+    load_entry_points()
+    return _REGISTRY
+
+
+def load_entry_points() -> None:
+    """Import every entry point (once); one that fails is recorded and warned about, and the
+    others still load."""
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    for ep in entry_points():
+        try:
+            ep.load()
+        except Exception as err:  # noqa: BLE001 - a broken plugin must not stop the others
+            _BROKEN[ep.name] = (f"the plugin entry point '{ep.name} = {ep.value}' (group {ENTRY_POINT_GROUP}) "
+                                f"failed to import: {type(err).__name__}: {err}")
+            logging.getLogger(__name__).warning(f"warning: {_BROKEN[ep.name]}")
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Registered names matching a shell-style wildcard pattern (e.g. 'mag*', '*bert*')."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    return sorted(n for n in _with_plugins() if fnmatch.fnmatch(n, pattern))
 
 
 def get_model_entry(name: str) -> ModelEntry:
     try:
-        return _REGISTRY[name]
+        return _with_plugins()[name]
     except KeyError:
+        if name in _BROKEN:
+            raise UnknownNameError(f"model '{name}': {_BROKEN[name]}") from None
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownNameError(f"unknown model '{name}'{hint} (registered: {', '.join(sorted(_REGISTRY))})") from None
@@ -269,10 +318,10 @@ FIELD_BOUNDS: tuple[tuple[str, Bounds], ...] = (
 FIELD_CHOICES: dict[str, Any] = {
     "ModelConfig.task": "models.base:TASKS",
     "ModelConfig.text_input": ("features", "ids", "raw_text"),
-    "ModelConfig.setting": "models.protocol:SETTINGS",
+    "ModelConfig.setting": "models.constants:SETTINGS",
     "ModelConfig.optimizer": "models.base:OPTIMIZERS",
     "ModelConfig.scheduler": ("plateau", "linear_warmup"),
-    "ModelConfig.selection_metric": "models.protocol:METRICS",
+    "ModelConfig.selection_metric": "models.constants:METRICS",
     "BertTextConfig.loss": ("l1", "mse", "ce"),  # layers/bert_classifier.py LOSSES; which ones a task allows is checked at build
     "PaSEConfig.sgm_mode": "models.pase:SGM_MODES",
     "PaSEConfig.pos": "models.layers.seq_encoder:POSITIONS",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+# plugin packages installed beside msabench (CI installs examples/msabench-example) stay out of the
+# registry-wide tests, here and in the commands tests start; tests/test_plugins.py turns them on
+os.environ["MSABENCH_DISABLE_ENTRY_POINTS"] = "1"
+# every built-in model registered now (the registry loads them on first read): tests that copy
+# the registry to restore it later copy a complete one
+__import__("models.registry").registry.list_models()
 
 
 @pytest.fixture(scope="session")

@@ -131,10 +131,18 @@ def test_bad_options_fail_before_anything_runs(tmp_path, options, error, words):
     assert not (tmp_path / "out").exists()
 
 
-def test_include_without_plugin_support_says_so(monkeypatch, tmp_path):
-    monkeypatch.setattr(api, "HAS_PLUGINS", False)
-    with pytest.raises(NotImplementedError, match="include"):
-        api.run("late_fusion", include=[tmp_path / "my_model.py"], out=tmp_path)
+def test_include_loads_the_user_s_model_file_and_names_a_missing_one(monkeypatch, tmp_path):
+    import bench.plugins as plugins
+    from bench.plugins import PluginError
+    from models import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # restored after the test
+    monkeypatch.setattr(plugins, "_LOADED", {})
+    with pytest.raises(PluginError, match="include=: '.*no_such_model.py' does not exist"):
+        api.run("late_fusion", include=tmp_path / "no_such_model.py", out=tmp_path / "out")
+    example = ROOT / "examples" / "msabench-example" / "msabench_example" / "mean_pool.py"
+    frame = api.run("mean_pool", include=[example], out=tmp_path / "out", epochs=1, contributions=False)
+    assert list(frame["model"]) == ["mean_pool"] and list(frame["status"]) == ["ok"]
 
 
 def test_importing_the_api_is_light():

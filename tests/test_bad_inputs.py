@@ -38,6 +38,8 @@ SWEEPS = {  # name -> sweep file text, each wrong in one value
     "setting_bad": "models: [mult]\nsetting: diagonal\n",
     "variant_slash": "epochs: 1\nseeds: [1111]\nmodels:\n  - name: late_fusion\n    variant: a/b\n",
     "data_rot": "models: [mult]\ndata_rot: /data\n",  # a misspelt data option is refused, not ignored
+    "include_missing": "include: [plugins/nothere.py]\nmodels: [mult]\n",  # relative to the sweep file
+    "include_number": "include: 3\nmodels: [mult]\n",
 }
 
 
@@ -160,6 +162,12 @@ RUN = [
     (["run", "--config", "{tmp}/variant_slash.yaml", *OUT], ["[key=models[0].variant]", "'a/b'"]),
     (["run", "--config", "{tmp}/data_rot.yaml", *OUT], ["[key=data_rot]", "unknown key", "data_root"]),
     (["run", "--config", "{tmp}/epochs0.yaml", "--models", "mult", *OUT], ["--config", "--models"]),
+    (["run", "--config", "{tmp}/include_missing.yaml", *OUT], ["[key=include]", "'plugins/nothere.py' does not exist"]),
+    (["run", "--config", "{tmp}/include_number.yaml", *OUT], ["[key=include]", "a path or a list of paths"]),
+    # plugin files (tests/test_plugins.py has the files that fail to load)
+    (["run", "--models", "mult", "--include", "{tmp}/missing.py", *OUT], ["--include", "{tmp}/missing.py' does not exist"]),
+    (["run", "--models", "mult", "--include", "{tmp}/a_file.txt", *OUT], ["--include", "not a .py file"]),
+    (["run", "--models", "mult", "--include", "{tmp}/empty", *OUT], ["--include", "holds no .py files"]),
 ]
 
 TABLE = [

@@ -10,7 +10,7 @@ from bench.metrics import (
     NonFiniteError, compute_metrics, contribution_utility, iemocap_majority_baseline,
     iemocap_metrics, regression_metrics,
 )
-from models.protocol import METRICS
+from models.constants import METRICS
 
 EX_A = ([-3.6, 0.5, 0.3, 1.5, 0.8, 2.5, 3.4, -0.5], [-2.4, -0.6, 0.0, 0.4, 1.2, 2.0, 2.8, -1.0])
 EX_B = ([-0.2, 0.0, 0.0, 0.0, 2.5, -1.5, -0.4], [0.0, 0.0, 0.6, -0.6, 1.8, -1.4, -2.2])

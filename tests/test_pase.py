@@ -14,7 +14,8 @@ from bench.train import TrainState, build_optimizer, train_and_test
 from models import create_model
 from models.layers.seq_encoder import SeqEncoder
 from models.pase import PaSE, PhaseSwitch, PrototypeBank, ot_plan, prototype_classes, sgm_factors
-from models.protocol import MODALITIES, Batch
+from models.protocol import Batch
+from models.constants import MODALITIES
 from models.registry import resolve_config
 from tests.conftest import slice_data
 

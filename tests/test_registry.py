@@ -1,6 +1,7 @@
 """The registry: one front door for models."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -21,10 +22,14 @@ def test_unknown_model_suggests():
         create_model("mlut")
 
 
-def test_duplicate_name_raises():
+def test_duplicate_name_raises_naming_both_places():
     entry = get_model_entry("mult")
-    with pytest.raises(ValueError, match="already registered"):
-        register_model("mult", config=entry.config_cls, presets={})(lambda cfg: None)
+    again = lambda cfg: None  # noqa: E731
+    first = f"{entry.builder.__code__.co_filename}:{entry.builder.__code__.co_firstlineno}"
+    with pytest.raises(ValueError, match="registered twice") as err:
+        register_model("mult", config=entry.config_cls, presets={})(again)
+    assert f"first at {first}, again at {__file__}:{again.__code__.co_firstlineno}" in str(err.value)
+    assert first.startswith(str(Path(__file__).parents[1] / "models" / "mult.py"))
 
 
 def test_none_overrides_are_ignored_and_real_ones_apply():

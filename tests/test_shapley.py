@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from bench.shapley import coalition_key, coalitions, shapley_from_fn, shapley_values
-from models.protocol import MODALITIES
+from models.constants import MODALITIES
 
 
 def game(fn):

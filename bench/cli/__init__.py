@@ -176,7 +176,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS.values():
         importlib.import_module(module).add_parser(sub)
+    for command in leaf_parsers(parser):
+        add_include_option(command)
     return parser
+
+
+def leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers that take a command's options (`ls`, `data check`, `figure predictions`, ...):
+    those without subcommands of their own. An alias shares its parser: each is listed once."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [parser]
+    children = {id(p): p for a in subs for p in a.choices.values()}
+    return [leaf for child in children.values() for leaf in leaf_parsers(child)]
+
+
+def add_include_option(p: argparse.ArgumentParser) -> None:
+    """`--include`, which every command takes (bench.plugins)."""
+    p.add_argument("--include", action="append", metavar="PATH", default=None,
+                   help="load models from a .py file or a folder of them (repeatable; also $MSABENCH_INCLUDE)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -184,6 +202,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
+        sys.exit(2)
+    from bench.plugins import PluginError, include_from_cli
+
+    try:
+        include_from_cli(getattr(args, "include", None))
+    except PluginError as err:
+        print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     code = args.func(args) or 0
     if code == INTERRUPTED:

@@ -42,7 +42,7 @@ def main(args) -> int:
     from bench.config import parse_seeds, split_list
     from bench.report import load_result_set
 
-    from models.protocol import METRICS
+    from models.constants import METRICS
 
     unknown = [m for m in split_list(args.metrics) if m not in METRICS] if args.metrics else []
     if unknown:

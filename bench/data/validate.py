@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from bench.data.base import SPLITS, DataError, DatasetInfo, MSAData, Split
-from models.protocol import BERT_SPECIAL_IDS, SETTINGS
+from models.protocol import BERT_SPECIAL_IDS
+from models.constants import SETTINGS
 
 DATASET_LABELS = {"mosi": "MOSI", "mosei": "MOSEI", "iemocap": "IEMOCAP", "synthetic": "synthetic"}
 FORMAT_NAMES = {"mmsa": "MMSA", "mult": "MulT", "mag": "MAG-BERT"}
