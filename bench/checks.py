@@ -10,12 +10,13 @@ from the demo preset, so checks are independent of each other and of their order
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
-from models.base import INHERIT, MODALITIES, ModelConfig, MSAModel, Stage
+from models.base import INHERIT, MODALITIES, ModelConfig, ModelOutput, MSAModel, Stage
 from models.registry import DEMO_PRESET, create_model, get_model_entry
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,6 +75,11 @@ class Subject:
         """The model from its demo preset on synthetic, parameters drawn from `seed`."""
         torch.manual_seed(self.seed if seed is None else seed)
         return create_model(self.name, "synthetic", DEMO_PRESET, **overrides)
+
+    @functools.cached_property
+    def steps(self) -> list["Step"]:
+        """One training step per task and stage, taken once and read by several checks."""
+        return record_steps(self)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -171,56 +177,72 @@ def task_models(s: Subject) -> Iterator[tuple[str, MSAModel, "Batch"]]:
         yield "iemocap", s.build(**over), dataclasses.replace(s.batch, labels=labels)
 
 
+@dataclass
+class Step:
+    """What one training step of `model` (in `stage`, on `task`) showed."""
+
+    task: str
+    stage: Optional[Stage]
+    model: MSAModel
+    out: ModelOutput
+    parts: dict[str, torch.Tensor]
+    without_grad: list[str]  # trainable in `stage`, and no gradient arrived
+    nonfinite_grads: list[str]
+
+
+def record_steps(s: Subject) -> list[Step]:
+    steps = []
+    for task, model, batch in task_models(s):
+        for stage in stage_runs(model):
+            out, parts = training_step(model, batch, stage)
+            without = [n for n, p in stage_trainable(model, stage) if p.grad is None]
+            steps.append(Step(task, stage, model, out, parts, without,
+                              nonfinite((n, p.grad) for n, p in model.named_parameters())))
+    return steps
+
+
 EXPECTED_OUT = {"regression": 1, "iemocap": 2 * IEMOCAP_LABELS}  # (B, 1) scores | (B, 8) logits
 
 
 def check_output_shapes(s: Subject) -> Result:
     """`pred` is (B, 1) for regression and (B, 8) for IEMOCAP; unimodal predictions match it."""
-    problems, seen = [], []
-    for task, model, batch in task_models(s):
-        want = (len(batch), EXPECTED_OUT[task])
-        with torch.no_grad():
-            out = last_stage(model)(batch)
-        if tuple(out.pred.shape) != want:
-            problems.append(f"{task}: pred is {tuple(out.pred.shape)}, expected {want}")
-        for m, p in (out.unimodal or {}).items():
-            if tuple(p.shape) != want:
-                problems.append(f"{task}: unimodal['{m}'] is {tuple(p.shape)}, expected {want}")
-        seen.append(f"{task} {want}")
-    return verdict(problems, ", ".join(seen))
+    problems, seen = [], {}
+    for st in s.steps:
+        want = (len(s.batch), EXPECTED_OUT[st.task])
+        shapes = {"pred": st.out.pred.shape, **{f"unimodal['{m}']": p.shape for m, p in (st.out.unimodal or {}).items()}}
+        problems += [f"{st.task}: {where(st.stage)}{k} is {tuple(v)}, expected {want}"
+                     for k, v in shapes.items() if tuple(v) != want]
+        seen[st.task] = want
+    return verdict(problems, ", ".join(f"{task} {want}" for task, want in seen.items()))
 
 
 def check_loss_parts(s: Subject) -> Result:
     """`loss(output, batch)` returns scalar `total` (it backpropagates) and at least one named part."""
     problems, parts_seen = [], set()
-    for task, model, batch in task_models(s):
-        for stage in stage_runs(model):
-            _, parts = training_step(model, batch, stage)
-            if set(parts) == {"total"}:
-                problems.append(f"{task}: {where(stage)}only 'total': name the parts too (e.g. 'task')")
-            shaped = [k for k, v in parts.items() if not (torch.is_tensor(v) and v.ndim == 0)]
-            if shaped:
-                problems.append(f"{task}: {where(stage)}not a scalar tensor: {', '.join(shaped)}")
-            parts_seen |= set(parts) - {"total"}
+    for st in s.steps:
+        if set(st.parts) == {"total"}:
+            problems.append(f"{st.task}: {where(st.stage)}only 'total': name the parts too (e.g. 'task')")
+        shaped = [k for k, v in st.parts.items() if not (torch.is_tensor(v) and v.ndim == 0)]
+        if shaped:
+            problems.append(f"{st.task}: {where(st.stage)}not a scalar tensor: {', '.join(shaped)}")
+        parts_seen |= set(st.parts) - {"total"}
     return verdict(problems, f"total + {', '.join(sorted(parts_seen))}")
 
 
 def check_gradients(s: Subject) -> Result:
     """Every trainable parameter receives a gradient (in each stage that trains it), unless it is
     frozen (`requires_grad=False`) or named in the model's `no_grad_params`."""
-    model = s.build()
-    problems, declared = [], set()
-    for stage in stage_runs(model):
-        training_step(model, s.batch, stage)
-        none = [n for n, p in stage_trainable(model, stage) if p.grad is None]
-        declared |= {n for n in none if declared_no_grad(model, n)}
-        missing = [n for n in none if not declared_no_grad(model, n)]
-        if missing:
-            problems.append(f"{where(stage)}{len(missing)} trainable parameter(s) receive no gradient: "
-                            f"{first_names(missing)} (freeze them, or name them in `no_grad_params`)")
+    declared, missing = set(), {}  # missing: per stage, the names in order (any task)
+    for st in s.steps:
+        declared |= {n for n in st.without_grad if declared_no_grad(st.model, n)}
+        names = missing.setdefault(where(st.stage), {})
+        names.update(dict.fromkeys(n for n in st.without_grad if not declared_no_grad(st.model, n)))
+    problems = [f"{at}{len(names)} trainable parameter(s) receive no gradient: {first_names(names)} "
+                f"(freeze them, or name them in `no_grad_params`)" for at, names in missing.items() if names]
+    model = s.steps[0].model
     n = sum(1 for p in model.parameters() if p.requires_grad)
-    return verdict(problems, f"{n - len(declared)} of {n} trainable tensors receive one; "
-                             f"{len(declared)} declared not to ({', '.join(model.no_grad_params)})")
+    without = f"; {len(declared)} declared not to ({', '.join(model.no_grad_params)})" if declared else ""
+    return verdict(problems, f"{n - len(declared)} of {n} trainable tensors receive one{without}")
 
 
 def nonfinite(named: Iterable[tuple[str, Optional[torch.Tensor]]]) -> list[str]:
@@ -229,15 +251,13 @@ def nonfinite(named: Iterable[tuple[str, Optional[torch.Tensor]]]) -> list[str]:
 
 def check_finite(s: Subject) -> Result:
     """No NaN or inf in the predictions, the loss parts or the gradients of a training step."""
-    model = s.build()
     problems = []
-    for stage in stage_runs(model):
-        out, parts = training_step(model, s.batch, stage)
-        bad = nonfinite([("pred", out.pred), *((f"unimodal['{m}']", p) for m, p in (out.unimodal or {}).items()),
-                         *((f"loss '{k}'", v) for k, v in parts.items()),
-                         *((f"grad of {n}", p.grad) for n, p in model.named_parameters())])
+    for st in s.steps:
+        bad = nonfinite([("pred", st.out.pred), *((f"unimodal['{m}']", p) for m, p in (st.out.unimodal or {}).items()),
+                         *((f"loss '{k}'", v) for k, v in st.parts.items())])
+        bad += [f"grad of {n}" for n in st.nonfinite_grads]
         if bad:
-            problems.append(f"{where(stage)}NaN/inf in {first_names(bad)}")
+            problems.append(f"{st.task}: {where(st.stage)}NaN/inf in {first_names(bad)}")
     return verdict(problems, "predictions, loss parts and gradients")
 
 
@@ -385,8 +405,7 @@ def through_safetensors(state: dict[str, Any]) -> dict[str, Any]:
 def check_state_dict(s: Subject) -> Result:
     """After a training step, loading the state dict (as is, and through safetensors) into a
     model built from another seed reproduces the predictions."""
-    model = s.build()
-    training_step(model, s.batch, stage_runs(model)[-1])
+    model = [st.model for st in s.steps if st.task == "regression"][-1]  # after its training step(s)
     want, state = predictions(model, s.batch), model.state_dict()
     odd = [k for k, v in state.items() if not torch.is_tensor(v)]
     if odd:
