@@ -232,7 +232,8 @@ def check_loss_parts(s: Subject) -> Result:
 def check_gradients(s: Subject) -> Result:
     """Every trainable parameter receives a gradient (in each stage that trains it), unless it is
     frozen (`requires_grad=False`) or named in the model's `no_grad_params`."""
-    declared, missing = set(), {}  # missing: per stage, the names in order (any task)
+    declared: set[str] = set()
+    missing: dict[str, dict[str, None]] = {}  # per stage, the names in order (any task)
     for st in s.steps:
         declared |= {n for n in st.without_grad if declared_no_grad(st.model, n)}
         names = missing.setdefault(where(st.stage), {})
@@ -378,8 +379,7 @@ def check_bf16_autocast(s: Subject) -> Result:
 
     model = s.build()
     opt = build_optimizer(model)
-    model.stage = stage_runs(model)[-1].name if model.stages() else None
-    model.train()
+    last_stage(model).train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         parts = model.loss(model(s.batch), s.batch)
     problems = [f"NaN/inf in {first_names(bad)}"] if (bad := nonfinite((f"loss '{k}'", v) for k, v in parts.items())) else []

@@ -87,12 +87,6 @@ def test_a_non_separable_model_claiming_separability_fails(broken_models, capsys
     assert [n for n, (status, _) in lines.items() if status == "FAIL"] == ["separable", "masking"]
 
 
-def test_an_unknown_model_is_a_usage_error(capsys):
-    assert _cli(["check-model", "late_fusio"]) == 2
-    captured = capsys.readouterr()
-    assert "unknown model 'late_fusio'; did you mean 'late_fusion'?" in captured.err and captured.out == ""
-
-
 def test_a_model_that_does_not_build_fails_and_skips_the_rest(broken_models, monkeypatch, capsys):
     import dataclasses
 
