@@ -3,8 +3,10 @@ to hold. `python -m bench check-model NAME` runs them on any registered model, a
 registry-parametrized tests call the same functions, so the two cannot drift.
 
 Each check takes a `Subject` (a model name and a few samples of the embedded `synthetic`
-data) and returns a `Result`: PASS, FAIL or SKIP, and why. A check builds its own models
-from the demo preset, so checks are independent of each other and of their order.
+data) and returns a `Result`: PASS, FAIL or SKIP, and why. Models are built from the demo
+preset; the checks that read a training step (shapes, loss parts, gradients, NaN/inf,
+state dict) share the subject's one step per task and stage (`Subject.steps`), which no
+check changes, so checks do not depend on each other or on their order.
 """
 
 from __future__ import annotations
