@@ -126,6 +126,10 @@ class MSAModel(nn.Module):
     cfg: ModelConfig
     modalities: tuple[str, ...] = MODALITIES  # the modalities the model reads (bert_text: text only)
     stage: Optional[str] = None  # the Stage being trained/evaluated; None: a model without stages
+    # name fragments of parameters that are built but by design receive no gradient: the BERT
+    # pooler a model does not read, and the reference code's dead modules (named `unused_*`).
+    # They count in the parameter totals; `bench check-model` accepts them without a gradient.
+    no_grad_params: tuple[str, ...] = ("pooler.", "unused_")
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()

@@ -29,6 +29,22 @@ def synthetic():
     return load_dataset("synthetic")
 
 
+@pytest.fixture(scope="session")
+def subject(synthetic):
+    """The protocol checks' (bench/checks.py) subject for a model name: a few synthetic samples.
+    One per name for the session, so the training steps several checks read are taken once."""
+    import functools
+
+    from bench.checks import Subject
+
+    return functools.cache(lambda name: Subject.on(name, synthetic))
+
+
+def assert_passes(result) -> None:
+    """A bench.checks Result did not fail (its reason is the assertion message)."""
+    assert result.ok, result.why
+
+
 def slice_data(data, n_train: int = 96, n_valid: int = 48, n_test: int = 48):
     """A small MSAData made of the first samples of each split (fast trainer tests)."""
     from bench.data.base import MSAData

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.train import build_optimizer
+from bench.checks import check_bf16_autocast
+from conftest import assert_passes
 from models import create_model, list_models
 
 MODELS_DIR = str(Path(__file__).resolve().parents[1] / "models")
@@ -41,24 +42,8 @@ def batch(synthetic):
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_train_step_and_eval_under_bf16_autocast(name, batch):
-    torch.manual_seed(0)
-    model = create_model(name, "synthetic")
-    opt = build_optimizer(model)
-    model.stage = model.stages()[-1].name if model.stages() else None
-    model.train()
-    with _bf16():
-        out = model(batch)
-        parts = model.loss(out, batch)
-    assert all(torch.isfinite(v).all() for v in parts.values()), {k: v for k, v in parts.items()}
-    assert parts["total"].dtype in (torch.float32, torch.float64), "the loss the optimizer sees is not bf16"
-    parts["total"].backward()
-    opt.step()
-    assert all(torch.isfinite(p).all() for p in model.parameters())
-    model.eval()
-    with torch.no_grad(), _bf16():
-        pred = model(batch).pred
-    assert torch.isfinite(pred.float()).all()
+def test_train_step_and_eval_under_bf16_autocast(name, subject):
+    assert_passes(check_bf16_autocast(subject(name)))
 
 
 def test_pase_keeps_prototypes_pcl_and_cal_in_full_precision(batch, monkeypatch):

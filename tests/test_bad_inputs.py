@@ -262,8 +262,13 @@ LS = [
     (["ls", "mult", "pase"], ["unrecognized arguments"]),
 ]
 
+CHECK_MODEL = [
+    (["check-model", "mlut"], ["unknown model 'mlut'", "did you mean 'mult'"]),
+    (["check-model"], ["NAME"]),
+]
 
-@pytest.mark.parametrize("argv,must,code", cases(RUN + TABLE + FIGURE + COMPARE + DATA + PERF + TUNE + LS))
+
+@pytest.mark.parametrize("argv,must,code", cases(RUN + TABLE + FIGURE + COMPARE + DATA + PERF + TUNE + LS + CHECK_MODEL))
 def test_cli_refuses_bad_input(argv, must, code, world, capsys):
     refuses(argv, must, world, capsys, code)
 

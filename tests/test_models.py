@@ -1,63 +1,40 @@
-"""One parametrized test file over the registry: every model on the synthetic demo preset."""
+"""One parametrized test file over the registry: every model on the synthetic demo preset.
+The protocol properties are tested through bench/checks.py, the functions `bench check-model`
+runs, so the command and the tests cannot drift; test-only strictness is added here."""
 
 import pytest
 import torch
 
+from bench import checks
 from bench.train import build_optimizer
+from conftest import assert_passes
 from models import create_model, list_models
 
-# parameters that by design never receive a gradient (documented in each model's file)
-NO_GRAD_OK = ("pooler.", "unused_")  # unused_*: built by the released code, never called (ConFEDE, EUAR)
 
-
-@pytest.fixture(scope="module")
-def batch(synthetic):
-    return synthetic.train.take(torch.arange(6))
+@pytest.mark.parametrize("name", list_models())
+def test_forward_backward(name, subject):
+    """Output shapes per task, loss parts, a gradient for every parameter not declared without, no NaN/inf."""
+    s = subject(name)
+    for check in (checks.check_output_shapes, checks.check_loss_parts, checks.check_gradients, checks.check_finite):
+        assert_passes(check(s))
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_forward_backward(name, batch):
-    torch.manual_seed(0)
-    model = create_model(name, "synthetic")
-    model.train()
-    out = model(batch)
-    assert out.pred.shape == (6, model.cfg.n_out)
-    assert torch.isfinite(out.pred).all()
-    parts = model.loss(out, batch)
-    assert "total" in parts and parts["total"].ndim == 0 and torch.isfinite(parts["total"])
-    parts["total"].backward()
-    missing = [n for n, p in model.named_parameters()
-               if p.requires_grad and p.grad is None and not any(k in n for k in NO_GRAD_OK)]
-    assert not missing, f"parameters without gradient: {missing[:5]}"
+def test_masked_inputs_change_prediction_through_the_masked_modality_only(name, subject):
+    assert_passes(checks.check_masking(subject(name)))
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_masked_inputs_change_prediction(name, batch):
-    torch.manual_seed(0)
-    model = create_model(name, "synthetic").eval()
-    with torch.no_grad():
-        full = model(batch).pred
-        for m in "tav":
-            masked = model(batch.without({m})).pred
-            assert torch.isfinite(masked).all()
-            if m in model.modalities:
-                assert not torch.allclose(full, masked), f"masking {m} does not change {name}'s output"
-            else:  # a modality the model does not read (bert_text: audio, vision)
-                assert torch.equal(full, masked)
-
-
-@pytest.mark.parametrize("name", list_models())
-def test_separable_fast_path_equals_masked_forwards(name, small_synthetic):
+def test_separable_fast_path_equals_masked_forwards(name, subject, small_synthetic):
     """evaluate() fuses per-modality encodings for separable models: same numbers as masked forwards."""
     from bench.train import COALITIONS, evaluate
 
+    result = checks.check_separable(subject(name))
+    if result.status == checks.SKIP:
+        pytest.skip(f"{name}: {result.why}")
+    assert_passes(result)
     torch.manual_seed(0)
     model = create_model(name, "synthetic").eval()
-    if not model.separable:
-        pytest.skip(f"{name} is not separable (modalities interact before fusion)")
-    with torch.no_grad():
-        b = small_synthetic.valid.take(torch.arange(8))
-        assert torch.allclose(model(b).pred, model.fuse(model.encode(b)), atol=1e-6)
     split = small_synthetic.valid.subset(torch.arange(20))
     fast = evaluate(model, split, torch.device("cpu"), 8, COALITIONS)
     type(model).separable = property(lambda self: False)  # force the masked-forward path
@@ -70,11 +47,21 @@ def test_separable_fast_path_equals_masked_forwards(name, small_synthetic):
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_optimizer_groups_cover_all_parameters(name):
+def test_optimizer_groups_cover_all_parameters(name, subject):
+    assert_passes(checks.check_param_groups(subject(name)))
     model = create_model(name, "synthetic")
     opt = build_optimizer(model)
     n_opt = sum(p.numel() for g in opt.param_groups for p in g["params"])
     assert n_opt == sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("check", [checks.check_batch_composition, checks.check_seed, checks.check_state_dict,
+                                   checks.check_stages], ids=lambda c: c.__name__.removeprefix("check_"))
+@pytest.mark.parametrize("name", list_models())
+def test_protocol(name, check, subject):
+    """Evaluation independent of batch composition (unless declared), same seed same
+    predictions, state-dict round trips, well-formed stages: as `bench check-model` runs them."""
+    assert_passes(check(subject(name)))
 
 
 @pytest.mark.parametrize("name", list_models())

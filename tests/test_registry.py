@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.checks import check_builds
+from conftest import assert_passes
 from models import create_model, list_models
 from models.base import ModelConfig, MSAModel
 from models.registry import get_model_entry, register_model, resolve_config
@@ -67,7 +69,8 @@ def test_presets_are_config_dataclasses(name):
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_builds_an_msamodel(name):
+def test_builds_an_msamodel(name, subject):
+    assert_passes(check_builds(subject(name)))
     model = create_model(name, "synthetic")
     assert isinstance(model, MSAModel) and model.cfg.dataset == "synthetic"
 

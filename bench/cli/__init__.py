@@ -17,6 +17,7 @@ COMMANDS = {
     "figure": "bench.cli.figure",
     "compare": "bench.cli.compare",
     "perf": "bench.cli.perf",
+    "check-model": "bench.cli.check_model",
 }
 
 EPILOG = """examples:
