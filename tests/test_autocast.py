@@ -27,8 +27,9 @@ ALLOWED_SYNCS: dict[str, str] = {
     "transformer.py:dropout_keep": "CPU-only path: seeds numpy from torch's CPU generator (CUDA uses F.dropout)",
     "transformer.py:blocked_attention_with_dropout": "CPU-only path, same seed draw (CUDA uses SDPA)",
     "text_encoder.py:cls": "the batch's last attended column, to drop all-padding columns (a shape: host-side)",
+    "protocol.py:last_attended": "the same last attended column, for the callers' padding trims (a shape: host-side)",
     "euar.py:_text_states": "the same padding trim before BERT (exact; `trim_padding=False` removes it)",
-    "self_mm.py:forward": "pack_padded_sequence takes CPU lengths (torch API), as MMSA's AuxNets LSTM",
+    "blocks.py:forward": "AuViSubNet (Self-MM, MCL-MCF): pack_padded_sequence takes CPU lengths (torch API), as MMSA's AuxNets LSTM",
 }
 
 
