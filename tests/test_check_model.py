@@ -5,6 +5,7 @@ each fail with exit 1 and a FAIL line naming the check and why."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from torch import nn
 
 from models import registry
 from models.late_fusion import PRESETS, LateFusion, LateFusionConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cli(argv: list[str]) -> int:
@@ -68,9 +71,18 @@ def test_a_built_in_model_passes_every_check(capsys):
     assert lines["output-shapes"][1] == "regression (8, 1), iemocap (8, 8)"
 
 
+def assert_the_guide_quotes_its_failures(out: str) -> None:
+    """docs/your-model.md shows these failures: its FAIL lines are the command's, verbatim."""
+    guide = (ROOT / "docs" / "your-model.md").read_text()
+    for line in (x for x in out.splitlines() if x.startswith("FAIL")):
+        assert line in guide, f"docs/your-model.md does not quote: {line}"
+
+
 def test_a_parameter_without_gradient_fails(broken_models, capsys):
     assert _cli(["check-model", "check_test_dead_param"]) == 1
-    lines = _lines(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert_the_guide_quotes_its_failures(out)
+    lines = _lines(out)
     assert lines["gradients"] == ("FAIL", "2 trainable parameter(s) receive no gradient: dead.weight, dead.bias "
                                           "(freeze them, or name them in `no_grad_params`)")
     assert [n for n, (status, _) in lines.items() if status == "FAIL"] == ["gradients"]
@@ -78,7 +90,9 @@ def test_a_parameter_without_gradient_fails(broken_models, capsys):
 
 def test_a_non_separable_model_claiming_separability_fails(broken_models, capsys):
     assert _cli(["check-model", "check_test_leaky_text"]) == 1
-    lines = _lines(capsys.readouterr().out)
+    out = capsys.readouterr().out
+    assert_the_guide_quotes_its_failures(out)
+    lines = _lines(out)
     status, why = lines["separable"]
     assert status == "FAIL" and re.fullmatch(
         r"the 't' encoding changes by \S+ when a/v are masked: it reads another modality's input", why), why

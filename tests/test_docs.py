@@ -88,3 +88,21 @@ def test_card_points_only_at_what_the_repository_has(name):
         assert outside not in text, f"{name}.md cites {outside!r}: a document users do not have"
     for path in REPO_PATH.findall(text):
         assert list(ROOT.glob(path.rstrip("/*.") + "*")), f"{name}.md names `{path}`, which is not in the repository"
+
+
+def test_the_your_model_guide_shows_the_example_file_and_its_check_model_output():
+    """docs/your-model.md quotes the example plugin's file verbatim, and the checklist
+    `check-model` prints for it (run here, in a fresh process, as the guide says)."""
+    import subprocess
+    import sys
+
+    guide = (ROOT / "docs" / "your-model.md").read_text()
+    path = "examples/msabench-example/msabench_example/mean_pool.py"
+    block = re.search(rf"<!-- your-model: {re.escape(path)} -->\n```python\n(.*?)```", guide, re.DOTALL)
+    assert block is not None and block.group(1) == (ROOT / path).read_text(), "docs/your-model.md: model block != file"
+    command = re.search(r"```bash\n(python -m bench check-model .*?)\n```", guide)
+    assert command is not None and path in command.group(1)
+    out = subprocess.run([sys.executable, *command.group(1).split()[1:]], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600, check=False)
+    assert out.returncode == 0, out.stderr
+    assert f"```\n{out.stdout}```" in guide, f"docs/your-model.md: check-model output differs:\n{out.stdout}"

@@ -249,3 +249,28 @@ def test_a_model_without_a_preset_for_the_dataset_names_model_dataset_and_preset
     code, out = cli(["run", "--include", str(path), "--models", "synthetic_only", "--datasets", "mosi",
                      "--out", str(tmp_path / "out")], capsys)
     assert code == 2 and "model 'synthetic_only' has no preset for dataset 'mosi'; its presets: synthetic: demo" in out
+
+
+@pytest.mark.slow
+def test_the_installed_example_package_runs_end_to_end_through_its_entry_point(tmp_path):
+    """examples/msabench-example installed (CI does; MSABENCH_REQUIRE_EXAMPLE=1 there makes it
+    required): its model is in every command with no --include: check-model, a one-seed run
+    beside a built-in model, the table with both, compare."""
+    if not any(ep.name == "mean_pool" for ep in importlib.metadata.entry_points(group=registry.ENTRY_POINT_GROUP)):
+        if os.environ.get("MSABENCH_REQUIRE_EXAMPLE", "") not in ("", "0"):
+            pytest.fail("examples/msabench-example is not installed: pip install --no-deps -e examples/msabench-example")
+        pytest.skip("examples/msabench-example is not installed (pip install --no-deps -e examples/msabench-example)")
+    env = {**os.environ, "MSABENCH_DISABLE_ENTRY_POINTS": "0", "PYTHONPATH": str(ROOT)}
+    results, reports = str(tmp_path / "results"), str(tmp_path / "reports")
+
+    def bench(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "bench", *args], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=600, check=False)
+        assert out.returncode == 0, f"bench {' '.join(args)}:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+        return out.stdout
+
+    assert "13 checks: 12 passed, 0 failed, 1 skipped" in bench("check-model", "mean_pool")
+    bench("run", "--models", "mean_pool,late_fusion", "--seeds", "1111", "--epochs", "1", "--out", results, "--quiet")
+    table = bench("table", "--results", results, "--out", reports)
+    assert "| Mean pool (example) " in table and "| Late fusion " in table, table
+    assert "MAE" in bench("compare", "mean_pool", "late_fusion", "--results", results)

@@ -17,6 +17,7 @@ from torch import nn
 
 from models import register_model
 from models.base import ModelConfig, ModelOutput, MSAModel
+from models.registry import around_preset, choice, uniform
 
 
 @dataclass(kw_only=True)
@@ -66,8 +67,15 @@ PRESETS = {
     ("mosei", "mmsa"): MeanPoolConfig(dims=(768, 74, 35), setting="unaligned", **_TRAINING),
 }
 
+SEARCH_SPACE = {  # `bench tune`: each distribution names its source
+    "lr": around_preset(10, source="harness decision: log-uniform [preset/10, preset*10]"),
+    "hidden": choice(8, 16, 32, source="harness decision"),
+    "dropout": uniform(0.0, 0.5, source="harness decision"),
+}
 
-@register_model("mean_pool", config=MeanPoolConfig, presets=PRESETS, default_preset="mmsa")
+
+@register_model("mean_pool", config=MeanPoolConfig, presets=PRESETS, default_preset="mmsa", search_space=SEARCH_SPACE,
+                display_name="Mean pool (example)", family="harness baseline")
 def mean_pool(cfg: MeanPoolConfig) -> MeanPool:
     """Mean-pooled modalities, a linear layer each, a linear head (an example plugin model)."""
     return MeanPool(cfg)
