@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
 import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from models.constants import entry_points
 
 CATALOG_PATH = Path(__file__).with_name("catalog.json")
 SCHEMA = 2
@@ -180,7 +183,9 @@ def model_meta(name: str) -> dict[str, Any]:
     known, default_order = _registered_meta()
     if name in known:
         return known[name]
-    registry = sys.modules.get("models.registry")  # a plugin registered in this process; never imported here
+    registry = sys.modules.get("models.registry")  # a plugin registered in this process, or
+    if registry is None and any(ep.name == name for ep in entry_points()):  # an installed one (named after its model)
+        registry = importlib.import_module("models.registry")
     if registry is not None and name in registry.list_models():
         return registry.get_model_entry(name).meta()
     return {"display_name": name, "paper": "", "reference": "", "family": "", "order": default_order,
