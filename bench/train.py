@@ -33,8 +33,9 @@ from bench.data.base import MSAData, Split
 from bench.metrics import compute_metrics, contribution_utility, iemocap_majority_baseline
 from bench.optim import make_optimizer
 from bench.shapley import coalition_key, coalitions, shapley_from_fn
-from models.base import INHERIT, MSAModel, Stage, count_parameters, task_loss
+from models.base import INHERIT, MSAModel, Multipliers, Stage, count_parameters, task_loss
 from models.constants import METRICS, MODALITIES
+from models.protocol import improves
 
 
 logger = logging.getLogger(__name__)
@@ -210,7 +211,7 @@ def build_optimizer(model: MSAModel, groups: Optional[list[dict[str, Any]]] = No
         raise ValueError(f"{len(missing)} trainable parameters are in no optimizer group (first: {missing[0]})")
     opt = make_optimizer(kind or cfg.optimizer, groups, cfg.lr, cfg.weight_decay, cfg.adam_epsilon)
     for g in opt.param_groups:
-        g["base_lr"] = g["lr"]  # hooks (PaSE's SGM) scale from here
+        g["base_lr"] = g["lr"]  # lr multipliers (PaSE's SGM) scale from here
     return opt
 
 
@@ -241,10 +242,40 @@ def peak_memory(device: torch.device) -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
-def _is_better(value: float, best: Optional[float], higher: bool, min_delta: float) -> bool:
-    if best is None:
-        return math.isfinite(value)
-    return value >= best + min_delta if higher else value <= best - min_delta
+GradScale = list[tuple[list[torch.nn.Parameter], float]]  # (branch parameters, factor)
+
+
+def apply_multipliers(model: MSAModel, optimizer: torch.optim.Optimizer, mult: Optional[Multipliers]) -> GradScale:
+    """Sets every group's lr to base_lr * mult.lr factor (1.0 unnamed) now; returns the
+    (parameters, factor) pairs whose gradients `train_epoch` scales after every backward."""
+    name = type(model).__name__
+    if mult is None:
+        return []
+    if mult.lr is not None:
+        groups = [g.get("name") for g in optimizer.param_groups]
+        if unknown := sorted(set(mult.lr) - set(groups)):
+            raise ValueError(f"{name}.training_multipliers: lr for unknown optimizer groups {unknown} (groups: {groups})")
+        if model.cfg.scheduler is not None:
+            raise ValueError(f"{name}.training_multipliers sets every lr each epoch: scheduler="
+                             f"'{model.cfg.scheduler}' would fight it")
+        for g in optimizer.param_groups:
+            g["lr"] = g["base_lr"] * mult.lr.get(g.get("name", ""), 1.0)
+    if not mult.grad:
+        return []
+    branches = model.modality_params()
+    if unknown := sorted(set(mult.grad) - set(branches)):
+        raise ValueError(f"{name}.training_multipliers: grad for unknown modalities {unknown} (branches: {list(branches)})")
+    if model.cfg.grad_accum_steps > 1:
+        raise ValueError(f"{name}.training_multipliers scales .grad after every backward: grad_accum_steps="
+                         f"{model.cfg.grad_accum_steps} would scale accumulated micro-batches repeatedly")
+    return [(params, mult.grad[m]) for m, params in branches.items() if m in mult.grad]
+
+
+def _scale_grads(scale: GradScale) -> None:
+    for params, factor in scale:
+        for p in params:
+            if p.grad is not None:
+                p.grad.mul_(factor)
 
 
 # -- one run: shared context, stages, selection -----------------------------------------------
@@ -305,7 +336,7 @@ class _Selection:
     since_best: int = 0
 
     def update(self, value: float, epoch: int, valid: dict, model: MSAModel) -> None:
-        if _is_better(value, self.value, self.higher, self.min_delta):
+        if improves(value, self.value, higher=self.higher, min_delta=self.min_delta):
             self.value, self.epoch, self.valid, self.since_best = value, epoch, dict(valid), 0
             self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
@@ -344,8 +375,10 @@ def _recording_nondeterminism(found: list[str]):
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
-def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler, epoch: int) -> dict[str, Any]:
-    """One pass over the training split; returns the epoch's `train` loss means."""
+def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler, epoch: int,
+                grad_scale: GradScale) -> dict[str, Any]:
+    """One pass over the training split (gradients scaled by `grad_scale`, see
+    `apply_multipliers`); returns the epoch's `train` loss means."""
     model, data, cfg = run.model, run.data, run.model.cfg
     device, amp = run.state.device, run.state.amp
     loss_fn = s.stage.loss or model.loss
@@ -374,6 +407,7 @@ def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler, epoch: int) 
                 )
             loss.backward()
             model.after_backward(run.step)
+            _scale_grads(grad_scale)
             if cfg.clip_grad_value is not None:  # MMSA MulT: after every backward
                 torch.nn.utils.clip_grad_value_(params, cfg.clip_grad_value)
             for k, v in parts.items():  # device-side sums: no extra sync per batch
@@ -431,7 +465,8 @@ def run_stage(run: _Run, stage: Stage) -> dict[str, Any]:
             record: dict[str, Any] = {"epoch": epoch, **({"stage": stage.name} if staged else {})}
             with _recording_nondeterminism(run.nondeterministic):
                 record.update(model.on_epoch_start(epoch, state) or {})
-                record["train"] = train_epoch(run, s, optimizer, scheduler, epoch)
+                grad_scale = apply_multipliers(model, optimizer, model.training_multipliers(epoch, state))
+                record["train"] = train_epoch(run, s, optimizer, scheduler, epoch, grad_scale)
                 train_time += time.perf_counter() - t_epoch
                 record["lr"] = state.group_lrs()
                 valid = state.valid_metrics = validate_epoch(run, s, record)

@@ -5,8 +5,10 @@ A model is an `MSAModel` (an nn.Module) built from a `ModelConfig` dataclass:
   IEMOCAP (4 emotions x (absent, present));
 - `loss(output, batch) -> {"total": ..., named parts}`: the model owns its loss;
 - `param_groups()` -> optimizer groups; `modality_params()` -> parameters per modality branch;
-- hooks `on_epoch_start`, `on_epoch_end`, `after_backward`, `on_stage_start`: the only way a
-  model changes training behaviour; `summary()` adds model-specific fields to the result file;
+- hooks `on_epoch_start`, `on_epoch_end`, `after_backward`, `on_stage_start`,
+  `training_multipliers`: the only way a model changes training behaviour (a model never
+  writes the optimizer: it returns `Multipliers` the trainer applies); `summary()` adds
+  model-specific fields to the result file;
 - optional `stages()` -> ordered `Stage`s for multi-stage methods (ConFEDE, MFON): the trainer
   runs them in order, each selected on validation, the next starting from the previous
   stage's selected state; `self.stage` names the stage being trained or evaluated (None for
@@ -101,6 +103,19 @@ class Stage:
     contributions: bool = True  # Shapley values on validation each epoch (off for unimodal pre-training)
 
 
+@dataclass(frozen=True)
+class Multipliers:
+    """Scalings a model asks the trainer to apply for one epoch (PaSE's SGM).
+
+    `lr`: {optimizer group name: factor}; before the epoch every group's lr becomes
+    base_lr * factor (1.0 for a group not named). `grad`: {modality: factor}; after every
+    backward (after `after_backward`, before clipping) the gradients of
+    `modality_params()[m]` are multiplied by the factor. None leaves that part alone."""
+
+    lr: Optional[dict[str, float]] = None
+    grad: Optional[dict[str, float]] = None
+
+
 @dataclass
 class ModelOutput:
     pred: torch.Tensor  # (B, 1) regression or (B, 8) IEMOCAP logits
@@ -176,6 +191,10 @@ class MSAModel(nn.Module):
     def on_epoch_end(self, epoch: int, state: Any) -> dict[str, Any]:
         """Called after validation; returns fields for that epoch's history."""
         return {}
+
+    def training_multipliers(self, epoch: int, state: Any) -> Optional[Multipliers]:
+        """Called right after `on_epoch_start`; the lr / gradient scalings for that epoch (None: none)."""
+        return None
 
     def stages(self) -> list[Stage]:
         """Ordered training stages; [] (the default) trains once with the config's settings."""

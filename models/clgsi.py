@@ -69,7 +69,7 @@ from torch import nn
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
 from models.layers.seq_encoder import at_least_fp32, masked_mean, sinusoidal_table
 from models.layers.text_encoder import build_text_encoder, split_no_decay
-from models.protocol import lengths_mask
+from models.protocol import improves, lengths_mask
 from models.constants import METRICS
 from models.registry import register_model
 
@@ -423,8 +423,7 @@ class CLGSI(MSAModel):
         value = state.valid_metrics.get(self.cfg.selection_metric)
         if value is not None:
             higher = METRICS[self.cfg.selection_metric].higher_is_better
-            better = self._best is None or (value >= self._best + self.cfg.min_delta if higher
-                                            else value <= self._best - self.cfg.min_delta)
+            better = improves(value, self._best, higher=higher, min_delta=self.cfg.min_delta)
             self._best, self._since_best = (value, 0) if better else (self._best, self._since_best + 1)
         return {}
 

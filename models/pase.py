@@ -21,7 +21,8 @@ the forward pass and before the losses; L = L_task(fused) + 1/3 sum_m L_task(uni
 class means and the other modality's prototypes, POT `sinkhorn_log`); phase 2 starts on a
 plateau of the validation fused loss (or at the cap); SGM computes exact Shapley values of
 -mean fused task loss on a fixed training subsample every `sgm_every` epochs and, in phase
-2, sets each modality's learning rate to base_lr * phi_m.
+2, `training_multipliers` asks the trainer to set each modality's learning rate to
+base_lr * phi_m (sgm_mode "grad": to scale its branch gradients by phi_m).
 
 History fields added per epoch: `phase`, `switch_epoch` (the first phase-2 epoch only),
 `sgm` {split, n, utility, psi, psi_norm, phi, applied}, `gate_mean` {t, a, v} (mean gate
@@ -44,10 +45,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
+from models.base import ModelConfig, ModelOutput, MSAModel, Multipliers, task_loss
 from models.layers.seq_encoder import SeqEncoder, pool_segments
 from models.layers.text_encoder import TextEncoder, build_text_encoder
 from models.constants import MODALITIES
+from models.protocol import improves
 from models.registry import around_preset, register_model, uniform
 
 PAIRS = (("t", "a"), ("t", "v"), ("a", "v"))  # the unordered modality pairs of L_inter
@@ -206,8 +208,7 @@ class PhaseSwitch:
     since_best: int = 0
 
     def observe(self, value: float) -> None:
-        first = self.best is None and math.isfinite(value)
-        if first or (self.best is not None and value <= self.best - self.min_delta):
+        if improves(value, self.best, higher=False, min_delta=self.min_delta):
             self.best, self.since_best = value, 0
         else:
             self.since_best += 1
@@ -271,7 +272,6 @@ class PaSE(MSAModel):
         self._gate_sum: Optional[torch.Tensor] = None  # (3,) device-side sums over the epoch's train batches
         self._gate_count = 0
         self._ot_err: Optional[torch.Tensor] = None
-        self._branch_params: Optional[dict[str, list[nn.Parameter]]] = None  # cached for sgm_mode="grad"
 
     @staticmethod
     def _check(cfg: PaSEConfig) -> None:
@@ -476,10 +476,6 @@ class PaSE(MSAModel):
         record["phase"] = self.phase
         if epoch % cfg.sgm_every == 0:
             record["sgm"] = self.compute_sgm(state)
-        if cfg.sgm_mode == "lr":  # phi = 1 outside phase 2 / without use_sgm; shared always 1
-            for group in state.optimizer.param_groups:
-                m = group.get("modality")
-                group["lr"] = group["base_lr"] * (self.phi[m] if self.sgm_applied() and m is not None else 1.0)
         self._gate_sum, self._gate_count, self._ot_err = None, 0, None
         return record
 
@@ -498,15 +494,15 @@ class PaSE(MSAModel):
         return {"split": "train_subsample", "n": len(self._sgm_split), "utility": utility, "psi": psi,
                 "psi_norm": psi_norm, "phi": dict(self.phi), "applied": self.sgm_applied()}
 
-    def after_backward(self, step: int) -> None:
-        if self.cfg.sgm_mode != "grad" or not self.sgm_applied():
-            return
-        if self._branch_params is None:
-            self._branch_params = self.modality_params()
-        for m, params in self._branch_params.items():
-            for p in params:
-                if p.grad is not None:
-                    p.grad.mul_(self.phi[m])
+    def training_multipliers(self, epoch: int, state: Any) -> Multipliers:
+        """SGM for the epoch `on_epoch_start` prepared: phi_m on the lr of modality m's groups
+        ("lr") or on its branch gradients ("grad"); factor 1 outside phase 2, without use_sgm,
+        and for the shared group."""
+        phi = self.phi if self.sgm_applied() else {}
+        if self.cfg.sgm_mode == "grad":
+            return Multipliers(grad=dict(phi))
+        groups = state.optimizer.param_groups  # read only: the trainer sets the lrs
+        return Multipliers(lr={g["name"]: phi[g["modality"]] for g in groups if g.get("modality") in phi})
 
     def on_epoch_end(self, epoch: int, state: Any) -> dict[str, Any]:
         if self.phase == 1:  # monitor the validation fused task loss

@@ -8,11 +8,15 @@ the settings, and the metrics with their direction.
 - audio / vision -> zeros, lengths kept.
 Shapley contributions, SGM and missing-modality evaluation all use this one function, so
 contribution curves are comparable across models.
+
+`improves(value, best, ...)` is the one "is this a new best" rule: the trainer's selection and
+early stopping, CLGSI's record of that early stopping and PaSE's phase switch all use it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
@@ -90,3 +94,13 @@ def last_attended(mask: torch.Tensor) -> int:
 def lengths_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """(B, T) bool, True at valid steps."""
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def improves(value: float, best: Optional[float], *, higher: bool, min_delta: float) -> bool:
+    """Whether `value` is a new best over `best` (None: none yet): better by at least
+    `min_delta` in the direction `higher` (True: higher is better). The first best must be
+    finite; NaN never improves. Values are compared as given: the trainer rounds the
+    validation loss (`val_loss_decimals`) before any caller sees it."""
+    if best is None:
+        return math.isfinite(value)
+    return value >= best + min_delta if higher else value <= best - min_delta

@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from bench.data.base import MSAData, Split
-from bench.train import TrainState, build_optimizer, train_and_test
+from bench.train import TrainState, _scale_grads, apply_multipliers, build_optimizer, train_and_test
 from models import create_model
 from models.layers.seq_encoder import SeqEncoder
 from models.pase import PaSE, PhaseSwitch, PrototypeBank, ot_plan, prototype_classes, sgm_factors
+from models.base import Multipliers
 from models.protocol import Batch
 from models.constants import MODALITIES
 from models.registry import resolve_config
@@ -231,6 +232,13 @@ def _state(model: PaSE, data: MSAData, seed: int = 1111) -> TrainState:
     return TrainState(model, build_optimizer(model), data, torch.device("cpu"), seed, amp=False)
 
 
+def _epoch_start(model: PaSE, state: TrainState, epoch: int = 0) -> dict:
+    """What the trainer does before an epoch: the hook, then the model's multipliers applied."""
+    rec = model.on_epoch_start(epoch, state)
+    apply_multipliers(model, state.optimizer, model.training_multipliers(epoch, state))
+    return rec
+
+
 @pytest.fixture(scope="module")
 def tiny_data(synthetic):
     return slice_data(synthetic, 64, 32, 32)
@@ -292,6 +300,8 @@ def test_sgm_suppresses_the_dominant_modality_in_phase_two(tiny_data):
     data = _text_dominant(model, tiny_data)
     state = _state(model, data)
     rec = model.on_epoch_start(0, state)["sgm"]
+    assert all(g["lr"] == g["base_lr"] for g in state.optimizer.param_groups)  # the model writes no lr
+    rec = _epoch_start(model, state)["sgm"]
     assert rec["split"] == "train_subsample" and rec["n"] == 64 and rec["applied"]
     assert set(rec["utility"]) == {"", "t", "a", "v", "ta", "tv", "av", "tav"}
     phi, psi = rec["phi"], rec["psi"]
@@ -308,7 +318,7 @@ def test_sgm_is_logged_but_not_applied_without_use_sgm(tiny_data):
     model = _model(dual_phase=False, use_sgm=False)
     data = _text_dominant(model, tiny_data)
     state = _state(model, data)
-    rec = model.on_epoch_start(0, state)["sgm"]
+    rec = _epoch_start(model, state)["sgm"]
     assert not rec["applied"] and rec["phi"]["t"] < 1.0
     assert all(g["lr"] == g["base_lr"] for g in state.optimizer.param_groups)
 
@@ -332,7 +342,11 @@ def test_sgm_grad_mode_scales_branch_gradients(batch):
     model.phi = {"t": 0.5, "a": 1.0, "v": 0.8}
     model.loss(model(batch), batch)["total"].backward()
     before = {m: [p.grad.clone() for p in ps if p.grad is not None] for m, ps in model.modality_params().items()}
-    model.after_backward(0)
+    model.after_backward(0)  # the model scales nothing itself: the trainer applies its multipliers
+    assert all(torch.equal(p.grad, b) for m, ps in model.modality_params().items()
+               for p, b in zip([p for p in ps if p.grad is not None], before[m]))
+    assert model.training_multipliers(0, None) == Multipliers(grad=model.phi)
+    _scale_grads(apply_multipliers(model, build_optimizer(model), model.training_multipliers(0, None)))
     for m, ps in model.modality_params().items():
         after = [p.grad for p in ps if p.grad is not None]
         assert all(torch.allclose(a, b * model.phi[m]) for a, b in zip(after, before[m]))
