@@ -6,6 +6,7 @@ import torch
 from bench.train import apply_multipliers, build_optimizer, train_and_test
 from models import create_model
 from models.base import Multipliers
+from models.late_fusion import LateFusion
 
 
 def _model(**over):
@@ -45,7 +46,7 @@ def test_bad_multipliers_are_refused(over, mult, match):
         apply_multipliers(model, _two_groups(model), mult)
 
 
-class _Scaled(type(_model())):  # type: ignore[misc]
+class _Scaled(LateFusion):
     """late_fusion returning fixed multipliers every epoch."""
 
     mult: Multipliers
