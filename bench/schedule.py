@@ -9,7 +9,7 @@ it: torch's LambdaLR convention). `plateau` is torch's ReduceLROnPlateau on the 
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -114,7 +114,7 @@ class Scheduler:
         if self.schedule.kind in PER_STEP and self.schedule.next_step_lr:
             self._set(self.factor(self.epoch, self.step))
 
-    def end_epoch(self, valid_loss: Optional[float]) -> None:
+    def end_epoch(self, valid_loss: float) -> None:
         """After validation: `plateau` steps on the validation loss."""
         if self.plateau is not None:
             self.plateau.step(valid_loss)
