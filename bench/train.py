@@ -3,7 +3,9 @@ through their own `loss()`, hooks and (multi-stage methods) `stages()`.
 
 Per run:
   seed everything -> for each stage (a model without stages is one stage): freeze what the
-  stage does not train, optimizer from its param groups -> per epoch: `train_epoch`
+  stage does not train, optimizer from its param groups, the declared lr schedule (the
+  model's or the stage's `Schedule`, applied by bench/schedule.py: no model writes the
+  optimizer) -> per epoch: `train_epoch`
   (gradient accumulation that also applies the trailing batches, clipping, bf16 autocast on
   CUDA) -> `validate_epoch` (every modality coalition in the same pass, for the Shapley
   contributions) -> `_Selection` on the stage's validation key, best state kept in memory
@@ -211,7 +213,7 @@ def build_optimizer(model: MSAModel, groups: Optional[list[dict[str, Any]]] = No
         raise ValueError(f"{len(missing)} trainable parameters are in no optimizer group (first: {missing[0]})")
     opt = make_optimizer(kind or cfg.optimizer, groups, cfg.lr, cfg.weight_decay, cfg.adam_epsilon)
     for g in opt.param_groups:
-        g["base_lr"] = g["lr"]  # hooks (PaSE's SGM) scale from here
+        g["base_lr"] = g["lr"]  # the declared schedule (and PaSE's SGM) scale from here
     return opt
 
 
