@@ -3,7 +3,9 @@ through their own `loss()`, hooks and (multi-stage methods) `stages()`.
 
 Per run:
   seed everything -> for each stage (a model without stages is one stage): freeze what the
-  stage does not train, optimizer from its param groups -> per epoch: `train_epoch`
+  stage does not train, optimizer from its param groups, the declared lr schedule (the
+  model's or the stage's `Schedule`, applied by bench/schedule.py: no model writes the
+  optimizer) -> per epoch: `train_epoch`
   (gradient accumulation that also applies the trailing batches, clipping, bf16 autocast on
   CUDA) -> `validate_epoch` (every modality coalition in the same pass, for the Shapley
   contributions) -> `_Selection` on the stage's validation key, best state kept in memory
@@ -23,7 +25,7 @@ import resource
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -32,8 +34,9 @@ import torch
 from bench.data.base import MSAData, Split
 from bench.metrics import compute_metrics, contribution_utility, iemocap_majority_baseline
 from bench.optim import make_optimizer
+from bench.schedule import Scheduler
 from bench.shapley import coalition_key, coalitions, shapley_from_fn
-from models.base import INHERIT, MSAModel, Multipliers, Stage, count_parameters, task_loss
+from models.base import INHERIT, MSAModel, Multipliers, Schedule, Stage, count_parameters, task_loss
 from models.constants import METRICS, MODALITIES
 from models.protocol import improves
 
@@ -211,26 +214,8 @@ def build_optimizer(model: MSAModel, groups: Optional[list[dict[str, Any]]] = No
         raise ValueError(f"{len(missing)} trainable parameters are in no optimizer group (first: {missing[0]})")
     opt = make_optimizer(kind or cfg.optimizer, groups, cfg.lr, cfg.weight_decay, cfg.adam_epsilon)
     for g in opt.param_groups:
-        g["base_lr"] = g["lr"]  # lr multipliers (PaSE's SGM) scale from here
+        g["base_lr"] = g["lr"]  # the declared schedule (and PaSE's SGM) scale from here
     return opt
-
-
-def build_scheduler(model: MSAModel, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
-                    max_epochs: Optional[int] = None, warmup_ratio: Optional[float] = None):
-    cfg = model.cfg
-    if cfg.scheduler is None:
-        return None
-    if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=cfg.scheduler_factor, patience=cfg.scheduler_patience
-        )
-    if cfg.scheduler == "linear_warmup":
-        total = max(1, steps_per_epoch * (cfg.max_epochs if max_epochs is None else max_epochs))
-        warm = int((cfg.warmup_ratio if warmup_ratio is None else warmup_ratio) * total)
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: (s + 1) / max(1, warm) if s < warm else max(0.0, (total - s) / max(1, total - warm))
-        )
-    raise ValueError(f"unknown scheduler '{cfg.scheduler}' (plateau | linear_warmup)")
 
 
 def peak_memory(device: torch.device) -> int:
@@ -255,9 +240,9 @@ def apply_multipliers(model: MSAModel, optimizer: torch.optim.Optimizer, mult: O
         groups = [g.get("name") for g in optimizer.param_groups]
         if unknown := sorted(set(mult.lr) - set(groups)):
             raise ValueError(f"{name}.training_multipliers: lr for unknown optimizer groups {unknown} (groups: {groups})")
-        if model.cfg.scheduler is not None:
-            raise ValueError(f"{name}.training_multipliers sets every lr each epoch: scheduler="
-                             f"'{model.cfg.scheduler}' would fight it")
+        if (kind := model.lr_schedule().kind) is not None:
+            raise ValueError(f"{name}.training_multipliers sets every lr each epoch: its schedule "
+                             f"'{kind}' would fight it")
         for g in optimizer.param_groups:
             g["lr"] = g["base_lr"] * mult.lr.get(g.get("name", ""), 1.0)
     if not mult.grad:
@@ -307,11 +292,12 @@ class _StageSettings:
     sel_key: str
     higher: bool
     batch_size: int
-    warmup_ratio: float
+    schedule: Schedule
     optimizer: str
 
     @classmethod
-    def of(cls, stage: Stage, cfg) -> "_StageSettings":
+    def of(cls, stage: Stage, model: MSAModel) -> "_StageSettings":
+        cfg = model.cfg
         pick = lambda v, default: default if v is INHERIT else v  # noqa: E731
         sel_key = pick(stage.selection_metric, cfg.selection_metric)
         if sel_key not in METRICS:
@@ -320,7 +306,13 @@ class _StageSettings:
         max_epochs = min(pick(stage.max_epochs, cfg.max_epochs), cfg.max_epochs)
         return cls(stage, max_epochs, pick(stage.early_stop_patience, cfg.early_stop_patience),
                    sel_key, METRICS[sel_key].higher_is_better, pick(stage.batch_size, cfg.batch_size),
-                   pick(stage.warmup_ratio, cfg.warmup_ratio), pick(stage.optimizer, cfg.optimizer))
+                   _stage_schedule(stage, model), pick(stage.optimizer, cfg.optimizer))
+
+
+def _stage_schedule(stage: Stage, model: MSAModel) -> Schedule:
+    """The stage's schedule (default: the model's) with the stage's warm-up ratio, if it sets one."""
+    schedule = model.lr_schedule() if stage.schedule is INHERIT else stage.schedule
+    return schedule if stage.warmup_ratio is INHERIT else replace(schedule, warmup_ratio=stage.warmup_ratio)
 
 
 @dataclass
@@ -375,7 +367,7 @@ def _recording_nondeterminism(found: list[str]):
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
-def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler, epoch: int,
+def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler: Scheduler, epoch: int,
                 grad_scale: GradScale) -> dict[str, Any]:
     """One pass over the training split (gradients scaled by `grad_scale`, see
     `apply_multipliers`); returns the epoch's `train` loss means."""
@@ -417,11 +409,11 @@ def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler, epoch: int,
                     torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
                 if not run.got_grad.issuperset(n for n, _ in trainable):  # names, not counts: stages share names
                     run.got_grad.update(n for n, p in trainable if p.grad is not None)
+                scheduler.before_step()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 run.step += 1
-                if cfg.scheduler == "linear_warmup":
-                    scheduler.step()
+                scheduler.after_step()
             if run.progress and i % 10 == 0:
                 bar.set_postfix(loss=f"{loss_value:.4f}")
     return {k: float(v) / n_batches for k, v in sums.items()}
@@ -447,12 +439,12 @@ def run_stage(run: _Run, stage: Stage) -> dict[str, Any]:
     """Train one stage with selection on validation; leaves the selected state loaded.
     Returns the stage's record (history, best epoch, selection, time)."""
     model, state, cfg = run.model, run.state, run.model.cfg
-    s = _StageSettings.of(stage, cfg)
+    s = _StageSettings.of(stage, model)
     staged = model.stage is not None
     with frozen_except(model, stage):
         optimizer = build_optimizer(model, stage.param_groups() if stage.param_groups else None, s.optimizer)
         steps_per_epoch = -(-run.data.train.num_batches(s.batch_size) // max(1, cfg.grad_accum_steps))
-        scheduler = build_scheduler(model, optimizer, steps_per_epoch, s.max_epochs, s.warmup_ratio)
+        scheduler = Scheduler(s.schedule, optimizer, steps_per_epoch, s.max_epochs)
         state.optimizer, state.history, state.stage = optimizer, [], model.stage
         with _recording_nondeterminism(run.nondeterministic):
             info = (model.on_stage_start(stage, state) or {}) if staged else {}
@@ -463,6 +455,7 @@ def run_stage(run: _Run, stage: Stage) -> dict[str, Any]:
             t_epoch = time.perf_counter()
             state.epoch = epoch
             record: dict[str, Any] = {"epoch": epoch, **({"stage": stage.name} if staged else {})}
+            record.update(scheduler.start_epoch(epoch))  # the declared lr (and optimizer reset)
             with _recording_nondeterminism(run.nondeterministic):
                 record.update(model.on_epoch_start(epoch, state) or {})
                 grad_scale = apply_multipliers(model, optimizer, model.training_multipliers(epoch, state))
@@ -471,8 +464,7 @@ def run_stage(run: _Run, stage: Stage) -> dict[str, Any]:
                 record["lr"] = state.group_lrs()
                 valid = state.valid_metrics = validate_epoch(run, s, record)
                 record.update(model.on_epoch_end(epoch, state) or {})
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(valid["loss"])
+            scheduler.end_epoch(valid["loss"])
             best.update(valid[s.sel_key], epoch, valid, model)  # select on validation only
             record["time_s"] = time.perf_counter() - t_epoch
             per_epoch_s.append(record["time_s"])

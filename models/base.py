@@ -76,6 +76,32 @@ class ModelConfig:
 
 
 INHERIT: Any = "inherit"  # a Stage field left at INHERIT takes the model config's value
+SCHEDULE_KINDS = ("linear_warmup", "cosine_warmup", "warmup_cosine_epochs", "milestones", "plateau")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A learning-rate schedule a model (`lr_schedule()`) or a Stage declares; the trainer
+    applies it (bench/schedule.py): every optimizer group's lr = its `base_lr` x the factor,
+    set at each epoch start and, for the per-step kinds, before every optimizer step. No model
+    writes the optimizer itself. `source` says where the schedule comes from."""
+
+    kind: Optional[str] = None  # None: constant lr | per optimizer step: "linear_warmup" (transformers
+    #   get_linear_schedule_with_warmup), "cosine_warmup" (get_cosine_schedule_with_warmup) | per epoch:
+    #   "warmup_cosine_epochs" (linear warm-up over warmup_ratio x epochs from lr 0, then cosine over the
+    #   rest), "milestones" (x decay per milestone reached) | "plateau" (ReduceLROnPlateau on valid loss)
+    warmup_ratio: float = 0.1  # warm-up kinds: warm-up length / schedule length
+    epochs: Optional[int] = None  # the schedule's length in epochs; None: the stage's max_epochs
+    cosine_clamp: bool = False  # cosine_warmup: clamp the progress at 1 (False, as transformers: the lr re-rises)
+    milestones: tuple[int, ...] = ()  # milestones: the epochs from which the lr is multiplied by `decay` once more
+    decay: float = 0.1  # milestones and plateau: the multiplier
+    patience: int = 5  # plateau: epochs without improvement before a decay
+    next_step_lr: bool = True  # per-step kinds: after an optimizer step the lr is the next step's (torch
+    #   LambdaLR); False: each step's lr is set just before it, so an epoch ends on its last step's lr
+    record_factor: bool = False  # each epoch's history gets `lr_factor`, the factor of its first step
+    optimizer_reset: Optional[str] = None  # "every_epoch": the optimizer state (moments, step counts) is
+    #   cleared before every epoch after the first, as a freshly built optimizer
+    source: str = ""  # where the schedule comes from (paper, code file and line, or a harness decision)
 
 
 @dataclass(frozen=True)
@@ -98,7 +124,8 @@ class Stage:
     early_stop_patience: Any = INHERIT  # int | None (run every epoch); INHERIT: cfg.early_stop_patience
     selection_metric: Any = INHERIT  # a bench.metrics key; INHERIT: cfg.selection_metric
     batch_size: Any = INHERIT  # training batch size of this stage; INHERIT: cfg.batch_size
-    warmup_ratio: Any = INHERIT  # linear_warmup scheduler only; INHERIT: cfg.warmup_ratio
+    warmup_ratio: Any = INHERIT  # the schedule's warmup_ratio in this stage; INHERIT: the schedule's own
+    schedule: Any = INHERIT  # a Schedule; INHERIT: model.lr_schedule()
     optimizer: Any = INHERIT  # the stage's optimizer kind (ModelConfig.optimizer); INHERIT: cfg.optimizer
     contributions: bool = True  # Shapley values on validation each epoch (off for unimodal pre-training)
 
@@ -179,6 +206,12 @@ class MSAModel(nn.Module):
         """Optimizer groups: dicts with name, params, lr, weight_decay."""
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"name": "all", "params": params, "lr": self.cfg.lr, "weight_decay": self.cfg.weight_decay}]
+
+    def lr_schedule(self) -> Schedule:
+        """The learning-rate schedule the trainer applies; default: the config's `scheduler`."""
+        cfg = self.cfg
+        return Schedule(kind=cfg.scheduler, warmup_ratio=cfg.warmup_ratio, decay=cfg.scheduler_factor,
+                        patience=cfg.scheduler_patience, source="ModelConfig.scheduler")
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         """Parameters of each modality branch; models override (PaSE's SGM needs it)."""

@@ -48,25 +48,22 @@ predictions depend on batch composition, and `summary()` records `batch_dependen
 reduction 8, warm-up 110/120 epochs, gamma 0.24/0.33 (MOSI/MOSEI).
 
 Schedule: transformers `get_cosine_schedule_with_warmup` stepped per optimizer step, warm-up
-0.1 * S, S = steps per epoch * warm_up_epochs (trains/multiTask/CLGSI.py:84-87). The harness
-trainer has no such scheduler kind, so the model drives it through its hooks: `after_backward`
-(called before the optimizer step `step`) sets lr = base_lr * factor(step), exactly what a
-LambdaLR stepped after every optimizer step gives. `cosine_warmup_factor` is LambdaLR-compatible.
+0.1 * S, S = steps per epoch * warm_up_epochs (trains/multiTask/CLGSI.py:84-87), declared by
+`lr_schedule()` (kind `cosine_warmup`) and applied by the trainer: lr = base_lr * factor(step)
+set just before optimizer step `step`, what a LambdaLR stepped after every optimizer step gives.
 """
 
 from __future__ import annotations
 
-import functools
-import math
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
+from models.base import ModelConfig, ModelOutput, MSAModel, Schedule, task_loss
 from models.layers.seq_encoder import at_least_fp32, masked_mean, sinusoidal_table
 from models.layers.text_encoder import build_text_encoder, split_no_decay
 from models.protocol import improves, lengths_mask
@@ -157,19 +154,6 @@ def resolved(cfg: CLGSIConfig) -> dict[str, Any]:
         raise ValueError(f"unknown CLGSI variant '{cfg.variant}' (expected one of {VARIANTS})")
     table = VARIANT_DEFAULTS[cfg.variant]["mosei" if cfg.dataset == "mosei" else "mosi"]
     return {k: (getattr(cfg, k) if getattr(cfg, k) is not None else v) for k, v in table.items()}
-
-
-# -- the learning-rate schedule ------------------------------------------------------------
-def cosine_warmup_factor(step: int, *, warmup_steps: float, total_steps: int, clamp: bool = False) -> float:
-    """transformers `get_cosine_schedule_with_warmup` (num_cycles 0.5) as a LambdaLR lambda:
-    step / warmup for step < warmup, else 0.5 (1 + cos(pi p)), p = (step - warmup) / (total - warmup).
-    p is not clamped (as coded: the factor climbs back after `total_steps`) unless `clamp`."""
-    if step < warmup_steps:
-        return float(step) / float(max(1, warmup_steps))
-    progress = float(step - warmup_steps) / float(max(1, total_steps - warmup_steps))
-    if clamp:
-        progress = min(progress, 1.0)
-    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 # -- the sentiment-intensity-weighted contrastive loss ---------------------------------------
@@ -309,9 +293,7 @@ class CLGSI(MSAModel):
         if cfg.freeze_unused:
             for p in self.unused_parameters():
                 p.requires_grad_(False)
-        self._lr_groups: Optional[list[dict]] = None  # the optimizer's groups, for the per-step schedule
-        self._schedule: Optional[Callable[[int], float]] = None
-        self._steps_per_epoch = 0
+        self._steps_per_epoch = 0  # seen by on_epoch_start, for summary()
         self._last_step = -1
         self._epochs_run, self._best, self._since_best = 0, None, 0
 
@@ -388,34 +370,25 @@ class CLGSI(MSAModel):
             {"name": "other", "params": live(other), "lr": cfg.lr, "weight_decay": cfg.weight_decay},
         ]
 
-    def lr_lambda(self, steps_per_epoch: int) -> Callable[[int], float]:
-        """The LambdaLR-compatible factor for `steps_per_epoch` optimizer steps per epoch."""
-        total = steps_per_epoch * self.values["warm_up_epochs"]
-        return functools.partial(cosine_warmup_factor, warmup_steps=self.cfg.warmup_ratio * total,
-                                 total_steps=total, clamp=self.cfg.cosine_clamp)
-
-    def _set_lr(self, step: int) -> float:
-        assert self._schedule is not None and self._lr_groups is not None  # set by on_epoch_start
-        factor = self._schedule(step)
-        for g in self._lr_groups:
-            g["lr"] = g["base_lr"] * factor
-        self._last_step = step
-        return factor
+    def lr_schedule(self) -> Schedule:
+        cfg = self.cfg
+        if cfg.lr_schedule not in SCHEDULES:
+            raise ValueError(f"unknown lr_schedule '{cfg.lr_schedule}' (expected one of {SCHEDULES})")
+        if cfg.lr_schedule == "none":
+            return Schedule(source="harness switch: constant lr")
+        return Schedule(kind="cosine_warmup", warmup_ratio=cfg.warmup_ratio, epochs=self.values["warm_up_epochs"],
+                        cosine_clamp=cfg.cosine_clamp, next_step_lr=False, record_factor=True,
+                        source="get_cosine_schedule_with_warmup per step (trains/multiTask/CLGSI.py:84-87, 160-166)")
 
     def on_epoch_start(self, epoch: int, state: Any) -> dict[str, Any]:
-        if self.cfg.lr_schedule == "none":
-            return {}
-        if self.cfg.lr_schedule not in SCHEDULES:
-            raise ValueError(f"unknown lr_schedule '{self.cfg.lr_schedule}' (expected one of {SCHEDULES})")
-        if epoch == 0 or self._lr_groups is not state.optimizer.param_groups:
-            n_batches = state.data.train.num_batches(self.cfg.batch_size)
-            self._steps_per_epoch = -(-n_batches // max(1, self.cfg.grad_accum_steps))
-            self._schedule, self._lr_groups = self.lr_lambda(self._steps_per_epoch), state.optimizer.param_groups
-        return {"lr_factor": self._set_lr(epoch * self._steps_per_epoch)}  # the factor of the epoch's first step
+        """Notes the steps per epoch for `summary()` (the trainer applies the schedule)."""
+        n_batches = state.data.train.num_batches(self.cfg.batch_size)
+        self._steps_per_epoch = -(-n_batches // max(1, self.cfg.grad_accum_steps))
+        return {}
 
     def after_backward(self, step: int) -> None:
-        if self._schedule is not None and self.training:  # before optimizer step `step`: lr = base * factor(step)
-            self._set_lr(step)
+        if self.training:  # the optimizer step about to be taken, for summary()
+            self._last_step = step
 
     def on_epoch_end(self, epoch: int, state: Any) -> dict[str, Any]:
         """Tracks what the trainer's early stopping sees, so `summary()` can say whether the cap bound."""
@@ -445,7 +418,7 @@ class CLGSI(MSAModel):
                                "max_epochs_cap": cfg.max_epochs, "epochs_run": self._epochs_run}
         patience = cfg.early_stop_patience
         out["cap_bound"] = self._epochs_run >= cfg.max_epochs and (patience is None or self._since_best < patience)
-        if self._schedule is not None:
+        if cfg.lr_schedule != "none" and self._steps_per_epoch:
             total = self._steps_per_epoch * self.values["warm_up_epochs"]
             out["lr_schedule"] = {"kind": cfg.lr_schedule, "steps_per_epoch": self._steps_per_epoch,
                                   "total_steps": total, "warmup_steps": cfg.warmup_ratio * total,

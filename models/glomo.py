@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
+from models.base import ModelConfig, ModelOutput, MSAModel, Schedule, task_loss
 from models.layers.bert_classifier import UNSUPPORTED as BERT_UNSUPPORTED
 from models.layers.text_encoder import build_text_encoder
 from models.layers.transformer import CrossModalTransformer
@@ -316,17 +316,13 @@ class GLoMo(MSAModel):
             {"name": "no_decay", "params": no_decay, "lr": cfg.lr, "weight_decay": 0.0},
         ]
 
-    def on_epoch_start(self, epoch: int, state: Any) -> dict[str, Any]:
+    def lr_schedule(self) -> Schedule:
         """The code's train_epoch: a fresh AdamW (moments and step counts reset) and the
         step schedule's lr, every epoch."""
-        cfg, opt = self.cfg, state.optimizer
-        if cfg.reset_optimizer_each_epoch and epoch > 0:
-            opt.state.clear()
-        if cfg.lr_milestones:
-            factor = cfg.lr_decay ** sum(epoch >= m for m in cfg.lr_milestones)
-            for g in opt.param_groups:
-                g["lr"] = g["base_lr"] * factor
-        return {}
+        cfg = self.cfg
+        return Schedule(kind="milestones" if cfg.lr_milestones else None, milestones=cfg.lr_milestones,
+                        decay=cfg.lr_decay, optimizer_reset="every_epoch" if cfg.reset_optimizer_each_epoch else None,
+                        source="main_GLoMo.py train_epoch (:356-364, a new AdamW each epoch), adjust_learning_rate")
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # a branch: its encoder, its projections and its MoE; fusion, poolings and head are shared
@@ -349,7 +345,7 @@ _OFFICIAL_MOSI = GLoMoConfig(
     adam_epsilon=1e-8,  # --adam_epsilon 1e-8 (main_GLoMo.py:73)
     batch_size=240, eval_batch_size=128,  # --train_batch_size=240; --dev/test_batch_size 128
     max_epochs=70, early_stop_patience=None,  # --n_epochs=70, no early stopping (harness: best valid L1)
-    val_loss_decimals=None, scheduler=None,  # not MMSA: no rounding; step schedule in on_epoch_start
+    val_loss_decimals=None, scheduler=None,  # not MMSA: no rounding; step schedule in lr_schedule()
 )
 _OFFICIAL_MOSEI = replace(
     _OFFICIAL_MOSI,

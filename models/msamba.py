@@ -64,7 +64,7 @@ tokens, ISM and ISM head (text: BERT too); the CHM and the final head are shared
 
 Harness deviations: selection on validation MAE (the copy's forker selects
 on validation MAE with patience 20; the original rule is unknown), one test pass; the copy's
-per-epoch warm-up + cosine schedule is reproduced in `on_epoch_start`.
+per-epoch warm-up + cosine schedule is declared in `lr_schedule()` (the trainer applies it).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
+from models.base import ModelConfig, ModelOutput, MSAModel, Schedule, task_loss
 from models.layers.text_encoder import build_text_encoder, split_no_decay
 from models.constants import MODALITIES
 from models.registry import register_model
@@ -547,30 +547,22 @@ class MSAmba(MSAModel):
             groups[m] = ([*self.text.parameters()] if m == "t" else []) + ps
         return groups
 
-    def on_epoch_start(self, epoch: int, state: Any) -> dict[str, Any]:
-        factor = lr_factor(self.cfg.lr_schedule, epoch, self.cfg.max_epochs)
-        for g in state.optimizer.param_groups:
-            g["lr"] = g["base_lr"] * factor
-        return {"lr_factor": factor}
+    def lr_schedule(self) -> Schedule:
+        """The copy's per-epoch factor (core/scheduler.py GradualWarmupScheduler(multiplier=1,
+        total_epoch=0.1 N) then CosineAnnealingLR(T_max=0.9 N)): e / W for e <= W (epoch 0 trains at
+        lr 0), then 0.5 (1 + cos(pi k / T)) with k counted from the first epoch after warm-up."""
+        cfg = self.cfg
+        if cfg.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule '{cfg.lr_schedule}' (expected one of {LR_SCHEDULES})")
+        if cfg.lr_schedule == "constant":
+            return Schedule(record_factor=True, source="harness switch: constant lr")
+        return Schedule(kind="warmup_cosine_epochs", warmup_ratio=0.1, epochs=cfg.max_epochs, record_factor=True,
+                        source="copy core/scheduler.py GradualWarmupScheduler + CosineAnnealingLR, per epoch")
 
     def summary(self) -> dict[str, Any]:
         cfg = self.cfg
         return {"ism_direction": cfg.ism_direction, "ism_depth": cfg.ism_depth,
                 "scan_impl": cfg.scan_impl}
-
-
-def lr_factor(schedule: str, epoch: int, n_epochs: int) -> float:
-    """The copy's per-epoch factor (core/scheduler.py GradualWarmupScheduler(multiplier=1,
-    total_epoch=0.1 N) then CosineAnnealingLR(T_max=0.9 N)): e / W for e <= W (epoch 0 trains at
-    lr 0), then 0.5 (1 + cos(pi k / T)) with k counted from the first epoch after warm-up."""
-    if schedule == "constant":
-        return 1.0
-    if schedule != "copy_warmup_cosine":
-        raise ValueError(f"unknown lr_schedule '{schedule}' (expected one of {LR_SCHEDULES})")
-    warm, t_max = 0.1 * n_epochs, 0.9 * n_epochs
-    if epoch <= warm:
-        return epoch / warm
-    return 0.5 * (1 + math.cos(math.pi * (epoch - math.floor(warm) - 1) / t_max))
 
 
 # -- presets ------------------------------------------------------------------------------------

@@ -501,8 +501,7 @@ class PaSE(MSAModel):
         phi = self.phi if self.sgm_applied() else {}
         if self.cfg.sgm_mode == "grad":
             return Multipliers(grad=dict(phi))
-        groups = state.optimizer.param_groups  # read only: the trainer sets the lrs
-        return Multipliers(lr={g["name"]: phi[g["modality"]] for g in groups if g.get("modality") in phi})
+        return Multipliers(lr={g["name"]: phi[g["modality"]] for g in self.param_groups() if g.get("modality") in phi})
 
     def on_epoch_end(self, epoch: int, state: Any) -> dict[str, Any]:
         if self.phase == 1:  # monitor the validation fused task loss

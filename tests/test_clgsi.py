@@ -8,10 +8,11 @@ import math
 import pytest
 import torch
 
-from bench.train import TrainState, build_optimizer
+from bench.schedule import Scheduler, cosine_warmup_factor
+from bench.train import build_optimizer
 from models import create_model
 from models.base import count_parameters
-from models.clgsi import CLGSIConfig, clgsi_contrastive_loss, cosine_warmup_factor, resolved
+from models.clgsi import CLGSIConfig, clgsi_contrastive_loss, resolved
 from models.registry import get_model_entry
 from tests.conftest import train_demo
 
@@ -188,21 +189,24 @@ def test_schedule_matches_the_formula_and_transformers():
         sched.step()
 
 
-def test_hooks_set_the_lr_of_each_step(small_synthetic):
+def test_trainer_sets_the_declared_lr_of_each_step(small_synthetic):
     model = create_model("clgsi", "synthetic")
     opt = build_optimizer(model)
-    state = TrainState(model, opt, small_synthetic, torch.device("cpu"), 0, False)
-    model.on_epoch_start(0, state)
     spe = small_synthetic.train.num_batches(model.cfg.batch_size)  # 96 / 32 = 3
-    f = model.lr_lambda(spe)
-    assert f.keywords == {"warmup_steps": 0.1 * spe * 4, "total_steps": spe * 4, "clamp": False}
-    model.train()
-    for step in (0, 1, 5, 11, 20):
-        model.after_backward(step)
+    sched = Scheduler(model.lr_schedule(), opt, spe, model.cfg.max_epochs)
+    f = lambda s: cosine_warmup_factor(s, warmup_steps=0.1 * spe * 4, total_steps=spe * 4)  # noqa: E731
+    assert sched.start_epoch(0) == {"lr_factor": 0.0}
+    for step in range(3 * spe):
+        if step % spe == 0:
+            assert sched.start_epoch(step // spe) == {"lr_factor": f(step)}
+        sched.before_step()
         for g in opt.param_groups:
-            assert g["lr"] == pytest.approx(g["base_lr"] * f(step))
+            assert g["lr"] == g["base_lr"] * f(step)
+        sched.after_step()  # each step's lr is set just before it: an epoch ends on its last step's lr
+        assert all(g["lr"] == g["base_lr"] * f(step) for g in opt.param_groups)
     assert {g["name"]: g["base_lr"] for g in opt.param_groups} == {
         "bert": 5e-4, "bert_no_decay": 5e-4, "audio": 5e-3, "video": 1e-3, "other": 1e-2}
+    assert create_model("clgsi", "synthetic", lr_schedule="none").lr_schedule().kind is None
 
 
 # -- variants, presets, batch dependence --------------------------------------------------------
@@ -272,7 +276,8 @@ def test_demo_trains_and_loss_goes_down(synthetic):
     s = res["model_summary"]
     assert s["batch_dependent_eval"] is False and s["cap_bound"] is True
     assert s["lr_schedule"]["steps_per_epoch"] == 6 and s["lr_schedule"]["last_step"] == 17
-    f = model.lr_lambda(6)
+    f = lambda s: cosine_warmup_factor(s, warmup_steps=0.1 * 6 * 4, total_steps=6 * 4)  # noqa: E731
     assert res["history"][-1]["lr"]["other"] == pytest.approx(1e-2 * f(17))
+    assert [r["lr_factor"] for r in res["history"]] == [f(0), f(6), f(12)]
     assert res["params"]["with_grad"] == res["params"]["trainable"] - sum(
         p.numel() for p in model.text_model.pooler.parameters())

@@ -4,11 +4,11 @@ behaviour, and the demo preset training on synthetic data."""
 
 import math
 import statistics
-from types import SimpleNamespace
 
 import pytest
 import torch
 
+from bench.schedule import Scheduler
 from bench.train import build_optimizer
 from models import create_model
 from models.base import count_parameters
@@ -194,15 +194,17 @@ def test_optimizer_reset_and_step_schedule():
         p.grad = torch.zeros_like(p)
     opt.step()
     assert len(opt.state) > 0
-    state = SimpleNamespace(optimizer=opt)
-    model.on_epoch_start(0, state)
+    sched = Scheduler(model.lr_schedule(), opt, 1, model.cfg.max_epochs)  # the trainer applies the declaration
+    sched.start_epoch(0)
     assert len(opt.state) > 0 and all(g["lr"] == 4e-5 for g in opt.param_groups)
-    model.on_epoch_start(1, state)
+    sched.start_epoch(1)
     assert len(opt.state) == 0  # a new AdamW each epoch (main_GLoMo.py train_epoch)
-    model.on_epoch_start(85, state)
+    sched.start_epoch(85)
     assert all(g["lr"] == pytest.approx(4e-6) for g in opt.param_groups)  # --schedule 80 100
-    model.on_epoch_start(100, state)
+    sched.start_epoch(100)
     assert all(g["lr"] == pytest.approx(4e-7) for g in opt.param_groups)
+    demo = create_model("glomo", "synthetic").lr_schedule()
+    assert demo.kind is None and demo.optimizer_reset == "every_epoch"  # reset without milestones
 
 
 def test_initialisation():

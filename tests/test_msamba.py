@@ -9,11 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.schedule import Scheduler
 from models import create_model
 from models.base import count_parameters
 from models.layers.text_encoder import BERT_BASE_PARAMS
 from models.msamba import (
-    Mamba, MambaVisionMixer, lr_factor, selective_scan,
+    Mamba, MambaVisionMixer, selective_scan,
 )
 from models.registry import get_model_entry, resolve_config
 from tests.conftest import train_demo
@@ -160,11 +161,13 @@ def test_vision_mixer_conv_is_torch_same_padding():
 
 def test_schedule_is_the_copys():
     """core/scheduler.py warm-up (0.1 N, epoch 0 at lr 0) then cosine (T_max 0.9 N), per epoch."""
-    f = [lr_factor("copy_warmup_cosine", e, 100) for e in range(100)]
+    sched = Scheduler(_meta("mosi").lr_schedule(), torch.optim.SGD([torch.zeros(1)]), 1, 100)
+    f = [sched.factor(e, 0) for e in range(100)]
     assert f[:12] == pytest.approx([0, .1, .2, .3, .4, .5, .6, .7, .8, .9, 1, 1])
     assert f[12] == pytest.approx(0.99970, abs=1e-5) and f[56] == pytest.approx(0.5)
     assert f[99] == pytest.approx(0.00122, abs=1e-5)
-    assert lr_factor("constant", 0, 100) == 1.0
+    constant = Scheduler(_meta("mosi", lr_schedule="constant").lr_schedule(), torch.optim.SGD([torch.zeros(1)]), 1, 100)
+    assert constant.factor(0, 0) == 1.0 and constant.start_epoch(0) == {"lr_factor": 1.0}
 
 
 # -- the model on synthetic ------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def test_lr_factors_scale_base_lr_and_unnamed_groups_get_base_lr():
 @pytest.mark.parametrize("over,mult,match", [
     ({}, Multipliers(lr={"txt": 0.5}), r"LateFusion.training_multipliers: lr for unknown optimizer groups \['txt'\]"),
     ({}, Multipliers(grad={"x": 0.5}), r"grad for unknown modalities \['x'\]"),
-    ({"scheduler": "plateau"}, Multipliers(lr={}), "scheduler='plateau' would fight it"),
+    ({"scheduler": "plateau"}, Multipliers(lr={}), "its schedule 'plateau' would fight it"),
     ({"grad_accum_steps": 2}, Multipliers(grad={"t": 0.5}), "grad_accum_steps=2"),
 ])
 def test_bad_multipliers_are_refused(over, mult, match):
