@@ -77,6 +77,19 @@ INHERIT: Any = "inherit"  # a Stage field left at INHERIT takes the model config
 
 
 @dataclass(frozen=True)
+class StageData:
+    """Data a stage trains on besides the labeled splits. The model only names it; bench/data
+    loads and validates it before training and the trainer hands it over: with `as_batches`,
+    each training step's batch is the source's next batch instead of the labeled one (a stage
+    "epoch" keeps the labeled split's batch count); otherwise the loaded object is
+    `state.stage_data` in the stage's hooks."""
+
+    source: str  # a source bench/data knows: "kebr_pretrain_clips" | "unlabeled_clips"
+    path_field: str  # the config field naming its folder (e.g. "pretrain_dir")
+    as_batches: bool = False
+
+
+@dataclass(frozen=True)
 class Stage:
     """One stage of a multi-stage method .
 
@@ -99,6 +112,7 @@ class Stage:
     warmup_ratio: Any = INHERIT  # linear_warmup scheduler only; INHERIT: cfg.warmup_ratio
     optimizer: Any = INHERIT  # the stage's optimizer kind (ModelConfig.optimizer); INHERIT: cfg.optimizer
     contributions: bool = True  # Shapley values on validation each epoch (off for unimodal pre-training)
+    data: Optional[StageData] = None  # other data the stage trains on (loaded by bench/data)
 
 
 @dataclass

@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from bench.train import build_optimizer, train_and_test
 from models import create_model, get_model_entry
 from models.base import count_parameters
-from models.kebr import (PretrainDataError, mask_sentiment_word, mcc_finetune, mcc_similarities, mcc_single)
+from bench.data.kebr_pretrain import PretrainDataError, mask_sentiment_word
+from bench.data.stage_data import load_stage_data
+from models.kebr import mcc_finetune, mcc_similarities, mcc_single
 from models.layers.text_encoder import BERT_BASE_PARAMS
 from tests.conftest import slice_data, train_demo
 
@@ -207,7 +209,7 @@ def test_no_pretraining_stage_by_default():
 def test_pretraining_without_data_names_what_it_needs(tmp_path):
     model = create_model("kebr", "synthetic", pretrain_dir=str(tmp_path / "voxceleb"))
     with pytest.raises(PretrainDataError) as err:
-        model.stages()
+        load_stage_data(model.stages()[0].data, model.cfg)
     msg = str(err.value)
     for needed in ("EmoVoxCeleb", "VoxCeleb1", "emovoxceleb.pkl", "vader_lexicon.txt", "raw_text", "audio",
                    "video", "KEBR (no pre-training)"):
