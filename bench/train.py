@@ -378,7 +378,7 @@ def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler, epoch: int) 
     bar = _progress(batches, n_batches, f"{s.stage.name + ' ' if model.stage else ''}ep {epoch}", run.progress)
     with torch.autograd.set_detect_anomaly(run.detect_anomaly):
         for i, batch in enumerate(bar):
-            batch = batch.to(device, non_blocking=True)
+            batch = model.training_batch(batch, run.state).to(device, non_blocking=True)
             with autocast(device, amp):
                 out = model(batch)
                 parts = loss_fn(out, batch)

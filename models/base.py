@@ -5,7 +5,7 @@ A model is an `MSAModel` (an nn.Module) built from a `ModelConfig` dataclass:
   IEMOCAP (4 emotions x (absent, present));
 - `loss(output, batch) -> {"total": ..., named parts}`: the model owns its loss;
 - `param_groups()` -> optimizer groups; `modality_params()` -> parameters per modality branch;
-- hooks `on_epoch_start`, `on_epoch_end`, `after_backward`, `on_stage_start`: the only way a
+- hooks `on_epoch_start`, `on_epoch_end`, `training_batch`, `after_backward`, `on_stage_start`: the only way a
   model changes training behaviour; `summary()` adds model-specific fields to the result file;
 - optional `stages()` -> ordered `Stage`s for multi-stage methods (ConFEDE, MFON): the trainer
   runs them in order, each selected on validation, the next starting from the previous
@@ -199,6 +199,11 @@ class MSAModel(nn.Module):
         """Called before a stage's first epoch (e.g. ConFEDE builds its retriever from the
         training split); returns fields for that stage's record."""
         return {}
+
+    def training_batch(self, batch: "Batch", state: Any) -> "Batch":
+        """Called by the trainer on each training batch before `forward` (e.g. ConFEDE attaches
+        partner samples drawn from `state.data.train`); `forward` reads only its batch."""
+        return batch
 
     def after_backward(self, step: int) -> None:
         """Called after each backward pass, before clipping and the optimizer step."""

@@ -166,3 +166,24 @@ def test_a_train_state_keeps_no_test_split(small_synthetic):
     state = TrainState(None, None, small_synthetic, torch.device("cpu"), 0, False)  # type: ignore[arg-type]
     assert isinstance(state.data, TrainingSplits) and not hasattr(state.data, "test")
     assert state.data.train is small_synthetic.train and state.data.valid is small_synthetic.valid
+
+
+# -- the trainer hands each training batch to `training_batch` before forward ----------------------
+class Pairing(LateFusion):
+    """training_batch pairs each batch with the training split's first samples."""
+
+    def training_batch(self, batch, state):
+        assert not hasattr(state.data, "test")
+        return dataclasses.replace(batch, partners=state.data.train.take(torch.arange(len(batch))))
+
+    def forward(self, batch):
+        self.seen = getattr(self, "seen", []) + [(self.training, batch.partners is not None)]
+        return super().forward(batch)
+
+
+def test_training_batches_pass_through_the_training_batch_hook_only(small_synthetic):
+    torch.manual_seed(0)
+    model = Pairing(dataclasses.replace(PRESETS[("synthetic", "demo")], max_epochs=1, batch_size=8))
+    train_and_test(model, slice_data(small_synthetic, 16, 8, 8), seed=0, device=torch.device("cpu"),
+                   contributions=False, robustness=False, log_epochs=False)
+    assert set(model.seen) == {(True, True), (False, False)}  # training: paired; validation and test: not
