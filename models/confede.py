@@ -30,7 +30,8 @@ current encoders (eval mode) embed the whole training split; cosine similarity o
 ss = most similar with the same label, sd = most similar with another label (hard
 negatives), dd = least similar with another label; MOSI scans all ranks and keeps 10 of
 each, MOSEI scans the top / bottom N/10 and keeps 50; per anchor 2 ss, 2 dd, 2 sd are drawn
-without replacement. Here the similarity is computed block-wise (`retrieval_block_elems`
+without replacement (in `training_batch`, which the trainer calls on each training batch: the
+partners arrive in `batch.partners`, drawn from the training split the hooks get). Here the similarity is computed block-wise (`retrieval_block_elems`
 entries at a time, never the N x N matrix) with a stable sort (ties: lower sample index
 first). `retrieval="code"` (default) keeps the released bug: the lists hold rank *positions*
 j, used directly as sample ids (so partners are the first / last few dozen training

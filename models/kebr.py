@@ -34,15 +34,16 @@ is set: otherwise the model trains once, and tables name the row
 "KEBR (no pre-training)". With `pretrain_dir`, `stages()` = [pretrain, finetune]; the
 directory must hold `emovoxceleb.pkl` in the format pretrain.py reads ({"raw_text", "audio",
 "video"}, unlabeled VoxCeleb1-based EmoVoxCeleb clips with the same audio/vision features as the
-fine-tuning data) and the VADER lexicon `vader_lexicon.txt`; missing files fail with a message
-naming them. Pre-training: BERT frozen, TCMF + a "fitter" head (fc1/fc2 as above, a separate
+fine-tuning data) and the VADER lexicon `vader_lexicon.txt`; the stage declares them
+(`StageData("kebr_pretrain_clips")`) and bench/data/kebr_pretrain.py checks them before training
+(missing or malformed files fail naming the file and key) and builds the masked batches. Pre-training: BERT frozen, TCMF + a "fitter" head (fc1/fc2 as above, a separate
 module that fine-tuning discards, main.py:75-78) at lr 1e-4; the fitter reads the TCMF state at
 the [MASK] of the sentence's highest-|valence| VADER word (all its occurrences masked; target
 round(0.75 valence, 3); a random token and target 0 when none; crop to [idx-20, idx+19] when
 idx > 36; attention mask from the unmasked text, data_loader.py:54-80); loss L1 + 0.5 mean
 l'_i, l' = 1 - m if m < 0 else |cos(pi (m + 1/4))|, m = (a+b)/2 (pretrain.py:76-88).
 Harness mechanics (the trainer has one training split per run): in the pretrain stage each
-training step draws the next unlabeled batch instead of the labeled one (a stage "epoch" is as
+training step gets the next unlabeled batch (a `PretrainBatch`) instead of the labeled one (a stage "epoch" is as
 many steps as the labeled split has batches; the unlabeled set cycles, reshuffled per pass),
 and validation scores the fitter on the mean-pooled labeled validation split (selection on
 validation; the code keeps its epoch-200 state). Tokens are encoded

@@ -58,7 +58,8 @@ most confident per predicted emotion class are kept (max softmax probability [in
 k = 40, MOSEI all clips), and training continues with 0.6 MSE + 0.4 CE on the labeled batch +
 0.2 CE on a pseudo-labeled batch (emotion only, eq. 23), the pseudo batch sized to the pseudo
 set's share of labeled + pseudo (the released loader concatenates both sets) [inferred].
-`unlabeled_dir` must hold `unlabeled.npz` (see `UNLABELED_FILE`); the AMI clips and the frozen
+`unlabeled_dir` must hold `unlabeled.npz` (see `UNLABELED_FILE`), which bench/data/unlabeled.py checks
+before training and hands to `on_stage_start` (`state.stage_data`); the AMI clips and the frozen
 RoBERTa-large / HuBERT-large / FabNet features of the paper are not available here.
 
 Inputs on the harness: MMSA `unaligned_50` pickles (frame-level, like the paper's
