@@ -245,6 +245,21 @@ def _unlabeled_set(tmp_path, n=40):
     return str(tmp_path / "set"), str(tmp_path / "tok")
 
 
+def test_pretrain_batches_mask_the_strongest_lexicon_word_and_target_its_valence(tmp_path):
+    pre_dir, tok = _unlabeled_set(tmp_path)
+    model = create_model("kebr", "synthetic", pretrain_dir=pre_dir, pretrain_tokenizer=tok)
+    clips = load_stage_data(model.stages()[0].data, model.cfg)
+    pb = next(clips.batches(8, seed=1))
+    rows = torch.randperm(40, generator=torch.Generator().manual_seed(1))[:8].tolist()
+    lex = {"good": 1.9, "bad": -2.5, "sad": -2.1}
+    for r, i in enumerate(rows):
+        found = [t for t in clips.tokens[i] if t in lex]
+        want = round(0.75 * lex[max(found, key=lambda t: abs(lex[t]))], 3) if found else 0.0
+        assert float(pb.target[r]) == pytest.approx(want)
+        assert int(pb.ids[r, pb.position[r]]) == clips.tokenizer.mask_token_id
+    assert pb.sep == clips.tokenizer.sep_token_id and pb.audio.shape[0] == 8
+
+
 def test_pretraining_stage_runs_on_an_unlabeled_set(tmp_path, synthetic):
     pre_dir, tok = _unlabeled_set(tmp_path)
     torch.manual_seed(0)
