@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from bench.data.base import MSAData, Split
+from bench.data.stage_data import load_stage_data
 from bench.metrics import compute_metrics, contribution_utility, iemocap_majority_baseline
 from bench.optim import make_optimizer
 from bench.schedule import Scheduler
@@ -165,13 +166,23 @@ def coalition_utilities(
     return shapley_of(evaluate(model, split, device, batch_size, COALITIONS, amp), split.labels, utility)
 
 
+@dataclass(frozen=True)
+class TrainingSplits:
+    """The splits a hook may read: training and validation. There is no test split here: the
+    trainer scores it once, after selection, outside every hook."""
+
+    train: Split
+    valid: Split
+
+
 @dataclass
 class TrainState:
-    """What model hooks see: the run's objects plus evaluation helpers."""
+    """What model hooks see: the run's objects plus evaluation helpers. `data` is always
+    `TrainingSplits` (given an `MSAData`, only its train and valid splits are kept)."""
 
     model: MSAModel
     optimizer: torch.optim.Optimizer
-    data: MSAData
+    data: TrainingSplits | MSAData
     device: torch.device
     seed: int
     amp: bool
@@ -179,6 +190,10 @@ class TrainState:
     history: list[dict] = field(default_factory=list)  # of the stage being trained
     valid_metrics: dict[str, float] = field(default_factory=dict)  # of the epoch just validated
     stage: Optional[str] = None  # the Stage being trained (None: a model without stages)
+    stage_data: Any = None  # what bench/data loaded for the stage's `Stage.data` (None: none declared)
+
+    def __post_init__(self) -> None:
+        self.data = TrainingSplits(self.data.train, self.data.valid)
 
     def predict(self, split: Split, drop: frozenset = frozenset()) -> tuple[torch.Tensor, float]:
         return predict(self.model, split, self.device, _eval_batch_size(self.model), drop, self.amp)
@@ -277,6 +292,7 @@ class _Run:
     detect_anomaly: bool
     on_epoch: Optional[Callable[[dict], None]]
     order_gen: torch.Generator  # data order: seeded, independent of model RNG use
+    stream: Optional[Iterator[Any]] = None  # a stage's own training batches (StageData.as_batches)
     step: int = 0  # optimizer steps over all stages
     got_grad: set[str] = field(default_factory=set)  # parameters that ever received a gradient
     nondeterministic: list[str] = field(default_factory=list)
@@ -381,11 +397,13 @@ def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler: Scheduler, e
     model.train()
     sums: dict[str, torch.Tensor] = {}
     optimizer.zero_grad(set_to_none=True)
-    batches = data.train.batches(s.batch_size, shuffle=True, generator=run.order_gen)
+    batches: Iterator[Any] = data.train.batches(s.batch_size, shuffle=True, generator=run.order_gen)
+    if run.stream is not None:  # the stage's own data: its next batch at each labeled step
+        batches = (next(run.stream) for _ in batches)
     bar = _progress(batches, n_batches, f"{s.stage.name + ' ' if model.stage else ''}ep {epoch}", run.progress)
     with torch.autograd.set_detect_anomaly(run.detect_anomaly):
         for i, batch in enumerate(bar):
-            batch = batch.to(device, non_blocking=True)
+            batch = model.training_batch(batch, run.state).to(device, non_blocking=True)
             with autocast(device, amp):
                 out = model(batch)
                 parts = loss_fn(out, batch)
@@ -435,12 +453,16 @@ def validate_epoch(run: _Run, s: _StageSettings, record: dict[str, Any]) -> dict
     return valid
 
 
-def run_stage(run: _Run, stage: Stage) -> dict[str, Any]:
+def run_stage(run: _Run, stage: Stage, stage_data: Any = None) -> dict[str, Any]:
     """Train one stage with selection on validation; leaves the selected state loaded.
-    Returns the stage's record (history, best epoch, selection, time)."""
+    `stage_data`: what bench/data loaded for `stage.data`. Returns the stage's record
+    (history, best epoch, selection, time)."""
     model, state, cfg = run.model, run.state, run.model.cfg
     s = _StageSettings.of(stage, model)
     staged = model.stage is not None
+    state.stage_data = stage_data
+    as_batches = stage.data is not None and stage.data.as_batches
+    run.stream = stage_data.batches(s.batch_size, state.seed) if as_batches else None
     with frozen_except(model, stage):
         optimizer = build_optimizer(model, stage.param_groups() if stage.param_groups else None, s.optimizer)
         steps_per_epoch = -(-run.data.train.num_batches(s.batch_size) // max(1, cfg.grad_accum_steps))
@@ -545,14 +567,16 @@ def train_and_test(
     run = _Run(model, data, state, contributions, progress, log_epochs, detect_anomaly, on_epoch,
                torch.Generator().manual_seed(seed))
     declared = model.stages()
+    loaded = [load_stage_data(st.data, model.cfg) if st.data else None for st in declared]  # checked before training
     stages = []
     try:
-        for stage in declared or [Stage("train")]:
+        for stage, stage_data in zip(declared or [Stage("train")], loaded or [None], strict=True):
             model.stage = stage.name if declared else None
             if declared:
                 logger.info(f"stage {stage.name}")
-            stages.append(run_stage(run, stage))
+            stages.append(run_stage(run, stage, stage_data))
     finally:
+        run.stream = None
         model.stage = declared[-1].name if declared else None  # evaluate as the last stage trained
     last = stages[-1]
     # -- test once, with the state selected on validation ----------------------------------

@@ -5,10 +5,10 @@ A model is an `MSAModel` (an nn.Module) built from a `ModelConfig` dataclass:
   IEMOCAP (4 emotions x (absent, present));
 - `loss(output, batch) -> {"total": ..., named parts}`: the model owns its loss;
 - `param_groups()` -> optimizer groups; `modality_params()` -> parameters per modality branch;
-- hooks `on_epoch_start`, `on_epoch_end`, `after_backward`, `on_stage_start`,
+- hooks `on_epoch_start`, `on_epoch_end`, `training_batch`, `after_backward`, `on_stage_start`,
   `training_multipliers`: the only way a model changes training behaviour (a model never
-  writes the optimizer: it returns `Multipliers` the trainer applies); `summary()` adds
-  model-specific fields to the result file;
+  writes the optimizer: it declares a `Schedule` or returns `Multipliers` the trainer applies);
+  `summary()` adds model-specific fields to the result file;
 - optional `stages()` -> ordered `Stage`s for multi-stage methods (ConFEDE, MFON): the trainer
   runs them in order, each selected on validation, the next starting from the previous
   stage's selected state; `self.stage` names the stage being trained or evaluated (None for
@@ -105,6 +105,19 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class StageData:
+    """Data a stage trains on besides the labeled splits. The model only names it; bench/data
+    loads and validates it before training and the trainer hands it over: with `as_batches`,
+    each training step's batch is the source's next batch instead of the labeled one (a stage
+    "epoch" keeps the labeled split's batch count); otherwise the loaded object is
+    `state.stage_data` in the stage's hooks."""
+
+    source: str  # a source bench/data knows: "kebr_pretrain_clips" | "unlabeled_clips"
+    path_field: str  # the config field naming its folder (e.g. "pretrain_dir")
+    as_batches: bool = False
+
+
+@dataclass(frozen=True)
 class Stage:
     """One stage of a multi-stage method .
 
@@ -128,6 +141,7 @@ class Stage:
     schedule: Any = INHERIT  # a Schedule; INHERIT: model.lr_schedule()
     optimizer: Any = INHERIT  # the stage's optimizer kind (ModelConfig.optimizer); INHERIT: cfg.optimizer
     contributions: bool = True  # Shapley values on validation each epoch (off for unimodal pre-training)
+    data: Optional[StageData] = None  # other data the stage trains on (loaded by bench/data)
 
 
 @dataclass(frozen=True)
@@ -237,6 +251,11 @@ class MSAModel(nn.Module):
         """Called before a stage's first epoch (e.g. ConFEDE builds its retriever from the
         training split); returns fields for that stage's record."""
         return {}
+
+    def training_batch(self, batch: "Batch", state: Any) -> "Batch":
+        """Called by the trainer on each training batch before `forward` (e.g. ConFEDE attaches
+        partner samples drawn from `state.data.train`); `forward` reads only its batch."""
+        return batch
 
     def after_backward(self, step: int) -> None:
         """Called after each backward pass, before clipping and the optimizer step."""

@@ -30,7 +30,8 @@ current encoders (eval mode) embed the whole training split; cosine similarity o
 ss = most similar with the same label, sd = most similar with another label (hard
 negatives), dd = least similar with another label; MOSI scans all ranks and keeps 10 of
 each, MOSEI scans the top / bottom N/10 and keeps 50; per anchor 2 ss, 2 dd, 2 sd are drawn
-without replacement. Here the similarity is computed block-wise (`retrieval_block_elems`
+without replacement (in `training_batch`, which the trainer calls on each training batch: the
+partners arrive in `batch.partners`, drawn from the training split the hooks get). Here the similarity is computed block-wise (`retrieval_block_elems`
 entries at a time, never the N x N matrix) with a stable sort (ties: lower sample index
 first). `retrieval="code"` (default) keeps the released bug: the lists hold rank *positions*
 j, used directly as sample ids (so partners are the first / last few dozen training
@@ -72,6 +73,7 @@ labels).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Optional
@@ -410,7 +412,6 @@ class ConFEDE(MSAModel):
         self.pretrain_heads = nn.ModuleDict({m: MLP(width[m], [width[m] // 2, width[m] // 4, width[m] // 8], cfg.n_out)
                                              for m in "tva"})
         self.ntxent = make_ntxent(cfg.temperature)
-        self._train_split: Optional[Any] = None  # the training split (the harness's Split), set when the fusion stage starts
         self.candidates: Optional[dict[str, torch.Tensor]] = None
         self._gen: Optional[torch.Generator] = None
         self.retriever_log: list[dict[str, Any]] = []
@@ -451,14 +452,8 @@ class ConFEDE(MSAModel):
         unimodal = None
         if self.stage is None:  # outside the trainer: every objective (see the module docstring)
             unimodal = {m: self.pretrain_heads[m](reps[m]) for m in "tva"}
-        if self.training and self.stage == FUSION and self.candidates is not None and not batch.masked:
-            assert self._train_split is not None and self._gen is not None  # set with the candidates
-            n_train = len(self._train_split)
-            if int(batch.index.max()) >= n_train:
-                raise IndexError(f"batch.index {int(batch.index.max())} is outside the {n_train}-sample training "
-                                 "split the retriever was built on: training batches only")
-            ids = sample_partners(self.candidates, batch.index, self._gen)
-            partners = self._train_split.take(ids).to(batch.labels.device)
+        if self.training and self.stage == FUSION and batch.partners is not None and not batch.masked:
+            partners = batch.partners
             feats2 = self.project(self.encode(partners))
             extras.update(partner_feats=feats2, partner_pred=self.decoder(torch.cat(feats2, dim=-1)),
                           partner_mono=self.mono_decoder(torch.cat(feats2, dim=0)), partner_labels=partners.labels)
@@ -561,9 +556,20 @@ class ConFEDE(MSAModel):
     def on_stage_start(self, stage: Stage, state: Any) -> dict[str, Any]:
         if stage.name != FUSION:
             return {}
-        self._train_split = state.data.train
         self._gen = torch.Generator().manual_seed(int(state.seed))  # partner draws: seeded, own stream
-        return self.update_retriever(state.device)
+        return self.update_retriever(state.data.train, state.device)
+
+    def training_batch(self, batch, state: Any):
+        """Fusion stage: the batch with 6 retrieved partners per anchor (ss ss dd dd sd sd) from
+        the training split the retriever was built on."""
+        if self.stage != FUSION or self.candidates is None or batch.masked:
+            return batch
+        assert self._gen is not None  # set with the candidates
+        train = state.data.train
+        if int(batch.index.max()) >= len(train):
+            raise IndexError(f"batch.index {int(batch.index.max())} is outside the {len(train)}-sample training "
+                             "split the retriever was built on: training batches only")
+        return dataclasses.replace(batch, partners=train.take(sample_partners(self.candidates, batch.index, self._gen)))
 
     def on_epoch_start(self, epoch: int, state: Any) -> dict[str, Any]:
         if self.stage == "text":  # Ttrain.py: set_train([False, True, True]) while epoch < int(total / 3)
@@ -572,15 +578,13 @@ class ConFEDE(MSAModel):
                 p.requires_grad_(not frozen)
             return {"bert_frozen": frozen}
         if self.stage == FUSION and epoch > 0 and epoch % self.cfg.retrieval_every == 0:
-            return {"retriever": self.update_retriever(state.device)}
+            return {"retriever": self.update_retriever(state.data.train, state.device)}
         return {}
 
     @torch.no_grad()
-    def update_retriever(self, device: torch.device | str) -> dict[str, Any]:
-        """update_matrix: embed the training split with the current encoders (eval mode, in
+    def update_retriever(self, split: Any, device: torch.device | str) -> dict[str, Any]:
+        """update_matrix: embed the training `split` with the current encoders (eval mode, in
         split order), then rebuild the candidate lists block-wise."""
-        split = self._train_split
-        assert split is not None  # on_stage_start sets it before the fusion stage
         t0 = time.perf_counter()
         was_training = self.training
         self.eval()

@@ -34,15 +34,16 @@ is set: otherwise the model trains once, and tables name the row
 "KEBR (no pre-training)". With `pretrain_dir`, `stages()` = [pretrain, finetune]; the
 directory must hold `emovoxceleb.pkl` in the format pretrain.py reads ({"raw_text", "audio",
 "video"}, unlabeled VoxCeleb1-based EmoVoxCeleb clips with the same audio/vision features as the
-fine-tuning data) and the VADER lexicon `vader_lexicon.txt`; missing files fail with a message
-naming them. Pre-training: BERT frozen, TCMF + a "fitter" head (fc1/fc2 as above, a separate
+fine-tuning data) and the VADER lexicon `vader_lexicon.txt`; the stage declares them
+(`StageData("kebr_pretrain_clips")`) and bench/data/kebr_pretrain.py checks them before training
+(missing or malformed files fail naming the file and key) and builds the masked batches. Pre-training: BERT frozen, TCMF + a "fitter" head (fc1/fc2 as above, a separate
 module that fine-tuning discards, main.py:75-78) at lr 1e-4; the fitter reads the TCMF state at
 the [MASK] of the sentence's highest-|valence| VADER word (all its occurrences masked; target
 round(0.75 valence, 3); a random token and target 0 when none; crop to [idx-20, idx+19] when
 idx > 36; attention mask from the unmasked text, data_loader.py:54-80); loss L1 + 0.5 mean
 l'_i, l' = 1 - m if m < 0 else |cos(pi (m + 1/4))|, m = (a+b)/2 (pretrain.py:76-88).
 Harness mechanics (the trainer has one training split per run): in the pretrain stage each
-training step draws the next unlabeled batch instead of the labeled one (a stage "epoch" is as
+training step gets the next unlabeled batch (a `PretrainBatch`) instead of the labeled one (a stage "epoch" is as
 many steps as the labeled split has batches; the unlabeled set cycles, reshuffled per pass),
 and validation scores the fitter on the mean-pooled labeled validation split (selection on
 validation; the code keeps its epoch-200 state). Tokens are encoded
@@ -67,17 +68,14 @@ pads/truncates its own features to 400/55 frames).
 from __future__ import annotations
 
 import math
-import pickle
-import random
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Iterator, Optional, cast
+from typing import Any, Optional, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import ModelConfig, ModelOutput, MSAModel, Stage, task_loss
+from models.base import ModelConfig, ModelOutput, MSAModel, Stage, StageData, task_loss
 from models.layers.text_encoder import build_text_encoder
 from models.registry import register_model
 
@@ -233,42 +231,11 @@ def mcc_single(sim: torch.Tensor, angle: float) -> torch.Tensor:
     return torch.where(sim < 0, 1 - sim, torch.abs(torch.cos(math.pi * (sim + angle))))
 
 
-# -- the unlabeled pre-training set (pretrain.py, data_loader.py) ---------------------------
-class PretrainDataError(FileNotFoundError):
-    pass
-
-
-def load_lexicon(path: Path) -> dict[str, float]:
-    """VADER lexicon: token <TAB> mean valence <TAB> ... (data_loader.py load_lexicon)."""
-    lexicon = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        parts = line.split("\t")
-        if len(parts) >= 2 and parts[0]:
-            lexicon[parts[0]] = float(parts[1])
-    return lexicon
-
-
-def mask_sentiment_word(tokens: list[str], lexicon: dict[str, float], rng: random.Random,
-                        max_length: int = 39, scale: float = 0.75) -> tuple[list[str], float, int]:
-    """data_loader.py `mask_text_bert`: (masked tokens, target, position of [MASK] incl. [CLS]).
-    Every occurrence of the first highest-|valence| lexicon token is masked; none: a random
-    token, target 0. A mask beyond position max_length - 3 crops the tokens to [idx-20, idx+19]."""
-    tokens = list(tokens) or ["[MASK]"]  # harness: an empty transcript (the code's randint would fail)
-    found = [t for t in tokens if t in lexicon]
-    if not found:
-        idx = rng.randint(0, min(len(tokens) - 1, max_length - 3))
-        tokens[idx] = "[MASK]"
-        return tokens, 0.0, idx + 1
-    word = max(found, key=lambda t: abs(lexicon[t]))  # max() keeps the first maximal, as scores.index(max(...))
-    masked = ["[MASK]" if t == word else t for t in tokens]
-    idx = masked.index("[MASK]")
-    if idx > max_length - 3:
-        masked, idx = masked[idx - 20:idx + 19], 20
-    return masked, round(lexicon[word] * scale, 3), idx + 1
-
-
+# -- the unlabeled pre-training batches (built by bench/data/kebr_pretrain.py) --------------
 @dataclass
 class PretrainBatch:
+    """One batch of masked unlabeled clips (data_loader.py `mask_text_bert`)."""
+
     ids: torch.Tensor
     mask: torch.Tensor
     segment: torch.Tensor
@@ -276,67 +243,11 @@ class PretrainBatch:
     vision: torch.Tensor
     target: torch.Tensor  # (B,) masked word's scaled valence
     position: torch.Tensor  # (B,) [MASK] index
+    sep: int  # the tokenizer's [SEP] id
 
-
-class UnlabeledClips:
-    """The EmoVoxCeleb pickle (pretrain.py `load_emovoxceleb_pkl`), tokenized once, masked per draw."""
-
-    def __init__(self, cfg: KEBRConfig):
-        root = Path(cfg.pretrain_dir or "").expanduser()
-        need = (f"KEBR's knowledge-enhanced pre-training (pretrain_dir='{cfg.pretrain_dir}') needs the unlabeled "
-                f"EmoVoxCeleb set (VoxCeleb1 clips of English speakers, transcripts and features) that the released "
-                f"pretrain.py reads: {root / PRETRAIN_FILE} = {{'raw_text': [str], 'audio': (N, T_a, {cfg.dims[1]}), "
-                f"'video': (N, T_v, {cfg.dims[2]})}} with the same audio/vision features as the fine-tuning data (the "
-                f"released code: librosa 33-d x 400 frames, OpenFace 709-d x 55), and the VADER lexicon "
-                f"{root / LEXICON_FILE} (KEBR data/vader_lexicon.txt). Leave pretrain_dir unset for "
-                f"'KEBR (no pre-training)'")
-        missing = [str(p) for p in (root / PRETRAIN_FILE, root / LEXICON_FILE) if not p.is_file()]
-        if not root.is_dir() or missing:
-            raise PretrainDataError(f"{need}; missing: {', '.join(missing) or str(root)}")
-        with open(root / PRETRAIN_FILE, "rb") as f:
-            info = pickle.load(f)
-        if not isinstance(info, dict) or not {"raw_text", "audio", "video"} <= set(info):
-            raise PretrainDataError(f"{need}; {root / PRETRAIN_FILE} lacks the keys raw_text/audio/video")
-        self.audio = torch.as_tensor(info["audio"], dtype=torch.float32)
-        self.video = torch.as_tensor(info["video"], dtype=torch.float32)
-        n = len(info["raw_text"])
-        if self.audio.ndim != 3 or self.video.ndim != 3 or len(self.audio) != n or len(self.video) != n \
-                or (self.audio.shape[2], self.video.shape[2]) != tuple(cfg.dims[1:]):
-            raise PretrainDataError(f"{need}; got audio {tuple(self.audio.shape)}, video {tuple(self.video.shape)} "
-                                    f"for {n} transcripts")
-        from transformers import AutoTokenizer
-
-        where = cfg.pretrain_tokenizer or cfg.text_encoder
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(Path(where).expanduser()), local_files_only=True)
-        except (OSError, ValueError) as err:
-            raise PretrainDataError(f"{need}; and a tokenizer: '{where}' has none (set pretrain_tokenizer to a "
-                                    f"folder with vocab.txt): {err}") from None
-        self.tokens = [self.tokenizer.tokenize(str(t)) for t in info["raw_text"]]
-        self.lexicon = load_lexicon(root / LEXICON_FILE)
-        self.cfg = cfg
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def encode(self, i: int, rng: random.Random, length: int) -> tuple[list[int], list[int], float, int]:
-        masked, target, pos = mask_sentiment_word(self.tokens[i], self.lexicon, rng, length, self.cfg.valence_scale)
-        tok = self.tokenizer
-        ids = [tok.cls_token_id, *tok.convert_tokens_to_ids(masked)[:length - 2], tok.sep_token_id]
-        n_attended = min(len(self.tokens[i]) + 2, length)  # data_loader.py: mask of the *unmasked* text
-        return ids + [tok.pad_token_id] * (length - len(ids)), [1] * n_attended + [0] * (length - n_attended), \
-            target, pos
-
-    def batches(self, batch_size: int, seed: int) -> Iterator[PretrainBatch]:
-        """Shuffled batches, cycling over the set for ever (a fresh order each pass)."""
-        gen, rng = torch.Generator().manual_seed(seed), random.Random(seed)
-        length = self.cfg.text_length or 39
-        while True:
-            for chunk in torch.randperm(len(self), generator=gen).split(batch_size):
-                rows = [self.encode(i, rng, length) for i in chunk.tolist()]
-                ids, mask, target, pos = zip(*rows, strict=True)
-                yield PretrainBatch(torch.tensor(ids), torch.tensor(mask), torch.zeros(len(rows), length, dtype=torch.long),
-                                    self.audio[chunk], self.video[chunk], torch.tensor(target), torch.tensor(pos))
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "PretrainBatch":
+        moved = {k: v.to(device, non_blocking=non_blocking) for k, v in vars(self).items() if k != "sep"}
+        return PretrainBatch(**moved, sep=self.sep)
 
 
 # -- the model -------------------------------------------------------------------------------
@@ -353,8 +264,6 @@ class KEBR(MSAModel):
         self.head = Head(d, cfg.fc_dim, cfg.head_dropout, cfg.n_out)
         # pretrain.py's fitter: a head of its own, dropped by main.py:78 (only with pre-training)
         self.fitter = Head(d, cfg.fc_dim, cfg.head_dropout, 1) if cfg.pretrain_dir else None
-        self._unlabeled: Optional[Iterator[PretrainBatch]] = None
-        self._clips: Optional[UnlabeledClips] = None
 
     def _text(self, ids: torch.Tensor, mask: torch.Tensor, segment: Optional[torch.Tensor], sep: int):
         """Token ids truncated as the code's tokenizer does (max_length, [SEP] last)."""
@@ -377,8 +286,8 @@ class KEBR(MSAModel):
         return (fused * w).sum(1) / w.sum(1).clamp_min(1)
 
     def forward(self, batch) -> ModelOutput:
-        if self.stage == PRETRAIN and self.training:
-            return self._pretrain_forward()
+        if isinstance(batch, PretrainBatch):  # pretrain.py: the fitter at the [MASK] position
+            return self._pretrain_forward(batch)
         fused, mask = self._fused(batch.text_ids, batch.text_mask, batch.text_segment, batch.audio, batch.vision,
                                   batch.special_ids[1])
         pooled = self._pool(fused, mask)
@@ -391,17 +300,11 @@ class KEBR(MSAModel):
             raise RuntimeError("KEBR's pretrain stage needs pretrain_dir (no fitter was built)")
         return self.fitter
 
-    def _pretrain_forward(self) -> ModelOutput:
-        """pretrain.py: the fitter at the [MASK] position of the next unlabeled batch."""
-        if self._unlabeled is None or self._clips is None:
-            raise RuntimeError("KEBR pretrain forward before on_stage_start(pretrain) opened the unlabeled clips")
-        device = self.head.fc1.weight.device
-        pb = next(self._unlabeled)
-        pb = PretrainBatch(*(t.to(device) for t in vars(pb).values()))
-        fused, _ = self._fused(pb.ids, pb.mask, pb.segment, pb.audio, pb.vision, self._clips.tokenizer.sep_token_id)
-        at_mask = fused[torch.arange(fused.shape[0], device=device), pb.position]
-        return ModelOutput(pred=self._fitter()(at_mask),
-                           extras={"fused": fused, "audio": pb.audio, "video": pb.vision, "target": pb.target})
+    def _pretrain_forward(self, pb: PretrainBatch) -> ModelOutput:
+        """The fitter's score at each clip's [MASK] position of an unlabeled batch."""
+        fused, _ = self._fused(pb.ids, pb.mask, pb.segment, pb.audio, pb.vision, pb.sep)
+        at_mask = fused[torch.arange(fused.shape[0], device=fused.device), pb.position]
+        return ModelOutput(pred=self._fitter()(at_mask), extras={"fused": fused, "audio": pb.audio, "video": pb.vision})
 
     def similarities(self, output: ModelOutput) -> tuple[torch.Tensor, torch.Tensor]:
         e = output.extras
@@ -420,8 +323,7 @@ class KEBR(MSAModel):
         """L1(fitter, valence target) + 0.5 mean l'((a+b)/2) (pretrain.py:76-88)."""
         c = self.cfg
         a, b = self.similarities(output)
-        target = output.extras.get("target")
-        target = batch.labels if target is None else target  # validation batches: the labelled split
+        target = batch.target if isinstance(batch, PretrainBatch) else batch.labels  # validation: the labelled split
         task = task_loss(output.pred, target, "regression")
         mcc = mcc_single((a + b) / 2, c.pretrain_angle).mean()
         return {"total": task + c.pretrain_mcc_weight * mcc, "task": task, "mcc": mcc}
@@ -431,8 +333,6 @@ class KEBR(MSAModel):
         """[] without `pretrain_dir`; else [pretrain (BERT frozen), finetune (all but the fitter)]."""
         if not self.cfg.pretrain_dir:
             return []
-        if self._clips is None:
-            self._clips = UnlabeledClips(self.cfg)  # fails here, before any training, naming what is missing
         c = self.cfg
         fitter = self._fitter()
         pre = [*self.fusion.parameters(), *fitter.parameters()]
@@ -440,19 +340,14 @@ class KEBR(MSAModel):
         rest = [p for p in self.parameters() if id(p) not in fit]
         return [
             Stage(PRETRAIN, trainable=lambda: pre, loss=self.pretrain_loss, max_epochs=c.pretrain_epochs,
+                  data=StageData("kebr_pretrain_clips", "pretrain_dir", as_batches=True),
                   batch_size=c.pretrain_batch_size, early_stop_patience=None, contributions=False,
                   param_groups=lambda: [{"name": "pretrain", "params": pre, "lr": c.pretrain_lr, "weight_decay": 0.0}]),
             Stage(FINETUNE, trainable=lambda: rest),
         ]
 
     def on_stage_start(self, stage: Stage, state: Any) -> dict[str, Any]:
-        if stage.name == PRETRAIN:
-            clips = self._clips
-            assert clips is not None  # stages() opens them before offering the pretrain stage
-            self._unlabeled = clips.batches(self.cfg.pretrain_batch_size, state.seed)
-            return {"unlabeled_clips": len(clips)}
-        self._unlabeled = None
-        return {}
+        return {"unlabeled_clips": len(state.stage_data)} if stage.name == PRETRAIN else {}
 
     def param_groups(self) -> list[dict[str, Any]]:
         c = self.cfg

@@ -42,6 +42,7 @@ class Batch:
     text_lengths: Optional[torch.Tensor] = None  # (B,) valid text steps
     special_ids: tuple[int, int, int] = BERT_SPECIAL_IDS  # (cls, sep, pad)
     masked: frozenset = frozenset()  # modalities removed by `without`
+    partners: Optional["Batch"] = None  # training samples paired with these (MSAModel.training_batch; ConFEDE)
 
     _TENSORS = (
         "audio", "vision", "audio_lengths", "vision_lengths", "labels", "index",
@@ -57,7 +58,8 @@ class Batch:
             for name in self._TENSORS
             if (t := getattr(self, name)) is not None
         }
-        return dataclasses.replace(self, **moved)
+        partners = self.partners.to(device, non_blocking) if self.partners is not None else None
+        return dataclasses.replace(self, **moved, partners=partners)
 
     def without(self, modalities: Iterable[str]) -> "Batch":
         """The batch with `modalities` masked at input level (see module docstring)."""

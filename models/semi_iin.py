@@ -58,7 +58,8 @@ most confident per predicted emotion class are kept (max softmax probability [in
 k = 40, MOSEI all clips), and training continues with 0.6 MSE + 0.4 CE on the labeled batch +
 0.2 CE on a pseudo-labeled batch (emotion only, eq. 23), the pseudo batch sized to the pseudo
 set's share of labeled + pseudo (the released loader concatenates both sets) [inferred].
-`unlabeled_dir` must hold `unlabeled.npz` (see `UNLABELED_FILE`); the AMI clips and the frozen
+`unlabeled_dir` must hold `unlabeled.npz` (see `UNLABELED_FILE`), which bench/data/unlabeled.py checks
+before training and hands to `on_stage_start` (`state.stage_data`); the AMI clips and the frozen
 RoBERTa-large / HuBERT-large / FabNet features of the paper are not available here.
 
 Inputs on the harness: MMSA `unaligned_50` pickles (frame-level, like the paper's
@@ -80,17 +81,14 @@ unknown), all 30 epochs run, the test split once.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import ModelConfig, ModelOutput, MSAModel, Stage
+from models.base import ModelConfig, ModelOutput, MSAModel, Stage, StageData
 from models.layers.transformer import CrossModalTransformer, MultiheadAttention, dropout, dropout_keep
 from models.registry import register_model
 
@@ -210,44 +208,6 @@ class Gate(nn.Module):
     def forward(self, intra: torch.Tensor, inter: torch.Tensor) -> torch.Tensor:
         g = torch.sigmoid(self.A_affine(inter) + self.V_affine(intra))
         return inter * g + intra * (1 - g)
-
-
-class UnlabeledDataError(ValueError):
-    """The self-training stage was asked for but its unlabeled features are missing or unusable."""
-
-
-def check_unlabeled_dir(directory: str, dims: tuple[int, int, int]) -> Path:
-    """The path of the unlabeled features file, or an error naming exactly what is needed."""
-    path = Path(directory).expanduser() / UNLABELED_FILE
-    need = (f"Semi-IIN's self-training stage (unlabeled_dir={directory}) needs {path} holding float arrays "
-            f"'text' (N, T_t, {dims[0]}), 'audio' (N, T_a, {dims[1]}) and 'vision' (N, T_v, {dims[2]}): unlabeled "
-            "clips with the labeled data's feature views and widths (pre-extracted text features, not token ids; "
-            "any T, the model pads/truncates to seq_lens). The paper self-trains on 3,236 AMI clips with frozen "
-            "RoBERTa-large/HuBERT-large/FabNet features, which msabench does not ship; without unlabeled_dir the "
-            "model trains the supervised row only")
-    if not path.is_file():
-        raise UnlabeledDataError(f"{need}; {path} does not exist")
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            missing = [k for k in UNLABELED_KEYS if f"{k}.npy" not in names]
-            if missing:
-                raise UnlabeledDataError(f"{need}; {path.name} lacks {', '.join(repr(k) for k in missing)}")
-            shapes = {}
-            for k in UNLABELED_KEYS:
-                with z.open(f"{k}.npy") as f:
-                    version = np.lib.format.read_magic(f)
-                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                    shapes[k] = read(f)[0]
-    except (zipfile.BadZipFile, ValueError, OSError) as err:
-        if isinstance(err, UnlabeledDataError):
-            raise
-        raise UnlabeledDataError(f"{need}; {path.name} is not a readable .npz file ({err})") from None
-    for k, width in zip(UNLABELED_KEYS, dims, strict=True):
-        s = shapes[k]
-        if len(s) != 3 or s[2] != width or s[0] != shapes["text"][0] or s[0] == 0:
-            raise UnlabeledDataError(f"{need}; '{k}' has shape {tuple(s)}")
-    return path
 
 
 class SemiIIN(MSAModel):
@@ -381,19 +341,13 @@ class SemiIIN(MSAModel):
     def stages(self) -> list[Stage]:
         if self.cfg.unlabeled_dir is None:
             return []  # the supervised row: one training run
-        check_unlabeled_dir(self.cfg.unlabeled_dir, self.cfg.dims)
-        return [Stage("supervised"), Stage("self_training", loss=self.self_training_loss)]
+        return [Stage("supervised"), Stage("self_training", loss=self.self_training_loss,
+                                           data=StageData("unlabeled_clips", "unlabeled_dir"))]
 
     def on_stage_start(self, stage: Stage, state: Any) -> dict[str, Any]:
         if stage.name != "self_training":
             return {}
-        return self.pseudo_label(self.load_unlabeled(), state.device, int(state.seed), len(state.data.train))
-
-    def load_unlabeled(self) -> dict[str, torch.Tensor]:
-        assert self.cfg.unlabeled_dir is not None  # the self-training stage exists only with it
-        path = check_unlabeled_dir(self.cfg.unlabeled_dir, self.cfg.dims)
-        with np.load(path) as f:
-            return {k: torch.as_tensor(np.asarray(f[k], dtype=np.float32)) for k in UNLABELED_KEYS}
+        return self.pseudo_label(state.stage_data, state.device, int(state.seed), len(state.data.train))
 
     @torch.no_grad()
     def pseudo_label(self, clips: dict[str, torch.Tensor], device: torch.device, seed: int,
@@ -422,7 +376,7 @@ class SemiIIN(MSAModel):
             keep.append(order if cfg.pseudo_top_k is None else order[: cfg.pseudo_top_k])
         idx = torch.cat(keep)
         if len(idx) == 0:
-            raise UnlabeledDataError("Semi-IIN's self-training kept no pseudo-labeled clip")
+            raise ValueError("Semi-IIN's self-training kept no pseudo-labeled clip")
         per_batch = max(1, round(cfg.batch_size * len(idx) / (n_labeled + len(idx))))
         gen = torch.Generator().manual_seed(seed)
         self._pseudo = {

@@ -286,7 +286,7 @@ def test_each_stage_trains_only_its_parameters(index, small):
     state = SimpleNamespace(data=small, seed=1111, device=torch.device("cpu"))
     info = model.on_stage_start(stage, state)
     model.train()
-    batch = small.train.take(torch.arange(5))
+    batch = model.training_batch(small.train.take(torch.arange(5)), state)
     out = model(batch)
     assert out.pred.shape == (5, 1)
     parts = model.loss(out, batch)

@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from bench.train import build_optimizer, train_and_test
 from models import create_model, get_model_entry
 from models.base import count_parameters
-from models.kebr import (PretrainDataError, mask_sentiment_word, mcc_finetune, mcc_similarities, mcc_single)
+from bench.data.kebr_pretrain import PretrainDataError, mask_sentiment_word
+from bench.data.stage_data import load_stage_data
+from models.kebr import mcc_finetune, mcc_similarities, mcc_single
 from models.layers.text_encoder import BERT_BASE_PARAMS
 from tests.conftest import slice_data, train_demo
 
@@ -207,7 +209,7 @@ def test_no_pretraining_stage_by_default():
 def test_pretraining_without_data_names_what_it_needs(tmp_path):
     model = create_model("kebr", "synthetic", pretrain_dir=str(tmp_path / "voxceleb"))
     with pytest.raises(PretrainDataError) as err:
-        model.stages()
+        load_stage_data(model.stages()[0].data, model.cfg)
     msg = str(err.value)
     for needed in ("EmoVoxCeleb", "VoxCeleb1", "emovoxceleb.pkl", "vader_lexicon.txt", "raw_text", "audio",
                    "video", "KEBR (no pre-training)"):
@@ -241,6 +243,21 @@ def _unlabeled_set(tmp_path, n=40):
         pickle.dump(data, f)
     (tmp_path / "set" / "vader_lexicon.txt").write_text("good\t1.9\t0.9\t[]\nbad\t-2.5\t0.8\t[]\nsad\t-2.1\t0.7\t[]\n")
     return str(tmp_path / "set"), str(tmp_path / "tok")
+
+
+def test_pretrain_batches_mask_the_strongest_lexicon_word_and_target_its_valence(tmp_path):
+    pre_dir, tok = _unlabeled_set(tmp_path)
+    model = create_model("kebr", "synthetic", pretrain_dir=pre_dir, pretrain_tokenizer=tok)
+    clips = load_stage_data(model.stages()[0].data, model.cfg)
+    pb = next(clips.batches(8, seed=1))
+    rows = torch.randperm(40, generator=torch.Generator().manual_seed(1))[:8].tolist()
+    lex = {"good": 1.9, "bad": -2.5, "sad": -2.1}
+    for r, i in enumerate(rows):
+        found = [t for t in clips.tokens[i] if t in lex]
+        want = round(0.75 * lex[max(found, key=lambda t: abs(lex[t]))], 3) if found else 0.0
+        assert float(pb.target[r]) == pytest.approx(want)
+        assert int(pb.ids[r, pb.position[r]]) == clips.tokenizer.mask_token_id
+    assert pb.sep == clips.tokenizer.sep_token_id and pb.audio.shape[0] == 8
 
 
 def test_pretraining_stage_runs_on_an_unlabeled_set(tmp_path, synthetic):

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -44,7 +45,8 @@ class RefMap:
       "hook:<module path>" (the output of that msabench module, batch-first).
     losses: golden loss part -> msabench loss-dict key, or a function of the loss dict.
     tamper: a reference weight name; +1e-3 on its first element must make the comparison fail.
-    prepare: optional setup of the msabench model from the golden before the train-mode pass.
+    prepare: optional setup of the msabench model from the golden before the train-mode pass;
+      returns the state its `training_batch` hook gets (None: none needed).
     after: optional msabench state after the train-mode loss, compared with the golden's
       `state/after.*` tensors (Self-MM's label memory).
     extra_outputs: optional eval-mode values computed from the msabench model and batch beyond
@@ -55,7 +57,7 @@ class RefMap:
     outputs: dict[str, str]
     losses: dict[str, str | Callable[[dict[str, torch.Tensor]], torch.Tensor]]
     tamper: str
-    prepare: Callable[[Any, dict[str, dict[str, torch.Tensor]]], None] | None = None
+    prepare: Callable[[Any, dict[str, dict[str, torch.Tensor]]], Any] | None = None  # returns the hooks' state
     after: Callable[[Any], dict[str, torch.Tensor]] | None = None
     extra_outputs: Callable[[Any, Batch], dict[str, torch.Tensor]] | None = None
 
@@ -452,13 +454,13 @@ class _FixedPartners:
         return self.partners
 
 
-def _confede_partners(model: Any, golden: dict[str, dict[str, torch.Tensor]]) -> None:
+def _confede_partners(model: Any, golden: dict[str, dict[str, torch.Tensor]]) -> Any:
     state = golden["state"]
     partners = Batch(**{k[len("partner."):]: v for k, v in state.items() if k.startswith("partner.")})  # type: ignore[arg-type]
     n = int(torch.cat([golden["batch"]["index"], partners.index]).max()) + 1
-    model._train_split = _FixedPartners(partners, n)
     model.candidates = {kind: torch.zeros(n, 2, dtype=torch.long) for kind in ("ss", "dd", "sd")}
     model._gen = torch.Generator().manual_seed(0)
+    return SimpleNamespace(data=SimpleNamespace(train=_FixedPartners(partners, n)))
 
 
 _CONFEDE_ENC = (("vision_encoder", "vision"), ("audio_encoder", "audio"))
@@ -699,8 +701,8 @@ def _compare(name: str, golden: dict[str, dict[str, torch.Tensor]], meta: dict[s
     batch = Batch(**golden["batch"])  # type: ignore[arg-type]
     problems = differences(golden["eval"], eval_outputs(model, batch, ref_map), "eval", report)
     model.train()
-    if ref_map.prepare is not None:
-        ref_map.prepare(model, golden)
+    hook_state = ref_map.prepare(model, golden) if ref_map.prepare is not None else None
+    batch = model.training_batch(batch, hook_state)  # as the trainer does before each training forward
     with replayed_draws(golden.get("state", {})):
         out = model(batch)
     parts = model.loss(out, batch)

@@ -15,13 +15,15 @@ import torch
 import torch.nn.functional as F
 
 from bench.catalog import row_label
+from bench.data.stage_data import load_stage_data
+from bench.data.unlabeled import UnlabeledDataError, check_unlabeled_dir
 from bench.train import train_and_test
 from models import create_model
 from models.base import count_parameters
 from models.registry import get_model_entry
 from models.layers.transformer import dropout_keep, sinusoidal_positions
 from models.semi_iin import (
-    NATIVE, GroupMaskedAttention, SemiIIN, UnlabeledDataError, check_unlabeled_dir, emotion_classes,
+    NATIVE, GroupMaskedAttention, SemiIIN, emotion_classes,
     group_mask,
 )
 from tests.conftest import slice_data, train_demo
@@ -323,7 +325,7 @@ def test_without_unlabeled_dir_there_is_no_stage():
 def test_unlabeled_dir_errors_name_what_is_needed(tmp_path):
     model = create_model("semi_iin", "synthetic", unlabeled_dir=str(tmp_path / "ami"))
     with pytest.raises(UnlabeledDataError) as err:
-        model.stages()
+        load_stage_data(model.stages()[1].data, model.cfg)
     msg = str(err.value)
     for needed in ("unlabeled.npz", "'text' (N, T_t, 768)", "'audio' (N, T_a, 5)", "'vision' (N, T_v, 20)",
                    "does not exist", "AMI", "unlabeled_dir"):
@@ -344,7 +346,7 @@ def test_pseudo_labels_keep_the_top_k_per_class_and_reach_the_emotion_head_only(
     torch.manual_seed(0)
     model = create_model("semi_iin", "synthetic", unlabeled_dir=str(tmp_path), pseudo_top_k=2)
     assert [s.name for s in model.stages()] == ["supervised", "self_training"]
-    clips = model.load_unlabeled()
+    clips = load_stage_data(model.stages()[1].data, model.cfg)
     info = model.pseudo_label(clips, torch.device("cpu"), 1111, n_labeled=90)
     model.eval()
     with torch.no_grad():
