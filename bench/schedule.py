@@ -16,7 +16,7 @@ import torch
 from models.base import SCHEDULE_KINDS, Schedule
 
 PER_STEP = ("linear_warmup", "cosine_warmup")
-PER_EPOCH = ("warmup_cosine_epochs", "milestones")
+PER_EPOCH = ("warmup_cosine_epochs", "cosine_epochs", "milestones")
 
 
 def linear_warmup_factor(step: int, *, warmup_steps: int, total_steps: int) -> float:
@@ -47,6 +47,11 @@ def warmup_cosine_epochs_factor(epoch: int, *, n_epochs: int, warmup_ratio: floa
     if epoch <= warm:
         return epoch / warm
     return 0.5 * (1 + math.cos(math.pi * (epoch - math.floor(warm) - 1) / t_max))
+
+
+def cosine_epochs_factor(epoch: int, *, t_max: int) -> float:
+    """CosineAnnealingLR(T_max), eta_min 0, after `epoch` scheduler steps (closed form: re-rises after T_max)."""
+    return 0.5 * (1 + math.cos(math.pi * epoch / t_max))
 
 
 def milestones_factor(epoch: int, *, milestones: tuple[int, ...], decay: float) -> float:
@@ -86,6 +91,8 @@ class Scheduler:
                                         clamp=s.cosine_clamp)
         if kind == "warmup_cosine_epochs":
             return warmup_cosine_epochs_factor(epoch, n_epochs=self.epochs, warmup_ratio=s.warmup_ratio)
+        if kind == "cosine_epochs":
+            return cosine_epochs_factor(epoch, t_max=self.epochs)
         if kind == "milestones":
             return milestones_factor(epoch, milestones=s.milestones, decay=s.decay)
         return 1.0

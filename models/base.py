@@ -76,7 +76,7 @@ class ModelConfig:
 
 
 INHERIT: Any = "inherit"  # a Stage field left at INHERIT takes the model config's value
-SCHEDULE_KINDS = ("linear_warmup", "cosine_warmup", "warmup_cosine_epochs", "milestones", "plateau")
+SCHEDULE_KINDS = ("linear_warmup", "cosine_warmup", "warmup_cosine_epochs", "cosine_epochs", "milestones", "plateau")
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,8 @@ class Schedule:
     kind: Optional[str] = None  # None: constant lr | per optimizer step: "linear_warmup" (transformers
     #   get_linear_schedule_with_warmup), "cosine_warmup" (get_cosine_schedule_with_warmup) | per epoch:
     #   "warmup_cosine_epochs" (linear warm-up over warmup_ratio x epochs from lr 0, then cosine over the
-    #   rest), "milestones" (x decay per milestone reached) | "plateau" (ReduceLROnPlateau on valid loss)
+    #   rest), "cosine_epochs" (CosineAnnealingLR(T_max=epochs), eta_min 0, per epoch, re-rising after
+    #   T_max), "milestones" (x decay per milestone reached) | "plateau" (ReduceLROnPlateau on valid loss)
     warmup_ratio: float = 0.1  # warm-up kinds: warm-up length / schedule length
     epochs: Optional[int] = None  # the schedule's length in epochs; None: the stage's max_epochs
     cosine_clamp: bool = False  # cosine_warmup: clamp the progress at 1 (False, as transformers: the lr re-rises)

@@ -75,7 +75,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import ModelConfig, ModelOutput, MSAModel, Stage, StageData, task_loss
+from models.base import ModelConfig, ModelOutput, MSAModel, Schedule, Stage, StageData, task_loss
 from models.layers.text_encoder import build_text_encoder
 from models.registry import register_model
 
@@ -342,6 +342,7 @@ class KEBR(MSAModel):
             Stage(PRETRAIN, trainable=lambda: pre, loss=self.pretrain_loss, max_epochs=c.pretrain_epochs,
                   data=StageData("kebr_pretrain_clips", "pretrain_dir", as_batches=True),
                   batch_size=c.pretrain_batch_size, early_stop_patience=None, contributions=False,
+                  schedule=Schedule(source="KEBR pretrain.py: constant lr"),
                   param_groups=lambda: [{"name": "pretrain", "params": pre, "lr": c.pretrain_lr, "weight_decay": 0.0}]),
             Stage(FINETUNE, trainable=lambda: rest),
         ]
@@ -361,17 +362,13 @@ class KEBR(MSAModel):
                            "weight_decay": 0.0})
         return groups
 
-    def cosine_factor(self, epoch: int) -> float:
-        """CosineAnnealingLR(T_max), eta_min 0, after `epoch` scheduler steps (closed form, re-rising)."""
-        return 0.5 * (1 + math.cos(math.pi * epoch / self.cfg.cosine_t_max))
-
-    def on_epoch_start(self, epoch: int, state: Any) -> dict[str, Any]:
-        if self.cfg.lr_schedule != "cosine" or self.stage == PRETRAIN:  # pretrain.py: constant lr
-            return {}
-        factor = self.cosine_factor(epoch)
-        for g in state.optimizer.param_groups:
-            g["lr"] = g["base_lr"] * factor
-        return {"lr_factor": factor}
+    def lr_schedule(self) -> Schedule:
+        """CosineAnnealingLR(T_max=cosine_t_max) stepped per epoch (main.py:91), or constant; the
+        pre-training stage keeps a constant lr (pretrain.py)."""
+        if self.cfg.lr_schedule != "cosine":
+            return Schedule(source="harness switch lr_schedule='none': constant lr")
+        return Schedule(kind="cosine_epochs", epochs=self.cfg.cosine_t_max, record_factor=True,
+                        source="KEBR main.py:91 CosineAnnealingLR(optimizer, T_max=20), scheduler.step() per epoch")
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         """t: BERT; a / v: each attention's non-verbal LayerNorm, K and V (shared layer counted once).

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.schedule import Scheduler
 from bench.train import build_optimizer, train_and_test
 from models import create_model, get_model_entry
 from models.base import count_parameters
@@ -186,19 +187,21 @@ def test_param_groups_and_cosine_schedule():
     groups = {g["name"]: g for g in model.param_groups()}
     assert (groups["bert"]["lr"], groups["fusion"]["lr"], groups["head"]["lr"]) == (5e-6, 5e-6, 1e-4)
     opt = build_optimizer(model)
-
-    class S:
-        optimizer = opt
-    factors = [model.on_epoch_start(e, S)["lr_factor"] for e in (0, 10, 20, 40)]
+    schedule = model.lr_schedule()
+    assert (schedule.kind, schedule.epochs, schedule.record_factor) == ("cosine_epochs", 20, True)
+    scheduler = Scheduler(schedule, opt, steps_per_epoch=3, max_epochs=45)
+    factors = [scheduler.start_epoch(e)["lr_factor"] for e in (0, 10, 20, 40)]
     assert factors == pytest.approx([1.0, 0.5, 0.0, 1.0])  # CosineAnnealingLR(T_max=20) re-rises
-    assert opt.param_groups[0]["lr"] == pytest.approx(5e-6)
+    assert opt.param_groups[0]["lr"] == pytest.approx(5e-6)  # the trainer set base_lr x factor(40) = 1
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1.0), 20)
     lrs = []
     for _ in range(45):
         lrs.append(sched.get_last_lr()[0])
         sched.optimizer.step()
         sched.step()
-    assert [model.cosine_factor(e) for e in range(45)] == pytest.approx(lrs, abs=1e-9)
+    assert [scheduler.factor(e, 0) for e in range(45)] == pytest.approx(lrs, abs=1e-9)
+    assert model.stages() == [] and create_model("kebr", "mosi", "official", text_encoder="tiny",
+                                                   lr_schedule="none").lr_schedule().kind is None
 
 
 # -- pre-training stage ----------------------------------------------------------------------
