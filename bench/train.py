@@ -37,7 +37,7 @@ from bench.metrics import compute_metrics, contribution_utility, iemocap_majorit
 from bench.optim import make_optimizer
 from bench.schedule import Scheduler
 from bench.shapley import coalition_key, coalitions, shapley_from_fn
-from models.base import INHERIT, MSAModel, Multipliers, Schedule, Stage, count_parameters, task_loss
+from models.base import INHERIT, Freeze, MSAModel, Multipliers, Schedule, Stage, count_parameters, task_loss
 from models.constants import METRICS, MODALITIES
 from models.protocol import improves
 
@@ -240,6 +240,16 @@ def peak_memory(device: torch.device) -> int:
     # CPU: the process's peak resident set (Linux reports KiB); includes the loaded data
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+def apply_freeze(freeze: Optional[Freeze], epoch: int) -> dict[str, Any]:
+    """A stage's declared `Freeze` at the start of `epoch`: its parameters frozen while epoch < freeze.epochs."""
+    if freeze is None:
+        return {}
+    frozen = epoch < freeze.epochs
+    for p in freeze.params():
+        p.requires_grad_(not frozen)
+    return {freeze.record: frozen}
 
 
 GradScale = list[tuple[list[torch.nn.Parameter], float]]  # (branch parameters, factor)
@@ -478,6 +488,7 @@ def run_stage(run: _Run, stage: Stage, stage_data: Any = None) -> dict[str, Any]
             state.epoch = epoch
             record: dict[str, Any] = {"epoch": epoch, **({"stage": stage.name} if staged else {})}
             record.update(scheduler.start_epoch(epoch))  # the declared lr (and optimizer reset)
+            record.update(apply_freeze(stage.freeze, epoch))
             with _recording_nondeterminism(run.nondeterministic):
                 record.update(model.on_epoch_start(epoch, state) or {})
                 grad_scale = apply_multipliers(model, optimizer, model.training_multipliers(epoch, state))

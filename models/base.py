@@ -119,6 +119,17 @@ class StageData:
 
 
 @dataclass(frozen=True)
+class Freeze:
+    """Parameters a stage keeps frozen for its first `epochs` epochs, then trains: at each epoch
+    start the trainer sets their requires_grad (they stay in the optimizer: a frozen epoch gives
+    no gradient and no step) and records whether they were frozen in the history field `record`."""
+
+    params: Callable[[], Iterable[nn.Parameter]]
+    epochs: int
+    record: str = "frozen"
+
+
+@dataclass(frozen=True)
 class Stage:
     """One stage of a multi-stage method .
 
@@ -143,6 +154,7 @@ class Stage:
     optimizer: Any = INHERIT  # the stage's optimizer kind (ModelConfig.optimizer); INHERIT: cfg.optimizer
     contributions: bool = True  # Shapley values on validation each epoch (off for unimodal pre-training)
     data: Optional[StageData] = None  # other data the stage trains on (loaded by bench/data)
+    freeze: Optional[Freeze] = None  # parameters frozen for the stage's first epochs
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.base import INHERIT, ModelConfig, ModelOutput, MSAModel, Stage
+from models.base import Freeze, INHERIT, MSAModel, ModelConfig, ModelOutput, Stage
 from models.layers.blocks import MLP
 from models.layers.text_encoder import build_text_encoder
 from models.registry import register_model
@@ -542,7 +542,10 @@ class ConFEDE(MSAModel):
                 param_groups=lambda: self.stage_param_groups(name), max_epochs=epochs,
                 early_stop_patience=None, selection_metric="MAE", contributions=False,
                 batch_size=batch_size, warmup_ratio=warmup / max(1, epochs),
-                optimizer="adamw_hf" if name == "text" else INHERIT)  # Ttrain.py:36 transformers AdamW
+                optimizer="adamw_hf" if name == "text" else INHERIT,  # Ttrain.py:36 transformers AdamW
+                # Ttrain.py: set_train([False, True, True]) while epoch (1-based) < text_bert_frozen_epochs
+                freeze=Freeze(self.text.parameters, cfg.text_bert_frozen_epochs - 1, "bert_frozen")
+                if name == "text" else None)
 
         return [
             unimodal("text", cfg.text_epochs, cfg.text_batch_size, cfg.text_warmup_epochs),
@@ -572,11 +575,6 @@ class ConFEDE(MSAModel):
         return dataclasses.replace(batch, partners=train.take(sample_partners(self.candidates, batch.index, self._gen)))
 
     def on_epoch_start(self, epoch: int, state: Any) -> dict[str, Any]:
-        if self.stage == "text":  # Ttrain.py: set_train([False, True, True]) while epoch < int(total / 3)
-            frozen = epoch + 1 < self.cfg.text_bert_frozen_epochs
-            for p in self.text.parameters():  # in the optimizer either way: a frozen epoch gives no grad, no step
-                p.requires_grad_(not frozen)
-            return {"bert_frozen": frozen}
         if self.stage == FUSION and epoch > 0 and epoch % self.cfg.retrieval_every == 0:
             return {"retriever": self.update_retriever(state.data.train, state.device)}
         return {}

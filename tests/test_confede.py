@@ -307,11 +307,14 @@ def test_each_stage_trains_only_its_parameters(index, small):
 
 
 def test_text_stage_freezes_bert_for_the_first_epochs():
+    from bench.train import apply_freeze
+
     model = create_model("confede", "synthetic")  # demo: text_bert_frozen_epochs 2 -> epoch 0 frozen
-    model.stage = "text"
-    assert model.on_epoch_start(0, None) == {"bert_frozen": True}
+    freeze = {s.name: s.freeze for s in model.stages()}
+    assert freeze["vision"] is None and freeze["audio"] is None and freeze["fusion"] is None
+    assert apply_freeze(freeze["text"], 0) == {"bert_frozen": True}  # the trainer applies the declaration
     assert not any(p.requires_grad for p in model.text.parameters())
-    assert model.on_epoch_start(1, None) == {"bert_frozen": False}
+    assert apply_freeze(freeze["text"], 1) == {"bert_frozen": False}
     assert all(p.requires_grad for p in model.text.parameters())
 
 

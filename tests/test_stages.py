@@ -11,7 +11,7 @@ import torch
 
 import bench.train as train_mod
 from bench.train import TrainingError, train_and_test
-from models.base import Stage
+from models.base import Freeze, Stage
 from models.late_fusion import PRESETS, LateFusion
 
 
@@ -195,3 +195,21 @@ def test_a_stage_can_set_its_own_batch_size(small_synthetic):
     train_and_test(model, small_synthetic, seed=1, device=torch.device("cpu"), contributions=False, robustness=False)
     assert [n for st, n in sizes if st == "text"] == [48, 48]  # 96 training samples
     assert [n for st, n in sizes if st == "fusion"] == [32, 32, 32]
+
+
+def test_a_declared_freeze_holds_its_parameters_for_the_first_epochs(small_synthetic):
+    class Frozen(TwoStage):
+        def stages(self):
+            first, second = super().stages()
+            return [dataclasses.replace(first, freeze=Freeze(self.branch["t"].parameters, 2, "branch_frozen")), second]
+
+    model = Frozen(dataclasses.replace(PRESETS[("synthetic", "demo")], max_epochs=4, early_stop_patience=None))
+    seen, start = [], model.branch["t"][1].weight.detach().clone()
+    train_and_test(model, small_synthetic, seed=1, device=torch.device("cpu"), contributions=False, robustness=False,
+                   on_epoch=lambda r: seen.append((r["stage"], r.get("branch_frozen"),
+                                                   model.branch["t"][1].weight.detach().clone())))
+    text = [(frozen, w) for stage, frozen, w in seen if stage == "text"]
+    assert [f for f, _ in text] == [True, True, False, False]
+    assert torch.equal(text[0][1], start) and torch.equal(text[1][1], start)  # frozen: no step
+    assert not torch.equal(text[2][1], start)  # then it trains
+    assert all(f is None for stage, f, _ in seen if stage == "fusion")
