@@ -133,7 +133,7 @@ def test_every_other_preset_builds_a_torch_optimizer():
 
 def test_confede_text_stage_uses_transformers_adamw_and_the_others_torch():
     model = create_model("confede", "synthetic")
-    kinds = {s.name: _StageSettings.of(s, model.cfg).optimizer for s in model.stages()}
+    kinds = {s.name: _StageSettings.of(s, model).optimizer for s in model.stages()}
     assert kinds == {"text": "adamw_hf", "vision": "adamw", "audio": "adamw", "fusion": "adamw"}
     text = model.stages()[0]
     params = {id(p) for g in text.param_groups() for p in g["params"]}
