@@ -292,6 +292,53 @@ def include_from_sweep(path: Path, value: Any) -> None:
     include(paths, f"{path} [key=include]", base=path.parent)
 
 
+def _read_sweep(path: Path) -> dict:
+    """The sweep file's top-level mapping, its keys and its `models` list checked."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SweepFileError(f"{path}: sweep file not found") from None
+    except (OSError, UnicodeDecodeError) as err:  # a folder, unreadable, binary
+        raise SweepFileError(f"{path}: cannot read the sweep file ({type(err).__name__}: {err})") from None
+    except yaml.YAMLError as err:
+        raise SweepFileError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(doc, dict):
+        raise SweepFileError(f"{path}: top level must be a mapping with at least 'models'")
+    unknown = sorted(set(doc) - SWEEP_KEYS)
+    if unknown:
+        raise SweepFileError(f"{path} [key={unknown[0]}]: unknown key; valid keys: {', '.join(sorted(SWEEP_KEYS))}")
+    if not doc.get("models"):
+        raise SweepFileError(f"{path} [key=models]: missing or empty")
+    if not isinstance(doc["models"], list):
+        raise SweepFileError(f"{path} [key=models]: expected a list of model names or mappings, e.g. [mult, pase]")
+    return doc
+
+
+def _entry_runs(path: Path, i: int, entry: Any, datasets: list, seeds: list[int], opts: dict[str, Any],
+                base: dict[str, Any]) -> list[RunConfig]:
+    """The runs of the sweep's `models[i]`: every variant x dataset x seed."""
+    runs = []
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    if not isinstance(entry, dict) or "name" not in entry:
+        raise SweepFileError(f"{path} [key=models[{i}]]: expected a model name or a mapping with 'name'")
+    bad = sorted(set(entry) - MODEL_KEYS)
+    if bad:
+        raise SweepFileError(f"{path} [key=models[{i}].{bad[0]}]: unknown key; valid: {', '.join(sorted(MODEL_KEYS))}")
+    check_model_entry(path, i, entry)
+    shared = dict(entry.get("set") or {})
+    for variant in entry.get("variants") or [{}]:
+        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in {**shared, **(variant or {})}.items()}
+        for dataset in datasets:
+            for seed in seeds:
+                runs.append(RunConfig(
+                    model=entry["name"], dataset=dataset, seed=seed,
+                    preset=entry.get("preset") or opts.get("preset"), overrides=overrides,
+                    variant=entry.get("variant") if len(entry.get("variants") or [{}]) == 1 else None, **base,
+                ))
+    return runs
+
+
 def load_sweep(path: str | Path, **cli: Any) -> list[RunConfig]:
     """Runs listed by a sweep YAML. `cli` values that are not None override the file's.
 
@@ -310,23 +357,7 @@ def load_sweep(path: str | Path, **cli: Any) -> list[RunConfig]:
               - {use_sgm: false}
     """
     path = Path(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SweepFileError(f"{path}: sweep file not found") from None
-    except (OSError, UnicodeDecodeError) as err:  # a folder, unreadable, binary
-        raise SweepFileError(f"{path}: cannot read the sweep file ({type(err).__name__}: {err})") from None
-    except yaml.YAMLError as err:
-        raise SweepFileError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(doc, dict):
-        raise SweepFileError(f"{path}: top level must be a mapping with at least 'models'")
-    unknown = sorted(set(doc) - SWEEP_KEYS)
-    if unknown:
-        raise SweepFileError(f"{path} [key={unknown[0]}]: unknown key; valid keys: {', '.join(sorted(SWEEP_KEYS))}")
-    if not doc.get("models"):
-        raise SweepFileError(f"{path} [key=models]: missing or empty")
-    if not isinstance(doc["models"], list):
-        raise SweepFileError(f"{path} [key=models]: expected a list of model names or mappings, e.g. [mult, pase]")
+    doc = _read_sweep(path)
     if doc.get("include") is not None:
         include_from_sweep(path, doc["include"])
     opts = {k: doc.get(k) for k in SWEEP_KEYS - {"models", "description", "include"}}
@@ -346,24 +377,4 @@ def load_sweep(path: str | Path, **cli: Any) -> list[RunConfig]:
     for flag in ("contributions", "robustness", "amp", "strict_data"):
         if opts.get(flag) is not None:
             base[flag] = bool(opts[flag])
-    runs = []
-    for i, entry in enumerate(doc["models"]):
-        if isinstance(entry, str):
-            entry = {"name": entry}
-        if not isinstance(entry, dict) or "name" not in entry:
-            raise SweepFileError(f"{path} [key=models[{i}]]: expected a model name or a mapping with 'name'")
-        bad = sorted(set(entry) - MODEL_KEYS)
-        if bad:
-            raise SweepFileError(f"{path} [key=models[{i}].{bad[0]}]: unknown key; valid: {', '.join(sorted(MODEL_KEYS))}")
-        check_model_entry(path, i, entry)
-        shared = dict(entry.get("set") or {})
-        for variant in entry.get("variants") or [{}]:
-            overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in {**shared, **(variant or {})}.items()}
-            for dataset in datasets:
-                for seed in seeds:
-                    runs.append(RunConfig(
-                        model=entry["name"], dataset=dataset, seed=seed,
-                        preset=entry.get("preset") or opts.get("preset"), overrides=overrides,
-                        variant=entry.get("variant") if len(entry.get("variants") or [{}]) == 1 else None, **base,
-                    ))
-    return runs
+    return [run for i, entry in enumerate(doc["models"]) for run in _entry_runs(path, i, entry, datasets, seeds, opts, base)]

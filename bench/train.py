@@ -597,13 +597,20 @@ def train_and_test(
     if test and model.cfg.task == "iemocap":
         tested["metrics"]["majority_baseline"] = iemocap_majority_baseline(
             data.train.labels.numpy(), data.test.labels.numpy())
-    counts = count_parameters(model)
-    counts["with_grad"] = sum(p.numel() for n, p in model.named_parameters() if n in run.got_grad)
+    return _training_fields(run, stages, tested, bool(declared), wall_start, device)
+
+
+def _training_fields(run: _Run, stages: list[dict], tested: dict[str, Any], staged: bool, wall_start: float,
+                     device: torch.device) -> dict[str, Any]:
+    """The result-file fields of a trained (and tested) run; `staged`: the model declares stages."""
+    last = stages[-1]
+    counts = count_parameters(run.model)
+    counts["with_grad"] = sum(p.numel() for n, p in run.model.named_parameters() if n in run.got_grad)
     train_s = sum(st["train_s"] for st in stages)
     times: dict[str, Any] = {"train_s": train_s, "wall_s": time.perf_counter() - wall_start,
                              "per_epoch_s": last["per_epoch_s"]}
     extra: dict[str, Any] = {}
-    if declared:
+    if staged:
         times["stages_s"] = {st["name"]: st["train_s"] for st in stages}
         extra["stages"] = stages
     return {
@@ -617,7 +624,7 @@ def train_and_test(
         "time": times,
         "peak_memory_bytes": peak_memory(device),
         "nondeterministic_ops": sorted(set(run.nondeterministic)),
-        "model_summary": model.summary(),
+        "model_summary": run.model.summary(),
         **extra,
         **tested,
     }

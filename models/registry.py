@@ -660,42 +660,54 @@ def check_search_space(model: str, config_cls: type, space: dict[str, SearchPara
                        cfg: Optional[ModelConfig] = None) -> None:
     """Every target names a searchable field of `config_cls` and every value the space can
     produce has the field's type and bounds. `cfg`: the preset a relative range scales."""
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    check = _SpaceCheck(model, config_cls, cfg)
+    for target, param in space.items():
+        check.param(target, param)
 
-    def fail(target: str, problem: str) -> NoReturn:
-        raise ConfigError(f"search space of model '{model}', field '{target}': {problem}")
 
-    def base_value(name: str) -> Any:
-        if cfg is not None:
-            return getattr(cfg, name)
-        f = fields[name]
+class _SpaceCheck:
+    """The checks of `check_search_space` for one model's config class (and preset)."""
+
+    def __init__(self, model: str, config_cls: type, cfg: Optional[ModelConfig]) -> None:
+        self.model, self.config_cls, self.cfg = model, config_cls, cfg
+        self.fields = {f.name: f for f in dataclasses.fields(config_cls)}
+
+    def fail(self, target: str, problem: str) -> NoReturn:
+        raise ConfigError(f"search space of model '{self.model}', field '{target}': {problem}")
+
+    def base_value(self, name: str) -> Any:
+        if self.cfg is not None:
+            return getattr(self.cfg, name)
+        f = self.fields[name]
         return f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
 
-    def check_value(target: str, name: str, index: Optional[int], value: Any) -> None:
+    def check_value(self, target: str, name: str, index: Optional[int], value: Any) -> None:
         full = value
         if index is not None:
-            current = base_value(name)
+            current = self.base_value(name)
             if not isinstance(current, (tuple, list)) or not -len(current) <= index < len(current):
-                fail(target, f"'{name}' has no element [{index}] (value {_show(current)})")
+                self.fail(target, f"'{name}' has no element [{index}] (value {_show(current)})")
             full = tuple(value if i == index else v for i, v in enumerate(current))
         try:
-            parsed = parse_field(config_cls, name, full, model)
+            parsed = parse_field(self.config_cls, name, full, self.model)
         except ConfigError as err:
-            fail(target, f"value {_show(value)}: {err}")
+            self.fail(target, f"value {_show(value)}: {err}")
         if parsed != full and not (isinstance(full, (int, float)) and parsed == full):
-            fail(target, f"value {_show(value)} is not of the field's type ({field_rule(config_cls, name).describe()})")
+            self.fail(target, f"value {_show(value)} is not of the field's type "
+                              f"({field_rule(self.config_cls, name).describe()})")
 
-    for target, param in space.items():
+    def param(self, target: str, param: SearchParam) -> None:
+        fail = self.fail
         if not isinstance(param, SearchParam):
             fail(target, f"expected a SearchParam (choice, uniform, log_uniform, int_range, around_preset), got {_show(param)}")
         if not param.source:
             fail(target, "no source given (paper, repository file, or 'harness decision')")
         parts = split_target(target)
         for name, _ in parts:
-            if name not in fields:
-                close = difflib.get_close_matches(name, list(fields), n=1)
-                fail(target, f"{config_cls.__name__} has no field '{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            if name not in self.fields:
+                close = difflib.get_close_matches(name, list(self.fields), n=1)
+                fail(target, f"{self.config_cls.__name__} has no field '{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
             if name in UNSEARCHABLE:
                 fail(target, f"'{name}' is fixed by the run, not searched")
         if param.choices is not None:
@@ -706,30 +718,33 @@ def check_search_space(model: str, config_cls: type, space: dict[str, SearchPara
                 if len(parts) > 1 and (not isinstance(c, tuple) or len(c) != len(parts)):
                     fail(target, f"choice {_show(c)} must give {len(parts)} values ({target})")
                 for (name, index), v in zip(parts, values, strict=True):
-                    check_value(target, name, index, v)
-            continue
+                    self.check_value(target, name, index, v)
+            return
         if len(parts) > 1:
             fail(target, "fields set together need a choice of tuples")
+        self.range(target, param, *parts[0])
+
+    def range(self, target: str, param: SearchParam, name: str, index: Optional[int]) -> None:
+        fail, cfg = self.fail, self.cfg
         if param.low is None or param.high is None or not param.low < param.high:
             fail(target, f"range needs low < high (got {param.low}, {param.high})")
         if param.log and param.low <= 0:
             fail(target, f"log range needs low > 0 (got {param.low})")
-        name, index = parts[0]
         if param.integer and not (isinstance(param.low, int) and isinstance(param.high, int)):
             fail(target, "integer range needs integer bounds")
-        hint = _type_hints(config_cls).get(name, Any)
+        hint = _type_hints(self.config_cls).get(name, Any)
         if index is not None:
             args = typing.get_args(hint)
             hint = (args[0] if args[-1] is Ellipsis else args[min(index, len(args) - 1)]) if args else Any
         if not param.integer and hint is not Any and float not in (hint, *typing.get_args(hint)):
-            fail(target, f"a float range cannot set '{name}', which is {field_rule(config_cls, name).describe()}")
+            fail(target, f"a float range cannot set '{name}', which is {field_rule(self.config_cls, name).describe()}")
         if param.relative:
             if param.integer:
                 fail(target, "a range relative to the preset is for float fields")
-            preset = base_value(name) if index is None else None
+            preset = self.base_value(name) if index is None else None
             if cfg is not None and (isinstance(preset, bool) or not isinstance(preset, (int, float)) or preset <= 0):
                 fail(target, f"range relative to the preset needs a positive preset value (preset '{cfg.preset}' has {_show(preset)})")
-            check_value(target, name, index, 1.0 * (preset if isinstance(preset, (int, float)) and preset > 0 else 1.0))
-            continue
+            self.check_value(target, name, index, 1.0 * (preset if isinstance(preset, (int, float)) and preset > 0 else 1.0))
+            return
         for v in (param.low, param.high):
-            check_value(target, name, index, v)
+            self.check_value(target, name, index, v)

@@ -53,7 +53,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -211,36 +211,10 @@ def _parse_split(samples: list, s: str, tok: Any, pieces: dict[str, list[int]], 
     segments: list[Any] = []
     first_dim: dict[str, int] = {}
     for i, ex in enumerate(samples):
-        try:
-            (words, visual, acoustic), label, segment = ex
-        except (TypeError, ValueError):
-            flag(None, f"samples not of the form {SAMPLE_FORM}", i, type(ex).__name__)
+        checked = _check_sample(ex, i, flag, first_dim)
+        if checked is None:
             continue
-        w = _words(words)
-        if w is None:
-            flag("words", "samples whose words are not a list of strings", i, type(words).__name__)
-            continue
-        if not w:
-            flag("words", "samples with no words", i)
-            continue
-        arrays = {}
-        for key, x in (("visual", visual), ("acoustic", acoustic)):
-            arr = _rows(x)
-            if arr is None:
-                flag(key, "samples whose features are not a 2-D array of numbers", i, type(x).__name__)
-            elif arr.shape[0] != len(w):
-                flag(key, "samples whose number of rows differs from the number of words", i,
-                     f"{arr.shape[0]} rows, {len(w)} words")
-            elif arr.shape[1] != first_dim.setdefault(key, arr.shape[1]):
-                flag(key, "samples whose feature dim differs from the split's first sample", i,
-                     f"{arr.shape[1]} vs {first_dim[key]}")
-            else:
-                arrays[key] = arr
-        y = _label(label)
-        if y is None:
-            flag("label", "labels that are not one number", i, repr(label)[:40])
-        if y is None or len(arrays) < 2:
-            continue
+        w, arrays, y, segment = checked
         for key, arr in arrays.items():
             rows[key].append(arr)
         words_all.append(w)
@@ -269,6 +243,42 @@ def _parse_split(samples: list, s: str, tok: Any, pieces: dict[str, list[int]], 
         shapes.setdefault(s, {})[key] = (max_length, first_dim[key])
     tensors["labels"] = torch.from_numpy(y_all)
     return tensors, [_mmsa_id(i) for i in sample_ids], n_truncated
+
+
+def _check_sample(ex: Any, i: int, flag: Callable[..., None],
+                  first_dim: dict[str, int]) -> Optional[tuple[list[str], dict[str, np.ndarray], float, Any]]:
+    """One sample's words, features, label and segment, or None (its problems flagged)."""
+    try:
+        (words, visual, acoustic), label, segment = ex
+    except (TypeError, ValueError):
+        flag(None, f"samples not of the form {SAMPLE_FORM}", i, type(ex).__name__)
+        return None
+    w = _words(words)
+    if w is None:
+        flag("words", "samples whose words are not a list of strings", i, type(words).__name__)
+        return None
+    if not w:
+        flag("words", "samples with no words", i)
+        return None
+    arrays = {}
+    for key, x in (("visual", visual), ("acoustic", acoustic)):
+        arr = _rows(x)
+        if arr is None:
+            flag(key, "samples whose features are not a 2-D array of numbers", i, type(x).__name__)
+        elif arr.shape[0] != len(w):
+            flag(key, "samples whose number of rows differs from the number of words", i,
+                 f"{arr.shape[0]} rows, {len(w)} words")
+        elif arr.shape[1] != first_dim.setdefault(key, arr.shape[1]):
+            flag(key, "samples whose feature dim differs from the split's first sample", i,
+                 f"{arr.shape[1]} vs {first_dim[key]}")
+        else:
+            arrays[key] = arr
+    y = _label(label)
+    if y is None:
+        flag("label", "labels that are not one number", i, repr(label)[:40])
+    if y is None or len(arrays) < 2:
+        return None
+    return w, arrays, y, segment
 
 
 def _align(words_all: list[list[str]], starts: np.ndarray, feats: dict[str, np.ndarray], tok: Any,

@@ -204,18 +204,7 @@ def _parse_split(d: dict, s: str, ctx: ParseContext, views: tuple[str, ...],
     problems = ctx.problems
     unaligned = ctx.setting == "unaligned"
     raw = ctx.text_input == "raw_text"  # token ids from raw_text: text_bert is read for aligned lengths only
-    if "features" not in views:
-        d.pop("text", None)  # the unused view is dropped first: memory
-    needed = ["id", "regression_labels", "audio", "vision", *(["raw_text"] if raw else (TEXT_KEYS[v] for v in views))]
-    if unaligned:
-        needed += ["audio_lengths", "vision_lengths"]  # MMSA reads them unconditionally for unaligned data
-    if missing_keys(d, needed, problems, s):
-        return None
-    absent = [k for k in UNUSED_KEYS if k not in d]
-    if absent:
-        problems.warn(f"unused keys missing: {', '.join(absent)}", split=s)
-    counted = [k for k in KNOWN_KEYS if k in d and (unaligned or not k.endswith("_lengths"))]
-    n = count_samples(d, counted, problems, s)
+    n = _count_checked(d, s, problems, views, unaligned, raw)
     if n is None:
         return None
 
@@ -226,20 +215,12 @@ def _parse_split(d: dict, s: str, ctx: ParseContext, views: tuple[str, ...],
         text = take_features(d, "text", problems, s, shapes)
         if text is not None:
             out["text_feats"] = torch.from_numpy(text)
-    mask = None
     if raw:
         raw_texts = _raw_texts(d.pop("raw_text"), n, problems, s)
         if raw_texts is None:
             return None
         texts[s] = raw_texts
-    if "text_bert" in d:
-        rows = _text_bert(d.pop("text_bert"), problems, s, check_ids="ids" in views and not raw)
-        if rows is not None:
-            shapes.setdefault(s, {})["text_bert"] = (rows[0].shape[1], 3)
-            mask = rows[1]
-            if "ids" in views and not raw:
-                out.update(text_ids=torch.from_numpy(rows[0]), text_mask=torch.from_numpy(rows[1]),
-                           text_segment=torch.from_numpy(rows[2]))
+    mask = _take_text_bert(d, s, problems, shapes, out, ids="ids" in views and not raw)
     labels = regression_labels(d.pop("regression_labels"), problems, s, "regression_labels")  # rule 3
     sample_ids = id_strings(d.pop("id"), n, problems, s)
     if audio is None or vision is None or labels is None or sample_ids is None or s not in shapes:
@@ -268,6 +249,39 @@ def _parse_split(d: dict, s: str, ctx: ParseContext, views: tuple[str, ...],
         text_lengths=torch.from_numpy(text_len) if text_len is not None else full_lengths(n, t_text),
     )
     return out, sample_ids
+
+
+def _count_checked(d: dict, s: str, problems: Problems, views: tuple[str, ...], unaligned: bool,
+                   raw: bool) -> Optional[int]:
+    """The split's number of samples, after checking its keys (None: an error was recorded)."""
+    if "features" not in views:
+        d.pop("text", None)  # the unused view is dropped first: memory
+    needed = ["id", "regression_labels", "audio", "vision", *(["raw_text"] if raw else (TEXT_KEYS[v] for v in views))]
+    if unaligned:
+        needed += ["audio_lengths", "vision_lengths"]  # MMSA reads them unconditionally for unaligned data
+    if missing_keys(d, needed, problems, s):
+        return None
+    absent = [k for k in UNUSED_KEYS if k not in d]
+    if absent:
+        problems.warn(f"unused keys missing: {', '.join(absent)}", split=s)
+    counted = [k for k in KNOWN_KEYS if k in d and (unaligned or not k.endswith("_lengths"))]
+    return count_samples(d, counted, problems, s)
+
+
+def _take_text_bert(d: dict, s: str, problems: Problems, shapes: dict[str, dict[str, tuple[int, int]]],
+                    out: dict[str, torch.Tensor], ids: bool) -> Optional[np.ndarray]:
+    """Read `text_bert` where present: its shape into `shapes`, its three rows into `out` when
+    the model reads the ids. Returns its mask (None: absent or bad)."""
+    if "text_bert" not in d:
+        return None
+    rows = _text_bert(d.pop("text_bert"), problems, s, check_ids=ids)
+    if rows is None:
+        return None
+    shapes.setdefault(s, {})["text_bert"] = (rows[0].shape[1], 3)
+    if ids:
+        out.update(text_ids=torch.from_numpy(rows[0]), text_mask=torch.from_numpy(rows[1]),
+                   text_segment=torch.from_numpy(rows[2]))
+    return rows[1]
 
 
 def _text_bert(x: Any, problems: Problems, s: str,

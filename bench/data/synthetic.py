@@ -108,17 +108,7 @@ def with_raw_text_ids(data: MSAData, text_encoder: Optional[str], max_length: Op
 def _generate(data_seed: int) -> MSAData:
     rng = np.random.default_rng(data_seed)
     n = sum(SPLIT_SIZES.values())
-
-    # fixed "world": vocabulary valences, embedding table, audio/vision directions
-    valence = np.zeros(VOCAB_SIZE)
-    sentiment_ids = CONTENT_IDS[:N_SENTIMENT]
-    valence[sentiment_ids] = rng.choice([-1.0, 1.0], N_SENTIMENT) * rng.uniform(0.4, 1.0, N_SENTIMENT)
-    neutral_ids = CONTENT_IDS[N_SENTIMENT:]
-    sentiment_dir = rng.normal(0.0, 0.5, TEXT_DIM)
-    embedding = rng.normal(0.0, 1.0, (VOCAB_SIZE, TEXT_DIM)) + valence[:, None] * sentiment_dir[None, :]
-    embedding[PAD_ID] = 0.0
-    u_a = rng.normal(0.0, 1.0, AUDIO_DIM)
-    u_v = rng.normal(0.0, 1.0, VISION_DIM)
+    valence, embedding, u_a, u_v = _world(rng)
 
     # latents and labels
     z = rng.normal(0.0, 1.0, (n, 3))
@@ -127,31 +117,10 @@ def _generate(data_seed: int) -> MSAData:
     y_raw = w["t"] * z[:, 0] + w["a"] * z[:, 1] + w["v"] * z[:, 2] + w["ta"] * z[:, 0] * z[:, 1] + w["noise"] * eps
     labels = np.round(np.clip(np.round(5.0 * y_raw) / 5.0, -3.0, 3.0), 1)
 
-    # text tokens
-    ids = np.full((n, TEXT_LEN), PAD_ID, dtype=np.int64)
-    n_words = rng.integers(6, 41, n)
-    sent_val = valence[sentiment_ids]
-    for i in range(n):
-        k = n_words[i]
-        is_sent = rng.random(k) < 0.4
-        logits = 2.0 * z[i, 0] * sent_val
-        p = np.exp(logits - logits.max())
-        words = rng.choice(neutral_ids, k)
-        n_sent = int(is_sent.sum())
-        if n_sent:
-            words[is_sent] = rng.choice(sentiment_ids, n_sent, p=p / p.sum())
-        ids[i, 0], ids[i, 1 : k + 1], ids[i, k + 1] = CLS_ID, words, SEP_ID
+    ids = _text_ids(rng, z[:, 0], valence)
     mask = (ids != PAD_ID).astype(np.int64)
-
-    # audio / vision sequences with true lengths
-    def sequences(latent: np.ndarray, direction: np.ndarray, scale: float, noise: float, t: int):
-        lengths = rng.integers(20, t + 1, n)
-        x = scale * latent[:, None, None] * direction[None, None, :] + rng.normal(0.0, noise, (n, t, direction.size))
-        x *= (np.arange(t)[None, :] < lengths[:, None])[:, :, None]
-        return x.astype(np.float32), lengths.astype(np.int64)
-
-    audio, audio_len = sequences(z[:, 1], u_a, 1.0, 1.0, AUDIO_T)
-    vision, vision_len = sequences(z[:, 2], u_v, 0.5, 1.5, VISION_T)
+    audio, audio_len = _sequences(rng, z[:, 1], u_a, 1.0, 1.0, AUDIO_T)
+    vision, vision_len = _sequences(rng, z[:, 2], u_v, 0.5, 1.5, VISION_T)
     text_feats = torch.from_numpy(embedding.astype(np.float32))[torch.from_numpy(ids)]
 
     tensors = {
@@ -166,14 +135,7 @@ def _generate(data_seed: int) -> MSAData:
         "vision_lengths": torch.from_numpy(vision_len),
         "labels": torch.from_numpy(labels.astype(np.float32)),
     }
-    splits, start = {}, 0
-    for name, size in SPLIT_SIZES.items():
-        sl = slice(start, start + size)
-        sample_ids = [f"syn_{name}_{j // 12:03d}$_${j % 12}" for j in range(size)]
-        splits[name] = Split(name, {k: v[sl] for k, v in tensors.items()}, sample_ids, (CLS_ID, SEP_ID, PAD_ID),
-                             raw_text=raw_text(ids[sl]))
-        start += size
-
+    splits = _splits(tensors, ids)
     info = DatasetInfo(
         name="synthetic",
         task="regression",
@@ -186,3 +148,55 @@ def _generate(data_seed: int) -> MSAData:
         source={"format": "synthetic", "data_seed": data_seed, "weights": dict(WEIGHTS)},
     )
     return MSAData(info, splits["train"], splits["valid"], splits["test"])
+
+
+def _world(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The fixed "world": vocabulary valences, embedding table, audio/vision directions."""
+    valence = np.zeros(VOCAB_SIZE)
+    valence[CONTENT_IDS[:N_SENTIMENT]] = rng.choice([-1.0, 1.0], N_SENTIMENT) * rng.uniform(0.4, 1.0, N_SENTIMENT)
+    sentiment_dir = rng.normal(0.0, 0.5, TEXT_DIM)
+    embedding = rng.normal(0.0, 1.0, (VOCAB_SIZE, TEXT_DIM)) + valence[:, None] * sentiment_dir[None, :]
+    embedding[PAD_ID] = 0.0
+    return valence, embedding, rng.normal(0.0, 1.0, AUDIO_DIM), rng.normal(0.0, 1.0, VISION_DIM)
+
+
+def _text_ids(rng: np.random.Generator, z_t: np.ndarray, valence: np.ndarray) -> np.ndarray:
+    """Token ids [CLS] w_1..w_k [SEP] [PAD].., sentiment words drawn by exp(2 z_t v_w)."""
+    n = z_t.size
+    sentiment_ids, neutral_ids = CONTENT_IDS[:N_SENTIMENT], CONTENT_IDS[N_SENTIMENT:]
+    ids = np.full((n, TEXT_LEN), PAD_ID, dtype=np.int64)
+    n_words = rng.integers(6, 41, n)
+    sent_val = valence[sentiment_ids]
+    for i in range(n):
+        k = n_words[i]
+        is_sent = rng.random(k) < 0.4
+        logits = 2.0 * z_t[i] * sent_val
+        p = np.exp(logits - logits.max())
+        words = rng.choice(neutral_ids, k)
+        n_sent = int(is_sent.sum())
+        if n_sent:
+            words[is_sent] = rng.choice(sentiment_ids, n_sent, p=p / p.sum())
+        ids[i, 0], ids[i, 1 : k + 1], ids[i, k + 1] = CLS_ID, words, SEP_ID
+    return ids
+
+
+def _sequences(rng: np.random.Generator, latent: np.ndarray, direction: np.ndarray, scale: float, noise: float,
+               t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Audio / vision sequences with true lengths (zeros after each length)."""
+    n = latent.size
+    lengths = rng.integers(20, t + 1, n)
+    x = scale * latent[:, None, None] * direction[None, None, :] + rng.normal(0.0, noise, (n, t, direction.size))
+    x *= (np.arange(t)[None, :] < lengths[:, None])[:, :, None]
+    return x.astype(np.float32), lengths.astype(np.int64)
+
+
+def _splits(tensors: dict[str, torch.Tensor], ids: np.ndarray) -> dict[str, Split]:
+    """The tensors cut into SPLIT_SIZES, with synthetic sample ids and raw text."""
+    splits, start = {}, 0
+    for name, size in SPLIT_SIZES.items():
+        sl = slice(start, start + size)
+        sample_ids = [f"syn_{name}_{j // 12:03d}$_${j % 12}" for j in range(size)]
+        splits[name] = Split(name, {k: v[sl] for k, v in tensors.items()}, sample_ids, (CLS_ID, SEP_ID, PAD_ID),
+                             raw_text=raw_text(ids[sl]))
+        start += size
+    return splits
