@@ -72,7 +72,9 @@ def include(paths: Iterable[str], source: str, base: Optional[Path] = None) -> N
     Installed plugin packages load first, so a file that one of them imported is not loaded twice."""
     paths = list(paths)
     if paths:
-        load_entry_points()
+        from models.registry import list_models
+
+        list_models()  # built-in models and installed plugins registered first
     for path in paths:
         for file in include_files(path, source, base):
             load_file(file, source)
@@ -138,14 +140,6 @@ class WithPlugins:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         include(self.files, "a plugin file included by the parent process")
         return self.fn(*args, **kwargs)
-
-
-# -- by entry point: models.registry loads them (with the built-in models) when first read ---------
-def load_entry_points() -> None:
-    """Every model registered: built-in model files, then the installed plugin packages."""
-    from models.registry import list_models
-
-    list_models()
 
 
 def plugin_models() -> list[str]:

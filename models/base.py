@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.protocol import Batch
+from models.protocol import Batch, at_least_fp32
 from models.constants import MODALITIES
 
 TASKS = ("regression", "iemocap")
@@ -180,7 +180,7 @@ class ModelOutput:
 
 def task_loss(pred: torch.Tensor, labels: torch.Tensor, task: str, reduction: str = "mean") -> torch.Tensor:
     """L1 for regression (MMSA); CE over each emotion's 2 logits, averaged (MulT src/train.py)."""
-    work = torch.float64 if pred.dtype == torch.float64 else torch.float32  # fp32 at least (AMP), f64 kept
+    work = at_least_fp32(pred.dtype)  # fp32 at least (AMP), f64 kept
     if task == "regression":
         return F.l1_loss(pred.reshape(-1).to(work), labels.reshape(-1).to(work), reduction=reduction)
     if task == "iemocap":

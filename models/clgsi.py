@@ -64,9 +64,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import ModelConfig, ModelOutput, MSAModel, Schedule, task_loss
-from models.layers.seq_encoder import at_least_fp32, masked_mean, sinusoidal_table
+from models.layers.seq_encoder import masked_mean, sinusoidal_table
 from models.layers.text_encoder import build_text_encoder, split_no_decay
-from models.protocol import improves, lengths_mask
+from models.protocol import at_least_fp32, improves, lengths_mask
 from models.constants import METRICS
 from models.registry import register_model
 

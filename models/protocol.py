@@ -106,3 +106,9 @@ def improves(value: float, best: Optional[float], *, higher: bool, min_delta: fl
     if best is None:
         return math.isfinite(value)
     return value >= best + min_delta if higher else value <= best - min_delta
+
+
+def at_least_fp32(dtype: torch.dtype) -> torch.dtype:
+    """The dtype to compute in where half precision is not enough: float32, or float64 for a
+    model run in float64 (the reference-equivalence tests compare some models that way)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32

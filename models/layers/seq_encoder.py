@@ -18,15 +18,9 @@ import math
 import torch
 from torch import nn
 
-from models.protocol import lengths_mask
+from models.protocol import at_least_fp32, lengths_mask
 
 POSITIONS = ("sinusoidal", "learned")
-
-
-def at_least_fp32(dtype: torch.dtype) -> torch.dtype:
-    """The dtype to compute in where half precision is not enough: float32, or float64 for a
-    model run in float64 (the reference-equivalence tests compare some models that way)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def sinusoidal_table(t: int, d: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
