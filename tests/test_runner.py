@@ -153,18 +153,20 @@ def test_atomic_write_fault_between_write_and_rename(tmp_path, monkeypatch, faul
 
 # Writes the result file argv[2] (with "version" set) to argv[1] again and again, printing
 # "writing V" before and "wrote V" after each write, until killed. Versions start at argv[3].
-# With argv[4] == "pause", every fsync (the temp file is complete, not yet renamed) prints
-# "synced" and waits a second: a kill then provably lands inside a write, on any machine.
+# With argv[4] == "pause", every fsync of a file (the temp file is complete, not yet renamed;
+# not the folder's fsync after the rename) prints "synced" and waits a minute: a kill right
+# after "synced" then provably lands inside a write, on any machine however slow.
 WRITER = """
-import json, os, sys, time
+import json, os, stat, sys, time
 from bench.results import write_json_atomic
 path, rec, version = sys.argv[1], json.loads(open(sys.argv[2]).read()), int(sys.argv[3])
 if sys.argv[4:] == ["pause"]:
     fsync = os.fsync
     def announced(fd):
         fsync(fd)
-        print("synced", flush=True)
-        time.sleep(1.0)
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            print("synced", flush=True)
+            time.sleep(60.0)
     os.fsync = announced
 while True:
     print(f"writing {version}", flush=True)
@@ -175,9 +177,9 @@ while True:
 
 
 def _kill_while_writing(path: Path, template: Path, start: int, when, pause: bool = False) -> list[int]:
-    """Start WRITER, wait for its first write to begin, `when()` (returns at the moment to
-    strike; with `pause`, it first waits for WRITER's "synced"), SIGKILL it; returns the
-    versions it reported as written."""
+    """Start WRITER, wait for its first write to begin, then for `when()` (returns at the
+    moment to strike) or, with `pause`, for WRITER's "synced" (its temp file is complete and
+    it waits), SIGKILL it; returns the versions it reported as written."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(template), str(start)]
                             + (["pause"] if pause else []), cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
@@ -187,7 +189,8 @@ def _kill_while_writing(path: Path, template: Path, start: int, when, pause: boo
         if pause:
             synced = proc.stdout.readline().strip()
             assert synced == "synced", synced
-        when()
+        else:
+            when()
         proc.send_signal(signal.SIGKILL)
         out = proc.stdout.read()
     finally:
@@ -235,6 +238,7 @@ def test_sigkill_during_large_writes_leaves_complete_files_or_none(tmp_path):
                                    pause=kill % 5 == 0)
         junk = set(_listing(path.parent)) - {"seed1.json"}
         mid_write += bool(junk - old_temps)  # killed between creating and renaming a temp file
+        assert junk - old_temps or kill % 5, f"kill {kill} struck a paused write, yet left no temp file"
         files = list(iter_result_files(tmp_path))
         assert [p.name for p in files] in ([], ["seed1.json"])
         assert all(n.startswith(".seed1.json.") and n.endswith(".tmp") for n in junk), junk
