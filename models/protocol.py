@@ -43,10 +43,13 @@ class Batch:
     special_ids: tuple[int, int, int] = BERT_SPECIAL_IDS  # (cls, sep, pad)
     masked: frozenset = frozenset()  # modalities removed by `without`
     partners: Optional["Batch"] = None  # training samples paired with these (MSAModel.training_batch; ConFEDE)
+    labels_t: Optional[torch.Tensor] = None  # (B,) float unimodal labels (CH-SIMS regression_labels_T), else None
+    labels_a: Optional[torch.Tensor] = None  # (B,) CH-SIMS regression_labels_A
+    labels_v: Optional[torch.Tensor] = None  # (B,) CH-SIMS regression_labels_V
 
     _TENSORS = (
         "audio", "vision", "audio_lengths", "vision_lengths", "labels", "index",
-        "text_ids", "text_mask", "text_segment", "text_feats", "text_lengths",
+        "text_ids", "text_mask", "text_segment", "text_feats", "text_lengths", "labels_t", "labels_a", "labels_v",
     )
 
     def __len__(self) -> int:
