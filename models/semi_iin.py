@@ -89,6 +89,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import ModelConfig, ModelOutput, MSAModel, Stage, StageData
+from models.protocol import Batch
 from models.layers.transformer import CrossModalTransformer, MultiheadAttention, dropout, dropout_keep
 from models.registry import register_model
 
@@ -323,19 +324,33 @@ class SemiIIN(MSAModel):
         return {"total": self.cfg.val_weight * mse + self.cfg.emo_weight * ce, "mse": mse, "ce": ce}
 
     def self_training_loss(self, output: ModelOutput, batch) -> dict[str, torch.Tensor]:
-        """The labeled loss + pseudo_weight x emotion CE on the next pseudo-labeled batch (eq. 23)."""
+        """The labeled loss + pseudo_weight x emotion CE on the pseudo-labeled clips that
+        `training_batch` attached as `batch.partners` (eq. 23)."""
         parts = self.loss(output, batch)
-        if self._pseudo is None or not self.training:
+        pseudo = batch.partners
+        if pseudo is None or not self.training:
             return parts
+        _, emo = self.predict(pseudo.text_feats, pseudo.audio, pseudo.vision)
+        ce_u = F.cross_entropy(emo.float(), pseudo.labels)
+        return {**parts, "total": parts["total"] + self.cfg.pseudo_weight * ce_u, "ce_pseudo": ce_u}
+
+    def training_batch(self, batch, state: Any):
+        """In self-training, the next pseudo-labeled batch (a seeded permutation of the kept
+        clips, redrawn when used up) rides along as `batch.partners`."""
         ps = self._pseudo
+        if ps is None:
+            return batch
         n = ps["per_batch"]
         if ps["cursor"] + n > len(ps["order"]):
             ps["order"], ps["cursor"] = torch.randperm(len(ps["order"]), generator=ps["gen"]), 0
         idx = ps["order"][ps["cursor"]: ps["cursor"] + n].to(ps["labels"].device)
         ps["cursor"] += n
-        _, emo = self.predict(ps["text"][idx], ps["audio"][idx], ps["vision"][idx])
-        ce_u = F.cross_entropy(emo.float(), ps["labels"][idx])
-        return {**parts, "total": parts["total"] + self.cfg.pseudo_weight * ce_u, "ce_pseudo": ce_u}
+        audio, vision = ps["audio"][idx], ps["vision"][idx]
+        full = torch.full((n,), 0, dtype=torch.long, device=idx.device)
+        pseudo = Batch(audio=audio, vision=vision, audio_lengths=full + audio.shape[1], vision_lengths=full + vision.shape[1],
+                       labels=ps["labels"][idx], index=ps["index"][idx.cpu()], text_feats=ps["text"][idx],
+                       text_lengths=full + ps["text"].shape[1])
+        return replace(batch, partners=pseudo)
 
     # -- stages --------------------------------------------------------------------------------
     def stages(self) -> list[Stage]:

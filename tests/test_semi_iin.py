@@ -361,7 +361,15 @@ def test_pseudo_labels_keep_the_top_k_per_class_and_reach_the_emotion_head_only(
         top = torch.sort(conf[label == c], descending=True).values[:2]
         assert torch.allclose(torch.sort(conf[idx][label[idx] == c], descending=True).values, top)
     model.train()
-    batch = synthetic.train.take(torch.arange(4))
+    plain = synthetic.train.take(torch.arange(4))
+    assert model.self_training_loss(model(plain), plain).keys() == {"total", "mse", "ce"}  # no partners: labeled only
+    n = info["pseudo_per_batch"]
+    order = torch.randperm(sum(per_class), generator=torch.Generator().manual_seed(1111))  # the seeded draw
+    batch = model.training_batch(plain, None)  # as the trainer does: the next pseudo batch rides along
+    assert batch.partners is not None and torch.equal(batch.partners.index, idx[order[:n]])
+    assert torch.equal(batch.partners.labels, label[idx][order[:n]])
+    t = min(clips["audio"].shape[1], batch.partners.audio.shape[1])
+    assert torch.equal(batch.partners.audio[:, :t], clips["audio"][idx[order[:n]], :t])
     parts = model.self_training_loss(model(batch), batch)
     assert set(parts) == {"total", "mse", "ce", "ce_pseudo"}
     assert torch.allclose(parts["total"], 0.6 * parts["mse"] + 0.4 * parts["ce"] + 0.2 * parts["ce_pseudo"])
