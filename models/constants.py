@@ -21,6 +21,7 @@ def entry_points() -> list[importlib.metadata.EntryPoint]:
 MODALITY_NAMES = {"t": "text", "a": "audio", "v": "vision"}
 MODALITIES = tuple(MODALITY_NAMES)  # ("t", "a", "v")
 SETTINGS = ("aligned", "unaligned")  # ModelConfig.setting: word-aligned or raw-rate audio/vision
+SIMS_DATASETS = ("sims", "simsv2")  # CH-SIMS and CH-SIMS v2: labels in [-1, 1], unimodal labels, MMSA's SIMS metrics
 
 EMOTIONS = ("Neutral", "Happy", "Sad", "Angry")  # MulT pickle label order
 
