@@ -26,9 +26,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from models.constants import EMOTIONS, METRICS
+from models.constants import EMOTIONS, METRICS, SIMS_DATASETS
 
 REGRESSION_METRICS = ("Has0_acc_2", "Non0_acc_2", "Has0_F1_score", "Non0_F1_score", "Mult_acc_7", "MAE", "Corr")
+SIMS_METRICS = ("Mult_acc_2", "Mult_acc_3", "Mult_acc_5", "F1_score", "MAE", "Corr")
 IEMOCAP_METRICS = ("mean_acc",) + tuple(f"{k}_{e}" for e in ("Happy", "Sad", "Angry", "Neutral") for k in ("Acc", "F1"))
 CHUNK = 2000  # resamples per matrix product (harness decision: keeps W at ~11 MB for N = 686)
 
@@ -149,6 +150,33 @@ def _regression_metrics() -> dict[str, SumMetric]:
     }
 
 
+def _sims_metrics() -> dict[str, SumMetric]:
+    """CH-SIMS metrics (bench.metrics.sims_regression_metrics: MMSA's bins, values clipped to [-1, 1])."""
+    from bench.metrics import SIMS_EDGES, _sims_classes
+
+    clip = lambda x: np.clip(x.astype(np.float32), -1.0, 1.0)  # noqa: E731
+    regression = _regression_metrics()
+
+    def same_class(k: int) -> Callable[[np.ndarray, np.ndarray], list[np.ndarray]]:
+        return lambda p, y: [_sims_classes(clip(p), SIMS_EDGES[k]) == _sims_classes(clip(y), SIMS_EDGES[k]),
+                             np.ones(len(y), bool)]
+
+    def on_clipped(m: SumMetric) -> SumMetric:
+        return SumMetric(lambda p, y: m.features(clip(p).astype(np.float64), clip(y).astype(np.float64)), m.finish)
+
+    out = {f"Mult_acc_{k}": SumMetric(same_class(k), lambda S: _div(S[:, 0], S[:, 1])) for k in SIMS_EDGES}
+    out["F1_score"] = SumMetric(lambda p, y: _binary_f1_features(
+        _sims_classes(clip(y), SIMS_EDGES[2]) == 1, _sims_classes(clip(p), SIMS_EDGES[2]) == 1, np.ones(len(y), bool)),
+        _weighted_f1)
+    out["MAE"], out["Corr"] = on_clipped(regression["MAE"]), on_clipped(regression["Corr"])
+    return out
+
+
+def metric_family(task: str, dataset: str = "") -> str:
+    """The metric definitions of a (task, dataset): 'sims' for regression on CH-SIMS / CH-SIMS v2."""
+    return "sims" if task == "regression" and dataset in SIMS_DATASETS else task
+
+
 def _iemocap_metrics() -> dict[str, SumMetric]:
     def present(p):  # logits (N, 8) -> predicted 0/1 per emotion; tie -> absent (numpy argmax)
         lg = p.reshape(-1, len(EMOTIONS), 2)
@@ -170,7 +198,8 @@ def _iemocap_metrics() -> dict[str, SumMetric]:
     return out
 
 
-SUM_METRICS = {"regression": _regression_metrics(), "iemocap": _iemocap_metrics()}
+SUM_METRICS = {"regression": _regression_metrics(), "iemocap": _iemocap_metrics(), "sims": _sims_metrics()}
+DEFAULT_METRICS = {"regression": REGRESSION_METRICS, "iemocap": IEMOCAP_METRICS, "sims": SIMS_METRICS}
 
 
 def _feature_matrix(runs: Sequence[SeedPredictions], metrics: Sequence[str], task: str) -> tuple[np.ndarray, list]:
@@ -238,11 +267,12 @@ def paired_bootstrap(
         raise ValueError("paired bootstrap needs at least one seed of each run")
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be positive, got {n_resamples}")
-    metrics = list(metrics or (REGRESSION_METRICS if task == "regression" else IEMOCAP_METRICS))
-    unknown = [m for m in metrics if m not in SUM_METRICS[task]]
+    family = metric_family(task, dataset)
+    metrics = list(metrics or DEFAULT_METRICS[family])
+    unknown = [m for m in metrics if m not in SUM_METRICS[family]]
     if unknown:
-        raise KeyError(f"metric(s) {', '.join(unknown)} not available for {task}; choose from "
-                       f"{', '.join(SUM_METRICS[task])}")
+        raise KeyError(f"metric(s) {', '.join(unknown)} not available for {dataset or task}; choose from "
+                       f"{', '.join(SUM_METRICS[family])}")
     order = list(runs_a[0].ids)
     runs_a, runs_b = align(runs_a, order, names[0]), align(runs_b, order, names[1])
     labels = runs_a[0].labels
@@ -252,11 +282,12 @@ def paired_bootstrap(
                 bad = int(np.flatnonzero(np.any((np.abs(r.labels - labels) > 1e-6).reshape(len(order), -1), 1))[0])
                 raise ValueError(f"{name} seed {r.seed}: label of id {order[bad]!r} differs between result files")
     n = len(order)
-    fa, sa = _feature_matrix(runs_a, metrics, task)
-    fb, sb = _feature_matrix(runs_b, metrics, task)
+    fa, sa = _feature_matrix(runs_a, metrics, family)
+    fb, sb = _feature_matrix(runs_b, metrics, family)
 
     def values(W: np.ndarray) -> tuple[dict, dict]:
-        return (_seed_mean(W @ fa, sa, metrics, task, len(runs_a)), _seed_mean(W @ fb, sb, metrics, task, len(runs_b)))
+        return (_seed_mean(W @ fa, sa, metrics, family, len(runs_a)),
+                _seed_mean(W @ fb, sb, metrics, family, len(runs_b)))
 
     sign = {m: 1.0 if METRICS[m].higher_is_better else -1.0 for m in metrics}
     obs_a, obs_b = values(np.ones((1, n)))

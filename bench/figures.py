@@ -118,6 +118,8 @@ def contributions_figure(
     if not runs:
         raise ValueError("no runs to plot")
     key, right_label = MAIN_VALID_METRIC[task]
+    if task == "regression" and not any(any(valid_series(rs, key)) for rs in runs.values()):
+        key = "Mult_acc_2"  # CH-SIMS results: MMSA's SIMS Acc-2 (bench.metrics.sims_regression_metrics)
     styles = ["-", "--", ":", "-."]  # run k is drawn with styles[k]: solid = the model, dashed = --compare
     colors = dict(zip(MODALITY_NAMES, sns.color_palette("colorblind", 3), strict=True))
     valid_color, switch_color = "0.35", "#8c1c13"

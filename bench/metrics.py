@@ -15,7 +15,10 @@ import warnings
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from models.constants import EMOTIONS
+from models.constants import EMOTIONS, SIMS_DATASETS
+
+# MMSA metricsTop.py __eval_sims_regression: class i is (ms[i], ms[i+1]] with ms = [-1.01, *edges, 1.01]
+SIMS_EDGES = {2: (0.0,), 3: (-0.1, 0.1), 5: (-0.7, -0.1, 0.1, 0.7)}
 
 
 class NonFiniteError(ValueError):
@@ -80,6 +83,31 @@ def regression_metrics(preds, labels) -> dict[str, float]:
     return out
 
 
+def _sims_classes(x: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
+    """MMSA's SIMS classes: the number of edges below x (class i = (edge[i-1], edge[i]]), compared in
+    float32 as MMSA compares its float32 arrays, so a value at an edge falls where MMSA puts it."""
+    return np.searchsorted(np.asarray(edges, dtype=np.float32), x.astype(np.float32), side="left")
+
+
+def sims_regression_metrics(preds, labels) -> dict[str, float]:
+    """CH-SIMS / CH-SIMS v2 metrics as MMSA's __eval_sims_regression: predictions and labels clipped
+    to [-1, 1], then Acc-2/3/5 on MMSA's bins, weighted F1 of the two classes, MAE and Corr of the
+    clipped values (full precision: MMSA rounds to 4 decimals)."""
+    p32 = np.clip(np.asarray(preds, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    y32 = np.clip(np.asarray(labels, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    if p32.shape != y32.shape:
+        raise ValueError(f"{p32.size} predictions vs {y32.size} labels")
+    check_finite(preds)
+    out: dict[str, float] = {"n": int(y32.size)}
+    for k, edges in SIMS_EDGES.items():
+        out[f"Mult_acc_{k}"] = _acc(_sims_classes(y32, edges), _sims_classes(p32, edges))
+    out["F1_score"] = _wf1(_sims_classes(y32, SIMS_EDGES[2]), _sims_classes(p32, SIMS_EDGES[2]))
+    p, y = _as_f64(p32), _as_f64(y32)
+    out["MAE"] = float(np.mean(np.abs(p - y)))
+    out["Corr"] = _corr(p, y)
+    return out
+
+
 def _iemocap_arrays(logits, labels) -> tuple[np.ndarray, np.ndarray]:
     lg = _as_f64(logits).reshape(-1, len(EMOTIONS), 2)
     y = np.asarray(labels).reshape(-1, len(EMOTIONS)).astype(np.int64)
@@ -130,9 +158,10 @@ def iemocap_majority_baseline(train_labels, test_labels) -> dict[str, float]:
     return out
 
 
-def compute_metrics(task: str, preds, labels) -> dict[str, float]:
+def compute_metrics(task: str, preds, labels, dataset: str | None = None) -> dict[str, float]:
+    """The metrics of `task`; regression on CH-SIMS / CH-SIMS v2 (`dataset`) uses MMSA's SIMS definitions."""
     if task == "regression":
-        return regression_metrics(preds, labels)
+        return sims_regression_metrics(preds, labels) if dataset in SIMS_DATASETS else regression_metrics(preds, labels)
     if task == "iemocap":
         return iemocap_metrics(preds, labels)
     raise ValueError(f"unknown task '{task}'")

@@ -23,7 +23,7 @@ from models.constants import METRICS
 class Reference:
     key: str | None  # registry name of the model, or None for models msabench does not implement
     model: str  # display name
-    dataset: str  # mosi | mosei | iemocap
+    dataset: str  # mosi | mosei | iemocap | sims | simsv2
     source: str  # short label shown in the row, e.g. "paper", "MMSA result-stat"
     citation: str  # where the number comes from
     acc2_def: str  # has0 | non0 | has0/non0 | "" (no Acc-2 column)
@@ -49,6 +49,11 @@ def _reg(acc7=None, has0=None, non0=None, f1_has0=None, f1_non0=None, mae=None, 
     return {k: v for k, v in keys.items() if v is not None}
 
 
+def _sims(acc2: float, acc3: float, acc5: float, f1: float, mae: float, corr: float) -> dict[str, float]:
+    """CH-SIMS metrics (MMSA's SIMS definitions) as printed."""
+    return {"Mult_acc_2": acc2, "Mult_acc_3": acc3, "Mult_acc_5": acc5, "F1_score": f1, "MAE": mae, "Corr": corr}
+
+
 def _iemocap(**by_emotion: tuple[float | None, float | None]) -> dict[str, float]:
     out = {}
     for emotion, (acc, f1) in by_emotion.items():
@@ -68,6 +73,7 @@ _SELFMM = "Yu et al., AAAI 2021 (Self-MM paper)"
 _MMSA = "thuiar/MMSA results/result-stat.md"
 _MMSA_NOTE = ("MMSA's file is x100 throughout (MAE and Corr shown unscaled here); its CSV std uses ddof=0; "
               "seed count not stated (MMSA_run default: 5)")
+_MMSA_SIMS = "thuiar/MMSA@0f82c40 results/result-stat.md, Regression, SIMS"
 _MMIM = "reproduction table attributed to MMIM (Han et al., EMNLP 2021), widely copied"
 _PASE = "PaSE (AAAI 2026) main table, secondary copy; check against the paper PDF before quoting"
 _CLGSI_CSV = ("AZYoung233/CLGSI@c1070c8 results/results/normals/{mosi-regression-110,normals/normals/"
@@ -117,6 +123,10 @@ REFERENCES: tuple[Reference, ...] = (
     Reference("self_mm", "Self-MM", "mosei", "MMSA result-stat", _MMSA, "has0/non0", "measured",
               _reg(has0=83.76, f1_has0=83.82, non0=85.15, f1_non0=84.90, acc5=55.53, acc7=53.87, mae=0.5309,
                    corr=0.7649), note=_MMSA_NOTE),
+    Reference("mult", "MulT", "sims", "MMSA result-stat", _MMSA_SIMS, "", "measured",
+              _sims(acc2=78.56, acc3=64.77, acc5=37.94, f1=79.66, mae=0.4532, corr=0.5641), "unaligned", _MMSA_NOTE),
+    Reference("self_mm", "Self-MM", "sims", "MMSA result-stat", _MMSA_SIMS, "", "measured",
+              _sims(acc2=80.04, acc3=65.47, acc5=41.53, f1=80.44, mae=0.4250, corr=0.5952), "unaligned", _MMSA_NOTE),
     # -- the widely copied reproduction table ([2nd]) -----------------------
     Reference("mag_bert", "MAG-BERT", "mosi", "MMIM repro", _MMIM, "has0/non0", "[2nd]",
               _reg(acc7=43.62, has0=82.37, non0=84.43, f1_has0=82.50, f1_non0=84.61, mae=0.727, corr=0.781)),
@@ -201,5 +211,6 @@ EFFICIENCY_REFERENCES: tuple[EfficiencyReference, ...] = (
 
 
 def references_for(dataset: str) -> list[Reference]:
-    """Published rows for a dataset family (mosi, mosei, iemocap); none for synthetic data."""
+    """Published rows for a dataset family (mosi, mosei, iemocap, sims); none for synthetic data (nor,
+    so far, for simsv2: its published tables are images in thuiar/ch-sims-v2's README)."""
     return [r for r in REFERENCES if r.dataset == dataset]

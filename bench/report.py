@@ -39,9 +39,9 @@ import numpy as np
 
 from bench.catalog import model_meta, row_label
 from bench.results import ResultFileError, iter_result_files, load_result
-from models.constants import EMOTIONS, METRICS
+from models.constants import EMOTIONS, METRICS, SIMS_DATASETS
 
-DATASET_ORDER = ("synthetic", "mosi", "mosei", "iemocap")
+DATASET_ORDER = ("synthetic", "mosi", "mosei", "sims", "simsv2", "iemocap")
 # ablation switch names as the PaSE paper prints them
 SWITCH_NAMES = {"sgm": "SGM", "cal": "CAL", "pcl": "PCL", "gate": "gate", "dual_phase": "dual phase"}
 
@@ -49,13 +49,22 @@ REGRESSION_COLUMNS = (
     ("Has0_acc_2", "Acc-2 has0"), ("Non0_acc_2", "Acc-2 non0"), ("Has0_F1_score", "F1 has0"),
     ("Non0_F1_score", "F1 non0"), ("Mult_acc_7", "Acc-7"), ("MAE", "MAE"), ("Corr", "Corr"),
 )
+SIMS_COLUMNS = (  # MMSA's SIMS metrics (metricsTop.py __eval_sims_regression), as MMSA's tables print them
+    ("Mult_acc_2", "Acc-2"), ("Mult_acc_3", "Acc-3"), ("Mult_acc_5", "Acc-5"), ("F1_score", "F1"), ("MAE", "MAE"),
+    ("Corr", "Corr"),
+)
 IEMOCAP_TABLE_ORDER = ("Happy", "Sad", "Angry", "Neutral")  # MulT and PaSE print this order
 assert set(IEMOCAP_TABLE_ORDER) == set(EMOTIONS)
 IEMOCAP_COLUMNS = tuple(
     (f"{kind}_{e}", f"{e} {kind}") for e in IEMOCAP_TABLE_ORDER for kind in ("Acc", "F1")
 )
 COALITIONS = ("t", "a", "v", "ta", "tv", "av", "tav")
-ROBUSTNESS_METRICS = {"regression": (("Has0_acc_2", "Acc-2"), ("MAE", "MAE")), "iemocap": (("mean_acc", "mean acc"),)}
+ROBUSTNESS_METRICS = {"regression": (("Has0_acc_2", "Acc-2"), ("MAE", "MAE")), "iemocap": (("mean_acc", "mean acc"),),
+                      "sims": (("Mult_acc_2", "Acc-2"), ("MAE", "MAE"))}
+SIMS_NOTE = ("Test split. Accuracies and weighted F1 ×100; MAE and Corr unscaled. MMSA's CH-SIMS definitions: "
+             "predictions and labels clipped to [-1, 1]; Acc-2 bins [-1, 0] (0, 1], Acc-3 [-1, -0.1] (-0.1, 0.1] "
+             "(0.1, 1], Acc-5 [-1, -0.7] (-0.7, -0.1] (-0.1, 0.1] (0.1, 0.7] (0.7, 1]; F1 weighted over the Acc-2 "
+             "classes; MAE and Corr of the clipped values. Lower MAE is better.")
 
 DASH = "–"  # en dash: "no value" (and the std of a single seed)
 
@@ -554,11 +563,14 @@ def metrics_table(
 ) -> Table:
     """Test metrics, one row per run; IEMOCAP: per-emotion Acc/F1 plus the majority baseline.
     `ranking`: how best/tied cells are decided (None: no marks)."""
-    spec = REGRESSION_COLUMNS if task == "regression" else IEMOCAP_COLUMNS
+    sims = task == "regression" and dataset in SIMS_DATASETS
+    spec = SIMS_COLUMNS if sims else REGRESSION_COLUMNS if task == "regression" else IEMOCAP_COLUMNS
     columns = [metric_column(k, h) for k, h in spec]
     rows, gaps = _run_rows(groups, expected, columns, lambda ok: _metric_cells(ok, columns))
     notes = [_seed_note(expected, seeds_given)]
-    if task == "regression":
+    if sims:
+        notes.append(SIMS_NOTE)
+    elif task == "regression":
         notes.append("Test split. Accuracies and weighted F1 ×100; MAE and Corr unscaled. Acc-2/F1 has0: "
                      "p ≥ 0 vs y ≥ 0 over all samples; non0: zero labels dropped, p > 0 vs y > 0 (MMSA "
                      "definitions). Lower MAE is better.")
@@ -661,7 +673,7 @@ def robustness_table(
 ) -> Table:
     """Main metric per modality coalition (missing modalities masked at input), from `robustness`."""
     columns = [Column(f"{k}:{m}", f"{k} {h}", *_scale_dec(m), METRICS[m].higher_is_better)
-               for k in COALITIONS for m, h in ROBUSTNESS_METRICS[task]]
+               for k in COALITIONS for m, h in ROBUSTNESS_METRICS["sims" if dataset in SIMS_DATASETS else task]]
     columns += [Column(f"shapley:{m}", f"φ {m}", decimals=3) for m in "tav"]
 
     def value(r: dict, key: str) -> float | None:

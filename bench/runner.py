@@ -397,7 +397,7 @@ def run_sweep(
         write_json_atomic(path, record)
         summary.ok.append(p.label)
         t = record["metrics"]["test"]
-        key = "Has0_acc_2" if "Has0_acc_2" in t else "mean_acc"
+        key = next(k for k in ("Has0_acc_2", "Mult_acc_2", "mean_acc", "loss") if k in t)
         logger.info(f"done {p.label}: best epoch {record['best_epoch']}, test {key} {t[key]:.4f}, "
             f"{record['time']['wall_s']:.1f}s -> {path}")
     return summary

@@ -454,7 +454,7 @@ def validate_epoch(run: _Run, s: _StageSettings, record: dict[str, Any]) -> dict
     results = evaluate(model, data.valid, run.state.device, _eval_batch_size(model),
                        COALITIONS if shapley else (ALL,), run.state.amp)
     val_preds, val_loss = results[ALL]
-    valid = compute_metrics(cfg.task, val_preds.numpy(), data.valid.labels.numpy())
+    valid = compute_metrics(cfg.task, val_preds.numpy(), data.valid.labels.numpy(), data.info.name)
     valid["loss"] = round(val_loss, cfg.val_loss_decimals) if cfg.val_loss_decimals is not None else val_loss
     record["valid"] = valid
     if shapley:  # exact Shapley values of -MAE / accuracy on validation
@@ -530,14 +530,14 @@ def test_once(run: _Run, robustness: bool) -> dict[str, Any]:
                        COALITIONS if robustness else (ALL,), run.state.amp)
     test_preds, test_loss = results[ALL]
     labels = data.test.labels.numpy()
-    test = compute_metrics(task, test_preds.numpy(), labels)
+    test = compute_metrics(task, test_preds.numpy(), labels, data.info.name)
     test["loss"] = test_loss
     out: dict[str, Any] = {"metrics": {"test": test}}
     if robustness:  # the same selected state under every modality coalition (no extra training)
         per_coalition = {}
         for c in COALITIONS:
             if c:  # the empty coalition only enters the utilities; each from its own predictions
-                per_coalition[coalition_key(c)] = {**compute_metrics(task, results[c][0].numpy(), labels),
+                per_coalition[coalition_key(c)] = {**compute_metrics(task, results[c][0].numpy(), labels, data.info.name),
                                                    "loss": results[c][1]}
         utilities, shapley = shapley_of(results, data.test.labels, _utility(task))
         out["robustness"] = {"split": "test", "coalitions": per_coalition, "utility": utilities, "shapley": shapley}
@@ -646,7 +646,7 @@ def _epoch_line(record: dict, sel_key: str) -> str:
     v = record["valid"]
     parts = [f"epoch {record['epoch']:3d}", f"train {record['train'].get('total', float('nan')):.4f}",
              f"valid {sel_key} {v[sel_key]:.4f}"]
-    for k in ("Has0_acc_2", "MAE", "mean_acc"):
+    for k in ("Has0_acc_2", "Mult_acc_2", "MAE", "mean_acc"):
         if k in v:
             parts.append(f"{k} {v[k]:.4f}")
     if "contributions" in record:

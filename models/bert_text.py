@@ -13,11 +13,15 @@ no-decay groups and the presets MAG-BERT reuses) is in `models/layers/bert_class
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
 from models.base import ModelOutput
-from models.layers.bert_classifier import PRESETS, UNSUPPORTED, BertClassifier, BertTextConfig
+
+from models.layers.bert_classifier import PRESETS as MOSI_MOSEI_PRESETS
+from models.layers.bert_classifier import UNSUPPORTED, BertClassifier, BertTextConfig
 from models.registry import choice, register_model
 
 
@@ -43,6 +47,13 @@ class BertText(BertClassifier):
         # text only: audio and vision have no branch
         return {"t": list(self.parameters()), "a": [], "v": []}
 
+
+# CH-SIMS: the bert_mag sims row of MMSA 2.2.1 config_regression.json (batch_size 32, learning_rate 5e-5,
+# pretrained bert-base-chinese) on the MOSI mmsa preset; unaligned_39.pkl (text-only: the setting only picks
+# the file); CH-SIMS v2 (harness decision): the same preset with ch-simsv2s.pkl's widths
+_SIMS = replace(MOSI_MOSEI_PRESETS[("mosi", "mmsa")], dims=(768, 33, 709), setting="unaligned", lr=5e-5,
+                batch_size=32, text_encoder="bert-base-chinese", text_vocab_size=21128)
+PRESETS = {**MOSI_MOSEI_PRESETS, ("sims", "mmsa"): _SIMS, ("simsv2", "mmsa"): replace(_SIMS, dims=(768, 25, 177))}
 
 # `bench tune` search space (harness decision): MMSA has no text-only entry; the optimiser rows
 # are those of MMSA 2.2.1 config_tune.json `bert_mag`, where these presets come from, and the

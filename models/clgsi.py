@@ -85,7 +85,10 @@ VARIANT_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 }
 UNSUPPORTED = {"iemocap": "CLGSI is defined for continuous sentiment labels (its contrastive weights use "
                           "|y_i - y_j|) and its code supports MOSI/MOSEI/SIMS only; IEMOCAP's MulT pickles "
-                          "also carry no BERT token ids"}
+                          "also carry no BERT token ids",
+               # config_regression.py has simsv2 data paths but no CLGSI parameters for it (run.py
+               # raises KeyError), and the SIMS preset's 3 audio heads do not divide its 25-d audio
+               "simsv2": "CLGSI's code configures no model for CH-SIMS v2 (datasetParas has no 'simsv2' entry)"}
 
 
 @dataclass(kw_only=True)
@@ -444,6 +447,18 @@ _OFFICIAL_MOSEI = replace(  # c1070c8 config_regression.py mosei (:138-171)
     post_fusion_dim=256, post_text_dim=128, post_audio_dim=128, post_video_dim=128,
     post_fusion_dropout=0.1, post_text_dropout=0.01, post_audio_dropout=0.01, post_video_dropout=0.01,
 )
+_OFFICIAL_SIMS = replace(  # c1070c8 config_regression.py sims (:175-211)
+    _OFFICIAL_MOSI, dims=(768, 33, 709), batch_size=64,
+    text_encoder="bert-base-chinese", text_vocab_size=21128,  # MMSA's CH-SIMS text_bert: bert-base-chinese ids
+    lr_bert=5e-5, lr_audio=5e-4, lr_video=5e-4, lr=5e-4,
+    weight_decay_bert=0.001, weight_decay_audio=0.01, weight_decay_video=0.01, weight_decay=0.001,
+    fusion_filter_nums=16, a_encoder_heads=3, v_encoder_heads=1, a_encoder_layers=2, v_encoder_layers=2,
+    post_fusion_dim=256, post_text_dim=128, post_audio_dim=128, post_video_dim=128,
+    post_fusion_dropout=0.1, post_text_dropout=0.4, post_audio_dropout=0.4, post_video_dropout=0.4,
+    skip_net_reduction=8, warm_up_epochs=95, gamma=0.38,
+    # label_shift stays 3: contrastive_loss.py label_map_reconstruction maps (y+3)/3-1 for every dataset
+    # but simsv2, CH-SIMS included (as coded)
+)
 # synthetic `demo` (harness decision): a tiny random-init BERT (lr 5e-4: it learns from
 # scratch), 16-wide features, ff 128, batch 32; warm-up over the 4 demo epochs (40 steps per
 # epoch, 16 warm-up steps), gamma and r MOSI's
@@ -455,6 +470,7 @@ _DEMO = replace(
 PRESETS = {
     ("mosi", "official"): _OFFICIAL_MOSI,
     ("mosei", "official"): _OFFICIAL_MOSEI,
+    ("sims", "official"): _OFFICIAL_SIMS,
     ("synthetic", "demo"): _DEMO,
 }
 

@@ -21,6 +21,7 @@ def entry_points() -> list[importlib.metadata.EntryPoint]:
 MODALITY_NAMES = {"t": "text", "a": "audio", "v": "vision"}
 MODALITIES = tuple(MODALITY_NAMES)  # ("t", "a", "v")
 SETTINGS = ("aligned", "unaligned")  # ModelConfig.setting: word-aligned or raw-rate audio/vision
+SIMS_DATASETS = ("sims", "simsv2")  # CH-SIMS and CH-SIMS v2: labels in [-1, 1], unimodal labels, MMSA's SIMS metrics
 
 EMOTIONS = ("Neutral", "Happy", "Sad", "Angry")  # MulT pickle label order
 
@@ -37,10 +38,14 @@ METRICS: dict[str, MetricInfo] = {
     "Has0_F1_score": MetricInfo(True, True, "weighted F1 of the Has0 split"),
     "Non0_acc_2": MetricInfo(True, True, "accuracy of p>0 vs y>0 on samples with y!=0"),
     "Non0_F1_score": MetricInfo(True, True, "weighted F1 of the Non0 split"),
-    "Mult_acc_5": MetricInfo(True, True, "5-class accuracy, clip [-2,2], round half to even"),
+    "Mult_acc_5": MetricInfo(True, True, "5-class accuracy, clip [-2,2], round half to even; CH-SIMS: MMSA's bins "
+                                         "[-1,-0.7] (-0.7,-0.1] (-0.1,0.1] (0.1,0.7] (0.7,1]"),
     "Mult_acc_7": MetricInfo(True, True, "7-class accuracy, clip [-3,3], round half to even"),
-    "MAE": MetricInfo(False, False, "mean absolute error, unclipped"),
-    "Corr": MetricInfo(True, False, "Pearson r, unclipped"),
+    "MAE": MetricInfo(False, False, "mean absolute error, unclipped (CH-SIMS: of values clipped to [-1,1], as MMSA)"),
+    "Corr": MetricInfo(True, False, "Pearson r, unclipped (CH-SIMS: of values clipped to [-1,1], as MMSA)"),
+    "Mult_acc_2": MetricInfo(True, True, "CH-SIMS 2-class accuracy, MMSA bins [-1,0] (0,1], clip [-1,1]"),
+    "Mult_acc_3": MetricInfo(True, True, "CH-SIMS 3-class accuracy, MMSA bins [-1,-0.1] (-0.1,0.1] (0.1,1]"),
+    "F1_score": MetricInfo(True, True, "CH-SIMS weighted F1 of the Mult_acc_2 classes"),
     "MulT_F1_non0": MetricInfo(True, True, "MulT eval_mosei_senti F1 (arguments swapped)"),
     "MAG_acc_2_non0": MetricInfo(True, True, "MAG-BERT: zeros dropped, threshold >=0"),
     "MAG_F1_non0": MetricInfo(True, True, "MAG-BERT: zeros dropped, threshold >=0, weighted F1"),

@@ -71,6 +71,10 @@ HEAD_WIDTHS = (128, 256, 128)  # fusion.classfier after the first d_l layer (EUA
 HEAD_LN_EPS = (2e-5, 2e-5, 1e-5, 2e-5)  # LayerNorm eps per hidden layer; the 256 one is torch's default
 UNSUPPORTED = {"iemocap": "EUAR reads BERT token ids and regresses sentiment; its code supports neither IEMOCAP "
                           "nor its 4-emotion labels, and IEMOCAP's MulT pickles carry no token ids"}
+# CH-SIMS / CH-SIMS v2: the reference trains on word-aligned MAG/MIB pickles (one audio/vision row per
+# word); CH-SIMS is published unaligned only (no aligned or word-aligned pickle exists)
+UNSUPPORTED.update(dict.fromkeys(("sims", "simsv2"), "EUAR reads word-aligned audio/vision (MAG/MIB pickles or "
+                                                      "aligned_50); CH-SIMS files are published unaligned only"))
 
 
 @dataclass(kw_only=True)

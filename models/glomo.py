@@ -68,6 +68,10 @@ INITS = ("bert", "torch")
 NO_DECAY = ("bias", "LayerNorm.weight")  # main_GLoMo.py train_epoch: a name rule (only BERT's LNs are "LayerNorm")
 CV_EPS = 1e-10  # MoE.py cv_squared
 UNSUPPORTED = {"iemocap": BERT_UNSUPPORTED["iemocap"] + "; the GLoMo repository has no IEMOCAP code"}
+# CH-SIMS / CH-SIMS v2: the reference trains on word-aligned MAG/MIB pickles (one audio/vision row per
+# word); CH-SIMS is published unaligned only (no aligned or word-aligned pickle exists)
+UNSUPPORTED.update(dict.fromkeys(("sims", "simsv2"), "GLoMo reads word-aligned audio/vision (MAG/MIB pickles or "
+                                                      "aligned_50); CH-SIMS files are published unaligned only"))
 
 
 @dataclass(kw_only=True)

@@ -78,7 +78,9 @@ class LateFusion(MSAModel):
     def loss(self, output: ModelOutput, batch) -> dict[str, torch.Tensor]:
         assert output.unimodal is not None  # forward fills it
         task = task_loss(output.pred, batch.labels, self.cfg.task)
-        uni = sum_terms(task_loss(p, batch.labels, self.cfg.task) for p in output.unimodal.values()) / 3
+        # each unimodal head learns its own label where the data has one (CH-SIMS labels_t/a/v), else
+        # the multimodal label (harness decision, as MMSA's multi-task models do)
+        uni = sum_terms(task_loss(p, _unimodal_label(batch, m), self.cfg.task) for m, p in output.unimodal.items()) / 3
         return {"total": task + self.cfg.unimodal_weight * uni, "task": task, "unimodal": uni}
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
@@ -88,11 +90,19 @@ class LateFusion(MSAModel):
         return groups
 
 
+def _unimodal_label(batch, m: str) -> torch.Tensor:
+    label = getattr(batch, f"labels_{m}", None)
+    return batch.labels if label is None else label
+
+
 _BASE: dict[str, Any] = dict(optimizer="adam", lr=1e-3, batch_size=32, max_epochs=30, early_stop_patience=5)  # harness decision
 PRESETS = {
     ("synthetic", "demo"): LateFusionConfig(dims=(768, 5, 20), **_BASE),
     ("mosi", "mmsa"): LateFusionConfig(dims=(768, 5, 20), setting="unaligned", **_BASE),
     ("mosei", "mmsa"): LateFusionConfig(dims=(768, 74, 35), setting="unaligned", **_BASE),
+    # CH-SIMS: MMSA unaligned_39.pkl widths; CH-SIMS v2: ch-simsv2s.pkl widths (ch-sims-v2 config feature_dims)
+    ("sims", "mmsa"): LateFusionConfig(dims=(768, 33, 709), setting="unaligned", vocab_size=21128, **_BASE),
+    ("simsv2", "mmsa"): LateFusionConfig(dims=(768, 25, 177), setting="unaligned", vocab_size=21128, **_BASE),
     ("iemocap", "mmsa"): LateFusionConfig(task="iemocap", n_out=8, dims=(300, 74, 35), setting="aligned", **_BASE),
 }
 # `bench tune` search space (harness decision: late_fusion is the harness's own model)

@@ -161,7 +161,14 @@ SEARCH_SPACE = {
 }
 
 
-@register_model("mag_bert", config=MAGBertConfig, presets=PRESETS, default_preset="mmsa", unsupported=UNSUPPORTED,
+# MMSA's bert_mag sets need_data_aligned (MAG adds audio/vision to each word's embedding), and CH-SIMS /
+# CH-SIMS v2 are published unaligned only: MMSA's config then falls back to unaligned_39.pkl, whose
+# T differ per modality (39/400/55), which MAG cannot fuse
+_NO_ALIGNED = "MAG fuses word-aligned audio/vision; CH-SIMS files are published unaligned only (no aligned pickle)"
+UNSUPPORTED_MAG = {**UNSUPPORTED, "sims": _NO_ALIGNED, "simsv2": _NO_ALIGNED}
+
+
+@register_model("mag_bert", config=MAGBertConfig, presets=PRESETS, default_preset="mmsa", unsupported=UNSUPPORTED_MAG,
                 search_space=SEARCH_SPACE,
                 display_name="MAG-BERT", paper="Rahman et al., ACL 2020",
                 reference="https://github.com/WasifurRahman/BERT_multimodal_transformer; MMSA==2.2.1",

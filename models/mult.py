@@ -112,6 +112,19 @@ _MMSA_MOSEI = MulTConfig(
     batch_size=4, grad_accum_steps=8, clip_grad_value=0.6,
     scheduler="plateau", scheduler_patience=20, max_epochs=200, early_stop_patience=8,
 )
+_MMSA_SIMS = MulTConfig(
+    dims=(768, 33, 709), setting="unaligned",  # MMSA SIMS/Processed/unaligned_39.pkl, `text` features
+    d=50, heads=10, layers=2, conv_kernels=(5, 1, 1), positions=False,  # MMSA config_regression.json mult sims
+    text_dropout=0.3, embed_dropout=0.1, attn_dropout=0.2, attn_dropout_a=0.1, attn_dropout_v=0.0,
+    relu_dropout=0.0, res_dropout=0.2, out_dropout=0.1,
+    optimizer="adam", lr=2e-3, weight_decay=0.0,  # config wd 1e-3 never reaches MMSA's Adam (as for mosi)
+    batch_size=16, grad_accum_steps=8, clip_grad_value=0.6,  # update_epochs 8, grad_clip 0.6
+    scheduler="plateau", scheduler_patience=10, scheduler_factor=0.1,  # patience 10
+    max_epochs=200, early_stop_patience=8,
+)
+# CH-SIMS v2: MMSA 2.2.1 has no SIMS v2 configuration; harness decision: the SIMS preset with the
+# ch-simsv2s.pkl widths (ch-sims-v2 config feature_dims 768/25/177)
+_SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
 _PAPER_MOSI = MulTConfig(
     dims=(768, 5, 20), setting="unaligned",  # harness: MMSA `text` 768-d instead of GloVe
     d=40, heads=10, layers=4, conv_kernels=(1, 3, 3), positions=True,  # MulT paper Table 5
@@ -147,6 +160,8 @@ _DEMO = replace(_MMSA_MOSI, d=30, heads=6, layers=2, batch_size=32, grad_accum_s
 PRESETS = {
     ("mosi", "mmsa"): _MMSA_MOSI,
     ("mosei", "mmsa"): _MMSA_MOSEI,
+    ("sims", "mmsa"): _MMSA_SIMS,
+    ("simsv2", "mmsa"): _SIMSV2,
     ("mosi", "paper"): _PAPER_MOSI,
     ("mosei", "paper"): _PAPER_MOSEI,
     ("iemocap", "paper"): _PAPER_IEMOCAP,  # MMSA 2.2.1 has no IEMOCAP: paper preset only

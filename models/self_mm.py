@@ -285,6 +285,19 @@ _MMSA_MOSEI = replace(  # MMSA self_mm mosei
     post_fusion_dim=128, post_text_dim=32, post_audio_dim=16, post_video_dim=32,
     post_fusion_dropout=0.1, post_text_dropout=0.0, post_audio_dropout=0.0, post_video_dropout=0.0,
 )
+_MMSA_SIMS = replace(  # MMSA config_regression.json self_mm sims
+    _MMSA_MOSI, dims=(768, 33, 709), batch_size=32,
+    text_encoder="bert-base-chinese", text_vocab_size=21128,  # pretrained bert-base-chinese (--text-encoder PATH)
+    lr_bert=5e-5, lr_audio=5e-3, lr_video=5e-3, lr=1e-3,
+    weight_decay_bert=1e-3, weight_decay_audio=1e-2, weight_decay_video=1e-2, weight_decay=1e-3,
+    a_lstm_hidden=16, v_lstm_hidden=64, audio_out=16, video_out=32,
+    post_fusion_dim=128, post_text_dim=64, post_audio_dim=16, post_video_dim=32,
+    post_fusion_dropout=0.0, post_text_dropout=0.1, post_audio_dropout=0.1, post_video_dropout=0.0,
+    label_bound=1.0,  # H 1.0: CH-SIMS labels lie in [-1, 1]
+)
+# CH-SIMS v2: MMSA 2.2.1 has no SIMS v2 configuration; harness decision: the SIMS preset with the
+# ch-simsv2s.pkl widths (ch-sims-v2 config feature_dims 768/25/177)
+_SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
 _PAPER_MOSI = replace(  # Self-MM repo config/config_regression.py mosi (the paper's values were lost, issue #2)
     _MMSA_MOSI, batch_size=32,
     lr_bert=5e-5, lr_audio=1e-3, lr_video=1e-4, lr=1e-3,
@@ -309,7 +322,8 @@ _IEMOCAP = dict(task="iemocap", n_out=8, use_ulgm=False)  # MOSEI presets, 4 x 2
 _DEMO = replace(_MMSA_MOSI, text_encoder="tiny", text_vocab_size=2048, lr_bert=5e-4,
                 batch_size=32, grad_accum_steps=2, max_epochs=4, early_stop_patience=2)
 
-PRESETS = bert_preset_table(_MMSA_MOSI, _MMSA_MOSEI, _PAPER_MOSI, _PAPER_MOSEI, _IEMOCAP, _DEMO)
+PRESETS = {**bert_preset_table(_MMSA_MOSI, _MMSA_MOSEI, _PAPER_MOSI, _PAPER_MOSEI, _IEMOCAP, _DEMO),
+           ("sims", "mmsa"): _MMSA_SIMS, ("simsv2", "mmsa"): _SIMSV2}
 # `bench tune` search space: MMSA 2.2.1 config/config_tune.json `self_mm` debugParams (MMSA name in
 # brackets). Single-valued there, so left at the preset's: learning_rate_bert 5e-5, audio_out 16,
 # video_out 32, a/v_lstm_dropout 0, H 3.0 (t_bert_dropout is unused, text_out is BERT's 768).

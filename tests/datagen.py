@@ -26,8 +26,9 @@ from typing import Callable, Optional
 import numpy as np
 
 # spec §2 (MMSA) and §3 (MulT) tables: dims (text, audio, vision) and T (text, audio, vision)
-MMSA_DIMS = {"mosi": (768, 5, 20), "mosei": (768, 74, 35)}
-MMSA_T = {
+MMSA_DIMS = {"mosi": (768, 5, 20), "mosei": (768, 74, 35), "sims": (768, 33, 709), "simsv2": (768, 25, 177)}
+MMSA_T = {  # CH-SIMS: MMSA config_regression.json seq_lens; CH-SIMS v2: ch-sims-v2 / CLGSI config seq_lens
+    ("sims", "unaligned"): (39, 400, 55), ("simsv2", "unaligned"): (50, 925, 232),
     ("mosi", "aligned"): (50, 50, 50), ("mosi", "unaligned"): (50, 375, 500),
     ("mosei", "aligned"): (50, 50, 50), ("mosei", "unaligned"): (50, 500, 500),
 }
@@ -52,9 +53,14 @@ CLS, SEP, PAD = 101, 102, 0
 Mutate = Optional[Callable[[dict], None]]
 
 
-def _labels(rng: np.random.Generator, signal: np.ndarray) -> np.ndarray:
-    """Sentiment in [-3, 3] on MOSI's 0.2 grid, following `signal`, with some exact zeros."""
-    y = np.clip(np.round(5 * (1.5 * signal + 0.5 * rng.normal(size=signal.shape))) / 5, -3, 3)
+SIMS_FILES = {"sims": "SIMS/Processed/unaligned_39.pkl", "simsv2": "SIMS_V2/ch-simsv2s.pkl"}
+SIMS = tuple(SIMS_FILES)
+
+
+def _labels(rng: np.random.Generator, signal: np.ndarray, bound: float = 3.0) -> np.ndarray:
+    """Sentiment in [-bound, bound] on the 0.2 grid (MOSI: 3, CH-SIMS: 1), following `signal`,
+    with some exact zeros."""
+    y = np.clip(np.round(5 * bound / 3 * (1.5 * signal + 0.5 * rng.normal(size=signal.shape))) / 5, -bound, bound)
     y[rng.random(signal.shape) < 0.1] = 0.0
     return y
 
@@ -84,7 +90,7 @@ def mmsa_split(rng: np.random.Generator, n: int, dataset: str = "mosi", setting:
         a_len = v_len = text_len
     else:
         a_len, v_len = rng.integers(1, t_a + 1, n), rng.integers(1, t_v + 1, n)
-    y = _labels(rng, signal)
+    y = _labels(rng, signal, 1.0 if dataset in SIMS else 3.0)
     out = {
         "raw_text": np.array([f"clip {i} of {split}" for i in range(n)], dtype=object),
         "id": np.array([f"{split}_vid{i // 4:03d}$_${i % 4}" for i in range(n)], dtype=object),
@@ -99,6 +105,10 @@ def mmsa_split(rng: np.random.Generator, n: int, dataset: str = "mosi", setting:
     }
     if setting == "unaligned":
         out["audio_lengths"], out["vision_lengths"] = list(a_len), list(v_len)  # a list in some files
+    if dataset in SIMS:  # unimodal labels: the multimodal one plus noise, on the same grid
+        for m in "TAV":
+            out[f"regression_labels_{m}"] = np.clip(np.round(5 * (y + 0.3 * rng.normal(size=n))) / 5, -1, 1).astype(dtype)
+        out["text_bert"][:, 0][out["text_bert"][:, 0] >= 21128] %= 21128  # bert-base-chinese vocabulary
     return out
 
 
@@ -116,12 +126,15 @@ def write_pickle(obj, path: Path, protocol: int = 4) -> Path:
 
 
 def mmsa_path(root: Path, dataset: str, setting: str) -> Path:
+    if dataset in SIMS_FILES:
+        return Path(root) / SIMS_FILES[dataset]
     return Path(root) / dataset.upper() / "Processed" / f"{setting}_50.pkl"
 
 
 def write_mmsa(root: Path, dataset: str = "mosi", setting: str = "unaligned", sizes=SMALL_SIZES, seed: int = 0,
                mutate: Mutate = None, **kw) -> Path:
-    """`<root>/MOSI/Processed/unaligned_50.pkl` (or MOSEI / aligned_50) in MMSA's format."""
+    """`<root>/MOSI/Processed/unaligned_50.pkl` (or MOSEI / aligned_50; CH-SIMS:
+    SIMS/Processed/unaligned_39.pkl, CH-SIMS v2: SIMS_V2/ch-simsv2s.pkl) in MMSA's format."""
     data = mmsa_data(dataset, setting, sizes, seed, **kw)
     if mutate:
         mutate(data)

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from bench.cli import main
 from bench.config import parse_set
+from datagen import mmsa_data, mmsa_path, write_pickle
 from models import list_models
 from models.registry import FIELD_CHOICES, ConfigError, check_config, get_model_entry, resolve_run_config
 from result_factory import make_result, write_results
@@ -58,6 +59,8 @@ def world(tmp_path, monkeypatch):
     bad = tmp_path / "badroot" / "MOSI" / "Processed"
     bad.mkdir(parents=True)
     (bad / "unaligned_50.pkl").write_bytes(b"this is not a pickle")
+    for given_as, really in (("mosi", "sims"), ("sims", "mosi")):  # mixroot: each file under the other's name
+        write_pickle(mmsa_data(really, "unaligned", (4, 4, 4)), mmsa_path(tmp_path / "mixroot", given_as, "unaligned"))
     for name, text in SWEEPS.items():
         (tmp_path / f"{name}.yaml").write_text(text)
     (tmp_path / "cwd").mkdir()
@@ -134,6 +137,8 @@ RUN = [
      ["{tmp}/empty", "not found"]),
     (["run", "--models", "mult", "--datasets", "mosi", "--data-root", "{tmp}/badroot", *OUT],
      ["{tmp}/badroot/MOSI/Processed/unaligned_50.pkl:"]),  # the full path, not the basename
+    (["run", "--models", "mult", "--datasets", "sims", "--data-root", "{tmp}/mixroot", *OUT],
+     ["{tmp}/mixroot/SIMS/Processed/unaligned_39.pkl [split=train, key=regression_labels_T]", "MOSI/MOSEI file"]),
     (["run", "--models", "mult", "--out", "{tmp}/a_file.txt"], ["--out", "is a file"]),
     (["run", "--models", "late_fusion", "--epochs", "1", "--out", "/proc/x"], ["--out '/proc/x'", "write"]),
     (["run", "--models", "late_fusion", "--epochs", "1", "--out", "{tmp}/a_file.txt/x"], ["a_file.txt/x'", "write"]),
@@ -223,6 +228,11 @@ DATA = [
     (["data", "check", "--dataset", "mosi", "--data-root", "{tmp}/empty"], ["{tmp}/empty", "not found"]),
     (["data", "check", "--dataset", "mosi", "--data-root", "{tmp}/badroot"],
      ["{tmp}/badroot/MOSI/Processed/unaligned_50.pkl:"]),
+    (["data", "check", "--dataset", "mosi", "--data-root", "{tmp}/mixroot"],  # a CH-SIMS file given as MOSI
+     ["{tmp}/mixroot/MOSI/Processed/unaligned_50.pkl [split=train, key=regression_labels_T]", "CH-SIMS file"]),
+    (["data", "check", "--dataset", "sims", "--data-root", "{tmp}/mixroot"],  # a MOSI file given as CH-SIMS
+     ["{tmp}/mixroot/SIMS/Processed/unaligned_39.pkl [split=train, key=regression_labels_T]", "MOSI/MOSEI file"]),
+    (["data", "check", "--dataset", "simsv2", "--setting", "aligned"], ["CH-SIMS v2 has no aligned file"]),
     (["data", "check", "--dataset", "mosi", "--setting", "bogus"], ["--setting"]),
     (["data", "check", "--dataset", "mosi", "--text-input", "words"], ["--text-input"]),
     (["data", "check"], ["--dataset"]),

@@ -219,7 +219,9 @@ def test_variant_values_and_overrides():
     assert get("mosi", variant="paper_era", gamma=0.5)["gamma"] == 0.5
     entry = get_model_entry("clgsi")
     assert "iemocap" in entry.unsupported and set(entry.presets) == {
-        ("mosi", "official"), ("mosei", "official"), ("synthetic", "demo")}
+        ("mosi", "official"), ("mosei", "official"), ("sims", "official"), ("synthetic", "demo")}
+    assert "simsv2" in entry.unsupported  # config_regression.py sims values; no simsv2 model parameters
+    assert get("sims") == {"skip_net_reduction": 8, "warm_up_epochs": 95, "gamma": 0.38}
     cfg = entry.presets[("mosi", "official")]
     assert (cfg.setting, cfg.text_input, cfg.optimizer, cfg.selection_metric) == ("unaligned", "ids", "adamw", "MAE")
 

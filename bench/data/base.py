@@ -33,7 +33,7 @@ class DataError(Exception):
 
 @dataclass
 class DatasetInfo:
-    name: str  # synthetic | mosi | mosei | iemocap
+    name: str  # synthetic | mosi | mosei | iemocap | sims | simsv2
     task: str  # regression | iemocap
     setting: str  # aligned | unaligned
     dims: dict[str, int]  # feature dims of t/a/v (text: 768 for token ids, as MMSA reports)

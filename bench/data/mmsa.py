@@ -1,4 +1,11 @@
-"""`mosi`, `mosei`: MMSA feature pickles.
+"""`mosi`, `mosei`, `sims`, `simsv2`: MMSA feature pickles.
+
+CH-SIMS: `<root>/SIMS/Processed/unaligned_39.pkl` (MMSA); CH-SIMS v2 (supervised part):
+`<root>/SIMS_V2/ch-simsv2s.pkl` (thuiar/ch-sims-v2). Both unaligned only, MMSA format only,
+labels in [-1, 1], plus the unimodal labels `regression_labels_T/A/V` (MMSA data_loader.py reads
+them for SIMS) as the batch's `labels_t`/`labels_a`/`labels_v`; `text_bert` ids from
+bert-base-chinese (vocabulary 21128). CH-SIMS v2: vision -inf set to 0 as well (ch-sims-v2's
+loader does). A MOSI/MOSEI file given as CH-SIMS (no unimodal labels), or the reverse, is an error.
 
 Files: `<root>/MOSI/Processed/{aligned_50,unaligned_50}.pkl` (same under `MOSEI/`), root
 from `--data-root` or `$MSABENCH_DATA`. MulT's `mosi_data[_noalign].pkl` /
@@ -48,15 +55,16 @@ from bench.data.mag import load_mag, resolve_format
 from bench.data.mult_pkl import parse_mult
 from bench.data.tokenize import encoder_tokenizer, special_ids, tokenize_texts, vocab_size
 from bench.data.validate import (
-    BERT_VOCAB_SIZE, ParseContext, Parsed, Parser, Problems, aligned_lengths_match, consistent_shapes, count_samples,
+    BERT_VOCAB_SIZE, CHINESE_BERT_VOCAB_SIZE, LABEL_RANGE, SIMS_LABEL_RANGE, UNIMODAL_LABEL_KEYS, ParseContext, Parsed, Parser, Problems, aligned_lengths_match, consistent_shapes, count_samples,
     full_lengths, id_strings, int_values, lengths_array, load_real, missing_keys, per_sample, regression_labels,
     take_features,
 )
+from models.constants import SIMS_DATASETS
 
 TEXT_KEYS = {"ids": "text_bert", "features": "text"}
 UNUSED_KEYS = ("raw_text", "annotations", "classification_labels")  # warned about when absent, never read
 KNOWN_KEYS = ("id", "raw_text", "text", "text_bert", "audio", "vision", "audio_lengths", "vision_lengths",
-              "annotations", "classification_labels", "regression_labels")
+              "annotations", "classification_labels", "regression_labels", *UNIMODAL_LABEL_KEYS.values())
 BERT_TEXT_DIM = 768  # MMSA data_loader.py sets feature_dims[0] = 768 for text_bert
 RAW_TEXT_MAX_LENGTH = 512  # raw_text without a model text_max_length: BERT's position limit (harness decision)
 
@@ -68,7 +76,9 @@ def _load(dataset: str, data_root: Optional[str], setting: Optional[str], text_i
     if fmt == "mag":
         return load_mag(dataset, data_root, setting, text_input, strict, verify_checksum, text_encoder, text_max_length)
     parsers: dict[str, Parser] = {"mmsa": parse_mmsa, "mult": parse_mult}
-    if fmt != "auto":
+    if dataset in SIMS_DATASETS:
+        parsers = {"mmsa": parse_mmsa}  # CH-SIMS exists in MMSA's format only
+    elif fmt != "auto":
         parsers = {fmt: parsers[fmt]}
     options: dict[str, Any] = {}
     fallback = None
@@ -102,6 +112,24 @@ def load_mosei(data_root: Optional[str] = None, setting: Optional[str] = None, t
                text_encoder: Optional[str] = None, text_max_length: Optional[int] = None) -> MSAData:
     """CMU-MOSEI from MMSA feature pickles (or MulT's mosei_senti_data*.pkl, or MAG-BERT's mosei.pkl)."""
     return _load("mosei", data_root, setting, text_input, strict, verify_checksum, data_format, text_encoder,
+                 text_max_length)
+
+
+@register_dataset("sims", "CH-SIMS: MMSA pickle <root>/SIMS/Processed/unaligned_39.pkl (Chinese; unimodal labels)")
+def load_sims(data_root: Optional[str] = None, setting: Optional[str] = None, text_input: Optional[str] = "features",
+              strict: bool = False, verify_checksum: bool = True, data_format: Optional[str] = None,
+              text_encoder: Optional[str] = None, text_max_length: Optional[int] = None) -> MSAData:
+    """CH-SIMS from MMSA's unaligned_39.pkl, with the unimodal labels `regression_labels_T/A/V`."""
+    return _load("sims", data_root, setting, text_input, strict, verify_checksum, data_format, text_encoder,
+                 text_max_length)
+
+
+@register_dataset("simsv2", "CH-SIMS v2 (supervised): <root>/SIMS_V2/ch-simsv2s.pkl (Chinese; unimodal labels)")
+def load_simsv2(data_root: Optional[str] = None, setting: Optional[str] = None, text_input: Optional[str] = "features",
+                strict: bool = False, verify_checksum: bool = True, data_format: Optional[str] = None,
+                text_encoder: Optional[str] = None, text_max_length: Optional[int] = None) -> MSAData:
+    """CH-SIMS v2 supervised part (thuiar/ch-sims-v2 ch-simsv2s.pkl, MMSA format), with unimodal labels."""
+    return _load("simsv2", data_root, setting, text_input, strict, verify_checksum, data_format, text_encoder,
                  text_max_length)
 
 
@@ -144,7 +172,7 @@ def parse_mmsa(splits: dict[str, dict], ctx: ParseContext) -> Optional[Parsed]:
         dims={"t": text_dim, "a": tr["audio"][1], "v": tr["vision"][1]},
         seq_lens={"t": text_t, "a": tr["audio"][0], "v": tr["vision"][0]},
         text_views=views,
-        vocab_size=BERT_VOCAB_SIZE if "ids" in views else None,
+        vocab_size=_vocab_size(ctx.dataset) if "ids" in views else None,
         notes={"lengths": lengths, "text_lengths": "sum(input_mask)" if has_bert else "full T"},
     )
 
@@ -204,13 +232,14 @@ def _parse_split(d: dict, s: str, ctx: ParseContext, views: tuple[str, ...],
     problems = ctx.problems
     unaligned = ctx.setting == "unaligned"
     raw = ctx.text_input == "raw_text"  # token ids from raw_text: text_bert is read for aligned lengths only
-    n = _count_checked(d, s, problems, views, unaligned, raw)
+    n = _count_checked(d, s, problems, views, unaligned, raw, ctx.dataset)
     if n is None:
         return None
 
     out: dict[str, torch.Tensor] = {}
     audio = take_features(d, "audio", problems, s, shapes, neginf_ok=True)  # rule 2
-    vision = take_features(d, "vision", problems, s, shapes)
+    # CH-SIMS v2: -inf in vision set to 0 too, as thuiar/ch-sims-v2's data/load_data.py does
+    vision = take_features(d, "vision", problems, s, shapes, neginf_ok=ctx.dataset == "simsv2")
     if "features" in views:
         text = take_features(d, "text", problems, s, shapes)
         if text is not None:
@@ -220,11 +249,17 @@ def _parse_split(d: dict, s: str, ctx: ParseContext, views: tuple[str, ...],
         if raw_texts is None:
             return None
         texts[s] = raw_texts
-    mask = _take_text_bert(d, s, problems, shapes, out, ids="ids" in views and not raw)
-    labels = regression_labels(d.pop("regression_labels"), problems, s, "regression_labels")  # rule 3
+    mask = _take_text_bert(d, s, problems, shapes, out, ids="ids" in views and not raw, vocab=_vocab_size(ctx.dataset))
+    sims = ctx.dataset in SIMS_DATASETS
+    label_range = SIMS_LABEL_RANGE if sims else LABEL_RANGE
+    labels = regression_labels(d.pop("regression_labels"), problems, s, "regression_labels", label_range)  # rule 3
+    unimodal = {f"labels_{m}": regression_labels(d.pop(k), problems, s, k, label_range)
+                for m, k in UNIMODAL_LABEL_KEYS.items()} if sims else {}
     sample_ids = id_strings(d.pop("id"), n, problems, s)
-    if audio is None or vision is None or labels is None or sample_ids is None or s not in shapes:
+    if audio is None or vision is None or labels is None or sample_ids is None or s not in shapes or any(
+            v is None for v in unimodal.values()):
         return None
+    out.update({k: torch.from_numpy(v) for k, v in unimodal.items() if v is not None})
     t_text = shapes[s]["text_bert"][0] if "ids" in views and "text_bert" in shapes[s] else (
         shapes[s]["text"][0] if "text" in shapes[s] else None)
     if t_text is None and raw:
@@ -252,14 +287,14 @@ def _parse_split(d: dict, s: str, ctx: ParseContext, views: tuple[str, ...],
 
 
 def _count_checked(d: dict, s: str, problems: Problems, views: tuple[str, ...], unaligned: bool,
-                   raw: bool) -> Optional[int]:
+                   raw: bool, dataset: str) -> Optional[int]:
     """The split's number of samples, after checking its keys (None: an error was recorded)."""
     if "features" not in views:
         d.pop("text", None)  # the unused view is dropped first: memory
     needed = ["id", "regression_labels", "audio", "vision", *(["raw_text"] if raw else (TEXT_KEYS[v] for v in views))]
     if unaligned:
         needed += ["audio_lengths", "vision_lengths"]  # MMSA reads them unconditionally for unaligned data
-    if missing_keys(d, needed, problems, s):
+    if not _unimodal_keys_fit(d, s, problems, dataset) or missing_keys(d, needed, problems, s):
         return None
     absent = [k for k in UNUSED_KEYS if k not in d]
     if absent:
@@ -268,13 +303,35 @@ def _count_checked(d: dict, s: str, problems: Problems, views: tuple[str, ...], 
     return count_samples(d, counted, problems, s)
 
 
+def _vocab_size(dataset: str) -> int:
+    return CHINESE_BERT_VOCAB_SIZE if dataset in SIMS_DATASETS else BERT_VOCAB_SIZE
+
+
+def _unimodal_keys_fit(d: dict, s: str, problems: Problems, dataset: str) -> bool:
+    """CH-SIMS files carry `regression_labels_T/A/V` (MMSA reads them for SIMS); MOSI/MOSEI files
+    do not. Either mismatch is an error that names the dataset the file looks like."""
+    keys = list(UNIMODAL_LABEL_KEYS.values())
+    present = [k for k in keys if k in d]
+    if dataset in SIMS_DATASETS and len(present) < len(keys):
+        absent = [k for k in keys if k not in d]
+        problems.error(f"key missing: CH-SIMS files carry the unimodal labels {', '.join(keys)} (a MOSI/MOSEI "
+                       f"file? --dataset mosi or mosei reads it; keys found: {', '.join(sorted(map(str, d)))})",
+                       split=s, key=absent[0])
+        return False
+    if dataset not in SIMS_DATASETS and present:
+        problems.error(f"unexpected key: unimodal labels are CH-SIMS's ({', '.join(present)}); a CH-SIMS file "
+                       f"given as {dataset}? (--dataset sims or simsv2 reads it)", split=s, key=present[0])
+        return False
+    return True
+
+
 def _take_text_bert(d: dict, s: str, problems: Problems, shapes: dict[str, dict[str, tuple[int, int]]],
-                    out: dict[str, torch.Tensor], ids: bool) -> Optional[np.ndarray]:
+                    out: dict[str, torch.Tensor], ids: bool, vocab: int = BERT_VOCAB_SIZE) -> Optional[np.ndarray]:
     """Read `text_bert` where present: its shape into `shapes`, its three rows into `out` when
     the model reads the ids. Returns its mask (None: absent or bad)."""
     if "text_bert" not in d:
         return None
-    rows = _text_bert(d.pop("text_bert"), problems, s, check_ids=ids)
+    rows = _text_bert(d.pop("text_bert"), problems, s, check_ids=ids, vocab=vocab)
     if rows is None:
         return None
     shapes.setdefault(s, {})["text_bert"] = (rows[0].shape[1], 3)
@@ -284,8 +341,8 @@ def _take_text_bert(d: dict, s: str, problems: Problems, shapes: dict[str, dict[
     return rows[1]
 
 
-def _text_bert(x: Any, problems: Problems, s: str,
-               check_ids: bool) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _text_bert(x: Any, problems: Problems, s: str, check_ids: bool,
+               vocab: int = BERT_VOCAB_SIZE) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(N, 3, L) rows input_ids, input_mask, segment_ids -> three int64 (N, L) arrays.
     Ids (checked only when the model reads them) in [0, vocab), segment ids and mask 0/1,
     at least one unmasked token per sample."""
@@ -300,7 +357,7 @@ def _text_bert(x: Any, problems: Problems, s: str,
     ids, mask, seg = (np.ascontiguousarray(arr[:, r]) for r in range(3))
     checks = [(mask, (mask != 0) & (mask != 1), "input_mask values not 0/1")]
     if check_ids:
-        checks += [(ids, (ids < 0) | (ids >= BERT_VOCAB_SIZE), f"token ids outside [0, {BERT_VOCAB_SIZE})"),
+        checks += [(ids, (ids < 0) | (ids >= vocab), f"token ids outside [0, {vocab})"),
                    (seg, (seg != 0) & (seg != 1), "segment ids not 0/1")]
     ok = True
     for values, bad, what in checks:

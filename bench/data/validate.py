@@ -32,13 +32,17 @@ import torch
 
 from bench.data.base import SPLITS, DataError, DatasetInfo, MSAData, Split
 from models.protocol import BERT_SPECIAL_IDS
-from models.constants import SETTINGS
+from models.constants import SETTINGS, SIMS_DATASETS
 
-DATASET_LABELS = {"mosi": "MOSI", "mosei": "MOSEI", "iemocap": "IEMOCAP", "synthetic": "synthetic"}
+DATASET_LABELS = {"mosi": "MOSI", "mosei": "MOSEI", "iemocap": "IEMOCAP", "synthetic": "synthetic", "sims": "CH-SIMS",
+                  "simsv2": "CH-SIMS v2"}
+# the data root's sub-folder of each dataset (MMSA's layout; SIMS_V2: CLGSI's config_regression.py)
+FOLDERS = {"mosi": "MOSI", "mosei": "MOSEI", "iemocap": "IEMOCAP", "sims": "SIMS", "simsv2": "SIMS_V2"}
 FORMAT_NAMES = {"mmsa": "MMSA", "mult": "MulT", "mag": "MAG-BERT"}
 # the setting `data check` uses when none is given: what the default presets read
 # (MMSA MulT/late_fusion on MOSI/MOSEI: unaligned_50; MulT paper IEMOCAP: iemocap_data.pkl)
-DEFAULT_SETTING = {"mosi": "unaligned", "mosei": "unaligned", "iemocap": "aligned"}
+DEFAULT_SETTING = {"mosi": "unaligned", "mosei": "unaligned", "iemocap": "aligned", "sims": "unaligned",
+                   "simsv2": "unaligned"}
 TEXT_INPUTS = ("features", "ids", "all", "raw_text")  # "all": every text view the file has (data check);
 # "raw_text": token ids made from `raw_text` by the --text-encoder's tokenizer (bench.data.tokenize)
 
@@ -47,6 +51,9 @@ SPLIT_SIZES = {
     "mosi": {"train": 1284, "valid": 229, "test": 686},
     "mosei": {"train": 16326, "valid": 1871, "test": 4659},
     "iemocap": {"train": 2717, "valid": 798, "test": 938},
+    "sims": {"train": 1368, "valid": 456, "test": 457},  # CH-SIMS paper (ACL 2020); MMSA config train_samples
+    # train: ch-sims-v2 / CLGSI config train_samples; valid/test: the CH-SIMS v2.0 paper's (ICMI 2022) split
+    "simsv2": {"train": 2722, "valid": 647, "test": 1034},
 }
 # thuiar/MMSA README "Datasets": SHA-256 of the feature files
 PUBLISHED_SHA256 = {
@@ -54,8 +61,14 @@ PUBLISHED_SHA256 = {
     ("mosi", "aligned_50.pkl"): "d3994fd25681f9c7ad6e9c6596a6fe9b4beb85ff7d478ba978b124139002e5f9",
     ("mosei", "unaligned_50.pkl"): "ad8b23d50557045e7d47959ce6c5b955d8d983f2979c7d9b7b9226f6dd6fec1f",
     ("mosei", "aligned_50.pkl"): "45eccfb748a87c80ecab9bfac29582e7b1466bf6605ff29d3b338a75120bf791",
+    ("sims", "unaligned_39.pkl"): "c9e20c13ec0454d98bb9c1e520e490c75146bfa2dfeeea78d84de047dbdd442f",
+}  # thuiar/ch-sims-v2 publishes no sum for ch-simsv2s.pkl: its status is "no published sum"
+MMSA_FILES = {  # MMSA-format files under the dataset folder, per setting (CH-SIMS has no aligned file)
+    "mosi": {"aligned": "Processed/aligned_50.pkl", "unaligned": "Processed/unaligned_50.pkl"},
+    "mosei": {"aligned": "Processed/aligned_50.pkl", "unaligned": "Processed/unaligned_50.pkl"},
+    "sims": {"unaligned": "Processed/unaligned_39.pkl"},  # MMSA config_regression.json featurePath
+    "simsv2": {"unaligned": "ch-simsv2s.pkl"},  # thuiar/ch-sims-v2 README: the supervised pickle
 }
-MMSA_FILES = {"aligned": "aligned_50.pkl", "unaligned": "unaligned_50.pkl"}
 MULT_FILES = {  # yaohungt/Multimodal-Transformer src/dataset.py: <name>_data[_noalign].pkl
     "mosi": {"aligned": "mosi_data.pkl", "unaligned": "mosi_data_noalign.pkl"},
     "mosei": {"aligned": "mosei_senti_data.pkl", "unaligned": "mosei_senti_data_noalign.pkl"},
@@ -63,9 +76,13 @@ MULT_FILES = {  # yaohungt/Multimodal-Transformer src/dataset.py: <name>_data[_n
 }
 MAG_FILES = {"mosi": "mosi.pkl", "mosei": "mosei.pkl"}  # WasifurRahman/BERT_multimodal_transformer datasets/
 BERT_VOCAB_SIZE = 30522  # bert-base-uncased, the tokenizer of MMSA's English `text_bert`
+CHINESE_BERT_VOCAB_SIZE = 21128  # bert-base-chinese, the tokenizer of CH-SIMS's `text_bert` (MMSA README)
 LABEL_RANGE = (-3.0, 3.0)  # MOSI/MOSEI sentiment intensity
+SIMS_LABEL_RANGE = (-1.0, 1.0)  # CH-SIMS / CH-SIMS v2 sentiment intensity, multimodal and unimodal
+UNIMODAL_LABEL_KEYS = {"t": "regression_labels_T", "a": "regression_labels_A", "v": "regression_labels_V"}
 MULT_TEXT_ONLY = "model needs `text_bert`; MulT-format file has GloVe text only"
-SOURCES_HINT = ("see README 'Data': MMSA pickles from the thuiar/MMSA README 'Datasets' links, "
+SOURCES_HINT = ("see README 'Data': MMSA pickles (MOSI, MOSEI, CH-SIMS unaligned_39.pkl) from the thuiar/MMSA "
+                "README 'Datasets' links, CH-SIMS v2 ch-simsv2s.pkl from the thuiar/ch-sims-v2 README, "
                 "MulT pickles from the yaohungt/Multimodal-Transformer README, MAG-BERT word-aligned "
                 "mosi.pkl/mosei.pkl (--data-format mag) from the WasifurRahman/BERT_multimodal_transformer README")
 _CHUNK_ELEMENTS = 1 << 25  # non-finite scans work on ~32M values at a time (bounded temporaries)
@@ -111,17 +128,23 @@ def resolve_setting(dataset: str, setting: Optional[str]) -> str:
     setting = setting or DEFAULT_SETTING[dataset]
     if setting not in SETTINGS:
         raise DataError(dataset, f"unknown setting '{setting}' (expected one of {', '.join(SETTINGS)})")
+    published = MMSA_FILES.get(dataset, {})
+    if dataset in SIMS_DATASETS and setting not in published:
+        raise DataError(dataset, f"{DATASET_LABELS[dataset]} has no {setting} file (only "
+                                 f"{', '.join(f'{k}: {v}' for k, v in published.items())}); use --setting "
+                                 f"{', '.join(published)}")
     return setting
 
 
 def candidate_files(dataset: str, setting: str, formats: tuple[str, ...] = ("mmsa", "mult")) -> list[str]:
     """Paths under the data root, in the order they are tried (MMSA layout first; MAG-BERT's
     `mosi.pkl`/`mosei.pkl` hold word-aligned data whatever the setting)."""
-    mult = MULT_FILES[dataset][setting]
-    folder = DATASET_LABELS[dataset]
-    mmsa = [f"{folder}/Processed/{MMSA_FILES[setting]}"] if dataset in ("mosi", "mosei") and "mmsa" in formats else []
+    mmsa_name = MMSA_FILES.get(dataset, {}).get(setting)
+    mult = MULT_FILES.get(dataset, {}).get(setting)
+    folder = FOLDERS[dataset]
+    mmsa = [f"{folder}/{mmsa_name}"] if mmsa_name and "mmsa" in formats else []
     mag = [f"{folder}/{MAG_FILES[dataset]}", MAG_FILES[dataset]] if dataset in MAG_FILES and "mag" in formats else []
-    return [*mmsa, *([f"{folder}/{mult}", mult] if "mult" in formats else []), *mag]
+    return [*mmsa, *([f"{folder}/{mult}", mult] if mult and "mult" in formats else []), *mag]
 
 
 def locate(dataset: str, setting: str, data_root: Optional[str], formats: tuple[str, ...] = ("mmsa", "mult")) -> Path:
@@ -374,8 +397,10 @@ def lengths_array(x: Any, t: int, problems: Problems, split: str, key: str) -> O
     return arr
 
 
-def regression_labels(x: Any, problems: Problems, split: str, key: str) -> Optional[np.ndarray]:
-    """Sentiment labels as float32 (N,): accepts (N,), (N,1) and MulT's (N,1,1); finite, in [-3, 3]."""
+def regression_labels(x: Any, problems: Problems, split: str, key: str,
+                      label_range: tuple[float, float] = LABEL_RANGE) -> Optional[np.ndarray]:
+    """Sentiment labels as float32 (N,): accepts (N,), (N,1) and MulT's (N,1,1); finite, in
+    `label_range` ([-3, 3]; CH-SIMS [-1, 1])."""
     try:
         arr = np.asarray(x, dtype=np.float32)
     except (TypeError, ValueError) as err:
@@ -391,7 +416,7 @@ def regression_labels(x: Any, problems: Problems, split: str, key: str) -> Optio
         i = int(bad.argmax())
         problems.error(f"{int(bad.sum())} non-finite labels (first at index {i}: {arr[i]})", split=split, key=key)
         return None
-    lo, hi = LABEL_RANGE
+    lo, hi = label_range
     bad = (arr < lo) | (arr > hi)
     if bad.any():
         i = int(bad.argmax())
@@ -552,8 +577,10 @@ def checksum(path: Path, dataset: str, problems: Problems, verify: bool) -> dict
 # feature dims (t, a, v) of the known files (MulT #40; MMSA #48, #62, #104)
 _DIM_HINTS = {
     "t": {768: "BERT features (MMSA file)", 300: "GloVe text (MulT-format file)"},
-    "a": {5: "MOSI file (MMSA's 5 selected COVAREP dims)", 74: "MOSEI file or 74-d COVAREP MOSI"},
-    "v": {20: "MOSI file (MMSA's 20 selected Facet dims)", 35: "MOSEI file", 47: "47-d Facet MOSI (MAG-BERT/CMU-SDK)"},
+    "a": {5: "MOSI file (MMSA's 5 selected COVAREP dims)", 74: "MOSEI file or 74-d COVAREP MOSI",
+          33: "CH-SIMS file (--dataset sims)", 25: "CH-SIMS v2 file (--dataset simsv2)"},
+    "v": {20: "MOSI file (MMSA's 20 selected Facet dims)", 35: "MOSEI file", 47: "47-d Facet MOSI (MAG-BERT/CMU-SDK)",
+          709: "CH-SIMS file (--dataset sims)", 177: "CH-SIMS v2 file (--dataset simsv2)"},
 }
 
 
