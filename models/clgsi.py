@@ -84,8 +84,7 @@ VARIANT_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 UNSUPPORTED = {"iemocap": "CLGSI is defined for continuous sentiment labels (its contrastive weights use "
-                          "|y_i - y_j|) and its code supports MOSI/MOSEI/SIMS only; IEMOCAP's MulT pickles "
-                          "also carry no BERT token ids"}
+                          "|y_i - y_j|, which 4 binary emotions do not have) and its code supports MOSI/MOSEI/SIMS only"}
 
 
 @dataclass(kw_only=True)

@@ -96,8 +96,8 @@ def recover_texts(text: dict[str, np.ndarray], glove: Path) -> Recovered:
         r, owner = rows[s]
         ids = inverse.reshape(-1)[start : start + len(r)]
         start += len(r)
-        per = [[] for _ in range(text[s].shape[0])]  # type: list[list[str]]
-        for i, k in zip(owner.tolist(), ids.tolist()):
+        per: list[list[str]] = [[] for _ in range(text[s].shape[0])]
+        for i, k in zip(owner.tolist(), ids.tolist(), strict=True):
             per[i].append(names[k])
         texts[s] = tuple(" ".join(w) for w in per)
         empty[s] = sum(1 for w in per if not w)
