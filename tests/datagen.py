@@ -6,6 +6,7 @@ for tests and benchmarks.
     path = write_mmsa(tmp_path, "mosi", "unaligned", sizes=(30, 20, 10))
     path = write_mult(tmp_path, "iemocap", "aligned")
     path = write_mag(tmp_path, "mosi")          # <tmp_path>/mosi.pkl
+    pkl, glove, words = write_glove_iemocap(tmp_path)   # IEMOCAP text from a GloVe file
 
 `mutate(data)` lets a test break one thing before the file is written. Values are random
 with a weak planted signal (labels follow the mean of the first audio feature), so a model
@@ -247,6 +248,17 @@ def glove_mult(data: dict, words: list[str], values: np.ndarray, seed: int = 0, 
         d["text"] = text
         out[s] = per
     return out
+
+
+def write_glove_iemocap(root: Path, setting: str = "aligned", sizes=SMALL_SIZES, seed: int = 0, oov: float = 0.0,
+                        glove_name: str = "glove.txt") -> tuple[Path, Path, dict[str, list[list[str]]]]:
+    """MulT's `<root>/IEMOCAP/iemocap_data[_noalign].pkl` whose `text` rows come from the GloVe
+    file `<root>/<glove_name>` (written too). Returns (pickle, GloVe file, each sample's words)."""
+    words, values = glove_table(seed=seed)
+    glove = write_glove(Path(root) / glove_name, words, values)
+    data = mult_data("iemocap", setting, sizes, seed)
+    truth = glove_mult(data, words, values, seed=seed, oov=oov)
+    return write_pickle(data, Path(root) / "IEMOCAP" / MULT_NAMES["iemocap"][setting]), glove, truth
 
 
 def write_mosei_sized(root: Path, n_train: int = 16326, n_other: int = 64, seed: int = 0) -> Path:

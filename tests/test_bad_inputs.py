@@ -23,6 +23,7 @@ from bench.cli import main
 from bench.config import parse_set
 from models import list_models
 from models.registry import FIELD_CHOICES, ConfigError, check_config, get_model_entry, resolve_run_config
+from tests.datagen import glove_table, write_glove, write_glove_iemocap
 from result_factory import make_result, write_results
 
 SWEEPS = {  # name -> sweep file text, each wrong in one value
@@ -58,6 +59,9 @@ def world(tmp_path, monkeypatch):
     bad = tmp_path / "badroot" / "MOSI" / "Processed"
     bad.mkdir(parents=True)
     (bad / "unaligned_50.pkl").write_bytes(b"this is not a pickle")
+    _, glove, _ = write_glove_iemocap(tmp_path / "iemo", sizes=(6, 4, 4))  # GloVe-text IEMOCAP + GloVe files
+    write_glove(tmp_path / "glove_other.txt", *glove_table(seed=9))  # same words, other vectors: 0 % match
+    write_glove(tmp_path / "glove100.txt", *glove_table(dim=100))
     for name, text in SWEEPS.items():
         (tmp_path / f"{name}.yaml").write_text(text)
     (tmp_path / "cwd").mkdir()
@@ -134,6 +138,8 @@ RUN = [
      ["{tmp}/empty", "not found"]),
     (["run", "--models", "mult", "--datasets", "mosi", "--data-root", "{tmp}/badroot", *OUT],
      ["{tmp}/badroot/MOSI/Processed/unaligned_50.pkl:"]),  # the full path, not the basename
+    (["run", "--models", "bert_text", "--datasets", "iemocap", "--data-root", "{tmp}/iemo", "--text-encoder", "tiny",
+      *OUT], ["iemocap_data.pkl", "--glove PATH"]),
     (["run", "--models", "mult", "--out", "{tmp}/a_file.txt"], ["--out", "is a file"]),
     (["run", "--models", "late_fusion", "--epochs", "1", "--out", "/proc/x"], ["--out '/proc/x'", "write"]),
     (["run", "--models", "late_fusion", "--epochs", "1", "--out", "{tmp}/a_file.txt/x"], ["a_file.txt/x'", "write"]),
@@ -224,6 +230,14 @@ DATA = [
     (["data", "check", "--dataset", "mosi", "--data-root", "{tmp}/badroot"],
      ["{tmp}/badroot/MOSI/Processed/unaligned_50.pkl:"]),
     (["data", "check", "--dataset", "mosi", "--setting", "bogus"], ["--setting"]),
+    # IEMOCAP words from GloVe vectors: a missing file, another width, a file that matches few vectors, no file
+    (["data", "check", "--dataset", "iemocap", "--data-root", "{tmp}/iemo", "--glove", "{tmp}/nothere.txt"],
+     ["{tmp}/nothere.txt", "GloVe file not found"]),
+    (["data", "check", "--dataset", "iemocap", "--data-root", "{tmp}/iemo", "--glove", "{tmp}/glove100.txt"],
+     ["{tmp}/glove100.txt", "100-d", "300-d"]),
+    (["data", "check", "--dataset", "iemocap", "--data-root", "{tmp}/iemo", "--glove", "{tmp}/glove_other.txt"],
+     ["{tmp}/glove_other.txt", "matches 0 of", "(0.0%", "50% minimum"]),
+    (["data", "check", "--dataset", "mosi", "--glove", "{tmp}/iemo/glove.txt"], ["--glove", "IEMOCAP"]),
     (["data", "check", "--dataset", "mosi", "--text-input", "words"], ["--text-input"]),
     (["data", "check"], ["--dataset"]),
     (["data"], ["check"]),

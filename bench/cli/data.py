@@ -59,18 +59,22 @@ def add_parser(sub) -> None:
 
 def main(args) -> int:
     from bench.config import split_list
-    from bench.data import DataError, load_dataset
+    from bench.data import DataError, list_datasets, load_dataset, loader_takes
 
     status = 0
     for name in split_list(args.dataset):
         if name == "synthetic":
             print("synthetic is generated in memory (no files to check)", file=sys.stderr)
             continue
+        if args.glove and name in list_datasets() and not loader_takes(name, "glove"):
+            print(f"error: --glove applies to MulT's IEMOCAP pickles only, not to {name}", file=sys.stderr)
+            status = 2
+            continue
         try:
             data = load_dataset(name, data_root=args.data_root, setting=args.setting, text_input=args.text_input,
                                 strict=args.strict, verify_checksum=args.checksum, data_format=args.data_format,
                                 text_encoder=args.text_encoder, text_max_length=args.text_max_length,
-                                **glove_option(name, args.glove))
+                                **({"glove": args.glove} if args.glove else {}))
         except DataError as err:
             print(f"DataError: {err}", file=sys.stderr)
             status = 2
@@ -81,19 +85,6 @@ def main(args) -> int:
             continue
         print(describe(data))
     return status
-
-
-def glove_option(dataset: str, glove) -> dict:
-    """`glove=` for the loaders that take it (IEMOCAP); given for another dataset, an error."""
-    from bench.data import loader_takes
-
-    if glove is None:
-        return {}
-    if not loader_takes(dataset, "glove"):
-        from bench.config import OptionError
-
-        raise OptionError(f"--glove applies to MulT's IEMOCAP pickles only, not to {dataset}")
-    return {"glove": glove}
 
 
 def describe(data) -> str:
