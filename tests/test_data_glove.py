@@ -160,3 +160,33 @@ def test_bert_models_train_on_iemocap_with_four_binary_heads(made, tmp_path):
         assert {"Acc_Happy", "F1_Angry", "mean_acc"} <= set(res["metrics"]["test"])
         assert res["data"]["source"]["glove"]["match_rate"] > MIN_MATCH_RATE
         assert res["config"]["run"]["glove"] == str(glove)
+
+
+def test_bert_runs_get_their_own_load_beside_the_feature_models(made):
+    from bench.config import RunConfig
+    from bench.runner import data_key, load_sweep_data, plan_runs
+
+    root, glove, _ = made
+    runs = plan_runs([RunConfig(model=m, dataset="iemocap", text_encoder="tiny", data_root=str(root), glove=str(glove))
+                      for m in ("mult", "bert_text")])
+    assert data_key(runs[0]) != data_key(runs[1])
+    loaded = load_sweep_data(runs)
+    mult, bert = (loaded[data_key(p)] for p in runs)
+    assert mult.info.text_views == ("features",) and "glove" not in mult.info.source
+    assert bert.info.text_views == ("ids",)
+    assert mult.train.tensors["text_lengths"].unique().tolist() == [20]  # MulT's full T, untouched
+
+
+def test_data_check_prints_the_match_rate(made, capsys):
+    from bench.cli import main
+
+    root, glove, _ = made
+    with pytest.raises(SystemExit) as e:
+        main(["data", "check", "--dataset", "iemocap", "--data-root", str(root), "--glove", str(glove),
+              "--no-checksum"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0, out
+    line = next(x for x in out.splitlines() if x.startswith("glove "))
+    g = load(root, glove).info.source["glove"]
+    assert f"{g['positions_matched']:,} of {g['positions']:,} word vectors matched ({g['match_rate']:.2%}" in line
+    assert "views: ids, features" in out and "read as [UNK]" in out
