@@ -35,7 +35,7 @@ from bench.data.base import SPLITS, DataError
 
 logger = logging.getLogger(__name__)
 
-GLOVE_NAME = "glove.840B.300d.txt"  # MulT paper: "pre-trained 300-dimensional GloVe (glove.840B.300d)"
+GLOVE_NAME = "glove.840B.300d.txt"  # the GloVe release the MulT paper names for its 300-d word vectors
 # harness decision: fewer matched word positions than this means the file did not make the
 # vectors (another GloVe release matches next to none; the right one matches all)
 MIN_MATCH_RATE = 0.5
