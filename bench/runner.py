@@ -269,7 +269,10 @@ def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
     view = "ids" if cfg.text_input in ("ids", "raw_text") else "features"  # raw_text arrives as token ids
     if view not in info.text_views:
         if view == "ids" and info.source.get("format") == "mult":
-            raise DataError(src, f"{MULT_TEXT_ONLY} ({model})", key="text_bert")
+            from bench.data.mult_pkl import NEEDS_GLOVE
+
+            hint = NEEDS_GLOVE if info.name == "iemocap" else ""
+            raise DataError(src, f"{MULT_TEXT_ONLY} ({model}){hint}", key="text_bert")
         need = "`text_bert` token ids" if view == "ids" else "pre-extracted `text` features"
         raise DataError(src, f"{model} needs {need}; this {info.name} data has only {', '.join(info.text_views)}",
                         key="text_bert" if view == "ids" else "text")
