@@ -51,6 +51,7 @@ class RunConfig:
     data_root: Optional[str] = None
     setting: Optional[str] = None  # aligned | unaligned; None: what the model's preset declares
     data_format: str = "auto"  # auto | mmsa | mult | mag (bench.data.DATA_FORMATS; bench.data.mag.resolve_format)
+    glove: Optional[str] = None  # GloVe text file: words for BERT models from MulT's IEMOCAP vectors (bench.data.glove)
     contributions: bool = True  # exact Shapley values on validation every epoch
     robustness: bool = True  # after selection: test metrics under every modality coalition
     amp: bool = True  # bf16 autocast on CUDA
@@ -214,6 +215,7 @@ def split_list(text: str | None) -> list[str]:
 SWEEP_KEYS = {
     "datasets", "models", "seeds", "epochs", "preset", "out", "device", "data_root", "setting",
     "text_encoder", "contributions", "robustness", "amp", "strict_data", "description", "data_format", "include",
+    "glove",
 }
 MODEL_KEYS = {"name", "preset", "set", "variants", "variant"}
 
@@ -372,7 +374,7 @@ def load_sweep(path: str | Path, **cli: Any) -> list[RunConfig]:
     base: dict[str, Any] = dict(
         epochs=opts.get("epochs"), text_encoder=opts.get("text_encoder"), device=opts.get("device") or "auto",
         out_dir=opts.get("out") or "results", data_root=opts.get("data_root"), setting=opts.get("setting"),
-        data_format=opts.get("data_format") or "auto",
+        data_format=opts.get("data_format") or "auto", glove=opts.get("glove"),
     )
     for flag in ("contributions", "robustness", "amp", "strict_data"):
         if opts.get(flag) is not None:

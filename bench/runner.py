@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import OptionError, RunConfig, UnknownOptionValue
-from bench.data import DataError, MSAData, load_dataset
+from bench.data import DataError, MSAData, load_dataset, loader_takes
 from bench.results import SCHEMA_VERSION, ensure_writable_dir, environment, is_complete, load_result, write_json_atomic
 from bench.train import process_state_restored
 from models.constants import MODALITIES, MODALITY_NAMES
@@ -222,7 +222,16 @@ def data_key(p: PlannedRun) -> tuple:
     tokens: tuple = ()
     if fmt == "mag" or cfg.text_input == "raw_text":
         tokens = ("mag" if fmt == "mag" else "raw_text", getattr(cfg, "text_encoder", None), cfg.text_max_length)
+    if glove_words(p):  # IEMOCAP token ids from GloVe words: their own load, never mixed with the features
+        tokens = ("glove", run.glove, cfg.text_input, getattr(cfg, "text_encoder", None), cfg.text_max_length)
     return (run.dataset, setting, run.data_root, run.strict_data, fmt, *tokens)
+
+
+def glove_words(p: PlannedRun) -> bool:
+    """A run whose text is token ids made from GloVe words (a BERT model on IEMOCAP's MulT pickles)."""
+    from bench.data import loader_takes
+
+    return p.model_config.text_input in ("ids", "raw_text") and loader_takes(p.run.dataset, "glove")
 
 
 def load_data_for(p: PlannedRun, text_input: str | None = None) -> MSAData:
@@ -234,6 +243,7 @@ def load_data_for(p: PlannedRun, text_input: str | None = None) -> MSAData:
         run.dataset, data_root=run.data_root, setting=run.setting or cfg.setting,
         text_input=text_input or cfg.text_input, strict=run.strict_data, data_format=run.data_format,
         text_encoder=getattr(cfg, "text_encoder", None), text_max_length=cfg.text_max_length,
+        **({"glove": run.glove} if loader_takes(run.dataset, "glove") else {}),
     )
 
 
@@ -259,7 +269,10 @@ def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
     view = "ids" if cfg.text_input in ("ids", "raw_text") else "features"  # raw_text arrives as token ids
     if view not in info.text_views:
         if view == "ids" and info.source.get("format") == "mult":
-            raise DataError(src, f"{MULT_TEXT_ONLY} ({model})", key="text_bert")
+            from bench.data.mult_pkl import NEEDS_GLOVE
+
+            hint = NEEDS_GLOVE if info.name == "iemocap" else ""
+            raise DataError(src, f"{MULT_TEXT_ONLY} ({model}){hint}", key="text_bert")
         need = "`text_bert` token ids" if view == "ids" else "pre-extracted `text` features"
         raise DataError(src, f"{model} needs {need}; this {info.name} data has only {', '.join(info.text_views)}",
                         key="text_bert" if view == "ids" else "text")

@@ -84,8 +84,7 @@ VARIANT_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 UNSUPPORTED = {"iemocap": "CLGSI is defined for continuous sentiment labels (its contrastive weights use "
-                          "|y_i - y_j|) and its code supports MOSI/MOSEI/SIMS only; IEMOCAP's MulT pickles "
-                          "also carry no BERT token ids",
+                          "|y_i - y_j|, which 4 binary emotions do not have) and its code supports MOSI/MOSEI/SIMS only",
                # config_regression.py has simsv2 data paths but no CLGSI parameters for it (run.py
                # raises KeyError), and the SIMS preset's 3 audio heads do not divide its 25-d audio
                "simsv2": "CLGSI's code configures no model for CH-SIMS v2 (datasetParas has no 'simsv2' entry)"}

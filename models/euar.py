@@ -69,12 +69,11 @@ TEXT_POOLS = ("last", "cls", "mean")
 AV_POOLS = ("last", "mean")
 HEAD_WIDTHS = (128, 256, 128)  # fusion.classfier after the first d_l layer (EUAR.py:325-337)
 HEAD_LN_EPS = (2e-5, 2e-5, 1e-5, 2e-5)  # LayerNorm eps per hidden layer; the 256 one is torch's default
-UNSUPPORTED = {"iemocap": "EUAR reads BERT token ids and regresses sentiment; its code supports neither IEMOCAP "
-                          "nor its 4-emotion labels, and IEMOCAP's MulT pickles carry no token ids"}
+# IEMOCAP: a harness preset (the code has none), see PRESETS
 # CH-SIMS / CH-SIMS v2: the reference trains on word-aligned MAG/MIB pickles (one audio/vision row per
 # word); CH-SIMS is published unaligned only (no aligned or word-aligned pickle exists)
-UNSUPPORTED.update(dict.fromkeys(("sims", "simsv2"), "EUAR reads word-aligned audio/vision (MAG/MIB pickles or "
-                                                      "aligned_50); CH-SIMS files are published unaligned only"))
+UNSUPPORTED = dict.fromkeys(("sims", "simsv2"), "EUAR reads word-aligned audio/vision (MAG/MIB pickles or "
+                                                 "aligned_50); CH-SIMS files are published unaligned only")
 
 
 @dataclass(kw_only=True)
@@ -128,8 +127,6 @@ def check_config(cfg: EUARConfig) -> None:
     for key, allowed in (("gate_norm", GATE_NORMS), ("text_pool", TEXT_POOLS), ("av_pool", AV_POOLS)):
         if getattr(cfg, key) not in allowed:
             raise ValueError(f"config key '{key}'='{getattr(cfg, key)}' is not one of {allowed}")
-    if cfg.task != "regression":
-        raise ValueError(f"EUAR regresses sentiment only (task '{cfg.task}')")
     if cfg.batch_dependent_eval != (cfg.gate_norm == "batch"):
         raise ValueError(f"batch_dependent_eval={cfg.batch_dependent_eval} contradicts gate_norm='{cfg.gate_norm}': "
                          f"set batch_dependent_eval={cfg.gate_norm == 'batch'}")
@@ -348,9 +345,14 @@ _OFFICIAL_MOSEI = replace(_OFFICIAL_MOSI, dims=(768, 74, 35))  # MOSEI Facet 35 
 # audio/vision encoders cost 5x less on CPU), 4 CPU epochs, early stop 2.
 _DEMO = replace(_OFFICIAL_MOSI, dims=(768, 5, 20), text_encoder="tiny", text_vocab_size=2048, d_model=32,
                 lr_bert=5e-4, lr=1e-3, max_epochs=4, early_stop_patience=2)
+# IEMOCAP (harness decision; the code supports neither IEMOCAP nor its labels): the MOSEI preset
+# (MulT's file has MOSEI's 74/35 widths) with the MulT protocol's 4 x 2 logits and CE; the MoE
+# terms use no labels, so only the task loss changes. Text: words recovered from GloVe (--glove).
+_IEMOCAP = replace(_OFFICIAL_MOSEI, task="iemocap", n_out=8)
 PRESETS = {
     ("mosi", "official"): _OFFICIAL_MOSI,
     ("mosei", "official"): _OFFICIAL_MOSEI,
+    ("iemocap", "official"): _IEMOCAP,
     ("synthetic", "demo"): _DEMO,
 }
 

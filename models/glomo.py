@@ -67,11 +67,11 @@ COMBINES = ("log", "linear")
 INITS = ("bert", "torch")
 NO_DECAY = ("bias", "LayerNorm.weight")  # main_GLoMo.py train_epoch: a name rule (only BERT's LNs are "LayerNorm")
 CV_EPS = 1e-10  # MoE.py cv_squared
-UNSUPPORTED = {"iemocap": BERT_UNSUPPORTED["iemocap"] + "; the GLoMo repository has no IEMOCAP code"}
+# IEMOCAP: a harness preset (the GLoMo repository has no IEMOCAP code), see PRESETS
 # CH-SIMS / CH-SIMS v2: the reference trains on word-aligned MAG/MIB pickles (one audio/vision row per
 # word); CH-SIMS is published unaligned only (no aligned or word-aligned pickle exists)
-UNSUPPORTED.update(dict.fromkeys(("sims", "simsv2"), "GLoMo reads word-aligned audio/vision (MAG/MIB pickles or "
-                                                      "aligned_50); CH-SIMS files are published unaligned only"))
+UNSUPPORTED = {**BERT_UNSUPPORTED, **dict.fromkeys(("sims", "simsv2"), "GLoMo reads word-aligned audio/vision (MAG/MIB "
+                                                                      "pickles or aligned_50); CH-SIMS files are published unaligned only")}
 
 
 @dataclass(kw_only=True)
@@ -365,9 +365,14 @@ _DEMO = replace(
     max_epochs=4, early_stop_patience=2, lr_milestones=(),
 )
 
+# IEMOCAP (harness decision; the repository has no IEMOCAP code): the MOSEI preset (MulT's file
+# has MOSEI's 74/35 widths) with the MulT protocol's 4 x 2 logits and CE; the loss is task + MoE,
+# nothing regression-specific. Text: the words recovered from the GloVe vectors (--glove).
+_IEMOCAP = replace(_OFFICIAL_MOSEI, task="iemocap", n_out=8)
 PRESETS = {
     ("mosi", "official"): _OFFICIAL_MOSI,
     ("mosei", "official"): _OFFICIAL_MOSEI,
+    ("iemocap", "official"): _IEMOCAP,
     ("synthetic", "demo"): _DEMO,
 }
 

@@ -82,8 +82,7 @@ from models.registry import register_model
 SCHEDULES = ("cosine", "none")
 PRETRAIN, FINETUNE = "pretrain", "finetune"
 PRETRAIN_FILE, LEXICON_FILE = "emovoxceleb.pkl", "vader_lexicon.txt"
-UNSUPPORTED = {"iemocap": "KEBR regresses one sentiment score from BERT token ids; its code supports neither "
-                          "IEMOCAP's 4 emotions nor its inputs, and IEMOCAP's MulT pickles carry no token ids"}
+UNSUPPORTED: dict[str, str] = {}  # IEMOCAP: a harness preset without pre-training, see PRESETS
 
 
 @dataclass(kw_only=True)
@@ -256,8 +255,9 @@ class KEBR(MSAModel):
 
     def __init__(self, cfg: KEBRConfig):
         super().__init__(cfg)
-        if cfg.task != "regression":
-            raise ValueError(f"KEBR regresses a sentiment score; task '{cfg.task}' is not supported")
+        if cfg.task != "regression" and cfg.pretrain_dir:
+            raise ValueError(f"KEBR's pre-training regresses a valence score; task '{cfg.task}' has none: "
+                             "run it without pretrain_dir (fine-tuning only)")
         self.text = build_text_encoder(cfg.text_encoder, cfg.text_vocab_size)  # AutoModel: pooler built
         d = self.text.hidden_size
         self.fusion = TCMF(cfg, d)
@@ -399,9 +399,15 @@ _OFFICIAL_MOSEI = replace(_OFFICIAL_MOSI, dims=(768, 74, 35))
 # lrs raised for a from-scratch encoder (bert_text's demo 5e-4), TCMF width 32, 4 CPU epochs.
 _DEMO = replace(_OFFICIAL_MOSI, text_encoder="tiny", text_vocab_size=2048, embed_dim=32, fc_dim=32,
                 lr_bert=5e-4, lr_fusion=1e-3, lr=1e-3, max_epochs=4, early_stop_patience=2)
+# IEMOCAP (harness decision; the code supports neither IEMOCAP nor its labels): the MOSEI preset
+# (MulT's noalign file has MOSEI's 74/35 widths) with the MulT protocol's 4 x 2 logits and CE;
+# MCC uses no labels. Fine-tuning only: the pre-training's fitter regresses a valence score,
+# which IEMOCAP's 4 binary emotions do not give (pretrain_dir is refused there).
+_IEMOCAP = replace(_OFFICIAL_MOSEI, task="iemocap", n_out=8)
 PRESETS = {
     ("mosi", "official"): _OFFICIAL_MOSI,
     ("mosei", "official"): _OFFICIAL_MOSEI,
+    ("iemocap", "official"): _IEMOCAP,
     ("synthetic", "demo"): _DEMO,
 }
 

@@ -69,7 +69,7 @@ Deviations and switches (README HD 1-2):
 
 Parameter counts (built on the meta device with bert-base shapes, tests/test_mcl_mcf.py):
 308,778,168 (MOSI) and 308,799,672 (MOSEI), equal to a hand count of the released layers; the
-pooler (590,592) gets no gradient. IEMOCAP: unsupported (UNSUPPORTED).
+pooler (590,592) gets no gradient. IEMOCAP: a harness preset (4 x 2 logits, CE; see PRESETS).
 """
 
 from __future__ import annotations
@@ -87,8 +87,7 @@ from models.layers.blocks import AuViSubNet
 from models.layers.text_encoder import build_text_encoder
 from models.registry import register_model
 
-UNSUPPORTED = {"iemocap": "MCL-MCF's code supports MOSI/MOSEI regression only (L1 on one output; UR-FUNNY stubs), "
-                          "and IEMOCAP's MulT pickles carry GloVe vectors, no BERT token ids or raw text"}
+UNSUPPORTED: dict[str, str] = {}  # IEMOCAP: a harness preset (the code: MOSI/MOSEI regression), see PRESETS
 LEVELS = ("nce", "nce2", "nce3")  # unimodal, cross-modal, high-level fusion (TCF)
 
 
@@ -190,8 +189,6 @@ class MCLMCF(MSAModel):
 
     def __init__(self, cfg: MCLMCFConfig):
         super().__init__(cfg)
-        if cfg.task != "regression":
-            raise ValueError(f"MCL-MCF is regression-only (task '{cfg.task}'): {UNSUPPORTED['iemocap']}")
         if cfg.res_dim < 7:
             raise ValueError(f"res_dim {cfg.res_dim} is too small: three unpadded 3x3 convs need R >= 7")
         _, d_a, d_v = cfg.dims
@@ -345,9 +342,15 @@ _DEMO = replace(
     v_lstm_hidden=16, a_lstm_hidden=16, video_out=16, audio_out=16, hub_dim=16, res_dim=32,
     post_fusion_dim=32, clip_dim=32, batch_size=32, max_epochs=4, early_stop_patience=2,
 )
+# IEMOCAP (harness decision; the code supports MOSI/MOSEI regression only): the MOSEI preset on
+# MulT's iemocap_data_noalign.pkl (74/35 widths) with the MulT protocol's 4 x 2 logits and CE in
+# place of L1; the three contrastive levels pair samples by batch position, not by label.
+# Text: the words recovered from the GloVe vectors (--glove).
+_IEMOCAP = replace(_OFFICIAL_MOSEI, task="iemocap", n_out=8)
 PRESETS = {
     ("mosi", "official"): _OFFICIAL_MOSI,
     ("mosei", "official"): _OFFICIAL_MOSEI,
+    ("iemocap", "official"): _IEMOCAP,
     ("synthetic", "demo"): _DEMO,
 }
 

@@ -81,8 +81,7 @@ from models.layers.transformer import CrossModalTransformer, dropout
 from models.registry import register_model
 
 UNSUPPORTED = {"iemocap": "MFON's code is MOSI/MOSEI/SIMS regression only (MSE, one output); its prompts are "
-                          "tied to the MMSA unaligned_50 padded lengths, and IEMOCAP's MulT pickles carry no "
-                          "raw_text or BERT token ids"}
+                          "tied to the MMSA unaligned_50 padded lengths"}
 TEACHER_STAGES = {"vision": "v", "audio": "a"}  # stage -> modality, main.py order (Vtrain, then Atrain)
 FUSION = "fusion"
 

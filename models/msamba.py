@@ -89,10 +89,7 @@ CHM_A_TEXT = ("t_block", "own")
 MIXER_DT_BIAS = ("twice", "once")
 BACKWARD_DT_INIT = ("zero_bias", "mamba")
 LR_SCHEDULES = ("copy_warmup_cosine", "constant")
-UNSUPPORTED = {
-    "iemocap": "needs BERT token ids and MMSA aligned_50 features; IEMOCAP's MulT pickles carry GloVe "
-               "vectors only, and the MSAmba code supports MOSI/MOSEI/SIMS only",
-}
+UNSUPPORTED: dict[str, str] = {}  # IEMOCAP: a harness preset (the code supports MOSI/MOSEI/SIMS), see PRESETS
 
 
 @dataclass(kw_only=True)
@@ -437,8 +434,6 @@ class MSAmba(MSAModel):
 
     def __init__(self, cfg: MSAmbaConfig):
         super().__init__(cfg)
-        if cfg.task != "regression":
-            raise ValueError("MSAmba is a regression model (MOSI/MOSEI); IEMOCAP is unsupported")
         d, tokens = cfg.d_model, cfg.seq_len + 1
         self.text = build_text_encoder(cfg.text_encoder, cfg.text_vocab_size)
         in_dims = {"t": self.text.hidden_size, "a": cfg.dims[1], "v": cfg.dims[2]}
@@ -451,10 +446,10 @@ class MSAmba(MSAModel):
         for block in self.ism.modules():  # t, a, v stacks in order, each block by depth
             if isinstance(block, ISMBlock):
                 block.init_like_copy(cfg.ism_depth)
-        self.sub_head = nn.ModuleDict({m: nn.Linear(d, 1) for m in MODALITIES}) if cfg.sub_loss else None  # sub_fc_*
+        self.sub_head = nn.ModuleDict({m: nn.Linear(d, cfg.n_out) for m in MODALITIES}) if cfg.sub_loss else None  # sub_fc_*
         self.chm = nn.ModuleDict({m: nn.ModuleList(CHMBlock(cfg) for _ in range(cfg.fusion_depth)) for m in MODALITIES})
-        self.chm_head = nn.ModuleDict({m: nn.Linear(d, 1) for m in MODALITIES})  # sub_fc_*_cls
-        self.fc = nn.Linear(3 * d, 1)
+        self.chm_head = nn.ModuleDict({m: nn.Linear(d, cfg.n_out) for m in MODALITIES})  # sub_fc_*_cls
+        self.fc = nn.Linear(3 * d, cfg.n_out)
 
     def _inputs(self, batch) -> dict[str, torch.Tensor]:
         """Each modality as (B, seq_len, d_model), padded/truncated to seq_len (MMSA aligned_50: as is)."""
@@ -586,9 +581,15 @@ _DEMO = replace(
     lr_bert=5e-4, batch_size=32, max_epochs=4, early_stop_patience=2, lr_schedule="constant",
 )
 
+# IEMOCAP (harness decision; the code supports MOSI/MOSEI/SIMS only): the MOSEI preset on MulT's
+# word-aligned iemocap_data.pkl (74/35 widths) with the MulT protocol's 4 x 2 logits and CE for the
+# fused and the sub heads alike; selection on the validation loss (MulT's rule; IEMOCAP has no MAE).
+# Text: the words recovered from the GloVe vectors (--glove).
+_IEMOCAP = replace(_OFFICIAL_MOSEI, task="iemocap", n_out=8, selection_metric="loss")
 PRESETS = {
     ("mosi", "official"): _OFFICIAL_MOSI,
     ("mosei", "official"): _OFFICIAL_MOSEI,
+    ("iemocap", "official"): _IEMOCAP,
     ("synthetic", "demo"): _DEMO,
 }
 

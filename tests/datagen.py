@@ -6,6 +6,7 @@ for tests and benchmarks.
     path = write_mmsa(tmp_path, "mosi", "unaligned", sizes=(30, 20, 10))
     path = write_mult(tmp_path, "iemocap", "aligned")
     path = write_mag(tmp_path, "mosi")          # <tmp_path>/mosi.pkl
+    pkl, glove, words = write_glove_iemocap(tmp_path)   # IEMOCAP text from a GloVe file
 
 `mutate(data)` lets a test break one thing before the file is written. Values are random
 with a weak planted signal (labels follow the mean of the first audio feature), so a model
@@ -213,6 +214,64 @@ def write_mag(root: Path, dataset: str = "mosi", sizes=SMALL_SIZES, seed: int = 
         mutate(data)
     base = Path(root) / folder if folder else Path(root)
     return write_pickle(data, base / f"{dataset}.pkl")
+
+
+# GloVe-format words: cased, punctuation, a number, a word with a space (glove.840B has some)
+GLOVE_WORDS = ("i", "really", "liked", "this", "movie", "but", "the", "ending", "was", "boring", ",", ".",
+               "Spielberg", "don't", "it's", "1990", "great", "acting", "terrible", "plot", "New York")
+
+
+def glove_table(words=GLOVE_WORDS, dim: int = 300, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """A GloVe table: each word's values as the file writes them (6 decimals) and as float64."""
+    rng = np.random.default_rng(seed)
+    values = np.round(rng.normal(scale=0.4, size=(len(words), dim)), 6)
+    values[values == 0] = 1e-6  # no zero component: a stored vector is never mistaken for padding
+    return list(words), values
+
+
+def write_glove(path: Path, words: list[str], values: np.ndarray) -> Path:
+    """`word v1 ... vd` per line, as glove.840B.300d.txt."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{w} {' '.join(f'{v:.6f}' for v in row)}\n" for w, row in zip(words, values)))
+    return path
+
+
+def glove_mult(data: dict, words: list[str], values: np.ndarray, seed: int = 0, oov: float = 0.0,
+               t: int = 20) -> dict[str, list[list[str]]]:
+    """Replace each split's `text` with GloVe rows (float32, front zero padding, up to `t`
+    words); a fraction `oov` of the words get a vector no line of the file has. Returns each
+    sample's words (`None` for an out-of-file vector)."""
+    rng = np.random.default_rng(seed)
+    table = np.asarray([[float(f"{v:.6f}") for v in row] for row in values]).astype(np.float32)
+    out = {}
+    for s, d in data.items():
+        n = len(d["labels"])
+        text = np.zeros((n, t, values.shape[1]), dtype=np.float32)
+        per = []
+        for i in range(n):
+            k = int(rng.integers(1, t + 1))
+            idx = rng.integers(0, len(words), k)
+            text[i, t - k :] = table[idx]
+            sample = [words[j] for j in idx]
+            for j in np.flatnonzero(rng.random(k) < oov):
+                text[i, t - k + j] = rng.normal(size=values.shape[1]).astype(np.float32)
+                sample[j] = None
+            per.append(sample)
+        d["text"] = text
+        out[s] = per
+    return out
+
+
+def write_glove_iemocap(root: Path, setting: str = "aligned", sizes=SMALL_SIZES, seed: int = 0, oov: float = 0.0,
+                        glove_name: str = "glove.txt") -> tuple[Path, Path, dict[str, list[list[str]]]]:
+    """MulT's `<root>/IEMOCAP/iemocap_data[_noalign].pkl` whose `text` rows come from the GloVe
+    file `<root>/<glove_name>` (written too). Returns (pickle, GloVe file, each sample's words)."""
+    words, values = glove_table(seed=seed)
+    glove = write_glove(Path(root) / glove_name, words, values)
+    data = mult_data("iemocap", setting, sizes, seed)
+    truth = glove_mult(data, words, values, seed=seed, oov=oov)
+    return write_pickle(data, Path(root) / "IEMOCAP" / MULT_NAMES["iemocap"][setting]), glove, truth
 
 
 def write_mosei_sized(root: Path, n_train: int = 16326, n_other: int = 64, seed: int = 0) -> Path:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from bench.cli import main
 from bench.config import parse_set
-from datagen import mmsa_data, mmsa_path, write_pickle
+from datagen import glove_table, mmsa_data, mmsa_path, write_glove, write_glove_iemocap, write_pickle
 from models import list_models
 from models.registry import FIELD_CHOICES, ConfigError, check_config, get_model_entry, resolve_run_config
 from result_factory import make_result, write_results
@@ -61,6 +61,9 @@ def world(tmp_path, monkeypatch):
     (bad / "unaligned_50.pkl").write_bytes(b"this is not a pickle")
     for given_as, really in (("mosi", "sims"), ("sims", "mosi")):  # mixroot: each file under the other's name
         write_pickle(mmsa_data(really, "unaligned", (4, 4, 4)), mmsa_path(tmp_path / "mixroot", given_as, "unaligned"))
+    _, glove, _ = write_glove_iemocap(tmp_path / "iemo", sizes=(6, 4, 4))  # GloVe-text IEMOCAP + GloVe files
+    write_glove(tmp_path / "glove_other.txt", *glove_table(seed=9))  # same words, other vectors: 0 % match
+    write_glove(tmp_path / "glove100.txt", *glove_table(dim=100))
     for name, text in SWEEPS.items():
         (tmp_path / f"{name}.yaml").write_text(text)
     (tmp_path / "cwd").mkdir()
@@ -139,6 +142,8 @@ RUN = [
      ["{tmp}/badroot/MOSI/Processed/unaligned_50.pkl:"]),  # the full path, not the basename
     (["run", "--models", "mult", "--datasets", "sims", "--data-root", "{tmp}/mixroot", *OUT],
      ["{tmp}/mixroot/SIMS/Processed/unaligned_39.pkl [split=train, key=regression_labels_T]", "MOSI/MOSEI file"]),
+    (["run", "--models", "bert_text", "--datasets", "iemocap", "--data-root", "{tmp}/iemo", "--text-encoder", "tiny",
+      *OUT], ["iemocap_data.pkl", "--glove PATH"]),
     (["run", "--models", "mult", "--out", "{tmp}/a_file.txt"], ["--out", "is a file"]),
     (["run", "--models", "late_fusion", "--epochs", "1", "--out", "/proc/x"], ["--out '/proc/x'", "write"]),
     (["run", "--models", "late_fusion", "--epochs", "1", "--out", "{tmp}/a_file.txt/x"], ["a_file.txt/x'", "write"]),
@@ -234,6 +239,14 @@ DATA = [
      ["{tmp}/mixroot/SIMS/Processed/unaligned_39.pkl [split=train, key=regression_labels_T]", "MOSI/MOSEI file"]),
     (["data", "check", "--dataset", "simsv2", "--setting", "aligned"], ["CH-SIMS v2 has no aligned file"]),
     (["data", "check", "--dataset", "mosi", "--setting", "bogus"], ["--setting"]),
+    # IEMOCAP words from GloVe vectors: a missing file, another width, a file that matches few vectors, no file
+    (["data", "check", "--dataset", "iemocap", "--data-root", "{tmp}/iemo", "--glove", "{tmp}/nothere.txt"],
+     ["{tmp}/nothere.txt", "GloVe file not found"]),
+    (["data", "check", "--dataset", "iemocap", "--data-root", "{tmp}/iemo", "--glove", "{tmp}/glove100.txt"],
+     ["{tmp}/glove100.txt", "100-d", "300-d"]),
+    (["data", "check", "--dataset", "iemocap", "--data-root", "{tmp}/iemo", "--glove", "{tmp}/glove_other.txt"],
+     ["{tmp}/glove_other.txt", "matches 0 of", "(0.0%", "50% minimum"]),
+    (["data", "check", "--dataset", "mosi", "--glove", "{tmp}/iemo/glove.txt"], ["--glove", "IEMOCAP"]),
     (["data", "check", "--dataset", "mosi", "--text-input", "words"], ["--text-input"]),
     (["data", "check"], ["--dataset"]),
     (["data"], ["check"]),

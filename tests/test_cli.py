@@ -29,11 +29,11 @@ def test_ls_is_instant_and_readable():
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert max(map(len, lines)) <= 100
-    bert_iemocap = [line for line in lines if line.startswith("| bert_text ") and "| iemocap " in line]
-    assert len(bert_iemocap) == 1 and "n/a [1]" in bert_iemocap[0], bert_iemocap
+    clgsi_iemocap = [line for line in lines if line.startswith("| clgsi ") and "| iemocap " in line]
+    assert len(clgsi_iemocap) == 1 and "n/a [1]" in clgsi_iemocap[0], clgsi_iemocap
     from models.registry import get_model_entry
 
-    reason = get_model_entry("bert_text").unsupported["iemocap"]
+    reason = get_model_entry("clgsi").unsupported["iemocap"]
     assert any(line.startswith("  [1] " + reason.split()[0]) for line in lines)
     notes = out.stdout.split("\nn/a: ")[1]
     assert reason.split()[-1] in notes.split("[2]")[0]  # the whole reason, wrapped

@@ -136,7 +136,8 @@ def test_feature_models_on_glove_and_bert_models_on_mult_files(data_root):
         check_compatible(bert_like, iemocap, "late_fusion")
     assert str(e.value) == (f"{(data_root / 'IEMOCAP' / 'iemocap_data.pkl').resolve()} [key=text_bert]: "
                             "model needs `text_bert`; MulT-format file has GloVe "
-                            "text only (late_fusion)")
+                            "text only (late_fusion) (BERT models: pass --glove PATH, the glove.840B.300d.txt "
+                            "that made the vectors; the words are found again by exact lookup)")
     glove_for_bert_features = dataclasses.replace(resolve_config("mult", "iemocap"), dims=(768, 74, 35))
     with pytest.raises(DataError, match=r"text dim 300, IEMOCAP preset expects 768: GloVe text \(MulT-format file\)\?"):
         check_compatible(glove_for_bert_features, iemocap, "mult")

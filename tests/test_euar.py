@@ -200,7 +200,11 @@ def test_eval_in_split_order_is_deterministic(synthetic):
 
 def test_config_checks_and_presets():
     entry = get_model_entry("euar")
-    assert "iemocap" in entry.unsupported and ("iemocap", "official") not in entry.presets
+    assert "iemocap" not in entry.unsupported
+    iemocap, mosei = entry.presets[("iemocap", "official")], entry.presets[("mosei", "official")]
+    assert (iemocap.task, iemocap.n_out) == ("iemocap", 8)  # harness preset: MOSEI's with 4 x 2 logits
+    assert dataclasses.replace(iemocap, task="regression", n_out=1, dataset="mosei") == dataclasses.replace(
+        mosei, dataset="mosei")
     for ds, v in (("mosi", 47), ("mosei", 35)):
         cfg = entry.presets[(ds, "official")]
         assert cfg.dims == (768, 74, v) and cfg.text_input == "ids" and cfg.setting == "aligned"

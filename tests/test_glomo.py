@@ -2,6 +2,7 @@
 per-sample reference, where each loss term sends its gradient, the code's optimiser
 behaviour, and the demo preset training on synthetic data."""
 
+import dataclasses
 import math
 import statistics
 
@@ -221,7 +222,11 @@ def test_initialisation():
 def test_presets_and_registry():
     entry = get_model_entry("glomo")
     assert entry.preset_names("mosi") == ["official"] and entry.preset_names("synthetic") == ["demo"]
-    assert "iemocap" in entry.unsupported
+    assert "iemocap" not in entry.unsupported
+    iemocap, mosei = entry.presets[("iemocap", "official")], entry.presets[("mosei", "official")]
+    assert (iemocap.task, iemocap.n_out) == ("iemocap", 8)  # harness preset: MOSEI's with 4 x 2 logits
+    assert dataclasses.replace(iemocap, task="regression", n_out=1, dataset="mosei") == dataclasses.replace(
+        mosei, dataset="mosei")
     mosi, mosei = entry.presets[("mosi", "official")], entry.presets[("mosei", "official")]
     assert (mosi.d, mosi.layers, mosi.batch_size, mosi.lr, mosi.max_epochs, mosi.dims) == (48, 4, 240, 4e-5, 70, (768, 74, 47))
     assert (mosei.d, mosei.layers, mosei.batch_size, mosei.lr, mosei.max_epochs, mosei.dims) == (

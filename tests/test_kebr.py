@@ -290,8 +290,15 @@ def test_pretraining_stage_runs_on_an_unlabeled_set(tmp_path, synthetic):
 # -- presets, demo ---------------------------------------------------------------------------
 def test_presets_and_registry():
     entry = get_model_entry("kebr")
-    assert set(entry.presets) == {("mosi", "official"), ("mosei", "official"), ("synthetic", "demo")}
-    assert "iemocap" in entry.unsupported
+    assert set(entry.presets) == {("mosi", "official"), ("mosei", "official"), ("iemocap", "official"),
+                                  ("synthetic", "demo")}
+    assert "iemocap" not in entry.unsupported
+    iemocap, mosei = entry.presets[("iemocap", "official")], entry.presets[("mosei", "official")]
+    assert (iemocap.task, iemocap.n_out) == ("iemocap", 8)  # harness preset: MOSEI's with 4 x 2 logits
+    assert dataclasses.replace(iemocap, task="regression", n_out=1, dataset="mosei") == dataclasses.replace(
+        mosei, dataset="mosei")
+    with pytest.raises(ValueError, match="pre-training regresses a valence score"):
+        create_model("kebr", "iemocap", "official", text_encoder="tiny", pretrain_dir="/nowhere")
     for cfg in entry.presets.values():
         assert cfg.text_input == "ids" and cfg.dims_from_data and cfg.pretrain_dir is None
     mosi = entry.presets[("mosi", "official")]

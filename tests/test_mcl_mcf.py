@@ -1,6 +1,7 @@
 """MCL-MCF: parameter counts, the contrastive unit and each contrastive level against direct
 computations, which loss term reaches which parameters, presets, and a short demo training run."""
 
+import dataclasses
 import math
 
 import pytest
@@ -252,8 +253,13 @@ def test_missing_token_ids_say_what_is_needed(demo):
 # -- presets, groups, registry ----------------------------------------------------------------------
 def test_presets_groups_and_unsupported():
     entry = get_model_entry("mcl_mcf")
-    assert set(entry.presets) == {("mosi", "official"), ("mosei", "official"), ("synthetic", "demo")}
-    assert "iemocap" in entry.unsupported
+    assert set(entry.presets) == {("mosi", "official"), ("mosei", "official"), ("iemocap", "official"),
+                                  ("synthetic", "demo")}
+    assert "iemocap" not in entry.unsupported
+    iemocap, mosei = entry.presets[("iemocap", "official")], entry.presets[("mosei", "official")]
+    assert (iemocap.task, iemocap.n_out) == ("iemocap", 8)  # harness preset: MOSEI's with 4 x 2 logits
+    assert dataclasses.replace(iemocap, task="regression", n_out=1, dataset="mosei") == dataclasses.replace(
+        mosei, dataset="mosei")
     cfg = entry.presets[("mosi", "official")]
     assert (cfg.setting, cfg.text_input, cfg.text_max_length, cfg.optimizer, cfg.batch_size) == (
         "unaligned", "ids", 50, "adam", 128)
@@ -265,8 +271,6 @@ def test_presets_groups_and_unsupported():
     assert {g["name"]: (g["lr"], g["weight_decay"]) for g in opt.param_groups} == {
         "bert": (5e-4, 1e-4), "main": (1e-3, 1e-4)}
     assert sum(p.numel() for p in opt.param_groups[0]["params"]) == n_params(model.text_enc)
-    with pytest.raises(ValueError, match="regression-only"):
-        create_model("mcl_mcf", "synthetic", task="iemocap", n_out=8)
 
 
 @torch.no_grad()

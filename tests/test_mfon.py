@@ -247,7 +247,7 @@ def test_trailing_partial_accumulation_group_is_discarded():
 
 
 def test_iemocap_is_unsupported_with_a_reason():
-    assert "raw_text" in get_model_entry("mfon").unsupported["iemocap"]
+    assert "prompts" in get_model_entry("mfon").unsupported["iemocap"]
     with pytest.raises(ValueError, match="regression-only"):
         create_model("mfon", "synthetic", task="iemocap", n_out=8)
 

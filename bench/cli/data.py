@@ -50,6 +50,9 @@ def add_parser(sub) -> None:
                    help="checkpoint folder whose tokenizer makes the token ids (MAG words, raw_text)")
     c.add_argument("--text-max-length", type=int_at_least(3), default=None, metavar="N",
                    help="max tokens incl. [CLS]/[SEP] for MAG words and raw_text (default: MAG 50, raw_text 512)")
+    c.add_argument("--glove", default=None, metavar="PATH",
+                   help="IEMOCAP: GloVe text file (glove.840B.300d.txt) to find the words of MulT's vectors "
+                        "again and make token ids (default: <data-root>/[IEMOCAP/]glove.840B.300d.txt if there)")
     c.add_argument("--strict", action="store_true", help="split sizes that differ from the standard ones are errors")
     c.add_argument("--no-checksum", dest="checksum", action="store_false", help="skip the SHA-256 (slow on GB files)")
     c.set_defaults(func=main)
@@ -58,17 +61,22 @@ def add_parser(sub) -> None:
 
 def main(args) -> int:
     from bench.config import split_list
-    from bench.data import DataError, load_dataset
+    from bench.data import DataError, list_datasets, load_dataset, loader_takes
 
     status = 0
     for name in split_list(args.dataset):
         if name == "synthetic":
             print("synthetic is generated in memory (no files to check)", file=sys.stderr)
             continue
+        if args.glove and name in list_datasets() and not loader_takes(name, "glove"):
+            print(f"error: --glove applies to MulT's IEMOCAP pickles only, not to {name}", file=sys.stderr)
+            status = 2
+            continue
         try:
             data = load_dataset(name, data_root=args.data_root, setting=args.setting, text_input=args.text_input,
                                 strict=args.strict, verify_checksum=args.checksum, data_format=args.data_format,
-                                text_encoder=args.text_encoder, text_max_length=args.text_max_length)
+                                text_encoder=args.text_encoder, text_max_length=args.text_max_length,
+                                **({"glove": args.glove} if args.glove else {}))
         except DataError as err:
             print(f"DataError: {err}", file=sys.stderr)
             status = 2
@@ -106,6 +114,11 @@ def describe(data) -> str:
         lines.append(f"splits    {src.get('split_sizes')} ({src.get('splits')})")
     if src.get("text_source"):
         lines.append(f"text ids  {src['text_source']}")
+    if src.get("glove"):
+        g = src["glove"]
+        lines.append(f"glove     {g['positions_matched']:,} of {g['positions']:,} word vectors matched "
+                     f"({g['match_rate']:.2%}; {g['vectors_matched']:,} of {g['vectors']:,} distinct), misses [UNK]; "
+                     f"truncated: " + ", ".join(f"{k} {v}" for k, v in src.get("truncated", {}).items()))
     lines.append("")
     rows = []
     for s in SPLITS:

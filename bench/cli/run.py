@@ -46,6 +46,9 @@ def add_parser(sub) -> None:
                         "word-aligned pickles (results go to <model>+mag/)")
     p.add_argument("--text-encoder", default=None, metavar="PATH",
                    help="local BERT checkpoint folder, or bert-base / tiny (random init)")
+    p.add_argument("--glove", default=None, metavar="PATH",
+                   help="GloVe text file (glove.840B.300d.txt) that gives BERT models IEMOCAP's words back from "
+                        "MulT's vectors (default: <data-root>/[IEMOCAP/]glove.840B.300d.txt if there)")
     p.add_argument("--force", action="store_true", help="rerun finished runs")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.add_argument("--no-contributions", dest="contributions", action="store_false",
@@ -73,7 +76,7 @@ def build_runs(args) -> list:
     from models import get_model_entry, list_models
 
     cli = dict(epochs=args.epochs, preset=args.preset, out=args.out, device=args.device, data_root=args.data_root,
-               setting=args.setting, text_encoder=args.text_encoder, data_format=args.data_format,
+               setting=args.setting, text_encoder=args.text_encoder, data_format=args.data_format, glove=args.glove,
                datasets=split_list(args.datasets) or None, seeds=args.seeds)
     if args.config:
         if args.models or args.set:
@@ -107,7 +110,7 @@ def build_runs(args) -> list:
                     model=model, dataset=dataset, seed=seed, preset=args.preset, overrides=overrides,
                     variant=args.variant, epochs=args.epochs, text_encoder=args.text_encoder,
                     device=args.device or "auto", out_dir=args.out or "results", data_root=args.data_root,
-                    setting=args.setting, data_format=args.data_format or "auto",
+                    setting=args.setting, data_format=args.data_format or "auto", glove=args.glove,
                     strict_data=args.strict_data, detect_anomaly=args.detect_anomaly,
                 ))
     return _with_flags(runs, args)

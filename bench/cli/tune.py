@@ -56,6 +56,8 @@ def add_parser(sub) -> None:
     p.add_argument("--data-root", default=None, help="folder with the data files (or $MSABENCH_DATA)")
     p.add_argument("--text-encoder", default=None, metavar="PATH",
                    help="local BERT checkpoint folder, or bert-base / tiny (random init)")
+    p.add_argument("--glove", default=None, metavar="PATH",
+                   help="GloVe text file for BERT models on IEMOCAP (as `bench run --glove`)")
     p.add_argument("--no-final", dest="final", action="store_false",
                    help="stop after the search (rerun without it to run the final seeds)")
     p.add_argument("--show-space", metavar="MODEL", default=None,
@@ -90,7 +92,7 @@ def build_specs(args) -> list:
         for model in names:
             run = RunConfig(model=model, dataset=dataset, preset=args.preset, epochs=args.epochs,
                             text_encoder=args.text_encoder, device=args.device, out_dir=args.out,
-                            data_root=args.data_root)
+                            data_root=args.data_root, glove=args.glove)
             specs.append(TuneSpec(
                 run=run, trials=trials, budget_hours=args.budget_hours, sampler=args.sampler, pruner=args.pruner,
                 pruner_startup_trials=args.pruner_startup_trials, pruner_warmup_epochs=args.pruner_warmup_epochs,

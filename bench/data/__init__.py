@@ -60,6 +60,12 @@ def load_dataset(name: str, **options: Any) -> MSAData:
     return _LOADERS[name](**options)
 
 
+def loader_takes(name: str, option: str) -> bool:
+    """Whether dataset `name`'s loader has the option (e.g. `glove`: IEMOCAP only)."""
+    _import_loaders()
+    return name in _LOADERS and option in inspect.signature(_LOADERS[name]).parameters
+
+
 def check_options(name: str, loader: Callable[..., MSAData], options: dict[str, Any]) -> None:
     """Every option must be a named parameter of the loader: a misspelt one (`data_rot=`) is
     refused, never ignored."""

