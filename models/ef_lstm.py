@@ -51,6 +51,10 @@ class EFLSTM(MSAModel):
         x = self.dropout(F.relu(self.linear(self.dropout(h))))
         return ModelOutput(pred=self.out(x), features={"f": h})
 
+    def modality_params(self) -> dict[str, list[nn.Parameter]]:
+        raise NotImplementedError("ef_lstm has no modality branch: early fusion, every parameter reads all three "
+                                  "modalities (no per-modality gradient scaling)")
+
 
 # -- presets ------------------------------------------------
 _MMSA_MOSI = EFLSTMConfig(
