@@ -490,11 +490,53 @@ CONFEDE = RefMap(
 
 # -- end of MSAmba, MCL-MCF, ConFEDE ------------------------------------------------------------
 
+# -- EF-LSTM, LF-DNN, MLF-DNN, MFN, Graph-MFN (MMSA parity, wave 1) ----------------------------
+_SAME_NAMES = ((r"(.+)", r"\1"),)  # msabench keeps MMSA's module names
+EF_LSTM = RefMap(weights=_SAME_NAMES, outputs={"M": "pred", "norm": "hook:norm", "lstm": "hook:lstm"},
+                 losses={"L1": "task", "total": "total"}, tamper="lstm.bias_ih_l3")
+LF_DNN = RefMap(weights=_SAME_NAMES, outputs={"M": "pred", **{f"Feature_{m}": f"features.{m}" for m in "tavf"}},
+                losses={"L1": "task", "total": "total"}, tamper="text_subnet.rnn.weight_ih_l0")
+MFN = RefMap(weights=_SAME_NAMES, outputs={"M": "pred", "L": "features.f"}, losses={"L1": "task", "total": "total"},
+             tamper="att2_fc1.bias")
+
+
+def _reference_counts() -> list[tuple[str, str, int]]:
+    """(model, dataset, MMSA's parameter count) from the goldens that record them (built by their scripts)."""
+    metas = {p.stem: json.loads(p.read_text()) for p in sorted(GOLDEN_DIR.glob("*.json"))}
+    return [(name, dataset, count) for name, meta in metas.items()
+            for dataset, count in meta.get("reference_parameters", {}).items()]
+
+
+@pytest.mark.parametrize("name,dataset,count", _reference_counts())
+def test_parameter_count_as_the_reference(name, dataset, count):
+    """The `mmsa` preset builds exactly as many parameters as MMSA 2.2.1 in that dataset's configuration."""
+    model = create_model(name, dataset, "mmsa")
+    assert sum(p.numel() for p in model.parameters()) == count, f"{name} on {dataset}"
+MLF_DNN = RefMap(weights=_SAME_NAMES,
+                 outputs={"M": "pred", **{m.upper(): f"unimodal.{m}" for m in "tav"},
+                          **{f"Feature_{m}": f"features.{m}" for m in "tavf"}},
+                 losses={"M": "task", "T": "t", "A": "a", "V": "v", "total": "total"}, tamper="text_subnet.linear_1.bias")
+
+
+def _graph_mfn_efficacies(model: Any, batch: Batch) -> dict[str, torch.Tensor]:
+    """The DFG efficacies of every step, (B, T, 19)."""
+    steps: list[torch.Tensor] = []
+    handle = model.graph_mfn.efficacy_model.register_forward_hook(lambda _m, _i, out: steps.append(out))
+    model(batch)
+    handle.remove()
+    return {"efficacies": torch.stack(steps, dim=1)}
+
+
+GRAPH_MFN = RefMap(weights=_SAME_NAMES, outputs={"M": "pred"}, losses={"L1": "task", "total": "total"},
+                   tamper="l_transform.bias", extra_outputs=_graph_mfn_efficacies)
+# -- end of MMSA parity, wave 1 ------------------------------------------------------------------
+
 
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
                            "clgsi": CLGSI, "mfon": MFON,
                            "kebr": KEBR, "semi_iin": SEMI_IIN,
-                           "msamba": MSAMBA, "mcl_mcf": MCL_MCF, "confede": CONFEDE}
+                           "msamba": MSAMBA, "mcl_mcf": MCL_MCF, "confede": CONFEDE,
+                           "ef_lstm": EF_LSTM, "lf_dnn": LF_DNN, "mfn": MFN, "mlf_dnn": MLF_DNN, "graph_mfn": GRAPH_MFN}
 
 
 # -- the machinery -------------------------------------------------------------------------
