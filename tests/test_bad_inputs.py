@@ -141,6 +141,8 @@ RUN = [
     (["run", "--models", "mult", "--variant", "../x", *OUT], ["--variant"]),
     (["run", "--models", "mult", "--setting", "diagonal", *OUT], ["--setting"]),
     (["run", "--models", "mult", "--jobs", "0", *OUT], ["--jobs"]),
+    (["run", "--models", "mult", "--jobs", "many", *OUT], ["--jobs", "or auto"]),
+    (["run", "--models", "mult", "--runs-per-device", "0", *OUT], ["--runs-per-device"]),
     (["run", "--models", "mult", "--cpus-per-job", "0", *OUT], ["--cpus-per-job"]),
     (["run", "--models", "mult", "--time-min", "-1", *OUT], ["--time-min"]),
     (["run", "--models", "mult", "--launcher", "pbs", *OUT], ["--launcher"]),

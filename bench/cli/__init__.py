@@ -48,6 +48,19 @@ def int_at_least(lo: int):
     return parse
 
 
+def int_or_auto(text: str) -> int | str:
+    """An argparse type: an integer >= 1, or auto."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int_at_least(1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer >= 1 or auto") from None
+
+
+int_or_auto.__name__ = "integer >= 1 or auto"
+
+
 def seeds(text: str) -> list[int]:
     """An argparse type: 1111,1112 or 1111-1115 (or a mix)."""
     from bench.config import parse_seeds
