@@ -237,6 +237,8 @@ PERF = [
     (["perf"], ["--models"]),
     (["perf", "--models", "mult", "--batch", "0"], ["--batch", ">= 1"]),
     (["perf", "--models", "mult", "--steps", "x"], ["--steps", "not an integer"]),
+    (["plan", "--models", "mult", "--perf", "{tmp}/none.json"], ["--perf", "none.json", "no such file"]),
+    (["plan", "--models", "nope"], ["--models", "nope"]),
     (["perf", "--models", "mult", "--warmup", "-1"], ["--warmup", ">= 0"]),
     (["perf", "--models", "mult", "--dataset-shapes", "sims"], ["--dataset-shapes"]),
     (["perf", "--models", "mult", "--device", "cuda"], ["--device cuda"]),

@@ -10,6 +10,7 @@ import sys
 # subcommand -> module under bench.cli; the order is the order of `--help`
 COMMANDS = {
     "run": "bench.cli.run",
+    "plan": "bench.cli.plan",
     "tune": "bench.cli.tune",
     "ls": "bench.cli.ls",
     "data": "bench.cli.data",

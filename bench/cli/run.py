@@ -23,11 +23,17 @@ with status "error" and the sweep goes on.
 
 
 def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="train/evaluate models (one result file per dataset, model, seed)",
+                       epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_options(p)
+    p.set_defaults(func=main)
+
+
+def add_run_options(p) -> None:
+    """The options of `run`; `plan` takes them too (the same sweep, planned instead of run)."""
     from bench.cli import add_submitit_options, int_at_least, int_or_auto, names, out_dir, seeds
     from bench.config import preset_help
 
-    p = sub.add_parser("run", help="train/evaluate models (one result file per dataset, model, seed)",
-                       epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", type=names, help="comma-separated registry names; wildcards allowed ('mag*')")
     p.add_argument("--config", help="sweep YAML (sweeps/*.yaml) listing datasets, models, variants, seeds")
     p.add_argument("--datasets", type=names, default=None, help="comma-separated (default: synthetic)")
@@ -68,7 +74,6 @@ def add_parser(sub) -> None:
     add_submitit_options(g)
     g.add_argument("--submitit-folder", default=None, help="job logs (default: <out>/.submitit)")
     g.add_argument("--no-wait", dest="wait", action="store_false", help="submit and return")
-    p.set_defaults(func=main)
 
 
 def build_runs(args) -> list:
