@@ -49,7 +49,7 @@ def run(
     seeds: str | int | Sequence[int] = (1111,),
     preset: str | None = None,
     out: str | Path = "results",
-    jobs: int = 1,
+    jobs: int | str = 1,
     include: str | Path | Sequence[str | Path] = (),
     force: bool = False,
     progress: bool = False,

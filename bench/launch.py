@@ -1,8 +1,9 @@
 """Launchers: where the runs of a sweep execute.
 
 - `local`, jobs=1: one after another in this process (`bench.runner.run_sweep`).
-- `local`, jobs=N: N worker processes side by side on one machine, one device each
-  (cuda:0..N-1 when GPUs are visible, else CPU threads split between workers).
+- `local`, jobs=N (or auto): N worker processes side by side on one machine, each with
+  `cores // N` CPU threads; with GPUs, `--runs-per-device` K workers share each GPU (auto: K
+  from a probe of each run's peak memory, bench.packing). See bench.threads for the rules.
 - `submitit`: every unfinished (dataset, model, seed) becomes one job of an existing
   scheduler (Slurm through submitit; `cluster="local"` runs jobs as local processes, as the
   tests do). Result files are the only coordination point: they are written atomically and
@@ -13,19 +14,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from bench.config import OptionError, RunConfig
 from bench.logs import LOGGER, in_worker
 from bench.plugins import WithPlugins
 from bench.results import is_complete, load_result
 from bench.runner import SweepSummary, check_out_dirs, check_sweep, load_sweep_data, plan_runs, run_sweep
+from bench.threads import (
+    Jobs, auto_jobs, init_worker, resolve_jobs, slots, threads_per_job, usable_cores, worker_device,
+)
 
-_WORKER_DEVICE: Optional[str] = None  # set in each --jobs worker process
 logger = logging.getLogger(__name__)
 
 
@@ -50,20 +52,6 @@ def run_one(run: RunConfig, force: bool = False) -> str:
     return "error" if summary.failed else ("skipped" if summary.skipped else "ok")
 
 
-def worker_device(requested: str) -> str:
-    """`requested`, or this --jobs worker's own device where `requested` is auto."""
-    return _WORKER_DEVICE if requested == "auto" and _WORKER_DEVICE is not None else requested
-
-
-def _init_worker(devices, threads: int, log_level: int = logging.INFO) -> None:
-    global _WORKER_DEVICE
-    _WORKER_DEVICE = devices.get()
-    in_worker(log_level)  # the worker's lines reach the terminal as the parent's do
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def summarize(runs: list[RunConfig], skipped: list[str]) -> SweepSummary:
     """Read each run's result file back: the files, not the workers, say what happened."""
     summary = SweepSummary(skipped=list(skipped))
@@ -82,14 +70,17 @@ def summarize(runs: list[RunConfig], skipped: list[str]) -> SweepSummary:
 
 
 def launch(
-    runs: list[RunConfig], *, launcher: str = "local", jobs: int = 1, force: bool = False,
-    progress: bool = False, slurm: Optional[SlurmOptions] = None,
+    runs: list[RunConfig], *, launcher: str = "local", jobs: Jobs = 1, runs_per_device: Jobs = 1,
+    force: bool = False, progress: bool = False, slurm: Optional[SlurmOptions] = None,
 ) -> SweepSummary:
+    """Run `runs` with `launcher`: `jobs` worker processes side by side (an integer or "auto",
+    bench.threads), `runs_per_device` of them per GPU (an integer or "auto": from a memory probe)."""
     if launcher not in ("local", "submitit"):
         raise OptionError(f"--launcher '{launcher}': unknown launcher (local | submitit)")
-    if jobs < 1:
-        raise OptionError(f"--jobs {jobs}: give at least 1")
-    if launcher == "local" and jobs <= 1:
+    for option, value in (("--jobs", jobs), ("--runs-per-device", runs_per_device)):
+        if value != "auto" and (not isinstance(value, int) or value < 1):
+            raise OptionError(f"{option} {value}: give an integer >= 1 or auto")
+    if launcher == "local" and local_jobs(runs, jobs, force) == 1:
         return run_sweep(runs, force=force, progress=progress)
     planned = plan_runs(runs)  # unknown models / config keys / bad values fail here, before anything is started
     finished = [not force and is_complete(p.run.result_path()) for p in planned]
@@ -105,45 +96,78 @@ def launch(
         load_sweep_data(todo_planned)
         check_out_dirs(todo_planned)
     if launcher == "local":
-        _run_parallel(todo, jobs, force)
-    elif launcher == "submitit":
+        _run_parallel(todo, jobs, runs_per_device, force)
+    else:
         jobs_submitted = submit(todo, slurm or SlurmOptions(), force)
         if not (slurm or SlurmOptions()).wait:
             logger.info(f"submitted {len(jobs_submitted)} jobs; rerun the same command to collect/resubmit what is missing")
             return SweepSummary(skipped=skipped)
-    else:
-        raise OptionError(f"unknown launcher '{launcher}' (local | submitit)")
     return summarize(runs, skipped)
 
 
-def _devices(n: int, requested: str) -> list[str]:
+def local_jobs(runs: list[RunConfig], jobs: Jobs, force: bool) -> Jobs:
+    """`jobs`, with `auto` resolved here where no GPU takes part (on GPUs it waits for the
+    memory probe): 1 means the runs go one after another in this process."""
+    if jobs != "auto" or (runs and visible_gpus(runs[0].device)):
+        return jobs
+    todo = sum(force or not is_complete(r.result_path()) for r in runs)
+    return auto_jobs(todo, usable_cores())
+
+
+def visible_gpus(requested: str) -> int:
+    """The GPUs --jobs workers spread over: those torch sees, where the device is auto or cuda."""
     import torch
 
     if requested not in ("auto", "cuda") or not torch.cuda.is_available():
-        return [requested if requested != "auto" else "cpu"] * n
-    count = torch.cuda.device_count()
-    if n > count:
-        raise OptionError(f"--jobs {n} asks for one GPU per job, but {count} are visible")
-    return [f"cuda:{i}" for i in range(n)]
+        return 0
+    return torch.cuda.device_count()
 
 
-def worker_pool(n: int, requested: str) -> ProcessPoolExecutor:
-    """`n` spawned worker processes, one device each (see `_devices`), the CPU threads shared out."""
+@dataclass
+class WorkerPlan:
+    """How a local sweep runs: `devices[i]` is worker i's device; each has `threads` CPU threads."""
+    devices: list[str]
+    threads: int
+    runs_per_device: int
+    probe: Optional[dict[str, Any]] = None  # the memory probe behind runs_per_device=auto
+
+
+def plan_workers(todo: list[RunConfig], jobs: Jobs, runs_per_device: Jobs, gpus: int, cores: int,
+                 probe: Callable[[list[RunConfig], int], dict[str, Any]]) -> WorkerPlan:
+    """The worker processes for `todo` (no process is started): `runs_per_device` auto asks
+    `probe(todo, gpus)` (bench.packing.probe_sweep on a real GPU) for its `runs_per_device`."""
+    measured = probe(todo, gpus) if runs_per_device == "auto" and gpus else None
+    per_device = int(measured["runs_per_device"]) if measured else (1 if runs_per_device == "auto" else int(runs_per_device))
+    n = resolve_jobs(jobs, len(todo), cores, gpus * per_device)
+    devices = slots(n, todo[0].device, gpus, per_device)
+    return WorkerPlan(devices, threads_per_job(n, cores), per_device, measured)
+
+
+def worker_pool(plan: WorkerPlan | int, requested: str = "auto") -> ProcessPoolExecutor:
+    """One spawned worker process per device of `plan` (an integer n: n workers, one per GPU
+    where GPUs are visible, else on CPU), each with `plan.threads` threads (bench.threads)."""
     import multiprocessing as mp
 
+    if isinstance(plan, int):
+        gpus = visible_gpus(requested)
+        plan = WorkerPlan(slots(plan, requested, gpus, 1), threads_per_job(plan), 1)
     ctx = mp.get_context("spawn")  # fresh interpreters: no forked CUDA or thread state
     devices = ctx.Queue()
-    for d in _devices(n, requested):
+    for d in plan.devices:
         devices.put(d)
-    threads = max(1, (os.cpu_count() or 1) // n)
-    return ProcessPoolExecutor(n, mp_context=ctx, initializer=WithPlugins(_init_worker),
-                               initargs=(devices, threads, worker_log_level()))
+    return ProcessPoolExecutor(len(plan.devices), mp_context=ctx, initializer=WithPlugins(init_worker),
+                               initargs=(devices, plan.threads, worker_log_level()))
 
 
-def _run_parallel(todo: list[RunConfig], jobs: int, force: bool) -> None:
+def _run_parallel(todo: list[RunConfig], jobs: Jobs, runs_per_device: Jobs, force: bool) -> None:
     if not todo:
         return
-    with worker_pool(jobs, todo[0].device) as pool:
+    from bench.packing import probe_sweep
+
+    plan = plan_workers(todo, jobs, runs_per_device, visible_gpus(todo[0].device), usable_cores(), probe_sweep)
+    logger.info(f"{len(plan.devices)} worker processes ({', '.join(plan.devices)}), "
+                f"{plan.threads} CPU thread(s) each")
+    with worker_pool(plan) as pool:
         futures = {pool.submit(run_one, r, force): r for r in todo}
         try:
             for fut in as_completed(futures):

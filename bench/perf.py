@@ -217,14 +217,14 @@ class Session:
         stages = self.model.stages() if name != "floor" else []
         self.earlier = [self._time_stage(stage, steps) for stage in stages[:-1]]
         self.last = stages[-1] if stages else None
-        self._freeze = _as_stage(self.model, self.last) if self.last else contextlib.nullcontext()
+        self._freeze = as_stage(self.model, self.last) if self.last else contextlib.nullcontext()
         self._freeze.__enter__()
         opt: torch.optim.Optimizer
         if name == "floor":
             opt = torch.optim.Adam(self.model.parameters(), lr=1e-5)
         else:
             opt = build_optimizer(self.model, self.last.param_groups() if self.last and self.last.param_groups else None)
-        self.train_step = _step_fn(self.model, self.last, self.b, opt, self.device, amp)
+        self.train_step = step_fn(self.model, self.last, self.b, opt, self.device, amp)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         _timed(self.train_step, self.device, warmup)
@@ -276,9 +276,9 @@ class Session:
         """An earlier stage's median step (a short timing, for its share of a run)."""
         from bench.train import build_optimizer
 
-        with _as_stage(self.model, stage):
+        with as_stage(self.model, stage):
             opt = build_optimizer(self.model, stage.param_groups() if stage.param_groups else None)
-            step = _step_fn(self.model, stage, self.b, opt, self.device, self.amp)
+            step = step_fn(self.model, stage, self.b, opt, self.device, self.amp)
             ms = _timed(step, self.device, 1 + max(1, steps // 2))[1:]
         return {"stage": stage.name, "step_ms_median": statistics.median(ms),
                 "epochs": _stage_epochs(stage, self.model.cfg)}
@@ -338,7 +338,7 @@ def _build(name: str, dataset_shapes: str, device) -> tuple[Any, str, dict[str, 
     return entry.builder(cfg).to(device), cfg.task, shape_for(SHAPES[dataset_shapes], cfg)
 
 
-def _as_stage(model, stage):
+def as_stage(model, stage):
     """The model as the trainer runs `stage`: `model.stage` set, the rest frozen."""
     from bench.train import frozen_except
 
@@ -358,7 +358,7 @@ def _stage_epochs(stage, cfg) -> int:
     return min(cfg.max_epochs, cfg.max_epochs if stage.max_epochs is INHERIT else stage.max_epochs)
 
 
-def _step_fn(model, stage, b, opt, device, amp):
+def step_fn(model, stage, b, opt, device, amp):
     """One training step: forward + loss + backward + optimizer step, as the trainer does it."""
     from bench.train import autocast
 

@@ -289,11 +289,14 @@ def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
 
 
 def execute_run(p: PlannedRun, data: MSAData, progress: bool) -> dict[str, Any]:
-    """Build, train, select on validation, test once; return the complete result record."""
+    """Build, train, select on validation, test once; return the complete result record
+    (with the CPU threads the run used: bench.threads)."""
+    from bench.threads import apply_threads, run_threads, thread_record
     from bench.train import resolve_device, seed_everything, train_and_test
     from models.registry import get_model_entry
 
     run, cfg = p.run, p.model_config
+    apply_threads(run_threads())  # the cores this process may use (or its --jobs share), not torch's guess
     seed_everything(run.seed)  # before the model is built: initial weights depend on the seed
     model = get_model_entry(run.model).builder(cfg)
     device = resolve_device(run.device)
@@ -301,7 +304,7 @@ def execute_run(p: PlannedRun, data: MSAData, progress: bool) -> dict[str, Any]:
         model, data, seed=run.seed, device=device, amp=run.amp, contributions=run.contributions,
         robustness=run.robustness, progress=progress, detect_anomaly=run.detect_anomaly,
     )
-    return {**_header(p, data, "ok"), **fields, "device": _device_name(device)}
+    return {**_header(p, data, "ok"), **fields, "device": _device_name(device), "threads": thread_record()}
 
 
 def _header(p: PlannedRun, data: MSAData | None, status: str) -> dict[str, Any]:

@@ -350,7 +350,7 @@ class Objective:
 
     def __call__(self, trial) -> float:
         optuna = require_optuna()
-        from bench.launch import worker_device
+        from bench.threads import worker_device
         from bench.runner import explain_error, plan_runs
         from bench.train import process_state_restored, resolve_device, seed_everything, train_and_test
         from models.registry import apply_search_values, get_model_entry

@@ -219,6 +219,24 @@ def test_switches_change_the_computation(batch):
     assert torch.allclose(base, same, atol=1e-5)
 
 
+@pytest.mark.parametrize("chunk", [4, 8])
+def test_chunked_model_matches_sequential_in_fp32(batch, chunk):
+    """The whole model in fp32 (training mode, every loss term): the chunked scan's loss and
+    every parameter's gradient equal the sequential scan's to 1e-5."""
+    grads = {}
+    for impl in ("sequential", "chunked"):
+        model = _demo(scan_impl=impl, scan_chunk=chunk).train()
+        assert model.cfg.seq_len + 1 > chunk  # more than one block: the chunked path runs
+        loss = model.loss(model(batch), batch)["total"]
+        loss.backward()
+        grads[impl] = (loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    (ref_loss, ref), (loss, got) = grads["sequential"], grads["chunked"]
+    assert torch.allclose(loss, ref_loss, rtol=1e-5, atol=1e-5)
+    assert set(got) == set(ref) and any("mixer" in n for n in got)
+    for n in ref:
+        assert torch.allclose(got[n], ref[n], rtol=1e-5, atol=1e-5), n
+
+
 def test_modality_params_cover_each_branch():
     model = _demo()
     groups = model.modality_params()

@@ -10,6 +10,7 @@ import sys
 # subcommand -> module under bench.cli; the order is the order of `--help`
 COMMANDS = {
     "run": "bench.cli.run",
+    "plan": "bench.cli.plan",
     "tune": "bench.cli.tune",
     "ls": "bench.cli.ls",
     "data": "bench.cli.data",
@@ -46,6 +47,19 @@ def int_at_least(lo: int):
 
     parse.__name__ = f"integer >= {lo}"
     return parse
+
+
+def int_or_auto(text: str) -> int | str:
+    """An argparse type: an integer >= 1, or auto."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int_at_least(1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer >= 1 or auto") from None
+
+
+int_or_auto.__name__ = "integer >= 1 or auto"
 
 
 def seeds(text: str) -> list[int]:

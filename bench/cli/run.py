@@ -16,17 +16,24 @@ HELP_EPILOG = """examples:
   python -m bench run --models mag_bert --preset paper --datasets mosi --data-format mag --data-root ~/data/MAG
   python -m bench run --config sweeps/mosi_main.yaml --launcher submitit --slurm-partition gpu --gpus-per-job 1
   python -m bench run --config sweeps/smoke.yaml --jobs 2           # two runs side by side
+  python -m bench run --config sweeps/mosi_main.yaml --jobs auto --runs-per-device auto   # pack GPUs
 A finished (dataset, model, seed) is skipped; --force reruns it. A run that fails is recorded
 with status "error" and the sweep goes on.
 """
 
 
 def add_parser(sub) -> None:
-    from bench.cli import add_submitit_options, int_at_least, names, out_dir, seeds
-    from bench.config import preset_help
-
     p = sub.add_parser("run", help="train/evaluate models (one result file per dataset, model, seed)",
                        epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_options(p)
+    p.set_defaults(func=main)
+
+
+def add_run_options(p) -> None:
+    """The options of `run`; `plan` takes them too (the same sweep, planned instead of run)."""
+    from bench.cli import add_submitit_options, int_at_least, int_or_auto, names, out_dir, seeds
+    from bench.config import preset_help
+
     p.add_argument("--models", type=names, help="comma-separated registry names; wildcards allowed ('mag*')")
     p.add_argument("--config", help="sweep YAML (sweeps/*.yaml) listing datasets, models, variants, seeds")
     p.add_argument("--datasets", type=names, default=None, help="comma-separated (default: synthetic)")
@@ -61,11 +68,15 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("launching")
     g.add_argument("--launcher", default="local", choices=["local", "submitit"],
                    help="local: this machine; submitit: one scheduler job per run (Slurm)")
-    g.add_argument("--jobs", type=int_at_least(1), default=1, help="local: N runs side by side, one device each")
+    g.add_argument("--jobs", type=int_or_auto, default=1,
+                   help="local: N runs side by side in worker processes, cores // N CPU threads each; auto: one per "
+                        "GPU slot (GPUs x --runs-per-device), else one per 4 cores (default 1: one after another)")
+    g.add_argument("--runs-per-device", type=int_or_auto, default=1,
+                   help="local, with GPUs: worker processes per GPU (auto: from a short probe of each run's peak "
+                        "memory, written to <out>/.packing.json; default 1)")
     add_submitit_options(g)
     g.add_argument("--submitit-folder", default=None, help="job logs (default: <out>/.submitit)")
     g.add_argument("--no-wait", dest="wait", action="store_false", help="submit and return")
-    p.set_defaults(func=main)
 
 
 def build_runs(args) -> list:
@@ -134,7 +145,8 @@ def sweep(args, progress: bool) -> tuple[list, Any]:
     runs = build_runs(args)
     out_dir = runs[0].out_dir if runs else "results"
     slurm = slurm_options(args, args.submitit_folder or f"{out_dir}/.submitit", wait=args.wait)
-    return runs, launch(runs, launcher=args.launcher, jobs=args.jobs, force=args.force, progress=progress, slurm=slurm)
+    return runs, launch(runs, launcher=args.launcher, jobs=args.jobs, runs_per_device=args.runs_per_device,
+                        force=args.force, progress=progress, slurm=slurm)
 
 
 def _with_flags(runs: list, args) -> list:
