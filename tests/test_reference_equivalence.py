@@ -488,13 +488,39 @@ CONFEDE = RefMap(
 )
 
 
+# -- MISA -----------------------------------------------------------------------------------
+MISA = RefMap(
+    weights=(
+        *prefixed((("bertmodel.model", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        *((rf"{m}rnn(\d)\.(\w+)", rf"seq.{m}.rnn\1.\2") for m in "va"),
+        *((rf"{m}layer_norm\.(weight|bias)", rf"seq.{m}.norm.\1") for m in "va"),
+        (r"tlayer_norm\.(weight|bias)", r"unused_tlayer_norm.\1"),  # built, never used (MMSA)
+        *((rf"project_{m}\.project_{m}\.(weight|bias)", rf"project.{m}.0.\1") for m in "tva"),
+        *((rf"project_{m}\.project_{m}_layer_norm\.(weight|bias)", rf"project.{m}.2.\1") for m in "tva"),
+        *((rf"private_{m}\.private_{m}_\d\.(weight|bias)", rf"private.{m}.0.\1") for m in "tva"),
+        (r"shared\.shared_1\.(weight|bias)", r"shared.0.\1"),
+        *((rf"recon_{m}\.recon_{m}_1\.(weight|bias)", rf"recon.{m}.\1") for m in "tva"),
+        (r"sp_discriminator\.sp_discriminator_layer_1\.(weight|bias)", r"unused_sp_discriminator.\1"),
+        (r"fusion\.fusion_layer_1\.(weight|bias)", r"fusion.0.\1"),
+        (r"fusion\.fusion_layer_3\.(weight|bias)", r"fusion.3.\1"),
+        (r"transformer_encoder\.(.+)", r"fusion_transformer.\1"),  # nn.TransformerEncoder on both sides
+    ),
+    outputs={"M": "pred", **{f"utt_{m}_orig": f"features.{m}" for m in "tva"},
+             **{f"{kind}_{m}": f"features.{kind}_{m}" for kind in ("private", "shared", "recon") for m in "tva"},
+             "transformer": "hook:fusion_transformer"},
+    losses={"cls": "task", "diff": "diff", "cmd": "sim", "recon": "recon", "total": "total"},
+    tamper="vrnn2.weight_hh_l0_reverse",
+)
+
+
 # -- end of MSAmba, MCL-MCF, ConFEDE ------------------------------------------------------------
 
 
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
                            "clgsi": CLGSI, "mfon": MFON,
                            "kebr": KEBR, "semi_iin": SEMI_IIN,
-                           "msamba": MSAMBA, "mcl_mcf": MCL_MCF, "confede": CONFEDE}
+                           "msamba": MSAMBA, "mcl_mcf": MCL_MCF, "confede": CONFEDE,
+                           "misa": MISA}
 
 
 # -- the machinery -------------------------------------------------------------------------
