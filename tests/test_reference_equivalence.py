@@ -513,6 +513,42 @@ MISA = RefMap(
 )
 
 
+# -- MMIM -----------------------------------------------------------------------------------
+_MMIM_PAIRS = ("tv", "ta")
+
+
+def _mmim_memory(model: Any, golden: dict[str, dict[str, torch.Tensor]]) -> None:
+    """train_others at its third batch: one previous batch's projections in the memory."""
+    state = golden["state"]
+    model.memory = {p: {side: [state[f"before.{p}.{side}"].clone()] for side in ("pos", "neg")} for p in _MMIM_PAIRS}
+    model.batch_in_epoch = 2
+
+
+def _mmim_after(model: Any) -> dict[str, torch.Tensor]:
+    return {f"after.{p}.{side}": model.memory[p][side][0] for p in _MMIM_PAIRS for side in ("pos", "neg")}
+
+
+def _mmim_phase_losses(parts: dict[str, torch.Tensor]) -> torch.Tensor:
+    return -parts["lld"]  # what the "mmilb" phase's loss() returns as its total
+
+
+MMIM = RefMap(
+    weights=(
+        *prefixed((("bertmodel.model", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        *prefixed((("acoustic_enc", "audio_enc"), ("visual_enc", "vision_enc")),
+                  ((r"rnn\.(\w+)", r"rnn.\1"), (r"linear_1\.(weight|bias)", r"linear_1.\1"))),
+        *((rf"mi_{p}\.(.+)", rf"mi.{p}.\1") for p in _MMIM_PAIRS),
+        *((rf"cpc_z{m}\.net\.(weight|bias)", rf"cpc.{m}.net.\1") for m in "tva"),
+        (r"fusion_prj\.(linear_\d)\.(weight|bias)", r"fusion.\1.\2"),
+    ),
+    outputs={"M": "pred", **{f"Feature_{m}": f"features.{m}" for m in "tavf"}, "lld": "extras.lld", "nce": "extras.nce"},
+    losses={"L1": "task", "nce": "nce", "lld": "lld", "H": "H", "total": "total", "mmilb_total": _mmim_phase_losses},
+    tamper="mi_ta.mlp_logvar.2.weight",
+    prepare=_mmim_memory,
+    after=_mmim_after,
+)
+
+
 # -- end of MSAmba, MCL-MCF, ConFEDE ------------------------------------------------------------
 
 
@@ -520,7 +556,7 @@ MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_M
                            "clgsi": CLGSI, "mfon": MFON,
                            "kebr": KEBR, "semi_iin": SEMI_IIN,
                            "msamba": MSAMBA, "mcl_mcf": MCL_MCF, "confede": CONFEDE,
-                           "misa": MISA}
+                           "misa": MISA, "mmim": MMIM}
 
 
 # -- the machinery -------------------------------------------------------------------------
