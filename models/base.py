@@ -14,7 +14,7 @@ A model is an `MSAModel` (an nn.Module) built from a `ModelConfig` dataclass:
   stage's selected state; `self.stage` names the stage being trained or evaluated (None for
   a model without stages), so `forward` and `loss` can branch on it;
 - optional `phases()` -> `Phase`s: passes over the training split inside every epoch, each
-  stepping its own optimizer (MMIM); `self.phase` names the pass being trained.
+  stepping its own optimizer (MMIM); `self.train_phase` names the pass being trained.
 
 Training settings live in the same config as the architecture, so one preset states
 everything a run needs and one `--set key=value` reaches any of it.
@@ -163,7 +163,7 @@ class Stage:
 class Phase:
     """One pass over the training split inside every epoch, with its own optimizer (MMIM:
     its MI-bound networks, then the rest). A model declaring `phases()` trains each epoch as
-    these passes in order: the trainer sets `model.phase = name`, steps only this phase's
+    these passes in order: the trainer sets `model.train_phase = name`, steps only this phase's
     optimizer (built once per stage from `param_groups()`, its state kept across epochs),
     clears every gradient before each batch and clips over every trainable parameter, as one
     `model.zero_grad()` / `clip_grad_norm_(model.parameters())` does. `fraction`: the share of
@@ -215,7 +215,7 @@ class MSAModel(nn.Module):
     cfg: ModelConfig
     modalities: tuple[str, ...] = MODALITIES  # the modalities the model reads (bert_text: text only)
     stage: Optional[str] = None  # the Stage being trained/evaluated; None: a model without stages
-    phase: Optional[str] = None  # the Phase being trained; None: outside training or a model without phases
+    train_phase: Optional[str] = None  # the Phase being trained; None: outside training or a model without phases
     # name fragments of parameters that are built but by design receive no gradient: the BERT
     # pooler a model does not read, and the reference code's dead modules (named `unused_*`).
     # They count in the parameter totals; `bench check-model` accepts them without a gradient.

@@ -29,7 +29,7 @@ the batch after the memory is full). Gradients are clipped by norm over every pa
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import torch
 from torch import nn
@@ -180,20 +180,20 @@ class MMIM(MSAModel):
              "a": self.audio_enc(batch.audio, batch.audio_lengths),
              "v": self.vision_enc(batch.vision, batch.vision_lengths)}
         fused, pred = self.fusion(torch.cat([h["t"], h["a"], h["v"]], dim=1))
-        lld = sum_terms(mi(h[PAIRS[p][0]], h[PAIRS[p][1]]) for p, mi in self.mi.items())
+        lld = sum_terms(self.mi[p](h[PAIRS[p][0]], h[PAIRS[p][1]]) for p in self.mi)
         nce = sum_terms(self.cpc[m](h[m], fused) for m in "tva")
         return ModelOutput(pred=pred, features={**h, "f": fused}, extras={"lld": lld, "nce": nce})
 
     def entropy(self, output: ModelOutput, labels: torch.Tensor) -> Optional[torch.Tensor]:
         """H over this batch and the memory (None before the memory is full, or outside
         training); stores this batch's projections, replacing the oldest."""
-        if not self.training or self.phase == "mmilb":
+        if not self.training or self.train_phase == "mmilb":
             return None
         assert output.features is not None
         y = labels.reshape(-1)
         pn = {}
-        for p, mi in self.mi.items():
-            proj = mi.entropy_prj(output.features[PAIRS[p][1]])
+        for p in self.mi:
+            proj = cast(MMILB, self.mi[p]).entropy_prj(output.features[PAIRS[p][1]])
             pn[p] = {"pos": proj[y > 0], "neg": proj[y < 0]}
         i, size = self.batch_in_epoch, self.cfg.mem_size
         H = None
@@ -213,7 +213,7 @@ class MMIM(MSAModel):
     def loss(self, output: ModelOutput, batch) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         lld, nce = output.extras["lld"], output.extras["nce"]
-        if self.phase == "mmilb":  # train_mmilb: maximise the lower bound only
+        if self.train_phase == "mmilb":  # train_mmilb: maximise the lower bound only
             return {"total": -lld, "lld": lld}
         task = task_loss(output.pred, batch.labels, cfg.task)
         if not cfg.contrast:
