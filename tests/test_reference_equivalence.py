@@ -543,7 +543,7 @@ MMIM = RefMap(
     ),
     outputs={"M": "pred", **{f"Feature_{m}": f"features.{m}" for m in "tavf"}, "lld": "extras.lld", "nce": "extras.nce"},
     losses={"L1": "task", "nce": "nce", "lld": "lld", "H": "H", "total": "total", "mmilb_total": _mmim_phase_losses},
-    tamper="mi_ta.mlp_logvar.2.weight",
+    tamper="acoustic_enc.rnn.weight_ih_l0",
     prepare=_mmim_memory,
     after=_mmim_after,
 )
