@@ -152,6 +152,10 @@ def gaussian_entropy(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
 
 class MMIM(MSAModel):
     cfg: MMIMConfig
+    # MMILB's entropy projections are never updated, as in MMSA: they sit in the "mmilb"
+    # phase's optimizer, whose loss (-lld) does not reach them; their gradient (from H, in the
+    # "main" phase, from an epoch's third batch on) reaches no optimizer that holds them
+    no_grad_params = (*MSAModel.no_grad_params, "entropy_prj.")
 
     def __init__(self, cfg: MMIMConfig):
         super().__init__(cfg)
