@@ -5,7 +5,7 @@ Per run:
   seed everything -> for each stage (a model without stages is one stage): freeze what the
   stage does not train, optimizer from its param groups, the declared lr schedule (the
   model's or the stage's `Schedule`, applied by bench/schedule.py: no model writes the
-  optimizer) -> per epoch: `train_epoch`
+  optimizer) -> per epoch: `train_epoch` (once per declared `Phase`, each with its own optimizer)
   (gradient accumulation that also applies the trailing batches, clipping, bf16 autocast on
   CUDA) -> `validate_epoch` (every modality coalition in the same pass, for the Shapley
   contributions) -> `_Selection` on the stage's validation key, best state kept in memory
@@ -37,7 +37,7 @@ from bench.metrics import compute_metrics, contribution_utility, iemocap_majorit
 from bench.optim import make_optimizer
 from bench.schedule import Scheduler
 from bench.shapley import coalition_key, coalitions, shapley_from_fn
-from models.base import INHERIT, Freeze, MSAModel, Multipliers, Schedule, Stage, count_parameters, task_loss
+from models.base import INHERIT, Freeze, MSAModel, Multipliers, Phase, Schedule, Stage, count_parameters, task_loss
 from models.constants import METRICS, MODALITIES
 from models.protocol import improves
 
@@ -201,8 +201,9 @@ class TrainState:
     def coalition_utilities(self, split: Split, utility: Callable[[torch.Tensor, torch.Tensor], float]):
         return coalition_utilities(self.model, split, self.device, _eval_batch_size(self.model), utility, self.amp)
 
-    def group_lrs(self) -> dict[str, float]:
-        return {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.optimizer.param_groups)}
+    def group_lrs(self, optimizer: Optional[torch.optim.Optimizer] = None) -> dict[str, float]:
+        """{group name: lr} of `optimizer` (default: the stage's, `self.optimizer`)."""
+        return {g.get("name", str(i)): g["lr"] for i, g in enumerate((optimizer or self.optimizer).param_groups)}
 
 
 def _eval_batch_size(model: MSAModel) -> int:
@@ -210,10 +211,11 @@ def _eval_batch_size(model: MSAModel) -> int:
 
 
 def build_optimizer(model: MSAModel, groups: Optional[list[dict[str, Any]]] = None,
-                    kind: Optional[str] = None) -> torch.optim.Optimizer:
+                    kind: Optional[str] = None, complete: bool = True) -> torch.optim.Optimizer:
     """The optimizer `kind` (default: the config's `optimizer`; bench/optim.py) over `groups`
     (default: the model's `param_groups()`), restricted to the parameters that train now (a
-    stage freezes the rest; groups left empty are dropped)."""
+    stage freezes the rest; groups left empty are dropped). `complete`: every trainable
+    parameter must be in a group (a `Phase`'s optimizer holds only its part)."""
     cfg = model.cfg
     groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]}
               for g in (model.param_groups() if groups is None else groups)]
@@ -225,7 +227,7 @@ def build_optimizer(model: MSAModel, groups: Optional[list[dict[str, Any]]] = No
             raise ValueError(f"parameter group '{g.get('name')}' shares parameters with another group")
         seen |= ids
     missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
-    if missing:
+    if missing and complete:
         raise ValueError(f"{len(missing)} trainable parameters are in no optimizer group (first: {missing[0]})")
     opt = make_optimizer(kind or cfg.optimizer, groups, cfg.lr, cfg.weight_decay, cfg.adam_epsilon)
     for g in opt.param_groups:
@@ -393,26 +395,79 @@ def _recording_nondeterminism(found: list[str]):
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
-def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler: Scheduler, epoch: int,
-                grad_scale: GradScale) -> dict[str, Any]:
-    """One pass over the training split (gradients scaled by `grad_scale`, see
-    `apply_multipliers`); returns the epoch's `train` loss means."""
+@dataclass
+class _Pass:
+    """One pass over the training split per epoch: the model's only one, or one of its `Phase`s."""
+
+    phase: Optional[Phase]
+    optimizer: torch.optim.Optimizer
+    scheduler: Scheduler
+    n_batches: int  # batches this pass reads each epoch
+
+
+def build_passes(run: _Run, stage: Stage, s: _StageSettings) -> list[_Pass]:
+    """One `_Pass` per declared `Phase` (each its own optimizer and schedule), else one pass
+    with the stage's optimizer over its param groups."""
+    model, cfg = run.model, run.model.cfg
+    n_all = run.data.train.num_batches(s.batch_size)
+    phases: list[Optional[Phase]] = list(model.phases()) or [None]
+    if phases != [None] and stage.param_groups is not None:
+        raise ValueError(f"{type(model).__name__}: stage '{stage.name}' declares param_groups and the model "
+                         "declares phases (each phase has its own groups): declare one of them")
+    passes = []
+    for ph in phases:
+        if ph is None:
+            groups = stage.param_groups() if stage.param_groups else None
+            n, schedule = n_all, s.schedule
+        else:
+            groups, n = ph.param_groups(), max(1, math.ceil(ph.fraction * n_all))
+            schedule = s.schedule if ph.schedule is INHERIT else ph.schedule
+        optimizer = build_optimizer(model, groups, s.optimizer, complete=ph is None)
+        passes.append(_Pass(ph, optimizer, Scheduler(schedule, optimizer, -(-n // max(1, cfg.grad_accum_steps)),
+                                                     s.max_epochs), n))
+    stepped = {id(p) for ps in passes for g in ps.optimizer.param_groups for p in g["params"]}
+    if missing := [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in stepped]:
+        raise ValueError(f"{type(model).__name__}.phases(): {len(missing)} trainable parameters are in no "
+                         f"phase's groups (first: {missing[0]})")
+    return passes
+
+
+def train_phases(run: _Run, s: _StageSettings, passes: list[_Pass], epoch: int,
+                 grad_scale: GradScale) -> dict[str, Any]:
+    """The epoch's passes in order (`model.train_phase` set during each); the last pass's loss means,
+    the others' as "<phase>.<part>"."""
+    model, out = run.model, {}
+    try:
+        for p in passes:
+            model.train_phase = p.phase.name if p.phase is not None else None
+            means = train_epoch(run, s, p, epoch, grad_scale)
+            out.update(means if p is passes[-1] else {f"{model.train_phase}.{k}": v for k, v in means.items()})
+    finally:
+        model.train_phase = None
+    return out
+
+
+def train_epoch(run: _Run, s: _StageSettings, p: _Pass, epoch: int, grad_scale: GradScale) -> dict[str, Any]:
+    """One pass over (the first `p.n_batches` batches of) the training split (gradients
+    scaled by `grad_scale`, see `apply_multipliers`); returns the pass's loss means."""
     model, data, cfg = run.model, run.data, run.model.cfg
     device, amp = run.state.device, run.state.amp
     loss_fn = s.stage.loss or model.loss
     accum = max(1, cfg.grad_accum_steps)
-    n_batches = data.train.num_batches(s.batch_size)
+    n_batches, optimizer, scheduler = p.n_batches, p.optimizer, p.scheduler
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params = [p for _, p in trainable]
     model.train()
     sums: dict[str, torch.Tensor] = {}
-    optimizer.zero_grad(set_to_none=True)
+    model.zero_grad(set_to_none=True)  # every gradient, also of parameters another phase steps
     batches: Iterator[Any] = data.train.batches(s.batch_size, shuffle=True, generator=run.order_gen)
     if run.stream is not None:  # the stage's own data: its next batch at each labeled step
         batches = (next(run.stream) for _ in batches)
     bar = _progress(batches, n_batches, f"{s.stage.name + ' ' if model.stage else ''}ep {epoch}", run.progress)
     with torch.autograd.set_detect_anomaly(run.detect_anomaly):
         for i, batch in enumerate(bar):
+            if i == n_batches:  # a phase reading a fraction of the epoch
+                break
             batch = model.training_batch(batch, run.state).to(device, non_blocking=True)
             with autocast(device, amp):
                 out = model(batch)
@@ -439,7 +494,7 @@ def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler: Scheduler, e
                     run.got_grad.update(n for n, p in trainable if p.grad is not None)
                 scheduler.before_step()
                 optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                model.zero_grad(set_to_none=True)
                 run.step += 1
                 scheduler.after_step()
             if run.progress and i % 10 == 0:
@@ -474,9 +529,8 @@ def run_stage(run: _Run, stage: Stage, stage_data: Any = None) -> dict[str, Any]
     as_batches = stage.data is not None and stage.data.as_batches
     run.stream = stage_data.batches(s.batch_size, state.seed) if as_batches else None
     with frozen_except(model, stage):
-        optimizer = build_optimizer(model, stage.param_groups() if stage.param_groups else None, s.optimizer)
-        steps_per_epoch = -(-run.data.train.num_batches(s.batch_size) // max(1, cfg.grad_accum_steps))
-        scheduler = Scheduler(s.schedule, optimizer, steps_per_epoch, s.max_epochs)
+        passes = build_passes(run, stage, s)
+        optimizer = passes[-1].optimizer  # the last (main) pass's: the one multipliers and `state` see
         state.optimizer, state.history, state.stage = optimizer, [], model.stage
         with _recording_nondeterminism(run.nondeterministic):
             info = (model.on_stage_start(stage, state) or {}) if staged else {}
@@ -487,17 +541,19 @@ def run_stage(run: _Run, stage: Stage, stage_data: Any = None) -> dict[str, Any]
             t_epoch = time.perf_counter()
             state.epoch = epoch
             record: dict[str, Any] = {"epoch": epoch, **({"stage": stage.name} if staged else {})}
-            record.update(scheduler.start_epoch(epoch))  # the declared lr (and optimizer reset)
+            for p in passes:
+                record.update(p.scheduler.start_epoch(epoch))  # the declared lr (and optimizer reset)
             record.update(apply_freeze(stage.freeze, epoch))
             with _recording_nondeterminism(run.nondeterministic):
                 record.update(model.on_epoch_start(epoch, state) or {})
                 grad_scale = apply_multipliers(model, optimizer, model.training_multipliers(epoch, state))
-                record["train"] = train_epoch(run, s, optimizer, scheduler, epoch, grad_scale)
+                record["train"] = train_phases(run, s, passes, epoch, grad_scale)
                 train_time += time.perf_counter() - t_epoch
-                record["lr"] = state.group_lrs()
+                record["lr"] = {k: v for p in passes for k, v in state.group_lrs(p.optimizer).items()}
                 valid = state.valid_metrics = validate_epoch(run, s, record)
                 record.update(model.on_epoch_end(epoch, state) or {})
-            scheduler.end_epoch(valid["loss"])
+            for p in passes:
+                p.scheduler.end_epoch(valid["loss"])
             best.update(valid[s.sel_key], epoch, valid, model)  # select on validation only
             record["time_s"] = time.perf_counter() - t_epoch
             per_epoch_s.append(record["time_s"])

@@ -12,7 +12,9 @@ A model is an `MSAModel` (an nn.Module) built from a `ModelConfig` dataclass:
 - optional `stages()` -> ordered `Stage`s for multi-stage methods (ConFEDE, MFON): the trainer
   runs them in order, each selected on validation, the next starting from the previous
   stage's selected state; `self.stage` names the stage being trained or evaluated (None for
-  a model without stages), so `forward` and `loss` can branch on it.
+  a model without stages), so `forward` and `loss` can branch on it;
+- optional `phases()` -> `Phase`s: passes over the training split inside every epoch, each
+  stepping its own optimizer (MMIM); `self.train_phase` names the pass being trained.
 
 Training settings live in the same config as the architecture, so one preset states
 everything a run needs and one `--set key=value` reaches any of it.
@@ -158,6 +160,24 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class Phase:
+    """One pass over the training split inside every epoch, with its own optimizer (MMIM:
+    its MI-bound networks, then the rest). A model declaring `phases()` trains each epoch as
+    these passes in order: the trainer sets `model.train_phase = name`, steps only this phase's
+    optimizer (built once per stage from `param_groups()`, its state kept across epochs),
+    clears every gradient before each batch and clips over every trainable parameter, as one
+    `model.zero_grad()` / `clip_grad_norm_(model.parameters())` does. `fraction`: the share of
+    the epoch's batches this pass reads (the first ceil(fraction x batches)). `schedule`:
+    this phase's lr schedule (INHERIT: the stage's). An epoch's `train` history holds the
+    last phase's loss parts, the others' as "<phase>.<part>"."""
+
+    name: str
+    param_groups: Callable[[], list[dict[str, Any]]]
+    fraction: float = 1.0
+    schedule: Any = INHERIT
+
+
+@dataclass(frozen=True)
 class Multipliers:
     """Scalings a model asks the trainer to apply for one epoch (PaSE's SGM).
 
@@ -195,6 +215,7 @@ class MSAModel(nn.Module):
     cfg: ModelConfig
     modalities: tuple[str, ...] = MODALITIES  # the modalities the model reads (bert_text: text only)
     stage: Optional[str] = None  # the Stage being trained/evaluated; None: a model without stages
+    train_phase: Optional[str] = None  # the Phase being trained; None: outside training or a model without phases
     # name fragments of parameters that are built but by design receive no gradient: the BERT
     # pooler a model does not read, and the reference code's dead modules (named `unused_*`).
     # They count in the parameter totals; `bench check-model` accepts them without a gradient.
@@ -258,6 +279,11 @@ class MSAModel(nn.Module):
 
     def stages(self) -> list[Stage]:
         """Ordered training stages; [] (the default) trains once with the config's settings."""
+        return []
+
+    def phases(self) -> list[Phase]:
+        """Passes over the training split per epoch, each with its own optimizer; [] (the
+        default): one pass with one optimizer over `param_groups()`."""
         return []
 
     def on_stage_start(self, stage: Stage, state: Any) -> dict[str, Any]:

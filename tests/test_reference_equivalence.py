@@ -488,6 +488,67 @@ CONFEDE = RefMap(
 )
 
 
+# -- MISA -----------------------------------------------------------------------------------
+MISA = RefMap(
+    weights=(
+        *prefixed((("bertmodel.model", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        *((rf"{m}rnn(\d)\.(\w+)", rf"seq.{m}.rnn\1.\2") for m in "va"),
+        *((rf"{m}layer_norm\.(weight|bias)", rf"seq.{m}.norm.\1") for m in "va"),
+        (r"tlayer_norm\.(weight|bias)", r"unused_tlayer_norm.\1"),  # built, never used (MMSA)
+        *((rf"project_{m}\.project_{m}\.(weight|bias)", rf"project.{m}.0.\1") for m in "tva"),
+        *((rf"project_{m}\.project_{m}_layer_norm\.(weight|bias)", rf"project.{m}.2.\1") for m in "tva"),
+        *((rf"private_{m}\.private_{m}_\d\.(weight|bias)", rf"private.{m}.0.\1") for m in "tva"),
+        (r"shared\.shared_1\.(weight|bias)", r"shared.0.\1"),
+        *((rf"recon_{m}\.recon_{m}_1\.(weight|bias)", rf"recon.{m}.\1") for m in "tva"),
+        (r"sp_discriminator\.sp_discriminator_layer_1\.(weight|bias)", r"unused_sp_discriminator.\1"),
+        (r"fusion\.fusion_layer_1\.(weight|bias)", r"fusion.0.\1"),
+        (r"fusion\.fusion_layer_3\.(weight|bias)", r"fusion.3.\1"),
+        (r"transformer_encoder\.(.+)", r"fusion_transformer.\1"),  # nn.TransformerEncoder on both sides
+    ),
+    outputs={"M": "pred", **{f"utt_{m}_orig": f"features.{m}" for m in "tva"},
+             **{f"{kind}_{m}": f"features.{kind}_{m}" for kind in ("private", "shared", "recon") for m in "tva"},
+             "transformer": "hook:fusion_transformer"},
+    losses={"cls": "task", "diff": "diff", "cmd": "sim", "recon": "recon", "total": "total"},
+    tamper="vrnn2.weight_hh_l0_reverse",
+)
+
+
+# -- MMIM -----------------------------------------------------------------------------------
+_MMIM_PAIRS = ("tv", "ta")
+
+
+def _mmim_memory(model: Any, golden: dict[str, dict[str, torch.Tensor]]) -> None:
+    """train_others at its third batch: one previous batch's projections in the memory."""
+    state = golden["state"]
+    model.memory = {p: {side: [state[f"before.{p}.{side}"].clone()] for side in ("pos", "neg")} for p in _MMIM_PAIRS}
+    model.batch_in_epoch = 2
+
+
+def _mmim_after(model: Any) -> dict[str, torch.Tensor]:
+    return {f"after.{p}.{side}": model.memory[p][side][0] for p in _MMIM_PAIRS for side in ("pos", "neg")}
+
+
+def _mmim_phase_losses(parts: dict[str, torch.Tensor]) -> torch.Tensor:
+    return -parts["lld"]  # what the "mmilb" phase's loss() returns as its total
+
+
+MMIM = RefMap(
+    weights=(
+        *prefixed((("bertmodel.model", "text.bert"),), ((r"(embeddings|encoder|pooler)\.(.+)", r"\1.\2"),)),
+        *prefixed((("acoustic_enc", "audio_enc"), ("visual_enc", "vision_enc")),
+                  ((r"rnn\.(\w+)", r"rnn.\1"), (r"linear_1\.(weight|bias)", r"linear_1.\1"))),
+        *((rf"mi_{p}\.(.+)", rf"mi.{p}.\1") for p in _MMIM_PAIRS),
+        *((rf"cpc_z{m}\.net\.(weight|bias)", rf"cpc.{m}.net.\1") for m in "tva"),
+        (r"fusion_prj\.(linear_\d)\.(weight|bias)", r"fusion.\1.\2"),
+    ),
+    outputs={"M": "pred", **{f"Feature_{m}": f"features.{m}" for m in "tavf"}, "lld": "extras.lld", "nce": "extras.nce"},
+    losses={"L1": "task", "nce": "nce", "lld": "lld", "H": "H", "total": "total", "mmilb_total": _mmim_phase_losses},
+    tamper="acoustic_enc.rnn.weight_ih_l0",
+    prepare=_mmim_memory,
+    after=_mmim_after,
+)
+
+
 # -- end of MSAmba, MCL-MCF, ConFEDE ------------------------------------------------------------
 
 # -- EF-LSTM, LF-DNN, MLF-DNN, MFN, Graph-MFN (MMSA parity, wave 1) ----------------------------
@@ -536,7 +597,8 @@ MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_M
                            "clgsi": CLGSI, "mfon": MFON,
                            "kebr": KEBR, "semi_iin": SEMI_IIN,
                            "msamba": MSAMBA, "mcl_mcf": MCL_MCF, "confede": CONFEDE,
-                           "ef_lstm": EF_LSTM, "lf_dnn": LF_DNN, "mfn": MFN, "mlf_dnn": MLF_DNN, "graph_mfn": GRAPH_MFN}
+                           "ef_lstm": EF_LSTM, "lf_dnn": LF_DNN, "mfn": MFN, "mlf_dnn": MLF_DNN, "graph_mfn": GRAPH_MFN,
+                           "misa": MISA, "mmim": MMIM}
 
 
 # -- the machinery -------------------------------------------------------------------------

@@ -187,6 +187,17 @@ def tiny_bert_dir(vocab_words: int | None = None) -> Path:
     return path
 
 
+def bert_base_dir() -> Path:
+    """A random-init bert-base-uncased-shaped checkpoint folder (transformers' default BertConfig)
+    for building reference code at its real size to count its parameters; delete it after use."""
+    from transformers import BertConfig, BertModel
+
+    path = Path(tempfile.mkdtemp(prefix="bert_base_"))
+    BertModel(BertConfig()).save_pretrained(path)
+    (path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]) + "\n")
+    return path
+
+
 def tiny_bert_config():
     """The tiny BERT config, eager-free: SDPA attention, as msabench builds it."""
     from transformers import BertConfig
