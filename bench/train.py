@@ -416,7 +416,7 @@ def train_epoch(run: _Run, s: _StageSettings, optimizer, scheduler: Scheduler, e
     bar = _progress(batches, n_batches, f"{s.stage.name + ' ' if model.stage else ''}ep {epoch}", run.progress)
     with torch.autograd.set_detect_anomaly(run.detect_anomaly):
         for i, batch in enumerate(bar):
-            if run.train_missing is not None:  # TFR-Net's protocol: fresh masks every batch
+            if run.train_missing is not None and run.missing_gen is not None:  # TFR-Net's protocol: fresh masks every batch
                 batch = apply_to_batch(batch, run.train_missing, run.missing_gen)
             batch = model.training_batch(batch, run.state).to(device, non_blocking=True)
             with autocast(device, amp):

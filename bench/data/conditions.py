@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -170,7 +170,7 @@ def apply_to_split(split: Split, cond: Condition, seed: int = CONDITION_SEED,
 def apply_to_batch(batch: Batch, cond: Condition, gen: torch.Generator) -> Batch:
     """The batch under `cond`, masks drawn from `gen` (training under missing data)."""
     tensors = {k: t for k in Batch._TENSORS if (t := getattr(batch, k)) is not None}
-    changed = apply(tensors, cond, batch.special_ids, gen=gen)
+    changed: dict[str, Any] = apply(tensors, cond, batch.special_ids, gen=gen)
     return dataclasses.replace(batch, **{k: v for k, v in changed.items() if v is not tensors[k]})
 
 
