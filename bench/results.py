@@ -168,6 +168,25 @@ def other_result_roots(root: Path) -> list[Path]:
     return sorted({where for _, where in deeper_result_files(root) if where != Path(root)})
 
 
+def curves_path(result_path: Path) -> Path:
+    """`curves-seed<k>.json` beside `seed<k>.json`: what `bench evaluate` wrote for that run."""
+    p = Path(result_path)
+    return p.with_name(f"curves-{p.name}")
+
+
+def with_evaluated_curves(record: dict[str, Any], result_path: Path) -> dict[str, Any]:
+    """The record with the conditions `bench evaluate` scored later (its curves file, when
+    present) merged into `robustness_curves`; those scored later take precedence."""
+    try:
+        later = json.loads(curves_path(result_path).read_text())["robustness_curves"]
+    except (OSError, ValueError, KeyError):
+        return record
+    curves = dict(record.get("robustness_curves") or {})
+    curves.update({k: v for k, v in later.items() if k != "conditions"})
+    curves["conditions"] = {**curves.get("conditions", {}), **later.get("conditions", {})}
+    return {**record, "robustness_curves": curves}
+
+
 def load_results(root: Path) -> list[dict[str, Any]]:
     return [load_result(p) for p in iter_result_files(root)]
 

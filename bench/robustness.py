@@ -70,11 +70,6 @@ def state_path(result_path: Path) -> Path:
     return Path(result_path).with_suffix(STATE_SUFFIX)
 
 
-def curves_path(result_path: Path) -> Path:
-    p = Path(result_path)
-    return p.with_name(f"curves-{p.name}")
-
-
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -131,7 +126,7 @@ def load_saved_run(result_path: Path, device: str = "auto") -> tuple[dict[str, A
 def evaluate_saved(result_path: Path, conditions: Sequence[Condition], device: str = "auto",
                    seed: int = CONDITION_SEED) -> Path:
     """Score a saved run under `conditions`; writes (and returns) its `curves-seed<k>.json`."""
-    from bench.results import environment, write_json_atomic
+    from bench.results import curves_path, environment, write_json_atomic
     from bench.runner import _device_name
     from bench.train import _eval_batch_size
 

@@ -14,8 +14,8 @@ from bench.data.conditions import (
     BERT_UNK_ID, CONDITION_SEED, MISSING_KINDS, Condition, apply, apply_to_batch, apply_to_split, condition_grid,
     noise_scale,
 )
-from bench.results import load_result
-from bench.robustness import CLEAN, curves_path, evaluate_saved, file_sha256, load_saved_run, robustness_curves
+from bench.results import curves_path, load_result
+from bench.robustness import CLEAN, evaluate_saved, file_sha256, load_saved_run, robustness_curves
 from bench.runner import run_sweep
 from bench.train import predict
 from models.constants import MODALITIES
@@ -176,3 +176,52 @@ def test_training_under_missing_data_masks_every_batch_and_has_its_own_folder(da
     assert a["config"]["run"]["train_missing"] == "random/tav/0.5"
     assert a["history"][0]["train"] != b["history"][0]["train"]
     assert a["history"][0]["valid"] != b["history"][0]["valid"]
+
+
+def _with_curves(rec, values, kind="random", mods="t"):
+    """`rec` with robustness curves: Acc-2 values[0] clean and values[i] at rate i/10."""
+    conds = {CLEAN: {**rec["metrics"]["test"], "Has0_acc_2": values[0]}}
+    conds.update({f"{kind}/{mods}/{i / 10:g}": {"Has0_acc_2": v} for i, v in enumerate(values) if i})
+    return {**rec, "robustness_curves": {"split": "test", "seed": 0, "conditions": conds}}
+
+
+def test_curves_table_mean_std_and_area(tmp_path):
+    from bench.report import load_result_set
+    from bench.report_curves import curves_tables
+    from result_factory import make_result, write_results
+
+    a = [0.9, 0.8, 0.7]  # levels 0, 0.1, 0.2
+    b = [0.7, 0.6, 0.3]
+    root = write_results(tmp_path, [_with_curves(make_result("mult", 1111), a),
+                                    _with_curves(make_result("mult", 1112), [0.0, 0.0, 0.0])])
+    # the second seed was scored again later by `bench evaluate`: its curves file takes precedence
+    later = _with_curves(make_result("mult", 1112), b)["robustness_curves"]
+    curves_path(root / "synthetic" / "mult" / "seed1112.json").write_text(json.dumps({"robustness_curves": later}))
+    (table,) = curves_tables(load_result_set(root), ["synthetic"])
+    (row,) = table.rows
+    assert [c.key for c in table.columns] == ["0", "0.1", "0.2", "auc"]
+    assert row.cells["0.2"].mean == pytest.approx(0.5) and row.cells["0.2"].std == pytest.approx(0.4 / 2 ** 0.5)
+    areas = [((0.9 + 0.8) / 2 * 0.1 + (0.8 + 0.7) / 2 * 0.1) / 0.2, ((0.7 + 0.6) / 2 * 0.1 + (0.6 + 0.3) / 2 * 0.1) / 0.2]
+    assert row.cells["auc"].mean == pytest.approx(sum(areas) / 2) and row.cells["auc"].n == 2
+    assert row.label.startswith("random missing t")
+
+
+def test_curves_figure_one_line_per_run_one_panel_per_condition(tmp_path):
+    from bench.report import load_result_set
+    from bench.report_curves import curves_figure
+    from result_factory import make_result, write_results
+
+    recs = [_with_curves(make_result(name, seed), [0.8, 0.7, 0.6], kind, mods)
+            for name in ("mult", "late_fusion") for seed in (1111, 1112)
+            for kind, mods in (("random", "t"), ("structural", "tav"))]
+    merged = {}
+    for r in recs:  # one record per (run, seed) holding both families
+        key = (r["run_name"], r["seed"])
+        if key in merged:
+            merged[key]["robustness_curves"]["conditions"].update(r["robustness_curves"]["conditions"])
+        else:
+            merged[key] = r
+    fig = curves_figure(load_result_set(write_results(tmp_path, list(merged.values()))), "synthetic")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["random missing: t", "structural missing: tav"]
+    assert all(len(ax.get_lines()) == 2 and len(ax.collections) == 2 for ax in panels)  # a line and a band per run
