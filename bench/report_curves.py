@@ -135,7 +135,7 @@ def curves_figure(rs: ResultSet, dataset: str, models: Sequence[str] | None = No
     with _style():
         fig, axes = plt.subplots(nrows, ncols, figsize=(2 * COLUMN_WIDTH_IN, 1.5 * nrows + 0.6), squeeze=False,
                                  sharey=True)
-        for ax, (fam, levels) in zip(axes.flat, fams.items()):
+        for ax, (fam, levels) in zip(axes.flat, fams.items(), strict=False):  # spare panels hidden below
             for i, (label, records) in enumerate(runs.items()):
                 y = np.array([curve(r, fam, levels, metric) for r in records]) * scale
                 mean = np.nanmean(y, axis=0)
