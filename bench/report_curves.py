@@ -13,12 +13,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bench.results import CLEAN
 from bench.report import (
     ROBUSTNESS_METRICS, Column, ResultSet, Row, RunGroup, Table, _run_rows, _seed_note, dataset_task, expected_seeds,
     group_runs, metric_column, summarize,
 )
 
-CLEAN = "clean"
 KIND_ORDER = ("random", "structural", "noise")
 KIND_LABEL = {"random": "random missing", "structural": "structural missing", "noise": "Gaussian noise"}
 
@@ -153,3 +153,17 @@ def curves_figure(rs: ResultSet, dataset: str, models: Sequence[str] | None = No
         fig.suptitle(f"{dataset}: robustness curves (mean ± 1 std over {'/'.join(map(str, n))} seed{'s' if n[-1] > 1 else ''})")
         fig.tight_layout()
     return fig
+
+
+def at_condition(record: dict[str, Any], condition: str) -> dict[str, Any]:
+    """The record with its test predictions replaced by those under `condition` ('clean': as is)."""
+    if condition == CLEAN:
+        return record
+    where = f"{record.get('dataset')}/{record.get('run_name')}/seed{record.get('seed')}"
+    curves = record.get("robustness_curves") or {}
+    preds = (curves.get("predictions") or {}).get(condition)
+    if preds is None:
+        have = ", ".join(list(curves.get("predictions") or {})[:4]) or "none"
+        raise KeyError(f"{where}: no predictions under condition '{condition}' [key=robustness_curves.predictions] "
+                       f"(have: {have}...); run with --robustness-curves, or --save-state and `bench evaluate`")
+    return {**record, "predictions": {**record["predictions"], "ids": curves["ids"], "preds": preds}}

@@ -168,6 +168,9 @@ def other_result_roots(root: Path) -> list[Path]:
     return sorted({where for _, where in deeper_result_files(root) if where != Path(root)})
 
 
+CLEAN = "clean"  # robustness curves: the unchanged test split, scored in the same pass (level 0 of every curve)
+
+
 def curves_path(result_path: Path) -> Path:
     """`curves-seed<k>.json` beside `seed<k>.json`: what `bench evaluate` wrote for that run."""
     p = Path(result_path)
@@ -182,8 +185,9 @@ def with_evaluated_curves(record: dict[str, Any], result_path: Path) -> dict[str
     except (OSError, ValueError, KeyError):
         return record
     curves = dict(record.get("robustness_curves") or {})
-    curves.update({k: v for k, v in later.items() if k != "conditions"})
-    curves["conditions"] = {**curves.get("conditions", {}), **later.get("conditions", {})}
+    curves.update({k: v for k, v in later.items() if k not in ("conditions", "predictions")})
+    for key in ("conditions", "predictions"):
+        curves[key] = {**curves.get(key, {}), **later.get(key, {})}
     return {**record, "robustness_curves": curves}
 
 

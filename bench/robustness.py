@@ -21,8 +21,8 @@ import torch
 from bench.data.base import Split
 from bench.data.conditions import CONDITION_SEED, Condition, apply_to_split, condition_grid, noise_scale
 from bench.metrics import compute_metrics
+from bench.results import CLEAN
 
-CLEAN = "clean"  # the unchanged test split, scored in the same pass (rate 0 of every curve)
 STATE_SUFFIX = ".safetensors"
 
 
@@ -53,16 +53,21 @@ def robustness_curves(model: Any, split: Split, device: torch.device, batch_size
     start = time.perf_counter()
     scale = noise_scale(split)
     labels = split.labels.numpy()
-
-    def scored(s: Split) -> dict[str, float]:
+    metrics: dict[str, dict[str, float]] = {}
+    predictions: dict[str, list] = {}  # per condition, in split order (the result's predictions.ids): bench compare
+    for name, s in _conditioned(split, conditions, seed, scale):
         preds, loss = predict(model, s, device, batch_size, amp=amp)
-        return {**compute_metrics(task, preds.numpy(), labels), "loss": loss}
-
-    metrics = {CLEAN: scored(split)}
-    for cond in conditions if conditions is not None else condition_grid():
-        metrics[cond.name] = scored(apply_to_split(split, cond, seed, scale))
+        metrics[name] = {**compute_metrics(task, preds.numpy(), labels), "loss": loss}
+        predictions[name] = preds.reshape(-1).tolist() if task == "regression" else preds.tolist()
     return {"split": split.name, "seed": seed, "noise_scale": scale, "conditions": metrics,
-            "time_s": time.perf_counter() - start}
+            "ids": list(split.ids), "predictions": predictions, "time_s": time.perf_counter() - start}
+
+
+def _conditioned(split: Split, conditions: Optional[Sequence[Condition]], seed: int, scale: dict[str, float]):
+    """(name, split) clean first, then under each condition (default: the grid), one at a time."""
+    yield CLEAN, split
+    for cond in conditions if conditions is not None else condition_grid():
+        yield cond.name, apply_to_split(split, cond, seed, scale)
 
 
 # -- saved states -----------------------------------------------------------------------------

@@ -129,6 +129,8 @@ def test_curves_at_the_end_of_training(trained):
     assert curves["conditions"][CLEAN] == rec["metrics"]["test"]  # rate 0: the clean test metrics, exactly
     assert list(curves["conditions"])[1:] == [c.name for c in condition_grid()]
     assert curves["seed"] == CONDITION_SEED and curves["time_s"] > 0
+    assert curves["ids"] == rec["predictions"]["ids"] and curves["predictions"][CLEAN] == rec["predictions"]["preds"]
+    assert set(curves["predictions"]) == set(curves["conditions"])
     mae = [curves["conditions"][f"random/tav/{r:g}"]["MAE"] for r in (0.1, 0.5, 0.9)]
     assert mae[0] < mae[2]  # the planted signal fades as the input goes missing
 
@@ -225,3 +227,27 @@ def test_curves_figure_one_line_per_run_one_panel_per_condition(tmp_path):
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in panels] == ["random missing: t", "structural missing: tav"]
     assert all(len(ax.get_lines()) == 2 and len(ax.collections) == 2 for ax in panels)  # a line and a band per run
+
+
+def test_compare_at_a_condition(tmp_path):
+    from bench.compare import compare_runs, write_comparison
+    from bench.report import load_result_set
+    from result_factory import make_result, write_results
+
+    ids, labels = ["s0", "s1", "s2", "s3"], [1.0, -1.0, 2.0, -0.5]
+    recs = []
+    for name, under in (("mult", labels), ("late_fusion", [0.0, 0.0, 0.0, 0.0])):
+        rec = make_result(name, 1111, predictions=(ids, labels, [0.5, -0.5, 1.0, 0.0]))
+        curves = {"ids": ids, "conditions": {}, "predictions": {"random/tav/0.5": under}}
+        recs.append({**rec, "robustness_curves": curves})
+    rs = load_result_set(write_results(tmp_path / "results", recs))
+    res = compare_runs(rs, "synthetic", "mult", "late_fusion", metrics=["MAE"], n_resamples=200,
+                       condition="random/tav/0.5")
+    (mae,) = res.comparisons
+    assert (mae.a, mae.b) == (0.0, pytest.approx(sum(map(abs, labels)) / 4)) and res.condition == "random/tav/0.5"
+    clean = compare_runs(rs, "synthetic", "mult", "late_fusion", metrics=["MAE"], n_resamples=200).comparisons[0]
+    assert clean.a == clean.b  # the same clean predictions
+    (md, _) = write_comparison(res, tmp_path / "reports")
+    assert md.name == "compare_synthetic_mult_vs_late_fusion_random-tav-0.5.md"
+    with pytest.raises(KeyError, match="no predictions under condition 'noise/a/1'"):
+        compare_runs(rs, "synthetic", "mult", "late_fusion", condition="noise/a/1")
