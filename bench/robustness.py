@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import os
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -84,22 +83,23 @@ def file_sha256(path: Path) -> str:
 
 
 def save_state(model: torch.nn.Module, result_path: Path) -> dict[str, Any]:
-    """The model's weights as safetensors next to the result file (written to a temp file,
-    then renamed); returns the result's `state` field."""
-    from safetensors.torch import save_model
+    """The model's weights as safetensors next to the result file (written atomically, with
+    the result files' permissions); returns the result's `state` field."""
+    from safetensors.torch import save
+
+    from bench.results import write_bytes_atomic
 
     path = state_path(result_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_model(model, str(tmp))  # tied weights are stored once
-    os.replace(tmp, path)
+    # cloned: tied weights are stored once per name, so the file loads into a fresh model as is
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    write_bytes_atomic(path, save(tensors))
     return {"file": path.name, "format": "safetensors", "sha256": file_sha256(path)}
 
 
 def load_saved_run(result_path: Path, device: str = "auto") -> tuple[dict[str, Any], Any, Any, torch.device]:
     """(record, model with the saved weights, the run's data, device) of a finished run saved
     with --save-state; the weights' hash must match the one recorded."""
-    from safetensors.torch import load_model
+    from safetensors.torch import load_file
 
     from bench.config import OptionError, RunConfig
     from bench.results import load_result
@@ -123,7 +123,7 @@ def load_saved_run(result_path: Path, device: str = "auto") -> tuple[dict[str, A
     run = RunConfig(**{k: v for k, v in rec["config"]["run"].items() if k in fields})
     data = load_data_for(PlannedRun(run, cfg))
     model = get_model_entry(rec["model"]).builder(cfg)
-    load_model(model, str(path))
+    model.load_state_dict(load_file(str(path)))
     dev = resolve_device(device)
     return rec, model.to(dev), data, dev
 

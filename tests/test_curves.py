@@ -139,6 +139,8 @@ def test_saved_state_scores_later_without_touching_the_result(trained):
     rec = load_result(trained)
     state = trained.with_name(rec["state"]["file"])
     assert state.suffix == ".safetensors" and file_sha256(state) == rec["state"]["sha256"]
+    assert state.stat().st_mode & 0o777 == trained.stat().st_mode & 0o777  # readable as the result file is
+    assert {p.name for p in trained.parent.iterdir()} == {state.name, trained.name}  # no temp file left
     before = trained.read_bytes()
     conds = [Condition("random", "tav", 0.0), Condition("structural", "v", 0.5), Condition("noise", "av", 1.0)]
     out = evaluate_saved(trained, conds, "cpu")
