@@ -16,7 +16,11 @@ Schema (SCHEMA_VERSION = 1); reports read only these fields:
   params {total, trainable, with_grad}, time {train_s, wall_s, per_epoch_s},
   peak_memory_bytes, device, versions {python, torch, transformers, msabench}, git_hash,
   date, data {name, setting, source, warnings}, nondeterministic_ops, model_summary,
-  predictions {split, ids, labels, preds}  (test split, in split order).
+  predictions {split, ids, labels, preds}  (test split, in split order),
+  robustness_curves {split, seed, noise_scale, conditions {clean | kind/modalities/level: metrics},
+                     ids, predictions {condition: preds}, time_s}  (--robustness-curves),
+  state {file, format, sha256}  (--save-state: seed<k>.safetensors beside the file).
+`bench evaluate` writes curves-seed<k>.json beside a result file (never the result file itself).
 Floats are full precision; NaN is written as the JSON extension `NaN` (Python reads it back).
 """
 
