@@ -28,13 +28,18 @@ def has_curves(record: dict[str, Any]) -> bool:
 
 
 def families(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[float]]:
-    """{(kind, modalities): sorted levels, 0 first} over every condition the records hold."""
+    """{(kind, modalities): sorted levels, 0 first}: the levels every record that has the
+    family scored (a level only some runs have, e.g. one `bench evaluate` added, is left out,
+    so rows and areas compare the same points)."""
     out: dict[tuple[str, str], set[float]] = {}
     for r in records:
+        mine: dict[tuple[str, str], set[float]] = {}
         for name in (r.get("robustness_curves") or {}).get("conditions", {}):
             parts = name.split("/")
             if len(parts) == 3:
-                out.setdefault((parts[0], parts[1]), {0.0}).add(float(parts[2]))
+                mine.setdefault((parts[0], parts[1]), {0.0}).add(float(parts[2]))
+        for fam, levels in mine.items():
+            out[fam] = out[fam] & levels if fam in out else levels
     order = lambda f: (KIND_ORDER.index(f[0]) if f[0] in KIND_ORDER else 9, len(f[1]), "tav".find(f[1][0]), f)  # noqa: E731
     return {f: sorted(out[f]) for f in sorted(out, key=order)}
 

@@ -199,7 +199,7 @@ def test_curves_table_mean_std_and_area(tmp_path):
     root = write_results(tmp_path, [_with_curves(make_result("mult", 1111), a),
                                     _with_curves(make_result("mult", 1112), [0.0, 0.0, 0.0])])
     # the second seed was scored again later by `bench evaluate`: its curves file takes precedence
-    later = _with_curves(make_result("mult", 1112), b)["robustness_curves"]
+    later = _with_curves(make_result("mult", 1112), b + [0.1])["robustness_curves"]  # + a level only this seed has
     curves_path(root / "synthetic" / "mult" / "seed1112.json").write_text(json.dumps({"robustness_curves": later}))
     (table,) = curves_tables(load_result_set(root), ["synthetic"])
     (row,) = table.rows
