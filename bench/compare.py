@@ -250,6 +250,7 @@ class BootstrapResult:
     ci_level: float
     comparisons: list[MetricComparison]
     excluded_seeds: dict[str, list[int]] = field(default_factory=dict)  # seeds only one run has
+    condition: str = "clean"  # the test condition compared (a robustness-curve condition name)
 
     @property
     def n_comparisons(self) -> int:
@@ -321,10 +322,13 @@ def paired_bootstrap(
 def compare_runs(
     rs, dataset: str, run_a: str, run_b: str, seeds: Sequence[int] | None = None,
     metrics: Sequence[str] | None = None, n_resamples: int = 10_000, rng_seed: int = 0, ci_level: float = 0.95,
+    condition: str = "clean",
 ) -> BootstrapResult:
     """Bootstrap two runs of a `bench.report.ResultSet`, over the seeds both have (ok status);
-    `bench compare` and the best/tied marks of `bench table` (bench.report.mark_cells)."""
+    `bench compare` and the best/tied marks of `bench table` (bench.report.mark_cells).
+    `condition`: a robustness-curve condition (e.g. random/tav/0.5) whose test predictions to compare."""
     from bench.report import dataset_task, group_runs
+    from bench.report_curves import at_condition
 
     groups = {g.run_name: g for g in group_runs(rs, dataset)}
     for name in (run_a, run_b):
@@ -338,11 +342,11 @@ def compare_runs(
                          f"have no successful seed in common" + (f" among {sorted(seeds)}" if seeds else ""))
     task = dataset_task(rs, dataset)
     res = paired_bootstrap(
-        [seed_predictions(ga.records[s], task) for s in common],
-        [seed_predictions(gb.records[s], task) for s in common],
+        [seed_predictions(at_condition(ga.records[s], condition), task) for s in common],
+        [seed_predictions(at_condition(gb.records[s], condition), task) for s in common],
         task, metrics, n_resamples, rng_seed, ci_level, names=(run_a, run_b), dataset=dataset)
     excluded = {name: sorted(set(g.records) - set(common)) for name, g in ((run_a, ga), (run_b, gb))}
-    return dataclasses.replace(res, excluded_seeds={k: v for k, v in excluded.items() if v})
+    return dataclasses.replace(res, excluded_seeds={k: v for k, v in excluded.items() if v}, condition=condition)
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -387,13 +391,15 @@ def to_markdown(res: BootstrapResult) -> str:
     for c in res.comparisons:
         if c.n_defined < res.n_resamples:
             notes.append(f"{c.metric}: undefined in {res.n_resamples - c.n_defined} resamples (left out).")
-    return f"### {res.model_a} vs {res.model_b} on {res.dataset}\n\n{table}\n\n" + "".join(f"- {n}\n" for n in notes)
+    under = "" if res.condition == "clean" else f" under {res.condition}"
+    return f"### {res.model_a} vs {res.model_b} on {res.dataset}{under}\n\n{table}\n\n" + "".join(f"- {n}\n" for n in notes)
 
 
 def write_comparison(res: BootstrapResult, out_dir: Path | str) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"compare_{res.dataset}_{res.model_a}_vs_{res.model_b}"
+    under = "" if res.condition == "clean" else "_" + res.condition.replace("/", "-")
+    stem = out_dir / f"compare_{res.dataset}_{res.model_a}_vs_{res.model_b}{under}"
     md, js = stem.with_name(stem.name + ".md"), stem.with_name(stem.name + ".json")
     md.write_text(to_markdown(res))
     js.write_text(json.dumps({**asdict(res), "n_comparisons": res.n_comparisons}, indent=1))

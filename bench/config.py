@@ -57,15 +57,20 @@ class RunConfig:
     amp: bool = True  # bf16 autocast on CUDA
     strict_data: bool = False  # non-standard split sizes become errors
     detect_anomaly: bool = False
+    robustness_curves: bool = False  # after the test: metrics under missing/noisy inputs (bench/robustness.py)
+    save_state: bool = False  # the selected weights as seed<k>.safetensors next to the result file
+    train_missing: Optional[str] = None  # a condition (random/tav/0.3) on every training batch; own folder
 
     @property
     def run_name(self) -> str:
-        """Result-folder name: the model, its --set overrides, an explicit --setting and an
-        explicit --data-format other than auto (`mag_bert+mag`: MAG-BERT's own pickles)."""
+        """Result-folder name: the model, its --set overrides, an explicit --setting, training
+        under missing data (`mult+missing=random-tav-0.3`) and an explicit --data-format other
+        than auto (`mag_bert+mag`: MAG-BERT's own pickles)."""
         name = self.variant or variant_name(self.model, self.overrides)
         if self.variant:
             return name
         name = f"{name}+{self.setting}" if self.setting else name
+        name = f"{name}+missing={self.train_missing.replace('/', '-')}" if self.train_missing else name
         return f"{name}+{self.data_format}" if self.data_format != "auto" else name
 
     def result_path(self) -> Path:

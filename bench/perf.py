@@ -32,7 +32,8 @@ Also reported: the cost of the exact-Shapley evaluations as a share of a trainin
 (per-epoch contributions on the validation split for every model; PaSE's SGM on its training
 subsample, every `sgm_every` epochs; 3 batches timed, scaled to the split's batches); for a
 staged model, the step of its last (fusion) stage and the share of a run spent in the
-earlier stages (their step time × their epoch budget).
+earlier stages (their step time × their epoch budget); and the robustness curves' share of a
+run (`--robustness-curves`: one forward pass over the test split per condition, plus the clean one).
 """
 
 from __future__ import annotations
@@ -258,6 +259,7 @@ class Session:
                                + -(-n_valid // self.batch) * row["forward_ms_median"])
         if self.name != "floor":
             row.update(self._shapley_costs(row["epoch_ms_est"]))
+            row.update(self._curves_cost(row["epoch_ms_est"], row["forward_ms_median"]))
         if self.last is not None:
             row.update(self._stage_costs(row["epoch_ms_est"]))
         self._freeze.__exit__(None, None, None)
@@ -315,6 +317,16 @@ class Session:
             out["sgm_ms"] = self._shapley_ms(min(cfg.sgm_subsample, n_train)) / max(1, getattr(cfg, "sgm_every", 1))
             out["sgm_share"] = out["sgm_ms"] / (epoch_ms + out["sgm_ms"])
         return out
+
+    def _curves_cost(self, epoch_ms: float, forward_ms: float) -> dict[str, float]:
+        """`--robustness-curves`: forward passes over the test split, clean and under each
+        condition, after training; its share of a run of `max_epochs` epochs."""
+        from bench.data.conditions import condition_grid
+
+        n_test = self.shape["splits"][2]
+        ms = (1 + len(condition_grid())) * -(-n_test // self.batch) * forward_ms
+        run_ms = self.model.cfg.max_epochs * epoch_ms
+        return {"curves_ms": ms, "curves_share": ms / (run_ms + ms)}
 
     def _stage_costs(self, epoch_ms: float) -> dict[str, Any]:
         """The timed (last) stage's name and the earlier stages' share of a run."""
@@ -638,7 +650,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     from tabulate import tabulate
 
     headers = ["model", "step ms median", "min / max", "× floor", "interval", "target", "verdict", "forward ms",
-               "peak GiB", "params", "Shapley/epoch", "SGM/epoch", "earlier stages/run"]
+               "peak GiB", "params", "Shapley/epoch", "SGM/epoch", "earlier stages/run", "curves/run"]
     return tabulate([_table_row(r, len(headers)) for r in rows], headers=headers, tablefmt="github",
                     disable_numparse=True)
 
@@ -657,6 +669,7 @@ def _table_row(r: dict[str, Any], width: int) -> list[str]:
         f"≤ {r['target']:.2f}" if "target" in r else "–", r.get("verdict", "–"),
         _ms(r["forward_ms_median"]), f"{r['peak_memory_bytes'] / 2**30:.2f}", f"{r['params']:,}",
         f("contributions_share", ".1%"), f("sgm_share", ".1%"), f("earlier_stages_share", ".1%"),
+        f("curves_share", ".1%"),
     ]
 
 
@@ -675,7 +688,9 @@ def format_report(rows: list[dict[str, Any]], command: str, info: dict[str, Any]
               + ". Verdict: \"target met\" when the interval's upper end is below the target, \"missed\" when "
               "its lower end is above it, else \"undecided (within noise)\"; `--check` exits 1 on \"missed\" or "
               "a model not measured. Shapley/epoch, SGM/epoch: the exact-Shapley evaluations' share of an epoch "
-              "(3 batches timed, scaled to the split).")
+              "(3 batches timed, scaled to the split). curves/run: `--robustness-curves`' share of a run "
+              "(the test split's forward passes, clean and under each of its conditions, over max_epochs "
+              "epochs plus them).")
     return (f"# Training-step benchmark\n\nRegenerate with:\n\n```\n{command}\n```\n\n"
             f"Date: {date}. Machine: {info['cpu']} ({info['cpus']} CPUs), {info['threads']} torch threads, "
             f"torch {info['torch']}{gpu}. Wall time: {wall_s:,.0f} s. Raw step times of every model and floor "

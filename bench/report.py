@@ -38,7 +38,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from bench.catalog import model_meta, row_label
-from bench.results import ResultFileError, iter_result_files, load_result
+from bench.results import ResultFileError, iter_result_files, load_result, with_evaluated_curves
 from models.constants import EMOTIONS, METRICS, SIMS_DATASETS
 
 DATASET_ORDER = ("synthetic", "mosi", "mosei", "sims", "simsv2", "iemocap")
@@ -98,7 +98,7 @@ def load_result_set(root: Path | str) -> ResultSet:
     records, problems = [], []
     for path in iter_result_files(Path(root)):
         try:
-            records.append(load_result(path))
+            records.append(with_evaluated_curves(load_result(path), path))  # + `bench evaluate`'s curves
         except (ResultFileError, OSError) as err:
             m = re.fullmatch(r"seed(-?\d+)", path.stem)
             problems.append(Problem(str(path), path.parent.parent.name, path.parent.name,

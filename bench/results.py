@@ -17,7 +17,11 @@ Schema (SCHEMA_VERSION = 1); reports read only these fields:
   peak_memory_bytes, device, threads {intra_op, inter_op, cores, omp_num_threads, mkl_num_threads},
   versions {python, torch, transformers, msabench}, git_hash,
   date, data {name, setting, source, warnings}, nondeterministic_ops, model_summary,
-  predictions {split, ids, labels, preds}  (test split, in split order).
+  predictions {split, ids, labels, preds}  (test split, in split order),
+  robustness_curves {split, seed, noise_scale, conditions {clean | kind/modalities/level: metrics},
+                     ids, predictions {condition: preds}, time_s}  (--robustness-curves),
+  state {file, format, sha256}  (--save-state: seed<k>.safetensors beside the file).
+`bench evaluate` writes curves-seed<k>.json beside a result file (never the result file itself).
 Floats are full precision; NaN is written as the JSON extension `NaN` (Python reads it back).
 """
 
@@ -52,12 +56,17 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write text so that `path` is either the old file, absent, or the complete new one."""
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write bytes so that `path` is either the old file, absent, or the complete new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_temp(path)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -167,6 +176,29 @@ def deeper_result_files(root: Path) -> list[tuple[Path, Path]]:
 def other_result_roots(root: Path) -> list[Path]:
     """Results folders below `root` (e.g. results/smoke from `bench run --config sweeps/smoke.yaml`)."""
     return sorted({where for _, where in deeper_result_files(root) if where != Path(root)})
+
+
+CLEAN = "clean"  # robustness curves: the unchanged test split, scored in the same pass (level 0 of every curve)
+
+
+def curves_path(result_path: Path) -> Path:
+    """`curves-seed<k>.json` beside `seed<k>.json`: what `bench evaluate` wrote for that run."""
+    p = Path(result_path)
+    return p.with_name(f"curves-{p.name}")
+
+
+def with_evaluated_curves(record: dict[str, Any], result_path: Path) -> dict[str, Any]:
+    """The record with the conditions `bench evaluate` scored later (its curves file, when
+    present) merged into `robustness_curves`; those scored later take precedence."""
+    try:
+        later = json.loads(curves_path(result_path).read_text())["robustness_curves"]
+    except (OSError, ValueError, KeyError):
+        return record
+    curves = dict(record.get("robustness_curves") or {})
+    curves.update({k: v for k, v in later.items() if k not in ("conditions", "predictions")})
+    for key in ("conditions", "predictions"):
+        curves[key] = {**curves.get(key, {}), **later.get(key, {})}
+    return {**record, "robustness_curves": curves}
 
 
 def load_results(root: Path) -> list[dict[str, Any]]:

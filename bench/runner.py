@@ -295,6 +295,8 @@ def execute_run(p: PlannedRun, data: MSAData, progress: bool) -> dict[str, Any]:
     from bench.train import resolve_device, seed_everything, train_and_test
     from models.registry import get_model_entry
 
+    from bench.data.conditions import Condition
+
     run, cfg = p.run, p.model_config
     apply_threads(run_threads())  # the cores this process may use (or its --jobs share), not torch's guess
     seed_everything(run.seed)  # before the model is built: initial weights depend on the seed
@@ -303,7 +305,12 @@ def execute_run(p: PlannedRun, data: MSAData, progress: bool) -> dict[str, Any]:
     fields = train_and_test(
         model, data, seed=run.seed, device=device, amp=run.amp, contributions=run.contributions,
         robustness=run.robustness, progress=progress, detect_anomaly=run.detect_anomaly,
+        curves=run.robustness_curves, train_missing=Condition.parse(run.train_missing) if run.train_missing else None,
     )
+    if run.save_state:  # before the result file, so a finished run always has its weights
+        from bench.robustness import save_state
+
+        fields["state"] = save_state(model, run.result_path())
     return {**_header(p, data, "ok"), **fields, "device": _device_name(device), "threads": thread_record()}
 
 

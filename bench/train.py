@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from bench.data.base import MSAData, Split
+from bench.data.conditions import apply_to_batch
 from bench.data.stage_data import load_stage_data
 from bench.metrics import compute_metrics, contribution_utility, iemocap_majority_baseline
 from bench.optim import make_optimizer
@@ -304,6 +305,8 @@ class _Run:
     detect_anomaly: bool
     on_epoch: Optional[Callable[[dict], None]]
     order_gen: torch.Generator  # data order: seeded, independent of model RNG use
+    train_missing: Optional[Any] = None  # a bench.data.conditions.Condition applied to every training batch
+    missing_gen: Optional[torch.Generator] = None  # its masks: seeded, apart from the data order
     stream: Optional[Iterator[Any]] = None  # a stage's own training batches (StageData.as_batches)
     step: int = 0  # optimizer steps over all stages
     got_grad: set[str] = field(default_factory=set)  # parameters that ever received a gradient
@@ -468,6 +471,8 @@ def train_epoch(run: _Run, s: _StageSettings, p: _Pass, epoch: int, grad_scale: 
         for i, batch in enumerate(bar):
             if i == n_batches:  # a phase reading a fraction of the epoch
                 break
+            if run.train_missing is not None and run.missing_gen is not None:  # TFR-Net's protocol: fresh masks every batch
+                batch = apply_to_batch(batch, run.train_missing, run.missing_gen)
             batch = model.training_batch(batch, run.state).to(device, non_blocking=True)
             with autocast(device, amp):
                 out = model(batch)
@@ -617,12 +622,17 @@ def train_and_test(
     detect_anomaly: bool = False,
     on_epoch: Optional[Callable[[dict], None]] = None,
     test: bool = True,
+    curves: bool = False,
+    train_missing: Any = None,
 ) -> dict[str, Any]:
     """Train each stage with selection on validation, then test once. Returns the
     result-file fields that depend on training (metrics, history, timings, params, predictions).
 
     `on_epoch(record)` is called after every validated epoch (an exception it raises, e.g. a
     tuner's prune signal, propagates); `test=False` never touches the test split (tuning trials).
+    `curves`: after the test, the robustness curves (bench/robustness.py) of the selected state;
+    `train_missing`: a Condition applied to every training batch (masks from a generator seeded
+    with `seed`, apart from the data order).
     """
     wall_start = time.perf_counter()
     # -- setup: seed, device, optimizer per stage ----------------------------------------
@@ -632,7 +642,7 @@ def train_and_test(
     model.to(device)
     state = TrainState(model, None, data, device, seed, amp)  # type: ignore[arg-type]  # optimizer: per stage
     run = _Run(model, data, state, contributions, progress, log_epochs, detect_anomaly, on_epoch,
-               torch.Generator().manual_seed(seed))
+               torch.Generator().manual_seed(seed), train_missing, torch.Generator().manual_seed(seed))
     declared = model.stages()
     loaded = [load_stage_data(st.data, model.cfg) if st.data else None for st in declared]  # checked before training
     stages = []
@@ -649,6 +659,11 @@ def train_and_test(
     # -- test once, with the state selected on validation ----------------------------------
     with _recording_nondeterminism(run.nondeterministic):
         tested = test_once(run, robustness) if test else {"metrics": {}}
+        if test and curves:  # evaluation only, on the state just tested
+            from bench.robustness import robustness_curves
+
+            tested["robustness_curves"] = robustness_curves(model, data.test, device, _eval_batch_size(model),
+                                                            amp, model.cfg.task)
     tested["metrics"]["valid"] = last["valid"]
     if test and model.cfg.task == "iemocap":
         tested["metrics"]["majority_baseline"] = iemocap_majority_baseline(

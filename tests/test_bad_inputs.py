@@ -119,6 +119,10 @@ RUN = [
     # run-wide options
     (["run", "--models", "mult", "--epochs", "0", *OUT], ["--epochs", ">= 1"]),
     (["run", "--models", "mult", "--epochs", "two", *OUT], ["--epochs", "not an integer"]),
+    (["run", "--models", "mult", "--train-missing", "random/tav/1.5", *OUT], ["--train-missing", "outside [0, 1]"]),
+    (["run", "--models", "mult", "--train-missing", "noise/av/1", *OUT], ["--train-missing", "random or structural"]),
+    (["run", "--models", "mult", "--train-missing", "random/x/0.3", *OUT], ["--train-missing", "'x'", "'tav'"]),
+    (["run", "--models", "mult", "--train-missing", "0.3", *OUT], ["--train-missing", "KIND/MODALITIES/LEVEL"]),
     (["run", "--models", "mult", "--seeds", "abc", *OUT], ["--seeds", "1111,1112 or 1111-1115"]),
     (["run", "--models", "mult", "--seeds", "1115-1111", *OUT], ["--seeds", "1111-1115"]),
     (["run", "--models", "mult", "--seeds", ",", *OUT], ["--seeds", "no seeds"]),
@@ -228,6 +232,13 @@ COMPARE = [
     (["compare", "mult"], ["MODEL_B"]),
 ]
 
+EVALUATE = [
+    (["evaluate", "--results", "{tmp}/missing"], ["--results", "does not exist"]),
+    (["evaluate", "--results", "{tmp}/results"], ["no result files with a saved state", "--save-state"]),
+    (["evaluate", "--results", "{tmp}/results", "--conditions", "random/x/*"], ["--conditions 'random/x/*'"]),
+    (["evaluate", "--results", "{tmp}/results", "--conditions", "random/tav/2"], ["random/tav/2", "outside [0, 1]"]),
+    (["evaluate", "--results", "{tmp}/results", "--condition-seed", "-1"], ["--condition-seed", ">= 0"]),
+]
 DATA = [
     (["data", "check", "--dataset", ","], ["--dataset", "empty list"]),
     (["data", "check", "--dataset", "foo"], ["--dataset", "unknown dataset 'foo'"]),
@@ -295,7 +306,7 @@ CHECK_MODEL = [
 ]
 
 
-@pytest.mark.parametrize("argv,must,code", cases(RUN + TABLE + FIGURE + COMPARE + DATA + PERF + TUNE + LS + CHECK_MODEL))
+@pytest.mark.parametrize("argv,must,code", cases(RUN + TABLE + FIGURE + COMPARE + EVALUATE + DATA + PERF + TUNE + LS + CHECK_MODEL))
 def test_cli_refuses_bad_input(argv, must, code, world, capsys):
     refuses(argv, must, world, capsys, code)
 

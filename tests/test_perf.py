@@ -43,6 +43,7 @@ def test_random_batch_has_the_real_shapes():
 
 
 def test_run_perf_rows_table_and_json(tmp_path):
+    from bench.data.conditions import condition_grid
     from models import create_model
 
     rows = run_perf(["late_fusion", "no_such_model"], "mosi", batch=4, steps=5, warmup=0, device="cpu",
@@ -52,6 +53,8 @@ def test_run_perf_rows_table_and_json(tmp_path):
     assert ok["model"] == "late_fusion" and ok["params"] == params and len(ok["step_ms"]) == 5
     assert ok["step_ms_median"] == statistics.median(ok["step_ms"]) and ok["step_ms_min"] == min(ok["step_ms"])
     assert 0 < ok["contributions_share"] < 1 and ok["peak_memory_bytes"] > 0 and "ratio_to_floor" not in ok
+    passes = (1 + len(condition_grid())) * -(-SHAPES["mosi"]["splits"][2] // 4)  # clean + each condition, forward only
+    assert ok["curves_ms"] == pytest.approx(passes * ok["forward_ms_median"]) and 0 < ok["curves_share"] < 1
     assert "error" in bad and "no_such_model" in bad["error"]  # failure is a row, not a crash
     table = perf.format_table(rows)
     assert "late_fusion" in table and "error" in table

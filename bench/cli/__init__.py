@@ -17,6 +17,7 @@ COMMANDS = {
     "table": "bench.cli.table",
     "figure": "bench.cli.figure",
     "compare": "bench.cli.compare",
+    "evaluate": "bench.cli.evaluate",
     "perf": "bench.cli.perf",
     "check-model": "bench.cli.check_model",
 }
@@ -91,6 +92,19 @@ def out_dir(text: str) -> str:
     if os.path.exists(os.path.expanduser(text)) and not os.path.isdir(os.path.expanduser(text)):
         raise argparse.ArgumentTypeError(f"'{text}' is a file, not a folder")
     return text
+
+
+def condition(text: str) -> str:
+    """An argparse type: a missing-data condition KIND/MODALITIES/RATE (bench/data/conditions.py)."""
+    from bench.data.conditions import MISSING_KINDS, Condition, ConditionError
+
+    try:
+        cond = Condition.parse(text)
+    except ConditionError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if cond.kind not in MISSING_KINDS:
+        raise argparse.ArgumentTypeError(f"'{text}': training under missing data takes {' or '.join(MISSING_KINDS)}")
+    return cond.name
 
 
 def existing_dir(text: str) -> str:

@@ -8,6 +8,7 @@ import sys
 HELP_EPILOG = """examples:
   python -m bench compare pase mult                         # on synthetic, B = 10,000, RNG seed 0
   python -m bench compare pase pase+no_sgm --dataset mosi --metrics Non0_acc_2,MAE
+  python -m bench compare pase mult --condition random/tav/0.5   # under 50% random missing (robustness curves)
 Predictions are matched by sample id and seed (seeds both runs have); each resample draws N
 test samples with replacement, every metric is computed per seed and averaged over seeds, and
 delta = A - B (MAE: B - A, so > 0 always means A is better). Reports the observed delta, the
@@ -33,6 +34,9 @@ def add_parser(sub) -> None:
     p.add_argument("--resamples", type=int_at_least(1), default=10_000, help="bootstrap resamples B (default: 10000)")
     p.add_argument("--rng-seed", type=int_at_least(0), default=0,
                    help="bootstrap RNG seed, recorded in the output (default: 0)")
+    p.add_argument("--condition", default="clean",
+                   help="compare the predictions under a robustness-curve condition, e.g. random/tav/0.5 "
+                        "(from --robustness-curves or bench evaluate; default: clean)")
     p.add_argument("--out", type=out_dir, default="reports", help="output directory (default: reports)")
     p.set_defaults(func=main)
 
@@ -55,7 +59,7 @@ def main(args) -> int:
             rs, args.dataset, args.model_a, args.model_b,
             seeds=parse_seeds(args.seeds) if args.seeds else None,
             metrics=split_list(args.metrics) if args.metrics else None,
-            n_resamples=args.resamples, rng_seed=args.rng_seed,
+            n_resamples=args.resamples, rng_seed=args.rng_seed, condition=args.condition,
         )
     except (KeyError, ValueError) as err:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)

@@ -11,6 +11,7 @@ HELP_EPILOG = """examples:
   python -m bench figure contributions --model pase --compare none   # no comparison curves
   python -m bench figure predictions --models mult,pase               # test predictions vs labels
   python -m bench figure tuning --model mult --dataset mosi          # bench tune: history + importances
+  python -m bench figure curves --models late_fusion,mult,pase       # robustness curves, a panel per condition
 """
 
 
@@ -37,6 +38,13 @@ def add_parser(sub) -> None:
     s.add_argument("--dataset", default="synthetic", help="dataset (default: synthetic)")
     _common(s)
     s.set_defaults(func=main_predictions)
+
+    r = kinds.add_parser("curves", help="robustness curves: one panel per condition, one line per run (±1 std)")
+    r.add_argument("--models", type=names, default=None,
+                   help="comma-separated run names (default: every run with curves on the dataset)")
+    r.add_argument("--dataset", default="synthetic", help="dataset (default: synthetic)")
+    _common(r)
+    r.set_defaults(func=main_curves)
 
     t = kinds.add_parser("tuning", help="a tuning study (bench tune): optimisation history and parameter importances")
     t.add_argument("--model", required=True, help="tuned model (or its tuned run name, e.g. mult+paper+tuned)")
@@ -91,6 +99,22 @@ def main_predictions(args) -> int:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
     return _report(save_figure(fig, args.out, f"predictions_{args.dataset}"))
+
+
+def main_curves(args) -> int:
+    from bench.config import parse_seeds, split_list
+    from bench.figures import save_figure
+    from bench.report import load_result_set
+    from bench.report_curves import curves_figure
+
+    rs = load_result_set(args.results or "results")
+    try:
+        fig = curves_figure(rs, args.dataset, split_list(args.models) if args.models else None,
+                            seeds=parse_seeds(args.seeds) if args.seeds else None)
+    except (KeyError, ValueError) as err:
+        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    return _report(save_figure(fig, args.out, f"curves_{args.dataset}"))
 
 
 def main_tuning(args) -> int:

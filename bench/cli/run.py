@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 
 def add_run_options(p) -> None:
     """The options of `run`; `plan` takes them too (the same sweep, planned instead of run)."""
-    from bench.cli import add_submitit_options, int_at_least, int_or_auto, names, out_dir, seeds
+    from bench.cli import add_submitit_options, condition, int_at_least, int_or_auto, names, out_dir, seeds
     from bench.config import preset_help
 
     p.add_argument("--models", type=names, help="comma-separated registry names; wildcards allowed ('mag*')")
@@ -62,6 +62,14 @@ def add_run_options(p) -> None:
                    help="skip the per-epoch Shapley contributions on validation")
     p.add_argument("--no-robustness", dest="robustness", action="store_false",
                    help="skip the missing-modality evaluation of the selected model on test")
+    p.add_argument("--robustness-curves", action="store_true",
+                   help="after the test: test metrics under missing and noisy inputs (random/structural "
+                        "missing at rates 0.1-0.9, Gaussian feature noise), evaluation only")
+    p.add_argument("--save-state", action="store_true",
+                   help="keep the selected weights (seed<k>.safetensors) for `bench evaluate`")
+    p.add_argument("--train-missing", type=condition, default=None, metavar="KIND/MODALITIES/RATE",
+                   help="train under missing data (TFR-Net): e.g. random/tav/0.3 or structural/a/0.5 on "
+                        "every training batch; results go to <model>+missing=random-tav-0.3/")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on CUDA")
     p.add_argument("--strict-data", action="store_true", help="split sizes that differ from the standard ones become errors")
     p.add_argument("--detect-anomaly", action="store_true", help="torch autograd anomaly detection (slow)")
@@ -164,6 +172,9 @@ def _with_flags(runs: list, args) -> list:
         flags["strict_data"] = True
     if args.detect_anomaly:
         flags["detect_anomaly"] = True
+    for name in ("robustness_curves", "save_state", "train_missing"):
+        if getattr(args, name, None):
+            flags[name] = getattr(args, name)
     return [dataclasses.replace(r, **flags) for r in runs] if flags else runs
 
 

@@ -10,8 +10,9 @@ HELP_EPILOG = """examples:
   python -m bench table --datasets mosi --models mult,mag_bert,self_mm,pase --reference
   python -m bench table --models 'pase*' --robustness     # PaSE and its ablation variants
   python -m bench table --seeds 1111-1115 --format md     # expect these 5 seeds; write Markdown only
+  python -m bench table --curves                          # + robustness curves (missing rates, noise, AUC)
 Markdown goes to the terminal; reports/table_<dataset>.{md,tex,csv} and efficiency_<dataset>.*
-(robustness_<dataset>.* with --robustness) are written under --out. A run with fewer seeds than
+(robustness_<dataset>.* with --robustness, curves_missing/noise_<dataset>.* with --curves) are written under --out. A run with fewer seeds than
 expected shows n/N and a note lists each failed or missing seed. Bold marks a best value only
 when the paired bootstrap of `bench compare` separates it from every other run; else † marks
 the runs tied within noise (the table's notes give B, alpha and the RNG seed).
@@ -38,6 +39,9 @@ def add_parser(sub) -> None:
     p.add_argument("--reference", action="store_true", help="add published numbers as labelled reference rows")
     p.add_argument("--robustness", action="store_true",
                    help="add the modality-coalition table (result field robustness)")
+    p.add_argument("--curves", action="store_true",
+                   help="add the robustness-curve tables (metric at each missing rate / noise level, AUC; "
+                        "from --robustness-curves or bench evaluate)")
     p.add_argument("--tuning", action="store_true",
                    help="only the tuning studies (bench tune): budget, trials complete/pruned/failed, best value and parameters")
     p.set_defaults(func=main)
@@ -94,6 +98,14 @@ def main(args) -> int:
     unsupported = unsupported_pairs(models, datasets) if models else {}
     tables = build_tables(rs, datasets, models, seeds, unsupported, reference=args.reference,
                           robustness=args.robustness)
+    if args.curves:
+        from bench.report_curves import curves_tables
+
+        found = curves_tables(rs, datasets, models, seeds)
+        if not found:
+            print(f"warning: no robustness curves under '{results}/' (run with --robustness-curves, or "
+                  "--save-state and then `python -m bench evaluate`)", file=sys.stderr)
+        tables += found
     for d in datasets:
         if not any(t.name.endswith(f"_{d}") for t in tables):
             print(f"warning: no results for dataset '{d}' under '{results}/'"
