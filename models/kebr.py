@@ -399,9 +399,17 @@ _OFFICIAL_MOSEI = replace(_OFFICIAL_MOSI, dims=(768, 74, 35))
 # lrs raised for a from-scratch encoder (bert_text's demo 5e-4), TCMF width 32, 4 CPU epochs.
 _DEMO = replace(_OFFICIAL_MOSI, text_encoder="tiny", text_vocab_size=2048, embed_dim=32, fc_dim=32,
                 lr_bert=5e-4, lr_fusion=1e-3, lr=1e-3, max_epochs=4, early_stop_patience=2)
+# CH-SIMS: main.py --dataset sims runs these same defaults (main.py:56-59, one sims.pkl); its features are
+# the code's own 33/709 (main.py:43-44), MMSA's unaligned_39.pkl widths. Harness decision: bert-base-chinese
+# (MMSA's SIMS text_bert ids; main.py lists English BERTs only); text_length 39 as every dataset.
+_OFFICIAL_SIMS = replace(_OFFICIAL_MOSI, dims=(768, 33, 709), text_encoder="bert-base-chinese", text_vocab_size=21128)
+# CH-SIMS v2: KEBR's code has no SIMS v2 route; harness decision: the SIMS preset, ch-simsv2s.pkl widths
+_SIMSV2 = replace(_OFFICIAL_SIMS, dims=(768, 25, 177))
 PRESETS = {
     ("mosi", "official"): _OFFICIAL_MOSI,
     ("mosei", "official"): _OFFICIAL_MOSEI,
+    ("sims", "official"): _OFFICIAL_SIMS,
+    ("simsv2", "official"): _SIMSV2,
     ("synthetic", "demo"): _DEMO,
 }
 

@@ -345,9 +345,16 @@ _DEMO = replace(
     v_lstm_hidden=16, a_lstm_hidden=16, video_out=16, audio_out=16, hub_dim=16, res_dim=32,
     post_fusion_dim=32, clip_dim=32, batch_size=32, max_epochs=4, early_stop_patience=2,
 )
+# CH-SIMS / CH-SIMS v2: the code supports MOSI/MOSEI only; harness decision: its one config (MOSI's
+# preset) with MMSA's widths (unaligned_39.pkl 33/709, ch-simsv2s.pkl 25/177) and bert-base-chinese
+# (MMSA's SIMS text_bert ids)
+_SIMS = replace(_OFFICIAL_MOSI, dims=(768, 33, 709), text_encoder="bert-base-chinese", text_vocab_size=21128)
+_SIMSV2 = replace(_SIMS, dims=(768, 25, 177))
 PRESETS = {
     ("mosi", "official"): _OFFICIAL_MOSI,
     ("mosei", "official"): _OFFICIAL_MOSEI,
+    ("sims", "official"): _SIMS,
+    ("simsv2", "official"): _SIMSV2,
     ("synthetic", "demo"): _DEMO,
 }
 
