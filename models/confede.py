@@ -644,7 +644,7 @@ _OFFICIAL_SIMS = replace(  # SIMS/config.py (c048fad); SIMS/dataloader/SIMS.py r
     vision_warmup_epochs=10, audio_warmup_epochs=10,  # num_warm_up 10 (lr 1e-4, decay 1e-3 as MOSI)
     fusion_epochs=50, batch_size=32, warmup_ratio=1 / 50,  # TVAExp_fusion: epoch 50, batch 32, num_warm_up 1
     retrieval_divisor=2, retrieval_keep=10,  # SIMS.py __pre_sample: top / bottom int(N / 2) ranks, [:10]
-    retrieval_round=False,  # SIMS.py:135 passes the raw regression_labels: exact label matches
+    retrieval_round=False,  # SIMS.py:145 passes the raw regression_labels: exact label matches
     selection_metric="Mult_acc_2",  # fusion check = {metric: 0}, metric 'Mult_acc_2' (main-fusion.py:12)
     max_epochs=300,  # the harness cap must not cut the 300-epoch vision / audio stages
     # Vtrain/Atrain Adam(amsgrad, decay 1e-3) and TVA_fusion_train AdamW: MOSI's (av_optimizer adam_amsgrad)
