@@ -126,6 +126,7 @@ class ConfedeConfig(ModelConfig):
     retrieval: str = "code"  # "code": rank positions used as sample ids (released) | "paper": ranked sample ids
     retrieval_divisor: int = 1  # scan the top / bottom int(N / divisor) ranks: MOSI 1 (all), MOSEI 10
     retrieval_keep: int = 10  # candidates kept per list: MOSI 10, MOSEI 50
+    retrieval_round: bool = True  # labels rounded to integers before matching (MOSI.py:135); SIMS.py: exact labels
     retrieval_every: int = 2  # update_matrix when epoch % 2 == 1 (1-based): fusion epochs 1, 3, 5, ...
     retrieval_batch_size: int = 32  # update_matrix embeds the train split in batches of 32
     retrieval_block_elems: int = 1 << 22  # harness decision: similarity entries per block (16 MiB of fp32)
@@ -155,7 +156,7 @@ class ConfedeConfig(ModelConfig):
     scheduler: Optional[str] = "linear_warmup"  # get_linear_schedule_with_warmup
     warmup_ratio: float = 1 / 25  # num_warm_up / epoch of the fusion stage (MOSEI 1 / 6)
     early_stop_patience: Optional[int] = None  # the code runs every epoch and keeps the best
-    selection_metric: str = "MAE"  # check_and_save on valid MAE (best_MAE checkpoints)
+    selection_metric: str = "MAE"  # fusion stage: check_and_save on valid MAE (best_MAE); SIMS Mult_acc_2
 
 
 # -- building blocks -------------------------------------------------------------------------
@@ -310,13 +311,14 @@ def stable_top(sims: torch.Tensor, w: int) -> torch.Tensor:
 
 @torch.no_grad()
 def build_candidates(features: torch.Tensor, labels: torch.Tensor, *, mode: str = "code", divisor: int = 1,
-                     keep: int = 10, block_elems: int = 1 << 22) -> dict[str, torch.Tensor]:
+                     keep: int = 10, block_elems: int = 1 << 22, round_labels: bool = True) -> dict[str, torch.Tensor]:
     """Candidate lists {"ss", "sd", "dd"}: (N, keep) int64 sample ids, -1 padded.
 
     Cosine similarity of `features` (N, D) between every pair, computed for blocks of
     anchor rows (at most `block_elems` similarities at a time), each row stably sorted in
     descending order (ties: lower sample index first; `stable_top` finds the scanned ends
-    of that order without sorting whole rows). Labels are rounded to integers.
+    of that order without sorting whole rows). Labels are rounded to integers (`round_labels`),
+    else matched exactly (SIMS.py).
     For anchor i, the top W = int(N / divisor) rank positions j give ss (same label) and sd
     (other label), the bottom W - 1 positions (-1, -2, ...) give dd (other label), the first
     `keep` of each. mode "code": the stored value is the rank position j itself (negative j
@@ -328,7 +330,8 @@ def build_candidates(features: torch.Tensor, labels: torch.Tensor, *, mode: str 
     top_w = int(n / divisor)
     bot_w = max(0, top_w - 1)  # range(-1, -int(N / divisor), -1)
     feats = F.normalize(features.float(), dim=1, eps=1e-6)
-    lab = torch.round(labels.reshape(-1).float()).to(torch.int8).to(feats.device)
+    lab = labels.reshape(-1).float().to(feats.device)
+    lab = torch.round(lab).to(torch.int8) if round_labels else lab
     rows_per_block = max(1, block_elems // max(n, 1))
     out: dict[str, list[torch.Tensor]] = {k: [] for k in ("ss", "sd", "dd")}
     top_pos = torch.arange(top_w, device=feats.device)
@@ -552,7 +555,7 @@ class ConFEDE(MSAModel):
             unimodal("vision", cfg.vision_epochs, cfg.vision_batch_size, cfg.vision_warmup_epochs),
             unimodal("audio", cfg.audio_epochs, cfg.audio_batch_size, cfg.audio_warmup_epochs),
             Stage(FUSION, trainable=self.fusion_parameters, param_groups=lambda: self.stage_param_groups(FUSION),
-                         max_epochs=cfg.fusion_epochs, early_stop_patience=None, selection_metric="MAE",
+                         max_epochs=cfg.fusion_epochs, early_stop_patience=None, selection_metric=cfg.selection_metric,
                          batch_size=cfg.batch_size, warmup_ratio=cfg.fusion_warmup_epochs / max(1, cfg.fusion_epochs)),
         ]
 
@@ -595,7 +598,7 @@ class ConFEDE(MSAModel):
         cfg = self.cfg
         self.candidates = build_candidates(feats, split.labels, mode=cfg.retrieval,
                                            divisor=cfg.retrieval_divisor, keep=cfg.retrieval_keep,
-                                           block_elems=cfg.retrieval_block_elems)
+                                           block_elems=cfg.retrieval_block_elems, round_labels=cfg.retrieval_round)
         short = {k: int(((v >= 0).sum(1) < 2).sum()) for k, v in self.candidates.items()}
         info = {"n_train": int(feats.shape[0]), "time_s": time.perf_counter() - t0, "fewer_than_2": short}
         self.retriever_log.append(info)
@@ -630,6 +633,25 @@ _OFFICIAL_MOSEI = replace(  # MOSEI/config.py
     max_epochs=300,  # the harness cap must not cut the 300-epoch vision / audio stages
     # the code validates fusion every 100 steps from epoch 2; here every epoch
 )
+_OFFICIAL_SIMS = replace(  # SIMS/config.py (c048fad); SIMS/dataloader/SIMS.py retriever
+    _OFFICIAL_MOSI, dims=(768, 33, 709),  # text/audio/vision_fea_dim 768/33/709
+    text_encoder="bert-base-chinese", text_vocab_size=21128,  # text_encoder_finetune.py:24 BertTokenizer/BertModel 'bert-base-chinese'
+    audio_seq_len=400, vision_seq_len=55,  # audio_seq_len 400, video_seq_len 55
+    audio_layers=2, vision_layers=1,  # audio_tf_num_layers 2, vision_tf_num_layers 1
+    text_epochs=150, text_lr=1e-5, text_batch_size=64,  # textPretrain: batch 64, lr 1e-5, epoch 150, warm-up 5
+    text_bert_frozen_epochs=50,  # int(150 / 3)
+    vision_epochs=300, audio_epochs=300, vision_batch_size=64, audio_batch_size=64,  # vision/audioPretrain
+    vision_warmup_epochs=10, audio_warmup_epochs=10,  # num_warm_up 10 (lr 1e-4, decay 1e-3 as MOSI)
+    fusion_epochs=50, batch_size=32, warmup_ratio=1 / 50,  # TVAExp_fusion: epoch 50, batch 32, num_warm_up 1
+    retrieval_divisor=2, retrieval_keep=10,  # SIMS.py __pre_sample: top / bottom int(N / 2) ranks, [:10]
+    retrieval_round=False,  # SIMS.py:145 passes the raw regression_labels: exact label matches
+    selection_metric="Mult_acc_2",  # fusion check = {metric: 0}, metric 'Mult_acc_2' (main-fusion.py:12)
+    max_epochs=300,  # the harness cap must not cut the 300-epoch vision / audio stages
+    # Vtrain/Atrain Adam(amsgrad, decay 1e-3) and TVA_fusion_train AdamW: MOSI's (av_optimizer adam_amsgrad)
+)
+# CH-SIMS v2: ConFEDE's code has no SIMS v2 configuration; harness decision: the SIMS preset with
+# the ch-simsv2s.pkl widths 768/25/177 and T_a 925, T_v 232 (the position tables' rows)
+_SIMSV2 = replace(_OFFICIAL_SIMS, dims=(768, 25, 177), audio_seq_len=925, vision_seq_len=232)
 # synthetic `demo` (harness decision): tiny random-init BERT on the synthetic token ids, a
 # 64-wide encoder with one layer, positions for the synthetic T = 50, a few epochs per stage
 _DEMO = replace(
@@ -644,6 +666,8 @@ _DEMO = replace(
 PRESETS = {
     ("mosi", "official"): _OFFICIAL_MOSI,
     ("mosei", "official"): _OFFICIAL_MOSEI,
+    ("sims", "official"): _OFFICIAL_SIMS,
+    ("simsv2", "official"): _SIMSV2,
     ("synthetic", "demo"): _DEMO,
 }
 

@@ -404,9 +404,17 @@ _DEMO = replace(_OFFICIAL_MOSI, text_encoder="tiny", text_vocab_size=2048, embed
 # MCC uses no labels. Fine-tuning only: the pre-training's fitter regresses a valence score,
 # which IEMOCAP's 4 binary emotions do not give (pretrain_dir is refused there).
 _IEMOCAP = replace(_OFFICIAL_MOSEI, task="iemocap", n_out=8)
+# CH-SIMS: main.py --dataset sims runs these same defaults (main.py:56-59, one sims.pkl); its features are
+# the code's own 33/709 (main.py:43-44), MMSA's unaligned_39.pkl widths. Harness decision: bert-base-chinese
+# (MMSA's SIMS text_bert ids; main.py lists English BERTs only); text_length 39 as every dataset.
+_OFFICIAL_SIMS = replace(_OFFICIAL_MOSI, dims=(768, 33, 709), text_encoder="bert-base-chinese", text_vocab_size=21128)
+# CH-SIMS v2: KEBR's code has no SIMS v2 route; harness decision: the SIMS preset, ch-simsv2s.pkl widths
+_SIMSV2 = replace(_OFFICIAL_SIMS, dims=(768, 25, 177))
 PRESETS = {
     ("mosi", "official"): _OFFICIAL_MOSI,
     ("mosei", "official"): _OFFICIAL_MOSEI,
+    ("sims", "official"): _OFFICIAL_SIMS,
+    ("simsv2", "official"): _SIMSV2,
     ("iemocap", "official"): _IEMOCAP,
     ("synthetic", "demo"): _DEMO,
 }

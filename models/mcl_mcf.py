@@ -347,9 +347,16 @@ _DEMO = replace(
 # place of L1; the three contrastive levels pair samples by batch position, not by label.
 # Text: the words recovered from the GloVe vectors (--glove).
 _IEMOCAP = replace(_OFFICIAL_MOSEI, task="iemocap", n_out=8)
+# CH-SIMS / CH-SIMS v2: the code supports MOSI/MOSEI only; harness decision: its one config (MOSI's
+# preset) with MMSA's widths (unaligned_39.pkl 33/709, ch-simsv2s.pkl 25/177) and bert-base-chinese
+# (MMSA's SIMS text_bert ids)
+_SIMS = replace(_OFFICIAL_MOSI, dims=(768, 33, 709), text_encoder="bert-base-chinese", text_vocab_size=21128)
+_SIMSV2 = replace(_SIMS, dims=(768, 25, 177))
 PRESETS = {
     ("mosi", "official"): _OFFICIAL_MOSI,
     ("mosei", "official"): _OFFICIAL_MOSEI,
+    ("sims", "official"): _SIMS,
+    ("simsv2", "official"): _SIMSV2,
     ("iemocap", "official"): _IEMOCAP,
     ("synthetic", "demo"): _DEMO,
 }

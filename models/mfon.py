@@ -111,6 +111,7 @@ class MFONConfig(ModelConfig):
     audio_teacher_layers: int = 3  # audio_tf_num_layers (MOSEI 2)
     vision_teacher_dropout: float = 0.3  # vision_drop_out (MOSEI 0)
     audio_teacher_dropout: float = 0.0  # audio_drop_out
+    teacher_attn_mask: bool = False  # vision_attn_mask / audio_attn_mask (MOSI/MOSEI False, SIMS True)
     teacher_dropout_in_fusion: bool = True  # TVA_train.py model.train() also puts the frozen teachers in train mode
     # fusion loss (TVAtrain)
     kd_weight: float = 0.5  # delta_va (MOSEI 0.3)
@@ -143,12 +144,12 @@ class MFONConfig(ModelConfig):
 
 class Teacher(nn.Module):
     """VisionEncoder / AudioEncoder: Linear(d_m, D), then a MulT-style self-attention
-    encoder (no mask, sinusoidal positions, FFN width `ffn`); the output is position 0."""
+    encoder (MulT's causal mask only if `causal`, sinusoidal positions, FFN width `ffn`); the output is position 0."""
 
-    def __init__(self, d_in: int, d: int, heads: int, layers: int, p: float, ffn: int):
+    def __init__(self, d_in: int, d: int, heads: int, layers: int, p: float, ffn: int, causal: bool = False):
         super().__init__()
         self.proj = nn.Linear(d_in, d)
-        self.encoder = CrossModalTransformer(d, heads, layers, p, p, p, p, causal=False, positions=True, ffn_dim=ffn)
+        self.encoder = CrossModalTransformer(d, heads, layers, p, p, p, p, causal=causal, positions=True, ffn_dim=ffn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.proj(x))[:, 0]
@@ -192,8 +193,10 @@ class MFON(MSAModel):
         self.proj_a = nn.Linear(cfg.dims[1], d)
         self.audio_with_text = cross(cfg.audio_text_layers)
         self.teacher = nn.ModuleDict({
-            "v": Teacher(cfg.dims[2], d, cfg.teacher_heads, cfg.vision_teacher_layers, cfg.vision_teacher_dropout, ffn),
-            "a": Teacher(cfg.dims[1], d, cfg.teacher_heads, cfg.audio_teacher_layers, cfg.audio_teacher_dropout, ffn),
+            "v": Teacher(cfg.dims[2], d, cfg.teacher_heads, cfg.vision_teacher_layers, cfg.vision_teacher_dropout, ffn,
+                         cfg.teacher_attn_mask),
+            "a": Teacher(cfg.dims[1], d, cfg.teacher_heads, cfg.audio_teacher_layers, cfg.audio_teacher_dropout, ffn,
+                         cfg.teacher_attn_mask),
         })
         self.decoder = MLP(3 * d, [d, d // 2, d // 8], cfg.n_out)  # TVA_decoder
         # stage-1 heads (VisionPretrain / AudioPretrain classifier): not part of TVA_fusion
@@ -358,6 +361,22 @@ _OFFICIAL_MOSEI = replace(  # MOSEI/config.py
     vision_teacher_dropout=0.0, audio_teacher_dropout=0.0, kd_weight=0.3, nce_weight=0.001,
     vision_lr=1e-4, text_decay=1e-2, vision_pretrain_lr=1e-4, audio_pretrain_lr=1e-4,
 )
+_OFFICIAL_SIMS = replace(  # SIMS/config.py (every other value as MOSI/config.py)
+    _OFFICIAL_MOSI, dims=(768, 33, 709),  # audio_fea_dim 33, vision_fea_dim 709
+    text_encoder="bert-base-chinese", text_vocab_size=21128,  # language 'cn': Text_encoder.py:14 BertTokenizer/BertModel 'bert-base-chinese'
+    audio_seq_len=400, vision_seq_len=55,  # audio_seq_len 400, vision_seq_len 55 (alen / vlen)
+    vision_teacher_dropout=0.1, audio_teacher_dropout=0.5,  # vision_drop_out, audio_drop_out = 0.1, 0.5
+    vision_teacher_layers=5, audio_teacher_layers=3,  # vision_tf_num_layers, audio_tf_num_layers = 5, 3
+    teacher_attn_mask=True,  # vision_attn_mask, audio_attn_mask = True, True
+    vision_text_layers=5, audio_text_layers=2,  # vision_text_tf_num_layers, audio_text_tf_num_layers = 5, 2
+    cross_dropout=0.6, text_dropout=0.5,  # drop_out 0.6, text_drop_out 0.5
+    vision_pretrain_lr=1e-4,  # visionPretrain.lr (audioPretrain.lr 1e-3 as MOSI)
+    vision_decay=1e-2, weight_decay=1e-2,  # TVAtrain.vision_decay, other_decay
+    nce_weight=0.005,  # delta_nce
+)
+# CH-SIMS v2: MFON's code has no SIMS v2 configuration; harness decision: the SIMS preset with the
+# ch-simsv2s.pkl widths 768/25/177 and the prompts' T_a 925, T_v 232
+_SIMSV2 = replace(_OFFICIAL_SIMS, dims=(768, 25, 177), audio_seq_len=925, vision_seq_len=232)
 # synthetic `demo` (harness decision): tiny random-init BERT on the synthetic token ids, a
 # 32-wide model with one layer per stack, prompts for the synthetic T = 50, a few epochs per
 # stage, no accumulation (the demo subsets have only a few batches)
@@ -371,6 +390,8 @@ _DEMO = replace(
 PRESETS = {
     ("mosi", "official"): _OFFICIAL_MOSI,
     ("mosei", "official"): _OFFICIAL_MOSEI,
+    ("sims", "official"): _OFFICIAL_SIMS,
+    ("simsv2", "official"): _SIMSV2,
     ("synthetic", "demo"): _DEMO,
 }
 

@@ -89,7 +89,16 @@ CHM_A_TEXT = ("t_block", "own")
 MIXER_DT_BIAS = ("twice", "once")
 BACKWARD_DT_INIT = ("zero_bias", "mamba")
 LR_SCHEDULES = ("copy_warmup_cosine", "constant")
-UNSUPPORTED: dict[str, str] = {}  # IEMOCAP: a harness preset (the code supports MOSI/MOSEI/SIMS), see PRESETS
+# IEMOCAP: a harness preset (the code supports MOSI/MOSEI/SIMS), see PRESETS
+UNSUPPORTED = {
+    # the copy's SIMS route (msamba.py:589-592, dataset.py __truncated) cuts audio/vision to 50 frames but
+    # leaves text at 39 tokens, so `x_text + pos_embed_text` (1, 51, D) fails (msamba.py:845)
+    "sims": "MSAmba's position embeddings and GLCE convs cover 50 frames + CLS per modality (aligned_50); "
+            "CH-SIMS is published unaligned only (39/400/55 frames) and the code's SIMS route fails on its "
+            "39-token text",
+    "simsv2": "MSAmba's position embeddings and GLCE convs cover 50 frames + CLS per modality (aligned_50); "
+              "CH-SIMS v2 is published unaligned only (50/925/232 frames) and the code has no SIMS v2 route",
+}
 
 
 @dataclass(kw_only=True)

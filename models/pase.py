@@ -542,9 +542,17 @@ _DEMO = replace(
     lr=1e-3, max_epochs=4, max_warmup_epochs=2, switch_patience=2,
 )
 
+# CH-SIMS / CH-SIMS v2 (no code, no paper setting): harness decision: the MOSI paper preset with
+# MMSA's widths and bert-base-chinese (MMSA's SIMS text_bert ids); prototypes over the 3 sign
+# classes (labels in [-1, 1] would fill only 3 of the 5 Acc-5 bins)
+_PAPER_SIMS = replace(_PAPER_MOSI, dims=(768, 33, 709), text_encoder="bert-base-chinese", text_vocab_size=21128,
+                      prototype_bins=3)
+_PAPER_SIMSV2 = replace(_PAPER_SIMS, dims=(768, 25, 177))
 PRESETS = {
     ("mosi", "paper"): _PAPER_MOSI,
     ("mosei", "paper"): _PAPER_MOSEI,
+    ("sims", "paper"): _PAPER_SIMS,
+    ("simsv2", "paper"): _PAPER_SIMSV2,
     ("iemocap", "paper"): _PAPER_IEMOCAP,
     ("synthetic", "paper"): _PAPER_SYNTHETIC,
     ("synthetic", "demo"): _DEMO,

@@ -184,6 +184,19 @@ def test_retriever_ties_break_by_sample_id():
     assert cands["dd"][4].tolist()[:3] == [5, 3, 1]  # from the end of the ranking
 
 
+def test_sims_retriever_matches_exact_labels_and_fusion_selects_on_acc2():
+    """SIMS.py compares raw labels (-0.2 and 0.2 differ), MOSI.py rounded ones (both 0); the SIMS
+    fusion stage keeps the best validation Mult_acc_2 (config check_list), MOSI's the best MAE."""
+    feats = torch.ones(6, 4)
+    labels = torch.tensor([-0.2, 0.2, -0.2, 0.2, -0.2, 0.2])
+    exact = build_candidates(feats, labels, mode="paper", keep=10, round_labels=False)
+    rounded = build_candidates(feats, labels, mode="paper", keep=10)
+    assert exact["ss"][4].tolist()[:2] == [0, 2] and exact["sd"][4].tolist()[:3] == [1, 3, 5]
+    assert rounded["ss"][4].tolist()[:5] == [0, 1, 2, 3, 5] and (rounded["sd"][4] < 0).all()
+    sims = create_model("confede", "sims", text_encoder="tiny")
+    assert not sims.cfg.retrieval_round and sims.stages()[-1].selection_metric == "Mult_acc_2"
+    assert create_model("confede", "mosi", text_encoder="tiny").stages()[-1].selection_metric == "MAE"
+
 def test_sample_partners_order_replacement_and_determinism():
     cands = {
         "ss": torch.tensor([[5, 6, 7], [8, -1, -1], [-1, -1, -1]]),

@@ -16,7 +16,7 @@ from bench.train import frozen_except, build_optimizer, train_and_test
 from models import create_model
 from models.base import count_parameters
 from models.layers.text_encoder import BERT_BASE_PARAMS
-from models.mfon import TEACHER_STAGES, info_nce, kd_loss, visible_keys
+from models.mfon import TEACHER_STAGES, Teacher, info_nce, kd_loss, visible_keys
 from models.registry import get_model_entry
 from tests.conftest import slice_data
 
@@ -290,3 +290,18 @@ def test_demo_trains_through_every_stage_freezing_what_it_should(synthetic):
     assert result["model_summary"]["batch_dependent_eval"] is True
     assert set(result["model_summary"]["teacher_valid_MAE"]) == {"vision", "audio"}
     assert result["metrics"]["test"]["MAE"] > 0
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_teacher_attn_mask_limits_position_0_to_frame_0(causal):
+    """SIMS config vision/audio_attn_mask=True: the teacher's output (position 0) sees frame 0 only;
+    MOSI/MOSEI (False): every frame. The SIMS preset sets it, MOSI's does not."""
+    torch.manual_seed(0)
+    teacher = Teacher(6, 16, 2, 2, 0.0, 16, causal).eval()
+    x = torch.randn(2, 9, 6)
+    later = x.clone()
+    later[:, 5] += 1.0
+    same = torch.allclose(teacher(x), teacher(later))
+    assert same == causal
+    assert get_model_entry("mfon").presets[("sims", "official")].teacher_attn_mask
+    assert not get_model_entry("mfon").presets[("mosi", "official")].teacher_attn_mask

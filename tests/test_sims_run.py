@@ -4,17 +4,19 @@ SIMS metrics, the unimodal labels reach a model's loss, and `bench table` shows 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
-from bench.config import RunConfig
+from bench.checks import stage_runs, training_step
+from bench.config import OptionError, RunConfig
 from bench.data import load_dataset
 from bench.metrics import sims_regression_metrics
 from bench.report import SIMS_COLUMNS, build_tables, load_result_set
-from bench.runner import run_sweep
-from models.registry import create_model
+from bench.runner import check_compatible, load_data_for, plan_runs, run_sweep
+from models.registry import create_model, get_model_entry, list_models
 from tests.datagen import SIMS, write_mmsa
 
 SIMS_KEYS = {"Mult_acc_2", "Mult_acc_3", "Mult_acc_5", "F1_score", "MAE", "Corr"}
@@ -61,3 +63,39 @@ def test_late_fusion_unimodal_heads_learn_the_unimodal_labels(data_root):
                    for m in "tav") / 3
     assert with_labels.item() == pytest.approx(expected.item(), rel=1e-6)
     assert with_labels.item() != pytest.approx(without.item())
+
+
+
+@pytest.mark.parametrize("dataset", SIMS)
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_has_a_sims_preset_or_declares_the_dataset_na_with_a_reason(data_root, dataset, name):
+    """Exactly one of: a CH-SIMS (v2) preset, or an n/a reason, which the runner gives when it refuses the run."""
+    entry = get_model_entry(name)
+    if dataset not in entry.unsupported:
+        assert entry.preset_names(dataset), f"{name}: neither a {dataset} preset nor an n/a reason"
+        return
+    assert not entry.preset_names(dataset) and len(entry.unsupported[dataset]) > 40
+    run = RunConfig(model=name, dataset=dataset, data_root=str(data_root), text_encoder="tiny")
+    with pytest.raises(OptionError, match=f"cannot run on '{dataset}': {re.escape(entry.unsupported[dataset])}"):
+        plan_runs([run])
+
+
+WITH_SIMS = [(m, d) for m in list_models() for d in SIMS if get_model_entry(m).preset_names(d)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "dataset"), WITH_SIMS)
+def test_every_sims_preset_takes_a_training_step_on_the_released_layout(data_root, name, dataset):
+    """A CH-SIMS (v2) preset resolves as the runner does (--text-encoder tiny), carries the file's
+    audio/vision widths, loads its text view (raw_text models: the text_bert fallback) and takes one
+    training step per stage on 4 samples at full size and full frame counts."""
+    (planned,) = plan_runs([RunConfig(model=name, dataset=dataset, data_root=str(data_root), text_encoder="tiny")])
+    cfg, data = planned.model_config, load_data_for(planned)
+    check_compatible(cfg, data, name)
+    assert tuple(cfg.dims[1:]) == (data.info.dims["a"], data.info.dims["v"]), "preset widths are not the file's"
+    torch.manual_seed(0)
+    model = get_model_entry(name).builder(cfg)
+    batch = data.train.take(torch.arange(4))
+    for stage in stage_runs(model):
+        out, parts = training_step(model, batch, stage)
+        assert out.pred.shape == (4, 1) and torch.isfinite(parts["total"]), (stage, parts)
