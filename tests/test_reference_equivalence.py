@@ -488,13 +488,40 @@ CONFEDE = RefMap(
 )
 
 
+# -- TFN, LMF, MTFN, MLMF (MMSA 2.2.1) ------------------------------------------------------
+_TFN_SUBNETS = (
+    *((rf"{ref}_subnet\.(norm|linear_[123])\.(\w+)", rf"subnet.{ours}.\1.\2") for ref, ours in (("audio", "a"), ("video", "v"))),
+    (r"text_subnet\.(rnn|linear_1)\.(\w+)", r"subnet.t.\1.\2"),
+)
+_TFN_HEADS = tuple((rf"post_{ref}_layer_([123])\.(weight|bias)", rf"heads.{ours}.layer_\1.\2")
+                   for ref, ours in (("text", "t"), ("audio", "a"), ("video", "v")))
+_TFN_OUTPUTS = {"M": "pred", **{f"Feature_{m}": f"features.{m}" for m in "tavf"}}
+TFN = RefMap(
+    weights=(*_TFN_SUBNETS, (r"post_fusion_layer_([123])\.(weight|bias)", r"head.post_fusion.layer_\1.\2"),
+             (r"(output_range|output_shift)", r"head.\1")),
+    outputs=_TFN_OUTPUTS,
+    losses={"total": "total"},
+    tamper="text_subnet.linear_1.weight",
+)
+
+_LMF_FUSION = (*((rf"{ref}_factor", f"fusion.factor.{ours}") for ref, ours in (("audio", "a"), ("video", "v"), ("text", "t"))),
+               (r"(fusion_weights|fusion_bias)", r"fusion.\1"))
+LMF = RefMap(
+    weights=(*_TFN_SUBNETS, *_LMF_FUSION),
+    outputs=_TFN_OUTPUTS,
+    losses={"total": "total"},
+    tamper="text_factor",
+)
+
+
 # -- end of MSAmba, MCL-MCF, ConFEDE ------------------------------------------------------------
 
 
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
                            "clgsi": CLGSI, "mfon": MFON,
                            "kebr": KEBR, "semi_iin": SEMI_IIN,
-                           "msamba": MSAMBA, "mcl_mcf": MCL_MCF, "confede": CONFEDE}
+                           "msamba": MSAMBA, "mcl_mcf": MCL_MCF, "confede": CONFEDE,
+                           "tfn": TFN, "lmf": LMF}
 
 
 # -- the machinery -------------------------------------------------------------------------
