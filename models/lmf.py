@@ -77,6 +77,7 @@ PRESETS = {
     ("sims", "mmsa"): _MMSA_SIMS,
     ("synthetic", "demo"): _DEMO,
 }
+# `bench tune` search space: MMSA 2.2.1 config_tune.json `lmf` debugParams (MMSA name in brackets)
 _TUNE = "MMSA 2.2.1 config_tune.json lmf"
 SEARCH_SPACE = {
     "hidden_dims": choice((128, 16, 128), (64, 16, 64), (128, 32, 128), (256, 32, 256), (64, 32, 64), source=_TUNE),

@@ -72,6 +72,7 @@ PRESETS = {
     ("sims", "mmsa"): _MMSA_SIMS,
     ("synthetic", "demo"): _DEMO,
 }
+# `bench tune` search space: MMSA 2.2.1 config_tune.json `tfn` debugParams (MMSA name in brackets)
 _TUNE = "MMSA 2.2.1 config_tune.json tfn"
 SEARCH_SPACE = {
     "hidden_dims": choice((128, 16, 128), (64, 16, 64), (128, 32, 128), (64, 32, 64), source=_TUNE),

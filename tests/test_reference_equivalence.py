@@ -513,6 +513,11 @@ LMF = RefMap(
     tamper="text_factor",
 )
 
+_MULTITASK = {"outputs": {**_TFN_OUTPUTS, **{m.upper(): f"unimodal.{m}" for m in "tav"}},
+              "losses": {"M": "task", "T": "t", "A": "a", "V": "v", "total": "total"}}
+MTFN = RefMap(weights=(*TFN.weights, *_TFN_HEADS), tamper="post_audio_layer_2.weight", **_MULTITASK)  # type: ignore[arg-type]
+MLMF = RefMap(weights=(*_TFN_SUBNETS, *_LMF_FUSION, *_TFN_HEADS), tamper="video_factor", **_MULTITASK)  # type: ignore[arg-type]
+
 
 # -- end of MSAmba, MCL-MCF, ConFEDE ------------------------------------------------------------
 
@@ -521,7 +526,7 @@ MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_M
                            "clgsi": CLGSI, "mfon": MFON,
                            "kebr": KEBR, "semi_iin": SEMI_IIN,
                            "msamba": MSAMBA, "mcl_mcf": MCL_MCF, "confede": CONFEDE,
-                           "tfn": TFN, "lmf": LMF}
+                           "tfn": TFN, "lmf": LMF, "mtfn": MTFN, "mlmf": MLMF}
 
 
 # -- the machinery -------------------------------------------------------------------------

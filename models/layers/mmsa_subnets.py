@@ -9,14 +9,14 @@ sequence to an LSTM; `ModalityEncoders` does the same from a `Batch`.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.init import xavier_normal_
 
-from models.base import task_loss
+from models.base import ModelOutput, MSAModel, task_loss
 from models.protocol import Batch
 
 
@@ -201,3 +201,27 @@ def lmf_groups(fusion: LowRankFusion, others: list[nn.Parameter], lr: float, fac
          "weight_decay": weight_decay},
         {"name": "other", "params": others, "lr": lr, "weight_decay": weight_decay},
     ]
+
+
+class MultiTaskModel(MSAModel):
+    """What MTFN and MLMF share: sub-networks, unimodal heads, MMSA's weighted multi-task L1
+    loss, and a summary saying whether the heads learned unimodal labels."""
+
+    unimodal_labels: Optional[bool] = None  # set by `loss`: True when the batch carried labels_t/a/v
+
+    def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return self.subnet.encode(batch)
+
+    def loss(self, output: ModelOutput, batch: Batch) -> dict[str, torch.Tensor]:
+        assert output.unimodal is not None  # forward fills it
+        targets, self.unimodal_labels = unimodal_targets(batch)
+        return multitask_loss(output.pred, output.unimodal, targets, batch.labels, self.cfg.loss_weights,
+                              self.cfg.task)
+
+    def summary(self) -> dict[str, Any]:
+        used = {True: "the dataset's unimodal labels (labels_t/a/v)",
+                False: "none in the data: every head learned the multimodal label", None: "not trained"}
+        return {"unimodal_labels": used[self.unimodal_labels]}
+
+    def modality_params(self) -> dict[str, list[nn.Parameter]]:
+        return {m: [*self.subnet[m].parameters(), *self.heads[m].parameters()] for m in "tav"}

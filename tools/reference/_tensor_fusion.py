@@ -86,3 +86,35 @@ def write_golden(args: Any, name: str, model: torch.nn.Module, batch: dict[str, 
     save_golden(args, name, {"weights": weights, "batch": batch, "eval": evals, "loss": losses, "grad": grads(model)},
                 {**meta, "repository": "https://github.com/thuiar/MMSA", "version": "mmsa==2.2.1", "patches": PATCHES},
                 model=model)
+
+
+def multitask_loss_of(trainer: Any, ref: SimpleNamespace, batch: dict[str, torch.Tensor]) -> Any:
+    """trains/multiTask/MTFN.py and MLMF.py's loss: sum over tasks "MTAV" of args.<task> x
+    criterion(outputs[task], labels[task]); parts unweighted, then the total."""
+    labels = {"M": batch["labels"], "T": batch["labels_t"], "A": batch["labels_a"], "V": batch["labels_v"]}
+
+    def loss_of(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        parts = {m: trainer.criterion(out[m], labels[m].view(-1, 1)) for m in trainer.args.tasks}
+        total = 0.0
+        for m in trainer.args.tasks:
+            total += getattr(ref, m) * parts[m]
+        return {**parts, "total": total}
+
+    return loss_of
+
+
+def multitask_golden(args: Any, name: str, cls: str, fields: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """MTFN / MLMF in MMSA's SIMS configuration at small widths, dropout 0."""
+    module = import_reference(args.code, f"MMSA.models.multiTask.{cls}", STUBS)
+    trainer_module = import_reference(args.code, f"MMSA.trains.multiTask.{cls}", STUBS, stub_modules=("pynvml",))
+    counts = mmsa_param_counts(args.code, getattr(module, cls), name)
+    torch.manual_seed(args.seed)
+    ref = reference_args("sims", fields)
+    model = getattr(module, cls)(ref)
+    batch = make_batch(torch.Generator().manual_seed(args.seed), multitask=True)
+    trainer = getattr(trainer_module, cls)(ref)  # asserts dataset_name == "sims"; sets args.tasks = "MTAV"
+    write_golden(args, name, model, batch, multitask_loss_of(trainer, ref, batch), {
+        "model": name, "reference": f"MMSA 2.2.1 (PyPI wheel) MMSA/models/multiTask/{cls}.py, trains/multiTask/{cls}.py",
+        "mmsa_params": counts,
+        "msabench": {"name": name, "dataset": "sims", "preset": "mmsa", "overrides": {"dims": list(DIMS), **overrides}},
+    })
