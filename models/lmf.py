@@ -23,6 +23,7 @@ from models.registry import choice, register_model
 @dataclass(kw_only=True)
 class LMFConfig(ModelConfig):
     hidden_dims: tuple[int, int, int] = (128, 16, 128)  # text, audio, video sub-network widths (MMSA hidden_dims)
+    packed_text: bool = False  # True: the text LSTM stops at each sample's last valid step (MMSA: runs over the padding)
     dropouts: tuple[float, float, float, float] = (0.3, 0.3, 0.3, 0.3)  # audio, video, text, post-fusion (MMSA
     #   order); only audio/video act: the one-layer TextSubNet sets 0, the post-fusion dropout is never applied
     rank: int = 3
@@ -37,7 +38,7 @@ class LMF(MSAModel):
         super().__init__(cfg)
         p_a, p_v, p_t, _ = cfg.dropouts
         text_out = cfg.hidden_dims[0] // 2  # MMSA: text_out = text_hidden // 2
-        self.subnet = ModalityEncoders(cfg.dims, cfg.hidden_dims, text_out, (p_t, p_a, p_v))
+        self.subnet = ModalityEncoders(cfg.dims, cfg.hidden_dims, text_out, (p_t, p_a, p_v), cfg.packed_text)
         hidden = {"t": text_out, "a": cfg.hidden_dims[1], "v": cfg.hidden_dims[2]}
         self.fusion = LowRankFusion(hidden, cfg.rank, cfg.n_out)
 

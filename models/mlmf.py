@@ -4,8 +4,9 @@ Source: thuiar/MMSA 2.2.1 `models/multiTask/MLMF.py`, `trains/multiTask/MLMF.py`
 `config/config_regression.json` (SIMS only: MMSA's trainer asserts the dataset is SIMS). LMF's
 sub-networks and low-rank fusion, plus a three-layer head per modality; the loss weights the
 fused and the three unimodal L1 losses (M, T, A, V). On SIMS the heads learn the unimodal
-labels; without them they learn the multimodal label (harness decision), and the result file
-says which. As in MMSA, the fusion weights and bias are in an optimizer group at lr 0.
+labels; without them (synthetic) they learn the multimodal label (harness decision), and the
+result file says which; MOSI and MOSEI are n/a, as in MMSA. As in MMSA, the fusion weights
+and bias are in an optimizer group at lr 0.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import Any
 
 import torch
 
-from models.base import ModelConfig, ModelOutput
+from models.base import ModelOutput
 from models.layers.mmsa_subnets import (
     LowRankFusion,
     ModalityEncoders,
+    MultiTaskConfig,
     MultiTaskModel,
     UnimodalHeads,
     lmf_groups,
@@ -29,7 +31,7 @@ from models.registry import choice, register_model
 
 
 @dataclass(kw_only=True)
-class MLMFConfig(ModelConfig):
+class MLMFConfig(MultiTaskConfig):
     hidden_dims: tuple[int, int, int] = (256, 32, 256)  # text, audio, video sub-network widths (MMSA hidden_dims)
     post_dims: tuple[int, int, int] = (8, 4, 32)  # post_text_dim, post_audio_dim, post_video_dim
     dropouts: tuple[float, float, float] = (0.3, 0.3, 0.3)  # audio, video, text sub-networks (MMSA order); the
@@ -52,7 +54,7 @@ class MLMF(MultiTaskModel):
         super().__init__(cfg)
         p_a, p_v, p_t = cfg.dropouts
         text_out = cfg.hidden_dims[0] // 2  # MMSA: text_out = text_hidden // 2
-        self.subnet = ModalityEncoders(cfg.dims, cfg.hidden_dims, text_out, (p_t, p_a, p_v))
+        self.subnet = ModalityEncoders(cfg.dims, cfg.hidden_dims, text_out, (p_t, p_a, p_v), cfg.packed_text)
         hidden = {"t": text_out, "a": cfg.hidden_dims[1], "v": cfg.hidden_dims[2]}
         self.heads = UnimodalHeads(hidden, cfg.post_dims, cfg.n_out, cfg.post_dropouts[:3])
         self.fusion = LowRankFusion(hidden, cfg.rank, cfg.n_out)
@@ -88,6 +90,9 @@ _MMSA_SIMS = MLMFConfig(
 # synthetic "demo" (harness decision): MMSA's SIMS model on MOSI-shaped inputs, a short budget
 _DEMO = replace(_MMSA_SIMS, dims=(768, 5, 20), max_epochs=5, early_stop_patience=2)
 PRESETS = {("sims", "mmsa"): _MMSA_SIMS, ("synthetic", "demo"): _DEMO}
+_SIMS_ONLY = ("MMSA 2.2.1 runs MLMF on SIMS only (trains/multiTask/MLMF.py asserts the dataset is SIMS) and has "
+              "no configuration for it here; its heads need unimodal labels")
+UNSUPPORTED = {"mosi": _SIMS_ONLY, "mosei": _SIMS_ONLY}
 # `bench tune` search space: MMSA 2.2.1 config_tune.json `mlmf` debugParams (MMSA name in brackets)
 _TUNE = "MMSA 2.2.1 config_tune.json mlmf"
 _WEIGHTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -114,6 +119,7 @@ SEARCH_SPACE = {
 
 
 @register_model("mlmf", config=MLMFConfig, presets=PRESETS, default_preset="mmsa", search_space=SEARCH_SPACE,
+                unsupported=UNSUPPORTED,
                 display_name="MLMF", paper="Yu et al., ACL 2020",
                 reference="https://github.com/thuiar/MMSA; MMSA==2.2.1",
                 family="tensor fusion", order=25)

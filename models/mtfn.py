@@ -4,8 +4,8 @@ Source: thuiar/MMSA 2.2.1 `models/multiTask/MTFN.py`, `trains/multiTask/MTFN.py`
 `config/config_regression.json` (SIMS only: MMSA's trainer asserts the dataset is SIMS). TFN's
 sub-networks and tensor fusion, plus a three-layer head per modality on its sub-network
 output; the loss weights the fused and the three unimodal L1 losses (M, T, A, V). On SIMS the
-heads learn the unimodal labels; without them (MOSI, MOSEI, synthetic) they learn the
-multimodal label (harness decision), and the result file says which.
+heads learn the unimodal labels; without them (synthetic) they learn the multimodal label
+(harness decision), and the result file says which. MOSI and MOSEI are n/a, as in MMSA.
 """
 
 from __future__ import annotations
@@ -15,13 +15,21 @@ from typing import Any
 
 import torch
 
-from models.base import ModelConfig, ModelOutput
-from models.layers.mmsa_subnets import ModalityEncoders, MultiTaskModel, TFNHead, UnimodalHeads, params_of, subnet_groups
+from models.base import ModelOutput
+from models.layers.mmsa_subnets import (
+    ModalityEncoders,
+    MultiTaskConfig,
+    MultiTaskModel,
+    TFNHead,
+    UnimodalHeads,
+    params_of,
+    subnet_groups,
+)
 from models.registry import choice, register_model
 
 
 @dataclass(kw_only=True)
-class MTFNConfig(ModelConfig):
+class MTFNConfig(MultiTaskConfig):
     hidden_dims: tuple[int, int, int] = (256, 32, 256)  # text, audio, video sub-network widths (MMSA hidden_dims)
     text_out: int = 256
     post_fusion_dim: int = 64
@@ -41,7 +49,7 @@ class MTFN(MultiTaskModel):
     def __init__(self, cfg: MTFNConfig):
         super().__init__(cfg)
         p_a, p_v, p_t = cfg.dropouts
-        self.subnet = ModalityEncoders(cfg.dims, cfg.hidden_dims, cfg.text_out, (p_t, p_a, p_v))
+        self.subnet = ModalityEncoders(cfg.dims, cfg.hidden_dims, cfg.text_out, (p_t, p_a, p_v), cfg.packed_text)
         hidden = {"t": cfg.text_out, "a": cfg.hidden_dims[1], "v": cfg.hidden_dims[2]}
         self.heads = UnimodalHeads(hidden, cfg.post_dims, cfg.n_out, cfg.post_dropouts[:3])
         self.head = TFNHead(hidden, cfg.post_fusion_dim, cfg.n_out, cfg.post_dropouts[3])
@@ -79,6 +87,9 @@ _MMSA_SIMS = MTFNConfig(
 _DEMO = replace(_MMSA_SIMS, dims=(768, 5, 20), hidden_dims=(64, 16, 64), text_out=32, post_fusion_dim=32,
                 max_epochs=5, early_stop_patience=2)
 PRESETS = {("sims", "mmsa"): _MMSA_SIMS, ("synthetic", "demo"): _DEMO}
+_SIMS_ONLY = ("MMSA 2.2.1 runs MTFN on SIMS only (trains/multiTask/MTFN.py asserts the dataset is SIMS) and has "
+              "no configuration for it here; its heads need unimodal labels")
+UNSUPPORTED = {"mosi": _SIMS_ONLY, "mosei": _SIMS_ONLY}
 # `bench tune` search space: MMSA 2.2.1 config_tune.json `mtfn` debugParams (MMSA name in brackets).
 # Not searched: weight_decay [0, 0.001, 0.005, 0.01], which no group of MMSA's Adam receives.
 _TUNE = "MMSA 2.2.1 config_tune.json mtfn"
@@ -105,6 +116,7 @@ SEARCH_SPACE = {
 
 
 @register_model("mtfn", config=MTFNConfig, presets=PRESETS, default_preset="mmsa", search_space=SEARCH_SPACE,
+                unsupported=UNSUPPORTED,
                 display_name="MTFN", paper="Yu et al., ACL 2020",
                 reference="https://github.com/thuiar/MMSA; MMSA==2.2.1",
                 family="tensor fusion", order=23)

@@ -83,3 +83,17 @@ def test_heads_learn_unimodal_labels_when_the_batch_has_them(name):
     assert model.summary()["unimodal_labels"].startswith("none in the data")
     for m in "tav":
         assert torch.allclose(parts[m], torch.nn.functional.l1_loss(out.unimodal[m].reshape(-1), batch.labels)), m
+
+
+def test_packed_text_stops_at_the_last_valid_step():
+    """`packed_text`: each sample's text encoding is that of its unpadded sequence; off (MMSA),
+    the LSTM also runs over the padding."""
+    from models.layers.mmsa_subnets import TextSubNet
+
+    torch.manual_seed(0)
+    net = TextSubNet(6, 5, 3).eval()
+    lengths = torch.tensor([4, 7, 2])
+    x = torch.randn(3, 7, 6) * (torch.arange(7)[None, :, None] < lengths[:, None, None])
+    alone = torch.cat([net(x[i : i + 1, :n]) for i, n in enumerate(lengths.tolist())])
+    assert torch.allclose(net(x, lengths), alone, atol=1e-6)
+    assert not torch.allclose(net(x), alone, atol=1e-4)

@@ -9,14 +9,16 @@ sequence to an LSTM; `ModalityEncoders` does the same from a `Batch`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
 from torch.nn.init import xavier_normal_
 
-from models.base import ModelOutput, MSAModel, task_loss
+from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
 from models.protocol import Batch
 
 
@@ -52,7 +54,11 @@ class TextSubNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.linear_1 = nn.Linear(hidden_size, out_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """`lengths` (a harness switch, `packed_text`): stop at each sample's last valid step."""
+        if lengths is not None:  # pack_padded_sequence wants CPU lengths >= 1
+            lengths = lengths.clamp(1, x.shape[1]).cpu()
+            x = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)  # type: ignore[assignment]
         _, (h_n, _) = self.rnn(x)
         return self.linear_1(self.dropout(h_n[0]))  # MMSA: final_states[0].squeeze(0)
 
@@ -69,15 +75,17 @@ class ModalityEncoders(nn.ModuleDict):
     audio and vision). hidden_dims and dropouts in msabench's t/a/v order."""
 
     def __init__(self, dims: tuple[int, int, int], hidden_dims: tuple[int, int, int], text_out: int,
-                 dropouts: tuple[float, float, float]):
+                 dropouts: tuple[float, float, float], packed_text: bool = False):
         super().__init__({
             "t": TextSubNet(dims[0], hidden_dims[0], text_out, dropout=dropouts[0]),
             "a": SubNet(dims[1], hidden_dims[1], dropouts[1]),
             "v": SubNet(dims[2], hidden_dims[2], dropouts[2]),
         })
+        self.packed_text = packed_text
 
     def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return {"t": self["t"](batch.text_feats), "a": self["a"](time_mean(batch.audio)),
+        lengths = batch.text_lengths if self.packed_text else None
+        return {"t": self["t"](batch.text_feats, lengths), "a": self["a"](time_mean(batch.audio)),
                 "v": self["v"](time_mean(batch.vision))}
 
 
@@ -155,14 +163,14 @@ class UnimodalHeads(nn.ModuleDict):
                  dropouts: tuple[float, float, float]):
         super().__init__({m: PostLayers(hidden[m], d, n_out, p) for m, d, p in zip("tav", post_dims, dropouts, strict=True)})
 
-    def forward(self, reps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:  # type: ignore[override]
+    def forward(self, reps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {m: self[m](reps[m]) for m in "tav"}
 
 
 def unimodal_targets(batch: Batch) -> tuple[dict[str, torch.Tensor], bool]:
     """({"t","a","v"} -> labels of each head, whether they are the dataset's unimodal labels).
-    Without unimodal labels (MOSI, MOSEI, synthetic) every head learns the multimodal label
-    (harness decision: MMSA runs MTFN/MLMF on SIMS only)."""
+    Without unimodal labels (synthetic) every head learns the multimodal label (harness
+    decision: MMSA runs MTFN/MLMF on SIMS only)."""
     given = {"t": batch.labels_t, "a": batch.labels_a, "v": batch.labels_v}
     if all(x is not None for x in given.values()):
         return {m: x for m, x in given.items() if x is not None}, True
@@ -203,10 +211,24 @@ def lmf_groups(fusion: LowRankFusion, others: list[nn.Parameter], lr: float, fac
     ]
 
 
+@dataclass(kw_only=True)
+class MultiTaskConfig(ModelConfig):
+    """The fields MTFN and MLMF share; each model's config gives MMSA's defaults."""
+
+    loss_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # MMSA M, T, A, V
+    packed_text: bool = False  # True: the text LSTM stops at each sample's last valid step (MMSA: runs over the padding)
+    text_weight_decay: float = 0.0
+    audio_weight_decay: float = 0.0
+    video_weight_decay: float = 0.0
+
+
 class MultiTaskModel(MSAModel):
     """What MTFN and MLMF share: sub-networks, unimodal heads, MMSA's weighted multi-task L1
     loss, and a summary saying whether the heads learned unimodal labels."""
 
+    cfg: MultiTaskConfig
+    subnet: ModalityEncoders
+    heads: UnimodalHeads
     unimodal_labels: Optional[bool] = None  # set by `loss`: True when the batch carried labels_t/a/v
 
     def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
