@@ -548,6 +548,36 @@ MMIM = RefMap(
     after=_mmim_after,
 )
 
+# -- TFN, LMF, MTFN, MLMF (MMSA 2.2.1) ------------------------------------------------------
+_TFN_SUBNETS = (
+    *((rf"{ref}_subnet\.(norm|linear_[123])\.(\w+)", rf"subnet.{ours}.\1.\2") for ref, ours in (("audio", "a"), ("video", "v"))),
+    (r"text_subnet\.(rnn|linear_1)\.(\w+)", r"subnet.t.\1.\2"),
+)
+_TFN_HEADS = tuple((rf"post_{ref}_layer_([123])\.(weight|bias)", rf"heads.{ours}.layer_\1.\2")
+                   for ref, ours in (("text", "t"), ("audio", "a"), ("video", "v")))
+_TFN_OUTPUTS = {"M": "pred", **{f"Feature_{m}": f"features.{m}" for m in "tavf"}}
+TFN = RefMap(
+    weights=(*_TFN_SUBNETS, (r"post_fusion_layer_([123])\.(weight|bias)", r"head.post_fusion.layer_\1.\2"),
+             (r"(output_range|output_shift)", r"head.\1")),
+    outputs=_TFN_OUTPUTS,
+    losses={"total": "total"},
+    tamper="text_subnet.linear_1.weight",
+)
+
+_LMF_FUSION = (*((rf"{ref}_factor", f"fusion.factor.{ours}") for ref, ours in (("audio", "a"), ("video", "v"), ("text", "t"))),
+               (r"(fusion_weights|fusion_bias)", r"fusion.\1"))
+LMF = RefMap(
+    weights=(*_TFN_SUBNETS, *_LMF_FUSION),
+    outputs=_TFN_OUTPUTS,
+    losses={"total": "total"},
+    tamper="text_factor",
+)
+
+_MULTITASK = {"outputs": {**_TFN_OUTPUTS, **{m.upper(): f"unimodal.{m}" for m in "tav"}},
+              "losses": {"M": "task", "T": "t", "A": "a", "V": "v", "total": "total"}}
+MTFN = RefMap(weights=(*TFN.weights, *_TFN_HEADS), tamper="post_audio_layer_2.weight", **_MULTITASK)  # type: ignore[arg-type]
+MLMF = RefMap(weights=(*_TFN_SUBNETS, *_LMF_FUSION, *_TFN_HEADS), tamper="video_factor", **_MULTITASK)  # type: ignore[arg-type]
+
 
 # -- end of MSAmba, MCL-MCF, ConFEDE ------------------------------------------------------------
 
@@ -598,7 +628,8 @@ MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_M
                            "kebr": KEBR, "semi_iin": SEMI_IIN,
                            "msamba": MSAMBA, "mcl_mcf": MCL_MCF, "confede": CONFEDE,
                            "ef_lstm": EF_LSTM, "lf_dnn": LF_DNN, "mfn": MFN, "mlf_dnn": MLF_DNN, "graph_mfn": GRAPH_MFN,
-                           "misa": MISA, "mmim": MMIM}
+                           "misa": MISA, "mmim": MMIM,
+                           "tfn": TFN, "lmf": LMF, "mtfn": MTFN, "mlmf": MLMF}
 
 
 # -- the machinery -------------------------------------------------------------------------
