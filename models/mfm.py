@@ -10,10 +10,9 @@ sequence. Loss (MMSA's trainer): L1(pred) + sum_m lda_x_m * MSE(reconstruction_m
 The reconstruction and MMD terms are computed in training mode only (MMSA computes them in
 evaluation too, but they never reach its prediction or its validation loss).
 
-Aligned data (MMSA need_data_aligned): the MFN steps over the text's length. Audio/vision
-longer than the text are cut to its length (MMSA's MFN reads only those steps; its
-reconstruction loss would fail on the longer target: a shape error on CH-SIMS); shorter ones
-are an error.
+Sequences of different lengths (CH-SIMS: MMSA has it only unaligned) are first aligned to the
+text's length as MMSA's AMIO does for `need_model_aligned` models (AlignSubNet `avg_pool`,
+models/layers/align.py); MMSA's aligned_50 files need no alignment.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import ModelConfig, ModelOutput, MSAModel, sum_terms, task_loss
+from models.layers.align import align_to_text
 from models.layers.mfn import MFNCore, TwoLayer
 from models.registry import choice, register_model
 
@@ -105,13 +105,7 @@ class MFM(MSAModel):
         self.head = TwoLayer(fy, fy, cfg.n_out, cfg.fy_to_y_dropout)  # fy_to_y_fc1/fc2
 
     def _inputs(self, batch) -> dict[str, torch.Tensor]:
-        x = {"t": batch.text_feats, "a": batch.audio, "v": batch.vision}
-        steps = x["t"].shape[1]
-        short = {m: t.shape[1] for m, t in x.items() if t.shape[1] < steps}
-        if short:
-            raise ValueError(f"mfm: audio/vision shorter than the text ({steps} steps): {short}; MFM reads aligned "
-                             f"data (--setting aligned)")
-        return {m: t[:, :steps] for m, t in x.items()}
+        return align_to_text({"t": batch.text_feats, "a": batch.audio, "v": batch.vision})  # MMSA need_model_aligned
 
     def forward(self, batch) -> ModelOutput:
         x = self._inputs(batch)
@@ -162,7 +156,7 @@ _MMSA_MOSEI = MFMConfig(
     batch_size=64, weight_decay=5e-4, **_TRAIN,
 )
 _MMSA_SIMS = MFMConfig(
-    dims=(768, 33, 709), setting="unaligned",  # sims: MMSA has only unaligned_39 (audio/vision cut to the text)
+    dims=(768, 33, 709), setting="unaligned",  # sims: MMSA has only unaligned_39 (avg_pool-aligned to the text)
     hidden_dims=(64, 16, 64), mem_size=128,
     att1=(32, 0.5), att2=(64, 0.5), gamma1=(64, 0.7), gamma2=(256, 0.0), out_hidden=128,
     z_sizes=(48, 256, 32, 80), f_sizes=(48, 256, 80, 48),

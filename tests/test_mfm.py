@@ -1,7 +1,6 @@
 """MFM (models/mfm.py): parameter counts equal to MMSA 2.2.1's (built by tools/reference/mfm.py
-and stored in the golden), the generative and MMD terms only in training, and the aligned-data rule."""
+and stored in the golden), the generative and MMD terms only in training, and MMSA's alignment of unequal lengths."""
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import torch
 
 from models import create_model
 from models.base import count_parameters
+from models.layers.align import avg_pool_align
 from models.mfm import mmd
 
 GOLDEN = Path(__file__).parent / "golden_ref" / "mfm.json"
@@ -57,7 +57,10 @@ def test_mmd_is_zero_against_its_own_prior_sample():
         torch.randn_like = original  # type: ignore[assignment]
 
 
-def test_short_audio_is_refused(batch):
-    short = dataclasses.replace(batch, audio=batch.audio[:, :3])
-    with pytest.raises(ValueError, match="mfm: audio/vision shorter than the text"):
-        small_model()(short)
+def test_avg_pool_alignment_is_mmsas_strided_mean():
+    """MMSA's AlignSubNet avg_pool: pad with the last step to a multiple of the text length,
+    then output step j is the mean of input steps j, j + T, ... (the golden proves it on MFM)."""
+    x = torch.arange(5.0).view(1, 5, 1)  # 5 steps to 2: padded to [0, 1, 2, 3, 4, 4]
+    assert avg_pool_align(x, 2).flatten().tolist() == pytest.approx([(0 + 2 + 4) / 3, (1 + 3 + 4) / 3])
+    assert avg_pool_align(x, 7).flatten().tolist() == [0, 1, 2, 3, 4, 4, 4]  # shorter: last step repeated
+    assert avg_pool_align(x, 5) is x

@@ -6,7 +6,8 @@
 MMSA's MFM (with its MFN encoder) in its MOSI configuration (aligned `text` features, loss
 weights lda_mmd 100, lda_xl/xa/xv 0.5/0.01/0.5) at tiny widths, dropout 0. Intermediates: the
 factors z_l/z_a/z_v (encoder outputs), MFN's `L`, z_y and f_y. Train mode: MMSA's trainer loss
-(L1 + generative + lda_mmd x MMD); the four N(0, I) samples the MMD draws (`torch.randn`) are
+(L1 + generative + lda_mmd x MMD), after MMSA's AMIO alignment of audio/vision to the text's
+length (AlignSubNet avg_pool: the batch's three lengths differ); the four N(0, I) samples the MMD draws (`torch.randn`) are
 recorded in order and replayed into msabench's pass (its `torch.randn_like` calls).
 """
 
@@ -22,7 +23,9 @@ import torch.nn.functional as F
 from _golden import grads, import_reference, padded, parse_args, perturb_, record_hooks, save_golden
 
 DIMS = (12, 5, 7)  # MMSA mosi (768, 5, 20), narrowed
-LENGTHS = [7, 5, 6, 3, 7, 4]  # aligned: every modality padded to 7 steps, zeros after each length
+# text 7 steps, audio 10, vision 5 (zeros after each length): MMSA's AMIO aligns them to the text
+# (AlignSubNet avg_pool, as for every need_model_aligned model when the lengths differ)
+LENGTHS = {"t": [7, 5, 6, 3, 7, 4], "a": [10, 8, 9, 5, 10, 6], "v": [5, 4, 5, 2, 5, 3]}
 ARCH = {"hidden_dims": (8, 4, 6), "mem_size": 5, "z_sizes": (6, 5, 4, 3), "f_sizes": (5, 4, 3, 6), "out_hidden": 7,
         "att1": (9, 0.0), "att2": (4, 0.0), "gamma1": (3, 0.0), "gamma2": (5, 0.0)}
 LOSS_WEIGHTS = {"lda_mmd": 100.0, "lda_xl": 0.5, "lda_xa": 0.01, "lda_xv": 0.5}  # MMSA mosi
@@ -90,22 +93,24 @@ def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     mfm_module = import_reference(args.code, "MMSA.models.singleTask.MFM",
                                   stub_packages=("MMSA", "MMSA.models", "MMSA.models.singleTask"))
+    align_module = import_reference(args.code, "MMSA.models.subNets.AlignNets", stub_packages=("MMSA.models.subNets",))
     gen = torch.Generator().manual_seed(args.seed)
     model = mfm_module.MFM(reference_args())
     perturb_(model, gen)
-    aligned = torch.tensor([max(LENGTHS)] * len(LENGTHS))  # MMSA aligned files: full length for every modality
     batch = {
-        "text_feats": padded(gen, LENGTHS, DIMS[0]), "audio": padded(gen, LENGTHS, DIMS[1]),
-        "vision": padded(gen, LENGTHS, DIMS[2]), "text_lengths": aligned, "audio_lengths": aligned,
-        "vision_lengths": aligned, "labels": torch.randn(len(LENGTHS), generator=gen).clamp(-3, 3),
-        "index": torch.arange(len(LENGTHS)),
+        "text_feats": padded(gen, LENGTHS["t"], DIMS[0]), "audio": padded(gen, LENGTHS["a"], DIMS[1]),
+        "vision": padded(gen, LENGTHS["v"], DIMS[2]),
+        **{f"{k}_lengths": torch.tensor(LENGTHS[m]) for k, m in (("text", "t"), ("audio", "a"), ("vision", "v"))},
+        "labels": torch.randn(6, generator=gen).clamp(-3, 3), "index": torch.arange(6),
     }
+    align = align_module.AlignSubNet(SimpleNamespace(feature_dims=DIMS, seq_lens=[max(LENGTHS[m]) for m in "tav"]),
+                                     "avg_pool")
     hooked = record_hooks(model, {"zy": "last_to_zy_fc1", "fy": "zy_to_fy_fc2"}, {"fy": F.relu})
     for key, path in (("zl", "encoder_l"), ("za", "encoder_a"), ("zv", "encoder_v"), ("mfn", "mfn_encoder")):
         captured_forward(model.get_submodule(path), key, hooked)
 
     def run() -> tuple[torch.Tensor, ...]:
-        return model(batch["text_feats"], batch["audio"], batch["vision"])
+        return model(*align(batch["text_feats"], batch["audio"], batch["vision"]))  # AMIO.forward
 
     model.eval()
     with torch.no_grad():
@@ -126,7 +131,7 @@ def main() -> None:
         "model": "mfm", "reference": "MMSA 2.2.1 (PyPI wheel) MMSA/models/singleTask/MFM.py, MFN.py, trains/singleTask/MFM.py",
         "repository": "https://github.com/thuiar/MMSA", "version": "mmsa==2.2.1",
         "patches": [
-            "package __init__ files of MMSA, MMSA.models, MMSA.models.singleTask not run (they import the whole "
+            "package __init__ files of MMSA, MMSA.models, MMSA.models.singleTask, MMSA.models.subNets not run (they import the whole "
             "framework); no reference code changed",
             "torch.randn recorded during the train-mode forward (the MMD prior samples, stored as randn_like.i: "
             "msabench draws them with torch.randn_like)",
