@@ -179,7 +179,6 @@ PRESETS = {
     ("mosi", "mmsa"): _MMSA_MOSI,
     ("mosei", "mmsa"): _MMSA_MOSEI,
     ("synthetic", "demo"): _DEMO,
-    ("synthetic", "mmsa"): _MMSA_MOSI,
 }
 # `bench tune` search space (harness decision: MMSA 2.2.1 config_tune.json has no mctn entry)
 SEARCH_SPACE = {

@@ -174,7 +174,6 @@ PRESETS = {
     ("mosei", "mmsa"): _MMSA_MOSEI,
     ("sims", "mmsa"): _MMSA_SIMS,  # MMSA 2.2.1 has no simsv2 entry for mfm
     ("synthetic", "demo"): _DEMO,
-    ("synthetic", "mmsa"): _MMSA_MOSI,
 }
 # `bench tune` search space: MMSA 2.2.1 config_tune.json `mfm` debugParams. Not searched: learning_rate,
 # which MMSA's Adam never receives (its default 1e-3 is used), and windowsize (fixed at 2).
