@@ -522,7 +522,7 @@ MCTN = RefMap(
     ),
     outputs={"pred": "pred", "join1": "hook:encoder1#0", "s1": "hook:encoder1#1", "join2": "hook:encoder2#0"},
     losses={"total": "total", "L1": "task", "translation": "translation"},
-    tamper="attn1.v.weight",
+    tamper="encoder1.rnn.weight_ih_l0",  # on the prediction path (text -> encoder1 -> encoder2 -> regression)
 )
 
 
