@@ -32,7 +32,7 @@ DEMO_PRESET = "demo"
 
 # Model metadata (what tables, `ls` and the README's model table read). `family`: one of these.
 FAMILIES = ("harness baseline", "transformer fusion", "BERT + fusion", "contrastive", "mixture of experts",
-            "state space", "early and late fusion", "memory fusion", "tensor fusion")
+            "state space", "early and late fusion", "memory fusion", "tensor fusion", "recurrent fusion")
 # table position (harness decision): the PaSE paper's order, simple references and baselines first
 # (orders below 500), the proposed model last (PaSE: 1000); a model that declares none sits between
 DEFAULT_ORDER = 500

@@ -623,13 +623,49 @@ GRAPH_MFN = RefMap(weights=_SAME_NAMES, outputs={"M": "pred"}, losses={"L1": "ta
 # -- end of MMSA parity, wave 1 ------------------------------------------------------------------
 
 
+# -- MFM (MMSA 2.2.1) ---------------------------------------------------------------------------
+_LSTM_CELL = r"(weight_ih|weight_hh|bias_ih|bias_hh)"
+MFM = RefMap(
+    weights=(
+        *((rf"encoder_{r}\.lstm\.{_LSTM_CELL}", rf"encoders.{m}.lstm.\1_l0") for r, m in _MMSA_MOD),  # LSTMCell -> nn.LSTM
+        *((rf"(en|de)coder_{r}\.fc1\.(weight|bias)", rf"\1coders.{m}.fc1.\2") for r, m in _MMSA_MOD),
+        *((rf"decoder_{r}\.lstm\.{_LSTM_CELL}", rf"decoders.{m}.lstm.\1") for r, m in _MMSA_MOD),
+        *((rf"mfn_encoder\.lstm_{r}\.{_LSTM_CELL}", rf"mfn.lstm.{m}.\1") for r, m in _MMSA_MOD),
+        (r"mfn_encoder\.(att1|att2|gamma1|gamma2)_(fc1|fc2)\.(weight|bias)", r"mfn.\1.\2.\3"),
+        (r"mfn_encoder\.out_(fc1|fc2)\.(weight|bias)", r"unused_out_\1.\2"),  # MFN's head: built, never called by MFM
+        (r"last_to_zy_fc1\.(weight|bias)", r"to_zy.\1"),
+        *((rf"z{r}_to_f{r}_(fc1|fc2)\.(weight|bias)", rf"factor.{m}.\1.\2") for r, m in (*_MMSA_MOD, ("y", "y"))),
+        (r"fy_to_y_(fc1|fc2)\.(weight|bias)", r"head.\1.\2"),
+    ),
+    outputs={"pred": "pred", "zl": "features.t", "za": "features.a", "zv": "features.v", "zy": "features.y",
+             "fy": "features.f", "mfn": "hook:mfn"},
+    losses={"L1": "task", "gen": "gen", "mmd": "mmd", "total": "total"},
+    tamper="mfn_encoder.gamma1_fc2.bias",
+)
+
+
+# -- MCTN (MMSA 2.2.1) --------------------------------------------------------------------------
+MCTN = RefMap(
+    weights=(
+        (r"seq2seq[12]\..+", None),  # MMSA's Seq2Seq wrappers hold encoder1/decoder1, encoder2/decoder2: aliases
+        (r"decoder[12]\.attention\..+", None),  # aliases of attn1 / attn2
+        (r"attn([12])\.(attn|v)\.weight", r"decoder\1.attention.\2.weight"),
+        (r"(encoder[12]|decoder[12]|regression)\.(.+)", r"\1.\2"),
+    ),
+    outputs={"pred": "pred", "join1": "hook:encoder1#0", "s1": "hook:encoder1#1", "join2": "hook:encoder2#0"},
+    losses={"total": "total", "L1": "task", "translation": "translation"},
+    tamper="encoder1.rnn.weight_ih_l0",  # on the prediction path (text -> encoder1 -> encoder2 -> regression)
+)
+
+
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
                            "clgsi": CLGSI, "mfon": MFON,
                            "kebr": KEBR, "semi_iin": SEMI_IIN,
                            "msamba": MSAMBA, "mcl_mcf": MCL_MCF, "confede": CONFEDE,
                            "ef_lstm": EF_LSTM, "lf_dnn": LF_DNN, "mfn": MFN, "mlf_dnn": MLF_DNN, "graph_mfn": GRAPH_MFN,
                            "misa": MISA, "mmim": MMIM,
-                           "tfn": TFN, "lmf": LMF, "mtfn": MTFN, "mlmf": MLMF}
+                           "tfn": TFN, "lmf": LMF, "mtfn": MTFN, "mlmf": MLMF,
+                           "mfm": MFM, "mctn": MCTN}
 
 
 # -- the machinery -------------------------------------------------------------------------
