@@ -152,13 +152,13 @@ def _regression_metrics() -> dict[str, SumMetric]:
 
 def _sims_metrics() -> dict[str, SumMetric]:
     """CH-SIMS metrics (bench.metrics.sims_regression_metrics: MMSA's bins, values clipped to [-1, 1])."""
-    from bench.metrics import SIMS_EDGES, _sims_classes
+    from bench.metrics import SIMS_EDGES, sims_classes
 
     clip = lambda x: np.clip(x.astype(np.float32), -1.0, 1.0)  # noqa: E731
     regression = _regression_metrics()
 
     def same_class(k: int) -> Callable[[np.ndarray, np.ndarray], list[np.ndarray]]:
-        return lambda p, y: [_sims_classes(clip(p), SIMS_EDGES[k]) == _sims_classes(clip(y), SIMS_EDGES[k]),
+        return lambda p, y: [sims_classes(clip(p), SIMS_EDGES[k]) == sims_classes(clip(y), SIMS_EDGES[k]),
                              np.ones(len(y), bool)]
 
     def on_clipped(m: SumMetric) -> SumMetric:
@@ -166,7 +166,7 @@ def _sims_metrics() -> dict[str, SumMetric]:
 
     out = {f"Mult_acc_{k}": SumMetric(same_class(k), lambda S: _div(S[:, 0], S[:, 1])) for k in SIMS_EDGES}
     out["F1_score"] = SumMetric(lambda p, y: _binary_f1_features(
-        _sims_classes(clip(y), SIMS_EDGES[2]) == 1, _sims_classes(clip(p), SIMS_EDGES[2]) == 1, np.ones(len(y), bool)),
+        sims_classes(clip(y), SIMS_EDGES[2]) == 1, sims_classes(clip(p), SIMS_EDGES[2]) == 1, np.ones(len(y), bool)),
         _weighted_f1)
     out["MAE"], out["Corr"] = on_clipped(regression["MAE"]), on_clipped(regression["Corr"])
     return out

@@ -92,7 +92,7 @@ def has_contributions(record: dict[str, Any]) -> bool:
     return any(isinstance(h.get("contributions"), dict) for h in record.get("history", []))
 
 
-def _style():
+def figure_style():
     """seaborn 'ticks' style with paper-size fonts, as a context manager."""
     import contextlib
 
@@ -123,7 +123,7 @@ def contributions_figure(
     styles = ["-", "--", ":", "-."]  # run k is drawn with styles[k]: solid = the model, dashed = --compare
     colors = dict(zip(MODALITY_NAMES, sns.color_palette("colorblind", 3), strict=True))
     valid_color, switch_color = "0.35", "#8c1c13"
-    with _style():
+    with figure_style():
         fig = Figure(figsize=(COLUMN_WIDTH_IN, 2.7), layout="constrained")
         ax = fig.add_subplot()
         ax2 = ax.twinx()
@@ -180,7 +180,7 @@ def predictions_figure(runs: Mapping[str, Sequence[dict[str, Any]]], title: str 
     ncols = min(3, len(runs))
     nrows = math.ceil(len(runs) / ncols)
     width = COLUMN_WIDTH_IN if ncols == 1 else 2.3 * ncols
-    with _style():
+    with figure_style():
         fig = Figure(figsize=(width, 2.3 * nrows + 0.2), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
         for ax in axes.ravel()[len(runs):]:
@@ -295,7 +295,7 @@ def tuning_figure(history: Sequence[dict[str, Any]], importances: dict[str, floa
     from matplotlib.figure import Figure
 
     colors = sns.color_palette("colorblind", 3)
-    with _style():
+    with figure_style():
         fig = Figure(figsize=(COLUMN_WIDTH_IN, 4.4), layout="constrained")
         ax, bx = fig.subplots(2, 1, height_ratios=(1.2, 1.0))
         done = [h for h in history if h["state"] == "complete" and h["value"] is not None]

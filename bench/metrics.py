@@ -83,7 +83,7 @@ def regression_metrics(preds, labels) -> dict[str, float]:
     return out
 
 
-def _sims_classes(x: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
+def sims_classes(x: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
     """MMSA's SIMS classes: the number of edges below x (class i = (edge[i-1], edge[i]]), compared in
     float32 as MMSA compares its float32 arrays, so a value at an edge falls where MMSA puts it."""
     return np.searchsorted(np.asarray(edges, dtype=np.float32), x.astype(np.float32), side="left")
@@ -100,8 +100,8 @@ def sims_regression_metrics(preds, labels) -> dict[str, float]:
     check_finite(preds)
     out: dict[str, float] = {"n": int(y32.size)}
     for k, edges in SIMS_EDGES.items():
-        out[f"Mult_acc_{k}"] = _acc(_sims_classes(y32, edges), _sims_classes(p32, edges))
-    out["F1_score"] = _wf1(_sims_classes(y32, SIMS_EDGES[2]), _sims_classes(p32, SIMS_EDGES[2]))
+        out[f"Mult_acc_{k}"] = _acc(sims_classes(y32, edges), sims_classes(p32, edges))
+    out["F1_score"] = _wf1(sims_classes(y32, SIMS_EDGES[2]), sims_classes(p32, SIMS_EDGES[2]))
     p, y = _as_f64(p32), _as_f64(y32)
     out["MAE"] = float(np.mean(np.abs(p - y)))
     out["Corr"] = _corr(p, y)

@@ -525,7 +525,7 @@ def write_tables(tables: Sequence[Table], out_dir: Path | str,
 
 # -- the tables ---------------------------------------------------------------------------------
 
-def _run_rows(groups: Sequence[RunGroup], expected: Sequence[int], columns: Sequence[Column], cells_of,
+def run_rows(groups: Sequence[RunGroup], expected: Sequence[int], columns: Sequence[Column], cells_of,
               what: str = "", has_data=lambda r: True) -> tuple[list[Row], list[str]]:
     """One row per run group: cells from `cells_of(ok records)`, the n column, and the gap notes.
     `has_data(record)`: whether an ok record carries what this table reads (else a noted gap)."""
@@ -547,7 +547,7 @@ def _run_rows(groups: Sequence[RunGroup], expected: Sequence[int], columns: Sequ
     return rows, notes
 
 
-def _seed_note(expected: Sequence[int], seeds_given: bool) -> str:
+def seed_note(expected: Sequence[int], seeds_given: bool) -> str:
     how = "given with --seeds" if seeds_given else "the union of seeds found for this dataset; --seeds sets it"
     return (f"Mean ± sample std (ddof = 1) over seeds; n = seeds aggregated, n/N when fewer than the "
             f"N = {len(expected)} expected ({format_seeds(expected)}: {how}).")
@@ -566,8 +566,8 @@ def metrics_table(
     sims = task == "regression" and dataset in SIMS_DATASETS
     spec = SIMS_COLUMNS if sims else REGRESSION_COLUMNS if task == "regression" else IEMOCAP_COLUMNS
     columns = [metric_column(k, h) for k, h in spec]
-    rows, gaps = _run_rows(groups, expected, columns, lambda ok: _metric_cells(ok, columns))
-    notes = [_seed_note(expected, seeds_given)]
+    rows, gaps = run_rows(groups, expected, columns, lambda ok: _metric_cells(ok, columns))
+    notes = [seed_note(expected, seeds_given)]
     if sims:
         notes.append(SIMS_NOTE)
     elif task == "regression":
@@ -653,11 +653,11 @@ def efficiency_table(
         cells["device"] = ", ".join(sorted({str(r.get("device", "?")) for r in ok})) or DASH
         return cells
 
-    rows, gaps = _run_rows(groups, expected, columns, cells_of)
+    rows, gaps = run_rows(groups, expected, columns, cells_of)
     for ref in references:
         cells: dict[str, Cell] = {"params_total": published(ref.params), "train_s": published(ref.train_hours * 3600)}
         rows.append(Row(ref.label, cells, "pub.", kind="reference"))
-    notes = [_seed_note(expected, seeds_given),
+    notes = [seed_note(expected, seeds_given),
              "Params: total / trainable (requires_grad) / receiving a gradient during training. Train time: the "
              "training passes of a run (forward, backward, optimiser steps); wall time: the whole run (validation, "
              "contribution coalitions and test included); time/epoch: one epoch with its validation and "
@@ -683,12 +683,12 @@ def robustness_table(
         coalition, metric = key.split(":")
         return rob.get("coalitions", {}).get(coalition, {}).get(metric)
 
-    rows, gaps = _run_rows(
+    rows, gaps = run_rows(
         groups, expected, columns, lambda ok: {c.key: summarize(value(r, c.key) for r in ok) for c in columns},
         what="robustness data", has_data=lambda r: isinstance(r.get("robustness"), dict),
     )
     utility = "−MAE" if task == "regression" else "mean accuracy"
-    notes = [_seed_note(expected, seeds_given),
+    notes = [seed_note(expected, seeds_given),
              f"Test split, the selected model evaluated with only the modalities of each coalition present "
              f"(t text, a audio, v vision; absent ones masked at input, Batch.without). φ: exact Shapley value "
              f"of each modality for the utility {utility}. Not ranked: result files keep no per-sample "

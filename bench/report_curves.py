@@ -15,7 +15,7 @@ import numpy as np
 
 from bench.results import CLEAN
 from bench.report import (
-    ROBUSTNESS_METRICS, Column, ResultSet, Row, RunGroup, Table, _run_rows, _seed_note, dataset_task, expected_seeds,
+    ROBUSTNESS_METRICS, Column, ResultSet, Row, RunGroup, Table, run_rows, seed_note, dataset_task, expected_seeds,
     group_runs, metric_column, summarize,
 )
 
@@ -81,7 +81,7 @@ def curves_table(dataset: str, groups: Sequence[RunGroup], expected: Sequence[in
             cells["auc"] = summarize(area(lvs, v) for v in per_seed)
             return cells
 
-        fam_rows, gaps = _run_rows(groups, expected, columns, cells_of, what="robustness curves", has_data=has_curves)
+        fam_rows, gaps = run_rows(groups, expected, columns, cells_of, what="robustness curves", has_data=has_curves)
         for row in fam_rows:
             row.label = f"{KIND_LABEL.get(fam[0], fam[0])} {fam[1]} · {row.label}"
         rows += fam_rows
@@ -92,7 +92,7 @@ def curves_table(dataset: str, groups: Sequence[RunGroup], expected: Sequence[in
     else:
         what = ("missing rate: round(rate × n) of each sample's n valid steps of the named modalities go missing "
                 "(random: anywhere; structural: one contiguous block); text tokens become [UNK], feature steps 0")
-    notes = [_seed_note(expected, seeds_given),
+    notes = [seed_note(expected, seeds_given),
              f"Test split, the selected model under each condition; columns: the {what}; 0 = the clean test pass. "
              f"{header}{' ×100' if base.scale == 100 else ''}. Masks and noise from the recorded seed, the same "
              "for every model. AUC: area under the curve divided by the level range (the curve's mean height).",
@@ -122,7 +122,7 @@ def curves_figure(rs: ResultSet, dataset: str, models: Sequence[str] | None = No
     """One panel per condition family, one line per run (seed mean) with a ±1 sample-std band."""
     import matplotlib.pyplot as plt
 
-    from bench.figures import COLUMN_WIDTH_IN, _style
+    from bench.figures import COLUMN_WIDTH_IN, figure_style
 
     groups = [g for g in group_runs(rs, dataset, models) if any(has_curves(r) for r in g.records.values())]
     runs = {g.label: [r for s, r in sorted(g.records.items()) if has_curves(r) and (not seeds or s in seeds)]
@@ -137,7 +137,7 @@ def curves_figure(rs: ResultSet, dataset: str, models: Sequence[str] | None = No
     fams = families([r for v in runs.values() for r in v])
     ncols = 4
     nrows = -(-len(fams) // ncols)
-    with _style():
+    with figure_style():
         fig, axes = plt.subplots(nrows, ncols, figsize=(2 * COLUMN_WIDTH_IN, 1.5 * nrows + 0.6), squeeze=False,
                                  sharey=True)
         for ax, (fam, levels) in zip(axes.flat, fams.items(), strict=False):  # spare panels hidden below

@@ -132,13 +132,13 @@ def evaluate_saved(result_path: Path, conditions: Sequence[Condition], device: s
                    seed: int = CONDITION_SEED) -> Path:
     """Score a saved run under `conditions`; writes (and returns) its `curves-seed<k>.json`."""
     from bench.results import curves_path, environment, write_json_atomic
-    from bench.runner import _device_name
-    from bench.train import _eval_batch_size
+    from bench.runner import device_name
+    from bench.train import eval_batch_size
 
     rec, model, data, dev = load_saved_run(result_path, device)
-    curves = robustness_curves(model, data.test, dev, _eval_batch_size(model), rec["config"]["run"].get("amp", True),
+    curves = robustness_curves(model, data.test, dev, eval_batch_size(model), rec["config"]["run"].get("amp", True),
                                rec["task"], conditions, seed)
     out = curves_path(result_path)
     write_json_atomic(out, {"result": Path(result_path).name, "state_sha256": rec["state"]["sha256"],
-                            "device": _device_name(dev), **environment(), "robustness_curves": curves})
+                            "device": device_name(dev), **environment(), "robustness_curves": curves})
     return out

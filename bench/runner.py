@@ -311,7 +311,7 @@ def execute_run(p: PlannedRun, data: MSAData, progress: bool) -> dict[str, Any]:
         from bench.robustness import save_state
 
         fields["state"] = save_state(model, run.result_path())
-    return {**_header(p, data, "ok"), **fields, "device": _device_name(device), "threads": thread_record()}
+    return {**_header(p, data, "ok"), **fields, "device": device_name(device), "threads": thread_record()}
 
 
 def _header(p: PlannedRun, data: MSAData | None, status: str) -> dict[str, Any]:
@@ -336,7 +336,7 @@ def _header(p: PlannedRun, data: MSAData | None, status: str) -> dict[str, Any]:
     return out
 
 
-def _device_name(device) -> str:
+def device_name(device) -> str:
     import torch
 
     if device.type == "cuda":

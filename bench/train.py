@@ -197,17 +197,17 @@ class TrainState:
         self.data = TrainingSplits(self.data.train, self.data.valid)
 
     def predict(self, split: Split, drop: frozenset = frozenset()) -> tuple[torch.Tensor, float]:
-        return predict(self.model, split, self.device, _eval_batch_size(self.model), drop, self.amp)
+        return predict(self.model, split, self.device, eval_batch_size(self.model), drop, self.amp)
 
     def coalition_utilities(self, split: Split, utility: Callable[[torch.Tensor, torch.Tensor], float]):
-        return coalition_utilities(self.model, split, self.device, _eval_batch_size(self.model), utility, self.amp)
+        return coalition_utilities(self.model, split, self.device, eval_batch_size(self.model), utility, self.amp)
 
     def group_lrs(self, optimizer: Optional[torch.optim.Optimizer] = None) -> dict[str, float]:
         """{group name: lr} of `optimizer` (default: the stage's, `self.optimizer`)."""
         return {g.get("name", str(i)): g["lr"] for i, g in enumerate((optimizer or self.optimizer).param_groups)}
 
 
-def _eval_batch_size(model: MSAModel) -> int:
+def eval_batch_size(model: MSAModel) -> int:
     return model.cfg.eval_batch_size or model.cfg.batch_size
 
 
@@ -511,7 +511,7 @@ def validate_epoch(run: _Run, s: _StageSettings, record: dict[str, Any]) -> dict
     """Validation metrics (and, in the same pass, every modality coalition) into `record`."""
     model, data, cfg = run.model, run.data, run.model.cfg
     shapley = run.contributions and s.stage.contributions
-    results = evaluate(model, data.valid, run.state.device, _eval_batch_size(model),
+    results = evaluate(model, data.valid, run.state.device, eval_batch_size(model),
                        COALITIONS if shapley else (ALL,), run.state.amp)
     val_preds, val_loss = results[ALL]
     valid = compute_metrics(cfg.task, val_preds.numpy(), data.valid.labels.numpy(), data.info.name)
@@ -587,7 +587,7 @@ def run_stage(run: _Run, stage: Stage, stage_data: Any = None) -> dict[str, Any]
 def test_once(run: _Run, robustness: bool) -> dict[str, Any]:
     """The test split, scored once with the selected state (every coalition if `robustness`)."""
     model, data, task = run.model, run.data, run.model.cfg.task
-    results = evaluate(model, data.test, run.state.device, _eval_batch_size(model),
+    results = evaluate(model, data.test, run.state.device, eval_batch_size(model),
                        COALITIONS if robustness else (ALL,), run.state.amp)
     test_preds, test_loss = results[ALL]
     labels = data.test.labels.numpy()
@@ -657,18 +657,29 @@ def train_and_test(
         model.stage = declared[-1].name if declared else None  # evaluate as the last stage trained
     last = stages[-1]
     # -- test once, with the state selected on validation ----------------------------------
-    with _recording_nondeterminism(run.nondeterministic):
-        tested = test_once(run, robustness) if test else {"metrics": {}}
-        if test and curves:  # evaluation only, on the state just tested
-            from bench.robustness import robustness_curves
-
-            tested["robustness_curves"] = robustness_curves(model, data.test, device, _eval_batch_size(model),
-                                                            amp, model.cfg.task)
+    tested = _test_phase(run, data, device, amp, robustness if test else None, curves)
     tested["metrics"]["valid"] = last["valid"]
     if test and model.cfg.task == "iemocap":
         tested["metrics"]["majority_baseline"] = iemocap_majority_baseline(
             data.train.labels.numpy(), data.test.labels.numpy())
     return _training_fields(run, stages, tested, bool(declared), wall_start, device)
+
+
+def _test_phase(run: _Run, data: MSAData, device: torch.device, amp: bool, robustness: Optional[bool],
+                curves: bool) -> dict[str, Any]:
+    """The one test pass with the state selected on validation (`robustness` None: no test at
+    all, a tuning trial) and, with `curves`, the robustness curves of that state (evaluation only)."""
+    model = run.model
+    with _recording_nondeterminism(run.nondeterministic):
+        if robustness is None:
+            return {"metrics": {}}
+        tested = test_once(run, robustness)
+        if curves:
+            from bench.robustness import robustness_curves
+
+            tested["robustness_curves"] = robustness_curves(model, data.test, device, eval_batch_size(model),
+                                                            amp, model.cfg.task)
+    return tested
 
 
 def _training_fields(run: _Run, stages: list[dict], tested: dict[str, Any], staged: bool, wall_start: float,

@@ -160,7 +160,7 @@ SEARCH_SPACE = {
 
 @register_model("graph_mfn", config=GraphMFNConfig, presets=PRESETS, default_preset="mmsa", search_space=SEARCH_SPACE,
                 display_name="Graph-MFN", paper="Zadeh et al., ACL 2018",
-                reference="https://github.com/A2Zadeh/CMU-MultimodalSDK; MMSA==2.2.1", family="memory fusion", order=25)
+                reference="https://github.com/A2Zadeh/CMU-MultimodalSDK; MMSA==2.2.1", family="memory fusion", order=29)
 def graph_mfn(cfg: GraphMFNConfig) -> GraphMFN:
     """Graph-MFN: MFN with the Dynamic Fusion Graph in place of the delta-memory attention."""
     return GraphMFN(cfg)

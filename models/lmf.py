@@ -95,7 +95,7 @@ SEARCH_SPACE = {
 @register_model("lmf", config=LMFConfig, presets=PRESETS, default_preset="mmsa", search_space=SEARCH_SPACE,
                 display_name="LMF", paper="Liu et al., ACL 2018",
                 reference="https://github.com/thuiar/MMSA; MMSA==2.2.1",
-                family="tensor fusion", order=24)
+                family="tensor fusion", order=26)
 def lmf(cfg: LMFConfig) -> LMF:
     """LMF (Liu et al., ACL 2018): low-rank factorised tensor fusion of per-modality encodings."""
     return LMF(cfg)

@@ -190,7 +190,7 @@ SEARCH_SPACE = {
 
 @register_model("mctn", config=MCTNConfig, presets=PRESETS, default_preset="mmsa", search_space=SEARCH_SPACE,
                 display_name="MCTN", paper="Pham et al., AAAI 2019",
-                reference="https://github.com/thuiar/MMSA; MMSA==2.2.1", family="recurrent fusion", order=27)
+                reference="https://github.com/thuiar/MMSA; MMSA==2.2.1", family="recurrent fusion", order=32)
 def mctn(cfg: MCTNConfig) -> MCTN:
     """MCTN (Pham et al., AAAI 2019): cyclic text -> vision -> text and -> audio translations, text at test time."""
     return MCTN(cfg)

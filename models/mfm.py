@@ -201,7 +201,7 @@ SEARCH_SPACE = {
 
 @register_model("mfm", config=MFMConfig, presets=PRESETS, default_preset="mmsa", search_space=SEARCH_SPACE,
                 display_name="MFM", paper="Tsai et al., ICLR 2019",
-                reference="https://github.com/thuiar/MMSA; MMSA==2.2.1", family="recurrent fusion", order=26)
+                reference="https://github.com/thuiar/MMSA; MMSA==2.2.1", family="recurrent fusion", order=31)
 def mfm(cfg: MFMConfig) -> MFM:
     """MFM (Tsai et al., ICLR 2019): MFN discriminative factor + per-modality generative factors."""
     return MFM(cfg)

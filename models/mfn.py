@@ -96,7 +96,7 @@ SEARCH_SPACE = {
 
 @register_model("mfn", config=MFNConfig, presets=PRESETS, default_preset="mmsa", search_space=SEARCH_SPACE,
                 display_name="MFN", paper="Zadeh et al., AAAI 2018",
-                reference="https://github.com/pliang279/MFN; MMSA==2.2.1", family="memory fusion", order=24)
+                reference="https://github.com/pliang279/MFN; MMSA==2.2.1", family="memory fusion", order=28)
 def mfn(cfg: MFNConfig) -> MFN:
     """MFN: per-modality LSTMCells, delta-memory attention, gated multi-view memory."""
     return MFN(cfg)

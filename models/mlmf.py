@@ -122,7 +122,7 @@ SEARCH_SPACE = {
                 unsupported=UNSUPPORTED,
                 display_name="MLMF", paper="Yu et al., ACL 2020",
                 reference="https://github.com/thuiar/MMSA; MMSA==2.2.1",
-                family="tensor fusion", order=25)
+                family="tensor fusion", order=27)
 def mlmf(cfg: MLMFConfig) -> MLMF:
     """MLMF (Yu et al., ACL 2020): LMF with unimodal heads trained on SIMS' unimodal labels."""
     return MLMF(cfg)

@@ -119,7 +119,7 @@ SEARCH_SPACE = {
                 unsupported=UNSUPPORTED,
                 display_name="MTFN", paper="Yu et al., ACL 2020",
                 reference="https://github.com/thuiar/MMSA; MMSA==2.2.1",
-                family="tensor fusion", order=23)
+                family="tensor fusion", order=25)
 def mtfn(cfg: MTFNConfig) -> MTFN:
     """MTFN (Yu et al., ACL 2020): TFN with unimodal heads trained on SIMS' unimodal labels."""
     return MTFN(cfg)

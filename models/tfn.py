@@ -91,7 +91,7 @@ SEARCH_SPACE = {
 @register_model("tfn", config=TFNConfig, presets=PRESETS, default_preset="mmsa", search_space=SEARCH_SPACE,
                 display_name="TFN", paper="Zadeh et al., EMNLP 2017",
                 reference="https://github.com/thuiar/MMSA; MMSA==2.2.1",
-                family="tensor fusion", order=22)
+                family="tensor fusion", order=24)
 def tfn(cfg: TFNConfig) -> TFN:
     """TFN (Zadeh et al., EMNLP 2017): outer product of per-modality encodings, then an MLP."""
     return TFN(cfg)

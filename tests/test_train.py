@@ -206,7 +206,7 @@ def test_every_coalition_is_scored_from_its_own_masked_pass(small_synthetic):
     coalitions = res["robustness"]["coalitions"]
     assert set(coalitions) == {"t", "a", "v", "ta", "tv", "av", "tav"}
     for key, metrics in coalitions.items():
-        preds, loss = train_mod.predict(model, test, torch.device("cpu"), train_mod._eval_batch_size(model),
+        preds, loss = train_mod.predict(model, test, torch.device("cpu"), train_mod.eval_batch_size(model),
                                         drop=train_mod.ALL - set(key))
         assert metrics == pytest.approx({**compute_metrics("regression", preds.numpy(), labels), "loss": loss},
                                         rel=1e-5, abs=1e-6), key
