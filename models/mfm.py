@@ -12,7 +12,7 @@ evaluation too, but they never reach its prediction or its validation loss).
 
 Sequences of different lengths (CH-SIMS: MMSA has it only unaligned) are first aligned to the
 text's length as MMSA's AMIO does for `need_model_aligned` models (AlignSubNet `avg_pool`,
-models/layers/align.py); MMSA's aligned_50 files need no alignment.
+models/layers/mmsa_align.py); MMSA's aligned_50 files need no alignment.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import ModelConfig, ModelOutput, MSAModel, sum_terms, task_loss
-from models.layers.align import align_to_text
+from models.layers.mmsa_align import align_to_text
 from models.layers.mfn import MFNCore, TwoLayer
 from models.registry import choice, register_model
 
@@ -105,7 +105,8 @@ class MFM(MSAModel):
         self.head = TwoLayer(fy, fy, cfg.n_out, cfg.fy_to_y_dropout)  # fy_to_y_fc1/fc2
 
     def _inputs(self, batch) -> dict[str, torch.Tensor]:
-        return align_to_text({"t": batch.text_feats, "a": batch.audio, "v": batch.vision})  # MMSA need_model_aligned
+        t, a, v = align_to_text(batch.text_feats, batch.audio, batch.vision)  # MMSA need_model_aligned
+        return {"t": t, "a": a, "v": v}
 
     def forward(self, batch) -> ModelOutput:
         x = self._inputs(batch)

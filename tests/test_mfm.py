@@ -9,7 +9,7 @@ import torch
 
 from models import create_model
 from models.base import count_parameters
-from models.layers.align import avg_pool_align
+from models.layers.mmsa_align import avg_pool_align
 from models.mfm import mmd
 
 GOLDEN = Path(__file__).parent / "golden_ref" / "mfm.json"

@@ -19,6 +19,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from torch.nn.init import xavier_normal_
 
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
+from models.layers.mmsa_align import time_mean
 from models.protocol import Batch
 
 
@@ -63,13 +64,6 @@ class TextSubNet(nn.Module):
         return self.linear_1(self.dropout(h_n[0]))  # MMSA: final_states[0].squeeze(0)
 
 
-def time_mean(x: torch.Tensor) -> torch.Tensor:
-    """(B, T, d) -> (B, d): the mean over every step, padding included, NaN -> 0 (MMSA
-    data_loader.py `__normalize`)."""
-    mean = x.mean(dim=1)
-    return torch.where(mean.isnan(), torch.zeros_like(mean), mean)
-
-
 class ModalityEncoders(nn.ModuleDict):
     """{"t": TextSubNet, "a": SubNet, "v": SubNet} on MMSA's inputs (text sequence, time-averaged
     audio and vision). hidden_dims and dropouts in msabench's t/a/v order."""
@@ -85,8 +79,8 @@ class ModalityEncoders(nn.ModuleDict):
 
     def encode(self, batch: Batch) -> dict[str, torch.Tensor]:
         lengths = batch.text_lengths if self.packed_text else None
-        return {"t": self["t"](batch.text_feats, lengths), "a": self["a"](time_mean(batch.audio)),
-                "v": self["v"](time_mean(batch.vision))}
+        return {"t": self["t"](batch.text_feats, lengths), "a": self["a"](time_mean(batch.audio)[:, 0]),
+                "v": self["v"](time_mean(batch.vision)[:, 0])}
 
 
 class PostLayers(nn.Module):
