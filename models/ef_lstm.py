@@ -72,13 +72,17 @@ _MMSA_SIMS = replace(
     _MMSA_MOSI, dims=(768, 33, 709), setting="unaligned", seq_len=39,  # SIMS unaligned_39 only: AMIO pools to 39
     hidden=32, num_layers=3, dropout=0.5, batch_size=128, lr=5e-4, weight_decay=1e-3,  # MMSA sims
 )
+# CH-SIMS v2 (harness decision: MMSA 2.2.1 has no simsv2 entry): the SIMS preset, ch-simsv2s.pkl's widths
+# and text length
+_SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177), seq_len=50)
 # synthetic "demo" (harness decision): a narrower, shallower LSTM so a CPU epoch takes seconds
 _DEMO = replace(_MMSA_MOSI, hidden=32, num_layers=2, max_epochs=5, early_stop_patience=2)
 
 PRESETS = {
     ("mosi", "mmsa"): _MMSA_MOSI,
     ("mosei", "mmsa"): _MMSA_MOSEI,
-    ("sims", "mmsa"): _MMSA_SIMS,  # MMSA 2.2.1 has no SIMS v2 configuration for EF-LSTM
+    ("sims", "mmsa"): _MMSA_SIMS,
+    ("simsv2", "mmsa"): _SIMSV2,
     ("synthetic", "demo"): _DEMO,
 }
 _TUNE = "MMSA 2.2.1 config_tune.json ef_lstm"

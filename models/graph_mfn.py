@@ -135,13 +135,16 @@ _MMSA_SIMS = replace(
     gamma1_hidden=32, gamma1_dropout=0.2, gamma2_hidden=32, gamma2_dropout=0.7, out_hidden=256, out_dropout=0.2,
     batch_size=64, lr=5e-4, weight_decay=1e-3,
 )
+# CH-SIMS v2 (harness decision: MMSA 2.2.1 has no simsv2 entry): the SIMS preset, ch-simsv2s.pkl's widths
+_SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
 # synthetic "demo" (harness decision): MMSA's MOSEI widths, so a CPU epoch over 50 steps takes seconds
 _DEMO = replace(_MMSA_MOSEI, dims=(768, 5, 20), inner_node_dim=32, memsize=64, max_epochs=5, early_stop_patience=2)
 
 PRESETS = {
     ("mosi", "mmsa"): _MMSA_MOSI,
     ("mosei", "mmsa"): _MMSA_MOSEI,
-    ("sims", "mmsa"): _MMSA_SIMS,  # MMSA 2.2.1 has no SIMS v2 configuration for Graph-MFN
+    ("sims", "mmsa"): _MMSA_SIMS,
+    ("simsv2", "mmsa"): _SIMSV2,
     ("synthetic", "demo"): _DEMO,
 }
 _TUNE = "MMSA 2.2.1 config_tune.json graph_mfn"

@@ -49,13 +49,16 @@ _MMSA_SIMS = replace(
     audio_dropout=0.3, video_dropout=0.3, text_dropout=0.3, post_fusion_dropout=0.5,
     batch_size=128, lr=5e-3, weight_decay=5e-3,
 )
+# CH-SIMS v2 (harness decision: MMSA 2.2.1 has no simsv2 entry): the SIMS preset, ch-simsv2s.pkl's widths
+_SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
 # synthetic "demo" (harness decision): MMSA mosi widths are already CPU-fast; fewer epochs
 _DEMO = replace(_MMSA_MOSI, batch_size=32, max_epochs=5, early_stop_patience=2)
 
 PRESETS = {
     ("mosi", "mmsa"): _MMSA_MOSI,
     ("mosei", "mmsa"): _MMSA_MOSEI,
-    ("sims", "mmsa"): _MMSA_SIMS,  # MMSA 2.2.1 has no SIMS v2 configuration for LF-DNN
+    ("sims", "mmsa"): _MMSA_SIMS,
+    ("simsv2", "mmsa"): _SIMSV2,
     ("synthetic", "demo"): _DEMO,
 }
 _TUNE = "MMSA 2.2.1 config_tune.json lf_dnn"

@@ -71,11 +71,14 @@ _MMSA_MOSEI = LMFConfig(dims=(768, 74, 35), hidden_dims=(128, 16, 128), dropouts
                         batch_size=32, lr=1e-3, factor_lr=1e-3, weight_decay=1e-3, **_COMMON)  # MMSA lmf mosei
 _MMSA_SIMS = LMFConfig(dims=(768, 33, 709), hidden_dims=(64, 16, 64), dropouts=(0.2, 0.2, 0.2, 0.2), rank=4,
                        batch_size=64, lr=2e-3, factor_lr=5e-4, weight_decay=5e-3, **_COMMON)  # MMSA lmf sims
+# CH-SIMS v2 (harness decision: MMSA 2.2.1 has no simsv2 entry): the SIMS preset, ch-simsv2s.pkl's widths
+_SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
 _DEMO = replace(_MMSA_MOSI, max_epochs=5, early_stop_patience=2)  # synthetic (harness decision): short budget
 PRESETS = {
     ("mosi", "mmsa"): _MMSA_MOSI,
     ("mosei", "mmsa"): _MMSA_MOSEI,
     ("sims", "mmsa"): _MMSA_SIMS,
+    ("simsv2", "mmsa"): _SIMSV2,
     ("synthetic", "demo"): _DEMO,
 }
 # `bench tune` search space: MMSA 2.2.1 config_tune.json `lmf` debugParams (MMSA name in brackets)

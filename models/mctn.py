@@ -172,12 +172,20 @@ _MMSA_MOSI = MCTNConfig(
 # MMSA 2.2.1 has no mosei entry for mctn (its run fails there): MOSI's values on MOSEI's widths
 # (harness decision); MMSA's trainer would also stop each MOSEI epoch after 2 batches (a bug, not kept)
 _MMSA_MOSEI = replace(_MMSA_MOSI, dims=(768, 74, 35))
+# CH-SIMS / CH-SIMS v2: MMSA 2.2.1 configures neither for mctn, and has no aligned CH-SIMS file (its
+# need_data_aligned run falls back to unaligned_39, whose 39 text steps meet 50 audio/vision steps and
+# fail). Harness decision: MOSI's values on the CH-SIMS widths, max_seq_len = the text length (39 / 50),
+# so audio and vision are cut to their first 39 / 50 frames by the model's own cut (MMSA's mechanism)
+_SIMS = replace(_MMSA_MOSI, dims=(768, 33, 709), setting="unaligned", max_seq_len=39)
+_SIMSV2 = replace(_SIMS, dims=(768, 25, 177), max_seq_len=50)
 # synthetic "demo" (harness decision): MOSI's configuration with hid_dim 16, 5 epochs
 _DEMO = replace(_MMSA_MOSI, hid_dim=16, lr=1e-3, max_epochs=5, early_stop_patience=2)
 
 PRESETS = {
     ("mosi", "mmsa"): _MMSA_MOSI,
     ("mosei", "mmsa"): _MMSA_MOSEI,
+    ("sims", "mmsa"): _SIMS,
+    ("simsv2", "mmsa"): _SIMSV2,
     ("synthetic", "demo"): _DEMO,
 }
 # `bench tune` search space (harness decision: MMSA 2.2.1 config_tune.json has no mctn entry)

@@ -165,6 +165,8 @@ _MMSA_SIMS = MFMConfig(
     lda_mmd=200.0, lda_x=(0.5, 0.01, 0.01),
     batch_size=128, weight_decay=5e-3, **_TRAIN,
 )
+# CH-SIMS v2 (harness decision: MMSA 2.2.1 has no simsv2 entry): the SIMS preset, ch-simsv2s.pkl's widths
+_SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
 # synthetic "demo" (harness decision): MOSI's configuration at a quarter of its widths, 5 epochs
 _DEMO = replace(_MMSA_MOSI, hidden_dims=(32, 8, 32), mem_size=16, att1=(8, 0.7), att2=(16, 0.0), gamma1=(8, 0.0),
                 gamma2=(16, 0.5), out_hidden=32, z_sizes=(20, 16, 20, 20), f_sizes=(16, 8, 4, 16),
@@ -173,7 +175,8 @@ _DEMO = replace(_MMSA_MOSI, hidden_dims=(32, 8, 32), mem_size=16, att1=(8, 0.7),
 PRESETS = {
     ("mosi", "mmsa"): _MMSA_MOSI,
     ("mosei", "mmsa"): _MMSA_MOSEI,
-    ("sims", "mmsa"): _MMSA_SIMS,  # MMSA 2.2.1 has no simsv2 entry for mfm
+    ("sims", "mmsa"): _MMSA_SIMS,
+    ("simsv2", "mmsa"): _SIMSV2,
     ("synthetic", "demo"): _DEMO,
 }
 # `bench tune` search space: MMSA 2.2.1 config_tune.json `mfm` debugParams. Not searched: learning_rate,

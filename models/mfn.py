@@ -69,6 +69,8 @@ _MMSA_SIMS = replace(
     gamma1_hidden=64, gamma1_dropout=0.2, gamma2_hidden=64, gamma2_dropout=0.7, out_hidden=64, out_dropout=0.7,
     batch_size=32, lr=1e-3, weight_decay=0.0,
 )
+# CH-SIMS v2 (harness decision: MMSA 2.2.1 has no simsv2 entry): the SIMS preset, ch-simsv2s.pkl's widths
+_SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
 # synthetic "demo" (harness decision): MMSA's SIMS widths, so a CPU epoch over 50 steps takes seconds
 _DEMO = replace(_MMSA_MOSI, hidden_dims=(64, 16, 64), memsize=64, gamma1_hidden=64, gamma2_hidden=64, out_hidden=64,
                 batch_size=32, max_epochs=5, early_stop_patience=2)
@@ -76,7 +78,8 @@ _DEMO = replace(_MMSA_MOSI, hidden_dims=(64, 16, 64), memsize=64, gamma1_hidden=
 PRESETS = {
     ("mosi", "mmsa"): _MMSA_MOSI,
     ("mosei", "mmsa"): _MMSA_MOSEI,
-    ("sims", "mmsa"): _MMSA_SIMS,  # MMSA 2.2.1 has no SIMS v2 configuration for MFN
+    ("sims", "mmsa"): _MMSA_SIMS,
+    ("simsv2", "mmsa"): _SIMSV2,
     ("synthetic", "demo"): _DEMO,
 }
 _TUNE = "MMSA 2.2.1 config_tune.json mfn"

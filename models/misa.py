@@ -201,12 +201,14 @@ _MMSA_SIMS = replace(  # MMSA misa sims: pretrained bert-base-chinese (weight_de
     _MMSA_MOSI, dims=(768, 33, 709), text_encoder="bert-base-chinese", batch_size=64, lr=1e-4,
     clip_grad_value=1.0, hidden_size=128, dropout=0.0, diff_weight=0.3, sim_weight=1.0, recon_weight=0.8,
 )
+# CH-SIMS v2 (harness decision: MMSA 2.2.1 has no simsv2 entry): the SIMS preset, ch-simsv2s.pkl's widths
+_SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
 # synthetic `demo` (harness decision): tiny random-init BERT, lr 5e-4 as it learns from scratch,
 # hidden 32, batch 32, 4 epochs
 _DEMO = replace(_MMSA_MOSI, text_encoder="tiny", text_vocab_size=2048, lr=5e-4, hidden_size=32,
                 batch_size=32, max_epochs=4, early_stop_patience=2)
 PRESETS = {("mosi", "mmsa"): _MMSA_MOSI, ("mosei", "mmsa"): _MMSA_MOSEI, ("sims", "mmsa"): _MMSA_SIMS,
-           ("synthetic", "demo"): _DEMO}
+           ("simsv2", "mmsa"): _SIMSV2, ("synthetic", "demo"): _DEMO}
 UNSUPPORTED = {"iemocap": "needs BERT token ids; IEMOCAP's MulT pickles carry GloVe vectors only"}
 
 # `bench tune` search space: MMSA 2.2.1 config/config_tune.json `misa` debugParams (MMSA name in

@@ -109,11 +109,14 @@ _MMSA_SIMS = MLFDNNConfig(
     batch_size=32,
     max_epochs=200, early_stop_patience=8,  # early_stop 8; the 200-epoch cap is a harness decision
 )
+# CH-SIMS v2 (harness decision: MMSA 2.2.1 has no simsv2 entry): the SIMS preset, ch-simsv2s.pkl's widths
+_SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
 # synthetic "demo" (harness decision): MMSA's SIMS widths on MOSI-shaped dims, fewer epochs
 _DEMO = replace(_MMSA_SIMS, dims=(768, 5, 20), max_epochs=5, early_stop_patience=2)
 
 PRESETS = {
-    ("sims", "mmsa"): _MMSA_SIMS,  # MMSA 2.2.1 has no SIMS v2 configuration for MLF-DNN
+    ("sims", "mmsa"): _MMSA_SIMS,
+    ("simsv2", "mmsa"): _SIMSV2,
     ("synthetic", "demo"): _DEMO,
 }
 _SIMS_ONLY = ("MMSA 2.2.1 trains MLF-DNN on CH-SIMS only (trains/multiTask/MLF_DNN.py asserts dataset_name == "

@@ -87,9 +87,11 @@ _MMSA_SIMS = MLMFConfig(
     text_weight_decay=1e-4, audio_weight_decay=0.0, video_weight_decay=1e-4,
     max_epochs=200, early_stop_patience=8,
 )
+# CH-SIMS v2 (harness decision: MMSA 2.2.1 has no simsv2 entry): the SIMS preset, ch-simsv2s.pkl's widths
+_SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
 # synthetic "demo" (harness decision): MMSA's SIMS model on MOSI-shaped inputs, a short budget
 _DEMO = replace(_MMSA_SIMS, dims=(768, 5, 20), max_epochs=5, early_stop_patience=2)
-PRESETS = {("sims", "mmsa"): _MMSA_SIMS, ("synthetic", "demo"): _DEMO}
+PRESETS = {("sims", "mmsa"): _MMSA_SIMS, ("simsv2", "mmsa"): _SIMSV2, ("synthetic", "demo"): _DEMO}
 _SIMS_ONLY = ("MMSA 2.2.1 runs MLMF on SIMS only (trains/multiTask/MLMF.py asserts the dataset is SIMS) and has "
               "no configuration for it here; its heads need unimodal labels")
 UNSUPPORTED = {"mosi": _SIMS_ONLY, "mosei": _SIMS_ONLY}

@@ -281,11 +281,13 @@ _MMSA_MOSI = MMIMConfig(  # MMSA config_regression.json mmim (commonParams + mos
 _MMSA_MOSEI = replace(_MMSA_MOSI, dims=(768, 74, 35),  # MMSA mmim mosei: the same values
                       mmilb_fraction=0.5)  # train_mmilb: "for mosei we only use 50% dataset in stage 1"
 _MMSA_SIMS = replace(_MMSA_MOSI, dims=(768, 33, 709), text_encoder="bert-base-chinese")  # MMSA mmim sims
+# CH-SIMS v2 (harness decision: MMSA 2.2.1 has no simsv2 entry): the SIMS preset, ch-simsv2s.pkl's widths
+_SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
 # synthetic `demo` (harness decision): tiny random-init BERT, lr_bert 5e-4 as it learns from scratch, 4 epochs
 _DEMO = replace(_MMSA_MOSI, text_encoder="tiny", text_vocab_size=2048, lr_bert=5e-4, max_epochs=4,
                 early_stop_patience=2)
 PRESETS = {("mosi", "mmsa"): _MMSA_MOSI, ("mosei", "mmsa"): _MMSA_MOSEI, ("sims", "mmsa"): _MMSA_SIMS,
-           ("synthetic", "demo"): _DEMO}
+           ("simsv2", "mmsa"): _SIMSV2, ("synthetic", "demo"): _DEMO}
 
 # `bench tune` search space: MMSA 2.2.1 config/config_tune.json `mmim` debugParams (MMSA name in brackets)
 _TUNE = "MMSA 2.2.1 config_tune.json mmim"

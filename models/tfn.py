@@ -65,6 +65,8 @@ _MMSA_MOSEI = TFNConfig(dims=(768, 74, 35), hidden_dims=(128, 16, 128), text_out
                         dropouts=(0.4, 0.4, 0.4, 0.4), batch_size=128, lr=5e-3, **_COMMON)  # MMSA tfn mosei
 _MMSA_SIMS = TFNConfig(dims=(768, 33, 709), hidden_dims=(128, 32, 128), text_out=256, post_fusion_dim=32,
                        dropouts=(0.4, 0.4, 0.4, 0.4), batch_size=32, lr=5e-4, **_COMMON)  # MMSA tfn sims
+# CH-SIMS v2 (harness decision: MMSA 2.2.1 has no simsv2 entry): the SIMS preset, ch-simsv2s.pkl's widths
+_SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
 # synthetic "demo" (harness decision): MMSA MOSI's model, a short epoch budget, and the text LSTM
 # stopped at each sample's last valid step: over the synthetic text's zero padding (up to 38 steps)
 # an untrained LSTM forgets the text, and masking it moves the prediction by < 1e-6
@@ -73,6 +75,7 @@ PRESETS = {
     ("mosi", "mmsa"): _MMSA_MOSI,
     ("mosei", "mmsa"): _MMSA_MOSEI,
     ("sims", "mmsa"): _MMSA_SIMS,
+    ("simsv2", "mmsa"): _SIMSV2,
     ("synthetic", "demo"): _DEMO,
 }
 # `bench tune` search space: MMSA 2.2.1 config_tune.json `tfn` debugParams (MMSA name in brackets)
