@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers.memory_fusion import MemoryFusionConfig, MemoryFusionNet
+from models.layers.memory_fusion import MemoryFusion, MemoryFusionConfig, MemoryFusionNet, State
 from models.registry import choice, register_model
 
 DFG_HIDDEN = 100  # MMSA: nn.Linear(100, inner_node_dim) is the pattern / efficacy core, in_features 100
@@ -93,22 +93,29 @@ class DynamicFusionGraph(nn.Module):
         return self.t_network(torch.cat(top, dim=1)), efficacies
 
 
-class GraphMFN(MemoryFusionNet):
-    cfg: GraphMFNConfig
+class GraphFusion(MemoryFusion):
+    """The MFN recurrence with the Dynamic Fusion Graph as its attention (MMSA's Graph_MFN network)."""
 
     def __init__(self, cfg: GraphMFNConfig):
-        super().__init__(cfg, attended_dim=cfg.inner_node_dim)
+        blocks = {k: cfg.block(k) for k in ("att2", "gamma1", "gamma2", "out")}
+        super().__init__(cfg.dims, cfg.hidden_dims, cfg.memsize, cfg.inner_node_dim, blocks, cfg.n_out)
         dh_l, dh_a, dh_v = cfg.hidden_dims
         # singleton sizes = the hidden sizes (MMSA: singleton_*_size from hidden_dims)
         self.l_transform, self.a_transform = nn.Linear(2 * dh_l, dh_l), nn.Linear(2 * dh_a, dh_a)
         self.v_transform = nn.Linear(2 * dh_v, dh_v)
         self.graph_mfn = DynamicFusionGraph(cfg.hidden_dims, cfg.inner_node_dim, fixed_nodes=not cfg.train_dfg_nodes)
 
-    def attend(self, prev: dict[str, tuple[torch.Tensor, torch.Tensor]],
-               new: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    def attend(self, prev: State, new: State) -> torch.Tensor:
         singletons = [F.relu(getattr(self, f"{letter}_transform")(torch.cat([prev[m][0], new[m][0]], dim=1)))
                       for m, letter in zip("tav", "lav", strict=True)]
         return self.graph_mfn(singletons)[0]
+
+
+class GraphMFN(MemoryFusionNet):
+    cfg: GraphMFNConfig
+
+    def __init__(self, cfg: GraphMFNConfig):
+        super().__init__(cfg, GraphFusion(cfg))
 
 
 # -- presets ------------------------------------------------

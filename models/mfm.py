@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import ModelConfig, ModelOutput, MSAModel, sum_terms, task_loss
+from models.layers.memory_fusion import DeltaMemoryFusion
 from models.layers.mmsa_align import align_to_text
-from models.layers.mfn import MFNCore, TwoLayer
 from models.registry import choice, register_model
 
 
@@ -38,7 +38,7 @@ class MFMConfig(ModelConfig):
     att2: tuple[int, float] = (64, 0.0)  # NN2Config
     gamma1: tuple[int, float] = (32, 0.0)  # gamma1Config
     gamma2: tuple[int, float] = (64, 0.5)  # gamma2Config
-    out_hidden: int = 128  # MFN outConfig shapes: its head is built, never used by MFM (unused_out_fc*)
+    out_hidden: int = 128  # MFN outConfig shapes: its head is built, never used by MFM (mfn.out_*)
     z_sizes: tuple[int, int, int, int] = (80, 64, 80, 80)  # zy, zl, za, zv
     f_sizes: tuple[int, int, int, int] = (64, 32, 16, 64)  # fy, fl, fa, fv
     z_to_f_dropout: tuple[float, float, float, float] = (0.5, 0.5, 0.7, 0.5)  # zy/zl/za/zv_to_f*_dropout
@@ -56,6 +56,17 @@ def mmd(z: torch.Tensor) -> torch.Tensor:
         return torch.exp(-(x.unsqueeze(1) - y.unsqueeze(0)).pow(2).mean(2) / float(x.shape[1]))
 
     return kernel(prior, prior).mean() + kernel(z, z).mean() - 2.0 * kernel(prior, z).mean()
+
+
+class TwoLayer(nn.Module):
+    """fc2(dropout(relu(fc1(x)))): MMSA's `*_fc1` / `*_fc2` / `*_dropout` triples."""
+
+    def __init__(self, d_in: int, hidden: int, d_out: int, dropout: float):
+        super().__init__()
+        self.fc1, self.fc2, self.dropout = nn.Linear(d_in, hidden), nn.Linear(hidden, d_out), nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.dropout(F.relu(self.fc1(x))))
 
 
 class SeqEncoder(nn.Module):
@@ -89,6 +100,7 @@ class SeqDecoder(nn.Module):
 
 class MFM(MSAModel):
     cfg: MFMConfig
+    no_grad_params = (*MSAModel.no_grad_params, "mfn.out_")  # MMSA's MFN head: built, never called
 
     def __init__(self, cfg: MFMConfig):
         super().__init__(cfg)
@@ -96,9 +108,10 @@ class MFM(MSAModel):
         fy, *f_m = cfg.f_sizes
         self.encoders = nn.ModuleDict({m: SeqEncoder(d, z) for m, d, z in zip("tav", cfg.dims, z_m, strict=True)})
         self.decoders = nn.ModuleDict({m: SeqDecoder(fy + f, d) for m, d, f in zip("tav", cfg.dims, f_m, strict=True)})
-        self.mfn = MFNCore(cfg.dims, cfg.hidden_dims, cfg.mem_size, cfg.att1, cfg.att2, cfg.gamma1, cfg.gamma2)
-        self.unused_out_fc1 = nn.Linear(self.mfn.out_dim, cfg.out_hidden)  # MMSA's MFN head, built and never called
-        self.unused_out_fc2 = nn.Linear(cfg.out_hidden, 1 if cfg.task == "regression" else cfg.n_out)
+        blocks = {"att1": cfg.att1, "att2": cfg.att2, "gamma1": cfg.gamma1, "gamma2": cfg.gamma2,
+                  "out": (cfg.out_hidden, 0.0)}  # MMSA's MFN head (out_*): built, never called by MFM
+        n_mfn_out = 1 if cfg.task == "regression" else cfg.n_out
+        self.mfn = DeltaMemoryFusion(cfg.dims, cfg.hidden_dims, cfg.mem_size, blocks, n_mfn_out)
         self.to_zy = nn.Linear(self.mfn.out_dim, zy)  # last_to_zy_fc1
         self.factor = nn.ModuleDict({k: TwoLayer(z, f, f, p) for k, z, f, p in
                                      zip("ytav", cfg.z_sizes, cfg.f_sizes, cfg.z_to_f_dropout, strict=True)})
@@ -130,7 +143,7 @@ class MFM(MSAModel):
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         return {m: [*self.encoders[m].parameters(), *self.decoders[m].parameters(), *self.factor[m].parameters(),
-                    *self.mfn.lstm[m].parameters()] for m in "tav"}
+                    *self.mfn.cell(m).parameters()] for m in "tav"}
 
 
 # -- presets: MMSA 2.2.1 config_regression.json `mfm` (MMSA names in brackets) ---------------------

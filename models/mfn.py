@@ -13,14 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from models.layers.memory_fusion import MemoryFusionConfig, MemoryFusionNet
+from models.layers.memory_fusion import DeltaMemoryFusion, MemoryFusionConfig, MemoryFusionNet
 from models.registry import choice, register_model
-
-WINDOW = 2  # MMSA windowsize: cStar = [previous cell states, new cell states]; the code needs 2
 
 
 @dataclass(kw_only=True)
@@ -33,16 +27,8 @@ class MFN(MemoryFusionNet):
     cfg: MFNConfig
 
     def __init__(self, cfg: MFNConfig):
-        att_in = sum(cfg.hidden_dims) * WINDOW
-        super().__init__(cfg, attended_dim=att_in)
-        self.att1_fc1, self.att1_fc2 = nn.Linear(att_in, cfg.att1_hidden), nn.Linear(cfg.att1_hidden, att_in)
-        self.att1_dropout = nn.Dropout(cfg.att1_dropout)
-
-    def attend(self, prev: dict[str, tuple[torch.Tensor, torch.Tensor]],
-               new: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        c_star = torch.cat([prev[m][1] for m in "tav"] + [new[m][1] for m in "tav"], dim=1)
-        attention = F.softmax(self.att1_fc2(self.att1_dropout(F.relu(self.att1_fc1(c_star)))), dim=1)
-        return attention * c_star
+        blocks = {k: cfg.block(k) for k in ("att2", "gamma1", "gamma2", "out", "att1")}  # msabench's build order
+        super().__init__(cfg, DeltaMemoryFusion(cfg.dims, cfg.hidden_dims, cfg.memsize, blocks, cfg.n_out))
 
 
 # -- presets ------------------------------------------------

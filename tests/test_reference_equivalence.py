@@ -587,7 +587,8 @@ EF_LSTM = RefMap(weights=_SAME_NAMES, outputs={"M": "pred", "norm": "hook:norm",
                  losses={"L1": "task", "total": "total"}, tamper="lstm.bias_ih_l3")
 LF_DNN = RefMap(weights=_SAME_NAMES, outputs={"M": "pred", **{f"Feature_{m}": f"features.{m}" for m in "tavf"}},
                 losses={"L1": "task", "total": "total"}, tamper="text_subnet.rnn.weight_ih_l0")
-MFN = RefMap(weights=_SAME_NAMES, outputs={"M": "pred", "L": "features.f"}, losses={"L1": "task", "total": "total"},
+_IN_NET = ((r"(.+)", r"net.\1"),)  # MMSA's network names under the model's `net` (models/layers/memory_fusion.py)
+MFN = RefMap(weights=_IN_NET, outputs={"M": "pred", "L": "features.f"}, losses={"L1": "task", "total": "total"},
              tamper="att2_fc1.bias")
 
 
@@ -612,13 +613,13 @@ MLF_DNN = RefMap(weights=_SAME_NAMES,
 def _graph_mfn_efficacies(model: Any, batch: Batch) -> dict[str, torch.Tensor]:
     """The DFG efficacies of every step, (B, T, 19)."""
     steps: list[torch.Tensor] = []
-    handle = model.graph_mfn.efficacy_model.register_forward_hook(lambda _m, _i, out: steps.append(out))
+    handle = model.net.graph_mfn.efficacy_model.register_forward_hook(lambda _m, _i, out: steps.append(out))
     model(batch)
     handle.remove()
     return {"efficacies": torch.stack(steps, dim=1)}
 
 
-GRAPH_MFN = RefMap(weights=_SAME_NAMES, outputs={"M": "pred"}, losses={"L1": "task", "total": "total"},
+GRAPH_MFN = RefMap(weights=_IN_NET, outputs={"M": "pred"}, losses={"L1": "task", "total": "total"},
                    tamper="l_transform.bias", extra_outputs=_graph_mfn_efficacies)
 # -- end of MMSA parity, wave 1 ------------------------------------------------------------------
 
@@ -630,9 +631,7 @@ MFM = RefMap(
         *((rf"encoder_{r}\.lstm\.{_LSTM_CELL}", rf"encoders.{m}.lstm.\1_l0") for r, m in _MMSA_MOD),  # LSTMCell -> nn.LSTM
         *((rf"(en|de)coder_{r}\.fc1\.(weight|bias)", rf"\1coders.{m}.fc1.\2") for r, m in _MMSA_MOD),
         *((rf"decoder_{r}\.lstm\.{_LSTM_CELL}", rf"decoders.{m}.lstm.\1") for r, m in _MMSA_MOD),
-        *((rf"mfn_encoder\.lstm_{r}\.{_LSTM_CELL}", rf"mfn.lstm.{m}.\1") for r, m in _MMSA_MOD),
-        (r"mfn_encoder\.(att1|att2|gamma1|gamma2)_(fc1|fc2)\.(weight|bias)", r"mfn.\1.\2.\3"),
-        (r"mfn_encoder\.out_(fc1|fc2)\.(weight|bias)", r"unused_out_\1.\2"),  # MFN's head: built, never called by MFM
+        (r"mfn_encoder\.(.+)", r"mfn.\1"),  # MMSA's MFN names (its out_* head: built, never called by MFM)
         (r"last_to_zy_fc1\.(weight|bias)", r"to_zy.\1"),
         *((rf"z{r}_to_f{r}_(fc1|fc2)\.(weight|bias)", rf"factor.{m}.\1.\2") for r, m in (*_MMSA_MOD, ("y", "y"))),
         (r"fy_to_y_(fc1|fc2)\.(weight|bias)", r"head.\1.\2"),
