@@ -1,5 +1,5 @@
-"""Writers of small data files in the exact formats msabench reads (specs/data-and-metrics.md
-§2 MMSA feature pickles, §3 MulT pickles; MAG-BERT word-aligned pickles, bench/data/mag.py),
+"""Writers of small data files in the exact formats msabench reads (MMSA
+feature pickles, MulT pickles, MAG-BERT word-aligned pickles, bench/data/mag.py),
 for tests and benchmarks.
 
     from tests.datagen import write_mag, write_mmsa, write_mult

@@ -1,5 +1,5 @@
 """Real-format data end to end: `data check`, sweeps on MMSA and MulT files, and the
-model/data compatibility messages (specs/data-and-metrics.md §3, §4, §8)."""
+model/data compatibility messages."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MMSA feature pickles (specs/data-and-metrics.md §2) and the loader validation (§4),
+"""MMSA feature pickles (bench/data/mmsa.py) and the loader validation (bench/data/validate.py),
 on small files written in the exact format by tests/datagen.py."""
 
 from __future__ import annotations

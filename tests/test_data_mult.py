@@ -1,4 +1,4 @@
-"""MulT pickles (specs/data-and-metrics.md §3): IEMOCAP, and MulT's MOSI/MOSEI files,
+"""MulT pickles (bench/data/mult_pkl.py): IEMOCAP, and MulT's MOSI/MOSEI files,
 on small files written in the exact format by tests/datagen.py."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PaSE (models/pase.py) against specs/pase.md: sizes, prototypes, OT, phases, SGM, ablations."""
+"""PaSE (models/pase.py) : sizes, prototypes, OT, phases, SGM, ablations."""
 
 from __future__ import annotations
 
