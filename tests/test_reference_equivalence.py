@@ -491,10 +491,27 @@ CONFEDE = RefMap(
 # -- end of MSAmba, MCL-MCF, ConFEDE ------------------------------------------------------------
 
 
+ALMT = RefMap(
+    weights=(
+        (r"bertmodel\.model\.(.+)", r"text.bert.\1"),
+        *((rf"embedding_{ref}\.(.+)", rf"embedding.{ours}.\1") for ref, ours in _MMSA_MOD),
+        (r"h_hyper_layer\.layers\.(\d+)\.0\.(.+)", r"h_hyper_layer.\1.\2"),
+        (r"fusion_layer\.CrossTransformerEncoder\.(.+)", r"fusion_layer.\1"),
+        (r"(l_encoder\..+|h_hyper|fusion_layer\.\w+|regression_head\.\w+)", r"\1"),
+    ),
+    outputs={"M": "pred", "fusion": "hook:fusion_layer",
+             **{f"h_{ref}": f"hook:embedding.{ours}#-1" for ref, ours in _MMSA_MOD},
+             **{f"ahl_{i}": f"hook:h_hyper_layer.{i}" for i in range(3)},
+             **{f"l_encoder_{i}": f"hook:l_encoder#{i}" for i in range(3)}},
+    losses={"MSE": "task"},
+    tamper="h_hyper_layer.layers.1.0.fn.to_k_tv.weight",
+)
+
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
                            "clgsi": CLGSI, "mfon": MFON,
                            "kebr": KEBR, "semi_iin": SEMI_IIN,
-                           "msamba": MSAMBA, "mcl_mcf": MCL_MCF, "confede": CONFEDE}
+                           "msamba": MSAMBA, "mcl_mcf": MCL_MCF, "confede": CONFEDE,
+                           "almt": ALMT}
 
 
 # -- the machinery -------------------------------------------------------------------------
