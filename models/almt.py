@@ -132,7 +132,7 @@ class PreNormForward(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.fn = nn.Module()
+        self.fn: Any = nn.Module()  # `fn.net`: the reference's parameter names
         self.fn.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Identity(), nn.Linear(hidden, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,6 +147,11 @@ def encoder_layers(dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int
     )
 
 
+def layer_pairs(layers: nn.ModuleList) -> list[tuple[Any, Any]]:
+    """(attention, feed-forward) of each layer from `encoder_layers`."""
+    return [(layer[0], layer[1]) for layer in layers]  # type: ignore[index]
+
+
 class Encoder(nn.Module):
     def __init__(self, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int):
         super().__init__()
@@ -155,7 +160,7 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's output, the input first."""
         hidden = [x]
-        for attn, ff in self.layers:
+        for attn, ff in layer_pairs(self.layers):
             x = attn(x, x, x) + x
             x = ff(x) + x
             hidden.append(x)
@@ -209,7 +214,7 @@ class CrossTransformer(nn.Module):
         token = self.extra_token.expand(source.shape[0], -1, -1)
         source = torch.cat([token, source], dim=1) + self.pos_embedding_s[:, :source.shape[1] + 1]
         target = torch.cat([token, target], dim=1) + self.pos_embedding_t[:, :target.shape[1] + 1]
-        for attn, ff in self.layers:
+        for attn, ff in layer_pairs(self.layers):
             target = attn(target, source, source) + target
             target = ff(target) + target
         return target
