@@ -657,6 +657,22 @@ MCTN = RefMap(
 )
 
 
+ALMT = RefMap(
+    weights=(
+        (r"bertmodel\.model\.(.+)", r"text.bert.\1"),
+        *((rf"embedding_{ref}\.(.+)", rf"embedding.{ours}.\1") for ref, ours in _MMSA_MOD),
+        (r"h_hyper_layer\.layers\.(\d+)\.0\.(.+)", r"h_hyper_layer.\1.\2"),
+        (r"fusion_layer\.CrossTransformerEncoder\.(.+)", r"fusion_layer.\1"),
+        (r"(l_encoder\..+|h_hyper|fusion_layer\.\w+|regression_head\.\w+)", r"\1"),
+    ),
+    outputs={"M": "pred", "fusion": "hook:fusion_layer",
+             **{f"h_{ref}": f"hook:embedding.{ours}#-1" for ref, ours in _MMSA_MOD},
+             **{f"ahl_{i}": f"hook:h_hyper_layer.{i}" for i in range(3)},
+             **{f"l_encoder_{i}": f"hook:l_encoder#{i}" for i in range(3)}},
+    losses={"MSE": "task"},
+    tamper="h_hyper_layer.layers.1.0.fn.to_k_tv.weight",
+)
+
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
                            "clgsi": CLGSI, "mfon": MFON,
                            "kebr": KEBR, "semi_iin": SEMI_IIN,
@@ -664,7 +680,8 @@ MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_M
                            "ef_lstm": EF_LSTM, "lf_dnn": LF_DNN, "mfn": MFN, "mlf_dnn": MLF_DNN, "graph_mfn": GRAPH_MFN,
                            "misa": MISA, "mmim": MMIM,
                            "tfn": TFN, "lmf": LMF, "mtfn": MTFN, "mlmf": MLMF,
-                           "mfm": MFM, "mctn": MCTN}
+                           "mfm": MFM, "mctn": MCTN,
+                           "almt": ALMT}
 
 
 # -- the machinery -------------------------------------------------------------------------
