@@ -75,6 +75,9 @@ _MMSA_SIMS = replace(
 # CH-SIMS v2 (harness decision: MMSA 2.2.1 has no simsv2 entry): the SIMS preset, ch-simsv2s.pkl's widths
 # and text length
 _SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177), seq_len=50)
+# IEMOCAP (harness decision: MMSA 2.2.1 has no IEMOCAP entry): the MOSEI preset on MulT's aligned pickle (20 steps), GloVe text,
+# the MulT protocol's 4 binary emotion heads (8 logits, cross-entropy)
+_IEMOCAP = replace(_MMSA_MOSEI, task="iemocap", n_out=8, dims=(300, 74, 35), seq_len=20)
 # synthetic "demo" (harness decision): a narrower, shallower LSTM so a CPU epoch takes seconds
 _DEMO = replace(_MMSA_MOSI, hidden=32, num_layers=2, max_epochs=5, early_stop_patience=2)
 
@@ -83,6 +86,7 @@ PRESETS = {
     ("mosei", "mmsa"): _MMSA_MOSEI,
     ("sims", "mmsa"): _MMSA_SIMS,
     ("simsv2", "mmsa"): _SIMSV2,
+    ("iemocap", "mmsa"): _IEMOCAP,
     ("synthetic", "demo"): _DEMO,
 }
 _TUNE = "MMSA 2.2.1 config_tune.json ef_lstm"

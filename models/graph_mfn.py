@@ -144,6 +144,9 @@ _MMSA_SIMS = replace(
 )
 # CH-SIMS v2 (harness decision: MMSA 2.2.1 has no simsv2 entry): the SIMS preset, ch-simsv2s.pkl's widths
 _SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
+# IEMOCAP (harness decision: MMSA 2.2.1 has no IEMOCAP entry): the MOSEI preset on MulT's aligned pickle, GloVe text,
+# the MulT protocol's 4 binary emotion heads (8 logits, cross-entropy)
+_IEMOCAP = replace(_MMSA_MOSEI, task="iemocap", n_out=8, dims=(300, 74, 35))
 # synthetic "demo" (harness decision): MMSA's MOSEI widths, so a CPU epoch over 50 steps takes seconds
 _DEMO = replace(_MMSA_MOSEI, dims=(768, 5, 20), inner_node_dim=32, memsize=64, max_epochs=5, early_stop_patience=2)
 
@@ -152,6 +155,7 @@ PRESETS = {
     ("mosei", "mmsa"): _MMSA_MOSEI,
     ("sims", "mmsa"): _MMSA_SIMS,
     ("simsv2", "mmsa"): _SIMSV2,
+    ("iemocap", "mmsa"): _IEMOCAP,
     ("synthetic", "demo"): _DEMO,
 }
 _TUNE = "MMSA 2.2.1 config_tune.json graph_mfn"

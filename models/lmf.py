@@ -73,12 +73,16 @@ _MMSA_SIMS = LMFConfig(dims=(768, 33, 709), hidden_dims=(64, 16, 64), dropouts=(
                        batch_size=64, lr=2e-3, factor_lr=5e-4, weight_decay=5e-3, **_COMMON)  # MMSA lmf sims
 # CH-SIMS v2 (harness decision: MMSA 2.2.1 has no simsv2 entry): the SIMS preset, ch-simsv2s.pkl's widths
 _SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
+# IEMOCAP (harness decision: MMSA 2.2.1 has no IEMOCAP entry): the MOSEI preset on MulT's unaligned pickle,
+# GloVe text, the MulT protocol's 4 binary emotion heads (8 logits, cross-entropy)
+_IEMOCAP = replace(_MMSA_MOSEI, task="iemocap", n_out=8, dims=(300, 74, 35))
 _DEMO = replace(_MMSA_MOSI, max_epochs=5, early_stop_patience=2)  # synthetic (harness decision): short budget
 PRESETS = {
     ("mosi", "mmsa"): _MMSA_MOSI,
     ("mosei", "mmsa"): _MMSA_MOSEI,
     ("sims", "mmsa"): _MMSA_SIMS,
     ("simsv2", "mmsa"): _SIMSV2,
+    ("iemocap", "mmsa"): _IEMOCAP,
     ("synthetic", "demo"): _DEMO,
 }
 # `bench tune` search space: MMSA 2.2.1 config_tune.json `lmf` debugParams (MMSA name in brackets)

@@ -178,6 +178,9 @@ _MMSA_MOSEI = replace(_MMSA_MOSI, dims=(768, 74, 35))
 # so audio and vision are cut to their first 39 / 50 frames by the model's own cut (MMSA's mechanism)
 _SIMS = replace(_MMSA_MOSI, dims=(768, 33, 709), setting="unaligned", max_seq_len=39)
 _SIMSV2 = replace(_SIMS, dims=(768, 25, 177), max_seq_len=50)
+# IEMOCAP (harness decision: MMSA 2.2.1 has no IEMOCAP entry): the MOSEI preset on MulT's aligned pickle (max_seq_len = its 20 steps), GloVe text,
+# the MulT protocol's 4 binary emotion heads (8 logits, cross-entropy)
+_IEMOCAP = replace(_MMSA_MOSEI, task="iemocap", n_out=8, dims=(300, 74, 35), max_seq_len=20)
 # synthetic "demo" (harness decision): MOSI's configuration with hid_dim 16, 5 epochs
 _DEMO = replace(_MMSA_MOSI, hid_dim=16, lr=1e-3, max_epochs=5, early_stop_patience=2)
 
@@ -186,6 +189,7 @@ PRESETS = {
     ("mosei", "mmsa"): _MMSA_MOSEI,
     ("sims", "mmsa"): _SIMS,
     ("simsv2", "mmsa"): _SIMSV2,
+    ("iemocap", "mmsa"): _IEMOCAP,
     ("synthetic", "demo"): _DEMO,
 }
 # `bench tune` search space (harness decision: MMSA 2.2.1 config_tune.json has no mctn entry)

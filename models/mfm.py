@@ -180,6 +180,9 @@ _MMSA_SIMS = MFMConfig(
 )
 # CH-SIMS v2 (harness decision: MMSA 2.2.1 has no simsv2 entry): the SIMS preset, ch-simsv2s.pkl's widths
 _SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
+# IEMOCAP (harness decision: MMSA 2.2.1 has no IEMOCAP entry): the MOSEI preset on MulT's aligned pickle, GloVe text,
+# the MulT protocol's 4 binary emotion heads (8 logits, cross-entropy)
+_IEMOCAP = replace(_MMSA_MOSEI, task="iemocap", n_out=8, dims=(300, 74, 35))
 # synthetic "demo" (harness decision): MOSI's configuration at a quarter of its widths, 5 epochs
 _DEMO = replace(_MMSA_MOSI, hidden_dims=(32, 8, 32), mem_size=16, att1=(8, 0.7), att2=(16, 0.0), gamma1=(8, 0.0),
                 gamma2=(16, 0.5), out_hidden=32, z_sizes=(20, 16, 20, 20), f_sizes=(16, 8, 4, 16),
@@ -190,6 +193,7 @@ PRESETS = {
     ("mosei", "mmsa"): _MMSA_MOSEI,
     ("sims", "mmsa"): _MMSA_SIMS,
     ("simsv2", "mmsa"): _SIMSV2,
+    ("iemocap", "mmsa"): _IEMOCAP,
     ("synthetic", "demo"): _DEMO,
 }
 # `bench tune` search space: MMSA 2.2.1 config_tune.json `mfm` debugParams. Not searched: learning_rate,

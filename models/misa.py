@@ -209,7 +209,8 @@ _DEMO = replace(_MMSA_MOSI, text_encoder="tiny", text_vocab_size=2048, lr=5e-4, 
                 batch_size=32, max_epochs=4, early_stop_patience=2)
 PRESETS = {("mosi", "mmsa"): _MMSA_MOSI, ("mosei", "mmsa"): _MMSA_MOSEI, ("sims", "mmsa"): _MMSA_SIMS,
            ("simsv2", "mmsa"): _SIMSV2, ("synthetic", "demo"): _DEMO}
-UNSUPPORTED = {"iemocap": "needs BERT token ids; IEMOCAP's MulT pickles carry GloVe vectors only"}
+UNSUPPORTED = {"iemocap": "its task loss is MMSA's MSE on one regression output (MISA.loss); the MulT protocol's "
+                          "4 binary emotion heads need a cross-entropy loss the model does not have"}
 
 # `bench tune` search space: MMSA 2.2.1 config/config_tune.json `misa` debugParams (MMSA name in
 # brackets). reverse_grad_weight and sp_weight are tuned there but read by nothing (use_cmd_sim

@@ -121,7 +121,7 @@ PRESETS = {
 }
 _SIMS_ONLY = ("MMSA 2.2.1 trains MLF-DNN on CH-SIMS only (trains/multiTask/MLF_DNN.py asserts dataset_name == "
               "'sims'; config_regression.json has no {} entry)")
-UNSUPPORTED = {"mosi": _SIMS_ONLY.format("mosi"), "mosei": _SIMS_ONLY.format("mosei")}
+UNSUPPORTED = {d: _SIMS_ONLY.format(d) for d in ("mosi", "mosei", "iemocap")}
 _TUNE = "MMSA 2.2.1 config_tune.json mlf_dnn"
 _WD = (0.0, 1e-3, 1e-4, 1e-5)
 SEARCH_SPACE = {

@@ -94,7 +94,7 @@ _DEMO = replace(_MMSA_SIMS, dims=(768, 5, 20), max_epochs=5, early_stop_patience
 PRESETS = {("sims", "mmsa"): _MMSA_SIMS, ("simsv2", "mmsa"): _SIMSV2, ("synthetic", "demo"): _DEMO}
 _SIMS_ONLY = ("MMSA 2.2.1 runs MLMF on SIMS only (trains/multiTask/MLMF.py asserts the dataset is SIMS) and has "
               "no configuration for it here; its heads need unimodal labels")
-UNSUPPORTED = {"mosi": _SIMS_ONLY, "mosei": _SIMS_ONLY}
+UNSUPPORTED = {"mosi": _SIMS_ONLY, "mosei": _SIMS_ONLY, "iemocap": _SIMS_ONLY}
 # `bench tune` search space: MMSA 2.2.1 config_tune.json `mlmf` debugParams (MMSA name in brackets)
 _TUNE = "MMSA 2.2.1 config_tune.json mlmf"
 _WEIGHTS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)

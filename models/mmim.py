@@ -36,7 +36,6 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from models.base import ModelConfig, ModelOutput, MSAModel, Phase, Schedule, sum_terms, task_loss
-from models.layers.bert_classifier import UNSUPPORTED
 from models.layers.text_encoder import build_text_encoder
 from models.registry import choice, register_model
 
@@ -288,6 +287,8 @@ _DEMO = replace(_MMSA_MOSI, text_encoder="tiny", text_vocab_size=2048, lr_bert=5
                 early_stop_patience=2)
 PRESETS = {("mosi", "mmsa"): _MMSA_MOSI, ("mosei", "mmsa"): _MMSA_MOSEI, ("sims", "mmsa"): _MMSA_SIMS,
            ("simsv2", "mmsa"): _SIMSV2, ("synthetic", "demo"): _DEMO}
+UNSUPPORTED = {"iemocap": "its entropy memory splits samples by the sign of a regression label (MMIM refuses any "
+                          "other task); IEMOCAP's labels are 4 binary emotions"}
 
 # `bench tune` search space: MMSA 2.2.1 config/config_tune.json `mmim` debugParams (MMSA name in brackets)
 _TUNE = "MMSA 2.2.1 config_tune.json mmim"

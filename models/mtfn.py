@@ -91,7 +91,7 @@ _DEMO = replace(_MMSA_SIMS, dims=(768, 5, 20), hidden_dims=(64, 16, 64), text_ou
 PRESETS = {("sims", "mmsa"): _MMSA_SIMS, ("simsv2", "mmsa"): _SIMSV2, ("synthetic", "demo"): _DEMO}
 _SIMS_ONLY = ("MMSA 2.2.1 runs MTFN on SIMS only (trains/multiTask/MTFN.py asserts the dataset is SIMS) and has "
               "no configuration for it here; its heads need unimodal labels")
-UNSUPPORTED = {"mosi": _SIMS_ONLY, "mosei": _SIMS_ONLY}
+UNSUPPORTED = {"mosi": _SIMS_ONLY, "mosei": _SIMS_ONLY, "iemocap": _SIMS_ONLY}
 # `bench tune` search space: MMSA 2.2.1 config_tune.json `mtfn` debugParams (MMSA name in brackets).
 # Not searched: weight_decay [0, 0.001, 0.005, 0.01], which no group of MMSA's Adam receives.
 _TUNE = "MMSA 2.2.1 config_tune.json mtfn"

@@ -67,6 +67,9 @@ _MMSA_SIMS = TFNConfig(dims=(768, 33, 709), hidden_dims=(128, 32, 128), text_out
                        dropouts=(0.4, 0.4, 0.4, 0.4), batch_size=32, lr=5e-4, **_COMMON)  # MMSA tfn sims
 # CH-SIMS v2 (harness decision: MMSA 2.2.1 has no simsv2 entry): the SIMS preset, ch-simsv2s.pkl's widths
 _SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
+# IEMOCAP (harness decision: MMSA 2.2.1 has no IEMOCAP entry): the MOSEI preset on MulT's unaligned pickle,
+# GloVe text, the MulT protocol's 4 binary emotion heads (8 logits, cross-entropy; the sigmoid range acts on 1 output only)
+_IEMOCAP = replace(_MMSA_MOSEI, task="iemocap", n_out=8, dims=(300, 74, 35))
 # synthetic "demo" (harness decision): MMSA MOSI's model, a short epoch budget, and the text LSTM
 # stopped at each sample's last valid step: over the synthetic text's zero padding (up to 38 steps)
 # an untrained LSTM forgets the text, and masking it moves the prediction by < 1e-6
@@ -76,6 +79,7 @@ PRESETS = {
     ("mosei", "mmsa"): _MMSA_MOSEI,
     ("sims", "mmsa"): _MMSA_SIMS,
     ("simsv2", "mmsa"): _SIMSV2,
+    ("iemocap", "mmsa"): _IEMOCAP,
     ("synthetic", "demo"): _DEMO,
 }
 # `bench tune` search space: MMSA 2.2.1 config_tune.json `tfn` debugParams (MMSA name in brackets)
