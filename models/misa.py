@@ -34,9 +34,10 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import pad_packed_sequence
 
 from models.base import ModelConfig, ModelOutput, MSAModel, sum_terms
+from models.layers.blocks import pack
 from models.layers.text_encoder import build_text_encoder
 from models.protocol import at_least_fp32
 from models.registry import choice, register_model
@@ -75,11 +76,9 @@ class BiLSTMPair(nn.Module):
         self.norm = nn.LayerNorm(2 * width)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        lengths = lengths.clamp(1, x.shape[1]).cpu()  # >= 1 and within the sequence (harness guard)
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        seq1, (h1, _) = self.rnn1(packed)
+        seq1, (h1, _) = self.rnn1(pack(x, lengths))  # lengths >= 1 and within the sequence (harness guard)
         normed = self.norm(pad_packed_sequence(seq1, batch_first=True)[0])
-        _, (h2, _) = self.rnn2(pack_padded_sequence(normed, lengths, batch_first=True, enforce_sorted=False))
+        _, (h2, _) = self.rnn2(pack(normed, lengths))
         return torch.cat((h1, h2), dim=2).permute(1, 0, 2).reshape(x.shape[0], -1)
 
 

@@ -33,9 +33,9 @@ from typing import Any, Optional, cast
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from models.base import ModelConfig, ModelOutput, MSAModel, Phase, Schedule, sum_terms, task_loss
+from models.layers.blocks import pack
 from models.layers.text_encoder import build_text_encoder
 from models.registry import choice, register_model
 
@@ -85,8 +85,7 @@ class RNNEncoder(nn.Module):
         self.linear_1 = nn.Linear((2 if bidirectional else 1) * hidden, out)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        lengths = lengths.clamp(1, x.shape[1]).cpu()  # >= 1 and within the sequence (harness guard)
-        _, (h, _) = self.rnn(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+        _, (h, _) = self.rnn(pack(x, lengths))  # lengths >= 1 and within the sequence (harness guard)
         return self.linear_1(self.dropout(torch.cat((h[0], h[1]), dim=-1) if self.bidirectional else h[0]))
 
 

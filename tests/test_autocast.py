@@ -29,7 +29,8 @@ ALLOWED_SYNCS: dict[str, str] = {
     "text_encoder.py:cls": "the batch's last attended column, to drop all-padding columns (a shape: host-side)",
     "protocol.py:last_attended": "the same last attended column, for the callers' padding trims (a shape: host-side)",
     "euar.py:_text_states": "the same padding trim before BERT (exact; `trim_padding=False` removes it)",
-    "blocks.py:forward": "AuViSubNet (Self-MM, MCL-MCF): pack_padded_sequence takes CPU lengths (torch API), as MMSA's AuxNets LSTM",
+    "blocks.py:pack": "every packed LSTM (Self-MM, MCL-MCF, MISA, MMIM, TFN's packed_text): pack_padded_sequence takes "
+                      "CPU lengths (torch API), as MMSA's LSTMs",
 }
 
 

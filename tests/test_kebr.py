@@ -291,7 +291,7 @@ def test_pretraining_stage_runs_on_an_unlabeled_set(tmp_path, synthetic):
 def test_presets_and_registry():
     entry = get_model_entry("kebr")
     assert set(entry.presets) == {("mosi", "official"), ("mosei", "official"), ("iemocap", "official"),
-                                  ("synthetic", "demo")}
+                                  ("sims", "official"), ("simsv2", "official"), ("synthetic", "demo")}
     assert "iemocap" not in entry.unsupported
     iemocap, mosei = entry.presets[("iemocap", "official")], entry.presets[("mosei", "official")]
     assert (iemocap.task, iemocap.n_out) == ("iemocap", 8)  # harness preset: MOSEI's with 4 x 2 logits

@@ -254,7 +254,7 @@ def test_missing_token_ids_say_what_is_needed(demo):
 def test_presets_groups_and_unsupported():
     entry = get_model_entry("mcl_mcf")
     assert set(entry.presets) == {("mosi", "official"), ("mosei", "official"), ("iemocap", "official"),
-                                  ("synthetic", "demo")}
+                                  ("sims", "official"), ("simsv2", "official"), ("synthetic", "demo")}
     assert "iemocap" not in entry.unsupported
     iemocap, mosei = entry.presets[("iemocap", "official")], entry.presets[("mosei", "official")]
     assert (iemocap.task, iemocap.n_out) == ("iemocap", 8)  # harness preset: MOSEI's with 4 x 2 logits

@@ -107,7 +107,8 @@ def test_make_optimizer_kinds_and_eps():
 
 # -- which optimizer each model builds: its reference code's ----------------------------------
 HF_PRESETS = [  # transformers.optimization.AdamW in the reference code
-    *(("glomo", d, p) for d, p in (("mosi", "official"), ("mosei", "official"), ("synthetic", "demo"))),  # main_GLoMo.py:23, :363
+    *(("glomo", d, p) for d, p in (("mosi", "official"), ("mosei", "official"), ("iemocap", "official"),
+                                   ("synthetic", "demo"))),  # main_GLoMo.py:23, :363 (IEMOCAP: its MOSEI preset)
     *(("mag_bert", d, "paper") for d in ("mosi", "mosei", "iemocap")),  # multimodal_driver.py:28, :345
     *(("bert_text", d, "paper") for d in ("mosi", "mosei", "iemocap")),  # MAG-BERT's driver settings
 ]

@@ -81,6 +81,8 @@ def test_real_data_presets_default_to_bert_base_uncased(name):
         assert "text_encoder" in {f.name for f in dataclasses.fields(cfg)}
         if dataset == "synthetic":
             assert (cfg.text_encoder, cfg.text_vocab_size) == ("tiny", 2048), preset
+        elif dataset in ("sims", "simsv2"):  # CH-SIMS text_bert holds bert-base-chinese ids
+            assert (cfg.text_encoder, cfg.text_vocab_size) == ("bert-base-chinese", 21128), (dataset, preset)
         else:
             assert (cfg.text_encoder, cfg.text_vocab_size) == ("bert-base-uncased", None), (dataset, preset)
 

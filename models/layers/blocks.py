@@ -7,7 +7,7 @@ from typing import Iterable
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 
 class MLP(nn.Module):
@@ -27,6 +27,12 @@ class MLP(nn.Module):
         return self.net(x)
 
 
+def pack(x: torch.Tensor, lengths: torch.Tensor) -> PackedSequence:
+    """`pack_padded_sequence` of batch-first `x` at `lengths` clamped to 1..T (a zero-length
+    clip reads its first step). The lengths go to the host: torch's API takes CPU lengths."""
+    return pack_padded_sequence(x, lengths.clamp(1, x.shape[1]).cpu(), batch_first=True, enforce_sorted=False)
+
+
 class AuViSubNet(nn.Module):
     """Self-MM's AuViSubNet: 1-layer LSTM over the packed true lengths; final hidden state -> Dropout -> Linear."""
 
@@ -37,8 +43,5 @@ class AuViSubNet(nn.Module):
         self.linear = nn.Linear(hidden, out_dim)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        # pack_padded_sequence wants CPU lengths >= 1 (a zero-length clip reads its first step)
-        lengths = lengths.clamp(1, x.shape[1]).cpu()
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        _, (h, _) = self.rnn(packed)
+        _, (h, _) = self.rnn(pack(x, lengths))
         return self.linear(self.dropout(h[-1]))

@@ -15,10 +15,10 @@ from typing import Any, Iterable, Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 from torch.nn.init import xavier_normal_
 
 from models.base import ModelConfig, ModelOutput, MSAModel, task_loss
+from models.layers.blocks import pack
 from models.layers.mmsa_align import time_mean
 from models.protocol import Batch
 
@@ -57,10 +57,7 @@ class TextSubNet(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """`lengths` (a harness switch, `packed_text`): stop at each sample's last valid step."""
-        if lengths is not None:  # pack_padded_sequence wants CPU lengths >= 1
-            lengths = lengths.clamp(1, x.shape[1]).cpu()
-            x = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)  # type: ignore[assignment]
-        _, (h_n, _) = self.rnn(x)
+        _, (h_n, _) = self.rnn(x if lengths is None else pack(x, lengths))
         return self.linear_1(self.dropout(h_n[0]))  # MMSA: final_states[0].squeeze(0)
 
 
