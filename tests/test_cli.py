@@ -1,6 +1,7 @@
 """The command line, as a user runs it."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,9 @@ def test_ls_is_instant_and_readable():
     lines = out.stdout.splitlines()
     assert max(map(len, lines)) <= 100
     clgsi_iemocap = [line for line in lines if line.startswith("| clgsi ") and "| iemocap " in line]
-    assert len(clgsi_iemocap) == 1 and "n/a [1]" in clgsi_iemocap[0], clgsi_iemocap
+    assert len(clgsi_iemocap) == 1 and re.search(r"n/a \[(\d+)\]", clgsi_iemocap[0]), clgsi_iemocap
+    note = re.search(r"n/a \[(\d+)\]", clgsi_iemocap[0])[1]
+    assert any(line.lstrip().startswith(f"[{note}] CLGSI is defined for continuous sentiment labels") for line in lines), note
     from models.registry import get_model_entry
 
     reason = get_model_entry("clgsi").unsupported["iemocap"]
