@@ -152,7 +152,8 @@ def check_builds(s: Subject) -> Result:
     return passed(f"demo preset on synthetic: {n:,} parameters, {trainable:,} trainable")
 
 
-DATA_FIELDS = ("dataset", "preset", "dims", "setting")  # what the synthetic data fixes, whatever the task
+# what the synthetic data fixes, whatever the task (widths, alignment, sequence lengths)
+DATA_FIELDS = ("dataset", "preset", "dims", "setting", "seq_len", "max_seq_len", "seq_lens")
 
 
 def iemocap_overrides(name: str) -> Optional[dict[str, Any]]:
