@@ -2,6 +2,7 @@
 
     python tools/throughput.py threads --models mult,late_fusion          # one run's step vs its threads
     python tools/throughput.py jobs --sweep sweeps/smoke.yaml --jobs 1,2,4,auto
+    python tools/throughput.py jobs --models pase,mult --jobs 1,2,1,2           # the main command
     python tools/throughput.py jobs --sweep sweeps/smoke.yaml --jobs auto --runs-per-device 1,2,4 --device cuda
 
 `threads`: `python -m bench perf --no-floor` per model at each thread count (OMP_NUM_THREADS
@@ -55,8 +56,9 @@ def jobs(args) -> list[dict]:
     for per_device in args.runs_per_device.split(","):
         for j in args.jobs.split(","):
             with tempfile.TemporaryDirectory() as out:
-                cmd = [sys.executable, "-m", "bench", "run", "--config", args.sweep, "--out", out, "--force",
-                       "--quiet", "--jobs", j, "--runs-per-device", per_device, "--device", args.device]
+                what = ["--models", args.models] if args.models else ["--config", args.sweep]
+                cmd = [sys.executable, "-m", "bench", "run", *what, "--out", out, "--force", "--quiet",
+                       "--jobs", j, "--runs-per-device", per_device, "--device", args.device]
                 wall = _run(cmd)
                 n_runs = sum(1 for _ in Path(out).rglob("seed*.json"))
             rows.append({"jobs": j, "runs_per_device": per_device, "runs": n_runs, "wall_s": round(wall, 1),
@@ -73,6 +75,7 @@ def main() -> None:
     t.add_argument("--steps", default="5")
     j = sub.add_parser("jobs")
     j.add_argument("--sweep", default="sweeps/smoke.yaml")
+    j.add_argument("--models", default=None, help="time `bench run --models M` (the main command) instead of a sweep")
     j.add_argument("--jobs", default="1,2,4,auto")
     j.add_argument("--runs-per-device", default="1")
     j.add_argument("--device", default="auto")
