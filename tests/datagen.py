@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-# spec §2 (MMSA) and §3 (MulT) tables: dims (text, audio, vision) and T (text, audio, vision)
+# the released MMSA and MulT pickles: dims (text, audio, vision) and T (text, audio, vision)
 MMSA_DIMS = {"mosi": (768, 5, 20), "mosei": (768, 74, 35), "sims": (768, 33, 709), "simsv2": (768, 25, 177)}
 MMSA_T = {  # CH-SIMS: MMSA config_regression.json seq_lens; CH-SIMS v2: ch-sims-v2 / CLGSI config seq_lens
     ("sims", "unaligned"): (39, 400, 55), ("simsv2", "unaligned"): (50, 925, 232),
@@ -77,7 +77,7 @@ def _sequences(rng: np.random.Generator, n: int, t: int, d: int, lengths: np.nda
 def mmsa_split(rng: np.random.Generator, n: int, dataset: str = "mosi", setting: str = "unaligned",
                split: str = "train", t: Optional[tuple[int, int, int]] = None,
                dims: Optional[tuple[int, int, int]] = None, dtype=np.float32) -> dict:
-    """One split dict of an MMSA pickle (spec §2 table). `text_bert` is float64 with integer values."""
+    """One split dict of an MMSA pickle (the released MMSA layout). `text_bert` is float64 with integer values."""
     t_t, t_a, t_v = t or MMSA_T[(dataset, setting)]
     d_t, d_a, d_v = dims or MMSA_DIMS[dataset]
     signal = rng.normal(size=n)
@@ -144,7 +144,7 @@ def write_mmsa(root: Path, dataset: str = "mosi", setting: str = "unaligned", si
 
 def mult_split(rng: np.random.Generator, n: int, dataset: str = "iemocap", setting: str = "aligned",
                split: str = "train", t: Optional[tuple[int, int, int]] = None, with_id: bool = False) -> dict:
-    """One split dict of a MulT pickle (spec §3): IEMOCAP labels (N, 4, 2) one-hot pairs, MOSI/MOSEI (N, 1, 1)."""
+    """One split dict of a MulT pickle (the released MulT layout): IEMOCAP labels (N, 4, 2) one-hot pairs, MOSI/MOSEI (N, 1, 1)."""
     t_t, t_a, t_v = t or MULT_T[(dataset, setting)]
     d_t, d_a, d_v = MULT_DIMS[dataset]
     signal = rng.normal(size=n)

@@ -1,5 +1,5 @@
 """MAG-BERT, Self-MM and bert_text: exact MMSA parameter counts, the MAG gate, the AlignSubNet
-avg-pool, ULGM label generation and its memory, optimiser groups and presets (baselines.md §2-§5, §7)."""
+avg-pool, ULGM label generation and its memory, optimiser groups and presets."""
 
 import dataclasses
 import math
@@ -29,7 +29,7 @@ def meta_model(name: str, dataset: str, preset: str):
         return create_model(name, dataset, preset, text_encoder="bert-base")
 
 
-# -- parameter counts (§5) ------------------------------------------------------------------
+# -- parameter counts (docs/models cards) ----------------------------------------------------------
 @pytest.mark.parametrize("name,dataset,preset,total", [
     ("mag_bert", "mosi", "mmsa", 110_705_665),  # MMSA 2.2.1, MOSI 768/5/20
     ("mag_bert", "mosei", "mmsa", 110_834_689),  # MOSEI 768/74/35
@@ -82,7 +82,7 @@ def test_exactly_the_pooler_gets_no_gradient(name, no_grad, batch):
     assert expected["self_mm"] == 109_050_980 and expected["bert_text"] == 108_892_417
 
 
-# -- MAG gate (§2.1) --------------------------------------------------------------------------
+# -- MAG gate ----------------------------------------------------------------------------
 def test_mag_alpha_on_hand_examples():
     e = torch.tensor([[3.0, 4.0], [0.6, 0.8], [3.0, 4.0]])  # |e| = 5, 1, 5
     h = torch.tensor([[0.0, 10.0], [0.0, 4.0], [0.0, 0.0]])  # |H| = 10, 4, 0
@@ -127,7 +127,7 @@ def test_mag_bert_gate_sits_after_the_embeddings(batch):
     assert torch.equal(seen[0], emb)  # injection index 0: the gate gets the embedding output
 
 
-# -- AlignSubNet avg_pool (§2.1 step 5) --------------------------------------------------------
+# -- AlignSubNet avg_pool ---------------------------------------------------------------
 def test_avg_pool_alignment():
     x = torch.arange(10.0).view(1, 5, 2)  # steps x_k = (2k, 2k+1)
     same = torch.randn(2, 50, 3)
@@ -152,7 +152,7 @@ def test_mag_bert_reads_unaligned_audio_vision(batch):
         assert model(longer).pred.shape == (8, 1)
 
 
-# -- ULGM (§3.2) -------------------------------------------------------------------------------
+# -- ULGM ---------------------------------------------------------------------------------
 def test_ulgm_label_update_by_hand():
     # three training samples, human labels y_m = 1, -1, 0; 2-d features for every head
     mem = ULGMMemory(torch.tensor([1.0, -1.0, 0.0]), dims={h: 2 for h in "ftav"}, exclude_zero=True, bound=3.0)
@@ -323,7 +323,7 @@ def test_self_mm_without_ulgm_trains_every_head_on_the_human_labels(batch):
         assert parts[s].item() == pytest.approx((out.unimodal[s].view(-1) - batch.labels).abs().mean().item(), rel=1e-6)
 
 
-# -- optimiser groups and losses (§2.2, §3.2) --------------------------------------------------
+# -- optimiser groups and losses ----------------------------------------------------------
 def test_self_mm_five_adam_groups():
     model = create_model("self_mm", "mosei", "mmsa", text_encoder="tiny")
     opt = build_optimizer(model)
@@ -356,7 +356,7 @@ def test_mag_bert_presets_and_losses(batch):
     assert paper.loss(out, batch)["total"].item() == pytest.approx(F.mse_loss(out.pred.view(-1), batch.labels).item())
     with pytest.raises(ValueError, match="'loss'='mse' is not valid for task 'iemocap'"):
         create_model("mag_bert", "iemocap", text_encoder="tiny", loss="mse")
-    assert create_model("bert_text", "mosei", "mmsa", text_encoder="tiny").cfg.lr == 1e-5  # §7
+    assert create_model("bert_text", "mosei", "mmsa", text_encoder="tiny").cfg.lr == 1e-5  # MMSA's MOSEI config
 
 
 def test_bert_text_reads_text_only(batch):

@@ -24,7 +24,7 @@ def meta_model(dataset: str, **kw):
         return create_model("clgsi", dataset, "official", text_encoder="bert-base", **kw)
 
 
-# -- parameter counts (confede-conki-hycon-clgsi.md §4.6) ----------------------------------
+# -- parameter counts (docs/models/clgsi.md) --------------------------------------------
 @pytest.mark.parametrize("dataset,variant,total,unused", [
     ("mosi", "head", 110_415_204, 146_117),
     ("mosei", "head", 112_057_061, 627_465),

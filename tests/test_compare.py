@@ -1,4 +1,4 @@
-"""Paired bootstrap (data-and-metrics spec §7) on constructed predictions."""
+"""Paired bootstrap (bench/compare.py) on constructed predictions."""
 
 from __future__ import annotations
 

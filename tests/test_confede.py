@@ -25,7 +25,7 @@ def n_params(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-# -- parameter counts (note §1.7) --------------------------------------------------------------
+# -- parameter counts (docs/models/confede.md) -----------------------------------------------------
 @pytest.mark.parametrize("dataset,fusion_model,fusion_trainable,vision,audio", [
     ("mosi", 129_601_154, 20_118_914, 8_103_168, 7_984_128),
     ("mosei", 136_919_426, 27_437_186, 11_672_832, 11_732_736),

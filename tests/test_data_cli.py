@@ -114,7 +114,7 @@ def test_bad_data_stops_the_sweep_before_training(tmp_path):
 
 
 def test_wrong_file_dims_name_both_sides(tmp_path):
-    """A MOSEI file where the MOSI one belongs (spec §4, §8: MulT #40, MMSA #48)."""
+    """A MOSEI file where the MOSI one belongs (a mix-up users report: MulT #40, MMSA #48)."""
     root = tmp_path / "data"
     mosei_file = write_mmsa(root, "mosei", "unaligned", sizes=(6, 4, 4), t=(50, 12, 16))
     (root / "MOSI" / "Processed").mkdir(parents=True)

@@ -65,7 +65,7 @@ def test_every_mmsa_layout_loads_with_dims_and_lengths_from_the_data(tmp_path, d
 
 
 def test_lengths_rule_aligned_uses_text_length_unaligned_reads_the_file(tmp_path):
-    """Spec §2 rule 4: lengths read only for unaligned data; aligned -> sum(input_mask)."""
+    """Lengths read only for unaligned data; aligned -> sum(input_mask)."""
     raw = mmsa_data("mosi", "aligned", sizes=(6, 4, 4), seed=1)
     for s in raw:  # lengths keys in an aligned file are ignored, whatever they say
         raw[s]["audio_lengths"] = [999] * len(raw[s]["id"])
@@ -165,7 +165,7 @@ def test_data_root_from_environment_and_missing_root(tmp_path, monkeypatch):
         load(tmp_path / "nope")
 
 
-# -- the §4 table: file-level errors --------------------------------------------------------
+# -- file-level errors --------------------------------------------------------
 def _not_pickle(path):
     path.write_text("this is a CSV file,1,2,3\n")
 
@@ -214,7 +214,7 @@ def test_unreadable_file_is_a_data_error(tmp_path, monkeypatch):
         load(tmp_path)
 
 
-# -- the §4 table: per-split checks ---------------------------------------------------------
+# -- per-split checks ---------------------------------------------------------
 def _set(split, key, fn):
     def mutate(d):
         d[split][key] = fn(d[split][key])

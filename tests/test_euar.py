@@ -28,7 +28,7 @@ def n(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-# -- parameter counts (note §2.5) -------------------------------------------------------------
+# -- parameter counts (docs/models/euar.md) --------------------------------------------------------
 @pytest.mark.parametrize("dataset,dims,total", [
     ("mosei", None, 110_436_422),  # MAG/MIB A74/V35 = PaSE supplement Table 2
     ("mosi", None, 110_439_014),  # MAG/MIB A74/V47 (global_configs.py)

@@ -27,7 +27,7 @@ def meta_model(dataset: str, **overrides):
         return create_model("glomo", dataset, "official", text_encoder="bert-base", **overrides)
 
 
-# -- parameter counts (note §1.5; PaSE supplement Table 2 for MOSI) -----------------------------
+# -- parameter counts (docs/models/glomo.md; PaSE supplement Table 2 for MOSI) ---------------------
 @pytest.mark.parametrize("dataset,dims,total", [
     ("mosi", None, 109_818_887),  # MAG MOSI widths 74/47, d 48, 4 layers
     ("mosei", None, 115_949_447),  # MAG MOSEI 74/35, d 192, 3 layers

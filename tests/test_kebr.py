@@ -23,7 +23,7 @@ from models.layers.text_encoder import BERT_BASE_PARAMS
 from tests.conftest import slice_data, train_demo
 
 NATIVE = (768, 33, 709)  # main.py:42-44: librosa 33-d audio, OpenFace 709-d video
-PASE_SUPPLEMENT = 127_467_631  # published figure; the released code gives 111,445,453 (note §1.6)
+PASE_SUPPLEMENT = 127_467_631  # published figure; the released code gives 111,445,453
 
 
 def meta_model(dataset: str = "mosi", **over):
@@ -37,7 +37,7 @@ def n(module) -> int:
 
 # -- parameter counts ------------------------------------------------------------------------
 @pytest.mark.parametrize("dataset,dims,total", [
-    ("mosi", NATIVE, 111_445_453),  # as released (note §1.6)
+    ("mosi", NATIVE, 111_445_453),  # as released
     ("mosei", NATIVE, 111_445_453),  # the code has no per-dataset settings
     ("mosi", None, 111_076_915),  # MMSA MOSI widths 5/20 (the official preset)
     ("mosei", None, 111_120_091),  # MMSA MOSEI widths 74/35

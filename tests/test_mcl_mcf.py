@@ -28,7 +28,7 @@ def n_params(*mods) -> int:
     return sum(p.numel() for m in mods for p in m.parameters())
 
 
-# -- parameter counts (mclmcf-mfon-glomo-euar.md §4.5) ------------------------------------------
+# -- parameter counts (docs/models/mcl_mcf.md) --------------------------------------------------
 @pytest.mark.parametrize("dataset,total", [("mosi", 308_778_168), ("mosei", 308_799_672)])
 def test_parameter_counts(dataset, total):
     counts = count_parameters(meta_model(dataset))
@@ -250,7 +250,7 @@ def test_missing_token_ids_say_what_is_needed(demo):
         model(dataclasses.replace(batch, text_ids=None))
 
 
-# -- presets, groups, registry ----------------------------------------------------------------------
+# -- presets, groups, registry ---------------------------------------------------------------------
 def test_presets_groups_and_unsupported():
     entry = get_model_entry("mcl_mcf")
     assert set(entry.presets) == {("mosi", "official"), ("mosei", "official"), ("iemocap", "official"),

@@ -1,4 +1,4 @@
-"""MSA and IEMOCAP metrics against the hand-computed examples of data-and-metrics.md §9."""
+"""MSA and IEMOCAP metrics against hand-computed examples."""
 
 import math
 from fractions import Fraction as Fr

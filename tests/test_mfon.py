@@ -35,7 +35,7 @@ def stage_of(model, name):
     return next(s for s in model.stages() if s.name == name)
 
 
-# -- parameter counts (note §3.5) --------------------------------------------------------------
+# -- parameter counts (docs/models/mfon.md) --------------------------------------------------------
 @pytest.mark.parametrize("dataset,fusion_model,teachers,vision_t,audio_t,fusion_trainable,cross_a", [
     ("mosi", 162_547_777, 24_850_176, 14_204_160, 10_646_016, 137_697_601, 17_734_656),
     ("mosei", 152_132_929, 21_368_064, 14_215_680, 7_152_384, 130_764_865, 10_641_408),

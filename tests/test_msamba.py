@@ -1,4 +1,4 @@
-"""MSAmba (models/msamba.py) against kebr-semiiin-msamba.md §3: parameter counts, the plain-PyTorch
+"""MSAmba (models/msamba.py) against its reference: parameter counts, the plain-PyTorch
 selective scan against a literal step-by-step loop (values and gradients, both directions),
 the copy's conv padding and schedule, the loss terms' gradient paths, and a demo training run."""
 
@@ -25,7 +25,7 @@ def _meta(dataset: str, **over):
         return create_model("msamba", dataset, "official", text_encoder="bert-base", **over)
 
 
-# -- parameter counts (§3.4; bert-base shapes, built on the meta device) ----------------------
+# -- parameter counts (bert-base shapes, built on the meta device) ----------------------
 @pytest.mark.parametrize("dataset,direction,total", [
     ("mosi", "uni", 111_808_383),  # the copy's default: upstream Mamba, depth 4
     ("mosei", "uni", 111_819_135),
@@ -45,7 +45,7 @@ def test_default_is_bidirectional_depth_4():
     assert (cfg.ism_direction, cfg.ism_depth, cfg.fusion_depth) == ("bi", 4, 1)
     assert parameter_count("msamba", "mosi", "official") == 112_026_495
     assert parameter_count("msamba", "mosei", "official") == 112_037_247
-    m = _meta("mosi", ism_depth=2, ism_direction="uni")  # the class default depth (§3.4 table)
+    m = _meta("mosi", ism_depth=2, ism_direction="uni")  # the class default depth (as released)
     assert count_parameters(m)["total"] == 111_044_931
     entry = get_model_entry("msamba")  # the row says it is a reconstruction, the reference what from
     assert entry.display_name == "MSAmba (reconstructed)" and "third-party copy" in entry.reference

@@ -14,7 +14,7 @@ from models.layers.transformer import MultiheadAttention, future_mask
 @pytest.mark.parametrize("dataset,preset,expected", [
     ("mosi", "mmsa", 2_571_551),   # MMSA 2.2.1, MOSI 768/5/20
     ("mosei", "mmsa", 982_951),    # MMSA 2.2.1, MOSEI 768/74/35
-    ("mosi", "paper", 1_557_961),  # derived from layer shapes (baselines.md §1.3)
+    ("mosi", "paper", 1_557_961),  # derived from layer shapes (the paper's widths)
     ("mosei", "paper", 1_568_041),
     ("iemocap", "paper", 1_580_928),
 ])

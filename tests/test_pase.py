@@ -43,7 +43,7 @@ def _primed(batch, **over) -> PaSE:
     return model.eval()
 
 
-# -- sizes (pase.md §3.2 table) ---------------------------------------------------------
+# -- sizes (docs/models/pase.md) --------------------------------------------------------
 @pytest.mark.parametrize("dataset,total", [("mosi", 114_853_527), ("mosei", 114_875_031), ("iemocap", 7_713_075)])
 def test_parameter_counts_match_the_spec(dataset, total):
     from bench.cli.ls import parameter_count  # what `python -m bench ls` prints (meta device, BERT-base shapes)
@@ -76,7 +76,7 @@ def test_seq_encoder_layer_size_and_padding_mask():
         assert not torch.allclose(small(x, torch.tensor([10, 10]))[0], a[0])
 
 
-# -- prototypes (§3.3-3.4) --------------------------------------------------------------
+# -- prototypes ----------------------------------------------------------------
 def test_prototype_classes_follow_the_bins():
     y = torch.tensor([-2.6, -1.5, -0.5, 0.5, 1.5, 2.5, 0.0])
     assert prototype_classes(y, "regression", 5).tolist() == [0, 0, 2, 2, 4, 4, 2]  # half-to-even
@@ -117,7 +117,7 @@ def test_prototypes_are_buffers_updated_in_training_only(batch):
     assert model.banks["a"].initialised.tolist() == [k in set(classes.tolist()) for k in range(5)]
 
 
-# -- losses (§3.5-3.7) ------------------------------------------------------------------
+# -- losses --------------------------------------------------------------------
 def _branch_grad_norms(model: PaSE) -> dict[str, float]:
     return {m: sum(float(p.grad.norm()) for p in ps if p.grad is not None) for m, ps in model.modality_params().items()}
 
@@ -177,7 +177,7 @@ def test_cal_is_zero_with_fewer_than_two_classes(batch):
     assert int(model.banks["t"].initialised.sum()) == 1
 
 
-# -- gate and ablations (§3.2, §3.12) ---------------------------------------------------
+# -- gate and ablations -----------------------------------------------------
 def test_gate_scales_the_fused_input_without_renormalisation(batch):
     model = _primed(batch)
     with torch.no_grad():
@@ -214,7 +214,7 @@ def test_ablation_switches_remove_their_terms(batch):
     assert torch.allclose(out.pred, model.fusion(z), atol=1e-6)
 
 
-# -- dual phase (§3.8) ------------------------------------------------------------------
+# -- dual phase --------------------------------------------------------------------
 def test_phase_switch_rule():
     sw = PhaseSwitch(patience=2, min_delta=1e-4, max_warmup=20)
     for epoch, value in enumerate([1.0, 0.9, 0.89995, 0.95]):  # 0.89995 improves by < min_delta
@@ -274,7 +274,7 @@ def test_dual_phase_off_starts_in_phase_two(micro_data):
     assert model.summary() == {"switch_epoch": 0, "switch_reason": "dual_phase_off"}
 
 
-# -- SGM (§3.9) -------------------------------------------------------------------------
+# -- SGM ---------------------------------------------------------------------------
 def test_sgm_factors():
     norm, phi = sgm_factors({"t": 0.5, "a": 0.25, "v": 0.25})
     assert norm == pytest.approx({"t": 0.5, "a": 0.25, "v": 0.25})
@@ -356,7 +356,7 @@ def test_sgm_grad_mode_scales_branch_gradients(batch):
         _model(scheduler="plateau")
 
 
-# -- IEMOCAP path (§3.2 text_encoder seq) ---------------------------------------------
+# -- IEMOCAP path (text_encoder seq) ---------------------------------------------
 def test_seq_text_encoder_on_iemocap_shaped_input():
     torch.manual_seed(0)
     model = create_model("pase", "iemocap", "paper", d=32, enc_layers=1, enc_heads=2, enc_ffn=64, head_hidden=16)

@@ -1,4 +1,4 @@
-"""PaSE §3.2: audio/vision pooled to `pool_len` segments, valid-length aware."""
+"""PaSE: audio/vision pooled to `pool_len` segments, valid-length aware."""
 
 import dataclasses
 

@@ -1,4 +1,4 @@
-"""Semi-IIN (models/semi_iin.py) against flow-ljh/Semi-IIN@55f1c4d and kebr-semiiin-msamba.md §2:
+"""Semi-IIN (models/semi_iin.py) against flow-ljh/Semi-IIN@55f1c4d:
 parameter counts, the intra/inter masks against the released slicing, attention, gates and the
 whole forward against a direct slow computation, the loss terms' gradient paths, the optional
 self-training stage (and its error message), and a demo training run."""
@@ -40,7 +40,7 @@ def meta(dataset: str = "mosi", **over) -> SemiIIN:
         return create_model("semi_iin", dataset, "official", **over)
 
 
-# -- parameter counts (note §2.5; the paper's 1.6M / 1.3M) -----------------------------------------
+# -- parameter counts (docs/models/semi_iin.md; the paper's 1.6M / 1.3M) ---------------------------
 def test_native_parameter_counts():
     masked, plain = meta(**NATIVE), meta(**NATIVE, attention="global")
     assert count_parameters(masked) == {"total": 1_602_376, "trainable": 1_602_376}
@@ -51,7 +51,7 @@ def test_native_parameter_counts():
     assert n_params(masked.proj_t, masked.proj_a1, masked.proj_a2, masked.proj_v) == 393_216 + 524_288 + 65_536 + 98_304
     assert n_params(masked.mlp, masked.fc_val, masked.fc_emo) == 25_288
     assert masked.pos_embed.numel() == 32_256
-    assert count_parameters(meta(**{**NATIVE, "dims": (768, 1024, 256)}))["total"] == 1_504_072  # note's BERT formula
+    assert count_parameters(meta(**{**NATIVE, "dims": (768, 1024, 256)}))["total"] == 1_504_072  # BERT-size formula
 
 
 def test_mmsa_counts_as_bench_ls_prints():
@@ -202,7 +202,7 @@ def test_forward_matches_direct_computation(frontend):
     assert torch.allclose(long, pred)
 
 
-# -- the wrapper's key/value stream: the network calls layer(x, x, x) (model.py:151-163) -------------
+# -- the wrapper's key/value stream: the network calls layer(x, x, x) (model.py:151-163) -----------
 def tiny(**over) -> SemiIIN:
     return create_model("semi_iin", "synthetic", dims=(6, 5, 4), seq_lens=(3, 9, 2), d=8, heads=2,
                         mlp_layers=(8, 4), **over).double()
@@ -260,7 +260,7 @@ def test_global_attention_has_no_gates_and_does_not_add_the_position_table(synth
     assert not hasattr(model, "gate_val") and not hasattr(model, "intra")
     batch = synthetic.train.take(torch.arange(4))
     model.loss(model(batch), batch)["total"].backward()
-    assert model.pos_embed.grad is None  # built, never used (as coded; README decision 4)
+    assert model.pos_embed.grad is None  # built, never used (as coded)
     assert model.encoder.layers[0].attn.allowed is None
 
 
@@ -274,7 +274,7 @@ def test_input_dropout_follows_train_mode_unless_the_released_default_is_asked_f
         assert not torch.equal(model(batch).pred, model(batch).pred)
 
 
-# -- loss -------------------------------------------------------------------------------------------
+# -- loss ------------------------------------------------------------------------------------------
 def test_emotion_bins_are_supplementary_table_6():
     v = torch.tensor([-3.0, -2.51, -2.5, -1.51, -1.5, -0.6, -0.5, 0.0, 0.49, 0.5, 1.49, 1.5, 2.49, 2.5, 3.0])
     assert emotion_classes(v).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 3, 4, 4, 5, 5, 6, 6]
@@ -309,7 +309,7 @@ def test_loss_value_and_which_parameters_each_term_reaches(synthetic):
             assert g_mse[n] and g_ce[n], n
 
 
-# -- self-training stage ------------------------------------------------------------------------------
+# -- self-training stage ---------------------------------------------------------------------------
 def write_unlabeled(directory, n: int = 12, dims=(768, 5, 20), drop=None, seed: int = 0):
     rng = np.random.default_rng(seed)
     arrays = {"text": rng.normal(size=(n, 50, dims[0])), "audio": rng.normal(size=(n, 30, dims[1])),
@@ -393,7 +393,7 @@ def test_self_training_runs_as_a_second_stage(tmp_path, small_synthetic):
     assert row_label("semi_iin", dataclasses.asdict(model.cfg)) == "Semi-IIN"
 
 
-# -- demo training --------------------------------------------------------------------------------------
+# -- demo training ---------------------------------------------------------------------------------
 def test_demo_trains_and_the_loss_goes_down(small_synthetic):
     torch.manual_seed(0)
     model = create_model("semi_iin", "synthetic", max_epochs=3, early_stop_patience=None)

@@ -107,7 +107,7 @@ def test_missing_pretraining_data_fails_before_any_epoch(tmp_path, small_synthet
     assert epochs == [] and err.value.file == str(tmp_path / "none" / "emovoxceleb.pkl")
 
 
-# -- hooks never reach the test split -------------------------------------------------------------------
+# -- hooks never reach the test split --------------------------------------------------------------
 def reachable(root: Any) -> Iterator[Any]:
     """Every object reachable from `root` through attributes, dict values and sequence items."""
     seen, todo = set(), [root]

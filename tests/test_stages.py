@@ -1,4 +1,4 @@
-"""Staged training in the one trainer (DESIGN §4, issue: harness capabilities): a toy
+"""Staged training in the one trainer (bench/train.py's stages): a toy
 two-stage model shows the freeze, the hand-over of the *selected* state, per-stage
 selection on validation, the stage records, and that the test split is scored once."""
 

@@ -36,7 +36,7 @@ def _cli(argv: list[str]) -> int:
     return exit_.value.code
 
 
-# -- search spaces (no Optuna needed) ---------------------------------------------------------------
+# -- search spaces (no Optuna needed) --------------------------------------------------------------
 
 @pytest.mark.parametrize("model", list_models())
 def test_every_model_has_a_valid_space_on_every_preset(model):
@@ -129,7 +129,7 @@ def test_without_optuna_tune_says_how_to_install(monkeypatch, capsys):
     assert 'pip install "msabench[tune]"' in capsys.readouterr().err
 
 
-# -- studies (Optuna) -------------------------------------------------------------------------------
+# -- studies (Optuna) ------------------------------------------------------------------------------
 
 from bench.tune import (TuneSpec, counts, final_runs, open_study, run_final, submit_workers,  # noqa: E402
                         summary_path, tune)
@@ -260,7 +260,7 @@ def test_tuned_row_table_and_figure(tuned, tmp_path, capsys):
     assert (tmp_path / "tuning_mosi_late_fusion_tuned.pdf").stat().st_size > 0
 
 
-# -- a killed process / worker, deterministically: stopped while a trial runs, then killed ----------
+# -- a killed process / worker, deterministically: stopped while a trial runs, then killed ---------
 
 def _stop_during_trial(storage_url: str, study_name: str, after: int, pid_of, proc_alive, deadline_s: float = 600) -> int:
     """Wait until `after` trials finished and a running trial has reported an epoch; SIGSTOP its
