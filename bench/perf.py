@@ -207,8 +207,10 @@ class Session:
                  amp: bool = True):
         import torch
 
+        from bench.threads import apply_threads, run_threads
         from bench.train import build_optimizer, resolve_device
 
+        apply_threads(run_threads())  # as a run: OMP_NUM_THREADS, else the cores this process may use
         self.name, self.batch, self.warmup, self.amp = name, batch, warmup, amp
         self.device = resolve_device(device_name)
         self.dataset_shapes = dataset_shapes

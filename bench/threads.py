@@ -8,8 +8,10 @@ Rules (README "Sweeps and clusters"):
 - `--jobs N` on one machine gives each of its N worker processes `cores // N` threads (at
   least 1): torch intra-op and inter-op threads, and `OMP_NUM_THREADS`/`MKL_NUM_THREADS` in the
   worker's environment, set before the worker imports torch (OpenMP reads them once, when it loads).
-- `--jobs auto`: with GPUs, one worker per device slot (visible GPUs x `--runs-per-device`);
-  on CPU, one worker per `CPU_CORES_PER_JOB` cores (at least 1). Never more workers than runs.
+- `--jobs auto` (the default; `MSABENCH_JOBS` changes it): with GPUs, one worker per device
+  slot (visible GPUs x `--runs-per-device`); on CPU, one worker per `CPU_CORES_PER_JOB` cores
+  (at least 1). Never more workers than runs; one worker means the runs go one after another in
+  this process.
 
 This module imports torch only inside functions: the worker initializer sets the environment
 before anything imports torch in a fresh worker process.
@@ -23,10 +25,11 @@ import sys
 from typing import Any, Optional, Union
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-# harness decision, not a measurement: the models' batch-32 steps are small matrices, and several
-# runs of a few threads each keep more cores busy than one run on all of them (tools/throughput.py
-# measures both on an idle machine)
-CPU_CORES_PER_JOB = 4
+# measured (reports/throughput.md): the main command on an idle 2-core machine took 238.6-248.5 s as
+# two single-thread workers and 319.7-341.9 s as one run after another on both cores; the models'
+# batch-32 steps are small matrices that one thread keeps busy. Measured on 2 cores only.
+CPU_CORES_PER_JOB = 1
+JOBS_ENV = "MSABENCH_JOBS"  # the default of --jobs (an integer or auto) where set
 
 Jobs = Union[int, str]  # an integer >= 1 or "auto"
 

@@ -350,7 +350,7 @@ class Objective:
 
     def __call__(self, trial) -> float:
         optuna = require_optuna()
-        from bench.threads import worker_device
+        from bench.threads import apply_threads, run_threads, worker_device
         from bench.runner import explain_error, plan_runs
         from bench.train import process_state_restored, resolve_device, seed_everything, train_and_test
         from models.registry import apply_search_values, get_model_entry
@@ -377,6 +377,7 @@ class Objective:
             run, cfg = p.run, p.model_config
             device = worker_device(run.device)
             with process_state_restored():
+                apply_threads(run_threads())  # as the runner: the cores this worker may use, not torch's guess
                 seed_everything(run.seed)  # before the model is built, as the runner does
                 model = get_model_entry(run.model).builder(cfg)
                 result = train_and_test(model, data, seed=run.seed, device=resolve_device(device), amp=run.amp,

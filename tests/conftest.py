@@ -17,6 +17,9 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 # plugin packages installed beside msabench (CI installs examples/msabench-example) stay out of the
 # registry-wide tests, here and in the commands tests start; tests/test_plugins.py turns them on
 os.environ["MSABENCH_DISABLE_ENTRY_POINTS"] = "1"
+# the tests' sweeps are tiny: one after another in-process, where starting --jobs workers would cost
+# more than it saves (the default, --jobs auto, has its own tests in tests/test_threads.py)
+os.environ["MSABENCH_JOBS"] = "1"
 # every built-in model registered now (the registry loads them on first read): tests that copy
 # the registry to restore it later copy a complete one
 __import__("models.registry").registry.list_models()

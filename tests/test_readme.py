@@ -379,3 +379,20 @@ def test_readme_performance_table_is_the_committed_report():
         assert report.split("```")[1].strip().startswith("python -m bench perf"), report[:300]  # its command first
         table = [line for line in report.splitlines() if line.startswith("|")]
         assert table and match["body"].strip().splitlines() == table, f"README's table of {match['path']} is not the report's"
+
+
+# -- the throughput figures ---------------------------------------------------------------------
+
+def test_readme_throughput_figures_are_the_measured_ones():
+    """The README's wall times of the main command are reports/throughput_main.json's, and the
+    default --jobs rule is the faster setting there."""
+    from bench.threads import CPU_CORES_PER_JOB
+
+    rows = json.loads((ROOT / "reports/throughput_main.json").read_text())["rows"]
+    walls = {j: sorted(r["wall_s"] for r in rows if r["jobs"] == j) for j in ("1", "2")}
+    text = " ".join(readme().split())
+    for j, phrase in (("2", "as two single-thread workers"), ("1", "one run after another")):
+        assert f"{walls[j][0]}–{walls[j][-1]} s {phrase}" in text, f"README: --jobs {j} figures {walls[j]}"
+    faster = min(walls, key=lambda j: max(walls[j]))
+    assert (faster == "2") == (CPU_CORES_PER_JOB == 1), "the default is not the faster setting"
+    assert f"({round(max(walls[faster]) / 60)} minutes on an idle 2-core machine" in text

@@ -70,14 +70,14 @@ def test_run_threads_follow_affinity_or_omp_num_threads(monkeypatch):
 
 
 @pytest.mark.parametrize("runs,cores,gpu_slots,want", [
-    (10, 16, 0, 4), (10, 2, 0, 1), (2, 64, 0, 2), (10, 16, 6, 6), (3, 16, 6, 3), (0, 16, 0, 1),
+    (10, 16, 0, 10), (10, 2, 0, 2), (2, 64, 0, 2), (10, 1, 0, 1), (10, 16, 6, 6), (3, 16, 6, 3), (0, 16, 0, 1),
 ])
 def test_auto_jobs_rule(runs, cores, gpu_slots, want):
     assert auto_jobs(runs, cores, gpu_slots) == want
 
 
 def test_jobs_never_exceed_the_runs():
-    assert resolve_jobs(8, 3, 16) == 3 and resolve_jobs(2, 10, 16) == 2 and resolve_jobs("auto", 10, 16) == 4
+    assert resolve_jobs(8, 3, 16) == 3 and resolve_jobs(2, 10, 16) == 2 and resolve_jobs("auto", 10, 4) == 4
 
 
 def test_slots_round_robin_over_fake_gpus():
@@ -128,8 +128,25 @@ def test_jobs_auto_on_cpu_resolves_before_planning(tmp_path, monkeypatch):
     assert local_jobs(runs, "auto", force=False) == 3 and local_jobs(runs, 1, force=False) == 1
     monkeypatch.setattr(bench.launch, "is_complete", lambda p: p == runs[0].result_path())  # one finished
     assert local_jobs(runs, "auto", force=False) == 2 and local_jobs(runs, "auto", force=True) == 3
-    monkeypatch.setattr(bench.launch, "usable_cores", lambda: 4)
-    assert local_jobs(runs, "auto", force=False) == 1  # 4 cores: one job, in this process
+    monkeypatch.setattr(bench.launch, "usable_cores", lambda: 1)
+    assert local_jobs(runs, "auto", force=False) == 1  # 1 core: one job, in this process
+
+
+def test_the_default_is_jobs_auto_unless_msabench_jobs_says_otherwise(monkeypatch):
+    """The measured faster setting (reports/throughput.md) is the default: --jobs auto."""
+    import argparse
+
+    from bench.cli.run import add_run_options
+
+    def default_jobs():
+        p = argparse.ArgumentParser()
+        add_run_options(p)
+        return p.parse_args([]).jobs
+
+    monkeypatch.delenv("MSABENCH_JOBS", raising=False)
+    assert default_jobs() == "auto"
+    monkeypatch.setenv("MSABENCH_JOBS", "3")
+    assert default_jobs() == 3
 
 
 def test_a_run_uses_and_records_its_cores_not_torchs_guess(tmp_path, monkeypatch):
@@ -148,3 +165,18 @@ def test_a_run_uses_and_records_its_cores_not_torchs_guess(tmp_path, monkeypatch
         torch.set_num_threads(caller)
     rec = load_result(run.result_path())
     assert rec["threads"]["intra_op"] == 1 and rec["threads"]["cores"] == 1
+
+
+def test_a_perf_session_times_on_the_cores_it_may_use(monkeypatch):
+    from bench.perf import Session
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    caller = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        session = Session("late_fusion", "mosi", batch=4, steps=5, warmup=0, device_name="cpu")
+        session.step()
+        assert torch.get_num_threads() == 1  # the session's process is its own: it keeps its threads
+    finally:
+        torch.set_num_threads(caller)

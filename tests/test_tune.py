@@ -151,6 +151,27 @@ def _run(out: Path, data_root: str, epochs: int = 3) -> RunConfig:
 
 
 @needs_optuna
+def test_a_trial_trains_on_the_cores_it_may_use_not_torchs_guess(tmp_path, data_root, monkeypatch):
+    import torch
+
+    import bench.train
+
+    seen = []
+    train = bench.train.train_and_test
+    monkeypatch.setattr(bench.train, "train_and_test", lambda *a, **k: (seen.append(torch.get_num_threads()),
+                                                                        train(*a, **k))[1])
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)  # one usable core
+    caller = torch.get_num_threads()
+    torch.set_num_threads(2)  # torch's guess on a 2-core machine: the trial must not keep it
+    try:
+        tune(TuneSpec(run=_run(tmp_path, data_root, epochs=1), trials=1), final=False)
+        assert seen == [1] and torch.get_num_threads() == 2  # and restored after the trial
+    finally:
+        torch.set_num_threads(caller)
+
+
+@needs_optuna
 def test_a_continued_study_must_keep_its_objective(tmp_path, data_root):
     spec = TuneSpec(run=_run(tmp_path, data_root), trials=2)
     study = open_study(spec)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any
 
@@ -33,6 +34,7 @@ def add_run_options(p) -> None:
     """The options of `run`; `plan` takes them too (the same sweep, planned instead of run)."""
     from bench.cli import add_submitit_options, condition, int_at_least, int_or_auto, names, out_dir, seeds
     from bench.config import preset_help
+    from bench.threads import JOBS_ENV
 
     p.add_argument("--models", type=names, help="comma-separated registry names; wildcards allowed ('mag*')")
     p.add_argument("--config", help="sweep YAML (sweeps/*.yaml) listing datasets, models, variants, seeds")
@@ -76,9 +78,10 @@ def add_run_options(p) -> None:
     g = p.add_argument_group("launching")
     g.add_argument("--launcher", default="local", choices=["local", "submitit"],
                    help="local: this machine; submitit: one scheduler job per run (Slurm)")
-    g.add_argument("--jobs", type=int_or_auto, default=1,
-                   help="local: N runs side by side in worker processes, cores // N CPU threads each; auto: one per "
-                        "GPU slot (GPUs x --runs-per-device), else one per 4 cores (default 1: one after another)")
+    g.add_argument("--jobs", type=int_or_auto, default=os.environ.get(JOBS_ENV, "auto"),
+                   help="local: N runs side by side in worker processes, cores // N CPU threads each (1: one after "
+                        "another in this process); auto (default, or $MSABENCH_JOBS): one per GPU slot (GPUs x "
+                        "--runs-per-device), else one per CPU core")
     g.add_argument("--runs-per-device", type=int_or_auto, default=1,
                    help="local, with GPUs: worker processes per GPU (auto: from a short probe of each run's peak "
                         "memory, written to <out>/.packing.json; default 1)")
