@@ -116,9 +116,10 @@ class CENET(MSAModel):
         self.ce = self.text.init_like_bert(CE(hidden, cfg.dims[1], cfg.dims[2], cfg.attention_scale))
         self.classifier = self.text.init_like_bert(ClassificationHead(hidden, cfg.n_out, bert_config.hidden_dropout_prob))
         if cfg.tag_tables:  # N(0, initializer_range) as BertPreTrainedModel._init_weights
-            self.unused_tag_embeddings = nn.ModuleDict({k: nn.Embedding(n, hidden) for k, n in TAG_TABLES.items()})
-            for table in self.unused_tag_embeddings.values():
+            tables = {k: nn.Embedding(n, hidden) for k, n in TAG_TABLES.items()}
+            for table in tables.values():
                 nn.init.normal_(table.weight, std=bert_config.initializer_range)
+            self.unused_tag_embeddings = nn.ModuleDict(tables)
 
     def forward(self, batch) -> ModelOutput:
         seq = self.text(batch.text_ids, batch.text_mask, batch.text_segment,
