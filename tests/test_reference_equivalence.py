@@ -673,6 +673,19 @@ ALMT = RefMap(
     tamper="h_hyper_layer.layers.1.0.fn.to_k_tv.weight",
 )
 
+CENET = RefMap(
+    weights=(
+        (r"bert\.embeddings\.(senti|pos_tag|polarity)_embeddings\.weight", r"unused_tag_embeddings.\1.weight"),  # never read
+        (r"bert\.encoder\.CE\.(.+)", r"ce.\1"),
+        (r"bert\.(embeddings|encoder|pooler)\.(.+)", r"text.bert.\1.\2"),
+        (r"classifier\.(dense|out_proj)\.(weight|bias)", r"classifier.\1.\2"),
+    ),
+    outputs={"M": "pred", "layer_0": "hook:text.bert.encoder.layer.0", "CE_v": "hook:ce.hv", "CE_a": "hook:ce.ha",
+             "CE": "hook:ce", "encoder": "hook:text.bert.encoder"},
+    losses={"L1": "task"},
+    tamper="bert.encoder.CE.ha.Wk.weight",
+)
+
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
                            "clgsi": CLGSI, "mfon": MFON,
                            "kebr": KEBR, "semi_iin": SEMI_IIN,
@@ -681,7 +694,7 @@ MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_M
                            "misa": MISA, "mmim": MMIM,
                            "tfn": TFN, "lmf": LMF, "mtfn": MTFN, "mlmf": MLMF,
                            "mfm": MFM, "mctn": MCTN,
-                           "almt": ALMT}
+                           "almt": ALMT, "cenet": CENET}
 
 
 # -- the machinery -------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from torch import nn
 from models.protocol import last_attended
 
 BERT_BASE_PARAMS = 109_482_240  # bert-base-uncased incl. pooler
+ATTENTIONS = ("sdpa", "eager")  # build_text_encoder(attention=...)
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 NAMED_CONFIGS = {
     # bert-base-uncased shapes (its config.json)
@@ -60,21 +61,36 @@ class TextEncoder(nn.Module):
 
     def forward(
         self, ids: torch.Tensor, mask: torch.Tensor, segment: torch.Tensor | None = None,
-        fuse: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        fuse: Callable[[torch.Tensor], torch.Tensor] | None = None, fuse_at: int = 0,
+        embeddings_grad: bool = True,
     ) -> torch.Tensor:
-        """Last hidden states. `fuse` maps the embedding-layer output (B, L, hidden) to the
-        encoder's input: MAG-BERT's gate at injection index 0 (MMSA `MAG_BertModel.forward`).
-        It runs as a forward hook on `bert.embeddings`, so the attention-mask handling stays
-        the library's own."""
-        handle = None
+        """Last hidden states. `fuse` maps the hidden states (B, L, hidden) at injection index
+        `fuse_at` to what the next layer reads: 0 is the embedding-layer output (MAG-BERT's gate,
+        MMSA `MAG_BertModel.forward`), i > 0 the output of encoder layer i - 1 (CENET's CE at 1).
+        `embeddings_grad=False` detaches the embedding-layer output (CENET computes it under
+        `torch.no_grad()`). Both run as forward hooks, so the attention-mask handling stays the
+        library's own."""
+        sites: list[tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]] = []
+        if not embeddings_grad:
+            sites.append((self.bert.embeddings, torch.Tensor.detach))
         if fuse is not None:
-            handle = self.bert.embeddings.register_forward_hook(lambda _m, _args, out: fuse(out))
+            sites.append((self.injection_site(fuse_at), fuse))
+        handles = [site.register_forward_hook(lambda _m, _args, out, fn=fn: _on_hidden(out, fn)) for site, fn in sites]
         try:
             out = self.bert(input_ids=ids, attention_mask=mask, token_type_ids=segment, return_dict=True)
         finally:
-            if handle is not None:
+            for handle in handles:
                 handle.remove()
         return out.last_hidden_state
+
+    def injection_site(self, index: int) -> nn.Module:
+        """The module whose output is the hidden state at injection `index`: the embeddings (0)
+        or encoder layer index - 1."""
+        layers = self.bert.encoder.layer
+        if not 0 <= index < len(layers):
+            raise ValueError(f"injection index {index} is outside 0..{len(layers) - 1} "
+                             f"(text encoder '{self.source}' has {len(layers)} layers)")
+        return self.bert.embeddings if index == 0 else layers[index - 1]
 
     def hidden_states(
         self, ids: torch.Tensor, mask: torch.Tensor, segment: torch.Tensor | None = None
@@ -114,16 +130,21 @@ class TextEncoder(nn.Module):
         return self.forward(ids, mask, segment)[:, 0]
 
 
-def build_text_encoder(spec: str, vocab_size: int | None = None, pooler: bool = True) -> TextEncoder:
+def build_text_encoder(spec: str, vocab_size: int | None = None, pooler: bool = True,
+                       attention: str = "sdpa") -> TextEncoder:
     """Build from a local directory, a named random-init config, or the local HF cache;
-    `pooler=False` builds no pooler (a checkpoint's pooler weights are then dropped)."""
-    encoder = _build_text_encoder(spec, vocab_size, pooler)
+    `pooler=False` builds no pooler (a checkpoint's pooler weights are then dropped).
+    `attention`: transformers' attention implementation, "sdpa" (fused kernel) or "eager" (the
+    matmul-softmax-matmul of hand-written BERT copies; the same function, other rounding)."""
+    if attention not in ATTENTIONS:
+        raise TextEncoderError(f"text encoder attention '{attention}' is not one of {ATTENTIONS}")
+    encoder = _build_text_encoder(spec, vocab_size, pooler, attention)
     if not pooler and getattr(encoder.bert, "pooler", None) is not None:
         encoder.bert.pooler = None  # HF BERT-style models skip a None pooler in forward
     return encoder
 
 
-def _build_text_encoder(spec: str, vocab_size: int | None, pooler: bool) -> TextEncoder:
+def _build_text_encoder(spec: str, vocab_size: int | None, pooler: bool, attention: str) -> TextEncoder:
     from transformers import AutoModel, BertConfig, BertModel
 
     if spec in NAMED_CONFIGS:
@@ -131,7 +152,7 @@ def _build_text_encoder(spec: str, vocab_size: int | None, pooler: bool) -> Text
         if spec == "tiny":
             kw["vocab_size"] = vocab_size or 30522
         config = BertConfig(**kw)
-        config._attn_implementation = "sdpa"
+        config._attn_implementation = attention
         return TextEncoder(BertModel(config, add_pooling_layer=pooler), spec)
 
     path = Path(os.path.expanduser(spec))
@@ -142,7 +163,7 @@ def _build_text_encoder(spec: str, vocab_size: int | None, pooler: bool) -> Text
                 "folder (config.json, vocab.txt and model.safetensors or pytorch_model.bin)"
             )
         try:
-            model = AutoModel.from_pretrained(str(path), local_files_only=True, attn_implementation="sdpa")
+            model = AutoModel.from_pretrained(str(path), local_files_only=True, attn_implementation=attention)
         except (OSError, ValueError) as err:
             raise TextEncoderError(f"cannot load text encoder from '{path}': {err}") from err
         _check_bert_like(model, str(path))
@@ -151,7 +172,7 @@ def _build_text_encoder(spec: str, vocab_size: int | None, pooler: bool) -> Text
     if "/" in spec or os.sep in spec or spec.startswith("."):
         raise TextEncoderError(f"text encoder path '{spec}' does not exist (pass a local checkpoint directory)")
     try:  # a hub name, only if already cached locally
-        model = AutoModel.from_pretrained(spec, local_files_only=True, attn_implementation="sdpa")
+        model = AutoModel.from_pretrained(spec, local_files_only=True, attn_implementation=attention)
     except (OSError, ValueError):
         raise TextEncoderError(
             f"text encoder '{spec}' is not a local directory and is not in the local Hugging Face cache, "
@@ -174,6 +195,12 @@ def split_no_decay(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Param
     for name, p in module.named_parameters():
         (no_decay if name.endswith("bias") or id(p) in norm_params else decay).append(p)
     return decay, no_decay
+
+
+def _on_hidden(out: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """`fn` applied to a module output's hidden states: the tensor itself, or the first element of
+    a transformers layer's tuple."""
+    return fn(out) if torch.is_tensor(out) else (fn(out[0]), *out[1:])
 
 
 def _check_bert_like(model: nn.Module, where: str) -> None:
