@@ -18,7 +18,7 @@ from models import create_model
 from models.base import count_parameters
 from models.layers.text_encoder import BERT_BASE_PARAMS, minilm_checkpoint
 from models.mag_bert import MAG, avg_pool_to, mag_alpha
-from models.self_mm import ULGMMemory, generated_label, relative_distance
+from models.layers.ulgm import ULGMMemory, generated_label, relative_distance
 
 
 POOLER = 590_592  # bert-base-uncased pooler: Linear(768, 768)

@@ -110,7 +110,7 @@ _SELF_MM_HEADS = (("fusion", "f"), ("text", "t"), ("audio", "a"), ("vision", "v"
 
 def _self_mm_memory(model: Any, golden: dict[str, dict[str, torch.Tensor]]) -> None:
     """The golden's later-epoch ULGM memory (labels, features, centres) at epoch 3."""
-    from models.self_mm import ULGMMemory
+    from models.layers.ulgm import ULGMMemory
 
     state = golden["state"]
     memory = ULGMMemory(state["before.labels.fusion"], model.feature_dims, exclude_zero=True, bound=3.0)
@@ -684,6 +684,31 @@ CENET = RefMap(
              "CE": "hook:ce", "encoder": "hook:text.bert.encoder"},
     losses={"L1": "task"},
     tamper="bert.encoder.CE.ha.Wk.weight",
+_TETFN_CROSS = (("trans_l_with_a", "cross.ta"), ("trans_l_with_v", "cross.tv"), ("trans_a_with_l", "cross.at"),
+                ("trans_v_with_l", "cross.vt"))
+_TETFN_ENHANCED = (("trans_a_with_v", "enhanced.av"), ("trans_v_with_a", "enhanced.va"))
+TETFN = RefMap(
+    weights=(
+        (r"text_model\.model\.(.+)", r"text.bert.\1"),
+        (r"audio_model\.(.+)", r"audio_net.\1"),
+        (r"video_model\.(.+)", r"video_net.\1"),
+        (r"proj_l\.weight", "proj_t.weight"),
+        *prefixed(_TETFN_CROSS + tuple((f"trans_{r}_mem", f"memory_net.{m}") for r, m in _MMSA_MOD)
+                  + tuple((f"{ref}.{part}_mha", f"{ours}.{part}") for ref, ours in _TETFN_ENHANCED
+                          for part in ("lower", "upper")), _MULT_BLOCK),
+        (r"trans_[\w.]+\.(version|embed_positions\._float_tensor)", None),  # fairseq constants, not weights
+        *((rf"post_{ref}_layer_(\d)\.(weight|bias)", rf"heads.{ours}.layer_\1.\2")
+          for ref, ours in (("fusion", "f"), ("text", "t"), ("audio", "a"), ("video", "v"))),
+    ),
+    outputs={"M": "pred", **{m.upper(): f"unimodal.{m}" for m in "tav"},
+             **{f"Feature_{m}": f"features.{m}" for m in "tavf"},
+             "proj_l": "hook:proj_t", "audio_model": "hook:audio_net", "video_model": "hook:video_net",
+             **{ref: f"hook:{ours}" for ref, ours in _TETFN_CROSS + _TETFN_ENHANCED},
+             **{f"{ref}.lower_mha": f"hook:{ours}.lower" for ref, ours in _TETFN_ENHANCED}},
+    losses={"M": "task", "T": "t", "A": "a", "V": "v"},
+    tamper="trans_a_with_v.lower_mha.layers.0.fc2.bias",
+    prepare=_self_mm_memory,  # the same ULGM memory (models/layers/ulgm.py), at epoch 3
+    after=_self_mm_after,
 )
 
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
@@ -694,7 +719,7 @@ MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_M
                            "misa": MISA, "mmim": MMIM,
                            "tfn": TFN, "lmf": LMF, "mtfn": MTFN, "mlmf": MLMF,
                            "mfm": MFM, "mctn": MCTN,
-                           "almt": ALMT, "cenet": CENET}
+                           "almt": ALMT, "cenet": CENET, "tetfn": TETFN}
 
 
 # -- the machinery -------------------------------------------------------------------------

@@ -8,6 +8,8 @@
   `subNets/AlignNets.py` `AlignSubNet(mode="avg_pool")`): the sequence is padded with copies
   of its last step to a multiple of the text length L, then step l of the result averages
   steps l, l + L, l + 2L, ... (the order MMSA's `view` gives: strided, not consecutive windows).
+  `window_pool_align`: the same step at thuiar/MMSA a94e65d (TETFN), which averages
+  consecutive windows and leaves the text alone.
 """
 
 from __future__ import annotations
@@ -20,17 +22,33 @@ def time_mean(x: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(x.mean(dim=1, keepdim=True), nan=0.0, posinf=torch.inf, neginf=-torch.inf)
 
 
-def avg_pool_align(x: torch.Tensor, length: int) -> torch.Tensor:
-    """(B, T, d) -> (B, length, d) as MMSA's AlignSubNet avg_pool (unchanged when T == length)."""
+def _padded_to_multiple(x: torch.Tensor, length: int) -> tuple[torch.Tensor, int]:
+    """`x` (B, T, d) padded with copies of its last step to a multiple of `length`; the pool size."""
     raw = x.size(1)
-    if raw == length:
-        return x
     if raw % length == 0:
         pad_len, pool_size = 0, raw // length
     else:
         pad_len, pool_size = length - raw % length, raw // length + 1
     pad = x[:, -1:, :].expand(x.size(0), pad_len, x.size(-1))
-    return torch.cat([x, pad], dim=1).view(x.size(0), pool_size, length, -1).mean(dim=1)
+    return torch.cat([x, pad], dim=1), pool_size
+
+
+def avg_pool_align(x: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, T, d) -> (B, length, d) as MMSA's AlignSubNet avg_pool (unchanged when T == length)."""
+    if x.size(1) == length:
+        return x
+    padded, pool_size = _padded_to_multiple(x, length)
+    return padded.view(x.size(0), pool_size, length, -1).mean(dim=1)
+
+
+def window_pool_align(x: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, T, d) -> (B, length, d) as AlignSubNet avg_pool at thuiar/MMSA a94e65d (TETFN): the
+    same padding, then step l averages the consecutive steps l*P .. l*P + P - 1 (P the pool
+    size): that commit views the padded sequence as (B, length, P, d), 2.2.1 as (B, P, length, d)."""
+    if x.size(1) == length:
+        return x
+    padded, pool_size = _padded_to_multiple(x, length)
+    return padded.view(x.size(0), length, pool_size, -1).mean(dim=2)
 
 
 def align_to_text(text: torch.Tensor, audio: torch.Tensor, vision: torch.Tensor
