@@ -684,6 +684,8 @@ CENET = RefMap(
              "CE": "hook:ce", "encoder": "hook:text.bert.encoder"},
     losses={"L1": "task"},
     tamper="bert.encoder.CE.ha.Wk.weight",
+)
+
 _TETFN_CROSS = (("trans_l_with_a", "cross.ta"), ("trans_l_with_v", "cross.tv"), ("trans_a_with_l", "cross.at"),
                 ("trans_v_with_l", "cross.vt"))
 _TETFN_ENHANCED = (("trans_a_with_v", "enhanced.av"), ("trans_v_with_a", "enhanced.va"))
