@@ -76,10 +76,8 @@ def uint16_draws(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray
     state = bg.state
     head = [np.array([state["uinteger"]], np.uint32)] if state["has_uint32"] else []
     raw = bg.random_raw((words - len(head) + 1) // 2)
-    state = bg.state
     odd = (words - len(head)) % 2  # the last 64-bit output's high half is left for the next call
-    state["has_uint32"], state["uinteger"] = odd, int(raw[-1] >> np.uint64(32)) if odd and raw.size else 0
-    bg.state = state
+    bg.state = {**bg.state, "has_uint32": odd, "uinteger": int(raw[-1] >> np.uint64(32)) if odd and raw.size else 0}
     w32 = raw.view(np.uint32)[: words - len(head)]
     out = np.concatenate([*head, w32]) if head else w32
     return out.view(np.uint16)[:n].reshape(shape)
