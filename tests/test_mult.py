@@ -143,3 +143,53 @@ def test_cpu_attention_dropout_path():
         draws = torch.stack([attn(x, kv, causal=True) for _ in range(3000)])
     assert not torch.allclose(draws[0], ref, atol=1e-3)  # dropout is active in training
     assert torch.allclose(draws.mean(0), ref, atol=0.05)
+
+
+@pytest.mark.parametrize("sizes", [(6, 10, 4), (7, 3, 5, 1, 9), ((5, 3), (2, 7), 1, (3, 3))])
+def test_uint16_draws_equal_numpy_integers(sizes):
+    """The fast 16-bit draws are numpy's `integers(0, 2**16, dtype=uint16)`, call after call
+    (odd counts included: numpy drops half a 32-bit output, PCG64 keeps half a 64-bit one)."""
+    import numpy as np
+
+    from models.layers.transformer import uint16_draws
+
+    fast, ref = (np.random.Generator(np.random.PCG64(5)) for _ in range(2))
+    for size in sizes:
+        shape = size if isinstance(size, tuple) else (size,)
+        a, b = uint16_draws(fast, shape), ref.integers(0, 1 << 16, size=shape, dtype=np.uint16)
+        assert a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b)
+    assert fast.integers(0, 1 << 16, 11, dtype=np.uint16).tolist() == ref.integers(0, 1 << 16, 11, dtype=np.uint16).tolist()
+
+
+@pytest.mark.parametrize("t_q,t_k,causal", [(90, 90, True), (70, 45, True), (40, 75, True), (33, 50, False)])
+def test_blocked_attention_equals_dense_attention_seeded(monkeypatch, t_q, t_k, causal):
+    """Blocked attention (forward and its recomputing backward) equals dense masked attention
+    with dropout, the dense masks drawn from the same torch seed by numpy's own `integers`, in
+    the draw blocks' order (rows `ROW_BLOCK` at a time, batch chunks of `CHUNK_ELEMENTS`)."""
+    import numpy as np
+
+    import models.layers.transformer as tr
+
+    for name, value in (("ROW_BLOCK", 32), ("CHUNK_ELEMENTS", 9_000), ("SUB_ROWS", 8), ("SUB_ELEMENTS", 2_000)):
+        monkeypatch.setattr(tr, name, value)  # several draw blocks and computed blocks per draw block
+    b, h, dh, p = 3, 2, 4, 0.25
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(b, h, t, dh, generator=gen, requires_grad=True) for t in (t_q, t_k, t_k))
+    torch.manual_seed(0)
+    out = tr.blocked_attention_with_dropout(q, k, v, p, causal)
+    torch.manual_seed(0)
+    rng = np.random.Generator(np.random.PCG64(int(torch.randint(0, 2**62, (1,)).item())))
+    keep = torch.ones(b, h, t_q, t_k)
+    for r0, r1, lim, i0, i1 in tr._draw_chunks(b, h, t_q, t_k, causal):
+        draws = rng.integers(0, 1 << 16, size=((i1 - i0) * h, r1 - r0, lim), dtype=np.uint16)
+        keep[i0:i1, :, r0:r1, :lim] = torch.from_numpy((draws >= round(p * (1 << 16))).astype(np.float32)).view(
+            i1 - i0, h, r1 - r0, lim) / (1 - p)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(dh)
+    if causal:
+        scores = scores.masked_fill(~future_mask(t_q, t_k, q.device), float("-inf"))
+    ref = (scores.softmax(-1) * keep) @ v
+    assert (keep == 0).float().mean().item() > 0.1 and torch.allclose(out, ref, atol=1e-5)  # dropout is on
+    weights = torch.randn(out.shape, generator=gen)
+    g_out = torch.autograd.grad((out * weights).sum(), (q, k, v))
+    g_ref = torch.autograd.grad((ref * weights).sum(), (q, k, v))
+    assert all(torch.allclose(a, r, atol=1e-5) for a, r in zip(g_out, g_ref, strict=True))

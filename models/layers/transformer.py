@@ -6,10 +6,11 @@ Layout is batch-first (B, T, d). Parameter shapes and initialisation follow MMSA
 (2 LN). What differs is only how the same function is computed:
 - attention runs through `scaled_dot_product_attention` (fused kernels, no attention map
   returned; MMSA computes head-averaged maps and discards them);
-- on CPU with attention dropout, where torch has no fused kernel,
-  `blocked_attention_with_dropout` computes the maps in cache-sized blocks, skips key
+- on CPU in training, where torch has no fused kernel with dropout,
+  `blocked_attention_with_dropout` computes the maps in cache-sized blocks, forward and
+  again in backward (only q, k, v, the output and the dropout masks are kept), skips key
   columns the causal mask hides, and draws dropout masks with `dropout_keep` (16-bit
-  uniform draws from numpy's PCG64, seeded from torch's generator: about 8x faster than
+  uniform draws from numpy's PCG64, seeded from torch's generator: far faster than
   torch's CPU bernoulli);
 - `forward(..., last_only=True)` computes the final layer for the last time step only
   (MulT reads only `h[-1]` of each memory transformer; under the causal mask the last
@@ -19,12 +20,15 @@ Layout is batch-first (B, T, d). Parameter shapes and initialisation follow MMSA
 from __future__ import annotations
 
 import math
-from typing import Optional
+import sys
+from collections.abc import Iterator
+from typing import Any, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 
 def _linear(d_in: int, d_out: int, bias: bool = True) -> nn.Linear:
@@ -58,6 +62,27 @@ def sinusoidal_positions(x: torch.Tensor) -> torch.Tensor:
     return table.to(x.dtype).unsqueeze(0) * not_pad
 
 
+def uint16_draws(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """`rng.integers(0, 2**16, shape, dtype=np.uint16)`: the same values and the same generator
+    state afterwards, about 4x faster. numpy makes each pair of these draws from one 32-bit
+    output (low half first; an odd count drops the last high half), and PCG64-like generators
+    each pair of 32-bit outputs from one 64-bit output (low half first; the high half is kept
+    for the next call), so the draws are the raw 64-bit outputs read as 16-bit words."""
+    n = math.prod(shape)
+    bg = rng.bit_generator
+    words = (n + 1) // 2  # 32-bit outputs the numpy call consumes
+    if sys.byteorder != "little" or not words:
+        return rng.integers(0, 1 << 16, size=shape, dtype=np.uint16)
+    state = bg.state
+    head = [np.array([state["uinteger"]], np.uint32)] if state["has_uint32"] else []
+    raw = bg.random_raw((words - len(head) + 1) // 2)
+    odd = (words - len(head)) % 2  # the last 64-bit output's high half is left for the next call
+    bg.state = {**bg.state, "has_uint32": odd, "uinteger": int(raw[-1] >> np.uint64(32)) if odd and raw.size else 0}
+    w32 = raw.view(np.uint32)[: words - len(head)]
+    out = np.concatenate([*head, w32]) if head else w32
+    return out.view(np.uint16)[:n].reshape(shape)
+
+
 def dropout_keep(shape: tuple[int, ...], p: float, device: torch.device,
                  rng: Optional[np.random.Generator] = None) -> torch.Tensor:
     """Float32 dropout multiplier: 0 with probability p (to 2^-16), else 1/(1-p).
@@ -71,7 +96,7 @@ def dropout_keep(shape: tuple[int, ...], p: float, device: torch.device,
         return (torch.rand(shape, device=device) >= p).float().mul_(1.0 / (1.0 - p))
     if rng is None:
         rng = np.random.Generator(np.random.PCG64(int(torch.randint(0, 2**62, (1,)).item())))
-    draws = rng.integers(0, 1 << 16, size=shape, dtype=np.uint16)
+    draws = uint16_draws(rng, shape)
     return torch.from_numpy(np.multiply(draws >= round(p * (1 << 16)), 1.0 / (1.0 - p), dtype=np.float32))
 
 
@@ -84,8 +109,114 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * dropout_keep(x.shape, p, x.device)
 
 
-ROW_BLOCK = 128  # query rows per block in the CPU dropout path
-CHUNK_ELEMENTS = 4_000_000  # attention-map elements per block-chunk (~16 MB: stays in cache)
+ROW_BLOCK = 128  # query rows per dropout draw (the draws' shapes: keep them, or seeded runs change)
+CHUNK_ELEMENTS = 4_000_000  # attention-map elements per dropout draw
+SUB_ROWS = 32  # query rows per computed block (a finer causal cut than the draws')
+SUB_ELEMENTS = 1 << 18  # attention-map elements per computed block (1 MB: stays in cache)
+
+
+def _draw_chunks(b: int, h: int, t_q: int, t_k: int, causal: bool) -> Iterator[tuple[int, int, int, int, int]]:
+    """(r0, r1, lim, i0, i1): the dropout draws' blocks in their draw order, query rows r0:r1
+    (`ROW_BLOCK` of them) of batch items i0:i1 (at most `CHUNK_ELEMENTS` map elements), keys
+    :lim (those the block's last row can see under MulT's causal mask)."""
+    offset = abs(t_k - t_q)
+    for r0 in range(0, t_q, ROW_BLOCK):
+        r1 = min(t_q, r0 + ROW_BLOCK)
+        lim = min(t_k, r1 + offset) if causal else t_k
+        step = max(1, CHUNK_ELEMENTS // (h * (r1 - r0) * lim))
+        for i0 in range(0, b, step):
+            yield r0, r1, lim, i0, min(b, i0 + step)
+
+
+def _sub_blocks(r0: int, r1: int, i0: int, i1: int, h: int, t_q: int, t_k: int,
+                causal: bool) -> Iterator[tuple[int, int, int, int, int]]:
+    """(s0, s1, lim, j0, j1): the computed blocks of one draw block, `SUB_ROWS` rows s0:s1 of
+    batch items j0:j1 (about `SUB_ELEMENTS` map elements), keys :lim (visible to row s1 - 1)."""
+    offset = abs(t_k - t_q)
+    for s0 in range(r0, r1, SUB_ROWS):
+        s1 = min(r1, s0 + SUB_ROWS)
+        lim = min(t_k, s1 + offset) if causal else t_k
+        step = max(1, SUB_ELEMENTS // (h * (s1 - s0) * lim))
+        for j0 in range(i0, i1, step):
+            yield s0, s1, lim, j0, min(i1, j0 + step)
+
+
+class _BlockedAttention(torch.autograd.Function):
+    """Attention with dropout computed block by block, forward and backward, keeping only q, k,
+    v, the output and the dropout masks: each block's scores and softmax are recomputed in the
+    backward pass while they are in cache (MulT's heads are 5-10 wide, so the maps' memory
+    traffic, not arithmetic, is the cost). Products that reduce over a map's long side are
+    computed transposed, (dh, keys) x (keys, rows), where MKL is several times faster than
+    (rows, keys) x (keys, dh); so k, v and the output are held as (B, h, dh, T)."""
+
+    @staticmethod
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float, causal: bool,
+                rng: np.random.Generator) -> torch.Tensor:
+        b, h, t_q, dh = q.shape
+        t_k = k.shape[2]
+        q = torch.mul(q, dh**-0.5, out=q.new_empty(q.shape))  # contiguous: block views need no copy
+        k_t, v_t = k.transpose(2, 3).contiguous(), v.transpose(2, 3).contiguous()
+        out_t = q.new_empty(b, h, dh, t_q)
+        masks = []
+        bias = _causal_bias(t_q, t_k, q) if causal else None
+        for r0, r1, lim, i0, i1 in _draw_chunks(b, h, t_q, t_k, causal):
+            keep = None
+            if p > 0:
+                keep = dropout_keep(((i1 - i0) * h, r1 - r0, lim), p, q.device, rng).view(i1 - i0, h, r1 - r0, lim)
+            masks.append(keep)
+            for s0, s1, lim_s, j0, j1 in _sub_blocks(r0, r1, i0, i1, h, t_q, t_k, causal):
+                attn = _block_softmax(q, k_t, bias, s0, s1, lim_s, j0, j1)
+                if keep is not None:
+                    attn.mul_(keep[j0 - i0 : j1 - i0, :, s0 - r0 : s1 - r0, :lim_s].flatten(0, 1))
+                v_b = v_t[j0:j1, :, :, :lim_s].flatten(0, 1)
+                out_t[j0:j1, :, :, s0:s1].flatten(0, 1).copy_(torch.bmm(v_b, attn.transpose(1, 2)))
+        ctx.save_for_backward(q, k_t, v_t, out_t)
+        ctx.masks, ctx.causal = masks, causal
+        return out_t.transpose(2, 3)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
+        q, k_t, v_t, out_t = ctx.saved_tensors
+        b, h, t_q, dh = q.shape
+        t_k = k_t.shape[3]
+        grad, grad_t, q_t = grad.contiguous(), grad.transpose(2, 3).contiguous(), q.transpose(2, 3).contiguous()
+        row_dot = (grad_t * out_t).sum(2).unsqueeze(-1)  # D_i = dO_i . O_i = sum_j P_ij dP_ij
+        dq_t, dk_t, dv_t = torch.zeros_like(q_t), torch.zeros_like(k_t), torch.zeros_like(v_t)
+        bias = _causal_bias(t_q, t_k, q) if ctx.causal else None
+        masks = iter(ctx.masks)
+        for r0, r1, _, i0, i1 in _draw_chunks(b, h, t_q, t_k, ctx.causal):
+            keep = next(masks)
+            for s0, s1, lim_s, j0, j1 in _sub_blocks(r0, r1, i0, i1, h, t_q, t_k, ctx.causal):
+                attn = _block_softmax(q, k_t, bias, s0, s1, lim_s, j0, j1)
+                rows = (slice(j0, j1), slice(None), slice(None), slice(s0, s1))  # of the (B, h, dh, T) tensors
+                keys = (slice(j0, j1), slice(None), slice(None), slice(None, lim_s))
+                d_attn = torch.bmm(grad[j0:j1, :, s0:s1].flatten(0, 1), v_t[keys].flatten(0, 1))  # dL/d(dropped map)
+                if keep is not None:
+                    m = keep[j0 - i0 : j1 - i0, :, s0 - r0 : s1 - r0, :lim_s].flatten(0, 1)
+                    d_attn.mul_(m)
+                d_scores = d_attn.sub_(row_dot[j0:j1, :, s0:s1].flatten(0, 1)).mul_(attn)
+                if keep is not None:
+                    attn.mul_(m)
+                dv_t[keys].flatten(0, 1).add_(torch.bmm(grad_t[rows].flatten(0, 1), attn))
+                dq_t[rows].flatten(0, 1).add_(torch.bmm(k_t[keys].flatten(0, 1), d_scores.transpose(1, 2)))
+                dk_t[keys].flatten(0, 1).add_(torch.bmm(q_t[rows].flatten(0, 1), d_scores))
+        return dq_t.mul_(dh**-0.5).transpose(2, 3), dk_t.transpose(2, 3), dv_t.transpose(2, 3), None, None, None
+
+
+def _causal_bias(t_q: int, t_k: int, like: torch.Tensor) -> torch.Tensor:
+    """(t_q, t_k) additive mask: -inf where MulT's causal mask hides key j from query i."""
+    return torch.zeros(t_q, t_k, dtype=like.dtype, device=like.device).masked_fill_(
+        ~future_mask(t_q, t_k, like.device), float("-inf"))
+
+
+def _block_softmax(q: torch.Tensor, k_t: torch.Tensor, bias: Optional[torch.Tensor], s0: int, s1: int, lim: int,
+                   j0: int, j1: int) -> torch.Tensor:
+    """softmax(q k^T + bias) of query rows s0:s1, keys :lim, batch items j0:j1, as (n h, rows, lim);
+    q is (B, h, Tq, dh), k_t (B, h, dh, Tk)."""
+    q_b, k_b = q[j0:j1, :, s0:s1].flatten(0, 1), k_t[j0:j1, :, :, :lim].flatten(0, 1)
+    scores = torch.baddbmm(bias[s0:s1, :lim], q_b, k_b) if bias is not None else torch.bmm(q_b, k_b)
+    return torch.softmax(scores, dim=-1)
 
 
 def blocked_attention_with_dropout(
@@ -94,38 +225,16 @@ def blocked_attention_with_dropout(
     """softmax(q k^T / sqrt(d) + causal mask) with dropout, times v; (B, h, Tq, dh) in and out.
 
     torch has no fused CPU kernel for attention with dropout, and the materialised maps of
-    MulT's long unaligned sequences (B x h x 496 x 496) make it memory-bound. So the map is
-    computed in blocks of `ROW_BLOCK` query rows and chunks of the batch sized to stay in
-    cache, the causal mask is fused into the score GEMM (baddbmm with an additive bias), key
-    columns that a row block cannot see under MulT's causal mask (j >= i + 1 + |Tk - Tq|) are
-    never computed, and dropout is a multiplication by `dropout_keep`. Same function as dense
-    attention with dropout; only the dropout draws differ.
+    MulT's long unaligned sequences (B x h x 496 x 496) make it memory-bound. So the maps are
+    computed in cache-sized blocks, forward and again in backward (`_BlockedAttention`), the
+    causal mask is fused into the score GEMM (baddbmm with an additive bias), key columns that
+    a block cannot see under MulT's causal mask (j >= i + 1 + |Tk - Tq|) are never computed,
+    and dropout is a multiplication by `dropout_keep`, drawn in blocks of `ROW_BLOCK` rows and
+    `CHUNK_ELEMENTS` elements from one generator per call. Same function as dense attention
+    with dropout; only the dropout draws differ.
     """
-    b, h, t_q, dh = q.shape
-    t_k = k.shape[2]
-    offset = abs(t_k - t_q)
-    rng = np.random.Generator(np.random.PCG64(int(torch.randint(0, 2**62, (1,)).item())))
-    q = q * dh**-0.5
-    rows = []
-    for r0 in range(0, t_q, ROW_BLOCK):
-        r1 = min(t_q, r0 + ROW_BLOCK)
-        lim = min(t_k, r1 + offset) if causal else t_k  # keys visible to the block's last row
-        bias = None
-        if causal:
-            hidden = torch.arange(lim, device=q.device)[None, :] >= torch.arange(r0 + 1 + offset, r1 + 1 + offset, device=q.device)[:, None]
-            bias = torch.zeros(r1 - r0, lim, dtype=q.dtype, device=q.device).masked_fill_(hidden, float("-inf"))
-        step = max(1, CHUNK_ELEMENTS // (h * (r1 - r0) * lim))
-        chunks = []
-        for i in range(0, b, step):
-            qc = q[i : i + step, :, r0:r1].flatten(0, 1)
-            kc = k[i : i + step, :, :lim].flatten(0, 1).transpose(-1, -2)
-            scores = torch.baddbmm(bias, qc, kc) if bias is not None else torch.bmm(qc, kc)
-            attn = torch.softmax(scores, dim=-1)
-            if p > 0:
-                attn = attn * dropout_keep(scores.shape, p, q.device, rng)
-            chunks.append(torch.bmm(attn, v[i : i + step, :, :lim].flatten(0, 1)).view(-1, h, r1 - r0, dh))
-        rows.append(torch.cat(chunks) if len(chunks) > 1 else chunks[0])
-    return torch.cat(rows, dim=2) if len(rows) > 1 else rows[0]
+    rng = np.random.Generator(np.random.PCG64(int(torch.randint(0, 2**62, (1,)).item())))  # drawn even at p = 0
+    return _BlockedAttention.apply(q, k, v, p, causal, rng)
 
 
 class MultiheadAttention(nn.Module):
