@@ -336,17 +336,16 @@ class Objective:
     def _data_for(self, p) -> Any:
         from bench.runner import check_compatible, data_key, load_sweep_data, with_data_dims
 
-        if self._given is not None:
-            p.model_config = with_data_dims(p.model_config, self._given)
-            check_compatible(p.model_config, self._given, p.run.model)
-            return self._given
-        key = data_key(p)
-        if key not in self._data:
-            self._data.update(load_sweep_data([p]))  # also fits and checks p's config
-            return self._data[key]
-        p.model_config = with_data_dims(p.model_config, self._data[key])
-        check_compatible(p.model_config, self._data[key], p.run.model)
-        return self._data[key]
+        data = self._given
+        if data is None:
+            key = data_key(p)
+            if key not in self._data:
+                self._data.update(load_sweep_data([p]))  # also fits and checks p's config
+                return self._data[key]
+            data = self._data[key]
+        p.model_config = with_data_dims(p.model_config, data)
+        check_compatible(p.model_config, data, p.run.model)
+        return data
 
     def __call__(self, trial) -> float:
         optuna = require_optuna()
