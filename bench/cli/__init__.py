@@ -243,8 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         include_from_cli(getattr(args, "include", None))
     except PluginError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(error_exit(err))
     code = args.func(args) or 0
     if code == INTERRUPTED:
         stop_now(code)
