@@ -1,26 +1,17 @@
-"""Tables rendered from result files .
+"""Tables rendered from result files.
 
 Pure functions of the result files: nothing here trains, imports torch or looks at a live model.
 The flow is: `load_result_set(root)` -> `build_tables(...)` -> `Table`s -> `to_markdown`,
 `to_latex`, `to_csv` -> `write_tables`.
 
-Conventions:
-- row names and order come from each model's registration (display name, row labels, order;
-  read through `bench.catalog.model_meta`), a model's variants right after it;
-- one row per run name (`pase`, `pase+no_sgm`, ...), aggregated over seeds as mean ± sample
-  std (ddof = 1) with n; n = 1 shows the std as "–"; a NaN seed value is left out of that cell,
-  which then shows its own n;
-- accuracies and F1 ×100 with 2 decimals, MAE and Corr as they are with 3 decimals;
-- the best mean per column (using the metric's direction, `models.constants.METRICS`) is bold only
-  when the paired bootstrap of `bench compare` separates it from every other run; otherwise it
-  and the runs within noise of it are marked tied (†). Only msabench rows are ranked (published
-  reference rows and the majority baseline are context);
-- gaps are visible: a run with fewer seeds than expected shows "n/N" and a note lists each
-  failed seed with its error, each missing seed and each unreadable file; a model that cannot
-  run on a dataset (registry `unsupported`) shows "n/a" when asked for by name.
-Expected seeds (harness decision): the seeds given with `--seeds`, else the union of the seeds
-found for that dataset over all runs (ok, failed or unreadable), so one crashed or missing
-seed of one model shows as a gap against the others.
+Row names and order come from each model's registration (`bench.catalog.model_meta`), a model's
+variants right after it; one row per run name (`pase`, `pase+no_sgm`, ...), mean ± sample std over
+seeds (`summarize`, `format_cell`); the best mean of a column is bold only when the paired
+bootstrap of `bench compare` separates it from every other run, else it and the runs within noise
+are marked tied (`Ranking`, `mark_cells`; msabench rows only). Gaps are visible (`gap_note`): n/N
+and a note per failed, missing or unreadable seed; "n/a" for a model that cannot run on a dataset.
+Expected seeds (harness decision): `--seeds`, else the union of the seeds found for that dataset
+over all runs, so one crashed or missing seed of one model shows as a gap against the others.
 """
 
 from __future__ import annotations
