@@ -248,7 +248,7 @@ SWEEP_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "epochs": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
     "datasets": (lambda v: isinstance(v, list) and bool(v) and all(isinstance(d, str) and d for d in v),
                  "a non-empty list of dataset names, e.g. [mosi, mosei]"),
-    **{k: (lambda v, c=c: v in c, "one of " + " | ".join(c)) for k, c in SWEEP_CHOICES.items()},
+    **{k: (c.__contains__, "one of " + " | ".join(c)) for k, c in SWEEP_CHOICES.items()},
 }
 NON_EMPTY_STRING = (lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty string")  # every other key
 
