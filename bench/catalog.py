@@ -1,21 +1,16 @@
 """What `bench ls` lists, kept in `bench/catalog.json` so that listing needs neither torch nor
 the model files (importing them takes seconds; building every preset takes more).
 
-The catalog records the registry (models, their presets per dataset, default preset, the
-datasets they cannot run on and why, descriptions, metadata: display name, paper, reference
-code, family, table order, row labels), the registered datasets, and the parameter
+The catalog records the registry (`catalog_model`), the registered datasets and the parameter
 count of every (model, dataset, preset), built on the meta device. It cannot go stale unnoticed:
-it stores a hash of every source file the registry was built from (`models/`, and the `bench`
-modules they import), and `load_catalog` returns None when any of them changed, when a file
-appeared under `models/`, or when the catalog is missing; `bench ls` then asks the live
-registry. `python -m bench ls --write-catalog` rebuilds it; a test builds every count afresh
-and compares.
+it stores a hash of every source file the registry was built from (`source_files`), and
+`load_catalog` returns None when any of them changed or appeared, or when the catalog is
+missing; `bench ls` then asks the live registry. `python -m bench ls --write-catalog` rebuilds it.
 
 Tables and figures read model metadata through `model_meta` (here, so that they need neither
 torch nor the model files): the catalog's for the models it lists; else the live registry's for
 a model registered in this process (a plugin); else the raw name at the registry's default
-table position (after the baselines, before the proposed model). A stale or missing catalog is
-replaced by the live registry (importing the model files).
+table position (after the baselines, before the proposed model).
 """
 
 from __future__ import annotations

@@ -8,13 +8,14 @@ options (`--epochs`, `--text-encoder`) apply to every model that has the field a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import yaml
 
@@ -158,10 +159,8 @@ def parse_value(raw: str) -> Any:
     (models.registry.parse_field)."""
     raw = raw.strip()
     for cast in (int, float):
-        try:
+        with contextlib.suppress(ValueError):
             return cast(raw)
-        except ValueError:
-            pass
     if not raw:
         return None
     try:
@@ -240,34 +239,26 @@ class SweepFileError(OptionError):
     """A sweep file that cannot be read or holds a bad value; the message names the file and key."""
 
 
-# run-wide sweep keys whose values are not strings; the model-config values under `set:` and
-# `variants:` are typed by their model's config fields (models.registry.parse_field)
+# run-wide sweep keys whose values are not strings: key -> (test, what is allowed); the model-config
+# values under `set:` and `variants:` are typed by their model's config fields (models.registry.parse_field)
 SWEEP_BOOLS = ("contributions", "robustness", "amp", "strict_data")
 SWEEP_CHOICES = {"setting": ("aligned", "unaligned"), "data_format": ("auto", "mmsa", "mult", "mag")}
+SWEEP_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **{k: (lambda v: isinstance(v, bool), "a bool (true | false)") for k in SWEEP_BOOLS},
+    "epochs": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+    "datasets": (lambda v: isinstance(v, list) and bool(v) and all(isinstance(d, str) and d for d in v),
+                 "a non-empty list of dataset names, e.g. [mosi, mosei]"),
+    **{k: (c.__contains__, "one of " + " | ".join(c)) for k, c in SWEEP_CHOICES.items()},
+}
+NON_EMPTY_STRING = (lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty string")  # every other key
 
 
 def check_sweep_values(path: Path, opts: dict[str, Any]) -> None:
     """Run-wide sweep values of the right type, before any run is planned."""
-    def bad(key: str, value: Any, allowed: str) -> SweepFileError:
-        return SweepFileError(f"{path} [key={key}]: {value!r} is not allowed; {key} is {allowed}")
-
     for key, value in opts.items():
-        if value is None or key == "seeds":
-            continue
-        if key in SWEEP_BOOLS:
-            if not isinstance(value, bool):
-                raise bad(key, value, "a bool (true | false)")
-        elif key == "epochs":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise bad(key, value, "an integer >= 1")
-        elif key == "datasets":
-            if not isinstance(value, list) or not value or not all(isinstance(d, str) and d for d in value):
-                raise bad(key, value, "a non-empty list of dataset names, e.g. [mosi, mosei]")
-        elif key in SWEEP_CHOICES:
-            if value not in SWEEP_CHOICES[key]:
-                raise bad(key, value, "one of " + " | ".join(SWEEP_CHOICES[key]))
-        elif not isinstance(value, str) or not value.strip():
-            raise bad(key, value, "a non-empty string")
+        test, allowed = SWEEP_RULES.get(key, NON_EMPTY_STRING)
+        if value is not None and key != "seeds" and not test(value):
+            raise SweepFileError(f"{path} [key={key}]: {value!r} is not allowed; {key} is {allowed}")
 
 
 def check_model_entry(path: Path, i: int, entry: dict[str, Any]) -> None:
@@ -381,7 +372,7 @@ def load_sweep(path: str | Path, **cli: Any) -> list[RunConfig]:
         out_dir=opts.get("out") or "results", data_root=opts.get("data_root"), setting=opts.get("setting"),
         data_format=opts.get("data_format") or "auto", glove=opts.get("glove"),
     )
-    for flag in ("contributions", "robustness", "amp", "strict_data"):
+    for flag in SWEEP_BOOLS:
         if opts.get(flag) is not None:
             base[flag] = bool(opts[flag])
     return [run for i, entry in enumerate(doc["models"]) for run in _entry_runs(path, i, entry, datasets, seeds, opts, base)]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -221,10 +221,12 @@ def save_figure(fig, out_dir: Path | str, stem: str) -> list[Path]:
 
 # -- from a ResultSet -----------------------------------------------------------------------------
 
-def _ok_runs(rs: ResultSet, dataset: str, seeds: Sequence[int] | None) -> dict[str, list[dict[str, Any]]]:
+def _ok_runs(rs: ResultSet, dataset: str, seeds: Sequence[int] | None,
+             keep: Callable[[dict[str, Any]], bool]) -> dict[str, list[dict[str, Any]]]:
+    """Run name -> its ok records (of `seeds`) for which `keep(record)`; runs without one are left out."""
     out = {}
     for g in group_runs(rs, dataset):
-        records = [g.records[s] for s in sorted(g.records) if not seeds or s in seeds]
+        records = [g.records[s] for s in sorted(g.records) if (not seeds or s in seeds) and keep(g.records[s])]
         if records:
             out[g.run_name] = records
     return out
@@ -237,8 +239,7 @@ def contributions_for_runs(
     """The contribution figure of `model` on `dataset`. compare: a run drawn dashed; None means
     `<model>+no_sgm` when that run has contribution history (the PaSE supplement's with/without
     SGM comparison), "none" means no comparison. Returns (Figure, compare run used or None)."""
-    runs = {k: [r for r in v if has_contributions(r)] for k, v in _ok_runs(rs, dataset, seeds).items()}
-    runs = {k: v for k, v in runs.items() if v}
+    runs = _ok_runs(rs, dataset, seeds, has_contributions)
     if model not in runs:
         have = ", ".join(runs) or "none"
         raise KeyError(f"no result files with contribution history for '{model}' on '{dataset}' "
@@ -270,9 +271,7 @@ def predictions_for_runs(rs: ResultSet, dataset: str, models: Sequence[str] | No
                          seeds: Sequence[int] | None = None):
     if dataset_task(rs, dataset) != "regression":
         raise ValueError(f"'{dataset}' is not a regression dataset; the prediction scatter needs continuous labels")
-    runs = {k: [r for r in v if isinstance(r.get("predictions"), dict)]
-            for k, v in _ok_runs(rs, dataset, seeds).items()}
-    runs = {k: v for k, v in runs.items() if v}
+    runs = _ok_runs(rs, dataset, seeds, lambda r: isinstance(r.get("predictions"), dict))
     if models:
         missing = [m for m in models if m not in runs]
         if missing:

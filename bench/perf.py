@@ -3,37 +3,20 @@ parameter count per model on random inputs of a dataset's real shapes (no data f
 against a *floor*: one plain transformers `BertModel` fine-tune step at the same batch and
 sequence length. BERT models are built with bert-base-uncased shapes.
 
-How a model is timed. The floor is built and warmed up once, in its own subprocess, and stays
-alive for the whole run. Each model is built in a fresh subprocess (so its peak memory, CUDA
-max_memory_allocated or the CPU peak RSS, is its own), warmed up (untimed), and then its
-timed steps alternate with floor steps, F M F M ... M F: every model step has a floor step
-just before and just after it. Its per-step ratio is the model step over the mean of those
-two floor steps, so the load of a shared machine at that moment cancels, and slow drift
-cancels to first order. `× floor` is the median of these paired ratios.
+How a model is timed (`format_report` states the method in each report): the floor lives in
+one subprocess for the whole run; each model is built in a fresh one (so its peak memory is
+its own), warmed up, and its timed steps alternate with floor steps, F M F M ... M F. Pairing
+each model step with the floor steps just before and after it cancels the load of a shared
+machine at that moment, and slow drift to first order.
 
-The interval. With n paired ratios, the k-th smallest and k-th largest ratio bound the median
-of the ratio's distribution with probability 1 - 2 P(Binomial(n, 1/2) < k) (the sign-test
-interval). It assumes only independent steps from one continuous distribution, needs no seed,
-and is exact at n = 5, where a bootstrap percentile interval (its median can only take the 5
-observed values) covers less than it claims. k is the largest that keeps the coverage at or
-above 90 %: for the default 5 steps the interval is the min to max of the ratios, 93.75 %.
+The interval: the sign-test interval for the median ratio (`median_interval`). It assumes only
+independent steps from one continuous distribution, needs no seed, and is exact at n = 5,
+where a bootstrap percentile interval (its median can only take the 5 observed values) covers
+less than it claims.
 
-The verdict on a BERT model's target (`TARGETS`): "target met" when the interval's upper end
-is below it, "missed" when the lower end is above it, else "undecided (within noise)" (more
-`--steps` narrow it). `--check` fails on "missed" (and on a model not measured), not on
-"undecided": a miss is claimed only with evidence, and so is a pass.
-
-Cost: per model, its warm-up and timed steps plus steps + 1 floor steps; the floor's startup
-and warm-up are paid once. The former scheme (a fresh floor subprocess before and after every
-model, each with its startup, warm-up, timed and forward steps) cost about 1.5 times as many
-floor steps at 5 steps per model, and paired nothing closer than minutes apart.
-
-Also reported: the cost of the exact-Shapley evaluations as a share of a training epoch
-(per-epoch contributions on the validation split for every model; PaSE's SGM on its training
-subsample, every `sgm_every` epochs; 3 batches timed, scaled to the split's batches); for a
-staged model, the step of its last (fusion) stage and the share of a run spent in the
-earlier stages (their step time × their epoch budget); and the robustness curves' share of a
-run (`--robustness-curves`: one forward pass over the test split per condition, plus the clean one).
+Also reported: the exact-Shapley evaluations' share of an epoch (validation contributions;
+PaSE's SGM every `sgm_every` epochs), a staged model's earlier stages' share of a run, and the
+robustness curves' share of a run.
 """
 
 from __future__ import annotations
@@ -636,11 +619,8 @@ def machine() -> dict[str, Any]:
     import torch
 
     cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
     return {"threads": torch.get_num_threads(), "cpu": cpu, "cpus": os.cpu_count(),
             "torch": torch.__version__, "torch_cuda": torch.version.cuda,
             "torch_config": torch.__config__.show().splitlines()[:12],

@@ -1,30 +1,22 @@
-"""Tables rendered from result files .
+"""Tables rendered from result files.
 
 Pure functions of the result files: nothing here trains, imports torch or looks at a live model.
 The flow is: `load_result_set(root)` -> `build_tables(...)` -> `Table`s -> `to_markdown`,
 `to_latex`, `to_csv` -> `write_tables`.
 
-Conventions:
-- row names and order come from each model's registration (display name, row labels, order;
-  read through `bench.catalog.model_meta`), a model's variants right after it;
-- one row per run name (`pase`, `pase+no_sgm`, ...), aggregated over seeds as mean ± sample
-  std (ddof = 1) with n; n = 1 shows the std as "–"; a NaN seed value is left out of that cell,
-  which then shows its own n;
-- accuracies and F1 ×100 with 2 decimals, MAE and Corr as they are with 3 decimals;
-- the best mean per column (using the metric's direction, `models.constants.METRICS`) is bold only
-  when the paired bootstrap of `bench compare` separates it from every other run; otherwise it
-  and the runs within noise of it are marked tied (†). Only msabench rows are ranked (published
-  reference rows and the majority baseline are context);
-- gaps are visible: a run with fewer seeds than expected shows "n/N" and a note lists each
-  failed seed with its error, each missing seed and each unreadable file; a model that cannot
-  run on a dataset (registry `unsupported`) shows "n/a" when asked for by name.
-Expected seeds (harness decision): the seeds given with `--seeds`, else the union of the seeds
-found for that dataset over all runs (ok, failed or unreadable), so one crashed or missing
-seed of one model shows as a gap against the others.
+Row names and order come from each model's registration (`bench.catalog.model_meta`), a model's
+variants right after it; one row per run name (`pase`, `pase+no_sgm`, ...), mean ± sample std over
+seeds (`summarize`, `format_cell`); the best mean of a column is bold only when the paired
+bootstrap of `bench compare` separates it from every other run, else it and the runs within noise
+are marked tied (`Ranking`, `mark_cells`; msabench rows only). Gaps are visible (`gap_note`): n/N
+and a note per failed, missing or unreadable seed; "n/a" for a model that cannot run on a dataset.
+Expected seeds (harness decision): `--seeds`, else the union of the seeds found for that dataset
+over all runs, so one crashed or missing seed of one model shows as a gap against the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fnmatch
 import io
@@ -105,10 +97,8 @@ def load_result_set(root: Path | str) -> ResultSet:
                                     int(m.group(1)) if m else None, str(err)))
     tuning = {}
     for path in sorted(Path(root).glob("*/*/tuning.json")) if Path(root).is_dir() else []:
-        try:
+        with contextlib.suppress(OSError, ValueError):  # unreadable: the row reads "(tuned)" without its budget
             tuning[(path.parent.parent.name, path.parent.name)] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # the row then reads "(tuned)" without its budget
     return ResultSet(records, problems, tuning)
 
 
@@ -601,12 +591,13 @@ def metrics_table(
                  marks=marks)
 
 
-def _pick_unit(max_value: float, units: Sequence[tuple[str, float, int]]) -> tuple[str, float, int]:
-    chosen = units[0]
+def _unit_column(key: str, header: str, max_value: float, units: Sequence[tuple[str, float, int]]) -> Column:
+    """A column in the largest of `units` that `max_value` fills at least twice (else the first)."""
+    name, scale, decimals = units[0]
     for unit in units:
         if max_value >= unit[1] * 2:
-            chosen = unit
-    return chosen
+            name, scale, decimals = unit
+    return Column(key, f"{header} ({name})", 1 / scale, decimals)
 
 
 TIME_UNITS = (("s", 1.0, 1), ("min", 60.0, 1), ("h", 3600.0, 2))
@@ -633,17 +624,13 @@ def efficiency_table(
     values = [per_run(g.ok(expected)) for g in groups]
     top = lambda key: max([v for d in values for v in d[key] if v is not None] or [0.0])  # noqa: E731
     ref_s = max((r.train_hours * 3600 for r in references), default=0.0)
-    t_unit, t_scale, t_dec = _pick_unit(max(top("train_s"), ref_s), TIME_UNITS)
-    w_unit, w_scale, w_dec = _pick_unit(top("wall_s"), TIME_UNITS)
-    e_unit, e_scale, e_dec = _pick_unit(top("epoch_s"), TIME_UNITS)
-    m_unit, m_scale, m_dec = _pick_unit(top("peak_memory_bytes"), MEMORY_UNITS)
     columns = [
         Column("params_total", "Params", integer=True), Column("params_trainable", "Trainable", integer=True),
         Column("params_with_grad", "With grad", integer=True),
-        Column("train_s", f"Train time ({t_unit})", 1 / t_scale, t_dec),
-        Column("wall_s", f"Wall time ({w_unit})", 1 / w_scale, w_dec),
-        Column("epoch_s", f"Time/epoch ({e_unit})", 1 / e_scale, e_dec),
-        Column("peak_memory_bytes", f"Peak memory ({m_unit})", 1 / m_scale, m_dec),
+        _unit_column("train_s", "Train time", max(top("train_s"), ref_s), TIME_UNITS),
+        _unit_column("wall_s", "Wall time", top("wall_s"), TIME_UNITS),
+        _unit_column("epoch_s", "Time/epoch", top("epoch_s"), TIME_UNITS),
+        _unit_column("peak_memory_bytes", "Peak memory", top("peak_memory_bytes"), MEMORY_UNITS),
         Column("epochs_run", "Epochs", decimals=1), Column("device", "Device"),
     ]
 
@@ -769,10 +756,8 @@ def load_tuning_summaries(root: Path | str) -> list[dict[str, Any]]:
     """Every study summary (`<root>/tuning/<dataset>/<variant>.json`); unreadable ones are skipped."""
     out = []
     for path in sorted(Path(root).glob("tuning/*/*.json")):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             out.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
     return out
 
 

@@ -27,6 +27,7 @@ Floats are full precision; NaN is written as the JSON extension `NaN` (Python re
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -71,10 +72,10 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with _suppress():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    with _suppress():  # make the rename itself durable
+    with contextlib.suppress(OSError):  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dfd)
@@ -93,14 +94,6 @@ def _create_temp(path: Path) -> tuple[int, str]:
         except FileExistsError:
             continue
     raise FileExistsError(f"{path.parent}: no free temporary file name for {path.name} after 100 tries")
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], OSError)
 
 
 def ensure_writable_dir(path: Path | str, option: str = "--out") -> None:
@@ -124,8 +117,6 @@ def load_result(path: Path) -> dict[str, Any]:
     try:
         with open(path) as f:
             obj = json.load(f)
-    except FileNotFoundError:
-        raise
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ResultFileError(f"{path}: not a valid result file ({err})") from err
     missing = [k for k in REQUIRED_FIELDS if k not in obj]

@@ -17,6 +17,7 @@ Per run:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -518,7 +519,7 @@ def validate_epoch(run: _Run, s: _StageSettings, record: dict[str, Any]) -> dict
     valid["loss"] = round(val_loss, cfg.val_loss_decimals) if cfg.val_loss_decimals is not None else val_loss
     record["valid"] = valid
     if shapley:  # exact Shapley values of -MAE / accuracy on validation
-        utilities, values = shapley_of(results, data.valid.labels, _utility(cfg.task))
+        utilities, values = shapley_of(results, data.valid.labels, functools.partial(contribution_utility, cfg.task))
         record["contributions"] = {"split": "valid", "utility": utilities, "shapley": values}
     return valid
 
@@ -600,7 +601,7 @@ def test_once(run: _Run, robustness: bool) -> dict[str, Any]:
             if c:  # the empty coalition only enters the utilities; each from its own predictions
                 per_coalition[coalition_key(c)] = {**compute_metrics(task, results[c][0].numpy(), labels, data.info.name),
                                                    "loss": results[c][1]}
-        utilities, shapley = shapley_of(results, data.test.labels, _utility(task))
+        utilities, shapley = shapley_of(results, data.test.labels, functools.partial(contribution_utility, task))
         out["robustness"] = {"split": "test", "coalitions": per_coalition, "utility": utilities, "shapley": shapley}
     preds_list = test_preds.reshape(-1).tolist() if task == "regression" else test_preds.tolist()
     out["predictions"] = {"split": "test", "ids": list(data.test.ids), "labels": data.test.labels.tolist(),
@@ -710,10 +711,6 @@ def _training_fields(run: _Run, stages: list[dict], tested: dict[str, Any], stag
         **extra,
         **tested,
     }
-
-
-def _utility(task: str) -> Callable[[torch.Tensor, torch.Tensor], float]:
-    return lambda preds, labels: contribution_utility(task, preds, labels)
 
 
 def _progress(it, total: int, desc: str, enabled: bool):

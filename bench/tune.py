@@ -336,17 +336,16 @@ class Objective:
     def _data_for(self, p) -> Any:
         from bench.runner import check_compatible, data_key, load_sweep_data, with_data_dims
 
-        if self._given is not None:
-            p.model_config = with_data_dims(p.model_config, self._given)
-            check_compatible(p.model_config, self._given, p.run.model)
-            return self._given
-        key = data_key(p)
-        if key not in self._data:
-            self._data.update(load_sweep_data([p]))  # also fits and checks p's config
-            return self._data[key]
-        p.model_config = with_data_dims(p.model_config, self._data[key])
-        check_compatible(p.model_config, self._data[key], p.run.model)
-        return self._data[key]
+        data = self._given
+        if data is None:
+            key = data_key(p)
+            if key not in self._data:
+                self._data.update(load_sweep_data([p]))  # also fits and checks p's config
+                return self._data[key]
+            data = self._data[key]
+        p.model_config = with_data_dims(p.model_config, data)
+        check_compatible(p.model_config, data, p.run.model)
+        return data
 
     def __call__(self, trial) -> float:
         optuna = require_optuna()
@@ -474,8 +473,7 @@ def summarize_study(spec: TuneSpec, study) -> dict[str, Any]:
 
     attrs = study.user_attrs
     best = None
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    if complete:
+    if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         b = study.best_trial
         best = {"number": b.number, "value": b.value, "params": b.params,
                 "overrides": b.user_attrs.get("overrides"), "best_epoch": b.user_attrs.get("best_epoch")}
@@ -540,13 +538,13 @@ def _run_round(spec: TuneSpec, n: Optional[int], seconds: Optional[float], data:
     """One round of workers; returns the job ids that ended (submitit)."""
     timeout = None if seconds is None else seconds / spec.workers
     shares = _shares(n, spec.workers)
-    if spec.launcher == "local" and len(shares) == 1:
+    if spec.launcher != "local":
+        return _run_submitit(spec, shares, timeout)
+    if len(shares) == 1:
         run_worker(spec, shares[0], timeout, 0, data)
-        return set()
-    if spec.launcher == "local":
+    else:
         _run_local_pool(spec, shares, timeout)
-        return set()
-    return _run_submitit(spec, shares, timeout)
+    return set()
 
 
 def _run_local_pool(spec: TuneSpec, shares: list, timeout: Optional[float]) -> None:
@@ -695,7 +693,7 @@ def format_space(model: str, dataset: str = "synthetic", preset: Optional[str] =
     from tabulate import tabulate
 
     from bench.runner import plan_runs
-    from models.registry import get_model_entry, search_space_of
+    from models.registry import get_model_entry, search_space_of, split_target
 
     cfg = plan_runs([RunConfig(model=model, dataset=dataset, preset=preset)])[0].model_config
     space, declared = search_space_of(model, cfg)
@@ -703,7 +701,7 @@ def format_space(model: str, dataset: str = "synthetic", preset: Optional[str] =
     rows = []
     for target, p in space.items():
         now = ", ".join(repr(getattr(cfg, name) if index is None else getattr(cfg, name)[index])
-                        for name, index in _targets(target))
+                        for name, index in split_target(target))
         shown = p.describe() + (f" = [{absolute[target].low:.3g}, {absolute[target].high:.3g}]" if p.relative else "")
         rows.append([target, shown, now, p.source])
     head = (f"search space of {model} ({'declared next to its presets' if declared else 'the default space: none declared'}), "
@@ -714,9 +712,3 @@ def format_space(model: str, dataset: str = "synthetic", preset: Optional[str] =
         text += (f"\nkept at the {cfg.preset} preset's values (CPU-sized demo: batch size, width, depth): "
                  + ", ".join(kept))
     return text
-
-
-def _targets(target: str):
-    from models.registry import split_target
-
-    return split_target(target)

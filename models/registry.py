@@ -706,8 +706,7 @@ class _SpaceCheck:
         parts = split_target(target)
         for name, _ in parts:
             if name not in self.fields:
-                close = difflib.get_close_matches(name, list(self.fields), n=1)
-                fail(target, f"{self.config_cls.__name__} has no field '{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+                fail(target, f"{self.config_cls.__name__} has no field {did_you_mean([name], self.fields)}")
             if name in UNSEARCHABLE:
                 fail(target, f"'{name}' is fixed by the run, not searched")
         if param.choices is not None:

@@ -142,6 +142,12 @@ REPORT_EXIT_STATUS = """exit status: 0 written; 2 a bad option, or nothing to sh
 tuning studies match --results, the dataset, the run names or the seeds asked for)."""
 
 
+def error_exit(err: BaseException) -> int:
+    """A bad input a command caught: its message on one stderr line, exit status 2."""
+    print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+    return 2
+
+
 def user_errors() -> tuple[type[BaseException], ...]:
     """The project's own error types for a bad input (option, sweep file, config value, data
     file, text encoder): their message says what to fix, so the user sees it on one line."""
@@ -237,8 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         include_from_cli(getattr(args, "include", None))
     except PluginError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(error_exit(err))
     code = args.func(args) or 0
     if code == INTERRUPTED:
         stop_now(code)

@@ -42,6 +42,7 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
+    from bench.cli import error_exit
     from bench.compare import compare_runs, to_markdown, write_comparison
     from bench.config import parse_seeds, split_list
     from bench.report import load_result_set
@@ -62,8 +63,7 @@ def main(args) -> int:
             n_resamples=args.resamples, rng_seed=args.rng_seed, condition=args.condition,
         )
     except (KeyError, ValueError) as err:
-        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
+        return error_exit(err)
     print(to_markdown(result))
     paths = write_comparison(result, args.out)
     print("wrote " + ", ".join(str(p) for p in paths), file=sys.stderr)

@@ -34,7 +34,7 @@ def main(args) -> int:
     import fnmatch
     from pathlib import Path
 
-    from bench.cli import NOTHING_TO_SHOW
+    from bench.cli import NOTHING_TO_SHOW, error_exit
     from bench.config import OptionError, split_list
     from bench.data.conditions import CONDITION_SEED, ConditionError
     from bench.results import iter_result_files, load_result
@@ -43,8 +43,7 @@ def main(args) -> int:
     try:
         conditions = select_conditions(split_list(args.conditions) if args.conditions else None)
     except ConditionError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return error_exit(err)
     root = Path(args.results or "results")
     datasets, models = split_list(args.datasets), split_list(args.models)
     todo = []
@@ -65,7 +64,6 @@ def main(args) -> int:
         try:
             out = evaluate_saved(path, conditions, args.device, seed)
         except OptionError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+            return error_exit(err)
         print(f"wrote {out} ({len(conditions)} conditions)", file=sys.stderr)
     return 0

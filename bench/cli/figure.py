@@ -67,57 +67,52 @@ def _report(paths) -> int:
     return 0
 
 
-def main_contributions(args) -> int:
+def _draw(args, make_figure, stem: str) -> int:
+    """`make_figure(result set, seeds)` saved as `stem`; a KeyError or ValueError is a one-line error."""
+    from bench.cli import error_exit
     from bench.config import parse_seeds
-    from bench.figures import contributions_for_runs, save_figure
+    from bench.figures import save_figure
     from bench.report import load_result_set
 
     rs = load_result_set(args.results or "results")
     try:
-        fig, compare = contributions_for_runs(
-            rs, args.dataset, args.model, args.compare, band=args.band,
-            seeds=parse_seeds(args.seeds) if args.seeds else None,
-        )
+        fig = make_figure(rs, parse_seeds(args.seeds) if args.seeds else None)
     except (KeyError, ValueError) as err:
-        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
-    if compare:
-        print(f"comparing with {compare} (dashed)", file=sys.stderr)
-    return _report(save_figure(fig, args.out, f"contributions_{args.dataset}_{args.model}"))
+        return error_exit(err)
+    return _report(save_figure(fig, args.out, stem))
+
+
+def main_contributions(args) -> int:
+    from bench.figures import contributions_for_runs
+
+    def make_figure(rs, seeds):
+        fig, compare = contributions_for_runs(rs, args.dataset, args.model, args.compare, band=args.band, seeds=seeds)
+        if compare:
+            print(f"comparing with {compare} (dashed)", file=sys.stderr)
+        return fig
+
+    return _draw(args, make_figure, f"contributions_{args.dataset}_{args.model}")
 
 
 def main_predictions(args) -> int:
-    from bench.config import parse_seeds, split_list
-    from bench.figures import predictions_for_runs, save_figure
-    from bench.report import load_result_set
+    from bench.config import split_list
+    from bench.figures import predictions_for_runs
 
-    rs = load_result_set(args.results or "results")
-    try:
-        fig = predictions_for_runs(rs, args.dataset, split_list(args.models) if args.models else None,
-                                   seeds=parse_seeds(args.seeds) if args.seeds else None)
-    except (KeyError, ValueError) as err:
-        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
-    return _report(save_figure(fig, args.out, f"predictions_{args.dataset}"))
+    runs = split_list(args.models) if args.models else None
+    return _draw(args, lambda rs, seeds: predictions_for_runs(rs, args.dataset, runs, seeds=seeds),
+                 f"predictions_{args.dataset}")
 
 
 def main_curves(args) -> int:
-    from bench.config import parse_seeds, split_list
-    from bench.figures import save_figure
-    from bench.report import load_result_set
+    from bench.config import split_list
     from bench.report_curves import curves_figure
 
-    rs = load_result_set(args.results or "results")
-    try:
-        fig = curves_figure(rs, args.dataset, split_list(args.models) if args.models else None,
-                            seeds=parse_seeds(args.seeds) if args.seeds else None)
-    except (KeyError, ValueError) as err:
-        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
-    return _report(save_figure(fig, args.out, f"curves_{args.dataset}"))
+    runs = split_list(args.models) if args.models else None
+    return _draw(args, lambda rs, seeds: curves_figure(rs, args.dataset, runs, seeds=seeds), f"curves_{args.dataset}")
 
 
 def main_tuning(args) -> int:
+    from bench.cli import error_exit
     from bench.figures import save_figure, tuning_figure
     from bench.report import display_name
     from bench.tune import OptunaMissing, load_summary, study_history
@@ -126,12 +121,8 @@ def main_tuning(args) -> int:
     try:
         summary = load_summary(args.results or "results", args.dataset, variant)
         history, importances = study_history(summary)
-    except OptunaMissing as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (KeyError, ValueError) as err:
-        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
+    except (OptunaMissing, KeyError, ValueError) as err:
+        return error_exit(err)
     title = f"{display_name(variant, summary['model'], summary)} on {args.dataset}"
     fig = tuning_figure(history, importances, summary["metric"], summary["direction"], title)
     return _report(save_figure(fig, args.out, f"tuning_{args.dataset}_{variant.replace('+', '_')}"))

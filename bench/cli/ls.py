@@ -36,14 +36,15 @@ def add_parser(sub) -> None:
 def _catalog(args) -> dict[str, Any]:
     from bench.catalog import CATALOG_PATH, build_catalog, load_catalog, write_catalog
 
-    fresh = None if (args.counts or args.write_catalog) else load_catalog()
+    build = args.counts or args.write_catalog  # counts afresh
+    fresh = None if build else load_catalog()
     if fresh is not None:
         return fresh
-    if not (args.counts or args.write_catalog):
+    if not build:
         print(f"note: the model sources changed since {CATALOG_PATH.name} was written: parameter counts left out "
               "(--counts builds them)", file=sys.stderr)
-    count = parameter_count if (args.counts or args.write_catalog) else None
-    catalog = build_catalog(count, progress=lambda name: print(f"counting parameters: {name}", file=sys.stderr))
+    catalog = build_catalog(parameter_count if build else None,
+                            progress=lambda name: print(f"counting parameters: {name}", file=sys.stderr))
     if args.write_catalog:
         write_catalog(catalog)
         print(f"wrote {CATALOG_PATH}", file=sys.stderr)

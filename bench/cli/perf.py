@@ -50,13 +50,13 @@ def main(args) -> int:
     import sys
     import time
 
+    from bench.cli import error_exit
     from bench.perf import check_targets, format_table, run_perf, undecided, write_json
 
     try:  # what would fail every model the same way fails once, before any subprocess starts
         _check_options(args)
     except (KeyError, ValueError) as err:
-        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
+        return error_exit(err)
     from bench.config import split_list
     from models import list_models
 

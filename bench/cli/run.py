@@ -133,7 +133,6 @@ def build_runs(args) -> list:
                     variant=args.variant, epochs=args.epochs, text_encoder=args.text_encoder,
                     device=args.device or "auto", out_dir=args.out or "results", data_root=args.data_root,
                     setting=args.setting, data_format=args.data_format or "auto", glove=args.glove,
-                    strict_data=args.strict_data, detect_anomaly=args.detect_anomaly,
                 ))
     return _with_flags(runs, args)
 
@@ -160,24 +159,19 @@ def sweep(args, progress: bool) -> tuple[list, Any]:
                         force=args.force, progress=progress, slurm=slurm)
 
 
+# the RunConfig fields `run`'s switches set
+FLAGS = ("contributions", "robustness", "amp", "strict_data", "detect_anomaly", "robustness_curves", "save_state",
+         "train_missing")
+
+
 def _with_flags(runs: list, args) -> list:
-    """Apply the on/off switches given on the command line (they only ever turn things off/on)."""
+    """Apply the switches given on the command line (those not at the RunConfig default) to every run."""
     import dataclasses
 
-    flags = {}
-    if not args.contributions:
-        flags["contributions"] = False
-    if not args.robustness:
-        flags["robustness"] = False
-    if not args.amp:
-        flags["amp"] = False
-    if args.strict_data:
-        flags["strict_data"] = True
-    if args.detect_anomaly:
-        flags["detect_anomaly"] = True
-    for name in ("robustness_curves", "save_state", "train_missing"):
-        if getattr(args, name, None):
-            flags[name] = getattr(args, name)
+    from bench.config import RunConfig
+
+    default = RunConfig(model="")
+    flags = {k: getattr(args, k) for k in FLAGS if getattr(args, k) != getattr(default, k)}
     return [dataclasses.replace(r, **flags) for r in runs] if flags else runs
 
 

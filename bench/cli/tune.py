@@ -111,7 +111,7 @@ def main(args) -> int:
 
 
 def _main(args) -> int:
-    from bench.cli import command_error, expected_stops
+    from bench.cli import command_error, error_exit, expected_stops
     from bench.tune import OptunaMissing
 
     try:
@@ -145,8 +145,7 @@ def _main(args) -> int:
                 print(f"{spec.run.dataset}/{spec.variant}: {len(final.ok)} seeds ran, {len(final.skipped)} skipped "
                       f"(finished), {len(final.failed)} failed", file=sys.stderr)
     except OptunaMissing as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return error_exit(err)
     except expected_stops() as err:
         return command_error(err, interrupted="the study keeps every finished trial; rerun the same command to continue")
     print(f"tuning summaries: {args.out}/tuning/; show them with `python -m bench table --results {args.out} --tuning`",

@@ -62,14 +62,13 @@ from bench.data import DATA_FORMATS
 from bench.data.base import SPLITS, DataError, MSAData
 from bench.data.tokenize import load_tokenizer, mag_tokenizer
 from bench.data.validate import (
-    MAG_FILES, SETTINGS, Parsed, Problems, candidate_files, check_features,
-    check_text_input, consistent_shapes, finish_load, id_strings, locate, read_pickle, regression_labels,
+    BERT_TEXT_DIM, MAG_FILES, SETTINGS, Parsed, Problems, candidate_files, check_features,
+    check_text_input, consistent_shapes, finish_load, id_strings, locate, read_pickle, regression_labels, split_dicts,
 )
 
 FILE_SPLITS = {"train": "train", "valid": "dev", "test": "test"}  # harness split -> the file's key
 MAG_MAX_LENGTH = 50  # multimodal_driver.py --max_seq_length default
 MAG_SPLIT_SIZES = {"mosi": (1281, 229, 685), "mosei": (16265, 1869, 4643)}  # examine.ipynb validate() output
-BERT_TEXT_DIM = 768  # reported text width for token ids, as MMSA does
 SAMPLE_FORM = "((words, visual, acoustic), label, segment)"
 SplitOut = tuple[dict[str, torch.Tensor], list[str], int]  # Batch-keyed tensors, ids, samples truncated
 _SEGMENT = re.compile(r"^(.+)\[(\d+)\]$")  # CMU-MultimodalSDK "video[clip]"
@@ -138,18 +137,7 @@ def _split_lists(obj: Any, problems: Problems) -> dict[str, list]:
     if not isinstance(obj, dict):
         raise DataError(problems.file, f"top level is a {type(obj).__name__}, expected a dict with train/dev/test "
                                        f"lists of {SAMPLE_FORM}")
-    out = {}
-    for s, key in FILE_SPLITS.items():
-        if key not in obj:
-            problems.error(f"split '{key}' missing (splits found: {', '.join(map(str, obj))})", split=key)
-        elif not isinstance(obj[key], (list, tuple)):
-            problems.error(f"split is a {type(obj[key]).__name__}, expected a list of {SAMPLE_FORM}", split=key)
-        else:
-            out[s] = obj[key]
-    extra = [str(k) for k in obj if k not in FILE_SPLITS.values()]
-    if extra:
-        problems.warn(f"extra top-level entries ignored: {', '.join(extra)}")
-    return out
+    return split_dicts(obj, problems, FILE_SPLITS, (list, tuple), f"a list of {SAMPLE_FORM}")
 
 
 def _parse(dataset: str, splits: dict[str, list], tok: Any, max_length: int, problems: Problems) -> Optional[Parsed]:

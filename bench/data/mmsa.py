@@ -44,6 +44,7 @@ keys; if none of them exists, MAG-BERT's word-aligned `mosi.pkl`/`mosei.pkl`, se
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional
 
 import numpy as np
@@ -53,9 +54,9 @@ from bench.data import register_dataset
 from bench.data.base import SPLITS, MSAData
 from bench.data.mag import load_mag, resolve_format
 from bench.data.mult_pkl import parse_mult
-from bench.data.tokenize import encoder_tokenizer, special_ids, tokenize_texts, vocab_size
+from bench.data.tokenize import RAW_TEXT_MAX_LENGTH, encoder_tokenizer, special_ids, tokenize_texts, vocab_size
 from bench.data.validate import (
-    BERT_VOCAB_SIZE, CHINESE_BERT_VOCAB_SIZE, LABEL_RANGE, SIMS_LABEL_RANGE, UNIMODAL_LABEL_KEYS, ParseContext, Parsed, Parser, Problems, aligned_lengths_match, consistent_shapes, count_samples,
+    BERT_TEXT_DIM, BERT_VOCAB_SIZE, CHINESE_BERT_VOCAB_SIZE, LABEL_RANGE, SIMS_LABEL_RANGE, UNIMODAL_LABEL_KEYS, ParseContext, Parsed, Parser, Problems, aligned_lengths_match, consistent_shapes, count_samples,
     full_lengths, id_strings, int_values, lengths_array, load_real, missing_keys, per_sample, regression_labels,
     take_features,
 )
@@ -65,13 +66,23 @@ TEXT_KEYS = {"ids": "text_bert", "features": "text"}
 UNUSED_KEYS = ("raw_text", "annotations", "classification_labels")  # warned about when absent, never read
 KNOWN_KEYS = ("id", "raw_text", "text", "text_bert", "audio", "vision", "audio_lengths", "vision_lengths",
               "annotations", "classification_labels", "regression_labels", *UNIMODAL_LABEL_KEYS.values())
-BERT_TEXT_DIM = 768  # MMSA data_loader.py sets feature_dims[0] = 768 for text_bert
-RAW_TEXT_MAX_LENGTH = 512  # raw_text without a model text_max_length: BERT's position limit (harness decision)
 
 
-def _load(dataset: str, data_root: Optional[str], setting: Optional[str], text_input: Optional[str], strict: bool,
-          verify_checksum: bool, data_format: Optional[str] = None, text_encoder: Optional[str] = None,
+MMSA_DATASETS = {  # name -> description (`bench ls`)
+    "mosi": "CMU-MOSI: MMSA pickles <root>/MOSI/Processed/{aligned_50,unaligned_50}.pkl "
+            "(or MulT's, or MAG-BERT's mosi.pkl)",
+    "mosei": "CMU-MOSEI: MMSA pickles <root>/MOSEI/Processed/{aligned_50,unaligned_50}.pkl "
+             "(or MulT's, or MAG-BERT's mosei.pkl)",
+    "sims": "CH-SIMS: MMSA pickle <root>/SIMS/Processed/unaligned_39.pkl (Chinese; unimodal labels)",
+    "simsv2": "CH-SIMS v2 (supervised): <root>/SIMS_V2/ch-simsv2s.pkl (Chinese; unimodal labels)",
+}
+
+
+def _load(dataset: str, data_root: Optional[str] = None, setting: Optional[str] = None,
+          text_input: Optional[str] = "features", strict: bool = False, verify_checksum: bool = True,
+          data_format: Optional[str] = None, text_encoder: Optional[str] = None,
           text_max_length: Optional[int] = None) -> MSAData:
+    """The loader of every dataset in MMSA_DATASETS (registered with its name bound)."""
     fmt = resolve_format(dataset, setting, data_root, data_format)
     if fmt == "mag":
         return load_mag(dataset, data_root, setting, text_input, strict, verify_checksum, text_encoder, text_max_length)
@@ -95,42 +106,8 @@ def _load(dataset: str, data_root: Optional[str], setting: Optional[str], text_i
     return data
 
 
-@register_dataset("mosi", "CMU-MOSI: MMSA pickles <root>/MOSI/Processed/{aligned_50,unaligned_50}.pkl "
-                          "(or MulT's, or MAG-BERT's mosi.pkl)")
-def load_mosi(data_root: Optional[str] = None, setting: Optional[str] = None, text_input: Optional[str] = "features",
-              strict: bool = False, verify_checksum: bool = True, data_format: Optional[str] = None,
-              text_encoder: Optional[str] = None, text_max_length: Optional[int] = None) -> MSAData:
-    """CMU-MOSI from MMSA feature pickles (or MulT's mosi_data*.pkl, or MAG-BERT's mosi.pkl)."""
-    return _load("mosi", data_root, setting, text_input, strict, verify_checksum, data_format, text_encoder,
-                 text_max_length)
-
-
-@register_dataset("mosei", "CMU-MOSEI: MMSA pickles <root>/MOSEI/Processed/{aligned_50,unaligned_50}.pkl "
-                           "(or MulT's, or MAG-BERT's mosei.pkl)")
-def load_mosei(data_root: Optional[str] = None, setting: Optional[str] = None, text_input: Optional[str] = "features",
-               strict: bool = False, verify_checksum: bool = True, data_format: Optional[str] = None,
-               text_encoder: Optional[str] = None, text_max_length: Optional[int] = None) -> MSAData:
-    """CMU-MOSEI from MMSA feature pickles (or MulT's mosei_senti_data*.pkl, or MAG-BERT's mosei.pkl)."""
-    return _load("mosei", data_root, setting, text_input, strict, verify_checksum, data_format, text_encoder,
-                 text_max_length)
-
-
-@register_dataset("sims", "CH-SIMS: MMSA pickle <root>/SIMS/Processed/unaligned_39.pkl (Chinese; unimodal labels)")
-def load_sims(data_root: Optional[str] = None, setting: Optional[str] = None, text_input: Optional[str] = "features",
-              strict: bool = False, verify_checksum: bool = True, data_format: Optional[str] = None,
-              text_encoder: Optional[str] = None, text_max_length: Optional[int] = None) -> MSAData:
-    """CH-SIMS from MMSA's unaligned_39.pkl, with the unimodal labels `regression_labels_T/A/V`."""
-    return _load("sims", data_root, setting, text_input, strict, verify_checksum, data_format, text_encoder,
-                 text_max_length)
-
-
-@register_dataset("simsv2", "CH-SIMS v2 (supervised): <root>/SIMS_V2/ch-simsv2s.pkl (Chinese; unimodal labels)")
-def load_simsv2(data_root: Optional[str] = None, setting: Optional[str] = None, text_input: Optional[str] = "features",
-                strict: bool = False, verify_checksum: bool = True, data_format: Optional[str] = None,
-                text_encoder: Optional[str] = None, text_max_length: Optional[int] = None) -> MSAData:
-    """CH-SIMS v2 supervised part (thuiar/ch-sims-v2 ch-simsv2s.pkl, MMSA format), with unimodal labels."""
-    return _load("simsv2", data_root, setting, text_input, strict, verify_checksum, data_format, text_encoder,
-                 text_max_length)
+for _name, _description in MMSA_DATASETS.items():
+    register_dataset(_name, _description)(functools.partial(_load, _name))
 
 
 def parse_mmsa(splits: dict[str, dict], ctx: ParseContext) -> Optional[Parsed]:

@@ -35,12 +35,11 @@ from bench.data.base import SPLITS, DataError, MSAData
 from bench.data.glove import GLOVE_MAX_LENGTH, GLOVE_NAME, UNK, check_rate, find_glove, recover_texts
 from bench.data.tokenize import load_tokenizer, mag_tokenizer, special_ids, tokenize_texts, vocab_size
 from bench.data.validate import (
-    MULT_TEXT_ONLY, ParseContext, Parsed, Problems, aligned_lengths_match, consistent_shapes, count_samples,
+    BERT_TEXT_DIM, MULT_TEXT_ONLY, ParseContext, Parsed, Problems, aligned_lengths_match, consistent_shapes, count_samples,
     full_lengths, id_strings, load_real, missing_keys, regression_labels, take_features,
 )
 
 EMOTIONS = ("Neutral", "Happy", "Sad", "Angry")  # MulT label order
-BERT_TEXT_DIM = 768  # reported text width for token ids, as MMSA does
 NEEDS_GLOVE = (f" (BERT models: pass --glove PATH, the {GLOVE_NAME} that made the vectors; the words are "
                f"found again by exact lookup)")
 

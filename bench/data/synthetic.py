@@ -47,7 +47,7 @@ import torch
 
 from bench.data import register_dataset
 from bench.data.base import DatasetInfo, MSAData, Split
-from bench.data.tokenize import encoder_tokenizer, special_ids, tokenize_texts, vocab_size
+from bench.data.tokenize import RAW_TEXT_MAX_LENGTH, encoder_tokenizer, special_ids, tokenize_texts, vocab_size
 
 SPLIT_SIZES = {"train": 1284, "valid": 229, "test": 686}  # CMU-MOSI
 TEXT_LEN, AUDIO_T, VISION_T = 50, 50, 50
@@ -59,7 +59,6 @@ N_SENTIMENT = 200
 WEIGHTS = {"t": 1.2, "a": 0.7, "v": 0.35, "ta": 0.4, "noise": 0.3}
 _SYLLABLES = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]  # 70 consonant-vowel syllables
 WORDS = tuple(_SYLLABLES[k % 70] + _SYLLABLES[k // 70] for k in range(len(CONTENT_IDS)))  # one per content id
-RAW_TEXT_MAX_LENGTH = 512  # raw_text without a model text_max_length (as bench.data.mmsa)
 
 
 @register_dataset("synthetic", "embedded MOSI-shaped data with planted strengths text > audio > vision (no files)")

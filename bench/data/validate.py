@@ -18,6 +18,7 @@ used as is (`np.asarray` makes no copy, a view at most) and shared with torch (`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -76,6 +77,7 @@ MULT_FILES = {  # yaohungt/Multimodal-Transformer src/dataset.py: <name>_data[_n
 }
 MAG_FILES = {"mosi": "mosi.pkl", "mosei": "mosei.pkl"}  # WasifurRahman/BERT_multimodal_transformer datasets/
 BERT_VOCAB_SIZE = 30522  # bert-base-uncased, the tokenizer of MMSA's English `text_bert`
+BERT_TEXT_DIM = 768  # the text width reported for token ids: MMSA data_loader.py sets feature_dims[0] = 768
 CHINESE_BERT_VOCAB_SIZE = 21128  # bert-base-chinese, the tokenizer of CH-SIMS's `text_bert` (MMSA README)
 LABEL_RANGE = (-3.0, 3.0)  # MOSI/MOSEI sentiment intensity
 SIMS_LABEL_RANGE = (-1.0, 1.0)  # CH-SIMS / CH-SIMS v2 sentiment intensity, multimodal and unimodal
@@ -213,17 +215,20 @@ def detect_format(obj: Any, problems: Problems) -> str:
                                    "MulT (`labels`, `text`, ...); keys found: " + ", ".join(sorted(map(str, keys))))
 
 
-def split_dicts(obj: dict, problems: Problems) -> dict[str, dict]:
-    """The train/valid/test dicts; a missing split is an error, an extra one a warning."""
+def split_dicts(obj: dict, problems: Problems, keys: Optional[dict[str, str]] = None, kind: Any = dict,
+                what: str = "a dict of arrays") -> dict[str, Any]:
+    """The train/valid/test entries (`keys`: split -> the file's key for it; default the same), each
+    a `kind` (`what` in words); a missing split is an error, an extra one a warning."""
+    keys = keys or {s: s for s in SPLITS}
     out = {}
-    for s in SPLITS:
-        if s not in obj:
-            problems.error(f"split '{s}' missing (splits found: {', '.join(map(str, obj))})", split=s)
-        elif not isinstance(obj[s], dict):
-            problems.error(f"split is a {type(obj[s]).__name__}, expected a dict of arrays", split=s)
+    for s, key in keys.items():
+        if key not in obj:
+            problems.error(f"split '{key}' missing (splits found: {', '.join(map(str, obj))})", split=key)
+        elif not isinstance(obj[key], kind):
+            problems.error(f"split is a {type(obj[key]).__name__}, expected {what}", split=key)
         else:
-            out[s] = obj[s]
-    extra = [str(k) for k in obj if k not in SPLITS]
+            out[s] = obj[key]
+    extra = [str(k) for k in obj if k not in keys.values()]
     if extra:
         problems.warn(f"extra top-level entries ignored: {', '.join(extra)}")
     return out
@@ -533,15 +538,13 @@ def sha256_file(path: Path, compute: Optional[Callable[[Path], str]] = None) -> 
     _HASHES[key] = digest
     if use_disk:
         cache[disk_key] = digest
-        try:  # best effort: a read-only home only costs a re-hash next time
+        with contextlib.suppress(OSError):  # best effort: a read-only home only costs a re-hash next time
             target = _cache_file()
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
             with os.fdopen(fd, "w") as f:
                 json.dump(cache, f, indent=0)
             os.replace(tmp, target)
-        except OSError:
-            pass
     return digest
 
 
