@@ -36,15 +36,13 @@ against the multimodal label.
 The selective scan is plain PyTorch: `selective_scan` has the semantics of mamba-ssm's
 `selective_scan_ref` (softplus(delta + bias), exp(delta A), delta B u, C, + D u, optional
 z-gating) and runs in fp32 with autocast off, as the CUDA kernel computes. It is a custom
-autograd function: forward saves its inputs and the states h; backward is the reverse scan
-G_t = C_t g_t + a_{t+1} G_{t+1} and the chain rule by hand (no per-step autograd graph). Both
-scans run with `scan_impl="chunked"`: blocks of `scan_chunk` steps scanned side by side from a
-zero state, one pass over the block ends for the entering states, then one fix-up
-h += (running product of a) x (entering state): exact up to float rounding, and
-`scan_chunk + L / scan_chunk` sequential steps instead of L (15 for L = 51), all on
-contiguous slices of a blocked time layout. `scan_impl="sequential"` is the one-step-per-t
-loop. tests/test_msamba.py checks both against a literal per-step loop (values and
-gradients, both directions) to 1e-9 in fp64.
+autograd function in a time-major layout: forward carries the state (batch, d_inner, d_state)
+step by step in cache and saves the states h; backward is the reverse scan
+G_t = C_t g_t + a_{t+1} G_{t+1} with the chain rule by hand, step by step (no per-step autograd
+graph). The decays exp(delta A), its costliest part, are made `scan_chunk` steps at a time
+(`scan_impl="chunked"`) or for the whole sequence at once (`scan_impl="sequential"`); both are
+the same recurrence, exact up to float rounding. tests/test_msamba.py checks both against a
+literal per-step loop (values and gradients, both directions, chunk boundaries) to 1e-9 in fp64.
 
 ISM direction: the copy builds upstream `mamba_ssm.Mamba` (unidirectional); the
 paper says bidirectional, so the default is the VideoMamba/Vim `bimamba` form: shared
@@ -133,140 +131,124 @@ class MSAmbaConfig(ModelConfig):
     lr_schedule: str = field(default="copy_warmup_cosine", metadata={"choices": LR_SCHEDULES})
     #   copy core/scheduler.py: linear warm-up over 0.1 * epochs (epoch 0 at lr 0), then cosine T_max 0.9 * epochs
     scan_impl: str = field(default="chunked", metadata={"choices": SCAN_IMPLS})  # harness: both exact
-    scan_chunk: int = 8  # chunked scan block length (harness decision: ~sqrt(51))
+    scan_chunk: int = 2  # steps whose decays are made together (harness decision: 2 x 512 KiB fits a core's L2)
 
 
 # -- selective scan (mamba-ssm selective_scan_ref semantics, plain PyTorch) -------------------
-# The big (time, batch, d_inner, d_state) tensors live in a *blocked* time layout (c, nb, ...):
-# time t = k * c + j sits at [j, k], so every step of the scan reads and writes contiguous
-# slices. `_blocks` / `_unblocks` convert the small per-step tensors; padded steps (a = 1,
-# b = 0) come after the sequence and never reach it.
-def _blocks(x: torch.Tensor, c: int, nb: int) -> torch.Tensor:
-    """(L, ...) -> (c, nb, ...) contiguous, zero-padded to nb * c steps."""
-    pad = nb * c - x.shape[0]
-    if pad:
-        x = torch.cat([x, x.new_zeros(pad, *x.shape[1:])])
-    return x.view(nb, c, *x.shape[1:]).transpose(0, 1).contiguous()
+# Time-major layout: the per-step tensors are (L, batch, .) and the states (L, batch, d, n), so
+# every step reads and writes contiguous slices and the running state (batch, d, n) stays in
+# cache. The decays exp(dt A), the costliest part, are made `chunk` steps at a time, in the
+# forward and again in the backward (not stored). Each contraction keeps its vector on the left
+# of the bmm, (1, n) x (n, d): the (d, n) x (n, 1) form is about 10x slower on CPU.
+def _time_major(x: torch.Tensor) -> torch.Tensor:
+    """(batch, ., L) -> (L, batch, .) contiguous."""
+    return x.permute(2, 0, 1).contiguous()
 
 
-def _unblocks(x: torch.Tensor, L: int) -> torch.Tensor:
-    """(c, nb, ...) -> (L, ...)."""
-    return x.transpose(0, 1).reshape(-1, *x.shape[2:])[:L]
-
-
-def blocked_scan_(a: torch.Tensor, b: torch.Tensor, reverse: bool = False) -> torch.Tensor:
-    """In place on (c, nb, ...) blocked tensors: b becomes h with h_t = a_t h_{t-1} + b_t
-    (h_{-1} = 0), or with `reverse` h_t = a_t h_{t+1} + b_t (h_L = 0); a is overwritten.
-    Exact: each block is scanned from a zero state (all blocks side by side, c steps), the
-    states entering the blocks follow in one pass over the nb block ends, and each block adds
-    (product of its a up to t) x (its entering state). nb = 1 is the plain sequential loop."""
-    c, nb = a.shape[0], a.shape[1]
-    steps = range(c - 2, -1, -1) if reverse else range(1, c)
-    for j in steps:  # within blocks; a[j] becomes the running product of a over the block
-        prev = j + 1 if reverse else j - 1
-        b[j].addcmul_(a[j], b[prev])
-        if nb > 1:
-            a[j].mul_(a[prev])
-    if nb > 1:
-        exit_ = 0 if reverse else c - 1  # the step through which a block's state leaves it
-        carry = torch.zeros_like(b[0])  # (nb, ...): the state entering each block
-        for k in (range(nb - 2, -1, -1) if reverse else range(1, nb)):
-            src = k + 1 if reverse else k - 1
-            torch.addcmul(b[exit_, src], a[exit_, src], carry[src], out=carry[k])
-        b.addcmul_(a, carry.unsqueeze(0))
-    return b
-
-
-def scan_blocks(L: int, impl: str, chunk: int) -> tuple[int, int]:
-    """(block length, number of blocks) for a scan over L steps."""
+def scan_chunks(L: int, impl: str, chunk: int) -> list[tuple[int, int]]:
+    """The [start, end) step ranges whose decays are made together: `chunk` steps ("chunked")
+    or the whole sequence ("sequential")."""
     if impl not in SCAN_IMPLS:
         raise ValueError(f"unknown scan_impl '{impl}' (expected one of {SCAN_IMPLS})")
-    if impl == "sequential" or chunk <= 1 or L <= chunk:
-        return L, 1
-    return chunk, -(-L // chunk)
+    step = L if impl == "sequential" else max(1, chunk)
+    return [(s, min(s + step, L)) for s in range(0, L, step)]
 
 
-def _contract(big: torch.Tensor, small: torch.Tensor, over: str) -> torch.Tensor:
-    """(c, nb, B, d, n) with (c, nb, B, n) -> (c, nb, B, d) when over="n", or with
-    (c, nb, B, d) -> (c, nb, B, n) when over="d": one batched matmul, reading `big` once."""
-    c, nb, b, d, n = big.shape
-    flat = big.view(-1, d, n)
-    if over == "n":
-        return torch.bmm(flat, small.reshape(-1, n, 1)).view(c, nb, b, d)
-    return torch.bmm(small.reshape(-1, 1, d), flat).view(c, nb, b, n)
+def _decays(dt: torch.Tensor, A: torch.Tensor, s: int, e: int) -> torch.Tensor:
+    """a_t = exp(dt_t A) for steps s..e-1: (e - s, batch, d, n)."""
+    return torch.mul(dt[s:e, ..., None], A).exp_()
+
+
+def _states(dt: torch.Tensor, du: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+            chunks: list[tuple[int, int]]) -> torch.Tensor:
+    """h_t = a_t h_{t-1} + (dt_t u_t) B_t, h_{-1} = 0, for time-major dt, du (L, batch, d) and
+    B (L, batch, n): (L, batch, d, n)."""
+    h = du.new_empty(*du.shape, A.shape[1])
+    for s, e in chunks:
+        a = _decays(dt, A, s, e)
+        torch.mul(du[s:e, ..., None], B[s:e, :, None, :], out=h[s:e])
+        for t in range(max(s, 1), e):
+            h[t].addcmul_(a[t - s], h[t - 1])
+    return h
+
+
+def _state_grads(h: torch.Tensor, dt: torch.Tensor, du: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                 C: torch.Tensor, g: torch.Tensor, chunks: list[tuple[int, int]]):
+    """The reverse scan G_t = C_t g_t + a_{t+1} G_{t+1} (the gradient reaching h_t) and, step by
+    step from it, the gradients of dt (through a_t; X_t = G_t a_t h_{t-1}: sum_n A X_t), of
+    dt u (sum_n B_t G_t), of B (sum_d du_t G_t) and of A (sum over batch and t of dt_t X_t).
+    Returns (g_dt, g_du, g_B) time-major and g_A."""
+    L, b, d, n = h.shape
+    G, acc = h.new_zeros(b, d, n), h.new_zeros(b, d, n)  # acc: sum_t dt_t X_t
+    g_dt, g_du, g_B = h.new_zeros(L, b, d), h.new_empty(L, b, d), h.new_empty(L, b, n)
+    a_next: Optional[torch.Tensor] = None  # a_{t+1}
+    for s, e in reversed(chunks):
+        a = _decays(dt, A, s, e)
+        for t in range(e - 1, s - 1, -1):
+            if a_next is not None:
+                G.mul_(a_next)
+            G.addcmul_(g[t, :, :, None], C[t, :, None, :])
+            torch.bmm(B[t, :, None, :], G.transpose(1, 2), out=g_du[t, :, None, :])
+            torch.bmm(du[t, :, None, :], G, out=g_B[t, :, None, :])
+            a_next = a[t - s]
+            if t:  # h_{-1} = 0: no decay gradient at t = 0
+                X = torch.mul(G, a_next).mul_(h[t - 1])
+                acc.addcmul_(X, dt[t, :, :, None])
+                torch.sum(X.mul_(A), -1, out=g_dt[t])
+    return g_dt, g_du, g_B, acc.sum(0)
 
 
 class SelectiveScan(torch.autograd.Function):
-    """Mamba-1 selective scan. Saves its inputs and the states h (blocked layout); backward is
-    the reverse scan G_t = C_t g_t + a_{t+1} G_{t+1} plus the chain rule by hand."""
-
-    @staticmethod
-    def _prepare(u, delta, A, B, delta_bias, softplus, c, nb):
-        pre = delta + delta_bias[:, None] if delta_bias is not None else delta
-        dt = F.softplus(pre) if softplus else pre
-        blk = lambda x: _blocks(x.permute(2, 0, 1), c, nb)  # noqa: E731  (B, ., L) -> (c, nb, B, .)
-        decay = (blk(dt).unsqueeze(-1) * A).exp_()  # a_t = exp(dt_t A), (c, nb, B, d, n)
-        return pre, dt, blk, decay
+    """Mamba-1 selective scan. Saves its inputs (time-major) and the states h; backward is the
+    reverse scan plus the chain rule by hand (no per-step autograd graph)."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus: bool, impl: str, chunk: int):
-        L = u.shape[-1]
-        c, nb = scan_blocks(L, impl, chunk)
-        _, dt, blk, decay = SelectiveScan._prepare(u, delta, A, B, delta_bias, softplus, c, nb)
-        h = blocked_scan_(decay, blk(dt * u).unsqueeze(-1) * blk(B).unsqueeze(-2))  # b_t = dt_t u_t B_t
-        y = _unblocks(_contract(h, blk(C), "n"), L).permute(1, 2, 0)  # C_t . h_t
+        L, b, d = u.shape[-1], u.shape[0], u.shape[1]
+        uT, BT, CT = _time_major(u), _time_major(B), _time_major(C)
+        pre = _time_major(delta) + delta_bias if delta_bias is not None else _time_major(delta)
+        dt = F.softplus(pre) if softplus else pre
+        chunks = scan_chunks(L, impl, chunk)
+        h = _states(dt, dt * uT, A, BT, chunks)
+        y = torch.bmm(CT.view(-1, 1, A.shape[1]), h.view(-1, d, A.shape[1]).transpose(1, 2)).view(L, b, d)
         if D is not None:
-            y = y + D[:, None] * u
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, h, y if z is not None else None)
-        ctx.cfg = (softplus, c, nb)
-        return y * F.silu(z) if z is not None else y
+            y.addcmul_(uT, D)
+        zT = _time_major(z) if z is not None else None
+        ctx.save_for_backward(uT, pre, A, BT, CT, D, zT, h, y if z is not None else None)
+        ctx.cfg = (softplus, chunks, delta_bias is not None)
+        return (y * F.silu(zT) if zT is not None else y).permute(1, 2, 0)
 
     @staticmethod
-    def backward(ctx, g):
-        u, delta, A, B, C, D, z, delta_bias, h, y = ctx.saved_tensors
-        softplus, c, nb = ctx.cfg
-        L = u.shape[-1]
-        pre, dt, blk, a = SelectiveScan._prepare(u, delta, A, B, delta_bias, softplus, c, nb)
+    def backward(ctx, g_out):
+        uT, pre, A, BT, CT, D, zT, h, y = ctx.saved_tensors
+        softplus, chunks, has_bias = ctx.cfg
+        L, b, d, n = h.shape
+        g = _time_major(g_out)
+        dt = F.softplus(pre) if softplus else pre
         g_z = None
-        if z is not None:
-            sig = torch.sigmoid(z)
-            g_z = g * y * sig * (1 + z * (1 - sig))
-            g = g * z * sig
-        g_D = (g * u).sum((0, 2)) if D is not None else None
-        g_u = g * D[:, None] if D is not None else torch.zeros_like(u)
-        gb, Cb, Bb, dub = blk(g), blk(C), blk(B), blk(dt * u)
-        g_C = _unblocks(_contract(h, gb, "d"), L).permute(1, 2, 0)
-        # reverse scan with the decays shifted one step (a_{t+1}; padding a = 1 at the end)
-        shifted = torch.empty_like(a)
-        shifted[:-1] = a[1:]
-        shifted[-1, :-1] = a[0, 1:]
-        shifted[-1, -1] = 1.0
-        G = blocked_scan_(shifted, gb.unsqueeze(-1) * Cb.unsqueeze(-2), reverse=True)
-        del shifted
-        g_log_a = a.mul_(G)  # G_t a_t h_{t-1}
-        g_log_a[1:].mul_(h[:-1])
-        g_log_a[0, 1:].mul_(h[-1, :-1])
-        g_log_a[0, 0].zero_()
-        dtb = blk(dt)
-        g_dt = (g_log_a * A).sum(-1)
-        g_A = g_log_a.mul_(dtb.unsqueeze(-1)).sum((0, 1, 2))
-        del g_log_a, a
-        g_du = _contract(G, Bb, "n")
-        g_B = _unblocks(_contract(G, dub, "d"), L).permute(1, 2, 0)
-        g_dt = _unblocks(g_dt, L).permute(1, 2, 0)
-        g_du = _unblocks(g_du, L).permute(1, 2, 0)
-        g_u = g_u + g_du * dt
-        g_delta = g_dt + g_du * u
+        if zT is not None:
+            sig = torch.sigmoid(zT)
+            g_z = g * y * sig * (1 + zT * (1 - sig))
+            g = g * zT * sig
+        g_C = torch.bmm(g.view(-1, 1, d), h.view(-1, d, n)).view(L, b, n)
+        g_dt, g_du, g_B, g_A = _state_grads(h, dt, dt * uT, A, BT, CT, g, chunks)
+        g_u = g_du * dt
+        g_D = None
+        if D is not None:
+            g_u.addcmul_(g, D)
+            g_D = (g * uT).sum((0, 1))
+        g_delta = g_dt.addcmul_(g_du, uT)
         if softplus:
-            g_delta = g_delta * torch.sigmoid(pre)
-        g_bias = g_delta.sum((0, 2)) if delta_bias is not None else None
-        return g_u, g_delta, g_A, g_B, g_C, g_D, g_z, g_bias, None, None, None
+            g_delta.mul_(torch.sigmoid(pre))
+        g_bias = g_delta.sum((0, 1)) if has_bias else None
+        back = lambda x: x.permute(1, 2, 0) if x is not None else None  # noqa: E731
+        return back(g_u), back(g_delta), g_A, back(g_B), back(g_C), g_D, back(g_z), g_bias, None, None, None
 
 
 def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                    D: Optional[torch.Tensor] = None, z: Optional[torch.Tensor] = None,
                    delta_bias: Optional[torch.Tensor] = None, softplus: bool = True,
-                   impl: str = "chunked", chunk: int = 8) -> torch.Tensor:
+                   impl: str = "chunked", chunk: int = 2) -> torch.Tensor:
     """y = selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, softplus): u, delta, z
     (B, d, L); A (d, n); B, C (B, n, L); D, delta_bias (d,). Computed in fp32 (fp64 for fp64
     inputs) with autocast off, as the CUDA kernel computes; returns that dtype."""
@@ -291,7 +273,7 @@ class SSMBranch(nn.Module):
     F.conv1d(padding='same'): left (k-1)//2, right the rest)."""
 
     def __init__(self, d: int, d_state: int, dt_rank: int, d_conv: int, conv_bias: bool, padding: str,
-                 dt_init: str = "mamba", scan: tuple[str, int] = ("chunked", 8), dt_bias_twice: bool = False):
+                 dt_init: str = "mamba", scan: tuple[str, int] = ("chunked", 2), dt_bias_twice: bool = False):
         super().__init__()
         self.d_state, self.dt_rank, self.padding, self.scan = d_state, dt_rank, padding, scan
         self.dt_bias_twice = dt_bias_twice  # MambaVisionMixer: self.dt_proj(dt), then delta_bias in the scan

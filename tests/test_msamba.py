@@ -81,7 +81,7 @@ def _scan_inputs(seed=0, b=2, d=3, L=11, n=4):
                 B=r(b, n, L), C=r(b, n, L), D=r(d), z=r(b, d, L), bias=r(d) * 0.5)
 
 
-@pytest.mark.parametrize("impl,chunk", [("chunked", 4), ("chunked", 3), ("chunked", 11), ("sequential", 8)])
+@pytest.mark.parametrize("impl,chunk", [("chunked", 1), ("chunked", 3), ("chunked", 4), ("chunked", 11), ("sequential", 8)])
 @pytest.mark.parametrize("gated", [True, False])
 def test_selective_scan_matches_loop(impl, chunk, gated):
     args = _scan_inputs()
