@@ -337,9 +337,11 @@ class Objective:
         from bench.runner import check_compatible, data_key, load_sweep_data, with_data_dims
 
         if self._given is not None:
+            from bench.data.conditions import with_data_missing
+
             p.model_config = with_data_dims(p.model_config, self._given)
             check_compatible(p.model_config, self._given, p.run.model)
-            return self._given
+            return with_data_missing(self._given, p.model_config.data_missing)  # as load_data_for does
         key = data_key(p)
         if key not in self._data:
             self._data.update(load_sweep_data([p]))  # also fits and checks p's config

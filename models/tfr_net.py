@@ -30,7 +30,7 @@ reconstruction counted from the second epoch on (MMSA's trainer).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import torch
@@ -79,7 +79,8 @@ class TFRNetConfig(ModelConfig):
     cls_hidden: int = 128  # cls_hidden_dim
     cls_dropout: float = 0.0
     use_generator: bool = True  # not without_generator: the reconstruction branch and its loss
-    rec_loss: str = "combine"  # recloss_type: SmoothL1Loss | MSELoss | cmd | combine (SmoothL1 + CMD)
+    rec_loss: str = field(default="combine", metadata={"choices": REC_LOSSES})  # recloss_type: SmoothL1Loss |
+    #   MSELoss | cmd | combine (SmoothL1 + CMD)
     rec_weights: tuple[float, float, float] = (5.0, 2.0, 20.0)  # weight_gen_loss (t, a, v)
     sim_weight: float = 5.0  # weight_sim_loss: the CMD term of "combine"
     rec_from_epoch: int = 1  # the reconstruction joins the total from this epoch (MMSA: `if epochs > 1`)
@@ -155,8 +156,9 @@ class TFRNet(MSAModel):
         d = cfg.d
         self.text = build_text_encoder(cfg.text_encoder, cfg.text_vocab_size)
         width = {"t": self.text.hidden_size, "a": cfg.dims[1], "v": cfg.dims[2]}
-        self.proj = nn.ModuleDict({m: nn.Identity() if width[m] == d else nn.Conv1d(width[m], d, k, padding=(k - 1) // 2, bias=False)
-                                   for m, k in zip("tav", cfg.conv_kernels, strict=True)})
+        self.proj = nn.ModuleDict({  # identity where the input already has width d (MMSA)
+            m: nn.Identity() if width[m] == d else nn.Conv1d(width[m], d, k, padding=(k - 1) // 2, bias=False)
+            for m, k in zip("tav", cfg.conv_kernels, strict=True)})
         source_dropout = {"t": cfg.attn_dropout, "a": cfg.attn_dropout_a, "v": cfg.attn_dropout_v}
         self.cross = nn.ModuleDict({t + s: self._stack(d, cfg.heads, cfg.layers, source_dropout[s], True)
                                     for t in "tav" for s in "tav" if s != t})
@@ -213,7 +215,8 @@ class TFRNet(MSAModel):
         text, h = self.encoded(batch)
         mask = fit_steps(batch.text_mask, cfg.seq_lens[0])
         lengths = {"t": torch.argmin(F.pad(mask.float(), (0, 1)), dim=1),  # the first unattended column (fusion.py)
-                   "a": batch.audio_lengths.clamp(max=cfg.seq_lens[1]), "v": batch.vision_lengths.clamp(max=cfg.seq_lens[2])}
+                   "a": batch.audio_lengths.clamp(max=cfg.seq_lens[1]),
+                   "v": batch.vision_lengths.clamp(max=cfg.seq_lens[2])}
         reps = {m: self.fusion[m](h[m], lengths[m]) for m in "tav"}
         fused = torch.cat([reps["t"], reps["a"], reps["v"]], dim=1)
         extras: dict[str, Any] = {}
@@ -241,10 +244,12 @@ class TFRNet(MSAModel):
         cfg = self.cfg
         complete = batch.complete if batch.complete is not None else batch
         text = output.extras["text_states"] if batch.complete is None else self.text_states(complete)
-        targets = {"t": text, "a": fit_steps(complete.audio, cfg.seq_lens[1]), "v": fit_steps(complete.vision, cfg.seq_lens[2])}
+        targets = {"t": text, "a": fit_steps(complete.audio, cfg.seq_lens[1]),
+                   "v": fit_steps(complete.vision, cfg.seq_lens[2])}
         missing = batch.missing or {}
         masks = {m: fit_steps(missing[INPUTS[m]].float(), n) if INPUTS[m] in missing
-                 else torch.zeros(targets[m].shape[:2], device=text.device) for m, n in zip("tav", cfg.seq_lens, strict=True)}
+                 else torch.zeros(targets[m].shape[:2], device=text.device)
+                 for m, n in zip("tav", cfg.seq_lens, strict=True)}
         return targets, masks
 
     # -- training protocol -------------------------------------------------------------------

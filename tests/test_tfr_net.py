@@ -45,6 +45,23 @@ def test_bernoulli_condition_draws_mmsas_masks():
         assert torch.equal(ours.tensors[f"complete.{name}"], complete[name]), name
 
 
+@pytest.mark.parametrize("dataset", ["mosi", "mosei"])
+def test_parameter_count_equals_mmsa(dataset):
+    """MMSA's TFR_NET built at its real size by tools/reference/tfr_net.py (bert-base, config_regression.json)."""
+    meta, _ = _golden_batch()
+    with torch.device("meta"):
+        model = create_model("tfr_net", dataset, "mmsa", text_encoder="bert-base")
+    assert sum(p.numel() for p in model.parameters()) == meta["mmsa_parameters"][dataset]
+
+
+def test_mmsa_cannot_build_its_sims_row_and_the_preset_can():
+    meta, _ = _golden_batch()
+    assert "divisible by num_heads" in meta["sims_config_build_error"]
+    with torch.device("meta"):
+        model = create_model("tfr_net", "sims", "mmsa", text_encoder="bert-base")
+    assert model.cfg.temporal_heads == 1 and model.cfg.seq_lens == (39, 400, 55)
+
+
 def test_split_and_batch_keep_the_complete_inputs_and_accumulate_masks(small_synthetic):
     cond = Condition.parse("bernoulli/av/0.3")
     split = apply_to_split(small_synthetic.train, cond, MMSA_MISSING_SEED, record=True)
@@ -76,13 +93,14 @@ def test_reconstruction_reads_the_batch_and_joins_from_the_second_epoch(small_sy
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.generator.parameters())
     _, first = _demo_step(batch, epoch=0)
     _, second = _demo_step(batch, epoch=1)
-    assert torch.equal(first["total"], first["task"]) and float(first["rec"]) > 0
+    assert torch.equal(first["total"], first["task"]) and float(first["rec"].detach()) > 0
     assert torch.allclose(second["total"], second["task"] + second["rec"])
     model, plain = _demo_step(clean)  # nothing missing: no step to reconstruct, no gradient to the generators
     assert all(p.grad is None or not p.grad.any() for p in model.generator.parameters())
     assert plain["rec_a"] < parts["rec_a"]
 
 
+@pytest.mark.slow
 def test_mmsa_protocol_for_a_model_that_knows_nothing_of_it(tmp_path):
     """`--set data_missing=...` puts any model under MMSA's protocol: train, valid and test
     incomplete, the same masks at every load, selection and test on them."""

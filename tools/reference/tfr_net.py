@@ -34,6 +34,7 @@ from _golden import (
     parse_args,
     perturb_,
     record_hooks,
+    round_to_half_,
     save_golden,
     tiny_bert_dir,
     token_batch,
@@ -170,11 +171,13 @@ def main() -> None:
     ref_args = Args(MOSI)
     model = model_module.TFR_NET(ref_args)
     perturb_(model, gen)
+    round_to_half_(model)
     trainer = trainer_module.TFR_NET(Args({"train_mode": "regression", "dataset_name": "mosi"}))
     batch = missing_batch(gen, data_loader)
     inputs = reference_inputs(batch)
     hooked, aligned = record_hooks(model, HOOKS), record_aligned(model)
 
+    weights = {k: v.clone() for k, v in model.state_dict().items()}  # before the train pass moves BatchNorm's statistics
     model.eval()
     with torch.no_grad():
         pred, _ = model(*inputs)
@@ -188,7 +191,7 @@ def main() -> None:
               **{f"rec_{m}": c.reshape(()) for m, c in zip("tav", rec_calls, strict=True)}}
     losses["total"].backward()
     save_golden(args, "tfr_net", {
-        "weights": dict(model.state_dict()), "batch": batch, "eval": evals, "loss": losses, "grad": grads(model),
+        "weights": weights, "batch": batch, "eval": evals, "loss": losses, "grad": grads(model),
     }, {
         "model": "tfr_net",
         "reference": "MMSA 2.2.1 (PyPI wheel) MMSA/models/missingTask/TFR_NET/, MMSA/trains/missingTask/TFR_NET.py "
@@ -205,14 +208,14 @@ def main() -> None:
         ],
         "bert_config": BERT,
         "missing": {"condition": f"bernoulli/tav/{RATE:g}", "seed": SEED},
-        "reference_parameters": counts,
+        "mmsa_parameters": counts,
         "sims_config_build_error": sims_error,
         "msabench": {"name": "tfr_net", "dataset": "mosi", "preset": "mmsa", "overrides": {
             "dims": DIMS, "seq_lens": SEQ_LENS, "d": 8, "heads": 2, "layers": 2, "temporal_heads": 2,
             "fusion_hidden": (6, 4, 8), "cls_hidden": 16, "text_dropout": 0.0, "attn_dropout": 0.0,
             "attn_dropout_a": 0.0, "attn_dropout_v": 0.0, "relu_dropout": 0.0, "embed_dropout": 0.0,
             "res_dropout": 0.0, "fusion_dropout": 0.0}},
-    }, model=model)
+    }, compact=True, model=model)
 
 
 if __name__ == "__main__":
