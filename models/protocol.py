@@ -76,7 +76,8 @@ class Batch:
     def from_tensors(cls, tensors: dict[str, torch.Tensor], **fields: Any) -> "Batch":
         """A batch from flat tensors named as its fields; "complete.<field>" / "missing.<field>"
         entries (a split under a missing-data condition) fill `complete` and `missing`."""
-        return cls(**{k: t for k, t in tensors.items() if "." not in k}, **fields).with_missing(tensors)
+        own: dict[str, Any] = {k: t for k, t in tensors.items() if "." not in k}
+        return cls(**own, **fields).with_missing(tensors)
 
     def with_missing(self, tensors: dict[str, torch.Tensor]) -> "Batch":
         """This batch with `complete` (itself with the "complete.<field>" inputs) and `missing`
@@ -84,7 +85,7 @@ class Batch:
         missing = {k[len(MISSING):]: t for k, t in tensors.items() if k.startswith(MISSING)}
         if not missing:
             return self
-        complete = {k[len(COMPLETE):]: t for k, t in tensors.items() if k.startswith(COMPLETE)}
+        complete: dict[str, Any] = {k[len(COMPLETE):]: t for k, t in tensors.items() if k.startswith(COMPLETE)}
         return dataclasses.replace(self, complete=dataclasses.replace(self, complete=None, missing=None, **complete),
                                    missing=missing)
 

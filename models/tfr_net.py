@@ -182,6 +182,7 @@ class TFRNet(MSAModel):
     def text_states(self, batch: Batch) -> torch.Tensor:
         """BERT last hidden states of the batch's token ids, fitted to seq_lens[0] steps."""
         n = self.cfg.seq_lens[0]
+        assert batch.text_ids is not None and batch.text_mask is not None, "tfr_net reads BERT token ids"
         ids, mask = fit_steps(batch.text_ids, n), fit_steps(batch.text_mask, n)
         segment = fit_steps(batch.text_segment, n) if batch.text_segment is not None else None
         return self.text(ids, mask, segment)
@@ -213,6 +214,7 @@ class TFRNet(MSAModel):
     def forward(self, batch: Batch) -> ModelOutput:
         cfg = self.cfg
         text, h = self.encoded(batch)
+        assert batch.text_mask is not None
         mask = fit_steps(batch.text_mask, cfg.seq_lens[0])
         lengths = {"t": torch.argmin(F.pad(mask.float(), (0, 1)), dim=1),  # the first unattended column (fusion.py)
                    "a": batch.audio_lengths.clamp(max=cfg.seq_lens[1]),

@@ -231,7 +231,8 @@ def with_data_missing(data: MSAData, name: Optional[str], seed: int = MMSA_MISSI
     if not name:
         return data
     cond = data_missing_condition(name)
-    return dataclasses.replace(data, **{s: apply_to_split(data.split(s), cond, seed, record=True) for s in SPLITS})
+    splits: dict[str, Any] = {s: apply_to_split(data.split(s), cond, seed, record=True) for s in SPLITS}
+    return dataclasses.replace(data, **splits)
 
 
 def noise_scale(split: Split) -> dict[str, float]:
