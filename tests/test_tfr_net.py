@@ -130,3 +130,11 @@ def test_data_missing_must_remove_steps(small_synthetic):
     with pytest.raises(ConditionError, match="'noise/av/1'.*removes no steps"):
         with_data_missing(small_synthetic, "noise/av/1")
     assert with_data_missing(small_synthetic, None) is small_synthetic
+
+
+def test_check_model_steps_under_the_presets_protocol(subject):
+    """`bench check-model` trains a step as the runner would: under the demo preset's data_missing."""
+    from bench import checks
+
+    ((task, model, batch),) = list(checks.task_models(subject("tfr_net")))
+    assert model.cfg.data_missing == "bernoulli/tav/0.2" and batch.missing is not None and batch.complete is not None
