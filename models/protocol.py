@@ -9,6 +9,10 @@ the settings, and the metrics with their direction.
 Shapley contributions, SGM and missing-modality evaluation all use this one function, so
 contribution curves are comparable across models.
 
+Under a missing-data condition (bench/data/conditions.py: MMSA's `data_missing` protocol, or
+`--train-missing`) a batch also carries its complete inputs (`complete`) and the removed steps
+(`missing`), so a model that reconstructs missing inputs (TFR-Net) reads them from the batch.
+
 `improves(value, best, ...)` is the one "is this a new best" rule: the trainer's selection and
 early stopping, CLGSI's record of that early stopping and PaSE's phase switch all use it.
 """
