@@ -172,12 +172,24 @@ def iemocap_overrides(name: str) -> Optional[dict[str, Any]]:
 
 
 def task_models(s: Subject) -> Iterator[tuple[str, MSAModel, "Batch"]]:
-    """(task, model, batch) for regression, and for IEMOCAP (labels (B, 4) of 0/1) when the model has a preset."""
-    yield "regression", s.build(), s.batch
+    """(task, model, batch) for regression, and for IEMOCAP (labels (B, 4) of 0/1) when the model has a preset;
+    the batch under the config's `data_missing`, as the runner's data would be."""
+    model = s.build()
+    yield "regression", model, with_data_missing(s.batch, model.cfg)
     over = iemocap_overrides(s.name)
     if over is not None:
         labels = torch.randint(0, 2, (len(s.batch), IEMOCAP_LABELS), generator=torch.Generator().manual_seed(0))
-        yield "iemocap", s.build(**over), dataclasses.replace(s.batch, labels=labels)
+        model = s.build(**over)
+        yield "iemocap", model, with_data_missing(dataclasses.replace(s.batch, labels=labels), model.cfg)
+
+
+def with_data_missing(batch: "Batch", cfg: ModelConfig) -> "Batch":
+    """`batch` under the config's missing-data protocol (none: as it is), masks from seed 0."""
+    if not cfg.data_missing:
+        return batch
+    from bench.data.conditions import Condition, apply_to_batch
+
+    return apply_to_batch(batch, Condition.parse(cfg.data_missing), torch.Generator().manual_seed(0))
 
 
 @dataclass

@@ -77,8 +77,21 @@ def plan_runs(runs: list[RunConfig]) -> list[PlannedRun]:
             raise OptionError(f"model '{run.model}' cannot run on '{run.dataset}': {entry.unsupported[run.dataset]}")
         fields = {f.name for f in dataclasses.fields(entry.config_cls)}
         cfg = resolve_run_config(run.model, run.dataset, run.preset, run.model_overrides(fields))
+        check_data_missing(cfg, run.model)
         planned.append(PlannedRun(run, cfg))
     return planned
+
+
+def check_data_missing(cfg: Any, model: str) -> None:
+    """The config's `data_missing` is a missing-data condition (bench/data/conditions.py)."""
+    from bench.data.conditions import ConditionError, data_missing_condition
+    from models.registry import ConfigError
+
+    if cfg.data_missing:
+        try:
+            data_missing_condition(cfg.data_missing)
+        except ConditionError as err:
+            raise ConfigError(f"model '{model}': data_missing={err}", "data_missing") from None
 
 
 # -- sweep-level checks: what would fail every run the same way, checked once up front -----
@@ -224,7 +237,7 @@ def data_key(p: PlannedRun) -> tuple:
         tokens = ("mag" if fmt == "mag" else "raw_text", getattr(cfg, "text_encoder", None), cfg.text_max_length)
     if glove_words(p):  # IEMOCAP token ids from GloVe words: their own load, never mixed with the features
         tokens = ("glove", run.glove, cfg.text_input, getattr(cfg, "text_encoder", None), cfg.text_max_length)
-    return (run.dataset, setting, run.data_root, run.strict_data, fmt, *tokens)
+    return (run.dataset, setting, run.data_root, run.strict_data, fmt, cfg.data_missing, *tokens)
 
 
 def glove_words(p: PlannedRun) -> bool:
@@ -237,14 +250,18 @@ def glove_words(p: PlannedRun) -> bool:
 def load_data_for(p: PlannedRun, text_input: str | None = None) -> MSAData:
     """Load the data a run needs; `text_input="all"` keeps both text views (one load for a
     sweep that mixes feature models and BERT models on the same file). The model's text
-    encoder and `text_max_length` reach the loader: they tokenize `raw_text` and MAG words."""
+    encoder and `text_max_length` reach the loader: they tokenize `raw_text` and MAG words.
+    The model config's `data_missing` puts every split under that condition (MMSA's protocol)."""
+    from bench.data.conditions import with_data_missing
+
     run, cfg = p.run, p.model_config
-    return load_dataset(
+    data = load_dataset(
         run.dataset, data_root=run.data_root, setting=run.setting or cfg.setting,
         text_input=text_input or cfg.text_input, strict=run.strict_data, data_format=run.data_format,
         text_encoder=getattr(cfg, "text_encoder", None), text_max_length=cfg.text_max_length,
         **({"glove": run.glove} if loader_takes(run.dataset, "glove") else {}),
     )
+    return with_data_missing(data, cfg.data_missing)  # MMSA's protocol: every split incomplete, masks fixed
 
 
 def with_data_dims(cfg: Any, data: MSAData) -> Any:

@@ -336,6 +336,8 @@ class Objective:
     def _data_for(self, p) -> Any:
         from bench.runner import check_compatible, data_key, load_sweep_data, with_data_dims
 
+        from bench.data.conditions import with_data_missing
+
         data = self._given
         if data is None:
             key = data_key(p)
@@ -345,7 +347,8 @@ class Objective:
             data = self._data[key]
         p.model_config = with_data_dims(p.model_config, data)
         check_compatible(p.model_config, data, p.run.model)
-        return data
+        # data passed in gets the preset's data condition here, as load_data_for gives loaded data
+        return data if self._given is None else with_data_missing(data, p.model_config.data_missing)
 
     def __call__(self, trial) -> float:
         optuna = require_optuna()

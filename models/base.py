@@ -55,6 +55,8 @@ class ModelConfig:
     setting: str = "unaligned"  # which MMSA pickle the model reads: aligned_50 | unaligned_50
     dims_from_data: bool = False  # True: the runner takes audio/vision widths from the data file
     #   (models whose official widths are MAG's 74/47 but that also run on MMSA pickles)
+    data_missing: Optional[str] = None  # MMSA's data_missing protocol: every split under this missing-data
+    #   condition (e.g. "bernoulli/tav/0.2"), masks drawn once per split (bench/data/conditions.py); None: complete data
     # optimisation (the trainer reads these; presets give their sources)
     optimizer: str = "adam"  # adam (torch, coupled L2) | adamw (torch, decoupled) | adamw_hf (transformers 4.x
     #   AdamW: eps added before the bias correction, decay after the update; bench/optim.py)

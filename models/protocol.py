@@ -9,6 +9,10 @@ the settings, and the metrics with their direction.
 Shapley contributions, SGM and missing-modality evaluation all use this one function, so
 contribution curves are comparable across models.
 
+Under a missing-data condition (bench/data/conditions.py: MMSA's `data_missing` protocol, or
+`--train-missing`) a batch also carries its complete inputs (`complete`) and the removed steps
+(`missing`), so a model that reconstructs missing inputs (TFR-Net) reads them from the batch.
+
 `improves(value, best, ...)` is the one "is this a new best" rule: the trainer's selection and
 early stopping, CLGSI's record of that early stopping and PaSE's phase switch all use it.
 """
@@ -18,12 +22,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 
 from models.constants import MODALITIES
 BERT_SPECIAL_IDS = (101, 102, 0)  # [CLS], [SEP], [PAD] in the bert-base-uncased vocabulary
+COMPLETE, MISSING = "complete.", "missing."  # flat-tensor prefixes of Batch.complete / Batch.missing
 
 
 @dataclass
@@ -46,6 +51,10 @@ class Batch:
     labels_t: Optional[torch.Tensor] = None  # (B,) float unimodal labels (CH-SIMS regression_labels_T), else None
     labels_a: Optional[torch.Tensor] = None  # (B,) CH-SIMS regression_labels_A
     labels_v: Optional[torch.Tensor] = None  # (B,) CH-SIMS regression_labels_V
+    # under a missing-data condition (bench/data/conditions.py), else None: the batch before the
+    # condition, and {input field name: (B, T) bool, True at the steps the condition removed}
+    complete: Optional["Batch"] = None
+    missing: Optional[dict[str, torch.Tensor]] = None
 
     _TENSORS = (
         "audio", "vision", "audio_lengths", "vision_lengths", "labels", "index",
@@ -62,7 +71,27 @@ class Batch:
             if (t := getattr(self, name)) is not None
         }
         partners = self.partners.to(device, non_blocking) if self.partners is not None else None
-        return dataclasses.replace(self, **moved, partners=partners)
+        complete = self.complete.to(device, non_blocking) if self.complete is not None else None
+        missing = {k: t.to(device, non_blocking=non_blocking) for k, t in self.missing.items()} \
+            if self.missing is not None else None
+        return dataclasses.replace(self, **moved, partners=partners, complete=complete, missing=missing)
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], **fields: Any) -> "Batch":
+        """A batch from flat tensors named as its fields; "complete.<field>" / "missing.<field>"
+        entries (a split under a missing-data condition) fill `complete` and `missing`."""
+        own: dict[str, Any] = {k: t for k, t in tensors.items() if "." not in k}
+        return cls(**own, **fields).with_missing(tensors)
+
+    def with_missing(self, tensors: dict[str, torch.Tensor]) -> "Batch":
+        """This batch with `complete` (itself with the "complete.<field>" inputs) and `missing`
+        (the "missing.<field>" masks) from `tensors`; unchanged when `tensors` holds no masks."""
+        missing = {k[len(MISSING):]: t for k, t in tensors.items() if k.startswith(MISSING)}
+        if not missing:
+            return self
+        complete: dict[str, Any] = {k[len(COMPLETE):]: t for k, t in tensors.items() if k.startswith(COMPLETE)}
+        return dataclasses.replace(self, complete=dataclasses.replace(self, complete=None, missing=None, **complete),
+                                   missing=missing)
 
     def without(self, modalities: Iterable[str]) -> "Batch":
         """The batch with `modalities` masked at input level (see module docstring)."""

@@ -116,6 +116,8 @@ RUN = [
     (["run", "--models", "mult", "--set", "dataset=mosi", *OUT], ["dataset", "--datasets"]),
     (["run", "--models", "late_fusion", "--set", "hiden=3", *OUT], ["hiden", "did you mean 'hidden'"]),
     (["run", "--models", "mult", "--set", "d=30", "--set", "heads=4", *OUT], ["4 heads", "cannot be built"]),
+    (["run", "--models", "mult", "--set", "data_missing=noise/av/1", *OUT], ["data_missing='noise/av/1'", "removes no steps"]),
+    (["run", "--models", "mult", "--set", "data_missing=random/x/0.2", *OUT], ["data_missing=", "'x'", "'tav'"]),
     # run-wide options
     (["run", "--models", "mult", "--epochs", "0", *OUT], ["--epochs", ">= 1"]),
     (["run", "--models", "mult", "--epochs", "two", *OUT], ["--epochs", "not an integer"]),

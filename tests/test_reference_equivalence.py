@@ -713,6 +713,37 @@ TETFN = RefMap(
     after=_self_mm_after,
 )
 
+
+# -- TFR-Net (MMSA 2.2.1) -------------------------------------------------------------------------
+def _tfr_net_reconstruction(model: Any, batch: Batch) -> dict[str, torch.Tensor]:
+    """CM_ATTN's six outputs and the generators' reconstructions (eval mode, as MMSA's forward computes them)."""
+    _, h = model.encoded(batch)
+    states = model.temporal_states(h)
+    return {**{f"h_{m}": h[m] for m in "tav"}, **{f"h_{m}_n": states[m] for m in "tav"},
+            **{f"gen_{m}": model.generator[m](states[m]) for m in "tav"}}
+
+
+_TFR_ALIGN = tuple((f"align_subnet.Model.trans_{r}_{kind}", f"{ours}.{m}")
+                   for kind, ours in (("mem", "memory"), ("final", "temporal")) for r, m in _MMSA_MOD)
+_TFR_GATES = (("text", "t"), ("audio", "a"), ("vision", "v"))
+TFR_NET = RefMap(
+    weights=(
+        (r"text_model\.model\.(.+)", r"text.bert.\1"),
+        *((rf"align_subnet\.Model\.proj_{r}\.weight", f"proj.{m}.weight") for r, m in _MMSA_MOD),
+        *prefixed(tuple((f"align_subnet.Model.{ref}", ours) for ref, ours in _MULT_CROSS) + _TFR_ALIGN, _MULT_BLOCK),
+        (r"align_subnet\.Model\.trans_\w+\.(version|embed_positions\._float_tensor)", None),  # fairseq constants
+        *((rf"generator_{m}\.Model\.linear\.(weight|bias)", rf"generator.{m}.\1") for m in "tav"),
+        *((rf"fusion_subnet\.Model\.{ref}_encoder\.gru\.gru\.(\w+)", rf"fusion.{m}.gru.\1") for ref, m in _TFR_GATES),
+        *((rf"fusion_subnet\.Model\.{ref}_encoder\.(cnn|fc)\.(weight|bias)", rf"fusion.{m}.\1.\2") for ref, m in _TFR_GATES),
+        *((rf"fusion_subnet\.Model\.classifier\.linear_trans_{ref}\.(\w+)", rf"classifier.{i}.\1")
+          for ref, i in (("norm", 0), ("hidden", 1), ("final", 4))),
+    ),
+    outputs={"M": "pred", **{f"fusion_{ref}": f"features.{m}" for ref, m in _TFR_GATES}},
+    losses={"L1": "task", "gen": "rec", "total": "total", **{f"rec_{m}": f"rec_{m}" for m in "tav"}},
+    tamper="align_subnet.Model.trans_a_final.layers.0.fc1.weight",
+    extra_outputs=_tfr_net_reconstruction,
+)
+
 MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_MM, "glomo": GLOMO, "euar": EUAR,
                            "clgsi": CLGSI, "mfon": MFON,
                            "kebr": KEBR, "semi_iin": SEMI_IIN,
@@ -721,7 +752,7 @@ MAPS: dict[str, RefMap] = {"mult": MULT, "mag_bert": MAG_BERT, "self_mm": SELF_M
                            "misa": MISA, "mmim": MMIM,
                            "tfn": TFN, "lmf": LMF, "mtfn": MTFN, "mlmf": MLMF,
                            "mfm": MFM, "mctn": MCTN,
-                           "almt": ALMT, "cenet": CENET, "tetfn": TETFN}
+                           "almt": ALMT, "cenet": CENET, "tetfn": TETFN, "tfr_net": TFR_NET}
 
 
 # -- the machinery -------------------------------------------------------------------------
@@ -925,7 +956,7 @@ def _compare(name: str, golden: dict[str, dict[str, torch.Tensor]], meta: dict[s
     if meta.get("dtype") == "float64":
         model.double()
     model.load_state_dict(map_tensors(golden["weights"], ref_map.weights, set(model.state_dict())), strict=True)
-    batch = Batch(**golden["batch"])  # type: ignore[arg-type]
+    batch = Batch.from_tensors(golden["batch"])  # "complete.*" / "missing.*": a batch under a missing-data condition
     problems = differences(golden["eval"], eval_outputs(model, batch, ref_map), "eval", report)
     model.train()
     hook_state = ref_map.prepare(model, golden) if ref_map.prepare is not None else None

@@ -96,14 +96,15 @@ def out_dir(text: str) -> str:
 
 def condition(text: str) -> str:
     """An argparse type: a missing-data condition KIND/MODALITIES/RATE (bench/data/conditions.py)."""
-    from bench.data.conditions import MISSING_KINDS, Condition, ConditionError
+    from bench.data.conditions import BERNOULLI, MISSING_KINDS, Condition, ConditionError
 
     try:
         cond = Condition.parse(text)
     except ConditionError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-    if cond.kind not in MISSING_KINDS:
-        raise argparse.ArgumentTypeError(f"'{text}': training under missing data takes {' or '.join(MISSING_KINDS)}")
+    if not cond.missing:
+        raise argparse.ArgumentTypeError(f"'{text}': training under missing data takes "
+                                         f"{' or '.join((*MISSING_KINDS, BERNOULLI))}")
     return cond.name
 
 

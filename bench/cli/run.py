@@ -70,8 +70,10 @@ def add_run_options(p) -> None:
     p.add_argument("--save-state", action="store_true",
                    help="keep the selected weights (seed<k>.safetensors) for `bench evaluate`")
     p.add_argument("--train-missing", type=condition, default=None, metavar="KIND/MODALITIES/RATE",
-                   help="train under missing data (TFR-Net): e.g. random/tav/0.3 or structural/a/0.5 on "
-                        "every training batch; results go to <model>+missing=random-tav-0.3/")
+                   help="train under missing data: e.g. random/tav/0.3, structural/a/0.5 or bernoulli/tav/0.2 on "
+                        "every training batch, fresh masks each time, validation and test complete; results go to "
+                        "<model>+missing=random-tav-0.3/ (MMSA's TFR-Net protocol, every split incomplete with fixed "
+                        "masks, is the config's data_missing: --set data_missing=bernoulli/tav/0.2)")
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no bf16 autocast on CUDA")
     p.add_argument("--strict-data", action="store_true", help="split sizes that differ from the standard ones become errors")
     p.add_argument("--detect-anomaly", action="store_true", help="torch autograd anomaly detection (slow)")

@@ -47,7 +47,8 @@ class DatasetInfo:
 
 @dataclass
 class Split:
-    """One split, whole-split tensors. `tensors` keys follow the Batch field names.
+    """One split, whole-split tensors. `tensors` keys follow the Batch field names (under a
+    missing-data condition also "complete.<field>" and "missing.<field>": `Batch.from_tensors`).
 
     `raw_text`: the transcripts, where the source has them and a loader keeps them (the
     synthetic raw-text view). `trim_text`: dynamic padding, each batch's `text_ids`,
@@ -76,7 +77,7 @@ class Split:
             trim_padding(fields)
         fields["index"] = idx.clone()
         ids = [self.ids[i] for i in idx.tolist()]
-        return Batch(ids=ids, special_ids=self.special_ids, **fields)
+        return Batch.from_tensors(fields, ids=ids, special_ids=self.special_ids)
 
     def batches(
         self, batch_size: int, shuffle: bool = False, generator: Optional[torch.Generator] = None
@@ -106,8 +107,8 @@ def trim_padding(fields: dict[str, torch.Tensor]) -> None:
     mask = fields["text_mask"]
     n = last_attended(mask)
     if 0 < n < mask.shape[1]:
-        for k in ("text_ids", "text_mask", "text_segment"):
-            if k in fields:
+        for k in list(fields):  # also a missing-data condition's "complete.text_ids" / "missing.text_ids"
+            if k.rpartition(".")[2] in ("text_ids", "text_mask", "text_segment"):
                 fields[k] = fields[k][:, :n]
 
 

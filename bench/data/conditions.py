@@ -13,9 +13,22 @@ features, audio, vision) becomes 0. Valid steps: text tokens with attention mask
 touched, so rate 0 leaves the split as it is, and rate 1 on "tav" is the *empty input*: every
 valid step missing.
 
+- `bernoulli` missing: each valid step goes missing independently with probability rate
+  (MMSA's `data_missing`, TFR-Net's protocol: MMSA 2.2.1 data_loader.py `generate_m`).
+
 Masks are drawn from `CONDITION_SEED` (recorded with the curves), one generator per (kind,
 level, modality), over the whole split: identical for every model and run on the same data
 (paired comparisons), and the audio mask of "random/a/0.3" is the audio mask of "random/tav/0.3".
+`bernoulli` masks of a split are MMSA's own: numpy's legacy generator seeded with the seed
+itself for each modality, uniform draws over the split's (samples, steps) array, a step
+missing where its draw is <= rate.
+
+MMSA's protocol (`with_data_missing`, the model config's `data_missing`): every split (train,
+valid, test) under one condition, masks drawn once per split at load from `MMSA_MISSING_SEED`,
+so training, selection and the test all see the same incomplete inputs each epoch. A split or
+batch under a missing-data condition also keeps its complete inputs and the masks
+(`Batch.complete`, `Batch.missing`): models that reconstruct what is missing (TFR-Net) read
+them there and never draw masks themselves.
 """
 
 from __future__ import annotations
@@ -25,14 +38,17 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
-from bench.data.base import Split
+from bench.data.base import SPLITS, MSAData, Split
 from models.constants import MODALITIES
-from models.protocol import BERT_SPECIAL_IDS, Batch
+from models.protocol import BERT_SPECIAL_IDS, COMPLETE, MISSING, Batch
 
 CONDITION_SEED = 0  # harness decision: one fixed seed, so every model sees the same masks
-MISSING_KINDS = ("random", "structural")
+MMSA_MISSING_SEED = 1111  # MMSA 2.2.1 config_regression.json datasetCommonParams missing_seed (each modality)
+MISSING_KINDS = ("random", "structural")  # the robustness curves' grid
+BERNOULLI = "bernoulli"  # MMSA's data_missing: each valid step missing with probability rate
 NOISE = "noise"
 RATES = tuple(round(0.1 * i, 1) for i in range(1, 10))  # the issue's 0.1 ... 0.9
 NOISE_LEVELS = (0.1, 0.5, 1.0)  # harness decision: noise std as a multiple of the feature std
@@ -72,8 +88,13 @@ class Condition:
         cond.check()
         return cond
 
+    @property
+    def missing(self) -> bool:
+        """Whether the condition removes steps (every kind but noise)."""
+        return self.kind != NOISE
+
     def check(self) -> None:
-        kinds = (*MISSING_KINDS, NOISE)
+        kinds = (*MISSING_KINDS, BERNOULLI, NOISE)
         if self.kind not in kinds:
             raise ConditionError(f"condition '{self.name}': kind '{self.kind}' is not one of {', '.join(kinds)}")
         if not self.modalities or set(self.modalities) - set(MODALITIES) or len(set(self.modalities)) != len(self.modalities):
@@ -112,8 +133,15 @@ def valid_steps(tensors: dict[str, torch.Tensor], m: str, special_ids: tuple[int
     return out
 
 
-def missing_mask(valid: torch.Tensor, kind: str, rate: float, gen: torch.Generator) -> torch.Tensor:
-    """(N, T) bool: the steps that go missing, round(rate * n) of each row's n valid steps."""
+def missing_mask(valid: torch.Tensor, kind: str, rate: float, gen: torch.Generator,
+                 seed: Optional[int] = None) -> torch.Tensor:
+    """(N, T) bool: the steps that go missing, round(rate * n) of each row's n valid steps
+    (`bernoulli`: each valid step with probability rate, from numpy's legacy generator seeded
+    with `seed` as MMSA's generate_m when given, else from `gen`)."""
+    if kind == BERNOULLI:
+        draws = (torch.from_numpy(np.random.RandomState(seed).uniform(size=tuple(valid.shape))) if seed is not None
+                 else torch.rand(valid.shape, generator=gen, dtype=torch.float64))
+        return valid & (draws <= rate)  # MMSA keeps a step where its draw > missing_rate
     n = valid.sum(1, keepdim=True)
     k = torch.round(rate * n.double()).long()
     position = valid.long().cumsum(1) - 1  # index among the row's valid steps
@@ -136,12 +164,16 @@ def modality_std(tensors: dict[str, torch.Tensor], m: str) -> float:
 
 def apply(tensors: dict[str, torch.Tensor], cond: Condition, special_ids: tuple[int, int, int],
           seed: Optional[int] = CONDITION_SEED, gen: Optional[torch.Generator] = None,
-          scale: Optional[dict[str, float]] = None) -> dict[str, torch.Tensor]:
+          scale: Optional[dict[str, float]] = None, record: bool = False) -> dict[str, torch.Tensor]:
     """`tensors` (Batch / Split field names) under `cond`; untouched tensors are shared.
     Masks come from `seed` (one generator per kind, level and modality), or from `gen`
     when given (training under missing data: fresh masks every batch). `scale`: the noise
-    unit per modality (default: `modality_std` of these tensors)."""
+    unit per modality (default: `modality_std` of these tensors). `record` (or tensors that
+    already hold masks): each input a missing-data condition changes is also kept as
+    "complete.<name>" (its value before the first condition) and its removed steps as
+    "missing.<name>" (accumulated over conditions)."""
     out = dict(tensors)
+    record = record or any(k.startswith(MISSING) for k in tensors)
     for m in cond.modalities:
         g = gen if gen is not None else _generator(seed, cond, m)
         for name, valid in valid_steps(tensors, m, special_ids).items():
@@ -153,25 +185,54 @@ def apply(tensors: dict[str, torch.Tensor], cond: Condition, special_ids: tuple[
                 noise = torch.randn(x.shape, generator=g, dtype=torch.float64) * (cond.level * unit)
                 out[name] = torch.where(valid[..., None], x + noise.to(x.dtype), x)
                 continue
-            gone = missing_mask(valid, cond.kind, cond.level, g)
+            gone = missing_mask(valid, cond.kind, cond.level, g, seed if gen is None else None)
             if name == "text_ids":
                 out[name] = x.masked_fill(gone, unk_id(special_ids))
             else:
                 out[name] = x.masked_fill(gone[..., None], 0.0)
+            if record:
+                out.setdefault(COMPLETE + name, x)
+                out[MISSING + name] = gone | tensors[MISSING + name] if MISSING + name in tensors else gone
     return out
 
 
 def apply_to_split(split: Split, cond: Condition, seed: int = CONDITION_SEED,
-                   scale: Optional[dict[str, float]] = None) -> Split:
-    """The split with its inputs under `cond` (labels, ids and order unchanged)."""
-    return dataclasses.replace(split, tensors=apply(split.tensors, cond, split.special_ids, seed, scale=scale))
+                   scale: Optional[dict[str, float]] = None, record: bool = False) -> Split:
+    """The split with its inputs under `cond` (labels, ids and order unchanged); `record`: see `apply`."""
+    return dataclasses.replace(split, tensors=apply(split.tensors, cond, split.special_ids, seed, scale=scale,
+                                                    record=record))
 
 
 def apply_to_batch(batch: Batch, cond: Condition, gen: torch.Generator) -> Batch:
-    """The batch under `cond`, masks drawn from `gen` (training under missing data)."""
+    """The batch under `cond`, masks drawn from `gen` (training under missing data), with its
+    complete inputs and the masks in `complete` / `missing`."""
     tensors = {k: t for k in Batch._TENSORS if (t := getattr(batch, k)) is not None}
-    changed: dict[str, Any] = apply(tensors, cond, batch.special_ids, gen=gen)
-    return dataclasses.replace(batch, **{k: v for k, v in changed.items() if v is not tensors[k]})
+    if batch.missing is not None and batch.complete is not None:  # already incomplete: accumulate
+        tensors.update({MISSING + k: t for k, t in batch.missing.items()})
+        tensors.update({COMPLETE + k: getattr(batch.complete, k) for k in batch.missing})
+    changed: dict[str, Any] = apply(tensors, cond, batch.special_ids, gen=gen, record=True)
+    own = {k: v for k, v in changed.items() if "." not in k and v is not tensors[k]}
+    return dataclasses.replace(batch, **own).with_missing(changed)
+
+
+def data_missing_condition(name: str) -> Condition:
+    """The condition of a `data_missing` value: one that removes steps (not noise)."""
+    cond = Condition.parse(name)
+    if not cond.missing:
+        raise ConditionError(f"'{name}': '{cond.kind}' removes no steps; give a missing-data condition "
+                             f"({', '.join((*MISSING_KINDS, BERNOULLI))}), e.g. bernoulli/tav/0.2")
+    return cond
+
+
+def with_data_missing(data: MSAData, name: Optional[str], seed: int = MMSA_MISSING_SEED) -> MSAData:
+    """MMSA's `data_missing` protocol: every split under the missing-data condition `name`
+    (e.g. "bernoulli/tav/0.2"), masks drawn once per split from `seed`, complete inputs and
+    masks recorded. None or "": `data` as it is."""
+    if not name:
+        return data
+    cond = data_missing_condition(name)
+    splits: dict[str, Any] = {s: apply_to_split(data.split(s), cond, seed, record=True) for s in SPLITS}
+    return dataclasses.replace(data, **splits)
 
 
 def noise_scale(split: Split) -> dict[str, float]:
