@@ -472,7 +472,7 @@ def train_epoch(run: _Run, s: _StageSettings, p: _Pass, epoch: int, grad_scale: 
         for i, batch in enumerate(bar):
             if i == n_batches:  # a phase reading a fraction of the epoch
                 break
-            if run.train_missing is not None and run.missing_gen is not None:  # TFR-Net's protocol: fresh masks every batch
+            if run.train_missing is not None and run.missing_gen is not None:  # --train-missing: fresh masks every batch
                 batch = apply_to_batch(batch, run.train_missing, run.missing_gen)
             batch = model.training_batch(batch, run.state).to(device, non_blocking=True)
             with autocast(device, amp):

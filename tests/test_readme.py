@@ -396,3 +396,13 @@ def test_readme_throughput_figures_are_the_measured_ones():
     faster = min(walls, key=lambda j: max(walls[j]))
     assert (faster == "2") == (CPU_CORES_PER_JOB == 1), "the default is not the faster setting"
     assert f"({round(max(walls[faster]) / 60)} minutes on an idle 2-core machine" in text
+
+
+def test_readme_mult_against_mmsa_figures_are_the_reports():
+    """MulT beside MMSA's MulT: the README's step times and speed-up are reports/perf/mult_vs_mmsa.md's."""
+    report = (ROOT / "reports/perf/mult_vs_mmsa.md").read_text()
+    rows = dict(re.findall(r"^\| (MMSA 2\.2\.1|msabench) \| ([\d,]+) \|", report, re.M))
+    ratio, low, high = re.search(r"\*\*([\d.]+)×\*\* \(interval ([\d.]+)–([\d.]+)×\)", report).groups()
+    text = " ".join(readme().split())
+    assert f"{rows['msabench']} ms against {rows['MMSA 2.2.1']} ms per training step, {ratio}× faster " \
+           f"(interval {low}–{high}×)" in text
