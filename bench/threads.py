@@ -25,7 +25,7 @@ import sys
 from typing import Any, Optional, Union
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-# measured (reports/throughput.md): the main command on an idle 2-core machine took 238.6-248.5 s as
+# measured (reports/perf/throughput.md): the main command on an idle 2-core machine took 238.6-248.5 s as
 # two single-thread workers and 319.7-341.9 s as one run after another on both cores; the models'
 # batch-32 steps are small matrices that one thread keeps busy. Measured on 2 cores only.
 CPU_CORES_PER_JOB = 1

@@ -148,9 +148,15 @@ def parser_options() -> set[str]:
 PIP_OPTIONS = {"--no-deps", "--extra-index-url", "--index-url"}
 
 
+def tool_options() -> set[str]:
+    """The options the tools/ scripts declare (the README runs some of them)."""
+    return {o for path in ROOT.glob("tools/**/*.py")
+            for o in re.findall(r'add_argument\(\s*"(--[a-z][a-z0-9-]*)"', path.read_text())}
+
+
 def test_every_option_the_readme_names_exists():
     named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", readme()))
-    unknown = named - parser_options() - PIP_OPTIONS
+    unknown = named - parser_options() - tool_options() - PIP_OPTIONS
     assert not unknown, f"README names options no command has: {sorted(unknown)}"
 
 
@@ -384,11 +390,11 @@ def test_readme_performance_table_is_the_committed_report():
 # -- the throughput figures ---------------------------------------------------------------------
 
 def test_readme_throughput_figures_are_the_measured_ones():
-    """The README's wall times of the main command are reports/throughput_main.json's, and the
+    """The README's wall times of the main command are reports/perf/throughput_main.json's, and the
     default --jobs rule is the faster setting there."""
     from bench.threads import CPU_CORES_PER_JOB
 
-    rows = json.loads((ROOT / "reports/throughput_main.json").read_text())["rows"]
+    rows = json.loads((ROOT / "reports/perf/throughput_main.json").read_text())["rows"]
     walls = {j: sorted(r["wall_s"] for r in rows if r["jobs"] == j) for j in ("1", "2")}
     text = " ".join(readme().split())
     for j, phrase in (("2", "as two single-thread workers"), ("1", "one run after another")):

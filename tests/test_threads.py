@@ -133,7 +133,7 @@ def test_jobs_auto_on_cpu_resolves_before_planning(tmp_path, monkeypatch):
 
 
 def test_the_default_is_jobs_auto_unless_msabench_jobs_says_otherwise(monkeypatch):
-    """The measured faster setting (reports/throughput.md) is the default: --jobs auto."""
+    """The measured faster setting (reports/perf/throughput.md) is the default: --jobs auto."""
     import argparse
 
     from bench.cli.run import add_run_options
