@@ -241,8 +241,7 @@ def peak_memory(device: torch.device) -> int:
     """Bytes: CUDA max_memory_allocated on a GPU, else the process's peak resident set."""
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
-    # CPU: the process's peak resident set (Linux reports KiB); includes the loaded data
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # includes the loaded data; Linux reports KiB
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
@@ -596,11 +595,9 @@ def test_once(run: _Run, robustness: bool) -> dict[str, Any]:
     test["loss"] = test_loss
     out: dict[str, Any] = {"metrics": {"test": test}}
     if robustness:  # the same selected state under every modality coalition (no extra training)
-        per_coalition = {}
-        for c in COALITIONS:
-            if c:  # the empty coalition only enters the utilities; each from its own predictions
-                per_coalition[coalition_key(c)] = {**compute_metrics(task, results[c][0].numpy(), labels, data.info.name),
-                                                   "loss": results[c][1]}
+        # the empty coalition only enters the utilities; each from its own predictions
+        per_coalition = {coalition_key(c): {**compute_metrics(task, results[c][0].numpy(), labels, data.info.name),
+                                            "loss": results[c][1]} for c in COALITIONS if c}
         utilities, shapley = shapley_of(results, data.test.labels, functools.partial(contribution_utility, task))
         out["robustness"] = {"split": "test", "coalitions": per_coalition, "utility": utilities, "shapley": shapley}
     preds_list = test_preds.reshape(-1).tolist() if task == "regression" else test_preds.tolist()
@@ -610,21 +607,10 @@ def test_once(run: _Run, robustness: bool) -> dict[str, Any]:
 
 
 def train_and_test(
-    model: MSAModel,
-    data: MSAData,
-    *,
-    seed: int,
-    device: torch.device,
-    amp: bool = True,
-    contributions: bool = True,
-    robustness: bool = True,
-    progress: bool = False,
-    log_epochs: bool = True,
-    detect_anomaly: bool = False,
-    on_epoch: Optional[Callable[[dict], None]] = None,
-    test: bool = True,
-    curves: bool = False,
-    train_missing: Any = None,
+    model: MSAModel, data: MSAData, *, seed: int, device: torch.device, amp: bool = True,
+    contributions: bool = True, robustness: bool = True, progress: bool = False, log_epochs: bool = True,
+    detect_anomaly: bool = False, on_epoch: Optional[Callable[[dict], None]] = None, test: bool = True,
+    curves: bool = False, train_missing: Any = None,
 ) -> dict[str, Any]:
     """Train each stage with selection on validation, then test once. Returns the
     result-file fields that depend on training (metrics, history, timings, params, predictions).
@@ -692,24 +678,14 @@ def _training_fields(run: _Run, stages: list[dict], tested: dict[str, Any], stag
     train_s = sum(st["train_s"] for st in stages)
     times: dict[str, Any] = {"train_s": train_s, "wall_s": time.perf_counter() - wall_start,
                              "per_epoch_s": last["per_epoch_s"]}
-    extra: dict[str, Any] = {}
     if staged:
         times["stages_s"] = {st["name"]: st["train_s"] for st in stages}
-        extra["stages"] = stages
     return {
-        "metrics": tested.pop("metrics"),
-        "best_epoch": last["best_epoch"],
-        "epochs_run": last["epochs_run"],
-        "selected_on": "valid",
-        "selection": last["selection"],
-        "history": last["history"],
-        "params": counts,
-        "time": times,
-        "peak_memory_bytes": peak_memory(device),
-        "nondeterministic_ops": sorted(set(run.nondeterministic)),
-        "model_summary": run.model.summary(),
-        **extra,
-        **tested,
+        "metrics": tested.pop("metrics"), "best_epoch": last["best_epoch"], "epochs_run": last["epochs_run"],
+        "selected_on": "valid", "selection": last["selection"], "history": last["history"], "params": counts,
+        "time": times, "peak_memory_bytes": peak_memory(device),
+        "nondeterministic_ops": sorted(set(run.nondeterministic)), "model_summary": run.model.summary(),
+        **({"stages": stages} if staged else {}), **tested,
     }
 
 
@@ -724,10 +700,8 @@ def _progress(it, total: int, desc: str, enabled: bool):
 def _epoch_line(record: dict, sel_key: str) -> str:
     v = record["valid"]
     parts = [f"epoch {record['epoch']:3d}", f"train {record['train'].get('total', float('nan')):.4f}",
-             f"valid {sel_key} {v[sel_key]:.4f}"]
-    for k in ("Has0_acc_2", "Mult_acc_2", "MAE", "mean_acc"):
-        if k in v:
-            parts.append(f"{k} {v[k]:.4f}")
+             f"valid {sel_key} {v[sel_key]:.4f}",
+             *(f"{k} {v[k]:.4f}" for k in ("Has0_acc_2", "Mult_acc_2", "MAE", "mean_acc") if k in v)]
     if "contributions" in record:
         sh = record["contributions"]["shapley"]
         parts.append("shapley " + " ".join(f"{m}={sh[m]:+.3f}" for m in MODALITIES))
