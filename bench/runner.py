@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import logging
 import traceback
 from dataclasses import dataclass, field
@@ -47,8 +48,6 @@ class SweepSummary:
 def config_changes(p: PlannedRun) -> list[str]:
     """Model-config fields whose recorded value in the finished result file differs from the
     config this run would use now (e.g. another --text-encoder or --epochs)."""
-    import json
-
     try:
         recorded = load_result(p.run.result_path())["config"]["model"]
     except (OSError, KeyError, ValueError):
@@ -242,8 +241,6 @@ def data_key(p: PlannedRun) -> tuple:
 
 def glove_words(p: PlannedRun) -> bool:
     """A run whose text is token ids made from GloVe words (a BERT model on IEMOCAP's MulT pickles)."""
-    from bench.data import loader_takes
-
     return p.model_config.text_input in ("ids", "raw_text") and loader_takes(p.run.dataset, "glove")
 
 
@@ -308,11 +305,10 @@ def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
 def execute_run(p: PlannedRun, data: MSAData, progress: bool) -> dict[str, Any]:
     """Build, train, select on validation, test once; return the complete result record
     (with the CPU threads the run used: bench.threads)."""
+    from bench.data.conditions import Condition
     from bench.threads import apply_threads, run_threads, thread_record
     from bench.train import resolve_device, seed_everything, train_and_test
     from models.registry import get_model_entry
-
-    from bench.data.conditions import Condition
 
     run, cfg = p.run, p.model_config
     apply_threads(run_threads())  # the cores this process may use (or its --jobs share), not torch's guess
@@ -334,18 +330,10 @@ def execute_run(p: PlannedRun, data: MSAData, progress: bool) -> dict[str, Any]:
 def _header(p: PlannedRun, data: MSAData | None, status: str) -> dict[str, Any]:
     run, cfg = p.run, p.model_config
     out = {
-        "schema_version": SCHEMA_VERSION,
-        "status": status,
-        "model": run.model,
-        "run_name": run.run_name,
-        "variant": dict(run.overrides),
-        "preset": cfg.preset,
-        "dataset": run.dataset,
-        "setting": data.info.setting if data else (run.setting or cfg.setting),
-        "task": cfg.task,
-        "seed": run.seed,
-        "config": {"run": run.to_dict(), "model": dataclasses.asdict(cfg)},
-        **environment(),
+        "schema_version": SCHEMA_VERSION, "status": status, "model": run.model, "run_name": run.run_name,
+        "variant": dict(run.overrides), "preset": cfg.preset, "dataset": run.dataset,
+        "setting": data.info.setting if data else (run.setting or cfg.setting), "task": cfg.task, "seed": run.seed,
+        "config": {"run": run.to_dict(), "model": dataclasses.asdict(cfg)}, **environment(),
     }
     if data is not None:
         out["data"] = {"name": data.info.name, "setting": data.info.setting, "source": data.info.source,
@@ -356,9 +344,7 @@ def _header(p: PlannedRun, data: MSAData | None, status: str) -> dict[str, Any]:
 def device_name(device) -> str:
     import torch
 
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return "cpu"
+    return f"cuda:{torch.cuda.get_device_name(device)}" if device.type == "cuda" else "cpu"
 
 
 def explain_error(err: Exception, cfg: Any) -> Exception:
@@ -385,21 +371,13 @@ def explain_error(err: Exception, cfg: Any) -> Exception:
 
 def error_record(p: PlannedRun, data: MSAData | None, err: BaseException) -> dict[str, Any]:
     rec = _header(p, data, "error")
-    rec["error"] = {
-        "type": type(err).__name__,
-        "message": str(err),
-        "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__))[-5000:],
-        **getattr(err, "details", {}),
-    }
+    rec["error"] = {"type": type(err).__name__, "message": str(err),
+                    "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__))[-5000:],
+                    **getattr(err, "details", {})}
     return rec
 
 
-def run_sweep(
-    runs: list[RunConfig],
-    *,
-    force: bool = False,
-    progress: bool = False,
-) -> SweepSummary:
+def run_sweep(runs: list[RunConfig], *, force: bool = False, progress: bool = False) -> SweepSummary:
     """Run what is not finished yet, each run in `process_state_restored`; progress lines go
     to this module's logger (INFO; failures at ERROR)."""
     planned = plan_runs(runs)
