@@ -118,9 +118,7 @@ def visible_gpus(requested: str) -> int:
     """The GPUs --jobs workers spread over: those torch sees, where the device is auto or cuda."""
     import torch
 
-    if requested not in ("auto", "cuda") or not torch.cuda.is_available():
-        return 0
-    return torch.cuda.device_count()
+    return torch.cuda.device_count() if requested in ("auto", "cuda") and torch.cuda.is_available() else 0
 
 
 @dataclass
@@ -156,7 +154,7 @@ def worker_pool(plan: WorkerPlan | int, requested: str = "auto") -> ProcessPoolE
     for d in plan.devices:
         devices.put(d)
     return ProcessPoolExecutor(len(plan.devices), mp_context=ctx, initializer=WithPlugins(init_worker),
-                               initargs=(devices, plan.threads, worker_log_level()))
+                               initargs=(devices, plan.threads, logging.getLogger(LOGGER).getEffectiveLevel()))
 
 
 def _run_parallel(todo: list[RunConfig], jobs: Jobs, runs_per_device: Jobs, force: bool) -> None:
@@ -179,11 +177,6 @@ def _run_parallel(todo: list[RunConfig], jobs: Jobs, runs_per_device: Jobs, forc
         except KeyboardInterrupt:
             stop_pool(pool)
             raise
-
-
-def worker_log_level() -> int:
-    """The level this process logs at, for the workers it starts."""
-    return logging.getLogger(LOGGER).getEffectiveLevel()
 
 
 def stop_pool(pool) -> None:
