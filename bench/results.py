@@ -119,8 +119,7 @@ def load_result(path: Path) -> dict[str, Any]:
             obj = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ResultFileError(f"{path}: not a valid result file ({err})") from err
-    missing = [k for k in REQUIRED_FIELDS if k not in obj]
-    if missing:
+    if missing := [k for k in REQUIRED_FIELDS if k not in obj]:
         raise ResultFileError(f"{path}: missing field(s) {', '.join(missing)}")
     if obj["schema_version"] != SCHEMA_VERSION:
         raise ResultFileError(f"{path}: schema_version {obj['schema_version']}, this msabench reads {SCHEMA_VERSION}")
@@ -192,10 +191,6 @@ def with_evaluated_curves(record: dict[str, Any], result_path: Path) -> dict[str
     return {**record, "robustness_curves": curves}
 
 
-def load_results(root: Path) -> list[dict[str, Any]]:
-    return [load_result(p) for p in iter_result_files(root)]
-
-
 def git_hash() -> str | None:
     here = Path(__file__).resolve().parent
     try:
@@ -217,12 +212,8 @@ def environment() -> dict[str, Any]:
     import bench
 
     return {
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "msabench": bench.__version__,
-        },
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__, "msabench": bench.__version__},
         "git_hash": git_hash(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
