@@ -23,7 +23,7 @@ import io
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -139,18 +139,13 @@ def run_label(run_name: str, records: Sequence[dict[str, Any]]) -> str:
 
 def format_seeds(seeds: Iterable[int]) -> str:
     """[1111, 1112, 1113, 1115] -> '1111–1113, 1115'."""
-    seeds = sorted(set(seeds))
-    parts, i = [], 0
-    while i < len(seeds):
-        j = i
-        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
-            j += 1
-        if j == i:
-            parts.append(str(seeds[i]))
+    runs: list[list[int]] = []  # consecutive seeds; a run of three or more is shown as a range
+    for s in sorted(set(seeds)):
+        if runs and s == runs[-1][-1] + 1:
+            runs[-1].append(s)
         else:
-            parts.append(f"{seeds[i]}{DASH}{seeds[j]}" if j > i + 1 else f"{seeds[i]}, {seeds[j]}")
-        i = j + 1
-    return ", ".join(parts)
+            runs.append([s])
+    return ", ".join(f"{r[0]}{DASH}{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
 
 
 # -- runs grouped by (dataset, run name) ----------------------------------------------------------
@@ -240,16 +235,9 @@ def gap_note(group: RunGroup, expected: Sequence[int]) -> str | None:
     """'MulT: 3/5 seeds — seed 1114 failed (RuntimeError: ...); seed 1115: no result file.'"""
     if group.unsupported:
         return f"{group.label}: n/a on {group.dataset}: {group.unsupported}."
-    parts = []
-    for s in expected:
-        if s in group.records:
-            continue
-        if s in group.failed:
-            parts.append(f"seed {s} failed ({group.failed[s]})")
-        elif s in group.unreadable:
-            parts.append(f"seed {s}: unreadable result file ({group.unreadable[s]})")
-        else:
-            parts.append(f"seed {s}: no result file")
+    parts = [f"seed {s} failed ({group.failed[s]})" if s in group.failed
+             else f"seed {s}: unreadable result file ({group.unreadable[s]})" if s in group.unreadable
+             else f"seed {s}: no result file" for s in expected if s not in group.records]
     if not parts:
         return None
     n_ok = len(group.ok(expected))
@@ -402,12 +390,8 @@ def mark_cells(rs: ResultSet, dataset: str, rows: Sequence[Row], columns: Sequen
 
 def _run_means(rows: Sequence[Row], key: str) -> dict[int, float]:
     """Row index -> mean of column `key`, for the run rows that have a value there."""
-    out = {}
-    for i, row in enumerate(rows):
-        cell = row.cells.get(key)
-        if row.kind == "run" and isinstance(cell, Stat) and cell.n > 0:
-            out[i] = cell.mean
-    return out
+    return {i: cell.mean for i, row in enumerate(rows)
+            if row.kind == "run" and isinstance(cell := row.cells.get(key), Stat) and cell.n > 0}
 
 
 def _body(table: Table, bold, tied) -> list[list[str]]:
@@ -486,14 +470,12 @@ def to_csv(table: Table) -> str:
         for col in table.columns:
             cell = row.cells.get(col.key)
             mark = table.marks.get(col.key, {}).get(i, "")
-            if isinstance(cell, Stat):
-                std = "" if math.isnan(cell.std) else repr(cell.std)
-                mean = "" if cell.n == 0 else repr(cell.mean)
-                w.writerow([table.name, row.label, row.run_name or "", row.kind, col.key, mean, std,
-                            "" if cell.published else cell.n, table.n_expected if row.kind == "run" else "", "", mark])
+            if isinstance(cell, Stat):  # mean, std, n, n_expected, text
+                values = ["" if cell.n == 0 else repr(cell.mean), "" if math.isnan(cell.std) else repr(cell.std),
+                          "" if cell.published else cell.n, table.n_expected if row.kind == "run" else "", ""]
             else:
-                w.writerow([table.name, row.label, row.run_name or "", row.kind, col.key, "", "", "", "",
-                            cell if cell is not None else "", mark])
+                values = ["", "", "", "", cell if cell is not None else ""]
+            w.writerow([table.name, row.label, row.run_name or "", row.kind, col.key, *values, mark])
     return buf.getvalue()
 
 
@@ -568,10 +550,8 @@ def metrics_table(
         notes.append("Test split. Per-emotion binary accuracy and weighted F1 ×100 (MulT eval_iemocap).")
         baselines = [r["metrics"]["majority_baseline"] for r in rs.records if r["dataset"] == dataset
                      and r.get("status") == "ok" and "majority_baseline" in r.get("metrics", {})]
-        cells: dict[str, Cell] = {}
-        for c in columns:
-            s = summarize(b.get(c.key) for b in baselines)
-            cells[c.key] = published(s.mean) if s.n and not (s.std > 0) else s
+        stats = {c.key: summarize(b.get(c.key) for b in baselines) for c in columns}
+        cells: dict[str, Cell] = {k: published(s.mean) if s.n and not (s.std > 0) else s for k, s in stats.items()}
         rows.append(Row("Majority baseline", cells, DASH, kind="baseline"))
         notes.append("Majority baseline: each emotion's train-majority class predicted for every test sample."
                      if baselines else
@@ -593,10 +573,7 @@ def metrics_table(
 
 def _unit_column(key: str, header: str, max_value: float, units: Sequence[tuple[str, float, int]]) -> Column:
     """A column in the largest of `units` that `max_value` fills at least twice (else the first)."""
-    name, scale, decimals = units[0]
-    for unit in units:
-        if max_value >= unit[1] * 2:
-            name, scale, decimals = unit
+    name, scale, decimals = next((u for u in reversed(units) if max_value >= u[1] * 2), units[0])
     return Column(key, f"{header} ({name})", 1 / scale, decimals)
 
 
@@ -635,8 +612,7 @@ def efficiency_table(
     ]
 
     def cells_of(ok: list[dict]) -> dict[str, Cell]:
-        d = per_run(ok)
-        cells: dict[str, Cell] = {k: summarize(v) for k, v in d.items()}
+        cells: dict[str, Cell] = {k: summarize(v) for k, v in per_run(ok).items()}
         cells["device"] = ", ".join(sorted({str(r.get("device", "?")) for r in ok})) or DASH
         return cells
 
@@ -659,7 +635,7 @@ def robustness_table(
     dataset: str, groups: Sequence[RunGroup], expected: Sequence[int], task: str, seeds_given: bool = False,
 ) -> Table:
     """Main metric per modality coalition (missing modalities masked at input), from `robustness`."""
-    columns = [Column(f"{k}:{m}", f"{k} {h}", *_scale_dec(m), METRICS[m].higher_is_better)
+    columns = [replace(metric_column(m, f"{k} {h}"), key=f"{k}:{m}")
                for k in COALITIONS for m, h in ROBUSTNESS_METRICS["sims" if dataset in SIMS_DATASETS else task]]
     columns += [Column(f"shapley:{m}", f"φ {m}", decimals=3) for m in "tav"]
 
@@ -684,28 +660,15 @@ def robustness_table(
                  len(expected))
 
 
-def _scale_dec(metric: str) -> tuple[float, int]:
-    c = metric_column(metric, metric)
-    return c.scale, c.decimals
-
-
 def dataset_task(rs: ResultSet, dataset: str) -> str:
-    for r in rs.records:
-        if r["dataset"] == dataset and r.get("task"):
-            return str(r["task"])
-    return "iemocap" if dataset.startswith("iemocap") else "regression"
+    return next((str(r["task"]) for r in rs.records if r["dataset"] == dataset and r.get("task")),
+                "iemocap" if dataset.startswith("iemocap") else "regression")
 
 
 def build_tables(
-    rs: ResultSet,
-    datasets: Sequence[str] | None = None,
-    models: Sequence[str] | None = None,
-    seeds: Sequence[int] | None = None,
-    unsupported: dict[tuple[str, str], str] | None = None,
-    reference: bool = False,
-    robustness: bool = False,
-    efficiency: bool = True,
-    ranking: Ranking | None = Ranking(),
+    rs: ResultSet, datasets: Sequence[str] | None = None, models: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None, unsupported: dict[tuple[str, str], str] | None = None,
+    reference: bool = False, robustness: bool = False, efficiency: bool = True, ranking: Ranking | None = Ranking(),
 ) -> list[Table]:
     """Every table for every dataset asked for (default: every dataset with result files).
     `unsupported`: (dataset, model) -> reason, for models asked for by name that cannot run there.
@@ -737,9 +700,7 @@ def build_tables(
 
 def _wanted(key: str | None, models: Sequence[str] | None) -> bool:
     """Reference rows follow --models; models msabench does not implement show only without it."""
-    if not models:
-        return True
-    return key is not None and any(fnmatch.fnmatchcase(key, p.split("+")[0]) for p in models)
+    return not models or key is not None and any(fnmatch.fnmatchcase(key, p.split("+")[0]) for p in models)
 
 
 # -- tuning studies (`bench tune`; their summaries under <results>/tuning/) -----------------------
