@@ -35,6 +35,7 @@ import math
 import os
 import socket
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection, Iterator, Optional
@@ -191,9 +192,7 @@ def _retry_callback():
 
 def _sampler(spec: TuneSpec, seed: int):
     optuna = require_optuna()
-    if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+    return (optuna.samplers.RandomSampler if spec.sampler == "random" else optuna.samplers.TPESampler)(seed=seed)
 
 
 def _pruner(spec: TuneSpec):
@@ -220,8 +219,7 @@ class Resolved:
         return {"model": run.model, "dataset": run.dataset, "preset": self.model_config.preset,
                 "metric": self.metric, "direction": self.direction, "epochs": self.model_config.max_epochs,
                 "text_encoder": getattr(self.model_config, "text_encoder", None), "seed": spec.seed,
-                "trial_seed": spec.training_seed,
-                "space": describe_space(self.space)}
+                "trial_seed": spec.training_seed, "space": describe_space(self.space)}
 
 
 def resolve(spec: TuneSpec) -> Resolved:
@@ -311,12 +309,10 @@ def suggest(trial, space: dict) -> dict[str, Any]:
 def worker_info() -> dict[str, Any]:
     info: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), "job": None}
     if "SUBMITIT_FOLDER" in os.environ or "SLURM_JOB_ID" in os.environ:
-        try:
+        with contextlib.suppress(Exception):  # not inside a submitit job after all
             import submitit
 
             info["job"] = str(submitit.JobEnvironment().job_id)
-        except Exception:  # noqa: BLE001 - not inside a submitit job after all
-            pass
     return info
 
 
@@ -334,9 +330,8 @@ class Objective:
                                    contributions=False, robustness=False)
 
     def _data_for(self, p) -> Any:
-        from bench.runner import check_compatible, data_key, load_sweep_data, with_data_dims
-
         from bench.data.conditions import with_data_missing
+        from bench.runner import check_compatible, data_key, load_sweep_data, with_data_dims
 
         data = self._given
         if data is None:
@@ -404,12 +399,8 @@ class Objective:
 # -- budget and bookkeeping ---------------------------------------------------------------------
 
 def counts(study) -> dict[str, int]:
-    from optuna.trial import TrialState
-
-    out = {s.name.lower(): 0 for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
-                                       TrialState.RUNNING, TrialState.WAITING)}
-    for t in study.get_trials(deepcopy=False):
-        out[t.state.name.lower()] = out.get(t.state.name.lower(), 0) + 1
+    out = {"complete": 0, "pruned": 0, "fail": 0, "running": 0, "waiting": 0}  # Optuna's TrialState names
+    out.update(Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False)))
     out["finished"] = out["complete"] + out["pruned"]
     return out
 
