@@ -135,11 +135,7 @@ def median_interval(values: Sequence[float], level: float = CONFIDENCE) -> tuple
 def verdict(low: float, high: float, target: float) -> str:
     """"target met" only when the whole interval is below the target, "missed" only when it is
     all above, else undecided."""
-    if high < target:
-        return MET
-    if low > target:
-        return MISSED
-    return UNDECIDED
+    return MET if high < target else MISSED if low > target else UNDECIDED
 
 
 def paired_ratios(model_ms: Sequence[float], floor_ms: Sequence[float]) -> list[float]:
@@ -205,11 +201,8 @@ class Session:
         self.last = stages[-1] if stages else None
         self._freeze = as_stage(self.model, self.last) if self.last else contextlib.nullcontext()
         self._freeze.__enter__()
-        opt: torch.optim.Optimizer
-        if name == "floor":
-            opt = torch.optim.Adam(self.model.parameters(), lr=1e-5)
-        else:
-            opt = build_optimizer(self.model, self.last.param_groups() if self.last and self.last.param_groups else None)
+        opt = (torch.optim.Adam(self.model.parameters(), lr=1e-5) if name == "floor" else
+               build_optimizer(self.model, self.last.param_groups() if self.last and self.last.param_groups else None))
         self.train_step = step_fn(self.model, self.last, self.b, opt, self.device, amp)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -335,18 +328,15 @@ def _build(name: str, dataset_shapes: str, device) -> tuple[Any, str, dict[str, 
     return entry.builder(cfg).to(device), cfg.task, shape_for(SHAPES[dataset_shapes], cfg)
 
 
+@contextlib.contextmanager
 def as_stage(model, stage):
     """The model as the trainer runs `stage`: `model.stage` set, the rest frozen."""
     from bench.train import frozen_except
 
-    @contextlib.contextmanager
-    def ctx():
-        model.stage = stage.name
-        with frozen_except(model, stage):
-            yield
-        model.stage = None
-
-    return ctx()
+    model.stage = stage.name
+    with frozen_except(model, stage):
+        yield
+    model.stage = None
 
 
 def _stage_epochs(stage, cfg) -> int:
