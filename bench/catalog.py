@@ -45,10 +45,7 @@ def _package_files(root: Path, package: str) -> list[Path]:
 
 def _module_file(root: Path, module: str) -> Path | None:
     base = root.joinpath(*module.split("."))
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
+    return next((path for path in (base.with_suffix(".py"), base / "__init__.py") if path.is_file()), None)
 
 
 def source_files() -> list[str]:
@@ -87,8 +84,7 @@ def load_catalog(path: Path = CATALOG_PATH) -> dict[str, Any] | None:
         return None
     if not isinstance(catalog, dict) or catalog.get("schema") != SCHEMA:
         return None
-    files = source_files()
-    if fingerprint(files) != catalog.get("fingerprint"):  # names and contents: a new file changes it too
+    if fingerprint(source_files()) != catalog.get("fingerprint"):  # names and contents: a new file changes it too
         return None
     return catalog
 
@@ -143,14 +139,9 @@ def catalog_model(name: str, count: Callable[[str, str, str], int | None] | None
     from models.registry import get_model_entry
 
     entry = get_model_entry(name)
-    presets = {}
-    for dataset in entry.datasets():
-        if dataset in entry.unsupported:
-            continue  # listed once, as n/a with its reason
-        presets[dataset] = {
-            "default": entry.resolve_preset(dataset, None),
-            "counts": {p: count(name, dataset, p) if count else None for p in entry.preset_names(dataset)},
-        }
+    presets = {dataset: {"default": entry.resolve_preset(dataset, None),
+                         "counts": {p: count(name, dataset, p) if count else None for p in entry.preset_names(dataset)}}
+               for dataset in entry.datasets() if dataset not in entry.unsupported}  # n/a: listed once, with its reason
     return {"description": entry.description, "presets": presets, "meta": entry.meta(),
             "unsupported": dict(sorted(entry.unsupported.items()))}
 
@@ -191,7 +182,5 @@ def row_label(model: str, config: Mapping[str, Any] | None = None) -> str:
     """A run's table row name: the first of the model's `row_labels` whose field the run's model
     config sets (not None/False/""), else the model's display name."""
     meta = model_meta(model)
-    for key, label in meta["row_labels"].items():
-        if config and config.get(key) not in (None, False, ""):
-            return label
-    return meta["display_name"]
+    set_fields = [key for key, value in (config or {}).items() if value not in (None, False, "")]
+    return next((label for key, label in meta["row_labels"].items() if key in set_fields), meta["display_name"])

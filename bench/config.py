@@ -87,9 +87,7 @@ class RunConfig:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["run_name"] = self.run_name
-        return d
+        return {**dataclasses.asdict(self), "run_name": self.run_name}
 
 
 SAFE_VALUE = re.compile(r"[A-Za-z0-9._,-]{1,40}")  # shown as is in a folder name
@@ -123,12 +121,9 @@ def variant_name(model: str, overrides: dict[str, Any]) -> str:
         return model
     tags = []
     for key in sorted(overrides):
-        value = overrides[key]
-        short = key[4:] if key.startswith("use_") else key
-        if isinstance(value, bool):
-            tags.append(short if value else f"no_{short}")
-        else:
-            tags.append(f"{key}={variant_tag_value(value)}")
+        value, short = overrides[key], key.removeprefix("use_")
+        tags.append((short if value else f"no_{short}") if isinstance(value, bool)
+                    else f"{key}={variant_tag_value(value)}")
     name = model + "+" + "+".join(tags)
     return name if len(name) <= MAX_NAME else f"{name[:MAX_NAME - 9]}~{_digest(sorted(overrides.items()))}"
 
@@ -200,8 +195,7 @@ def parse_seeds(text: Any, option: str = "--seeds") -> list[int]:
     if not seeds or len(seeds) > MAX_SEEDS:
         what = "no seeds" if not seeds else f"more than {MAX_SEEDS:,} seeds"
         raise OptionError(f"{subject}: {what}; give {SEED_FORMS}")
-    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
-    if bad:
+    if bad := [s for s in seeds if not 0 <= s <= MAX_SEED]:
         raise OptionError(f"{subject}: seed {bad[0]} is out of range (0 to {MAX_SEED})")
     seen: set[int] = set()
     for s in seeds:
@@ -302,8 +296,7 @@ def _read_sweep(path: Path) -> dict:
         raise SweepFileError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(doc, dict):
         raise SweepFileError(f"{path}: top level must be a mapping with at least 'models'")
-    unknown = sorted(set(doc) - SWEEP_KEYS)
-    if unknown:
+    if unknown := sorted(set(doc) - SWEEP_KEYS):
         raise SweepFileError(f"{path} [key={unknown[0]}]: unknown key; valid keys: {', '.join(sorted(SWEEP_KEYS))}")
     if not doc.get("models"):
         raise SweepFileError(f"{path} [key=models]: missing or empty")
@@ -315,26 +308,19 @@ def _read_sweep(path: Path) -> dict:
 def _entry_runs(path: Path, i: int, entry: Any, datasets: list, seeds: list[int], opts: dict[str, Any],
                 base: dict[str, Any]) -> list[RunConfig]:
     """The runs of the sweep's `models[i]`: every variant x dataset x seed."""
-    runs = []
     if isinstance(entry, str):
         entry = {"name": entry}
     if not isinstance(entry, dict) or "name" not in entry:
         raise SweepFileError(f"{path} [key=models[{i}]]: expected a model name or a mapping with 'name'")
-    bad = sorted(set(entry) - MODEL_KEYS)
-    if bad:
+    if bad := sorted(set(entry) - MODEL_KEYS):
         raise SweepFileError(f"{path} [key=models[{i}].{bad[0]}]: unknown key; valid: {', '.join(sorted(MODEL_KEYS))}")
     check_model_entry(path, i, entry)
-    shared = dict(entry.get("set") or {})
-    for variant in entry.get("variants") or [{}]:
-        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in {**shared, **(variant or {})}.items()}
-        for dataset in datasets:
-            for seed in seeds:
-                runs.append(RunConfig(
-                    model=entry["name"], dataset=dataset, seed=seed,
-                    preset=entry.get("preset") or opts.get("preset"), overrides=overrides,
-                    variant=entry.get("variant") if len(entry.get("variants") or [{}]) == 1 else None, **base,
-                ))
-    return runs
+    shared, variants = dict(entry.get("set") or {}), entry.get("variants") or [{}]
+    overrides = [{k: tuple(v) if isinstance(v, list) else v for k, v in {**shared, **(variant or {})}.items()}
+                 for variant in variants]
+    return [RunConfig(model=entry["name"], dataset=dataset, seed=seed, preset=entry.get("preset") or opts.get("preset"),
+                      overrides=o, variant=entry.get("variant") if len(variants) == 1 else None, **base)
+            for o in overrides for dataset in datasets for seed in seeds]
 
 
 def load_sweep(path: str | Path, **cli: Any) -> list[RunConfig]:
@@ -372,7 +358,5 @@ def load_sweep(path: str | Path, **cli: Any) -> list[RunConfig]:
         out_dir=opts.get("out") or "results", data_root=opts.get("data_root"), setting=opts.get("setting"),
         data_format=opts.get("data_format") or "auto", glove=opts.get("glove"),
     )
-    for flag in SWEEP_BOOLS:
-        if opts.get(flag) is not None:
-            base[flag] = bool(opts[flag])
+    base.update({flag: bool(opts[flag]) for flag in SWEEP_BOOLS if opts.get(flag) is not None})
     return [run for i, entry in enumerate(doc["models"]) for run in _entry_runs(path, i, entry, datasets, seeds, opts, base)]
