@@ -14,6 +14,7 @@ Sized for a paper column (3.3 in wide) with fonts of at least 7 pt (harness deci
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,8 +274,7 @@ def predictions_for_runs(rs: ResultSet, dataset: str, models: Sequence[str] | No
         raise ValueError(f"'{dataset}' is not a regression dataset; the prediction scatter needs continuous labels")
     runs = _ok_runs(rs, dataset, seeds, lambda r: isinstance(r.get("predictions"), dict))
     if models:
-        missing = [m for m in models if m not in runs]
-        if missing:
+        if missing := [m for m in models if m not in runs]:
             raise KeyError(f"no result files with predictions for {', '.join(missing)} on '{dataset}' "
                            f"(available: {', '.join(runs) or 'none'})")
         runs = {m: runs[m] for m in models}
@@ -307,13 +307,10 @@ def tuning_figure(history: Sequence[dict[str, Any]], importances: dict[str, floa
             ax.scatter([h["number"] for h in pruned], [h["value"] for h in pruned], s=14, facecolors="none",
                        edgecolors=colors[1], label="pruned (last epoch)", zorder=3, gid="tuning:pruned")
         if done:
-            better = min if direction == "minimize" else max
-            xs, best, run = [], [], None
-            for h in sorted(done, key=lambda h: h["number"]):
-                run = h["value"] if run is None else better(run, h["value"])
-                xs.append(h["number"])
-                best.append(run)
-            ax.step(xs, best, where="post", color="0.3", lw=1.0, label="best so far", gid="tuning:best")
+            ordered = sorted(done, key=lambda h: h["number"])
+            best = list(itertools.accumulate((h["value"] for h in ordered), min if direction == "minimize" else max))
+            ax.step([h["number"] for h in ordered], best, where="post", color="0.3", lw=1.0, label="best so far",
+                    gid="tuning:best")
         if failed:
             ax.plot([h["number"] for h in failed], [0] * len(failed), "x", color=colors[2], ms=4,
                     transform=ax.get_xaxis_transform(), clip_on=False, label="failed", gid="tuning:failed")
