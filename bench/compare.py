@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -270,8 +269,7 @@ def paired_bootstrap(
         raise ValueError(f"n_resamples must be positive, got {n_resamples}")
     family = metric_family(task, dataset)
     metrics = list(metrics or DEFAULT_METRICS[family])
-    unknown = [m for m in metrics if m not in SUM_METRICS[family]]
-    if unknown:
+    if unknown := [m for m in metrics if m not in SUM_METRICS[family]]:
         raise KeyError(f"metric(s) {', '.join(unknown)} not available for {dataset or task}; choose from "
                        f"{', '.join(SUM_METRICS[family])}")
     order = list(runs_a[0].ids)
@@ -346,7 +344,7 @@ def compare_runs(
         [seed_predictions(at_condition(gb.records[s], condition), task) for s in common],
         task, metrics, n_resamples, rng_seed, ci_level, names=(run_a, run_b), dataset=dataset)
     excluded = {name: sorted(set(g.records) - set(common)) for name, g in ((run_a, ga), (run_b, gb))}
-    return dataclasses.replace(res, excluded_seeds={k: v for k, v in excluded.items() if v}, condition=condition)
+    return replace(res, excluded_seeds={k: v for k, v in excluded.items() if v}, condition=condition)
 
 
 # -- output ---------------------------------------------------------------------------------------

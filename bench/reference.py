@@ -55,13 +55,8 @@ def _sims(acc2: float, acc3: float, acc5: float, f1: float, mae: float, corr: fl
 
 
 def _iemocap(**by_emotion: tuple[float | None, float | None]) -> dict[str, float]:
-    out = {}
-    for emotion, (acc, f1) in by_emotion.items():
-        if acc is not None:
-            out[f"Acc_{emotion}"] = acc
-        if f1 is not None:
-            out[f"F1_{emotion}"] = f1
-    return out
+    return {f"{kind}_{emotion}": value for emotion, pair in by_emotion.items()
+            for kind, value in zip(("Acc", "F1"), pair, strict=True) if value is not None}
 
 
 _MULT = "Tsai et al., ACL 2019 (MulT paper)"

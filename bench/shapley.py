@@ -14,7 +14,6 @@ from typing import Callable, Iterable, Mapping
 from models.constants import MODALITIES
 
 
-
 def coalitions(players: Iterable[str] = MODALITIES) -> list[frozenset]:
     """All subsets, smallest first: (), (t,), (a,), (v,), (t,a), ..., (t,a,v)."""
     ps = tuple(players)
@@ -31,8 +30,7 @@ def shapley_values(utility: Mapping[frozenset, float], players: Iterable[str] = 
     """Exact Shapley values from the utility of every coalition (keys: frozensets)."""
     ps = tuple(players)
     n = len(ps)
-    missing = [coalition_key(c, ps) or "{}" for c in coalitions(ps) if c not in utility]
-    if missing:
+    if missing := [coalition_key(c, ps) or "{}" for c in coalitions(ps) if c not in utility]:
         raise KeyError(f"utility is missing coalitions: {missing}")
     values = {}
     for m in ps:
