@@ -190,10 +190,8 @@ def _order_key(group: RunGroup) -> tuple:
     return (model_meta(group.model)["order"], group.model, group.run_name != group.model, group.run_name)
 
 
-def group_runs(
-    rs: ResultSet, dataset: str, models: Sequence[str] | None = None,
-    unsupported: dict[str, str] | None = None,
-) -> list[RunGroup]:
+def group_runs(rs: ResultSet, dataset: str, models: Sequence[str] | None = None,
+               unsupported: dict[str, str] | None = None) -> list[RunGroup]:
     """Runs of one dataset in table order. `models`: registry names, run names or wildcards
     ('pase' also selects its variants 'pase+no_sgm'); their order is the row order. A name that
     matches nothing gets a placeholder row: "n/a" when `unsupported` gives a reason for it,
@@ -486,13 +484,10 @@ def write_tables(tables: Sequence[Table], out_dir: Path | str,
                  formats: Sequence[str] = ("md", "tex", "csv")) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
     for t in tables:
         for fmt in formats:
-            path = out_dir / f"{t.name}.{fmt}"
-            path.write_text(RENDERERS[fmt](t))
-            paths.append(path)
-    return paths
+            (out_dir / f"{t.name}.{fmt}").write_text(RENDERERS[fmt](t))
+    return [out_dir / f"{t.name}.{fmt}" for t in tables for fmt in formats]
 
 
 # -- the tables ---------------------------------------------------------------------------------
@@ -503,8 +498,7 @@ def run_rows(groups: Sequence[RunGroup], expected: Sequence[int], columns: Seque
     `has_data(record)`: whether an ok record carries what this table reads (else a noted gap)."""
     rows, notes = [], []
     for g in groups:
-        note = gap_note(g, expected)
-        if note:
+        if note := gap_note(g, expected):
             notes.append(note)
         if g.unsupported:
             rows.append(Row(g.label, {c.key: "n/a" for c in columns}, "n/a", run_name=g.run_name))
@@ -512,8 +506,7 @@ def run_rows(groups: Sequence[RunGroup], expected: Sequence[int], columns: Seque
         ok = [r for r in g.ok(expected) if has_data(r)]
         n = f"{len(ok)}" if len(ok) == len(expected) else f"{len(ok)}/{len(expected)}"
         rows.append(Row(g.label, cells_of(ok), n, len(ok), run_name=g.run_name))
-        lacking = [int(r["seed"]) for r in g.ok(expected) if not has_data(r)]
-        if lacking:
+        if lacking := [int(r["seed"]) for r in g.ok(expected) if not has_data(r)]:
             notes.append(f"{g.label}: seed{'s' if len(lacking) > 1 else ''} {format_seeds(lacking)}: "
                          f"no {what} in the result file.")
     return rows, notes
@@ -581,10 +574,8 @@ TIME_UNITS = (("s", 1.0, 1), ("min", 60.0, 1), ("h", 3600.0, 2))
 MEMORY_UNITS = (("MiB", 2.0 ** 20, 0), ("GiB", 2.0 ** 30, 2))
 
 
-def efficiency_table(
-    dataset: str, groups: Sequence[RunGroup], expected: Sequence[int], seeds_given: bool = False,
-    references: Sequence[Any] = (),
-) -> Table:
+def efficiency_table(dataset: str, groups: Sequence[RunGroup], expected: Sequence[int], seeds_given: bool = False,
+                     references: Sequence[Any] = ()) -> Table:
     """Parameters, train time, peak memory, epochs and device per run (PaSE supplement Table 2 style)."""
     def per_run(ok: list[dict]) -> dict[str, list]:
         return {
@@ -631,9 +622,8 @@ def efficiency_table(
     return Table(f"efficiency_{dataset}", f"{dataset}: efficiency", columns, rows, notes + gaps, len(expected))
 
 
-def robustness_table(
-    dataset: str, groups: Sequence[RunGroup], expected: Sequence[int], task: str, seeds_given: bool = False,
-) -> Table:
+def robustness_table(dataset: str, groups: Sequence[RunGroup], expected: Sequence[int], task: str,
+                     seeds_given: bool = False) -> Table:
     """Main metric per modality coalition (missing modalities masked at input), from `robustness`."""
     columns = [replace(metric_column(m, f"{k} {h}"), key=f"{k}:{m}")
                for k in COALITIONS for m, h in ROBUSTNESS_METRICS["sims" if dataset in SIMS_DATASETS else task]]
@@ -685,9 +675,7 @@ def build_tables(
         if not expected:  # only placeholder rows (models asked for that never ran)
             expected = expected_seeds(groups, seeds)
         task = dataset_task(rs, dataset)
-        refs = []
-        if reference:
-            refs = [r for r in references_for(dataset) if _wanted(r.key, models)]
+        refs = [r for r in references_for(dataset) if _wanted(r.key, models)] if reference else []
         tables.append(metrics_table(rs, dataset, groups, expected, task, bool(seeds), refs, ranking))
         if efficiency:
             eff_refs = ([r for r in EFFICIENCY_REFERENCES if _wanted(r.key, models)]
@@ -753,8 +741,7 @@ def tuning_table(summaries: Sequence[dict[str, Any]], dataset: str, models: Sequ
                                   "best": value, "params": _params_text(best.get("params") if best else None)}
         rows.append(Row(display_name(s.get("variant", s.get("model", "?")), s.get("model"), s), cells,
                         str(trials.get("finished", 0)), run_name=s.get("variant"), kind="tuning"))
-        running = trials.get("running", 0) + trials.get("waiting", 0)
-        if running:
+        if running := trials.get("running", 0) + trials.get("waiting", 0):
             notes.append(f"{display_name(s['variant'], s['model'], s)}: {running} trial(s) running or queued "
                          f"(a killed study: rerun `bench tune` to finish it).")
     notes.insert(0, "Validation only: every trial is scored on the validation split, never on test; "
