@@ -91,10 +91,7 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _binary_f1_features(y_pos: np.ndarray, p_pos: np.ndarray, keep: np.ndarray) -> list[np.ndarray]:
     """tp, predicted, true counts of each class (0, 1) among kept samples."""
-    cols = []
-    for yc, pc in ((~y_pos, ~p_pos), (y_pos, p_pos)):
-        cols += [yc & pc & keep, pc & keep, yc & keep]
-    return cols
+    return [c for yc, pc in ((~y_pos, ~p_pos), (y_pos, p_pos)) for c in (yc & pc & keep, pc & keep, yc & keep)]
 
 
 def _weighted_f1(S: np.ndarray) -> np.ndarray:

@@ -106,9 +106,8 @@ def figure_style():
     return stack
 
 
-def contributions_figure(
-    runs: Mapping[str, Sequence[dict[str, Any]]], task: str = "regression", band: str = "std", title: str | None = None,
-):
+def contributions_figure(runs: Mapping[str, Sequence[dict[str, Any]]], task: str = "regression", band: str = "std",
+                         title: str | None = None):
     """`runs`: run name -> its ok records; the first run is drawn solid, the next ones dashed.
     Returns the matplotlib Figure (left axis Shapley values, right axis validation metric)."""
     import seaborn as sns
@@ -233,10 +232,8 @@ def _ok_runs(rs: ResultSet, dataset: str, seeds: Sequence[int] | None,
     return out
 
 
-def contributions_for_runs(
-    rs: ResultSet, dataset: str, model: str, compare: str | None = None, band: str = "std",
-    seeds: Sequence[int] | None = None,
-):
+def contributions_for_runs(rs: ResultSet, dataset: str, model: str, compare: str | None = None, band: str = "std",
+                           seeds: Sequence[int] | None = None):
     """The contribution figure of `model` on `dataset`. compare: a run drawn dashed; None means
     `<model>+no_sgm` when that run has contribution history (the PaSE supplement's with/without
     SGM comparison), "none" means no comparison. Returns (Figure, compare run used or None)."""

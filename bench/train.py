@@ -145,10 +145,8 @@ def evaluate(
     return {c: (torch.cat(preds[c]).cpu(), float(torch.stack(losses[c]).mean())) for c in wanted}
 
 
-def predict(
-    model: MSAModel, split: Split, device: torch.device, batch_size: int,
-    drop: frozenset = frozenset(), amp: bool = True,
-) -> tuple[torch.Tensor, float]:
+def predict(model: MSAModel, split: Split, device: torch.device, batch_size: int, drop: frozenset = frozenset(),
+            amp: bool = True) -> tuple[torch.Tensor, float]:
     """(predictions, loss) on `split` with the modalities in `drop` masked."""
     keep = ALL - frozenset(drop)
     return evaluate(model, split, device, batch_size, [keep], amp)[keep]
@@ -160,10 +158,9 @@ def shapley_of(results: dict[frozenset, tuple[torch.Tensor, float]], labels: tor
     return shapley_from_fn(lambda c: utility(results[c][0], labels))
 
 
-def coalition_utilities(
-    model: MSAModel, split: Split, device: torch.device, batch_size: int,
-    utility: Callable[[torch.Tensor, torch.Tensor], float], amp: bool = True,
-) -> tuple[dict[str, float], dict[str, float]]:
+def coalition_utilities(model: MSAModel, split: Split, device: torch.device, batch_size: int,
+                        utility: Callable[[torch.Tensor, torch.Tensor], float],
+                        amp: bool = True) -> tuple[dict[str, float], dict[str, float]]:
     """Utility of all 8 modality coalitions on `split` and the exact Shapley values."""
     return shapley_of(evaluate(model, split, device, batch_size, COALITIONS, amp), split.labels, utility)
 
