@@ -581,8 +581,9 @@ def run_stage(run: _Run, stage: Stage, stage_data: Any = None) -> dict[str, Any]
     }
 
 
-def test_once(run: _Run, robustness: bool) -> dict[str, Any]:
-    """The test split, scored once with the selected state (every coalition if `robustness`)."""
+def test_once(run: _Run, robustness: bool, curves: bool = False) -> dict[str, Any]:
+    """The test split, scored once with the selected state (every coalition if `robustness`); with
+    `curves`, also the robustness curves (bench/robustness.py) of that state (evaluation only)."""
     model, data, task = run.model, run.data, run.model.cfg.task
     results = evaluate(model, data.test, run.state.device, eval_batch_size(model),
                        COALITIONS if robustness else (ALL,), run.state.amp)
@@ -600,6 +601,11 @@ def test_once(run: _Run, robustness: bool) -> dict[str, Any]:
     preds_list = test_preds.reshape(-1).tolist() if task == "regression" else test_preds.tolist()
     out["predictions"] = {"split": "test", "ids": list(data.test.ids), "labels": data.test.labels.tolist(),
                           "preds": preds_list}
+    if curves:
+        from bench.robustness import robustness_curves
+
+        out["robustness_curves"] = robustness_curves(model, data.test, run.state.device, eval_batch_size(model),
+                                                     run.state.amp, task)
     return out
 
 
@@ -641,29 +647,13 @@ def train_and_test(
         model.stage = declared[-1].name if declared else None  # evaluate as the last stage trained
     last = stages[-1]
     # -- test once, with the state selected on validation ----------------------------------
-    tested = _test_phase(run, data, device, amp, robustness if test else None, curves)
+    with _recording_nondeterminism(run.nondeterministic):  # `test=False` (a tuning trial): no test at all
+        tested = test_once(run, robustness, curves) if test else {"metrics": {}}
     tested["metrics"]["valid"] = last["valid"]
     if test and model.cfg.task == "iemocap":
         tested["metrics"]["majority_baseline"] = iemocap_majority_baseline(
             data.train.labels.numpy(), data.test.labels.numpy())
     return _training_fields(run, stages, tested, bool(declared), wall_start, device)
-
-
-def _test_phase(run: _Run, data: MSAData, device: torch.device, amp: bool, robustness: Optional[bool],
-                curves: bool) -> dict[str, Any]:
-    """The one test pass with the state selected on validation (`robustness` None: no test at
-    all, a tuning trial) and, with `curves`, the robustness curves of that state (evaluation only)."""
-    model = run.model
-    with _recording_nondeterminism(run.nondeterministic):
-        if robustness is None:
-            return {"metrics": {}}
-        tested = test_once(run, robustness)
-        if curves:
-            from bench.robustness import robustness_curves
-
-            tested["robustness_curves"] = robustness_curves(model, data.test, device, eval_batch_size(model),
-                                                            amp, model.cfg.task)
-    return tested
 
 
 def _training_fields(run: _Run, stages: list[dict], tested: dict[str, Any], staged: bool, wall_start: float,
