@@ -106,8 +106,8 @@ def check_sweep(todo: list[PlannedRun], local: bool = True) -> None:
     for p in todo:
         if p.run.text_encoder is not None:
             encoders.setdefault(p.run.text_encoder, "--text-encoder")
-        if uses_text_encoder(p.model_config):
-            cfg = p.model_config
+        cfg = p.model_config
+        if isinstance(getattr(cfg, "text_encoder", None), str) and cfg.text_input != "features":
             encoders.setdefault(cfg.text_encoder, f"model '{p.run.model}' (preset {cfg.preset} on {p.run.dataset}) text_encoder")
     for spec, where in encoders.items():
         check_text_encoder(spec, where)
@@ -124,10 +124,6 @@ def check_out_dirs(todo: list[PlannedRun]) -> None:
     trains, after every check that writes nothing, so a bad input leaves no folder behind."""
     for out in dict.fromkeys(p.run.out_dir for p in todo):
         ensure_writable_dir(out)
-
-
-def uses_text_encoder(cfg: Any) -> bool:
-    return isinstance(getattr(cfg, "text_encoder", None), str) and cfg.text_input != "features"
 
 
 def check_device(name: str, available: bool = True) -> None:
@@ -234,14 +230,11 @@ def data_key(p: PlannedRun) -> tuple:
     tokens: tuple = ()
     if fmt == "mag" or cfg.text_input == "raw_text":
         tokens = ("mag" if fmt == "mag" else "raw_text", getattr(cfg, "text_encoder", None), cfg.text_max_length)
-    if glove_words(p):  # IEMOCAP token ids from GloVe words: their own load, never mixed with the features
+    # token ids made from GloVe words (a BERT model on IEMOCAP's MulT pickles): their own load, never mixed
+    # with the features
+    if cfg.text_input in ("ids", "raw_text") and loader_takes(run.dataset, "glove"):
         tokens = ("glove", run.glove, cfg.text_input, getattr(cfg, "text_encoder", None), cfg.text_max_length)
     return (run.dataset, setting, run.data_root, run.strict_data, fmt, cfg.data_missing, *tokens)
-
-
-def glove_words(p: PlannedRun) -> bool:
-    """A run whose text is token ids made from GloVe words (a BERT model on IEMOCAP's MulT pickles)."""
-    return p.model_config.text_input in ("ids", "raw_text") and loader_takes(p.run.dataset, "glove")
 
 
 def load_data_for(p: PlannedRun, text_input: str | None = None) -> MSAData:
