@@ -381,11 +381,10 @@ def to_markdown(res: BootstrapResult) -> str:
         f"{res.n_comparisons} comparisons made; p × m is the Bonferroni-adjusted p (m = {res.n_comparisons}). "
         "Seed variance is reported separately (bench table).",
     ]
-    for name, seeds in res.excluded_seeds.items():
-        notes.append(f"{name}: seed(s) {', '.join(map(str, seeds))} left out (the other run has no such seed).")
-    for c in res.comparisons:
-        if c.n_defined < res.n_resamples:
-            notes.append(f"{c.metric}: undefined in {res.n_resamples - c.n_defined} resamples (left out).")
+    notes += [f"{name}: seed(s) {', '.join(map(str, seeds))} left out (the other run has no such seed)."
+              for name, seeds in res.excluded_seeds.items()]
+    notes += [f"{c.metric}: undefined in {res.n_resamples - c.n_defined} resamples (left out)."
+              for c in res.comparisons if c.n_defined < res.n_resamples]
     under = "" if res.condition == "clean" else f" under {res.condition}"
     return f"### {res.model_a} vs {res.model_b} on {res.dataset}{under}\n\n{table}\n\n" + "".join(f"- {n}\n" for n in notes)
 

@@ -89,10 +89,6 @@ def switch_epochs(records: Sequence[dict[str, Any]]) -> list[int]:
     return out
 
 
-def has_contributions(record: dict[str, Any]) -> bool:
-    return any(isinstance(h.get("contributions"), dict) for h in record.get("history", []))
-
-
 def figure_style():
     """seaborn 'ticks' style with paper-size fonts, as a context manager."""
     import contextlib
@@ -237,7 +233,8 @@ def contributions_for_runs(rs: ResultSet, dataset: str, model: str, compare: str
     """The contribution figure of `model` on `dataset`. compare: a run drawn dashed; None means
     `<model>+no_sgm` when that run has contribution history (the PaSE supplement's with/without
     SGM comparison), "none" means no comparison. Returns (Figure, compare run used or None)."""
-    runs = _ok_runs(rs, dataset, seeds, has_contributions)
+    runs = _ok_runs(rs, dataset, seeds, lambda r: any(isinstance(h.get("contributions"), dict)
+                                                      for h in r.get("history", [])))
     if model not in runs:
         have = ", ".join(runs) or "none"
         raise KeyError(f"no result files with contribution history for '{model}' on '{dataset}' "

@@ -186,10 +186,6 @@ def _matches(group: RunGroup, pattern: str) -> bool:
     return fnmatch.fnmatchcase(group.run_name, pattern) or fnmatch.fnmatchcase(group.model, pattern)
 
 
-def _order_key(group: RunGroup) -> tuple:
-    return (model_meta(group.model)["order"], group.model, group.run_name != group.model, group.run_name)
-
-
 def group_runs(rs: ResultSet, dataset: str, models: Sequence[str] | None = None,
                unsupported: dict[str, str] | None = None) -> list[RunGroup]:
     """Runs of one dataset in table order. `models`: registry names, run names or wildcards
@@ -211,7 +207,8 @@ def group_runs(rs: ResultSet, dataset: str, models: Sequence[str] | None = None,
         if p.dataset == dataset:
             g = groups.setdefault(p.run_name, RunGroup(dataset, p.run_name, p.run_name.split("+")[0]))
             g.unreadable[p.seed if p.seed is not None else -1] = p.message
-    ordered = sorted(groups.values(), key=_order_key)
+    ordered = sorted(groups.values(), key=lambda g: (model_meta(g.model)["order"], g.model, g.run_name != g.model,
+                                                     g.run_name))
     if not models:
         return ordered
     out: list[RunGroup] = []
@@ -518,10 +515,6 @@ def seed_note(expected: Sequence[int], seeds_given: bool) -> str:
             f"N = {len(expected)} expected ({format_seeds(expected)}: {how}).")
 
 
-def _metric_cells(ok: list[dict], columns: Sequence[Column], where=lambda r: r["metrics"]["test"]) -> dict[str, Cell]:
-    return {c.key: summarize(where(r).get(c.key) for r in ok) for c in columns}
-
-
 def metrics_table(
     rs: ResultSet, dataset: str, groups: Sequence[RunGroup], expected: Sequence[int], task: str,
     seeds_given: bool = False, references: Sequence[Any] = (), ranking: Ranking | None = Ranking(),
@@ -531,7 +524,8 @@ def metrics_table(
     sims = task == "regression" and dataset in SIMS_DATASETS
     spec = SIMS_COLUMNS if sims else REGRESSION_COLUMNS if task == "regression" else IEMOCAP_COLUMNS
     columns = [metric_column(k, h) for k, h in spec]
-    rows, gaps = run_rows(groups, expected, columns, lambda ok: _metric_cells(ok, columns))
+    rows, gaps = run_rows(groups, expected, columns,
+                          lambda ok: {c.key: summarize(r["metrics"]["test"].get(c.key) for r in ok) for c in columns})
     notes = [seed_note(expected, seeds_given)]
     if sims:
         notes.append(SIMS_NOTE)

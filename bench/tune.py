@@ -219,7 +219,7 @@ class Resolved:
         return {"model": run.model, "dataset": run.dataset, "preset": self.model_config.preset,
                 "metric": self.metric, "direction": self.direction, "epochs": self.model_config.max_epochs,
                 "text_encoder": getattr(self.model_config, "text_encoder", None), "seed": spec.seed,
-                "trial_seed": spec.training_seed, "space": describe_space(self.space)}
+                "trial_seed": spec.training_seed, "space": {t: p.describe() for t, p in self.space.items()}}
 
 
 def resolve(spec: TuneSpec) -> Resolved:
@@ -249,10 +249,6 @@ def absolute_space(space: dict, cfg: Any) -> dict:
             p = dataclasses.replace(p, low=value * p.low, high=value * p.high, relative=False)
         out[target] = p
     return out
-
-
-def describe_space(space: dict) -> dict[str, str]:
-    return {target: p.describe() for target, p in space.items()}
 
 
 def open_study(spec: TuneSpec, resolved: Optional[Resolved] = None, sampler_seed: Optional[int] = None,
