@@ -82,11 +82,10 @@ def load_catalog(path: Path = CATALOG_PATH) -> dict[str, Any] | None:
         catalog = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(catalog, dict) or catalog.get("schema") != SCHEMA:
-        return None
-    if fingerprint(source_files()) != catalog.get("fingerprint"):  # names and contents: a new file changes it too
-        return None
-    return catalog
+    # the fingerprint covers names and contents: a new file changes it too
+    current = (isinstance(catalog, dict) and catalog.get("schema") == SCHEMA
+               and fingerprint(source_files()) == catalog.get("fingerprint"))
+    return catalog if current else None
 
 
 def build_on_meta(name: str, cfg: Any) -> Any:
