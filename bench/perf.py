@@ -51,9 +51,8 @@ DEFAULT_BERT_TARGET = 1.3
 
 def target_for(row: dict[str, Any]) -> float | None:
     """The × floor target of a measured row; None for models without BERT (MulT, late_fusion)."""
-    if row.get("model") == "floor" or not row.get("bert"):
-        return None
-    return TARGETS.get(row["model"], DEFAULT_BERT_TARGET)
+    no_bert = row.get("model") == "floor" or not row.get("bert")
+    return None if no_bert else TARGETS.get(row["model"], DEFAULT_BERT_TARGET)
 
 
 def shape_for(shape: dict[str, Any], cfg) -> dict[str, Any]:

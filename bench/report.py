@@ -303,17 +303,13 @@ class Table:
 
 
 def _fmt_number(x: float, col: Column) -> str:
-    if col.integer:
-        return f"{x:,.0f}"
-    return f"{x:.{col.decimals}f}"
+    return f"{x:,.0f}" if col.integer else f"{x:.{col.decimals}f}"
 
 
 def format_cell(cell: Cell | None, col: Column, n_ok: int) -> str:
-    if cell is None:
-        return DASH
     if isinstance(cell, str):
         return cell
-    if cell.n == 0:
+    if cell is None or cell.n == 0:
         return DASH
     mean = _fmt_number(cell.mean * col.scale, col)
     if cell.published:
@@ -543,13 +539,13 @@ def metrics_table(
         notes.append("Majority baseline: each emotion's train-majority class predicted for every test sample."
                      if baselines else
                      "Majority baseline: no result file carries metrics.majority_baseline.")
-    for ref in references:
-        rows.append(Row(ref.label, {k: published(v) for k, v in ref.metrics.items()}, "pub.", kind="reference"))
+    rows += [Row(ref.label, {k: published(v) for k, v in ref.metrics.items()}, "pub.", kind="reference")
+             for ref in references]
     if references:
         notes.append("Published reference rows (not msabench runs, not ranked): label = model (source, setting, "
                      "Acc-2 definition); only the columns matching that definition are filled.")
-        for ref in references:
-            notes.append(f"{ref.label}: {ref.citation} {ref.status}" + (f"; {ref.note}" if ref.note else "") + ".")
+        notes += [f"{ref.label}: {ref.citation} {ref.status}" + (f"; {ref.note}" if ref.note else "") + "."
+                  for ref in references]
     marks: dict[str, dict[int, str]] = {}
     if ranking is not None:
         marks, not_compared = mark_cells(rs, dataset, rows, columns, expected, ranking)
@@ -602,9 +598,8 @@ def efficiency_table(dataset: str, groups: Sequence[RunGroup], expected: Sequenc
         return cells
 
     rows, gaps = run_rows(groups, expected, columns, cells_of)
-    for ref in references:
-        cells: dict[str, Cell] = {"params_total": published(ref.params), "train_s": published(ref.train_hours * 3600)}
-        rows.append(Row(ref.label, cells, "pub.", kind="reference"))
+    rows += [Row(ref.label, {"params_total": published(ref.params), "train_s": published(ref.train_hours * 3600)},
+                 "pub.", kind="reference") for ref in references]
     notes = [seed_note(expected, seeds_given),
              "Params: total / trainable (requires_grad) / receiving a gradient during training. Train time: the "
              "training passes of a run (forward, backward, optimiser steps); wall time: the whole run (validation, "

@@ -150,9 +150,8 @@ class TuneSpec:
         if self.storage:
             return self.storage
         stem = Path(self.run.out_dir).expanduser().resolve() / "tuning" / self.run.dataset / self.variant
-        if self.launcher == "submitit":  # safe on a shared filesystem (file locks, append-only)
-            return f"journal:{stem}.journal"
-        return f"sqlite:///{stem}.db"
+        # submitit: the journal is safe on a shared filesystem (file locks, append-only)
+        return f"journal:{stem}.journal" if self.launcher == "submitit" else f"sqlite:///{stem}.db"
 
 
 def summary_path(out_dir: str | Path, dataset: str, variant: str) -> Path:
@@ -658,11 +657,10 @@ def study_history(summary: dict[str, Any]) -> tuple[list[dict], dict[str, float]
                              "(moved or deleted?); rerun `python -m bench tune` or point --results at its folder")
     storage = open_storage(url, heartbeat=False)
     study = optuna.load_study(study_name=summary["study"], storage=storage)
-    history = []
-    for t in study.get_trials(deepcopy=False):
-        value = t.value if t.value is not None else (
-            list(t.intermediate_values.values())[-1] if t.intermediate_values else None)
-        history.append({"number": t.number, "state": t.state.name.lower(), "value": value})
+    history = [{"number": t.number, "state": t.state.name.lower(),
+                "value": t.value if t.value is not None else (  # pruned: its last report
+                    list(t.intermediate_values.values())[-1] if t.intermediate_values else None)}
+               for t in study.get_trials(deepcopy=False)]
     try:  # fANOVA (random forest, seeded): the evaluator the figure names
         importances = dict(optuna.importance.get_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)))
