@@ -66,10 +66,7 @@ def make_optimizer(kind: str, groups: list[dict[str, Any]], lr: float, weight_de
     """`kind` over `groups` (a group's own lr / weight_decay / eps win); eps None: the optimizer's
     default (torch 1e-8, adamw_hf 1e-6, as transformers)."""
     opts: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay, **({} if eps is None else {"eps": eps})}
-    if kind == "adam":  # weight decay as coupled L2
-        return torch.optim.Adam(groups, **opts)
-    if kind == "adamw":
-        return torch.optim.AdamW(groups, **opts)
-    if kind == "adamw_hf":
-        return AdamWHF(groups, **opts)
-    raise ValueError(f"unknown optimizer '{kind}' ({' | '.join(OPTIMIZERS)})")
+    classes = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adamw_hf": AdamWHF}  # adam: decay as coupled L2
+    if kind not in classes:
+        raise ValueError(f"unknown optimizer '{kind}' ({' | '.join(OPTIMIZERS)})")
+    return classes[kind](groups, **opts)
