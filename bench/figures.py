@@ -50,7 +50,7 @@ def aggregate_by_epoch(series: Sequence[dict[int, float]], band: str = "std") ->
     if band not in ("std", "minmax"):
         raise ValueError(f"band must be 'std' or 'minmax', got '{band}'")
     epochs = sorted({e for s in series for e in s})
-    mean, low, high, n = [], [], [], []
+    rows = []  # per epoch: mean, low, high, n
     for e in epochs:
         v = np.array([s[e] for s in series if e in s and s[e] is not None], dtype=np.float64)
         v = v[np.isfinite(v)]
@@ -60,11 +60,8 @@ def aggregate_by_epoch(series: Sequence[dict[int, float]], band: str = "std") ->
             lo, hi = m - d, m + d
         else:
             lo, hi = (float(v.min()), float(v.max())) if v.size else (math.nan, math.nan)
-        mean.append(m)
-        low.append(lo)
-        high.append(hi)
-        n.append(v.size)
-    return Curve(np.array(epochs), np.array(mean), np.array(low), np.array(high), np.array(n))
+        rows.append((m, lo, hi, v.size))
+    return Curve(np.array(epochs), *(np.array(c) for c in (list(zip(*rows, strict=True)) or [(), (), (), ()])))
 
 
 def shapley_series(records: Sequence[dict[str, Any]], modality: str) -> list[dict[int, float]]:

@@ -81,8 +81,7 @@ class ResultSet:
     tuning: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def datasets(self) -> list[str]:
-        found = {r["dataset"] for r in self.records} | {p.dataset for p in self.problems}
-        return sort_datasets(found)
+        return sort_datasets({r["dataset"] for r in self.records} | {p.dataset for p in self.problems})
 
 
 def load_result_set(root: Path | str) -> ResultSet:
