@@ -47,9 +47,7 @@ SIMS_COLUMNS = (  # MMSA's SIMS metrics (metricsTop.py __eval_sims_regression), 
 )
 IEMOCAP_TABLE_ORDER = ("Happy", "Sad", "Angry", "Neutral")  # MulT and PaSE print this order
 assert set(IEMOCAP_TABLE_ORDER) == set(EMOTIONS)
-IEMOCAP_COLUMNS = tuple(
-    (f"{kind}_{e}", f"{e} {kind}") for e in IEMOCAP_TABLE_ORDER for kind in ("Acc", "F1")
-)
+IEMOCAP_COLUMNS = tuple((f"{kind}_{e}", f"{e} {kind}") for e in IEMOCAP_TABLE_ORDER for kind in ("Acc", "F1"))
 COALITIONS = ("t", "a", "v", "ta", "tv", "av", "tav")
 ROBUSTNESS_METRICS = {"regression": (("Has0_acc_2", "Acc-2"), ("MAE", "MAE")), "iemocap": (("mean_acc", "mean acc"),),
                       "sims": (("Mult_acc_2", "Acc-2"), ("MAE", "MAE"))}
@@ -234,8 +232,7 @@ def gap_note(group: RunGroup, expected: Sequence[int]) -> str | None:
              else f"seed {s}: no result file" for s in expected if s not in group.records]
     if not parts:
         return None
-    n_ok = len(group.ok(expected))
-    return f"{group.label}: {n_ok}/{len(expected)} seeds — " + "; ".join(parts) + "."
+    return f"{group.label}: {len(group.ok(expected))}/{len(expected)} seeds — " + "; ".join(parts) + "."
 
 
 # -- statistics and table model -------------------------------------------------------------------
@@ -441,8 +438,7 @@ def to_latex(table: Table) -> str:
         lines.append(" & ".join(cell(s) for s in line) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     if table.notes:
-        lines.append(r"\par\smallskip\footnotesize")
-        lines.append(" \\\\\n".join(tex_escape(n) for n in table.notes))
+        lines += [r"\par\smallskip\footnotesize", " \\\\\n".join(tex_escape(n) for n in table.notes)]
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
@@ -571,11 +567,9 @@ def efficiency_table(dataset: str, groups: Sequence[RunGroup], expected: Sequenc
             "params_total": [r["params"]["total"] for r in ok],
             "params_trainable": [r["params"]["trainable"] for r in ok],
             "params_with_grad": [r["params"].get("with_grad") for r in ok],
-            "train_s": [r["time"]["train_s"] for r in ok],
-            "wall_s": [r["time"].get("wall_s") for r in ok],
+            "train_s": [r["time"]["train_s"] for r in ok], "wall_s": [r["time"].get("wall_s") for r in ok],
             "epoch_s": [float(np.mean(r["time"]["per_epoch_s"])) if r["time"].get("per_epoch_s") else None for r in ok],
-            "peak_memory_bytes": [r.get("peak_memory_bytes") for r in ok],
-            "epochs_run": [r["epochs_run"] for r in ok],
+            "peak_memory_bytes": [r.get("peak_memory_bytes") for r in ok], "epochs_run": [r["epochs_run"] for r in ok],
         }
 
     values = [per_run(g.ok(expected)) for g in groups]
