@@ -111,12 +111,11 @@ def check_sweep(todo: list[PlannedRun], local: bool = True) -> None:
             encoders.setdefault(cfg.text_encoder, f"model '{p.run.model}' (preset {cfg.preset} on {p.run.dataset}) text_encoder")
     for spec, where in encoders.items():
         check_text_encoder(spec, where)
-    built: set[tuple[str, str]] = set()
+    first: dict[tuple[str, str], PlannedRun] = {}  # the first run of each (model, config)
     for p in todo:
-        key = (p.run.model, repr(p.model_config))
-        if key not in built:
-            built.add(key)
-            dry_build(p)
+        first.setdefault((p.run.model, repr(p.model_config)), p)
+    for p in first.values():
+        dry_build(p)
 
 
 def check_out_dirs(todo: list[PlannedRun]) -> None:
