@@ -348,8 +348,7 @@ class Objective:
         from models.registry import apply_search_values, get_model_entry
 
         trial.set_user_attr("worker", worker_info())
-        values = suggest(trial, self.resolved.space)
-        overrides = apply_search_values(self.resolved.model_config, values)
+        overrides = apply_search_values(self.resolved.model_config, suggest(trial, self.resolved.space))
         trial.set_user_attr("overrides", json.loads(json.dumps(overrides)))
         trial.set_user_attr("seed", self.spec.training_seed)
         metric = self.resolved.metric
