@@ -62,10 +62,9 @@ def summarize(runs: list[RunConfig], skipped: list[str]) -> SweepSummary:
         path = run.result_path()
         if is_complete(path):
             summary.ok.append(label)
-        elif path.exists():
-            summary.failed.append((label, load_result(path).get("error", {}).get("message", "error")))
         else:
-            summary.failed.append((label, "no result file (job killed or still running)"))
+            summary.failed.append((label, load_result(path).get("error", {}).get("message", "error") if path.exists()
+                                   else "no result file (job killed or still running)"))
     return summary
 
 
