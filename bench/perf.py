@@ -300,10 +300,8 @@ class Session:
         condition, after training; its share of a run of `max_epochs` epochs."""
         from bench.data.conditions import condition_grid
 
-        n_test = self.shape["splits"][2]
-        ms = (1 + len(condition_grid())) * -(-n_test // self.batch) * forward_ms
-        run_ms = self.model.cfg.max_epochs * epoch_ms
-        return {"curves_ms": ms, "curves_share": ms / (run_ms + ms)}
+        ms = (1 + len(condition_grid())) * -(-self.shape["splits"][2] // self.batch) * forward_ms  # the test split
+        return {"curves_ms": ms, "curves_share": ms / (self.model.cfg.max_epochs * epoch_ms + ms)}
 
     def _stage_costs(self, epoch_ms: float) -> dict[str, Any]:
         """The timed (last) stage's name and the earlier stages' share of a run."""

@@ -172,12 +172,10 @@ def open_storage(url: str, heartbeat: bool = True):
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    kw: dict[str, Any] = {}
     with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if heartbeat:
-            kw = dict(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                      heartbeat_stale_trial_callback=_retry_callback())
+        kw: dict[str, Any] = dict(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                  heartbeat_stale_trial_callback=_retry_callback()) if heartbeat else {}
         return optuna.storages.RDBStorage(url, **kw)
 
 
