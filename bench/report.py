@@ -382,15 +382,11 @@ def _run_means(rows: Sequence[Row], key: str) -> dict[int, float]:
 
 
 def _body(table: Table, bold, tied) -> list[list[str]]:
-    body = []
-    for i, row in enumerate(table.rows):
-        line = [row.label, row.n]
-        for col in table.columns:
-            text = format_cell(row.cells.get(col.key), col, row.n_ok)
-            mark = table.marks.get(col.key, {}).get(i)
-            line.append(bold(text) if mark == BEST else tied(text) if mark == TIED else text)
-        body.append(line)
-    return body
+    def cell(i: int, row: Row, col: Column) -> str:
+        text, mark = format_cell(row.cells.get(col.key), col, row.n_ok), table.marks.get(col.key, {}).get(i)
+        return bold(text) if mark == BEST else tied(text) if mark == TIED else text
+
+    return [[row.label, row.n, *(cell(i, row, col) for col in table.columns)] for i, row in enumerate(table.rows)]
 
 
 # -- renderers ----------------------------------------------------------------------------------
@@ -402,10 +398,7 @@ def to_markdown(table: Table) -> str:
     headers = [table.first_header, "n"] + [c.header for c in table.columns]
     text = tabulate(_body(table, lambda s: f"**{s}**", lambda s: s + TIE_MARK), headers=headers, tablefmt="github",
                     disable_numparse=True, colalign=("left",) + ("right",) * (len(headers) - 1))
-    out = f"### {table.title}\n\n{text}\n"
-    if table.notes:
-        out += "\n" + "".join(f"- {n}\n" for n in table.notes)
-    return out
+    return f"### {table.title}\n\n{text}\n" + ("\n" + "".join(f"- {n}\n" for n in table.notes) if table.notes else "")
 
 
 _TEX_CHARS = {"--": "-{}-", "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
