@@ -210,11 +210,8 @@ def split_list(text: str | None) -> list[str]:
 
 
 # -- sweep files ------------------------------------------------------------------------
-SWEEP_KEYS = {
-    "datasets", "models", "seeds", "epochs", "preset", "out", "device", "data_root", "setting",
-    "text_encoder", "contributions", "robustness", "amp", "strict_data", "description", "data_format", "include",
-    "glove",
-}
+SWEEP_KEYS = {"datasets", "models", "seeds", "epochs", "preset", "out", "device", "data_root", "setting", "text_encoder",
+              "contributions", "robustness", "amp", "strict_data", "description", "data_format", "include", "glove"}
 MODEL_KEYS = {"name", "preset", "set", "variants", "variant"}
 
 
