@@ -189,9 +189,8 @@ class Session:
         from bench.train import build_optimizer, resolve_device
 
         apply_threads(run_threads())  # as a run: OMP_NUM_THREADS, else the cores this process may use
-        self.name, self.batch, self.warmup, self.amp = name, batch, warmup, amp
+        self.name, self.batch, self.warmup, self.amp, self.dataset_shapes = name, batch, warmup, amp, dataset_shapes
         self.device = resolve_device(device_name)
-        self.dataset_shapes = dataset_shapes
         torch.manual_seed(0)
         self.model, self.task, self.shape = _build(name, dataset_shapes, self.device)
         self.b = random_batch(self.shape, batch, self.task).to(self.device)
