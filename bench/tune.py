@@ -492,21 +492,26 @@ def run_worker(spec: TuneSpec, n_trials: Optional[int], timeout_s: Optional[floa
 
     in_worker()  # a scheduler job's lines reach its log file
     with quiet_optuna():
-        resolved = resolve(spec)
-        study = open_study(spec, resolved, create=False)
-        # a fresh sampler seed per worker and per resumption, so a rerun does not replay the same draws
-        study.sampler = _sampler(spec, spec.seed + 7919 * index + len(study.get_trials(deepcopy=False)))
-        path = summary_path(spec.run.out_dir, spec.run.dataset, spec.variant)
+        return _run_worker(spec, n_trials, timeout_s, index, data)
 
-        def after_trial(study, trial) -> None:
-            logger.info(_trial_line(study, trial, resolved.metric))
-            write_json_atomic(path, summarize_study(spec, study))
-            if spec.budget_hours is not None and spent_seconds(study) >= spec.budget_hours * 3600:
-                study.stop()
 
-        study.optimize(Objective(spec, resolved, data), n_trials=n_trials, timeout=timeout_s,
-                       catch=(Exception,), callbacks=[after_trial])
-        return counts(study)
+def _run_worker(spec: TuneSpec, n_trials: Optional[int], timeout_s: Optional[float], index: int,
+                data: Any) -> dict[str, int]:
+    resolved = resolve(spec)
+    study = open_study(spec, resolved, create=False)
+    # a fresh sampler seed per worker and per resumption, so a rerun does not replay the same draws
+    study.sampler = _sampler(spec, spec.seed + 7919 * index + len(study.get_trials(deepcopy=False)))
+    path = summary_path(spec.run.out_dir, spec.run.dataset, spec.variant)
+
+    def after_trial(study, trial) -> None:
+        logger.info(_trial_line(study, trial, resolved.metric))
+        write_json_atomic(path, summarize_study(spec, study))
+        if spec.budget_hours is not None and spent_seconds(study) >= spec.budget_hours * 3600:
+            study.stop()
+
+    study.optimize(Objective(spec, resolved, data), n_trials=n_trials, timeout=timeout_s,
+                   catch=(Exception,), callbacks=[after_trial])
+    return counts(study)
 
 
 def _shares(n: Optional[int], k: int) -> list[Optional[int]]:
@@ -573,34 +578,38 @@ def tune(spec: TuneSpec, *, final: bool = True, data: Any = None, force_final: b
     """Run `spec`'s study to its budget, then (with `final`) the best configuration with the
     standard seeds. Returns the study summary (with "final": the sweep summary)."""
     with quiet_optuna():
-        resolved = resolve(spec)
-        study = open_study(spec, resolved)
-        path = summary_path(spec.run.out_dir, spec.run.dataset, spec.variant)
-        logger.info(f"tune {spec.study_name}: budget {_budget_text(spec.budget)}, {counts(study)['finished']} finished "
-                    f"so far ({'declared' if resolved.declared else 'default'} space: {', '.join(resolved.space)}; "
-                    f"storage {spec.storage_url()})")
-        fail_orphans(study)
-        write_json_atomic(path, summarize_study(spec, study))
-        while True:
-            n, seconds = remaining(spec, study)
-            if (n is not None and n <= 0) or (seconds is not None and seconds <= 0):
-                break
-            before = counts(study)["finished"]
-            ended = _run_round(spec, n, seconds, data)
-            fail_orphans(study, ended)
-            if counts(study)["finished"] == before:  # nothing finished: every trial failed, stop
-                logger.warning(f"tune {spec.study_name}: a round of workers finished no trial; "
-                               "stopping (see failed trials)")
-                break
-        summary = summarize_study(spec, study)
-        write_json_atomic(path, summary)
-        trials, best = summary["trials"], summary["best"]
-        logger.info(f"tune {spec.study_name}: {trials['complete']} complete, {trials['pruned']} pruned, "
-                    f"{trials['fail']} failed; best "
-                    + (f"valid {summary['metric']} {best['value']:.4f} (trial {best['number']})" if best else "none"))
-        if final:
-            summary["final"] = run_final(spec, summary, force=force_final)
-        return summary
+        return _tune(spec, final, data, force_final)
+
+
+def _tune(spec: TuneSpec, final: bool, data: Any, force_final: bool) -> dict[str, Any]:
+    resolved = resolve(spec)
+    study = open_study(spec, resolved)
+    path = summary_path(spec.run.out_dir, spec.run.dataset, spec.variant)
+    logger.info(f"tune {spec.study_name}: budget {_budget_text(spec.budget)}, {counts(study)['finished']} finished "
+                f"so far ({'declared' if resolved.declared else 'default'} space: {', '.join(resolved.space)}; "
+                f"storage {spec.storage_url()})")
+    fail_orphans(study)
+    write_json_atomic(path, summarize_study(spec, study))
+    while True:
+        n, seconds = remaining(spec, study)
+        if (n is not None and n <= 0) or (seconds is not None and seconds <= 0):
+            break
+        before = counts(study)["finished"]
+        ended = _run_round(spec, n, seconds, data)
+        fail_orphans(study, ended)
+        if counts(study)["finished"] == before:  # nothing finished: every trial failed, stop
+            logger.warning(f"tune {spec.study_name}: a round of workers finished no trial; "
+                           "stopping (see failed trials)")
+            break
+    summary = summarize_study(spec, study)
+    write_json_atomic(path, summary)
+    trials, best = summary["trials"], summary["best"]
+    logger.info(f"tune {spec.study_name}: {trials['complete']} complete, {trials['pruned']} pruned, "
+                f"{trials['fail']} failed; best "
+                + (f"valid {summary['metric']} {best['value']:.4f} (trial {best['number']})" if best else "none"))
+    if final:
+        summary["final"] = run_final(spec, summary, force=force_final)
+    return summary
 
 
 def final_runs(spec: TuneSpec, summary: dict[str, Any]) -> list[RunConfig]:
