@@ -350,9 +350,8 @@ def _fmt(metric: str, x: float, signed: bool = False) -> str:
     if not math.isfinite(x):
         return "–"
     x = x + 0.0  # no "-0.000"
-    if METRICS[metric].percent:
-        return f"{100 * x:+.2f}" if signed else f"{100 * x:.2f}"
-    return f"{x:+.3f}" if signed else f"{x:.3f}"
+    percent = METRICS[metric].percent  # points (x100), two decimals
+    return format(100 * x if percent else x, ("+" if signed else "") + (".2f" if percent else ".3f"))
 
 
 def _fmt_p(p: float, n_resamples: int) -> str:
