@@ -218,9 +218,7 @@ def group_runs(rs: ResultSet, dataset: str, models: Sequence[str] | None = None,
 
 
 def expected_seeds(groups: Sequence[RunGroup], seeds: Sequence[int] | None = None) -> list[int]:
-    if seeds:
-        return sorted(set(seeds))
-    return sorted(set().union(*(g.seeds() for g in groups)) if groups else set())
+    return sorted(set(seeds) if seeds else set().union(*(g.seeds() for g in groups)))
 
 
 def gap_note(group: RunGroup, expected: Sequence[int]) -> str | None:

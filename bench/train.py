@@ -101,9 +101,8 @@ def resolve_device(name: str) -> torch.device:
 
 def autocast(device: torch.device, enabled: bool):
     """bf16 autocast on CUDA (no loss scaling needed); a no-op on CPU."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    on_gpu = enabled and device.type == "cuda"
+    return torch.autocast("cuda", dtype=torch.bfloat16) if on_gpu else contextlib.nullcontext()
 
 
 ALL = frozenset(MODALITIES)
