@@ -28,6 +28,7 @@ from torch import nn
 from models.base import ModelOutput
 from models.layers.bert_classifier import PRESETS as TEXT_PRESETS
 from models.layers.bert_classifier import UNSUPPORTED, BertClassifier, BertTextConfig
+from models.layers.mmsa_align import window_pool_align as avg_pool_to  # AlignSubNet avg_pool, consecutive windows
 from models.registry import choice, register_model
 
 MAG_EPS = 1e-6  # modeling.py MAG.forward
@@ -40,20 +41,6 @@ class MAGBertConfig(BertTextConfig):
     dropout_prob: float = 0.3  # dropout after the MAG LayerNorm (MMSA mosi 0.3)
     dims_from_data: bool = True  # harness decision: the gate's audio/vision widths come from the file, so
     #   the same preset reads MMSA aligned_50 (5/20, 74/35) and MAG-BERT's own pickles (74/47, 74/35)
-
-
-def avg_pool_to(x: torch.Tensor, length: int) -> torch.Tensor:
-    """MMSA `AlignSubNet` avg_pool: (B, T, d) -> (B, length, d). Unchanged if T == length;
-    otherwise pad with copies of the last step up to a multiple of `length`, then average
-    each window of ceil(T / length) steps."""
-    t = x.shape[1]
-    if t == length:
-        return x
-    pool = -(-t // length)
-    pad = pool * length - t
-    if pad:
-        x = torch.cat([x, x[:, -1:].expand(-1, pad, -1)], dim=1)
-    return x.view(x.shape[0], length, pool, x.shape[-1]).mean(dim=2)
 
 
 def mag_alpha(e: torch.Tensor, h: torch.Tensor, beta_shift: float) -> torch.Tensor:
