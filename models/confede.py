@@ -227,29 +227,14 @@ def contrastive_pairs() -> tuple[list[int], list[int], list[int], list[int]]:
     (6), and T_s with V_s and with A_s of the same sample for the anchor and each partner (14);
     negatives: each anchor similarity feature against the same feature of its dd and sd
     partners (12), and T_s against T_ds, V_ds, A_ds of the same sample (21): text-centred."""
-    row = lambda block, r: ROWS_PER_BLOCK * block + r  # noqa: E731
-    ss, others = (1, 2), (3, 4, 5, 6)
-    a1: list[int] = []
-    p: list[int] = []
-    a2: list[int] = []
-    n: list[int] = []
-    for b in range(3):  # T_s, V_s, A_s
-        for r in ss:
-            a1.append(row(b, 0))
-            p.append(row(b, r))
-    for r in range(ROWS_PER_BLOCK):
-        for b in (1, 2):
-            a1.append(row(0, r))
-            p.append(row(b, r))
-    for b in range(3):
-        for r in others:
-            a2.append(row(b, 0))
-            n.append(row(b, r))
-    for r in range(ROWS_PER_BLOCK):
-        for b in (3, 4, 5):
-            a2.append(row(0, r))
-            n.append(row(b, r))
-    return a1, p, a2, n
+    row, rows = (lambda block, r: ROWS_PER_BLOCK * block + r), range(ROWS_PER_BLOCK)
+
+    def pairs(partners: tuple[int, ...], blocks: tuple[int, ...]) -> tuple[list[int], list[int]]:
+        """Each similarity block's anchor with its `partners`, then every T_s row with that row of `blocks`."""
+        return ([row(b, 0) for b in range(3) for _ in partners] + [row(0, r) for r in rows for _ in blocks],
+                [row(b, r) for b in range(3) for r in partners] + [row(b, r) for r in rows for b in blocks])
+
+    return (*pairs((1, 2), (1, 2)), *pairs((3, 4, 5, 6), (3, 4, 5)))  # positives: ss; negatives: dd, sd
 
 
 def contrastive_rows(anchor: list[torch.Tensor], partners: list[torch.Tensor]) -> torch.Tensor:
@@ -472,9 +457,8 @@ class ConFEDE(MSAModel):
         preds, labels, mono_preds = [output.pred], [y], [ex["mono"]]
         con = output.pred.new_zeros(()).float()
         if "partner_feats" in ex:
-            y2 = ex["partner_labels"].reshape(-1).float()
             preds.append(ex["partner_pred"])
-            labels.append(y2)
+            labels.append(ex["partner_labels"].reshape(-1).float())
             mono_preds.append(ex["partner_mono"])
             con = confede_contrastive_loss(ex["feats"], ex["partner_feats"], self.ntxent)
         n_feats = len(FEATURES)
@@ -489,8 +473,9 @@ class ConFEDE(MSAModel):
         return {"total": total, **parts}
 
     # -- stages ------------------------------------------------------------------------------
-    def _modality_modules(self, m: str) -> list[nn.Module]:
-        return [self.encoders()[m], self.pretrain_heads[m]]
+    def _stage_params(self, m: str) -> list[nn.Parameter]:
+        """What a pre-training stage trains: modality m's encoder and its head."""
+        return [*self.encoders()[m].parameters(), *self.pretrain_heads[m].parameters()]
 
     def fusion_parameters(self) -> list[nn.Parameter]:
         """What trains in fusion: everything except BERT (unless fusion_train_bert) and the
@@ -523,12 +508,10 @@ class ConFEDE(MSAModel):
     def stage_param_groups(self, stage: str) -> list[dict[str, Any]]:
         cfg = self.cfg
         if stage == "text":  # trans.optimization.AdamW(model.parameters(), lr, weight_decay) (Ttrain.py:36): all decayed
-            params = [p for mod in self._modality_modules("t") for p in mod.parameters()]
-            return self._groups(params, cfg.text_lr, True)  # eps: adamw_hf's default 1e-6, transformers'
+            return self._groups(self._stage_params("t"), cfg.text_lr, True)  # eps: adamw_hf's default 1e-6, transformers'
         if stage in ("vision", "audio"):
             m = UNIMODAL_STAGES[stage]
-            params = [p for mod in self._modality_modules(m) for p in mod.parameters()]
-            lr = cfg.vision_lr if m == "v" else cfg.audio_lr
+            params, lr = self._stage_params(m), cfg.vision_lr if m == "v" else cfg.audio_lr
             if cfg.av_optimizer == "adam_amsgrad":  # torch.optim.Adam(amsgrad=True, weight_decay) (Vtrain.py:34): coupled L2
                 return self._groups(params, lr, True, decoupled_weight_decay=False, amsgrad=True)
             return self._groups(params, lr, False, decoupled_weight_decay=True, amsgrad=False)  # MOSEI torch AdamW (Vtrain.py:46)
@@ -541,7 +524,7 @@ class ConFEDE(MSAModel):
         def unimodal(name: str, epochs: int, batch_size: int, warmup: int) -> Stage:
             m = UNIMODAL_STAGES[name]
             return Stage(
-                name, trainable=lambda: [p for mod in self._modality_modules(m) for p in mod.parameters()],
+                name, trainable=lambda: self._stage_params(m),
                 param_groups=lambda: self.stage_param_groups(name), max_epochs=epochs,
                 early_stop_patience=None, selection_metric="MAE", contributions=False,
                 batch_size=batch_size, warmup_ratio=warmup / max(1, epochs),
