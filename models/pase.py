@@ -241,9 +241,7 @@ class PaSE(MSAModel):
         d = cfg.d
 
         def seq(d_in: int) -> SeqEncoder:
-            return SeqEncoder(
-                d_in, d, cfg.enc_layers, cfg.enc_heads, cfg.enc_ffn, cfg.dropout, cfg.pos, cfg.pos_max_len
-            )
+            return SeqEncoder(d_in, d, cfg.enc_layers, cfg.enc_heads, cfg.enc_ffn, cfg.dropout, cfg.pos, cfg.pos_max_len)
 
         self.seq_text = cfg.text_input == "features"
         if self.seq_text:  # IEMOCAP GloVe: the audio/vision encoder; its Linear(d, d) is the projection
@@ -421,10 +419,8 @@ class PaSE(MSAModel):
         zero = task.new_zeros(())
         with _no_autocast(task.device):
             intra = self.intra_loss(output.features, classes) if cfg.use_pcl else zero
-            if cfg.use_cal and self.phase == 2:
-                cal = self.cal_terms(output.features, classes)
-            else:
-                cal = {"match": zero, "reg": zero, "omega": zero}
+            use_cal = cfg.use_cal and self.phase == 2
+            cal = self.cal_terms(output.features, classes) if use_cal else dict.fromkeys(("match", "reg", "omega"), zero)
         inter = cal["match"] + cfg.reg_weight * cal["reg"] + cfg.omega_weight * cal["omega"]
         total = task + unimodal + cfg.intra_weight * intra + cfg.inter_weight * inter
         return {
@@ -449,11 +445,8 @@ class PaSE(MSAModel):
         groups, in_branch = [], set()
         for m, params in self.modality_params().items():
             in_branch |= {id(p) for p in params}
-            if m == "t" and not self.seq_text:
+            if m == "t" and not self.seq_text and cfg.lr_nonbert is not None:
                 bert = {id(p) for p in self.text_encoder.parameters()}
-                if cfg.lr_nonbert is None:
-                    groups.append({"name": "text", "modality": m, "params": params, "lr": cfg.lr, "weight_decay": wd})
-                    continue
                 groups.append({"name": "text_bert", "modality": m, "params": [p for p in params if id(p) in bert],
                                "lr": cfg.lr, "weight_decay": wd})
                 params = [p for p in params if id(p) not in bert]
