@@ -76,6 +76,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import ModelConfig, ModelOutput, MSAModel, Schedule, Stage, StageData, task_loss
+from models.layers.seq_encoder import masked_mean
 from models.layers.text_encoder import build_text_encoder
 from models.registry import register_model
 
@@ -194,9 +195,7 @@ def aligned_widths(widths: tuple[int, int, int], video_tile_quirk: bool) -> tupl
     quirk). Returns ((tiles_t, tiles_a, tiles_v), video_source)."""
     top = max(widths)
     tiles = [top // w if top // w >= 2 else 1 for w in widths]
-    source = 2
-    if tiles[2] > 1 and video_tile_quirk:
-        source = 1  # matrix3 = matrix2.repeat(1, max_cols // cols3), matrix2 already tiled
+    source = 1 if tiles[2] > 1 and video_tile_quirk else 2  # matrix3 = matrix2.repeat(...), matrix2 already tiled
     return (tiles[0], tiles[1], tiles[2]), source
 
 
@@ -282,8 +281,7 @@ class KEBR(MSAModel):
     def _pool(self, fused: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.cfg.mean_over_padding:
             return fused.mean(1)  # models.py:250: [PAD] positions included
-        w = mask.to(fused.dtype).unsqueeze(-1)
-        return (fused * w).sum(1) / w.sum(1).clamp_min(1)
+        return masked_mean(fused, mask)
 
     def forward(self, batch) -> ModelOutput:
         if isinstance(batch, PretrainBatch):  # pretrain.py: the fitter at the [MASK] position
