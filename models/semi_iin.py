@@ -150,6 +150,11 @@ def conv_length(n: int, kernel: int, stride: int, padding: int) -> int:
     return (n + 2 * padding - kernel) // stride + 1
 
 
+def fit_steps(x: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, T, d) zero-padded or truncated on the time axis to n steps."""
+    return F.pad(x, (0, 0, 0, n - x.shape[1])) if x.shape[1] < n else x[:, :n]
+
+
 def emotion_classes(v: torch.Tensor) -> torch.Tensor:
     """Supplementary Table 6: [-3, -2.5) -> 0, [-2.5, -1.5) -> 1, ..., [-0.5, 0.5) -> 3, ..., [2.5, 3] -> 6."""
     return (torch.floor(v.float() + 0.5).long() + 3).clamp_(0, 6)
@@ -243,11 +248,9 @@ class SemiIIN(MSAModel):
             self.gate_val, self.gate_emo = Gate(d), Gate(d)
         else:
             self.encoder = self._encoder(None)  # cmfm (inter='global'), no gates
-        layers, width = [], d
-        for w in cfg.mlp_layers:
-            layers.append(nn.Linear(width, w))
-            width = w
-        self.mlp = nn.Sequential(*layers)  # shared by both tokens, no activation (as coded)
+        widths = (d, *cfg.mlp_layers)  # a Linear stack shared by both tokens, no activation (as coded)
+        self.mlp = nn.Sequential(*(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)))
+        width = widths[-1]
         self.fc_val = nn.Linear(width, 1)  # fc_out1
         self.fc_emo = nn.Linear(width, cfg.n_emotions)  # fc_out2
         self._pseudo: Optional[dict[str, Any]] = None  # self-training stage only (set in on_stage_start)
@@ -271,11 +274,8 @@ class SemiIIN(MSAModel):
         cfg = self.cfg
         drop = self.training or cfg.input_dropout_in_eval
 
-        def fit(x: torch.Tensor, n: int) -> torch.Tensor:  # pad/truncate the time axis to n steps
-            return F.pad(x, (0, 0, 0, n - x.shape[1])) if x.shape[1] < n else x[:, :n]
-
         def conv(x: torch.Tensor, n: int, *convs: nn.Conv1d) -> torch.Tensor:
-            h = dropout(fit(x, n), cfg.input_dropout, drop).transpose(1, 2)
+            h = dropout(fit_steps(x, n), cfg.input_dropout, drop).transpose(1, 2)
             for c in convs:
                 h = c(h)
             return h.transpose(1, 2)
@@ -373,10 +373,7 @@ class SemiIIN(MSAModel):
         was_training = self.training
         self.eval()
         lens = dict(zip(UNLABELED_KEYS, cfg.seq_lens, strict=True))  # stored fitted to seq_lens (fixed-size batches)
-        fitted = {}
-        for k, x in clips.items():
-            n = lens[k]
-            fitted[k] = F.pad(x, (0, 0, 0, n - x.shape[1])) if x.shape[1] < n else x[:, :n].contiguous()
+        fitted = {k: fit_steps(x, lens[k]).contiguous() for k, x in clips.items()}
         probs = []
         bs = cfg.eval_batch_size or cfg.batch_size
         for i in range(0, len(fitted["text"]), bs):
@@ -403,9 +400,9 @@ class SemiIIN(MSAModel):
 
     # -- protocol --------------------------------------------------------------------------------
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
-        # the conv front-ends; the type embedding, tokens, encoders, gates and heads are shared
-        weights = {"t": [self.proj_t.weight], "a": [self.proj_a1.weight, self.proj_a2.weight], "v": [self.proj_v.weight]}
-        return weights  # type: ignore[return-value]  # torch types a layer's weight as Tensor; it is a Parameter
+        # the conv front-ends (bias-free); the type embedding, tokens, encoders, gates and heads are shared
+        return {"t": list(self.proj_t.parameters()), "a": [*self.proj_a1.parameters(), *self.proj_a2.parameters()],
+                "v": list(self.proj_v.parameters())}
 
     def summary(self) -> dict[str, Any]:
         cfg = self.cfg
