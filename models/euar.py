@@ -209,13 +209,9 @@ class EUARFusion(nn.Module):
         self.moe = nn.ModuleDict({m: UncertaintyMoE(cfg) for m in "tav"})  # text_MoE, audio_MoE, img_MoE
 
     def forward(self, reps: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        outs: dict[str, torch.Tensor] = {}
-        moe_parts: list[dict[str, torch.Tensor]] = []
-        for m in "tav":
-            outs[m], p = self.moe[m](reps[m])
-            moe_parts.append(p)
-        parts = {k: sum_terms(p[k] for p in moe_parts) for k in ("lb", "kl", "u")}
-        return self.classifier(torch.cat([outs["a"], outs["v"], outs["t"]], dim=1)), parts
+        outs = {m: self.moe[m](reps[m]) for m in "tav"}  # m -> (output, its MoE loss terms)
+        parts = {k: sum_terms(outs[m][1][k] for m in "tav") for k in ("lb", "kl", "u")}
+        return self.classifier(torch.cat([outs["a"][0], outs["v"][0], outs["t"][0]], dim=1)), parts
 
 
 class EUAR(MSAModel):

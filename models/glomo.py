@@ -154,14 +154,11 @@ class NoisyTopKMoE(nn.Module):
     def gating(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(gates (B, E) with k non-zeros per row, load (E,)) for float32 x (B, d_in)."""
         n_exp = self.w_gate.shape[1]
-        clean = x @ self.w_gate
+        logits = clean = x @ self.w_gate
         noisy_train = self.noisy and self.training
         if noisy_train:
             std = F.softplus(x @ self.w_noise) + self.noise_epsilon
-            noisy = clean + torch.randn_like(clean) * std
-            logits = noisy
-        else:
-            logits = clean
+            logits = noisy = clean + torch.randn_like(clean) * std
         top, idx = logits.topk(min(self.k + 1, n_exp), dim=1)
         gates = torch.zeros_like(logits).scatter(1, idx[:, : self.k], torch.softmax(top[:, : self.k], dim=1))
         if noisy_train and self.k < n_exp:
