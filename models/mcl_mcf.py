@@ -296,15 +296,13 @@ class MCLMCF(MSAModel):
         return ModelOutput(pred=pred, features=reps, extras=extras)
 
     def loss(self, output: ModelOutput, batch) -> dict[str, torch.Tensor]:
-        task = task_loss(output.pred, batch.labels, self.cfg.task)
-        parts = {"task": task}
-        total = task
-        if self.cfg.contrast and all(k in output.extras for k in LEVELS):
-            weights = (self.cfg.nce_weight, self.cfg.nce2_weight, self.cfg.nce3_weight)
-            for key, w in zip(LEVELS, weights, strict=True):
-                parts[key] = output.extras[key]
-                total = total + w * output.extras[key]
-        return {"total": total, **parts}
+        cfg = self.cfg
+        task = task_loss(output.pred, batch.labels, cfg.task)
+        if not (cfg.contrast and all(k in output.extras for k in LEVELS)):
+            return {"total": task, "task": task}
+        nce = {k: output.extras[k] for k in LEVELS}
+        total = task + cfg.nce_weight * nce["nce"] + cfg.nce2_weight * nce["nce2"] + cfg.nce3_weight * nce["nce3"]
+        return {"total": total, "task": task, **nce}
 
     def param_groups(self) -> list[dict[str, Any]]:
         cfg = self.cfg
