@@ -77,10 +77,9 @@ class SelfMM(ULGMModel):
     def forward(self, batch) -> ModelOutput:
         reps = self.encode(batch)
         inputs = {"f": torch.cat([reps["t"], reps["a"], reps["v"]], dim=-1), **reps}
-        feats, preds = {}, {}
-        for h in HEADS:
-            feats[h], preds[h] = self.heads[h](inputs[h])
-        return ModelOutput(pred=preds["f"], unimodal={s: preds[s] for s in "tav"}, features=feats)
+        out = {h: self.heads[h](inputs[h]) for h in HEADS}  # (feature, prediction) per head
+        return ModelOutput(pred=out["f"][1], unimodal={s: out[s][1] for s in "tav"},
+                           features={h: feature for h, (feature, _) in out.items()})
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # each branch: its encoder and its unimodal head; the fusion head is shared
