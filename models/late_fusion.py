@@ -43,12 +43,10 @@ class LateFusion(MSAModel):
             d_text = cfg.token_dim
         else:
             d_text = cfg.dims[0]
-        self.branch = nn.ModuleDict(
-            {
-                m: nn.Sequential(nn.LayerNorm(d_in), nn.Linear(d_in, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout))
-                for m, d_in in zip("tav", (d_text, cfg.dims[1], cfg.dims[2]), strict=True)
-            }
-        )
+        self.branch = nn.ModuleDict({
+            m: nn.Sequential(nn.LayerNorm(d_in), nn.Linear(d_in, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout))
+            for m, d_in in zip("tav", (d_text, cfg.dims[1], cfg.dims[2]), strict=True)
+        })
         self.unimodal_head = nn.ModuleDict({m: nn.Linear(cfg.hidden, cfg.n_out) for m in "tav"})
         self.fused_head = nn.Linear(3 * cfg.hidden, cfg.n_out)
 
