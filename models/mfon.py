@@ -324,19 +324,16 @@ class MFON(MSAModel):
     def param_groups(self) -> list[dict[str, Any]]:
         """TVA_train.py's four groups, then each teacher's pre-training group (Adam amsgrad)."""
         cfg = self.cfg
-        group = lambda name, mods, lr, wd, amsgrad=False: {  # noqa: E731
-            "name": name, "params": [p for mod in mods for p in mod.parameters()], "lr": lr, "weight_decay": wd,
-            "amsgrad": amsgrad}
-        groups = [group("text", [self.text, self.proj_t], cfg.text_lr, cfg.text_decay)]
-        audio = group("audio", [self.proj_a, self.audio_with_text], cfg.audio_lr, cfg.audio_decay)
-        vision = group("vision", [self.proj_v, self.vision_with_text], cfg.vision_lr, cfg.vision_decay)
-        audio["params"].append(self.prompt_a)
-        vision["params"].append(self.prompt_v)
-        groups += [audio, vision, group("other", [self.decoder], cfg.lr, cfg.weight_decay)]
-        for m, lr, wd in (("v", cfg.vision_pretrain_lr, cfg.vision_pretrain_decay),
-                          ("a", cfg.audio_pretrain_lr, cfg.audio_pretrain_decay)):
-            groups.append(group(f"teacher_{m}", [self.teacher[m], self.teacher_head[m]], lr, wd, cfg.pretrain_amsgrad))
-        return groups
+        group = lambda name, params, lr, wd, amsgrad=False: {  # noqa: E731
+            "name": name, "params": params, "lr": lr, "weight_decay": wd, "amsgrad": amsgrad}
+        of = lambda *mods: [p for mod in mods for p in mod.parameters()]  # noqa: E731
+        ams = cfg.pretrain_amsgrad
+        return [group("text", of(self.text, self.proj_t), cfg.text_lr, cfg.text_decay),
+                group("audio", [*of(self.proj_a, self.audio_with_text), self.prompt_a], cfg.audio_lr, cfg.audio_decay),
+                group("vision", [*of(self.proj_v, self.vision_with_text), self.prompt_v], cfg.vision_lr, cfg.vision_decay),
+                group("other", of(self.decoder), cfg.lr, cfg.weight_decay),
+                group("teacher_v", self.teacher_parameters("v"), cfg.vision_pretrain_lr, cfg.vision_pretrain_decay, ams),
+                group("teacher_a", self.teacher_parameters("a"), cfg.audio_pretrain_lr, cfg.audio_pretrain_decay, ams)]
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # t: BERT + proj_t; a / v: projection, prompt, cross-modal stack, teacher and its head; the decoder is shared
