@@ -44,13 +44,12 @@ BERT pooler (590,592) is unused as well: 109,678,495 / 110,839,004 receive a gra
 Paper-era (`variant="paper_era"`, af1f83a): the encoders were seq-first `TransformerEncoderLayer`s
 fed batch-first tensors, so attention ran ACROSS THE SAMPLES of a batch at each time step:
 predictions depend on batch composition, and `summary()` records `batch_dependent_eval: true`
-(evaluation then uses the preset's eval batch size in split order, README HD 5); skip-net
-reduction 8, warm-up 110/120 epochs, gamma 0.24/0.33 (MOSI/MOSEI).
+(evaluation then uses the preset's eval batch size in split order, README HD 5); its skip-net
+reduction, warm-up epochs and gamma are VARIANT_DEFAULTS'.
 
-Schedule: transformers `get_cosine_schedule_with_warmup` stepped per optimizer step, warm-up
-0.1 * S, S = steps per epoch * warm_up_epochs (trains/multiTask/CLGSI.py:84-87), declared by
-`lr_schedule()` (kind `cosine_warmup`) and applied by the trainer: lr = base_lr * factor(step)
-set just before optimizer step `step`, what a LambdaLR stepped after every optimizer step gives.
+Schedule: `lr_schedule()` declares transformers' `get_cosine_schedule_with_warmup` per optimizer
+step; the trainer sets lr = base_lr * factor(step) just before step `step`, as a LambdaLR stepped
+after every optimizer step does.
 """
 
 from __future__ import annotations
@@ -404,13 +403,11 @@ class CLGSI(MSAModel):
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # each branch: its encoder, gate branch and post layers (unused layer_2 included); GLFK and the head are shared
+        of = lambda *mods: [p for mod in mods for p in mod.parameters()]  # noqa: E731
         return {
-            "t": [*self.text_model.parameters(), *self.text_skip_net.parameters(),
-                  *self.post_text_layer_1.parameters(), *self.unused_post_text_layer_2.parameters()],
-            "a": [*self.audio_model.parameters(), *self.audio_skip_net.parameters(),
-                  *self.post_audio_layer_1.parameters(), *self.unused_post_audio_layer_2.parameters()],
-            "v": [*self.video_model.parameters(), *self.video_skip_net.parameters(),
-                  *self.post_video_layer_1.parameters(), *self.unused_post_video_layer_2.parameters()],
+            "t": of(self.text_model, self.text_skip_net, self.post_text_layer_1, self.unused_post_text_layer_2),
+            "a": of(self.audio_model, self.audio_skip_net, self.post_audio_layer_1, self.unused_post_audio_layer_2),
+            "v": of(self.video_model, self.video_skip_net, self.post_video_layer_1, self.unused_post_video_layer_2),
         }
 
     def summary(self) -> dict[str, Any]:
