@@ -25,18 +25,12 @@ frozen in fusion as coded (`finetune_epoch` 200 > 25 / 6 epochs). In the text st
 frozen while the 1-based epoch < int(epochs / 3) (`Ttrain.py`: 66 MOSI, 50 MOSEI).
 
 Sample retriever (`dataloader/MOSI.py`, `MOSEI.py`): before fusion epochs 1, 3, 5, ... the
-current encoders (eval mode) embed the whole training split; cosine similarity of the
-[t; v; a] embeddings ranks every training sample per anchor; labels rounded to integers;
-ss = most similar with the same label, sd = most similar with another label (hard
-negatives), dd = least similar with another label; MOSI scans all ranks and keeps 10 of
-each, MOSEI scans the top / bottom N/10 and keeps 50; per anchor 2 ss, 2 dd, 2 sd are drawn
-without replacement (in `training_batch`, which the trainer calls on each training batch: the
-partners arrive in `batch.partners`, drawn from the training split the hooks get). Here the similarity is computed block-wise (`retrieval_block_elems`
-entries at a time, never the N x N matrix) with a stable sort (ties: lower sample index
-first). `retrieval="code"` (default) keeps the released bug: the lists hold rank *positions*
-j, used directly as sample ids (so partners are the first / last few dozen training
-samples), and the self-skip compares the anchor id with j; `retrieval="paper"` stores the
-ranked sample ids and skips the anchor itself, as the paper describes.
+current encoders (eval mode) embed the whole training split; the cosine ranking of the [t; v; a]
+embeddings gives per anchor ss (most similar, same label), sd (most similar, another label: hard
+negatives) and dd (least similar, another label) lists (`build_candidates`), from which
+`training_batch` draws 2 of each as `batch.partners` (`sample_partners`). `retrieval="code"`
+(default) keeps the released bug: rank *positions* used as sample ids, so partners are the first
+/ last few dozen training samples; `retrieval="paper"` ranks sample ids, as the paper describes.
 
 Parameters with bert-base shapes (tests/test_confede.py builds them on the meta device):
 the fusion model is 129,601,154 (MOSI) / 136,919,426 (MOSEI), exactly a hand count of the released layers,
@@ -58,17 +52,14 @@ Harness decisions and deviations (each a field below with its source):
   optimizer), the others torch's AdamW with per-group options (`amsgrad`,
   `decoupled_weight_decay`) that give MOSI vision / audio Adam(amsgrad, coupled L2);
 - sequences shorter than the position table use its first T+1 rows (the code requires T
-  == 375 / 500 exactly; identical there);
-- a retriever list with fewer than 2 candidates is sampled with replacement, and an empty
-  one yields the anchor itself (the code raises in `random.sample`);
+  == 375 / 500 exactly; identical there); short retriever lists: see `sample_partners`;
 - stage None (the model used outside the trainer, e.g. registry tests): the fusion forward
   without partners, and a loss that sums every stage's objective.
 - `checkpoint_encoders` (off by default): each audio/vision transformer layer recomputed in
   backward with the same dropout draws — the same values and gradients (tested). A MOSI-preset
   fusion step (16 anchors + 96 partners, 375/500 frames, fp32 CPU) peaks at 18.7 GiB without
   it and 6.6 GiB with it, for 26 % more step time (122 s -> 155 s on 2 cores).
-IEMOCAP: unsupported (the code is regression-only; the retriever matches rounded sentiment
-labels).
+IEMOCAP: unsupported (UNSUPPORTED).
 """
 
 from __future__ import annotations

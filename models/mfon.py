@@ -48,15 +48,14 @@ Harness decisions and deviations (each a field below with its source):
 - protocol: selection on validation every epoch of every stage, as the code
   (it keeps the best validation MSE), but on MAE: the harness's metrics have no MSE key;
   the harness's data order; the teachers pre-train per seed;
-- the trailing partial accumulation group of an epoch is discarded, as coded (the
-  `if not left_epochs` after the loop never fires): `drop_partial_accum`, applied through
-  `after_backward` (gradients of those batches cleared); a split with fewer batches than one
-  group is not dropped (the code would never step);
-- the frozen teachers run in training mode during fusion, as coded (`model.train()` reaches
-  them; dropout 0.3 on the MOSI vision teacher): `teacher_dropout_in_fusion`;
-- eval predictions depend on the batch: the causal window depends on the
-  batch's padded text width; evaluation uses eval batch 32 in split order (valid loader
-  batch 32, unshuffled) and `summary()` records `batch_dependent_eval` (= `attn_mask`);
+- `drop_partial_accum`: the trailing partial accumulation group of an epoch is discarded, as
+  coded (the `if not left_epochs` after the loop never fires), by clearing those batches'
+  gradients in `after_backward`; a split with fewer batches than one group keeps them (the code
+  would never step);
+- `teacher_dropout_in_fusion`: the frozen teachers run in training mode during fusion, as coded
+  (`model.train()` reaches them; dropout 0.3 on the MOSI vision teacher);
+- eval predictions depend on the batch (the causal window follows the batch's padded text
+  width): eval batch 32 in split order (the valid loader's), `batch_dependent_eval` = `attn_mask`;
 - K and V of a stack share one embedding-dropout mask (the shared MulT layer; the code
   draws two): identical in evaluation, the same dropout rate in training;
 - stage None (the model used outside the trainer, e.g. registry tests): the fusion stage with
