@@ -3,8 +3,7 @@ ACM MM 2024).
 
 Source (the reference): YetZzzzzz/GLoMo@90f5b3f (MIT) `GLoMo_MSA/GLoMo.py`, `MoE.py`,
 `main_GLoMo.py`, `modules/transformer.py`; the run lines of `GLoMo_MSA/readme.md`.
-Forward order (no padding is masked
-anywhere, as coded: convs, max-pools and transformers all see the padded steps):
+Forward order (nothing is masked, as coded: convs, max-pools and transformers see the padding):
 1. text: BERT without pooler. Global = Linear(hidden -> d)(last-layer [CLS]); local =
    Conv1d(hidden -> d, k3, p1, no bias) over [last layer ‖ second-to-last layer] joined along
    the *sequence* axis (2L steps), then AdaptiveMaxPool1d(3) -> (B, d, 3);
@@ -27,12 +26,11 @@ sample depend on that sample's own local vector), so `encode` gives per-modality
 [global; MoE(local)] and `fuse` is steps 4 on; the MoE loss is batch-level but never enters
 the prediction.
 
-Parameters (built with bert-base shapes, tests/test_glomo.py): MOSI MAG widths (74/47, d 48,
-4 layers) 109,818,887 and MOSEI (74/35, d 192, 3 layers) 115,949,447, both exactly a hand
-count of the released code's layers and the PaSE supplement's MOSI figure; all receive a
-gradient (w_noise through the
-noisy logits and the load loss). On MMSA aligned_50 widths: MOSI (5/20) 109,805,063, MOSEI
-(74/35) 115,949,447.
+Parameters (built with bert-base shapes, tests/test_glomo.py): MOSI MAG widths (74/47, d 48, 4
+layers) 109,818,887 and MOSEI (74/35, d 192, 3 layers) 115,949,447, both exactly a hand count
+of the released code's layers and the PaSE supplement's MOSI figure; all receive a gradient
+(w_noise through the noisy logits and the load loss). On MMSA aligned_50 widths: MOSI (5/20)
+109,805,063, MOSEI (74/35) 115,949,447.
 
 Initialisation (`init="bert"`, [mem] transformers 4.30 `from_pretrained` fast init): every
 module missing from the BERT checkpoint is re-initialised by BertPreTrainedModel._init_weights,

@@ -5,12 +5,11 @@ Sources: thuiar/Self-MM `models/multiTask/SELF_MM.py`, `trains/multiTask/SELF_MM
 `models/multiTask/SELF_MM.py`, `trains/multiTask/SELF_MM.py`, `config/config_regression.json`
 ("mmsa" preset, the default).
 
-Forward: BERT last-layer [CLS] (the pooler is built but unused, so it never gets a
-gradient); audio and vision each through a 1-layer LSTM over the packed true lengths
-(clamped to >= 1; on aligned data the loaders give the text length), final hidden state ->
-Dropout -> Linear; fusion head
-[t; a; v] -> Dropout -> Linear -> ReLU (= F_f) -> Linear -> ReLU -> Linear (= y_m), and the same
-head shape per modality (F_s, y_s).
+Forward: BERT last-layer [CLS] (the pooler is built but unused, so it never gets a gradient);
+audio and vision each through a 1-layer LSTM over the packed true lengths (clamped to >= 1; on
+aligned data the loaders give the text length), final hidden state -> Dropout -> Linear; fusion
+head [t; a; v] -> Dropout -> Linear -> ReLU (= F_f) -> Linear -> ReLU -> Linear (= y_m), and the
+same head shape per modality (F_s, y_s).
 
 ULGM, the weighted loss, the post heads and the five Adam groups are models/layers/ulgm.py's
 (shared with TETFN).

@@ -51,13 +51,12 @@ Loss (paper eqs. 19-22; `val_r` 0.6 / `cls_r` 0.4 in 46cda75): 0.6 MSE(v^, v) + 
 with e the 7 bins of v of the paper's Supplementary Table 6: [-3, -2.5) -> 0, [-2.5, -1.5) -> 1,
 ..., [2.5, 3] -> 6, i.e. clamp(floor(v + 0.5) + 3, 0, 6).
 
-Self-training (paper §3.4, Algorithm 1) is a second `Stage`, present only when `unlabeled_dir`
-is set: stage "supervised" as above, then stage
-"self_training" from its selected state: the unlabeled clips are predicted, the `pseudo_top_k`
-most confident per predicted emotion class are kept (max softmax probability [inferred]; MOSI
-k = 40, MOSEI all clips), and training continues with 0.6 MSE + 0.4 CE on the labeled batch +
-0.2 CE on a pseudo-labeled batch (emotion only, eq. 23), the pseudo batch sized to the pseudo
-set's share of labeled + pseudo (the released loader concatenates both sets) [inferred].
+Self-training (paper §3.4, Algorithm 1) is a second `Stage`, present only when `unlabeled_dir` is set:
+stage "supervised" as above, then stage "self_training" from its selected state: the unlabeled clips
+are predicted, the `pseudo_top_k` most confident per predicted emotion class are kept (max softmax
+probability [inferred]; MOSI k = 40, MOSEI all clips), and training continues with 0.6 MSE + 0.4 CE on
+the labeled batch + 0.2 CE on a pseudo-labeled batch (emotion only, eq. 23), the pseudo batch sized to
+the pseudo set's share of labeled + pseudo (the released loader concatenates both sets) [inferred].
 `unlabeled_dir` must hold `unlabeled.npz` (see `UNLABELED_FILE`), which bench/data/unlabeled.py checks
 before training and hands to `on_stage_start` (`state.stage_data`); the AMI clips and the frozen
 RoBERTa-large / HuBERT-large / FabNet features of the paper are not available here.
