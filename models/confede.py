@@ -316,9 +316,8 @@ def build_candidates(features: torch.Tensor, labels: torch.Tensor, *, mode: str 
         anchors = torch.arange(start, min(n, start + rows_per_block), device=feats.device)
         sims = feats[anchors] @ feats.T
         if top_w >= n:  # a full scan (MOSI): one stable sort gives both ends
-            order = stable_top(sims, n)
-            top, bot = order, order[:, bot_pos]
-            del order
+            top = stable_top(sims, n)
+            bot = top[:, bot_pos]
         else:  # the bottom positions -1, -2, ... are the top of the reversed order (ties: higher id first)
             top, bot = stable_top(sims, top_w), n - 1 - stable_top((-sims).flip(1), bot_w)
         del sims
