@@ -170,10 +170,7 @@ SEARCH_SPACE = {
     "post_text_dim": choice(32, 64, source=_TUNE),
     "post_audio_dim": choice(16, 32, source=_TUNE),
     "post_video_dim": choice(16, 32, source=_TUNE),
-    "post_fusion_dropout": choice(0.1, 0.0, source=_TUNE),
-    "post_text_dropout": choice(0.1, 0.0, source=_TUNE),
-    "post_audio_dropout": choice(0.1, 0.0, source=_TUNE),
-    "post_video_dropout": choice(0.1, 0.0, source=_TUNE),
+    **{f"post_{m}_dropout": choice(0.1, 0.0, source=_TUNE) for m in ("fusion", "text", "audio", "video")},
 }
 
 
