@@ -12,8 +12,7 @@ Forward (CLGSI.py `CLGSI.forward`), reading MMSA `unaligned_50` (`text_bert` ids
           nn.TransformerEncoder (post-LN, ff 2048, dropout 0.1, no padding mask) ->
           h = ReLU(Linear(Dropout(out[:, -1]))) (the LAST time step, usually padding);
           skip = the same gate branch over the mean of all T steps; every skip outputs P_t
-  GLFK:   stack [text_h, audio_h, video_h] (B, P, 3) -> Conv(1x3) -> Conv 1->F/2 -> PReLU ->
-          Conv F/2->F -> Conv F->1 -> Tanh -> (B, P)
+  GLFK:   stack [text_h, audio_h, video_h] (B, P, 3) -> the `GLFK` convolutions -> (B, P)
   head:   [GLFK; skip_t; skip_a; skip_v] -> Dropout -> Linear(4P, 3P_f) -> ReLU(Linear(3P_f,
           2P_f)) -> BatchNorm1d -> Linear(2P_f, 1)
 Loss (trains/multiTask/CLGSI.py:144-153): L1 + gamma * CL, CL = L(v,a) + L(v,t) + L(t,a) on

@@ -30,10 +30,8 @@ The contrastive unit `Clip(x, y)` (encoders.py:237-256), quirks kept as coded:
   parameters, "the very wide tensor-fusion linears as coded").
   The normalisation, logits and cross-entropies run in fp32 (autocast off); the projections
   follow the caller's autocast.
-Init (solver.py:70-82): xavier_normal_ on every non-BERT parameter with dim > 1 (LSTM, conv
-and Linear weights); biases keep PyTorch's default. Optimiser: Adam (coupled L2), BERT group
-lr 5e-5 / wd 1e-4, the rest lr 1e-4 / wd 1e-4; ReduceLROnPlateau(patience 20, factor 0.5) on
-the validation L1; clip_grad_norm 1.0; batch 128; patience 10; 200 epochs (config.py).
+Init: `_init_weights` (solver.py:70-82; biases keep PyTorch's default). Optimiser, schedule and
+protocol: the config fields (config.py, solver.py; the plateau schedule reads the validation L1).
 
 Deviations and switches (README HD 1-2):
 - The released HEAD crashes: `best_valid`/`best_mae` are never initialised, so solver.py:251

@@ -47,9 +47,8 @@ queries and the keys/values see different dropout. Each inferred piece is a swit
 `wrapper_kv_stream`, `wrapper_embed_scale`, `wrapper_positions`, `wrapper_final_norm`
 (`wrapper_embed_dropout` sets the dropout; 0 drops it).
 
-Loss (paper eqs. 19-22; `val_r` 0.6 / `cls_r` 0.4 in 46cda75): 0.6 MSE(v^, v) + 0.4 CE(e^, e)
-with e the 7 bins of v of the paper's Supplementary Table 6: [-3, -2.5) -> 0, [-2.5, -1.5) -> 1,
-..., [2.5, 3] -> 6, i.e. clamp(floor(v + 0.5) + 3, 0, 6).
+Loss (paper eqs. 19-22; `val_r` 0.6 / `cls_r` 0.4 in 46cda75): 0.6 MSE(v^, v) + 0.4 CE(e^, e),
+e the 7 bins of v of the paper's Supplementary Table 6 (`emotion_classes`).
 
 Self-training (paper §3.4, Algorithm 1) is a second `Stage`, present only when `unlabeled_dir` is set:
 stage "supervised" as above, then stage "self_training" from its selected state: the unlabeled clips
@@ -61,10 +60,9 @@ the pseudo set's share of labeled + pseudo (the released loader concatenates bot
 before training and hands to `on_stage_start` (`state.stage_data`); the AMI clips and the frozen
 RoBERTa-large / HuBERT-large / FabNet features of the paper are not available here.
 
-Inputs on the harness: MMSA `unaligned_50` pickles (frame-level, like the paper's
-features), text = the pre-extracted `text` features view (768-d BERT-base features: the released
-`--use_bert` branch, Conv1d(768 -> 128)), audio/vision widths from the file (`dims_from_data`).
-Each modality is padded/truncated to `seq_lens` so the position table has a fixed length.
+Inputs on the harness: MMSA `unaligned_50` pickles (frame-level, like the paper's features), text =
+the 768-d BERT-base `text` features view (the released `--use_bert` branch, Conv1d(768 -> 128)),
+each modality padded/truncated to `seq_lens` so the position table has a fixed length.
 
 Parameters (built; tests/test_semi_iin.py): native widths (RoBERTa-large 1024 x 100, HuBERT-large
 1024 x 800, FabNet 256 x 50; `stride8`): 1,602,376 with the masked attention, 1,338,056 with
@@ -74,8 +72,7 @@ Parameters (built; tests/test_semi_iin.py): native widths (RoBERTa-large 1024 x 
 (MOSI) or 2 + 50 + 500 + 500 (MOSEI) tokens.
 
 Not separable (the encoders mix all modalities); `modality_params` gives each modality its conv
-front-end. Harness protocol: selection on validation (the released rule is
-unknown), all 30 epochs run, the test split once.
+front-end. Harness protocol: selection on validation (the released rule is unknown), all 30 epochs.
 """
 
 from __future__ import annotations
