@@ -25,11 +25,9 @@ Loss (solver.py:146-151): L1(pred, y) + 0.05 nce + 0.05 nce2 + 0.05 nce3 (alpha,
 The contrastive unit `Clip(x, y)` (encoders.py:237-256), quirks kept as coded:
   x^ = normalize(W_x x + b_x); y^ = W_y normalize(y) + b_y (y is normalised BEFORE its
   projection and not after); logits = ln(1/0.07) x^ y^T (a fixed 2.659, not CLIP's
-  exp(ln(1/0.07)) = 14.3); loss = (CE(logits, arange B) + CE(logits^T, arange B)) / 2.
-  Each Clip projects to 128; the three TCF Clips are Linear(256036, 128) pairs (196.6 M
-  parameters, "the very wide tensor-fusion linears as coded").
-  The normalisation, logits and cross-entropies run in fp32 (autocast off); the projections
-  follow the caller's autocast.
+  exp(ln(1/0.07)) = 14.3); loss = (CE(logits, arange B) + CE(logits^T, arange B)) / 2, in fp32.
+  The three TCF Clips are Linear(256036, 128) pairs (196.6 M parameters, "the very wide
+  tensor-fusion linears as coded").
 Init: `_init_weights` (solver.py:70-82; biases keep PyTorch's default). Optimiser, schedule and
 protocol: the config fields (config.py, solver.py; the plateau schedule reads the validation L1).
 
