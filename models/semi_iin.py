@@ -370,18 +370,13 @@ class SemiIIN(MSAModel):
         self.eval()
         lens = dict(zip(UNLABELED_KEYS, cfg.seq_lens, strict=True))  # stored fitted to seq_lens (fixed-size batches)
         fitted = {k: fit_steps(x, lens[k]).contiguous() for k, x in clips.items()}
-        probs = []
         bs = cfg.eval_batch_size or cfg.batch_size
-        for i in range(0, len(fitted["text"]), bs):
-            part = {k: x[i:i + bs].to(device) for k, x in fitted.items()}
-            probs.append(F.softmax(self.predict(part["text"], part["audio"], part["vision"])[1].float(), -1).cpu())
+        probs = [F.softmax(self.predict(*(fitted[k][i:i + bs].to(device) for k in UNLABELED_KEYS))[1].float(), -1).cpu()
+                 for i in range(0, len(fitted["text"]), bs)]  # UNLABELED_KEYS: predict's argument order
         self.train(was_training)
         conf, label = torch.cat(probs).max(-1)
-        keep = []
-        for c in range(cfg.n_emotions):
-            members = torch.nonzero(label == c).flatten()
-            order = members[conf[members].argsort(descending=True)]
-            keep.append(order if cfg.pseudo_top_k is None else order[: cfg.pseudo_top_k])
+        members = [torch.nonzero(label == c).flatten() for c in range(cfg.n_emotions)]
+        keep = [m[conf[m].argsort(descending=True)][: cfg.pseudo_top_k] for m in members]  # top_k None: all
         idx = torch.cat(keep)
         if len(idx) == 0:
             raise ValueError("Semi-IIN's self-training kept no pseudo-labeled clip")
