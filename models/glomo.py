@@ -266,12 +266,9 @@ class GLoMo(MSAModel):
         local = {"t": F.adaptive_max_pool1d(text_seq, self.cfg.granularity[0]).flatten(1)}
         glob["a"], local["a"] = self.audio(batch.audio)
         glob["v"], local["v"] = self.vision(batch.vision)
-        reps, aux = {}, []
-        for m in "tav":
-            y, loss = self.moe[m](local[m])
-            reps[m] = torch.cat([glob[m], y.to(glob[m].dtype)], dim=1)
-            aux.append(loss)
-        return reps, torch.stack(aux).sum()
+        moe = {m: self.moe[m](local[m]) for m in "tav"}  # m -> (y, its load-balancing loss)
+        reps = {m: torch.cat([glob[m], y.to(glob[m].dtype)], dim=1) for m, (y, _) in moe.items()}
+        return reps, torch.stack([loss for _, loss in moe.values()]).sum()
 
     def encode(self, batch) -> dict[str, torch.Tensor]:
         return self._branches(batch)[0]
