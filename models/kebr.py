@@ -166,10 +166,8 @@ class TCMF(nn.Module):
     def __init__(self, cfg: KEBRConfig, d_text: int):
         super().__init__()
         make = lambda: TCMFLayer(d_text, cfg.dims[1], cfg.dims[2], cfg.embed_dim, cfg.fusion_dropout)  # noqa: E731
-        if cfg.shared_layer:  # `new_layer = self.encoderlayer` appended num_layers times (models.py:118-121)
-            self.layers = nn.ModuleList([make()] * cfg.num_layers)
-        else:
-            self.layers = nn.ModuleList([make() for _ in range(cfg.num_layers)])
+        n = cfg.num_layers  # shared: `new_layer = self.encoderlayer` appended n times (models.py:118-121)
+        self.layers = nn.ModuleList([make()] * n if cfg.shared_layer else [make() for _ in range(n)])
 
     def forward(self, x: torch.Tensor, audio: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
