@@ -451,9 +451,8 @@ class ConFEDE(MSAModel):
             labels.append(ex["partner_labels"].reshape(-1).float())
             mono_preds.append(ex["partner_mono"])
             con = confede_contrastive_loss(ex["feats"], ex["partner_feats"], self.ntxent)
-        n_feats = len(FEATURES)
         task = mse(torch.cat(preds), torch.cat(labels))
-        mono = mse(torch.cat(mono_preds), torch.cat([t.repeat(n_feats) for t in labels]))
+        mono = mse(torch.cat(mono_preds), torch.cat([t.repeat(len(FEATURES)) for t in labels]))
         parts = {"task": task, "contrastive": con, "mono": mono}
         total = task + self.cfg.con_weight * con + self.cfg.mono_weight * mono
         if self.stage is None and output.unimodal:

@@ -59,11 +59,9 @@ class TextEncoder(nn.Module):
             raise ValueError(f"text encoder '{self.source}' was built without a pooler")
         return self.pooler(hidden)
 
-    def forward(
-        self, ids: torch.Tensor, mask: torch.Tensor, segment: torch.Tensor | None = None,
-        fuse: Callable[[torch.Tensor], torch.Tensor] | None = None, fuse_at: int = 0,
-        embeddings_grad: bool = True,
-    ) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, segment: torch.Tensor | None = None,
+                fuse: Callable[[torch.Tensor], torch.Tensor] | None = None, fuse_at: int = 0,
+                embeddings_grad: bool = True) -> torch.Tensor:
         """Last hidden states. `fuse` maps the hidden states (B, L, hidden) at injection index
         `fuse_at` to what the next layer reads: 0 is the embedding-layer output (MAG-BERT's gate,
         MMSA `MAG_BertModel.forward`), i > 0 the output of encoder layer i - 1 (CENET's CE at 1).
@@ -92,9 +90,8 @@ class TextEncoder(nn.Module):
                              f"(text encoder '{self.source}' has {len(layers)} layers)")
         return self.bert.embeddings if index == 0 else layers[index - 1]
 
-    def hidden_states(
-        self, ids: torch.Tensor, mask: torch.Tensor, segment: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, ...]:
+    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor,
+                      segment: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Every layer's output, (embeddings, layer 1, ..., layer N), each (B, L, hidden), over
         the full padded length (GLoMo reads the last two)."""
         out = self.bert(input_ids=ids, attention_mask=mask, token_type_ids=segment,
