@@ -193,10 +193,9 @@ class SequenceBranch(nn.Module):
     def __init__(self, d_in: int, cfg: GLoMoConfig, bins: int):
         super().__init__()
         self.proj = nn.Conv1d(d_in, cfg.d, kernel_size=3, padding=1, bias=False)
-        self.encoder = CrossModalTransformer(
-            cfg.d, cfg.heads, cfg.layers, cfg.attn_dropout, cfg.relu_dropout, cfg.res_dropout,
-            cfg.embed_dropout, causal=False, positions=cfg.positions,  # attn_mask=False
-        )
+        self.encoder = CrossModalTransformer(cfg.d, cfg.heads, cfg.layers, cfg.attn_dropout, cfg.relu_dropout,
+                                             cfg.res_dropout, cfg.embed_dropout, causal=False,
+                                             positions=cfg.positions)  # attn_mask=False
         self.bins = bins
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -83,16 +83,13 @@ class MAGBert(BertClassifier):
         super().__init__(cfg)
         if self.text.pooler is None:
             raise ValueError(f"text encoder '{cfg.text_encoder}' has no pooler; MAG-BERT classifies the pooled [CLS]")
-        self.mag = self.text.init_like_bert(
-            MAG(self.text.hidden_size, cfg.dims[1], cfg.dims[2], cfg.beta_shift, cfg.dropout_prob)
-        )
+        self.mag = self.text.init_like_bert(MAG(self.text.hidden_size, cfg.dims[1], cfg.dims[2], cfg.beta_shift,
+                                                cfg.dropout_prob))
 
     def forward(self, batch) -> ModelOutput:
         length = batch.text_ids.shape[1]
         audio, vision = avg_pool_to(batch.audio, length), avg_pool_to(batch.vision, length)
-        seq = self.text(
-            batch.text_ids, batch.text_mask, batch.text_segment, fuse=lambda e: self.mag(e, audio, vision)
-        )
+        seq = self.text(batch.text_ids, batch.text_mask, batch.text_segment, fuse=lambda e: self.mag(e, audio, vision))
         pooled = self.text.pool(seq)
         return ModelOutput(pred=self.classifier(self.dropout(pooled)), features={"t": seq[:, 0], "f": pooled})
 

@@ -241,7 +241,8 @@ class PaSE(MSAModel):
         d = cfg.d
 
         def seq(d_in: int) -> SeqEncoder:
-            return SeqEncoder(d_in, d, cfg.enc_layers, cfg.enc_heads, cfg.enc_ffn, cfg.dropout, cfg.pos, cfg.pos_max_len)
+            return SeqEncoder(d_in, d, cfg.enc_layers, cfg.enc_heads, cfg.enc_ffn, cfg.dropout, cfg.pos,
+                              cfg.pos_max_len)
 
         self.seq_text = cfg.text_input == "features"
         if self.seq_text:  # IEMOCAP GloVe: the audio/vision encoder; its Linear(d, d) is the projection
@@ -276,13 +277,11 @@ class PaSE(MSAModel):
         if cfg.text_input not in ("ids", "features"):
             raise ValueError(f"PaSE config text_input='{cfg.text_input}': expected 'ids' (BERT) or 'features' (seq)")
         if cfg.text_encoder == "seq" and cfg.text_input != "features":
-            raise ValueError(
-                "PaSE config text_encoder='seq' reads pre-extracted text features: set text_input='features'"
-            )
+            raise ValueError("PaSE config text_encoder='seq' reads pre-extracted text features: "
+                             "set text_input='features'")
         if cfg.task == "iemocap" and cfg.prototype_bins != IEMOCAP_BINS:
-            raise ValueError(
-                f"PaSE config prototype_bins={cfg.prototype_bins}: IEMOCAP has {IEMOCAP_BINS} emotion classes"
-            )
+            raise ValueError(f"PaSE config prototype_bins={cfg.prototype_bins}: IEMOCAP has {IEMOCAP_BINS} "
+                             "emotion classes")
         if cfg.task == "regression" and cfg.prototype_bins not in REGRESSION_BINS:
             raise ValueError(f"PaSE config prototype_bins={cfg.prototype_bins}: expected one of {REGRESSION_BINS}")
         if cfg.sgm_mode not in SGM_MODES:
@@ -419,8 +418,8 @@ class PaSE(MSAModel):
         zero = task.new_zeros(())
         with _no_autocast(task.device):
             intra = self.intra_loss(output.features, classes) if cfg.use_pcl else zero
-            use_cal = cfg.use_cal and self.phase == 2
-            cal = self.cal_terms(output.features, classes) if use_cal else dict.fromkeys(("match", "reg", "omega"), zero)
+            cal = (self.cal_terms(output.features, classes) if cfg.use_cal and self.phase == 2
+                   else dict.fromkeys(("match", "reg", "omega"), zero))
         inter = cal["match"] + cfg.reg_weight * cal["reg"] + cfg.omega_weight * cal["omega"]
         total = task + unimodal + cfg.intra_weight * intra + cfg.inter_weight * inter
         return {

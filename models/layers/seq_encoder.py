@@ -74,10 +74,9 @@ class SeqEncoder(nn.Module):
         self.inp = nn.Linear(d_in, d)
         self.pos_emb = nn.Parameter(torch.randn(max_len, d) * 0.02) if pos == "learned" else None
         self.drop = nn.Dropout(dropout)
-        self.layers = nn.ModuleList(
+        self.layers = nn.ModuleList(  # built one by one, not cloned (module docstring)
             nn.TransformerEncoderLayer(d, heads, ffn, dropout, activation="gelu", batch_first=True, norm_first=True)
-            for _ in range(layers)
-        )
+            for _ in range(layers))
         self.norm = nn.LayerNorm(d)
         self.proj = nn.Linear(d, d)
 

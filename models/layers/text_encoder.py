@@ -155,10 +155,8 @@ def _build_text_encoder(spec: str, vocab_size: int | None, pooler: bool, attenti
     path = Path(os.path.expanduser(spec))
     local = path.is_dir()
     if local and not (path / "config.json").is_file():
-        raise TextEncoderError(
-            f"text encoder directory '{path}' has no config.json; expected a Hugging Face checkpoint "
-            "folder (config.json, vocab.txt and model.safetensors or pytorch_model.bin)"
-        )
+        raise TextEncoderError(f"text encoder directory '{path}' has no config.json; expected a Hugging Face "
+                               "checkpoint folder (config.json, vocab.txt and model.safetensors or pytorch_model.bin)")
     if not local and ("/" in spec or os.sep in spec or spec.startswith(".")):
         raise TextEncoderError(f"text encoder path '{spec}' does not exist (pass a local checkpoint directory)")
     source = str(path) if local else spec  # else a hub name, only if already cached locally
@@ -167,12 +165,11 @@ def _build_text_encoder(spec: str, vocab_size: int | None, pooler: bool, attenti
     except (OSError, ValueError) as err:
         if local:
             raise TextEncoderError(f"cannot load text encoder from '{path}': {err}") from err
-        raise TextEncoderError(
-            f"text encoder '{spec}' is not a local directory and is not in the local Hugging Face cache, "
-            "and msabench never downloads. Pass a local checkpoint folder with --text-encoder PATH "
-            "(e.g. a copy of bert-base-uncased), or --text-encoder bert-base for random-init BERT-base "
-            "shapes (parameter counts, speed), or --text-encoder tiny for tests."
-        ) from None
+        raise TextEncoderError(f"text encoder '{spec}' is not a local directory and is not in the local Hugging "
+                               "Face cache, and msabench never downloads. Pass a local checkpoint folder with "
+                               "--text-encoder PATH (e.g. a copy of bert-base-uncased), or --text-encoder bert-base for "
+                               "random-init BERT-base shapes (parameter counts, speed), or --text-encoder tiny for "
+                               "tests.") from None
     _check_bert_like(model, source)
     return TextEncoder(model, source)
 
