@@ -360,15 +360,13 @@ class CLGSI(MSAModel):
         bert_decay, bert_no_decay = split_no_decay(self.text_model)
         sub = {id(p) for m in (self.text_model, self.audio_model, self.video_model) for p in m.parameters()}
         other = [p for p in self.parameters() if id(p) not in sub]
-        return [
-            {"name": "bert", "params": live(bert_decay), "lr": cfg.lr_bert, "weight_decay": cfg.weight_decay_bert},
-            {"name": "bert_no_decay", "params": live(bert_no_decay), "lr": cfg.lr_bert, "weight_decay": 0.0},
-            {"name": "audio", "params": live(self.audio_model.parameters()), "lr": cfg.lr_audio,
-             "weight_decay": cfg.weight_decay_audio},
-            {"name": "video", "params": live(self.video_model.parameters()), "lr": cfg.lr_video,
-             "weight_decay": cfg.weight_decay_video},
-            {"name": "other", "params": live(other), "lr": cfg.lr, "weight_decay": cfg.weight_decay},
-        ]
+        return [{"name": "bert", "params": live(bert_decay), "lr": cfg.lr_bert, "weight_decay": cfg.weight_decay_bert},
+                {"name": "bert_no_decay", "params": live(bert_no_decay), "lr": cfg.lr_bert, "weight_decay": 0.0},
+                {"name": "audio", "params": live(self.audio_model.parameters()), "lr": cfg.lr_audio,
+                 "weight_decay": cfg.weight_decay_audio},
+                {"name": "video", "params": live(self.video_model.parameters()), "lr": cfg.lr_video,
+                 "weight_decay": cfg.weight_decay_video},
+                {"name": "other", "params": live(other), "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
 
     def lr_schedule(self) -> Schedule:
         cfg = self.cfg
@@ -403,11 +401,9 @@ class CLGSI(MSAModel):
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # each branch: its encoder, gate branch and post layers (unused layer_2 included); GLFK and the head are shared
         of = lambda *mods: [p for mod in mods for p in mod.parameters()]  # noqa: E731
-        return {
-            "t": of(self.text_model, self.text_skip_net, self.post_text_layer_1, self.unused_post_text_layer_2),
-            "a": of(self.audio_model, self.audio_skip_net, self.post_audio_layer_1, self.unused_post_audio_layer_2),
-            "v": of(self.video_model, self.video_skip_net, self.post_video_layer_1, self.unused_post_video_layer_2),
-        }
+        return {"t": of(self.text_model, self.text_skip_net, self.post_text_layer_1, self.unused_post_text_layer_2),
+                "a": of(self.audio_model, self.audio_skip_net, self.post_audio_layer_1, self.unused_post_audio_layer_2),
+                "v": of(self.video_model, self.video_skip_net, self.post_video_layer_1, self.unused_post_video_layer_2)}
 
     def summary(self) -> dict[str, Any]:
         cfg = self.cfg

@@ -274,11 +274,9 @@ class EUAR(MSAModel):
         return masked_mean(trans(h), lengths_mask(lengths, h.shape[1]))  # variant
 
     def encode(self, batch) -> dict[str, torch.Tensor]:
-        return {
-            "t": self.encode_text(batch),
-            "a": self._encode_av(batch.audio, batch.audio_lengths, self.proj_a, self.trans_a),
-            "v": self._encode_av(batch.vision, batch.vision_lengths, self.proj_v, self.trans_v),
-        }
+        return {"t": self.encode_text(batch),
+                "a": self._encode_av(batch.audio, batch.audio_lengths, self.proj_a, self.trans_a),
+                "v": self._encode_av(batch.vision, batch.vision_lengths, self.proj_v, self.trans_v)}
 
     # -- fusion ---------------------------------------------------------------------------
     def _fuse(self, reps: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -307,21 +305,17 @@ class EUAR(MSAModel):
         c = self.cfg
         other = [*self.trans_a.parameters(), *self.trans_v.parameters(), *self.fusion.parameters(),
                  *self.proj_a.parameters(), *self.proj_v.parameters()]
-        return [
-            {"name": "bert", "params": [*self.text.parameters(), *self.text_proj.parameters()],
-             "lr": c.lr_bert, "weight_decay": c.weight_decay},  # optimizer_l
-            {"name": "other", "params": other, "lr": c.lr, "weight_decay": c.weight_decay},  # optimizer_all
-            {"name": "unused", "params": list(self.unused_proj_l.parameters()), "lr": 0.0, "weight_decay": 0.0},
-        ]
+        return [{"name": "bert", "params": [*self.text.parameters(), *self.text_proj.parameters()],
+                 "lr": c.lr_bert, "weight_decay": c.weight_decay},  # optimizer_l
+                {"name": "other", "params": other, "lr": c.lr, "weight_decay": c.weight_decay},  # optimizer_all
+                {"name": "unused", "params": list(self.unused_proj_l.parameters()), "lr": 0.0, "weight_decay": 0.0}]
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # each branch up to and including its MoE; the head and the dead modules are in none
         moe = self.fusion.moe
-        return {
-            "t": [*self.text.parameters(), *self.text_proj.parameters(), *moe["t"].parameters()],
-            "a": [*self.proj_a.parameters(), *self.trans_a.parameters(), *moe["a"].parameters()],
-            "v": [*self.proj_v.parameters(), *self.trans_v.parameters(), *moe["v"].parameters()],
-        }
+        return {"t": [*self.text.parameters(), *self.text_proj.parameters(), *moe["t"].parameters()],
+                "a": [*self.proj_a.parameters(), *self.trans_a.parameters(), *moe["a"].parameters()],
+                "v": [*self.proj_v.parameters(), *self.trans_v.parameters(), *moe["v"].parameters()]}
 
     def summary(self) -> dict[str, Any]:
         c = self.cfg

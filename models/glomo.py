@@ -306,10 +306,8 @@ class GLoMo(MSAModel):
             if p.requires_grad:
                 (no_decay if any(k in name for k in NO_DECAY) else decay).append(p)
         cfg = self.cfg
-        return [
-            {"name": "decay", "params": decay, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
-            {"name": "no_decay", "params": no_decay, "lr": cfg.lr, "weight_decay": 0.0},
-        ]
+        return [{"name": "decay", "params": decay, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+                {"name": "no_decay", "params": no_decay, "lr": cfg.lr, "weight_decay": 0.0}]
 
     def lr_schedule(self) -> Schedule:
         """The code's train_epoch: a fresh AdamW (moments and step counts reset) and the
@@ -321,12 +319,10 @@ class GLoMo(MSAModel):
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # a branch: its encoder, its projections and its MoE; fusion, poolings and head are shared
-        return {
-            "t": [*self.text.parameters(), *self.text_global.parameters(), *self.text_conv.parameters(),
-                  *self.moe["t"].parameters()],
-            "a": [*self.audio.parameters(), *self.moe["a"].parameters()],
-            "v": [*self.vision.parameters(), *self.moe["v"].parameters()],
-        }
+        return {"t": [*self.text.parameters(), *self.text_global.parameters(), *self.text_conv.parameters(),
+                      *self.moe["t"].parameters()],
+                "a": [*self.audio.parameters(), *self.moe["a"].parameters()],
+                "v": [*self.vision.parameters(), *self.moe["v"].parameters()]}
 
 
 # -- presets ------------------------------------------------------------------------------

@@ -58,11 +58,9 @@ class LateFusion(MSAModel):
         return _masked_mean(batch.text_feats, lengths)
 
     def encode(self, batch) -> dict[str, torch.Tensor]:
-        pooled = {
-            "t": self._pooled_text(batch),
-            "a": _masked_mean(batch.audio, batch.audio_lengths),
-            "v": _masked_mean(batch.vision, batch.vision_lengths),
-        }
+        pooled = {"t": self._pooled_text(batch),
+                  "a": _masked_mean(batch.audio, batch.audio_lengths),
+                  "v": _masked_mean(batch.vision, batch.vision_lengths)}
         return {m: self.branch[m](x) for m, x in pooled.items()}
 
     def fuse(self, reps: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -95,11 +95,9 @@ class MAGBert(BertClassifier):
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # the gate's audio and vision halves; its LayerNorm and the head are shared (in no branch)
-        return {
-            "t": list(self.text.parameters()),
-            "a": [*self.mag.W_ha.parameters(), *self.mag.W_a.parameters()],
-            "v": [*self.mag.W_hv.parameters(), *self.mag.W_v.parameters()],
-        }
+        return {"t": list(self.text.parameters()),
+                "a": [*self.mag.W_ha.parameters(), *self.mag.W_a.parameters()],
+                "v": [*self.mag.W_hv.parameters(), *self.mag.W_v.parameters()]}
 
 
 # -- presets ---------------------------------------------------

@@ -231,11 +231,9 @@ class MCLMCF(MSAModel):
         if batch.text_ids is None:
             raise ValueError("MCL-MCF needs BERT token ids (text_input 'ids' or 'raw_text'); this data has GloVe "
                              "text only (MulT pickles carry no raw_text)")
-        return {
-            "t": self.text_enc.cls(batch.text_ids, batch.text_mask, batch.text_segment),
-            "a": self.acoustic_enc(batch.audio, batch.audio_lengths),
-            "v": self.visual_enc(batch.vision, batch.vision_lengths),
-        }
+        return {"t": self.text_enc.cls(batch.text_ids, batch.text_mask, batch.text_segment),
+                "a": self.acoustic_enc(batch.audio, batch.audio_lengths),
+                "v": self.visual_enc(batch.vision, batch.vision_lengths)}
 
     def branches(self, reps: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """res (text), res2 (vision), res3 (audio): ReLU(Conv1d_k1) to R (getresNet1-3)."""
@@ -303,20 +301,16 @@ class MCLMCF(MSAModel):
     def param_groups(self) -> list[dict[str, Any]]:
         cfg = self.cfg
         bert = {id(p) for p in self.text_enc.parameters()}
-        return [
-            {"name": "bert", "params": list(self.text_enc.parameters()), "lr": cfg.lr_bert,
-             "weight_decay": cfg.weight_decay_bert},
-            {"name": "main", "params": [p for p in self.parameters() if id(p) not in bert], "lr": cfg.lr,
-             "weight_decay": cfg.weight_decay},
-        ]
+        return [{"name": "bert", "params": list(self.text_enc.parameters()), "lr": cfg.lr_bert,
+                 "weight_decay": cfg.weight_decay_bert},
+                {"name": "main", "params": [p for p in self.parameters() if id(p) not in bert], "lr": cfg.lr,
+                 "weight_decay": cfg.weight_decay}]
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # each branch: its encoder and its MCF branch (getresNet1/2/3); hubs, Clips, TCF and the head are shared
-        return {
-            "t": [*self.text_enc.parameters(), *self.get_res_t.parameters()],
-            "a": [*self.acoustic_enc.parameters(), *self.get_res_a.parameters()],
-            "v": [*self.visual_enc.parameters(), *self.get_res_v.parameters()],
-        }
+        return {"t": [*self.text_enc.parameters(), *self.get_res_t.parameters()],
+                "a": [*self.acoustic_enc.parameters(), *self.get_res_a.parameters()],
+                "v": [*self.visual_enc.parameters(), *self.get_res_v.parameters()]}
 
     def summary(self) -> dict[str, Any]:
         cfg = self.cfg

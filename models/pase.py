@@ -422,18 +422,14 @@ class PaSE(MSAModel):
                    else dict.fromkeys(("match", "reg", "omega"), zero))
         inter = cal["match"] + cfg.reg_weight * cal["reg"] + cfg.omega_weight * cal["omega"]
         total = task + unimodal + cfg.intra_weight * intra + cfg.inter_weight * inter
-        return {
-            "total": total, "task": task, "unimodal": unimodal, **{f"unimodal_{m}": uni[m] for m in MODALITIES},
-            "intra": intra, **cal, "inter": inter,
-        }
+        return {"total": total, "task": task, "unimodal": unimodal, **{f"unimodal_{m}": uni[m] for m in MODALITIES},
+                "intra": intra, **cal, "inter": inter}
 
     # -- optimizer groups ---------------------------------------------------------------
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
-        return {
-            "t": [*self.text_encoder.parameters(), *self.text_proj.parameters(), *self.heads["t"].parameters()],
-            "a": [*self.encoders["a"].parameters(), *self.heads["a"].parameters()],
-            "v": [*self.encoders["v"].parameters(), *self.heads["v"].parameters()],
-        }
+        return {"t": [*self.text_encoder.parameters(), *self.text_proj.parameters(), *self.heads["t"].parameters()],
+                "a": [*self.encoders["a"].parameters(), *self.heads["a"].parameters()],
+                "v": [*self.encoders["v"].parameters(), *self.heads["v"].parameters()]}
 
     def param_groups(self) -> list[dict[str, Any]]:
         """text / audio / vision / shared (gates, fused head), each tagged with its modality for SGM.

@@ -64,11 +64,9 @@ class SelfMM(ULGMModel):
         `batch.audio_lengths` / `vision_lengths`: the files' own for unaligned data; for aligned
         data the loader sets them to the text length sum(input_mask), as MMSA's Self-MM does
         (bench/data/mmsa.py rule 4). Masking the text keeps them, so audio never depends on it."""
-        return {
-            "t": self.text.cls(batch.text_ids, batch.text_mask, batch.text_segment),
-            "a": self.audio_net(batch.audio, batch.audio_lengths),
-            "v": self.video_net(batch.vision, batch.vision_lengths),
-        }
+        return {"t": self.text.cls(batch.text_ids, batch.text_mask, batch.text_segment),
+                "a": self.audio_net(batch.audio, batch.audio_lengths),
+                "v": self.video_net(batch.vision, batch.vision_lengths)}
 
     def fuse(self, reps: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.heads["f"](torch.cat([reps["t"], reps["a"], reps["v"]], dim=-1))[1]
@@ -82,11 +80,9 @@ class SelfMM(ULGMModel):
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # each branch: its encoder and its unimodal head; the fusion head is shared
-        return {
-            "t": [*self.text.parameters(), *self.heads["t"].parameters()],
-            "a": [*self.audio_net.parameters(), *self.heads["a"].parameters()],
-            "v": [*self.video_net.parameters(), *self.heads["v"].parameters()],
-        }
+        return {"t": [*self.text.parameters(), *self.heads["t"].parameters()],
+                "a": [*self.audio_net.parameters(), *self.heads["a"].parameters()],
+                "v": [*self.video_net.parameters(), *self.heads["v"].parameters()]}
 
 
 # -- presets ---------------------------------------------------
