@@ -191,12 +191,11 @@ class MFON(MSAModel):
         self.vision_with_text = cross(cfg.vision_text_layers)
         self.proj_a = nn.Linear(cfg.dims[1], d)
         self.audio_with_text = cross(cfg.audio_text_layers)
-        self.teacher = nn.ModuleDict({
-            "v": Teacher(cfg.dims[2], d, cfg.teacher_heads, cfg.vision_teacher_layers, cfg.vision_teacher_dropout, ffn,
-                         cfg.teacher_attn_mask),
-            "a": Teacher(cfg.dims[1], d, cfg.teacher_heads, cfg.audio_teacher_layers, cfg.audio_teacher_dropout, ffn,
-                         cfg.teacher_attn_mask),
-        })
+        def teacher(d_in: int, layers: int, p: float) -> Teacher:
+            return Teacher(d_in, d, cfg.teacher_heads, layers, p, ffn, cfg.teacher_attn_mask)
+
+        self.teacher = nn.ModuleDict({"v": teacher(cfg.dims[2], cfg.vision_teacher_layers, cfg.vision_teacher_dropout),
+                                      "a": teacher(cfg.dims[1], cfg.audio_teacher_layers, cfg.audio_teacher_dropout)})
         self.decoder = MLP(3 * d, [d, d // 2, d // 8], cfg.n_out)  # TVA_decoder
         # stage-1 heads (VisionPretrain / AudioPretrain classifier): not part of TVA_fusion
         self.teacher_head = nn.ModuleDict({m: MLP(d, [d // 2, d // 8], cfg.n_out) for m in "va"})
@@ -329,7 +328,8 @@ class MFON(MSAModel):
         ams = cfg.pretrain_amsgrad
         return [group("text", of(self.text, self.proj_t), cfg.text_lr, cfg.text_decay),
                 group("audio", [*of(self.proj_a, self.audio_with_text), self.prompt_a], cfg.audio_lr, cfg.audio_decay),
-                group("vision", [*of(self.proj_v, self.vision_with_text), self.prompt_v], cfg.vision_lr, cfg.vision_decay),
+                group("vision", [*of(self.proj_v, self.vision_with_text), self.prompt_v], cfg.vision_lr,
+                      cfg.vision_decay),
                 group("other", of(self.decoder), cfg.lr, cfg.weight_decay),
                 group("teacher_v", self.teacher_parameters("v"), cfg.vision_pretrain_lr, cfg.vision_pretrain_decay, ams),
                 group("teacher_a", self.teacher_parameters("a"), cfg.audio_pretrain_lr, cfg.audio_pretrain_decay, ams)]

@@ -253,10 +253,8 @@ class PaSE(MSAModel):
             self.text_proj = nn.Linear(self.text_encoder.hidden_size, d)
         self.encoders = nn.ModuleDict({"a": seq(cfg.dims[1]), "v": seq(cfg.dims[2])})
         self.heads = nn.ModuleDict({m: _mlp(d, cfg.head_hidden, cfg.n_out, cfg.dropout) for m in MODALITIES})
-        self.gates = nn.ModuleDict({
-            m: nn.Sequential(nn.Linear(1, cfg.gate_hidden), nn.ReLU(), nn.Linear(cfg.gate_hidden, 1))
-            for m in MODALITIES
-        })
+        g = cfg.gate_hidden
+        self.gates = nn.ModuleDict({m: nn.Sequential(nn.Linear(1, g), nn.ReLU(), nn.Linear(g, 1)) for m in MODALITIES})
         self.fusion = _mlp(3 * d, d, cfg.n_out, cfg.dropout)
         k = IEMOCAP_BINS if cfg.task == "iemocap" else cfg.prototype_bins
         self.banks = nn.ModuleDict({m: PrototypeBank(k, d, cfg.proto_momentum) for m in MODALITIES})
