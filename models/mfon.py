@@ -191,9 +191,8 @@ class MFON(MSAModel):
         self.vision_with_text = cross(cfg.vision_text_layers)
         self.proj_a = nn.Linear(cfg.dims[1], d)
         self.audio_with_text = cross(cfg.audio_text_layers)
-        def teacher(d_in: int, layers: int, p: float) -> Teacher:
-            return Teacher(d_in, d, cfg.teacher_heads, layers, p, ffn, cfg.teacher_attn_mask)
-
+        teacher = lambda d_in, layers, drop: Teacher(d_in, d, cfg.teacher_heads, layers, drop, ffn,  # noqa: E731
+                                                     cfg.teacher_attn_mask)
         self.teacher = nn.ModuleDict({"v": teacher(cfg.dims[2], cfg.vision_teacher_layers, cfg.vision_teacher_dropout),
                                       "a": teacher(cfg.dims[1], cfg.audio_teacher_layers, cfg.audio_teacher_dropout)})
         self.decoder = MLP(3 * d, [d, d // 2, d // 8], cfg.n_out)  # TVA_decoder
