@@ -348,11 +348,9 @@ class KEBR(MSAModel):
 
     def param_groups(self) -> list[dict[str, Any]]:
         c = self.cfg
-        groups = [
-            {"name": "bert", "params": list(self.text.parameters()), "lr": c.lr_bert, "weight_decay": c.weight_decay},
-            {"name": "fusion", "params": list(self.fusion.parameters()), "lr": c.lr_fusion, "weight_decay": c.weight_decay},
-            {"name": "head", "params": list(self.head.parameters()), "lr": c.lr, "weight_decay": c.weight_decay},
-        ]
+        groups = [{"name": name, "params": list(mod.parameters()), "lr": lr, "weight_decay": c.weight_decay}
+                  for name, mod, lr in (("bert", self.text, c.lr_bert), ("fusion", self.fusion, c.lr_fusion),
+                                        ("head", self.head, c.lr))]
         if self.fitter is not None:  # trains only in the pretrain stage (its own group there)
             groups.append({"name": "fitter", "params": list(self.fitter.parameters()), "lr": c.pretrain_lr,
                            "weight_decay": 0.0})
