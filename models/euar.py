@@ -18,9 +18,8 @@ Forward (EUAR.py `EUAR.forward` / `test`, `fusion`; MoE.py):
    split order; the result records `batch_dependent_eval`); output sum_e g_e * mu_e;
 4. head: cat[audio, vision, text] (216) -> 4 x (Linear (Kaiming-normal, bias 0) -> LayerNorm
    -> ReLU) with widths 72, 128, 256, 128 -> Linear(128 -> 1).
-Loss (EUAR.py:250-254, MoE.py:146-149): 10 * L1 + 1e-5 * sum over modalities of
-(load-balance + mean over experts of KL + U), with load-balance = E^2 * mean_e(mean_b p *
-mean_b M), KL_e = mean_b sum_j -(1 + logvar - mu^2 - exp(logvar)) / 2 and the U-loss
+Loss (EUAR.py:250-254, MoE.py:146-149): 10 * L1 + 1e-5 * sum over modalities of (load-balance
++ mean over experts of KL + U) (`load_balance_loss`, `kl_to_standard_normal`), with the U-loss
 U = mean_b sum_e g_{b,e} * sum_j sigma^2_{e,b,j}.
 
 Dead modules (built, never used; they count, as in the PaSE supplement): `EUAR.proj_l`
