@@ -55,7 +55,8 @@ Harness decisions and deviations (each a field below with its source):
 - `teacher_dropout_in_fusion`: the frozen teachers run in training mode during fusion, as coded
   (`model.train()` reaches them; dropout 0.3 on the MOSI vision teacher);
 - eval predictions depend on the batch (the causal window follows the batch's padded text
-  width): eval batch 32 in split order (the valid loader's), `batch_dependent_eval` = `attn_mask`;
+  width): eval batch 32 in split order, as the (unshuffled) valid loader; `summary()` records
+  `batch_dependent_eval` (= `attn_mask`);
 - K and V of a stack share one embedding-dropout mask (the shared MulT layer; the code
   draws two): identical in evaluation, the same dropout rate in training;
 - stage None (the model used outside the trainer, e.g. registry tests): the fusion stage with
