@@ -453,17 +453,13 @@ _OFFICIAL_SIMS = replace(  # c1070c8 config_regression.py sims (:175-211)
 # synthetic `demo` (harness decision): a tiny random-init BERT (lr 5e-4: it learns from
 # scratch), 16-wide features, ff 128, batch 32; warm-up over the 4 demo epochs (40 steps per
 # epoch, 16 warm-up steps), gamma and r MOSI's
-_DEMO = replace(
-    _OFFICIAL_MOSI, text_encoder="tiny", text_vocab_size=2048, lr_bert=5e-4, batch_size=32,
-    encoder_ff_dim=128, post_fusion_dim=16, post_text_dim=16, post_audio_dim=16, post_video_dim=16,
-    warm_up_epochs=4, max_epochs=4, early_stop_patience=2,
-)
-PRESETS = {
-    ("mosi", "official"): _OFFICIAL_MOSI,
-    ("mosei", "official"): _OFFICIAL_MOSEI,
-    ("sims", "official"): _OFFICIAL_SIMS,
-    ("synthetic", "demo"): _DEMO,
-}
+_DEMO = replace(_OFFICIAL_MOSI, text_encoder="tiny", text_vocab_size=2048, lr_bert=5e-4, batch_size=32,
+                encoder_ff_dim=128, post_fusion_dim=16, post_text_dim=16, post_audio_dim=16, post_video_dim=16,
+                warm_up_epochs=4, max_epochs=4, early_stop_patience=2)
+PRESETS = {("mosi", "official"): _OFFICIAL_MOSI,
+           ("mosei", "official"): _OFFICIAL_MOSEI,
+           ("sims", "official"): _OFFICIAL_SIMS,
+           ("synthetic", "demo"): _DEMO}
 
 
 @register_model("clgsi", config=CLGSIConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,

@@ -338,12 +338,10 @@ _DEMO = replace(_OFFICIAL_MOSI, dims=(768, 5, 20), text_encoder="tiny", text_voc
 # (MulT's file has MOSEI's 74/35 widths) with the MulT protocol's 4 x 2 logits and CE; the MoE
 # terms use no labels, so only the task loss changes. Text: words recovered from GloVe (--glove).
 _IEMOCAP = replace(_OFFICIAL_MOSEI, task="iemocap", n_out=8)
-PRESETS = {
-    ("mosi", "official"): _OFFICIAL_MOSI,
-    ("mosei", "official"): _OFFICIAL_MOSEI,
-    ("iemocap", "official"): _IEMOCAP,
-    ("synthetic", "demo"): _DEMO,
-}
+PRESETS = {("mosi", "official"): _OFFICIAL_MOSI,
+           ("mosei", "official"): _OFFICIAL_MOSEI,
+           ("iemocap", "official"): _IEMOCAP,
+           ("synthetic", "demo"): _DEMO}
 
 
 @register_model("euar", config=EUARConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,

@@ -346,22 +346,18 @@ _OFFICIAL_MOSEI = replace(
 # synthetic `demo` (harness decision): tiny random-init BERT over the 2048-id synthetic
 # vocabulary, d 32 with 4 heads, 1-layer a/v encoders, a small fusion FFN; lr 5e-4 as
 # bert_text's demo (a random-init encoder learns from scratch); no step schedule.
-_DEMO = replace(
-    _OFFICIAL_MOSI, dims=(768, 5, 20), text_encoder="tiny", text_vocab_size=2048,
-    d=32, heads=4, layers=1, fusion_ff=64, lr=5e-4, batch_size=32, eval_batch_size=None,
-    max_epochs=4, early_stop_patience=2, lr_milestones=(),
-)
+_DEMO = replace(_OFFICIAL_MOSI, dims=(768, 5, 20), text_encoder="tiny", text_vocab_size=2048,
+                d=32, heads=4, layers=1, fusion_ff=64, lr=5e-4, batch_size=32, eval_batch_size=None,
+                max_epochs=4, early_stop_patience=2, lr_milestones=())
 
 # IEMOCAP (harness decision; the repository has no IEMOCAP code): the MOSEI preset (MulT's file
 # has MOSEI's 74/35 widths) with the MulT protocol's 4 x 2 logits and CE; the loss is task + MoE,
 # nothing regression-specific. Text: the words recovered from the GloVe vectors (--glove).
 _IEMOCAP = replace(_OFFICIAL_MOSEI, task="iemocap", n_out=8)
-PRESETS = {
-    ("mosi", "official"): _OFFICIAL_MOSI,
-    ("mosei", "official"): _OFFICIAL_MOSEI,
-    ("iemocap", "official"): _IEMOCAP,
-    ("synthetic", "demo"): _DEMO,
-}
+PRESETS = {("mosi", "official"): _OFFICIAL_MOSI,
+           ("mosei", "official"): _OFFICIAL_MOSEI,
+           ("iemocap", "official"): _IEMOCAP,
+           ("synthetic", "demo"): _DEMO}
 
 
 @register_model("glomo", config=GLoMoConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,

@@ -404,14 +404,12 @@ _IEMOCAP = replace(_OFFICIAL_MOSEI, task="iemocap", n_out=8)
 _OFFICIAL_SIMS = replace(_OFFICIAL_MOSI, dims=(768, 33, 709), text_encoder="bert-base-chinese", text_vocab_size=21128)
 # CH-SIMS v2: KEBR's code has no SIMS v2 route; harness decision: the SIMS preset, ch-simsv2s.pkl widths
 _SIMSV2 = replace(_OFFICIAL_SIMS, dims=(768, 25, 177))
-PRESETS = {
-    ("mosi", "official"): _OFFICIAL_MOSI,
-    ("mosei", "official"): _OFFICIAL_MOSEI,
-    ("sims", "official"): _OFFICIAL_SIMS,
-    ("simsv2", "official"): _SIMSV2,
-    ("iemocap", "official"): _IEMOCAP,
-    ("synthetic", "demo"): _DEMO,
-}
+PRESETS = {("mosi", "official"): _OFFICIAL_MOSI,
+           ("mosei", "official"): _OFFICIAL_MOSEI,
+           ("sims", "official"): _OFFICIAL_SIMS,
+           ("simsv2", "official"): _SIMSV2,
+           ("iemocap", "official"): _IEMOCAP,
+           ("synthetic", "demo"): _DEMO}
 
 
 @register_model("kebr", config=KEBRConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,

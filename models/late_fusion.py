@@ -102,12 +102,10 @@ PRESETS = {
     ("iemocap", "mmsa"): LateFusionConfig(task="iemocap", n_out=8, dims=(300, 74, 35), setting="aligned", **_BASE),
 }
 # `bench tune` search space (harness decision: late_fusion is the harness's own model)
-SEARCH_SPACE = {
-    "lr": around_preset(10, source="harness decision: log-uniform [preset/10, preset*10]"),
-    "dropout": uniform(0.0, 0.5, source="harness decision"),
-    "hidden": choice(16, 32, 64, source="harness decision"),
-    "unimodal_weight": uniform(0.0, 1.0, source="harness decision"),
-}
+SEARCH_SPACE = {"lr": around_preset(10, source="harness decision: log-uniform [preset/10, preset*10]"),
+                "dropout": uniform(0.0, 0.5, source="harness decision"),
+                "hidden": choice(16, 32, 64, source="harness decision"),
+                "unimodal_weight": uniform(0.0, 1.0, source="harness decision")}
 
 
 @register_model("late_fusion", config=LateFusionConfig, presets=PRESETS, default_preset="mmsa",

@@ -106,15 +106,13 @@ class MAGBert(BertClassifier):
 # batch 32, L1 | transformers' AdamW 1e-5, wd 0.01, warm-up, batch 48, MSE, 40 epochs; IEMOCAP: the
 # MOSEI values with 4 x 2 logits and CE; synthetic demo: tiny random-init BERT, lr 5e-4).
 # MAG adds its gate: (beta_shift, dropout_prob).
-_GATE = {
-    ("mosi", "mmsa"): (1.0, 0.3),  # MMSA config_regression.json bert_mag mosi
-    ("mosei", "mmsa"): (1.0, 0.2),  # bert_mag mosei
-    ("mosi", "paper"): (1.0, 0.5),  # multimodal_driver.py --beta_shift 1.0 --dropout_prob 0.5
-    ("mosei", "paper"): (1.0, 0.5),
-    ("iemocap", "mmsa"): (1.0, 0.2),  # the MOSEI values
-    ("iemocap", "paper"): (1.0, 0.5),
-    ("synthetic", "demo"): (1.0, 0.3),  # harness decision: the MMSA MOSI gate
-}
+_GATE = {("mosi", "mmsa"): (1.0, 0.3),  # MMSA config_regression.json bert_mag mosi
+         ("mosei", "mmsa"): (1.0, 0.2),  # bert_mag mosei
+         ("mosi", "paper"): (1.0, 0.5),  # multimodal_driver.py --beta_shift 1.0 --dropout_prob 0.5
+         ("mosei", "paper"): (1.0, 0.5),
+         ("iemocap", "mmsa"): (1.0, 0.2),  # the MOSEI values
+         ("iemocap", "paper"): (1.0, 0.5),
+         ("synthetic", "demo"): (1.0, 0.3)}  # harness decision: the MMSA MOSI gate
 
 
 # What a MAG-BERT preset takes from the bert_text preset: the task, data widths, text encoder,
@@ -136,11 +134,9 @@ PRESETS = {key: _mag(TEXT_PRESETS[key], *gate) for key, gate in _GATE.items()}
 # `bench tune` search space: MMSA 2.2.1 config/config_tune.json `bert_mag` debugParams (MMSA name
 # in brackets); beta_shift [1] is a single value, so it stays at the preset's.
 _TUNE = "MMSA 2.2.1 config_tune.json bert_mag"
-SEARCH_SPACE = {
-    "batch_size": choice(32, 48, 64, source=_TUNE),
-    "lr": choice(2e-5, 5e-5, 1e-4, 1e-5, source=f"{_TUNE} [learning_rate]"),
-    "dropout_prob": choice(0.1, 0.2, 0.3, 0.4, source=_TUNE),
-}
+SEARCH_SPACE = {"batch_size": choice(32, 48, 64, source=_TUNE),
+                "lr": choice(2e-5, 5e-5, 1e-4, 1e-5, source=f"{_TUNE} [learning_rate]"),
+                "dropout_prob": choice(0.1, 0.2, 0.3, 0.4, source=_TUNE)}
 
 
 # MMSA's bert_mag sets need_data_aligned (MAG adds audio/vision to each word's embedding), and CH-SIMS /

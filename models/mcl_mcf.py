@@ -325,11 +325,9 @@ _OFFICIAL_MOSEI = replace(_OFFICIAL_MOSI, dims=(768, 74, 35))  # MOSEI: COVAREP 
 # synthetic `demo` (harness decision): tiny random-init BERT (lr 5e-4: it learns from scratch),
 # narrow fusion R = 32 (TCF maps 26^2 = 676), 16-wide LSTMs/hubs, 32-wide Clips and SubNet;
 # lr 1e-3 for the rest (4 epochs), batch 32
-_DEMO = replace(
-    _OFFICIAL_MOSI, text_encoder="tiny", text_vocab_size=2048, lr_bert=5e-4, lr=1e-3,
-    v_lstm_hidden=16, a_lstm_hidden=16, video_out=16, audio_out=16, hub_dim=16, res_dim=32,
-    post_fusion_dim=32, clip_dim=32, batch_size=32, max_epochs=4, early_stop_patience=2,
-)
+_DEMO = replace(_OFFICIAL_MOSI, text_encoder="tiny", text_vocab_size=2048, lr_bert=5e-4, lr=1e-3,
+                v_lstm_hidden=16, a_lstm_hidden=16, video_out=16, audio_out=16, hub_dim=16, res_dim=32,
+                post_fusion_dim=32, clip_dim=32, batch_size=32, max_epochs=4, early_stop_patience=2)
 # IEMOCAP (harness decision; the code supports MOSI/MOSEI regression only): the MOSEI preset on
 # MulT's iemocap_data_noalign.pkl (74/35 widths) with the MulT protocol's 4 x 2 logits and CE in
 # place of L1; the three contrastive levels pair samples by batch position, not by label.
@@ -340,14 +338,12 @@ _IEMOCAP = replace(_OFFICIAL_MOSEI, task="iemocap", n_out=8)
 # (MMSA's SIMS text_bert ids)
 _SIMS = replace(_OFFICIAL_MOSI, dims=(768, 33, 709), text_encoder="bert-base-chinese", text_vocab_size=21128)
 _SIMSV2 = replace(_SIMS, dims=(768, 25, 177))
-PRESETS = {
-    ("mosi", "official"): _OFFICIAL_MOSI,
-    ("mosei", "official"): _OFFICIAL_MOSEI,
-    ("sims", "official"): _SIMS,
-    ("simsv2", "official"): _SIMSV2,
-    ("iemocap", "official"): _IEMOCAP,
-    ("synthetic", "demo"): _DEMO,
-}
+PRESETS = {("mosi", "official"): _OFFICIAL_MOSI,
+           ("mosei", "official"): _OFFICIAL_MOSEI,
+           ("sims", "official"): _SIMS,
+           ("simsv2", "official"): _SIMSV2,
+           ("iemocap", "official"): _IEMOCAP,
+           ("synthetic", "demo"): _DEMO}
 
 
 @register_model("mcl_mcf", config=MCLMCFConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,

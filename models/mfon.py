@@ -376,20 +376,16 @@ _SIMSV2 = replace(_OFFICIAL_SIMS, dims=(768, 25, 177), audio_seq_len=925, vision
 # synthetic `demo` (harness decision): tiny random-init BERT on the synthetic token ids, a
 # 32-wide model with one layer per stack, prompts for the synthetic T = 50, a few epochs per
 # stage, no accumulation (the demo subsets have only a few batches)
-_DEMO = replace(
-    _OFFICIAL_MOSI, text_encoder="tiny", text_vocab_size=2048, text_input="ids", text_max_length=None,
-    encoder_dim=32, cross_heads=4, teacher_heads=4, vision_text_layers=1, audio_text_layers=1,
-    vision_teacher_layers=1, audio_teacher_layers=1, audio_seq_len=50, vision_seq_len=50,
-    text_lr=5e-4, vision_epochs=2, audio_epochs=2, fusion_epochs=3, grad_accum_steps=1, max_epochs=3,
-)
+_DEMO = replace(_OFFICIAL_MOSI, text_encoder="tiny", text_vocab_size=2048, text_input="ids", text_max_length=None,
+                encoder_dim=32, cross_heads=4, teacher_heads=4, vision_text_layers=1, audio_text_layers=1,
+                vision_teacher_layers=1, audio_teacher_layers=1, audio_seq_len=50, vision_seq_len=50,
+                text_lr=5e-4, vision_epochs=2, audio_epochs=2, fusion_epochs=3, grad_accum_steps=1, max_epochs=3)
 
-PRESETS = {
-    ("mosi", "official"): _OFFICIAL_MOSI,
-    ("mosei", "official"): _OFFICIAL_MOSEI,
-    ("sims", "official"): _OFFICIAL_SIMS,
-    ("simsv2", "official"): _SIMSV2,
-    ("synthetic", "demo"): _DEMO,
-}
+PRESETS = {("mosi", "official"): _OFFICIAL_MOSI,
+           ("mosei", "official"): _OFFICIAL_MOSEI,
+           ("sims", "official"): _OFFICIAL_SIMS,
+           ("simsv2", "official"): _SIMSV2,
+           ("synthetic", "demo"): _DEMO}
 
 
 @register_model("mfon", config=MFONConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,

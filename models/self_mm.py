@@ -151,23 +151,21 @@ PRESETS = {**bert_preset_table(_MMSA_MOSI, _MMSA_MOSEI, _PAPER_MOSI, _PAPER_MOSE
 # brackets). Single-valued there, so left at the preset's: learning_rate_bert 5e-5, audio_out 16,
 # video_out 32, a/v_lstm_dropout 0, H 3.0 (t_bert_dropout is unused, text_out is BERT's 768).
 _TUNE = "MMSA 2.2.1 config_tune.json self_mm"
-SEARCH_SPACE = {
-    "batch_size": choice(16, 32, source=_TUNE),
-    "lr_audio": choice(1e-4, 1e-3, 5e-3, source=f"{_TUNE} [learning_rate_audio]"),
-    "lr_video": choice(1e-4, 1e-3, 5e-3, source=f"{_TUNE} [learning_rate_video]"),
-    "lr": choice(1e-4, 1e-3, source=f"{_TUNE} [learning_rate_other]"),
-    "weight_decay_bert": choice(1e-3, 1e-2, source=_TUNE),
-    "weight_decay": choice(1e-3, 1e-2, source=f"{_TUNE} [weight_decay_other]"),
-    "weight_decay_audio": choice(0.0, 1e-3, 1e-2, source=_TUNE),
-    "weight_decay_video": choice(0.0, 1e-3, 1e-2, source=_TUNE),
-    "a_lstm_hidden": choice(16, 32, source=f"{_TUNE} [a_lstm_hidden_size]"),
-    "v_lstm_hidden": choice(32, 64, source=f"{_TUNE} [v_lstm_hidden_size]"),
-    "post_fusion_dim": choice(64, 128, source=_TUNE),
-    "post_text_dim": choice(32, 64, source=_TUNE),
-    "post_audio_dim": choice(16, 32, source=_TUNE),
-    "post_video_dim": choice(16, 32, source=_TUNE),
-    **{f"post_{m}_dropout": choice(0.1, 0.0, source=_TUNE) for m in ("fusion", "text", "audio", "video")},
-}
+SEARCH_SPACE = {"batch_size": choice(16, 32, source=_TUNE),
+                "lr_audio": choice(1e-4, 1e-3, 5e-3, source=f"{_TUNE} [learning_rate_audio]"),
+                "lr_video": choice(1e-4, 1e-3, 5e-3, source=f"{_TUNE} [learning_rate_video]"),
+                "lr": choice(1e-4, 1e-3, source=f"{_TUNE} [learning_rate_other]"),
+                "weight_decay_bert": choice(1e-3, 1e-2, source=_TUNE),
+                "weight_decay": choice(1e-3, 1e-2, source=f"{_TUNE} [weight_decay_other]"),
+                "weight_decay_audio": choice(0.0, 1e-3, 1e-2, source=_TUNE),
+                "weight_decay_video": choice(0.0, 1e-3, 1e-2, source=_TUNE),
+                "a_lstm_hidden": choice(16, 32, source=f"{_TUNE} [a_lstm_hidden_size]"),
+                "v_lstm_hidden": choice(32, 64, source=f"{_TUNE} [v_lstm_hidden_size]"),
+                "post_fusion_dim": choice(64, 128, source=_TUNE),
+                "post_text_dim": choice(32, 64, source=_TUNE),
+                "post_audio_dim": choice(16, 32, source=_TUNE),
+                "post_video_dim": choice(16, 32, source=_TUNE),
+                **{f"post_{m}_dropout": choice(0.1, 0.0, source=_TUNE) for m in ("fusion", "text", "audio", "video")}}
 
 
 @register_model("self_mm", config=SelfMMConfig, presets=PRESETS, default_preset="mmsa", unsupported=UNSUPPORTED,

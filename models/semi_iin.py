@@ -426,13 +426,11 @@ _DEMO = replace(_OFFICIAL_MOSI, seq_lens=(50, 50, 50), d=32, heads=2, mlp_layers
 # 50/925/232, 25/177). Labels in [-1, 1] fill emotion bins 2-4 of the 7 (Supplementary Table 6).
 _SIMS = replace(_OFFICIAL_MOSI, dims=(768, 33, 709), seq_lens=(39, 400, 55))
 _SIMSV2 = replace(_OFFICIAL_MOSI, dims=(768, 25, 177), seq_lens=(50, 925, 232))
-PRESETS = {
-    ("mosi", "official"): _OFFICIAL_MOSI,
-    ("mosei", "official"): _OFFICIAL_MOSEI,
-    ("sims", "official"): _SIMS,
-    ("simsv2", "official"): _SIMSV2,
-    ("synthetic", "demo"): _DEMO,
-}
+PRESETS = {("mosi", "official"): _OFFICIAL_MOSI,
+           ("mosei", "official"): _OFFICIAL_MOSEI,
+           ("sims", "official"): _SIMS,
+           ("simsv2", "official"): _SIMSV2,
+           ("synthetic", "demo"): _DEMO}
 
 
 @register_model("semi_iin", config=SemiIINConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,
