@@ -238,10 +238,8 @@ class GLFK(nn.Module):
 
     def __init__(self, filters: int):
         super().__init__()
-        self.fc = nn.Sequential(
-            nn.Conv2d(1, 1, kernel_size=(1, 3)), nn.Conv2d(1, filters // 2, 1), nn.PReLU(),
-            nn.Conv2d(filters // 2, filters, 1), nn.Conv2d(filters, 1, 1), nn.Tanh(),
-        )
+        self.fc = nn.Sequential(nn.Conv2d(1, 1, kernel_size=(1, 3)), nn.Conv2d(1, filters // 2, 1), nn.PReLU(),
+                                nn.Conv2d(filters // 2, filters, 1), nn.Conv2d(filters, 1, 1), nn.Tanh())
 
     def forward(self, stacked: torch.Tensor) -> torch.Tensor:
         return self.fc(stacked.unsqueeze(1)).squeeze(3).squeeze(1)  # explicit dims: a batch of 1 works

@@ -236,11 +236,10 @@ class GLoMo(MSAModel):
         self.text_conv = nn.Conv1d(hidden, d, kernel_size=3, padding=1, bias=False)  # GLoMo_BertModel.proj_l
         self.audio = SequenceBranch(cfg.dims[1], cfg, cfg.granularity[1])
         self.vision = SequenceBranch(cfg.dims[2], cfg, cfg.granularity[2])
-        self.moe = nn.ModuleDict({
-            m: NoisyTopKMoE(d * g, d, e, d, cfg.top_k, noisy=cfg.noisy_gating, noise_epsilon=cfg.noise_epsilon,
-                            combine=cfg.moe_combine, cdf_mean=cfg.moe_cdf_mean, loss_weight=cfg.moe_loss_weight)
-            for m, g, e in zip("tav", cfg.granularity, cfg.experts, strict=True)
-        })
+        self.moe = nn.ModuleDict({m: NoisyTopKMoE(d * g, d, e, d, cfg.top_k, noisy=cfg.noisy_gating,
+                                                  noise_epsilon=cfg.noise_epsilon, combine=cfg.moe_combine,
+                                                  cdf_mean=cfg.moe_cdf_mean, loss_weight=cfg.moe_loss_weight)
+                                  for m, g, e in zip("tav", cfg.granularity, cfg.experts, strict=True)})
         layer = nn.TransformerEncoderLayer(d, cfg.heads, cfg.fusion_ff, cfg.fusion_dropout, batch_first=True)
         # deep-copies `layer`, as in the code; batch-first on (B, 6, d) = the code's (6, B, d)
         self.fusion = nn.TransformerEncoder(layer, cfg.fusion_layers, enable_nested_tensor=False)
