@@ -58,11 +58,9 @@ PRESETS = {**MOSI_MOSEI_PRESETS, ("sims", "mmsa"): _SIMS, ("simsv2", "mmsa"): re
 # `bench tune` search space (harness decision): MMSA has no text-only entry; the optimiser rows
 # are those of MMSA 2.2.1 config_tune.json `bert_mag`, where these presets come from, and the
 # head dropout takes bert_mag's dropout_prob values.
-SEARCH_SPACE = {
-    "batch_size": choice(32, 48, 64, source="MMSA 2.2.1 config_tune.json bert_mag"),
-    "lr": choice(2e-5, 5e-5, 1e-4, 1e-5, source="MMSA 2.2.1 config_tune.json bert_mag [learning_rate]"),
-    "head_dropout": choice(0.1, 0.2, 0.3, 0.4, source="harness decision: bert_mag's dropout_prob values"),
-}
+SEARCH_SPACE = {"batch_size": choice(32, 48, 64, source="MMSA 2.2.1 config_tune.json bert_mag"),
+                "lr": choice(2e-5, 5e-5, 1e-4, 1e-5, source="MMSA 2.2.1 config_tune.json bert_mag [learning_rate]"),
+                "head_dropout": choice(0.1, 0.2, 0.3, 0.4, source="harness decision: bert_mag's dropout_prob values")}
 
 
 @register_model("bert_text", config=BertTextConfig, presets=PRESETS, default_preset="mmsa", unsupported=UNSUPPORTED,

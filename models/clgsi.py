@@ -12,8 +12,7 @@ Forward (CLGSI.py `CLGSI.forward`), reading MMSA `unaligned_50` (`text_bert` ids
           nn.TransformerEncoder (post-LN, ff 2048, dropout 0.1, no padding mask) ->
           h = ReLU(Linear(Dropout(out[:, -1]))) (the LAST time step, usually padding);
           skip = the same gate branch over the mean of all T steps; every skip outputs P_t
-  GLFK:   stack [text_h, audio_h, video_h] (B, P, 3) -> Conv(1x3) -> Conv 1->F/2 -> PReLU ->
-          Conv F/2->F -> Conv F->1 -> Tanh -> (B, P)
+  GLFK:   stack [text_h, audio_h, video_h] (B, P, 3) -> the `GLFK` convolutions -> (B, P)
   head:   [GLFK; skip_t; skip_a; skip_v] -> Dropout -> Linear(4P, 3P_f) -> ReLU(Linear(3P_f,
           2P_f)) -> BatchNorm1d -> Linear(2P_f, 1)
 Loss (trains/multiTask/CLGSI.py:144-153): L1 + gamma * CL, CL = L(v,a) + L(v,t) + L(t,a) on
@@ -44,13 +43,12 @@ BERT pooler (590,592) is unused as well: 109,678,495 / 110,839,004 receive a gra
 Paper-era (`variant="paper_era"`, af1f83a): the encoders were seq-first `TransformerEncoderLayer`s
 fed batch-first tensors, so attention ran ACROSS THE SAMPLES of a batch at each time step:
 predictions depend on batch composition, and `summary()` records `batch_dependent_eval: true`
-(evaluation then uses the preset's eval batch size in split order, README HD 5); skip-net
-reduction 8, warm-up 110/120 epochs, gamma 0.24/0.33 (MOSI/MOSEI).
+(evaluation then uses the preset's eval batch size in split order, README HD 5); its skip-net
+reduction, warm-up epochs and gamma are VARIANT_DEFAULTS'.
 
-Schedule: transformers `get_cosine_schedule_with_warmup` stepped per optimizer step, warm-up
-0.1 * S, S = steps per epoch * warm_up_epochs (trains/multiTask/CLGSI.py:84-87), declared by
-`lr_schedule()` (kind `cosine_warmup`) and applied by the trainer: lr = base_lr * factor(step)
-set just before optimizer step `step`, what a LambdaLR stepped after every optimizer step gives.
+Schedule: `lr_schedule()` declares transformers' `get_cosine_schedule_with_warmup` per optimizer
+step; the trainer sets lr = base_lr * factor(step) just before step `step`, as a LambdaLR stepped
+after every optimizer step does.
 """
 
 from __future__ import annotations
@@ -240,10 +238,8 @@ class GLFK(nn.Module):
 
     def __init__(self, filters: int):
         super().__init__()
-        self.fc = nn.Sequential(
-            nn.Conv2d(1, 1, kernel_size=(1, 3)), nn.Conv2d(1, filters // 2, 1), nn.PReLU(),
-            nn.Conv2d(filters // 2, filters, 1), nn.Conv2d(filters, 1, 1), nn.Tanh(),
-        )
+        self.fc = nn.Sequential(nn.Conv2d(1, 1, kernel_size=(1, 3)), nn.Conv2d(1, filters // 2, 1), nn.PReLU(),
+                                nn.Conv2d(filters // 2, filters, 1), nn.Conv2d(filters, 1, 1), nn.Tanh())
 
     def forward(self, stacked: torch.Tensor) -> torch.Tensor:
         return self.fc(stacked.unsqueeze(1)).squeeze(3).squeeze(1)  # explicit dims: a batch of 1 works
@@ -362,15 +358,13 @@ class CLGSI(MSAModel):
         bert_decay, bert_no_decay = split_no_decay(self.text_model)
         sub = {id(p) for m in (self.text_model, self.audio_model, self.video_model) for p in m.parameters()}
         other = [p for p in self.parameters() if id(p) not in sub]
-        return [
-            {"name": "bert", "params": live(bert_decay), "lr": cfg.lr_bert, "weight_decay": cfg.weight_decay_bert},
-            {"name": "bert_no_decay", "params": live(bert_no_decay), "lr": cfg.lr_bert, "weight_decay": 0.0},
-            {"name": "audio", "params": live(self.audio_model.parameters()), "lr": cfg.lr_audio,
-             "weight_decay": cfg.weight_decay_audio},
-            {"name": "video", "params": live(self.video_model.parameters()), "lr": cfg.lr_video,
-             "weight_decay": cfg.weight_decay_video},
-            {"name": "other", "params": live(other), "lr": cfg.lr, "weight_decay": cfg.weight_decay},
-        ]
+        return [{"name": "bert", "params": live(bert_decay), "lr": cfg.lr_bert, "weight_decay": cfg.weight_decay_bert},
+                {"name": "bert_no_decay", "params": live(bert_no_decay), "lr": cfg.lr_bert, "weight_decay": 0.0},
+                {"name": "audio", "params": live(self.audio_model.parameters()), "lr": cfg.lr_audio,
+                 "weight_decay": cfg.weight_decay_audio},
+                {"name": "video", "params": live(self.video_model.parameters()), "lr": cfg.lr_video,
+                 "weight_decay": cfg.weight_decay_video},
+                {"name": "other", "params": live(other), "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
 
     def lr_schedule(self) -> Schedule:
         cfg = self.cfg
@@ -404,14 +398,10 @@ class CLGSI(MSAModel):
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # each branch: its encoder, gate branch and post layers (unused layer_2 included); GLFK and the head are shared
-        return {
-            "t": [*self.text_model.parameters(), *self.text_skip_net.parameters(),
-                  *self.post_text_layer_1.parameters(), *self.unused_post_text_layer_2.parameters()],
-            "a": [*self.audio_model.parameters(), *self.audio_skip_net.parameters(),
-                  *self.post_audio_layer_1.parameters(), *self.unused_post_audio_layer_2.parameters()],
-            "v": [*self.video_model.parameters(), *self.video_skip_net.parameters(),
-                  *self.post_video_layer_1.parameters(), *self.unused_post_video_layer_2.parameters()],
-        }
+        of = lambda *mods: [p for mod in mods for p in mod.parameters()]  # noqa: E731
+        return {"t": of(self.text_model, self.text_skip_net, self.post_text_layer_1, self.unused_post_text_layer_2),
+                "a": of(self.audio_model, self.audio_skip_net, self.post_audio_layer_1, self.unused_post_audio_layer_2),
+                "v": of(self.video_model, self.video_skip_net, self.post_video_layer_1, self.unused_post_video_layer_2)}
 
     def summary(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -461,17 +451,13 @@ _OFFICIAL_SIMS = replace(  # c1070c8 config_regression.py sims (:175-211)
 # synthetic `demo` (harness decision): a tiny random-init BERT (lr 5e-4: it learns from
 # scratch), 16-wide features, ff 128, batch 32; warm-up over the 4 demo epochs (40 steps per
 # epoch, 16 warm-up steps), gamma and r MOSI's
-_DEMO = replace(
-    _OFFICIAL_MOSI, text_encoder="tiny", text_vocab_size=2048, lr_bert=5e-4, batch_size=32,
-    encoder_ff_dim=128, post_fusion_dim=16, post_text_dim=16, post_audio_dim=16, post_video_dim=16,
-    warm_up_epochs=4, max_epochs=4, early_stop_patience=2,
-)
-PRESETS = {
-    ("mosi", "official"): _OFFICIAL_MOSI,
-    ("mosei", "official"): _OFFICIAL_MOSEI,
-    ("sims", "official"): _OFFICIAL_SIMS,
-    ("synthetic", "demo"): _DEMO,
-}
+_DEMO = replace(_OFFICIAL_MOSI, text_encoder="tiny", text_vocab_size=2048, lr_bert=5e-4, batch_size=32,
+                encoder_ff_dim=128, post_fusion_dim=16, post_text_dim=16, post_audio_dim=16, post_video_dim=16,
+                warm_up_epochs=4, max_epochs=4, early_stop_patience=2)
+PRESETS = {("mosi", "official"): _OFFICIAL_MOSI,
+           ("mosei", "official"): _OFFICIAL_MOSEI,
+           ("sims", "official"): _OFFICIAL_SIMS,
+           ("synthetic", "demo"): _DEMO}
 
 
 @register_model("clgsi", config=CLGSIConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,

@@ -25,18 +25,12 @@ frozen in fusion as coded (`finetune_epoch` 200 > 25 / 6 epochs). In the text st
 frozen while the 1-based epoch < int(epochs / 3) (`Ttrain.py`: 66 MOSI, 50 MOSEI).
 
 Sample retriever (`dataloader/MOSI.py`, `MOSEI.py`): before fusion epochs 1, 3, 5, ... the
-current encoders (eval mode) embed the whole training split; cosine similarity of the
-[t; v; a] embeddings ranks every training sample per anchor; labels rounded to integers;
-ss = most similar with the same label, sd = most similar with another label (hard
-negatives), dd = least similar with another label; MOSI scans all ranks and keeps 10 of
-each, MOSEI scans the top / bottom N/10 and keeps 50; per anchor 2 ss, 2 dd, 2 sd are drawn
-without replacement (in `training_batch`, which the trainer calls on each training batch: the
-partners arrive in `batch.partners`, drawn from the training split the hooks get). Here the similarity is computed block-wise (`retrieval_block_elems`
-entries at a time, never the N x N matrix) with a stable sort (ties: lower sample index
-first). `retrieval="code"` (default) keeps the released bug: the lists hold rank *positions*
-j, used directly as sample ids (so partners are the first / last few dozen training
-samples), and the self-skip compares the anchor id with j; `retrieval="paper"` stores the
-ranked sample ids and skips the anchor itself, as the paper describes.
+current encoders (eval mode) embed the whole training split; the cosine ranking of the [t; v; a]
+embeddings gives per anchor ss (most similar, same label), sd (most similar, another label: hard
+negatives) and dd (least similar, another label) lists (`build_candidates`), from which
+`training_batch` draws 2 of each as `batch.partners` (`sample_partners`). `retrieval="code"`
+(default) keeps the released bug: rank *positions* used as sample ids, so partners are the first
+/ last few dozen training samples; `retrieval="paper"` ranks sample ids, as the paper describes.
 
 Parameters with bert-base shapes (tests/test_confede.py builds them on the meta device):
 the fusion model is 129,601,154 (MOSI) / 136,919,426 (MOSEI), exactly a hand count of the released layers,
@@ -58,17 +52,14 @@ Harness decisions and deviations (each a field below with its source):
   optimizer), the others torch's AdamW with per-group options (`amsgrad`,
   `decoupled_weight_decay`) that give MOSI vision / audio Adam(amsgrad, coupled L2);
 - sequences shorter than the position table use its first T+1 rows (the code requires T
-  == 375 / 500 exactly; identical there);
-- a retriever list with fewer than 2 candidates is sampled with replacement, and an empty
-  one yields the anchor itself (the code raises in `random.sample`);
+  == 375 / 500 exactly; identical there); short retriever lists: see `sample_partners`;
 - stage None (the model used outside the trainer, e.g. registry tests): the fusion forward
   without partners, and a loss that sums every stage's objective.
 - `checkpoint_encoders` (off by default): each audio/vision transformer layer recomputed in
   backward with the same dropout draws — the same values and gradients (tested). A MOSI-preset
   fusion step (16 anchors + 96 partners, 375/500 frames, fp32 CPU) peaks at 18.7 GiB without
   it and 6.6 GiB with it, for 26 % more step time (122 s -> 155 s on 2 cores).
-IEMOCAP: unsupported (the code is regression-only; the retriever matches rounded sentiment
-labels).
+IEMOCAP: unsupported (UNSUPPORTED).
 """
 
 from __future__ import annotations
@@ -227,29 +218,14 @@ def contrastive_pairs() -> tuple[list[int], list[int], list[int], list[int]]:
     (6), and T_s with V_s and with A_s of the same sample for the anchor and each partner (14);
     negatives: each anchor similarity feature against the same feature of its dd and sd
     partners (12), and T_s against T_ds, V_ds, A_ds of the same sample (21): text-centred."""
-    row = lambda block, r: ROWS_PER_BLOCK * block + r  # noqa: E731
-    ss, others = (1, 2), (3, 4, 5, 6)
-    a1: list[int] = []
-    p: list[int] = []
-    a2: list[int] = []
-    n: list[int] = []
-    for b in range(3):  # T_s, V_s, A_s
-        for r in ss:
-            a1.append(row(b, 0))
-            p.append(row(b, r))
-    for r in range(ROWS_PER_BLOCK):
-        for b in (1, 2):
-            a1.append(row(0, r))
-            p.append(row(b, r))
-    for b in range(3):
-        for r in others:
-            a2.append(row(b, 0))
-            n.append(row(b, r))
-    for r in range(ROWS_PER_BLOCK):
-        for b in (3, 4, 5):
-            a2.append(row(0, r))
-            n.append(row(b, r))
-    return a1, p, a2, n
+    row, rows = (lambda block, r: ROWS_PER_BLOCK * block + r), range(ROWS_PER_BLOCK)
+
+    def pairs(partners: tuple[int, ...], blocks: tuple[int, ...]) -> tuple[list[int], list[int]]:
+        """Each similarity block's anchor with its `partners`, then every T_s row with that row of `blocks`."""
+        return ([row(b, 0) for b in range(3) for _ in partners] + [row(0, r) for r in rows for _ in blocks],
+                [row(b, r) for b in range(3) for r in partners] + [row(b, r) for r in rows for b in blocks])
+
+    return (*pairs((1, 2), (1, 2)), *pairs((3, 4, 5, 6), (3, 4, 5)))  # positives: ss; negatives: dd, sd
 
 
 def contrastive_rows(anchor: list[torch.Tensor], partners: list[torch.Tensor]) -> torch.Tensor:
@@ -340,9 +316,8 @@ def build_candidates(features: torch.Tensor, labels: torch.Tensor, *, mode: str 
         anchors = torch.arange(start, min(n, start + rows_per_block), device=feats.device)
         sims = feats[anchors] @ feats.T
         if top_w >= n:  # a full scan (MOSI): one stable sort gives both ends
-            order = stable_top(sims, n)
-            top, bot = order, order[:, bot_pos]
-            del order
+            top = stable_top(sims, n)
+            bot = top[:, bot_pos]
         else:  # the bottom positions -1, -2, ... are the top of the reversed order (ties: higher id first)
             top, bot = stable_top(sims, top_w), n - 1 - stable_top((-sims).flip(1), bot_w)
         del sims
@@ -472,14 +447,12 @@ class ConFEDE(MSAModel):
         preds, labels, mono_preds = [output.pred], [y], [ex["mono"]]
         con = output.pred.new_zeros(()).float()
         if "partner_feats" in ex:
-            y2 = ex["partner_labels"].reshape(-1).float()
             preds.append(ex["partner_pred"])
-            labels.append(y2)
+            labels.append(ex["partner_labels"].reshape(-1).float())
             mono_preds.append(ex["partner_mono"])
             con = confede_contrastive_loss(ex["feats"], ex["partner_feats"], self.ntxent)
-        n_feats = len(FEATURES)
         task = mse(torch.cat(preds), torch.cat(labels))
-        mono = mse(torch.cat(mono_preds), torch.cat([t.repeat(n_feats) for t in labels]))
+        mono = mse(torch.cat(mono_preds), torch.cat([t.repeat(len(FEATURES)) for t in labels]))
         parts = {"task": task, "contrastive": con, "mono": mono}
         total = task + self.cfg.con_weight * con + self.cfg.mono_weight * mono
         if self.stage is None and output.unimodal:
@@ -489,8 +462,9 @@ class ConFEDE(MSAModel):
         return {"total": total, **parts}
 
     # -- stages ------------------------------------------------------------------------------
-    def _modality_modules(self, m: str) -> list[nn.Module]:
-        return [self.encoders()[m], self.pretrain_heads[m]]
+    def _stage_params(self, m: str) -> list[nn.Parameter]:
+        """What a pre-training stage trains: modality m's encoder and its head."""
+        return [*self.encoders()[m].parameters(), *self.pretrain_heads[m].parameters()]
 
     def fusion_parameters(self) -> list[nn.Parameter]:
         """What trains in fusion: everything except BERT (unless fusion_train_bert) and the
@@ -523,12 +497,10 @@ class ConFEDE(MSAModel):
     def stage_param_groups(self, stage: str) -> list[dict[str, Any]]:
         cfg = self.cfg
         if stage == "text":  # trans.optimization.AdamW(model.parameters(), lr, weight_decay) (Ttrain.py:36): all decayed
-            params = [p for mod in self._modality_modules("t") for p in mod.parameters()]
-            return self._groups(params, cfg.text_lr, True)  # eps: adamw_hf's default 1e-6, transformers'
+            return self._groups(self._stage_params("t"), cfg.text_lr, True)  # eps: adamw_hf's default 1e-6, transformers'
         if stage in ("vision", "audio"):
             m = UNIMODAL_STAGES[stage]
-            params = [p for mod in self._modality_modules(m) for p in mod.parameters()]
-            lr = cfg.vision_lr if m == "v" else cfg.audio_lr
+            params, lr = self._stage_params(m), cfg.vision_lr if m == "v" else cfg.audio_lr
             if cfg.av_optimizer == "adam_amsgrad":  # torch.optim.Adam(amsgrad=True, weight_decay) (Vtrain.py:34): coupled L2
                 return self._groups(params, lr, True, decoupled_weight_decay=False, amsgrad=True)
             return self._groups(params, lr, False, decoupled_weight_decay=True, amsgrad=False)  # MOSEI torch AdamW (Vtrain.py:46)
@@ -541,7 +513,7 @@ class ConFEDE(MSAModel):
         def unimodal(name: str, epochs: int, batch_size: int, warmup: int) -> Stage:
             m = UNIMODAL_STAGES[name]
             return Stage(
-                name, trainable=lambda: [p for mod in self._modality_modules(m) for p in mod.parameters()],
+                name, trainable=lambda: self._stage_params(m),
                 param_groups=lambda: self.stage_param_groups(name), max_epochs=epochs,
                 early_stop_patience=None, selection_metric="MAE", contributions=False,
                 batch_size=batch_size, warmup_ratio=warmup / max(1, epochs),
@@ -663,13 +635,11 @@ _DEMO = replace(
     warmup_ratio=0.0, text_bert_frozen_epochs=2, max_epochs=3,
 )
 
-PRESETS = {
-    ("mosi", "official"): _OFFICIAL_MOSI,
-    ("mosei", "official"): _OFFICIAL_MOSEI,
-    ("sims", "official"): _OFFICIAL_SIMS,
-    ("simsv2", "official"): _SIMSV2,
-    ("synthetic", "demo"): _DEMO,
-}
+PRESETS = {("mosi", "official"): _OFFICIAL_MOSI,
+           ("mosei", "official"): _OFFICIAL_MOSEI,
+           ("sims", "official"): _OFFICIAL_SIMS,
+           ("simsv2", "official"): _SIMSV2,
+           ("synthetic", "demo"): _DEMO}
 
 
 @register_model("confede", config=ConfedeConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,

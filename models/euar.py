@@ -18,9 +18,8 @@ Forward (EUAR.py `EUAR.forward` / `test`, `fusion`; MoE.py):
    split order; the result records `batch_dependent_eval`); output sum_e g_e * mu_e;
 4. head: cat[audio, vision, text] (216) -> 4 x (Linear (Kaiming-normal, bias 0) -> LayerNorm
    -> ReLU) with widths 72, 128, 256, 128 -> Linear(128 -> 1).
-Loss (EUAR.py:250-254, MoE.py:146-149): 10 * L1 + 1e-5 * sum over modalities of
-(load-balance + mean over experts of KL + U), with load-balance = E^2 * mean_e(mean_b p *
-mean_b M), KL_e = mean_b sum_j -(1 + logvar - mu^2 - exp(logvar)) / 2 and the U-loss
+Loss (EUAR.py:250-254, MoE.py:146-149): 10 * L1 + 1e-5 * sum over modalities of (load-balance
++ mean over experts of KL + U) (`load_balance_loss`, `kl_to_standard_normal`), with the U-loss
 U = mean_b sum_e g_{b,e} * sum_j sigma^2_{e,b,j}.
 
 Dead modules (built, never used; they count, as in the PaSE supplement): `EUAR.proj_l`
@@ -209,13 +208,9 @@ class EUARFusion(nn.Module):
         self.moe = nn.ModuleDict({m: UncertaintyMoE(cfg) for m in "tav"})  # text_MoE, audio_MoE, img_MoE
 
     def forward(self, reps: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        outs: dict[str, torch.Tensor] = {}
-        moe_parts: list[dict[str, torch.Tensor]] = []
-        for m in "tav":
-            outs[m], p = self.moe[m](reps[m])
-            moe_parts.append(p)
-        parts = {k: sum_terms(p[k] for p in moe_parts) for k in ("lb", "kl", "u")}
-        return self.classifier(torch.cat([outs["a"], outs["v"], outs["t"]], dim=1)), parts
+        outs = {m: self.moe[m](reps[m]) for m in "tav"}  # m -> (output, its MoE loss terms)
+        parts = {k: sum_terms(outs[m][1][k] for m in "tav") for k in ("lb", "kl", "u")}
+        return self.classifier(torch.cat([outs["a"][0], outs["v"][0], outs["t"][0]], dim=1)), parts
 
 
 class EUAR(MSAModel):
@@ -278,11 +273,9 @@ class EUAR(MSAModel):
         return masked_mean(trans(h), lengths_mask(lengths, h.shape[1]))  # variant
 
     def encode(self, batch) -> dict[str, torch.Tensor]:
-        return {
-            "t": self.encode_text(batch),
-            "a": self._encode_av(batch.audio, batch.audio_lengths, self.proj_a, self.trans_a),
-            "v": self._encode_av(batch.vision, batch.vision_lengths, self.proj_v, self.trans_v),
-        }
+        return {"t": self.encode_text(batch),
+                "a": self._encode_av(batch.audio, batch.audio_lengths, self.proj_a, self.trans_a),
+                "v": self._encode_av(batch.vision, batch.vision_lengths, self.proj_v, self.trans_v)}
 
     # -- fusion ---------------------------------------------------------------------------
     def _fuse(self, reps: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -311,21 +304,17 @@ class EUAR(MSAModel):
         c = self.cfg
         other = [*self.trans_a.parameters(), *self.trans_v.parameters(), *self.fusion.parameters(),
                  *self.proj_a.parameters(), *self.proj_v.parameters()]
-        return [
-            {"name": "bert", "params": [*self.text.parameters(), *self.text_proj.parameters()],
-             "lr": c.lr_bert, "weight_decay": c.weight_decay},  # optimizer_l
-            {"name": "other", "params": other, "lr": c.lr, "weight_decay": c.weight_decay},  # optimizer_all
-            {"name": "unused", "params": list(self.unused_proj_l.parameters()), "lr": 0.0, "weight_decay": 0.0},
-        ]
+        return [{"name": "bert", "params": [*self.text.parameters(), *self.text_proj.parameters()],
+                 "lr": c.lr_bert, "weight_decay": c.weight_decay},  # optimizer_l
+                {"name": "other", "params": other, "lr": c.lr, "weight_decay": c.weight_decay},  # optimizer_all
+                {"name": "unused", "params": list(self.unused_proj_l.parameters()), "lr": 0.0, "weight_decay": 0.0}]
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # each branch up to and including its MoE; the head and the dead modules are in none
         moe = self.fusion.moe
-        return {
-            "t": [*self.text.parameters(), *self.text_proj.parameters(), *moe["t"].parameters()],
-            "a": [*self.proj_a.parameters(), *self.trans_a.parameters(), *moe["a"].parameters()],
-            "v": [*self.proj_v.parameters(), *self.trans_v.parameters(), *moe["v"].parameters()],
-        }
+        return {"t": [*self.text.parameters(), *self.text_proj.parameters(), *moe["t"].parameters()],
+                "a": [*self.proj_a.parameters(), *self.trans_a.parameters(), *moe["a"].parameters()],
+                "v": [*self.proj_v.parameters(), *self.trans_v.parameters(), *moe["v"].parameters()]}
 
     def summary(self) -> dict[str, Any]:
         c = self.cfg
@@ -349,12 +338,10 @@ _DEMO = replace(_OFFICIAL_MOSI, dims=(768, 5, 20), text_encoder="tiny", text_voc
 # (MulT's file has MOSEI's 74/35 widths) with the MulT protocol's 4 x 2 logits and CE; the MoE
 # terms use no labels, so only the task loss changes. Text: words recovered from GloVe (--glove).
 _IEMOCAP = replace(_OFFICIAL_MOSEI, task="iemocap", n_out=8)
-PRESETS = {
-    ("mosi", "official"): _OFFICIAL_MOSI,
-    ("mosei", "official"): _OFFICIAL_MOSEI,
-    ("iemocap", "official"): _IEMOCAP,
-    ("synthetic", "demo"): _DEMO,
-}
+PRESETS = {("mosi", "official"): _OFFICIAL_MOSI,
+           ("mosei", "official"): _OFFICIAL_MOSEI,
+           ("iemocap", "official"): _IEMOCAP,
+           ("synthetic", "demo"): _DEMO}
 
 
 @register_model("euar", config=EUARConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,

@@ -3,8 +3,7 @@ ACM MM 2024).
 
 Source (the reference): YetZzzzzz/GLoMo@90f5b3f (MIT) `GLoMo_MSA/GLoMo.py`, `MoE.py`,
 `main_GLoMo.py`, `modules/transformer.py`; the run lines of `GLoMo_MSA/readme.md`.
-Forward order (no padding is masked
-anywhere, as coded: convs, max-pools and transformers all see the padded steps):
+Forward order (nothing is masked, as coded: convs, max-pools and transformers see the padding):
 1. text: BERT without pooler. Global = Linear(hidden -> d)(last-layer [CLS]); local =
    Conv1d(hidden -> d, k3, p1, no bias) over [last layer ‖ second-to-last layer] joined along
    the *sequence* axis (2L steps), then AdaptiveMaxPool1d(3) -> (B, d, 3);
@@ -27,12 +26,11 @@ sample depend on that sample's own local vector), so `encode` gives per-modality
 [global; MoE(local)] and `fuse` is steps 4 on; the MoE loss is batch-level but never enters
 the prediction.
 
-Parameters (built with bert-base shapes, tests/test_glomo.py): MOSI MAG widths (74/47, d 48,
-4 layers) 109,818,887 and MOSEI (74/35, d 192, 3 layers) 115,949,447, both exactly a hand
-count of the released code's layers and the PaSE supplement's MOSI figure; all receive a
-gradient (w_noise through the
-noisy logits and the load loss). On MMSA aligned_50 widths: MOSI (5/20) 109,805,063, MOSEI
-(74/35) 115,949,447.
+Parameters (built with bert-base shapes, tests/test_glomo.py): MOSI MAG widths (74/47, d 48, 4
+layers) 109,818,887 and MOSEI (74/35, d 192, 3 layers) 115,949,447, both exactly a hand count
+of the released code's layers and the PaSE supplement's MOSI figure; all receive a gradient
+(w_noise through the noisy logits and the load loss). On MMSA aligned_50 widths: MOSI (5/20)
+109,805,063, MOSEI (74/35) 115,949,447.
 
 Initialisation (`init="bert"`, [mem] transformers 4.30 `from_pretrained` fast init): every
 module missing from the BERT checkpoint is re-initialised by BertPreTrainedModel._init_weights,
@@ -154,14 +152,11 @@ class NoisyTopKMoE(nn.Module):
     def gating(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(gates (B, E) with k non-zeros per row, load (E,)) for float32 x (B, d_in)."""
         n_exp = self.w_gate.shape[1]
-        clean = x @ self.w_gate
+        logits = clean = x @ self.w_gate
         noisy_train = self.noisy and self.training
         if noisy_train:
             std = F.softplus(x @ self.w_noise) + self.noise_epsilon
-            noisy = clean + torch.randn_like(clean) * std
-            logits = noisy
-        else:
-            logits = clean
+            logits = noisy = clean + torch.randn_like(clean) * std
         top, idx = logits.topk(min(self.k + 1, n_exp), dim=1)
         gates = torch.zeros_like(logits).scatter(1, idx[:, : self.k], torch.softmax(top[:, : self.k], dim=1))
         if noisy_train and self.k < n_exp:
@@ -198,10 +193,9 @@ class SequenceBranch(nn.Module):
     def __init__(self, d_in: int, cfg: GLoMoConfig, bins: int):
         super().__init__()
         self.proj = nn.Conv1d(d_in, cfg.d, kernel_size=3, padding=1, bias=False)
-        self.encoder = CrossModalTransformer(
-            cfg.d, cfg.heads, cfg.layers, cfg.attn_dropout, cfg.relu_dropout, cfg.res_dropout,
-            cfg.embed_dropout, causal=False, positions=cfg.positions,  # attn_mask=False
-        )
+        self.encoder = CrossModalTransformer(cfg.d, cfg.heads, cfg.layers, cfg.attn_dropout, cfg.relu_dropout,
+                                             cfg.res_dropout, cfg.embed_dropout, causal=False,
+                                             positions=cfg.positions)  # attn_mask=False
         self.bins = bins
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,11 +236,10 @@ class GLoMo(MSAModel):
         self.text_conv = nn.Conv1d(hidden, d, kernel_size=3, padding=1, bias=False)  # GLoMo_BertModel.proj_l
         self.audio = SequenceBranch(cfg.dims[1], cfg, cfg.granularity[1])
         self.vision = SequenceBranch(cfg.dims[2], cfg, cfg.granularity[2])
-        self.moe = nn.ModuleDict({
-            m: NoisyTopKMoE(d * g, d, e, d, cfg.top_k, noisy=cfg.noisy_gating, noise_epsilon=cfg.noise_epsilon,
-                            combine=cfg.moe_combine, cdf_mean=cfg.moe_cdf_mean, loss_weight=cfg.moe_loss_weight)
-            for m, g, e in zip("tav", cfg.granularity, cfg.experts, strict=True)
-        })
+        self.moe = nn.ModuleDict({m: NoisyTopKMoE(d * g, d, e, d, cfg.top_k, noisy=cfg.noisy_gating,
+                                                  noise_epsilon=cfg.noise_epsilon, combine=cfg.moe_combine,
+                                                  cdf_mean=cfg.moe_cdf_mean, loss_weight=cfg.moe_loss_weight)
+                                  for m, g, e in zip("tav", cfg.granularity, cfg.experts, strict=True)})
         layer = nn.TransformerEncoderLayer(d, cfg.heads, cfg.fusion_ff, cfg.fusion_dropout, batch_first=True)
         # deep-copies `layer`, as in the code; batch-first on (B, 6, d) = the code's (6, B, d)
         self.fusion = nn.TransformerEncoder(layer, cfg.fusion_layers, enable_nested_tensor=False)
@@ -271,12 +264,9 @@ class GLoMo(MSAModel):
         local = {"t": F.adaptive_max_pool1d(text_seq, self.cfg.granularity[0]).flatten(1)}
         glob["a"], local["a"] = self.audio(batch.audio)
         glob["v"], local["v"] = self.vision(batch.vision)
-        reps, aux = {}, []
-        for m in "tav":
-            y, loss = self.moe[m](local[m])
-            reps[m] = torch.cat([glob[m], y.to(glob[m].dtype)], dim=1)
-            aux.append(loss)
-        return reps, torch.stack(aux).sum()
+        moe = {m: self.moe[m](local[m]) for m in "tav"}  # m -> (y, its load-balancing loss)
+        reps = {m: torch.cat([glob[m], y.to(glob[m].dtype)], dim=1) for m, (y, _) in moe.items()}
+        return reps, torch.stack([loss for _, loss in moe.values()]).sum()
 
     def encode(self, batch) -> dict[str, torch.Tensor]:
         return self._branches(batch)[0]
@@ -315,10 +305,8 @@ class GLoMo(MSAModel):
             if p.requires_grad:
                 (no_decay if any(k in name for k in NO_DECAY) else decay).append(p)
         cfg = self.cfg
-        return [
-            {"name": "decay", "params": decay, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
-            {"name": "no_decay", "params": no_decay, "lr": cfg.lr, "weight_decay": 0.0},
-        ]
+        return [{"name": "decay", "params": decay, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+                {"name": "no_decay", "params": no_decay, "lr": cfg.lr, "weight_decay": 0.0}]
 
     def lr_schedule(self) -> Schedule:
         """The code's train_epoch: a fresh AdamW (moments and step counts reset) and the
@@ -330,12 +318,10 @@ class GLoMo(MSAModel):
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # a branch: its encoder, its projections and its MoE; fusion, poolings and head are shared
-        return {
-            "t": [*self.text.parameters(), *self.text_global.parameters(), *self.text_conv.parameters(),
-                  *self.moe["t"].parameters()],
-            "a": [*self.audio.parameters(), *self.moe["a"].parameters()],
-            "v": [*self.vision.parameters(), *self.moe["v"].parameters()],
-        }
+        return {"t": [*self.text.parameters(), *self.text_global.parameters(), *self.text_conv.parameters(),
+                      *self.moe["t"].parameters()],
+                "a": [*self.audio.parameters(), *self.moe["a"].parameters()],
+                "v": [*self.vision.parameters(), *self.moe["v"].parameters()]}
 
 
 # -- presets ------------------------------------------------------------------------------
@@ -359,22 +345,18 @@ _OFFICIAL_MOSEI = replace(
 # synthetic `demo` (harness decision): tiny random-init BERT over the 2048-id synthetic
 # vocabulary, d 32 with 4 heads, 1-layer a/v encoders, a small fusion FFN; lr 5e-4 as
 # bert_text's demo (a random-init encoder learns from scratch); no step schedule.
-_DEMO = replace(
-    _OFFICIAL_MOSI, dims=(768, 5, 20), text_encoder="tiny", text_vocab_size=2048,
-    d=32, heads=4, layers=1, fusion_ff=64, lr=5e-4, batch_size=32, eval_batch_size=None,
-    max_epochs=4, early_stop_patience=2, lr_milestones=(),
-)
+_DEMO = replace(_OFFICIAL_MOSI, dims=(768, 5, 20), text_encoder="tiny", text_vocab_size=2048,
+                d=32, heads=4, layers=1, fusion_ff=64, lr=5e-4, batch_size=32, eval_batch_size=None,
+                max_epochs=4, early_stop_patience=2, lr_milestones=())
 
 # IEMOCAP (harness decision; the repository has no IEMOCAP code): the MOSEI preset (MulT's file
 # has MOSEI's 74/35 widths) with the MulT protocol's 4 x 2 logits and CE; the loss is task + MoE,
 # nothing regression-specific. Text: the words recovered from the GloVe vectors (--glove).
 _IEMOCAP = replace(_OFFICIAL_MOSEI, task="iemocap", n_out=8)
-PRESETS = {
-    ("mosi", "official"): _OFFICIAL_MOSI,
-    ("mosei", "official"): _OFFICIAL_MOSEI,
-    ("iemocap", "official"): _IEMOCAP,
-    ("synthetic", "demo"): _DEMO,
-}
+PRESETS = {("mosi", "official"): _OFFICIAL_MOSI,
+           ("mosei", "official"): _OFFICIAL_MOSEI,
+           ("iemocap", "official"): _IEMOCAP,
+           ("synthetic", "demo"): _DEMO}
 
 
 @register_model("glomo", config=GLoMoConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,

@@ -76,6 +76,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import ModelConfig, ModelOutput, MSAModel, Schedule, Stage, StageData, task_loss
+from models.layers.seq_encoder import masked_mean
 from models.layers.text_encoder import build_text_encoder
 from models.registry import register_model
 
@@ -165,10 +166,8 @@ class TCMF(nn.Module):
     def __init__(self, cfg: KEBRConfig, d_text: int):
         super().__init__()
         make = lambda: TCMFLayer(d_text, cfg.dims[1], cfg.dims[2], cfg.embed_dim, cfg.fusion_dropout)  # noqa: E731
-        if cfg.shared_layer:  # `new_layer = self.encoderlayer` appended num_layers times (models.py:118-121)
-            self.layers = nn.ModuleList([make()] * cfg.num_layers)
-        else:
-            self.layers = nn.ModuleList([make() for _ in range(cfg.num_layers)])
+        n = cfg.num_layers  # shared: `new_layer = self.encoderlayer` appended n times (models.py:118-121)
+        self.layers = nn.ModuleList([make()] * n if cfg.shared_layer else [make() for _ in range(n)])
 
     def forward(self, x: torch.Tensor, audio: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -194,9 +193,7 @@ def aligned_widths(widths: tuple[int, int, int], video_tile_quirk: bool) -> tupl
     quirk). Returns ((tiles_t, tiles_a, tiles_v), video_source)."""
     top = max(widths)
     tiles = [top // w if top // w >= 2 else 1 for w in widths]
-    source = 2
-    if tiles[2] > 1 and video_tile_quirk:
-        source = 1  # matrix3 = matrix2.repeat(1, max_cols // cols3), matrix2 already tiled
+    source = 1 if tiles[2] > 1 and video_tile_quirk else 2  # matrix3 = matrix2.repeat(...), matrix2 already tiled
     return (tiles[0], tiles[1], tiles[2]), source
 
 
@@ -282,8 +279,7 @@ class KEBR(MSAModel):
     def _pool(self, fused: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.cfg.mean_over_padding:
             return fused.mean(1)  # models.py:250: [PAD] positions included
-        w = mask.to(fused.dtype).unsqueeze(-1)
-        return (fused * w).sum(1) / w.sum(1).clamp_min(1)
+        return masked_mean(fused, mask)
 
     def forward(self, batch) -> ModelOutput:
         if isinstance(batch, PretrainBatch):  # pretrain.py: the fitter at the [MASK] position
@@ -352,11 +348,9 @@ class KEBR(MSAModel):
 
     def param_groups(self) -> list[dict[str, Any]]:
         c = self.cfg
-        groups = [
-            {"name": "bert", "params": list(self.text.parameters()), "lr": c.lr_bert, "weight_decay": c.weight_decay},
-            {"name": "fusion", "params": list(self.fusion.parameters()), "lr": c.lr_fusion, "weight_decay": c.weight_decay},
-            {"name": "head", "params": list(self.head.parameters()), "lr": c.lr, "weight_decay": c.weight_decay},
-        ]
+        groups = [{"name": name, "params": list(mod.parameters()), "lr": lr, "weight_decay": c.weight_decay}
+                  for name, mod, lr in (("bert", self.text, c.lr_bert), ("fusion", self.fusion, c.lr_fusion),
+                                        ("head", self.head, c.lr))]
         if self.fitter is not None:  # trains only in the pretrain stage (its own group there)
             groups.append({"name": "fitter", "params": list(self.fitter.parameters()), "lr": c.pretrain_lr,
                            "weight_decay": 0.0})
@@ -410,14 +404,12 @@ _IEMOCAP = replace(_OFFICIAL_MOSEI, task="iemocap", n_out=8)
 _OFFICIAL_SIMS = replace(_OFFICIAL_MOSI, dims=(768, 33, 709), text_encoder="bert-base-chinese", text_vocab_size=21128)
 # CH-SIMS v2: KEBR's code has no SIMS v2 route; harness decision: the SIMS preset, ch-simsv2s.pkl widths
 _SIMSV2 = replace(_OFFICIAL_SIMS, dims=(768, 25, 177))
-PRESETS = {
-    ("mosi", "official"): _OFFICIAL_MOSI,
-    ("mosei", "official"): _OFFICIAL_MOSEI,
-    ("sims", "official"): _OFFICIAL_SIMS,
-    ("simsv2", "official"): _SIMSV2,
-    ("iemocap", "official"): _IEMOCAP,
-    ("synthetic", "demo"): _DEMO,
-}
+PRESETS = {("mosi", "official"): _OFFICIAL_MOSI,
+           ("mosei", "official"): _OFFICIAL_MOSEI,
+           ("sims", "official"): _OFFICIAL_SIMS,
+           ("simsv2", "official"): _SIMSV2,
+           ("iemocap", "official"): _IEMOCAP,
+           ("synthetic", "demo"): _DEMO}
 
 
 @register_model("kebr", config=KEBRConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,

@@ -43,12 +43,10 @@ class LateFusion(MSAModel):
             d_text = cfg.token_dim
         else:
             d_text = cfg.dims[0]
-        self.branch = nn.ModuleDict(
-            {
-                m: nn.Sequential(nn.LayerNorm(d_in), nn.Linear(d_in, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout))
-                for m, d_in in zip("tav", (d_text, cfg.dims[1], cfg.dims[2]), strict=True)
-            }
-        )
+        self.branch = nn.ModuleDict({
+            m: nn.Sequential(nn.LayerNorm(d_in), nn.Linear(d_in, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout))
+            for m, d_in in zip("tav", (d_text, cfg.dims[1], cfg.dims[2]), strict=True)
+        })
         self.unimodal_head = nn.ModuleDict({m: nn.Linear(cfg.hidden, cfg.n_out) for m in "tav"})
         self.fused_head = nn.Linear(3 * cfg.hidden, cfg.n_out)
 
@@ -60,11 +58,9 @@ class LateFusion(MSAModel):
         return _masked_mean(batch.text_feats, lengths)
 
     def encode(self, batch) -> dict[str, torch.Tensor]:
-        pooled = {
-            "t": self._pooled_text(batch),
-            "a": _masked_mean(batch.audio, batch.audio_lengths),
-            "v": _masked_mean(batch.vision, batch.vision_lengths),
-        }
+        pooled = {"t": self._pooled_text(batch),
+                  "a": _masked_mean(batch.audio, batch.audio_lengths),
+                  "v": _masked_mean(batch.vision, batch.vision_lengths)}
         return {m: self.branch[m](x) for m, x in pooled.items()}
 
     def fuse(self, reps: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -106,12 +102,10 @@ PRESETS = {
     ("iemocap", "mmsa"): LateFusionConfig(task="iemocap", n_out=8, dims=(300, 74, 35), setting="aligned", **_BASE),
 }
 # `bench tune` search space (harness decision: late_fusion is the harness's own model)
-SEARCH_SPACE = {
-    "lr": around_preset(10, source="harness decision: log-uniform [preset/10, preset*10]"),
-    "dropout": uniform(0.0, 0.5, source="harness decision"),
-    "hidden": choice(16, 32, 64, source="harness decision"),
-    "unimodal_weight": uniform(0.0, 1.0, source="harness decision"),
-}
+SEARCH_SPACE = {"lr": around_preset(10, source="harness decision: log-uniform [preset/10, preset*10]"),
+                "dropout": uniform(0.0, 0.5, source="harness decision"),
+                "hidden": choice(16, 32, 64, source="harness decision"),
+                "unimodal_weight": uniform(0.0, 1.0, source="harness decision")}
 
 
 @register_model("late_fusion", config=LateFusionConfig, presets=PRESETS, default_preset="mmsa",

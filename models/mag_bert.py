@@ -28,6 +28,7 @@ from torch import nn
 from models.base import ModelOutput
 from models.layers.bert_classifier import PRESETS as TEXT_PRESETS
 from models.layers.bert_classifier import UNSUPPORTED, BertClassifier, BertTextConfig
+from models.layers.mmsa_align import window_pool_align as avg_pool_to  # AlignSubNet avg_pool, consecutive windows
 from models.registry import choice, register_model
 
 MAG_EPS = 1e-6  # modeling.py MAG.forward
@@ -40,20 +41,6 @@ class MAGBertConfig(BertTextConfig):
     dropout_prob: float = 0.3  # dropout after the MAG LayerNorm (MMSA mosi 0.3)
     dims_from_data: bool = True  # harness decision: the gate's audio/vision widths come from the file, so
     #   the same preset reads MMSA aligned_50 (5/20, 74/35) and MAG-BERT's own pickles (74/47, 74/35)
-
-
-def avg_pool_to(x: torch.Tensor, length: int) -> torch.Tensor:
-    """MMSA `AlignSubNet` avg_pool: (B, T, d) -> (B, length, d). Unchanged if T == length;
-    otherwise pad with copies of the last step up to a multiple of `length`, then average
-    each window of ceil(T / length) steps."""
-    t = x.shape[1]
-    if t == length:
-        return x
-    pool = -(-t // length)
-    pad = pool * length - t
-    if pad:
-        x = torch.cat([x, x[:, -1:].expand(-1, pad, -1)], dim=1)
-    return x.view(x.shape[0], length, pool, x.shape[-1]).mean(dim=2)
 
 
 def mag_alpha(e: torch.Tensor, h: torch.Tensor, beta_shift: float) -> torch.Tensor:
@@ -96,26 +83,21 @@ class MAGBert(BertClassifier):
         super().__init__(cfg)
         if self.text.pooler is None:
             raise ValueError(f"text encoder '{cfg.text_encoder}' has no pooler; MAG-BERT classifies the pooled [CLS]")
-        self.mag = self.text.init_like_bert(
-            MAG(self.text.hidden_size, cfg.dims[1], cfg.dims[2], cfg.beta_shift, cfg.dropout_prob)
-        )
+        self.mag = self.text.init_like_bert(MAG(self.text.hidden_size, cfg.dims[1], cfg.dims[2], cfg.beta_shift,
+                                                cfg.dropout_prob))
 
     def forward(self, batch) -> ModelOutput:
         length = batch.text_ids.shape[1]
         audio, vision = avg_pool_to(batch.audio, length), avg_pool_to(batch.vision, length)
-        seq = self.text(
-            batch.text_ids, batch.text_mask, batch.text_segment, fuse=lambda e: self.mag(e, audio, vision)
-        )
+        seq = self.text(batch.text_ids, batch.text_mask, batch.text_segment, fuse=lambda e: self.mag(e, audio, vision))
         pooled = self.text.pool(seq)
         return ModelOutput(pred=self.classifier(self.dropout(pooled)), features={"t": seq[:, 0], "f": pooled})
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # the gate's audio and vision halves; its LayerNorm and the head are shared (in no branch)
-        return {
-            "t": list(self.text.parameters()),
-            "a": [*self.mag.W_ha.parameters(), *self.mag.W_a.parameters()],
-            "v": [*self.mag.W_hv.parameters(), *self.mag.W_v.parameters()],
-        }
+        return {"t": list(self.text.parameters()),
+                "a": [*self.mag.W_ha.parameters(), *self.mag.W_a.parameters()],
+                "v": [*self.mag.W_hv.parameters(), *self.mag.W_v.parameters()]}
 
 
 # -- presets ---------------------------------------------------
@@ -124,15 +106,13 @@ class MAGBert(BertClassifier):
 # batch 32, L1 | transformers' AdamW 1e-5, wd 0.01, warm-up, batch 48, MSE, 40 epochs; IEMOCAP: the
 # MOSEI values with 4 x 2 logits and CE; synthetic demo: tiny random-init BERT, lr 5e-4).
 # MAG adds its gate: (beta_shift, dropout_prob).
-_GATE = {
-    ("mosi", "mmsa"): (1.0, 0.3),  # MMSA config_regression.json bert_mag mosi
-    ("mosei", "mmsa"): (1.0, 0.2),  # bert_mag mosei
-    ("mosi", "paper"): (1.0, 0.5),  # multimodal_driver.py --beta_shift 1.0 --dropout_prob 0.5
-    ("mosei", "paper"): (1.0, 0.5),
-    ("iemocap", "mmsa"): (1.0, 0.2),  # the MOSEI values
-    ("iemocap", "paper"): (1.0, 0.5),
-    ("synthetic", "demo"): (1.0, 0.3),  # harness decision: the MMSA MOSI gate
-}
+_GATE = {("mosi", "mmsa"): (1.0, 0.3),  # MMSA config_regression.json bert_mag mosi
+         ("mosei", "mmsa"): (1.0, 0.2),  # bert_mag mosei
+         ("mosi", "paper"): (1.0, 0.5),  # multimodal_driver.py --beta_shift 1.0 --dropout_prob 0.5
+         ("mosei", "paper"): (1.0, 0.5),
+         ("iemocap", "mmsa"): (1.0, 0.2),  # the MOSEI values
+         ("iemocap", "paper"): (1.0, 0.5),
+         ("synthetic", "demo"): (1.0, 0.3)}  # harness decision: the MMSA MOSI gate
 
 
 # What a MAG-BERT preset takes from the bert_text preset: the task, data widths, text encoder,
@@ -154,11 +134,9 @@ PRESETS = {key: _mag(TEXT_PRESETS[key], *gate) for key, gate in _GATE.items()}
 # `bench tune` search space: MMSA 2.2.1 config/config_tune.json `bert_mag` debugParams (MMSA name
 # in brackets); beta_shift [1] is a single value, so it stays at the preset's.
 _TUNE = "MMSA 2.2.1 config_tune.json bert_mag"
-SEARCH_SPACE = {
-    "batch_size": choice(32, 48, 64, source=_TUNE),
-    "lr": choice(2e-5, 5e-5, 1e-4, 1e-5, source=f"{_TUNE} [learning_rate]"),
-    "dropout_prob": choice(0.1, 0.2, 0.3, 0.4, source=_TUNE),
-}
+SEARCH_SPACE = {"batch_size": choice(32, 48, 64, source=_TUNE),
+                "lr": choice(2e-5, 5e-5, 1e-4, 1e-5, source=f"{_TUNE} [learning_rate]"),
+                "dropout_prob": choice(0.1, 0.2, 0.3, 0.4, source=_TUNE)}
 
 
 # MMSA's bert_mag sets need_data_aligned (MAG adds audio/vision to each word's embedding), and CH-SIMS /

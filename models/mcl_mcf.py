@@ -25,15 +25,11 @@ Loss (solver.py:146-151): L1(pred, y) + 0.05 nce + 0.05 nce2 + 0.05 nce3 (alpha,
 The contrastive unit `Clip(x, y)` (encoders.py:237-256), quirks kept as coded:
   x^ = normalize(W_x x + b_x); y^ = W_y normalize(y) + b_y (y is normalised BEFORE its
   projection and not after); logits = ln(1/0.07) x^ y^T (a fixed 2.659, not CLIP's
-  exp(ln(1/0.07)) = 14.3); loss = (CE(logits, arange B) + CE(logits^T, arange B)) / 2.
-  Each Clip projects to 128; the three TCF Clips are Linear(256036, 128) pairs (196.6 M
-  parameters, "the very wide tensor-fusion linears as coded").
-  The normalisation, logits and cross-entropies run in fp32 (autocast off); the projections
-  follow the caller's autocast.
-Init (solver.py:70-82): xavier_normal_ on every non-BERT parameter with dim > 1 (LSTM, conv
-and Linear weights); biases keep PyTorch's default. Optimiser: Adam (coupled L2), BERT group
-lr 5e-5 / wd 1e-4, the rest lr 1e-4 / wd 1e-4; ReduceLROnPlateau(patience 20, factor 0.5) on
-the validation L1; clip_grad_norm 1.0; batch 128; patience 10; 200 epochs (config.py).
+  exp(ln(1/0.07)) = 14.3); loss = (CE(logits, arange B) + CE(logits^T, arange B)) / 2, in fp32.
+  The three TCF Clips are Linear(256036, 128) pairs (196.6 M parameters, "the very wide
+  tensor-fusion linears as coded").
+Init: `_init_weights` (solver.py:70-82; biases keep PyTorch's default). Optimiser, schedule and
+protocol: the config fields (config.py, solver.py; the plateau schedule reads the validation L1).
 
 Deviations and switches (README HD 1-2):
 - The released HEAD crashes: `best_valid`/`best_mae` are never initialised, so solver.py:251
@@ -235,11 +231,9 @@ class MCLMCF(MSAModel):
         if batch.text_ids is None:
             raise ValueError("MCL-MCF needs BERT token ids (text_input 'ids' or 'raw_text'); this data has GloVe "
                              "text only (MulT pickles carry no raw_text)")
-        return {
-            "t": self.text_enc.cls(batch.text_ids, batch.text_mask, batch.text_segment),
-            "a": self.acoustic_enc(batch.audio, batch.audio_lengths),
-            "v": self.visual_enc(batch.vision, batch.vision_lengths),
-        }
+        return {"t": self.text_enc.cls(batch.text_ids, batch.text_mask, batch.text_segment),
+                "a": self.acoustic_enc(batch.audio, batch.audio_lengths),
+                "v": self.visual_enc(batch.vision, batch.vision_lengths)}
 
     def branches(self, reps: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """res (text), res2 (vision), res3 (audio): ReLU(Conv1d_k1) to R (getresNet1-3)."""
@@ -296,33 +290,27 @@ class MCLMCF(MSAModel):
         return ModelOutput(pred=pred, features=reps, extras=extras)
 
     def loss(self, output: ModelOutput, batch) -> dict[str, torch.Tensor]:
-        task = task_loss(output.pred, batch.labels, self.cfg.task)
-        parts = {"task": task}
-        total = task
-        if self.cfg.contrast and all(k in output.extras for k in LEVELS):
-            weights = (self.cfg.nce_weight, self.cfg.nce2_weight, self.cfg.nce3_weight)
-            for key, w in zip(LEVELS, weights, strict=True):
-                parts[key] = output.extras[key]
-                total = total + w * output.extras[key]
-        return {"total": total, **parts}
+        cfg = self.cfg
+        task = task_loss(output.pred, batch.labels, cfg.task)
+        if not (cfg.contrast and all(k in output.extras for k in LEVELS)):
+            return {"total": task, "task": task}
+        nce = {k: output.extras[k] for k in LEVELS}
+        total = task + cfg.nce_weight * nce["nce"] + cfg.nce2_weight * nce["nce2"] + cfg.nce3_weight * nce["nce3"]
+        return {"total": total, "task": task, **nce}
 
     def param_groups(self) -> list[dict[str, Any]]:
         cfg = self.cfg
         bert = {id(p) for p in self.text_enc.parameters()}
-        return [
-            {"name": "bert", "params": list(self.text_enc.parameters()), "lr": cfg.lr_bert,
-             "weight_decay": cfg.weight_decay_bert},
-            {"name": "main", "params": [p for p in self.parameters() if id(p) not in bert], "lr": cfg.lr,
-             "weight_decay": cfg.weight_decay},
-        ]
+        return [{"name": "bert", "params": list(self.text_enc.parameters()), "lr": cfg.lr_bert,
+                 "weight_decay": cfg.weight_decay_bert},
+                {"name": "main", "params": [p for p in self.parameters() if id(p) not in bert], "lr": cfg.lr,
+                 "weight_decay": cfg.weight_decay}]
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # each branch: its encoder and its MCF branch (getresNet1/2/3); hubs, Clips, TCF and the head are shared
-        return {
-            "t": [*self.text_enc.parameters(), *self.get_res_t.parameters()],
-            "a": [*self.acoustic_enc.parameters(), *self.get_res_a.parameters()],
-            "v": [*self.visual_enc.parameters(), *self.get_res_v.parameters()],
-        }
+        return {"t": [*self.text_enc.parameters(), *self.get_res_t.parameters()],
+                "a": [*self.acoustic_enc.parameters(), *self.get_res_a.parameters()],
+                "v": [*self.visual_enc.parameters(), *self.get_res_v.parameters()]}
 
     def summary(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -337,11 +325,9 @@ _OFFICIAL_MOSEI = replace(_OFFICIAL_MOSI, dims=(768, 74, 35))  # MOSEI: COVAREP 
 # synthetic `demo` (harness decision): tiny random-init BERT (lr 5e-4: it learns from scratch),
 # narrow fusion R = 32 (TCF maps 26^2 = 676), 16-wide LSTMs/hubs, 32-wide Clips and SubNet;
 # lr 1e-3 for the rest (4 epochs), batch 32
-_DEMO = replace(
-    _OFFICIAL_MOSI, text_encoder="tiny", text_vocab_size=2048, lr_bert=5e-4, lr=1e-3,
-    v_lstm_hidden=16, a_lstm_hidden=16, video_out=16, audio_out=16, hub_dim=16, res_dim=32,
-    post_fusion_dim=32, clip_dim=32, batch_size=32, max_epochs=4, early_stop_patience=2,
-)
+_DEMO = replace(_OFFICIAL_MOSI, text_encoder="tiny", text_vocab_size=2048, lr_bert=5e-4, lr=1e-3,
+                v_lstm_hidden=16, a_lstm_hidden=16, video_out=16, audio_out=16, hub_dim=16, res_dim=32,
+                post_fusion_dim=32, clip_dim=32, batch_size=32, max_epochs=4, early_stop_patience=2)
 # IEMOCAP (harness decision; the code supports MOSI/MOSEI regression only): the MOSEI preset on
 # MulT's iemocap_data_noalign.pkl (74/35 widths) with the MulT protocol's 4 x 2 logits and CE in
 # place of L1; the three contrastive levels pair samples by batch position, not by label.
@@ -352,14 +338,12 @@ _IEMOCAP = replace(_OFFICIAL_MOSEI, task="iemocap", n_out=8)
 # (MMSA's SIMS text_bert ids)
 _SIMS = replace(_OFFICIAL_MOSI, dims=(768, 33, 709), text_encoder="bert-base-chinese", text_vocab_size=21128)
 _SIMSV2 = replace(_SIMS, dims=(768, 25, 177))
-PRESETS = {
-    ("mosi", "official"): _OFFICIAL_MOSI,
-    ("mosei", "official"): _OFFICIAL_MOSEI,
-    ("sims", "official"): _SIMS,
-    ("simsv2", "official"): _SIMSV2,
-    ("iemocap", "official"): _IEMOCAP,
-    ("synthetic", "demo"): _DEMO,
-}
+PRESETS = {("mosi", "official"): _OFFICIAL_MOSI,
+           ("mosei", "official"): _OFFICIAL_MOSEI,
+           ("sims", "official"): _SIMS,
+           ("simsv2", "official"): _SIMSV2,
+           ("iemocap", "official"): _IEMOCAP,
+           ("synthetic", "demo"): _DEMO}
 
 
 @register_model("mcl_mcf", config=MCLMCFConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,

@@ -48,15 +48,15 @@ Harness decisions and deviations (each a field below with its source):
 - protocol: selection on validation every epoch of every stage, as the code
   (it keeps the best validation MSE), but on MAE: the harness's metrics have no MSE key;
   the harness's data order; the teachers pre-train per seed;
-- the trailing partial accumulation group of an epoch is discarded, as coded (the
-  `if not left_epochs` after the loop never fires): `drop_partial_accum`, applied through
-  `after_backward` (gradients of those batches cleared); a split with fewer batches than one
-  group is not dropped (the code would never step);
-- the frozen teachers run in training mode during fusion, as coded (`model.train()` reaches
-  them; dropout 0.3 on the MOSI vision teacher): `teacher_dropout_in_fusion`;
-- eval predictions depend on the batch: the causal window depends on the
-  batch's padded text width; evaluation uses eval batch 32 in split order (valid loader
-  batch 32, unshuffled) and `summary()` records `batch_dependent_eval` (= `attn_mask`);
+- `drop_partial_accum`: the trailing partial accumulation group of an epoch is discarded, as
+  coded (the `if not left_epochs` after the loop never fires), by clearing those batches'
+  gradients in `after_backward`; a split with fewer batches than one group keeps them (the code
+  would never step);
+- `teacher_dropout_in_fusion`: the frozen teachers run in training mode during fusion, as coded
+  (`model.train()` reaches them; dropout 0.3 on the MOSI vision teacher);
+- eval predictions depend on the batch (the causal window follows the batch's padded text
+  width): eval batch 32 in split order, as the (unshuffled) valid loader; `summary()` records
+  `batch_dependent_eval` (= `attn_mask`);
 - K and V of a stack share one embedding-dropout mask (the shared MulT layer; the code
   draws two): identical in evaluation, the same dropout rate in training;
 - stage None (the model used outside the trainer, e.g. registry tests): the fusion stage with
@@ -192,12 +192,10 @@ class MFON(MSAModel):
         self.vision_with_text = cross(cfg.vision_text_layers)
         self.proj_a = nn.Linear(cfg.dims[1], d)
         self.audio_with_text = cross(cfg.audio_text_layers)
-        self.teacher = nn.ModuleDict({
-            "v": Teacher(cfg.dims[2], d, cfg.teacher_heads, cfg.vision_teacher_layers, cfg.vision_teacher_dropout, ffn,
-                         cfg.teacher_attn_mask),
-            "a": Teacher(cfg.dims[1], d, cfg.teacher_heads, cfg.audio_teacher_layers, cfg.audio_teacher_dropout, ffn,
-                         cfg.teacher_attn_mask),
-        })
+        teacher = lambda d_in, layers, drop: Teacher(d_in, d, cfg.teacher_heads, layers, drop, ffn,  # noqa: E731
+                                                     cfg.teacher_attn_mask)
+        self.teacher = nn.ModuleDict({"v": teacher(cfg.dims[2], cfg.vision_teacher_layers, cfg.vision_teacher_dropout),
+                                      "a": teacher(cfg.dims[1], cfg.audio_teacher_layers, cfg.audio_teacher_dropout)})
         self.decoder = MLP(3 * d, [d, d // 2, d // 8], cfg.n_out)  # TVA_decoder
         # stage-1 heads (VisionPretrain / AudioPretrain classifier): not part of TVA_fusion
         self.teacher_head = nn.ModuleDict({m: MLP(d, [d // 2, d // 8], cfg.n_out) for m in "va"})
@@ -324,19 +322,17 @@ class MFON(MSAModel):
     def param_groups(self) -> list[dict[str, Any]]:
         """TVA_train.py's four groups, then each teacher's pre-training group (Adam amsgrad)."""
         cfg = self.cfg
-        group = lambda name, mods, lr, wd, amsgrad=False: {  # noqa: E731
-            "name": name, "params": [p for mod in mods for p in mod.parameters()], "lr": lr, "weight_decay": wd,
-            "amsgrad": amsgrad}
-        groups = [group("text", [self.text, self.proj_t], cfg.text_lr, cfg.text_decay)]
-        audio = group("audio", [self.proj_a, self.audio_with_text], cfg.audio_lr, cfg.audio_decay)
-        vision = group("vision", [self.proj_v, self.vision_with_text], cfg.vision_lr, cfg.vision_decay)
-        audio["params"].append(self.prompt_a)
-        vision["params"].append(self.prompt_v)
-        groups += [audio, vision, group("other", [self.decoder], cfg.lr, cfg.weight_decay)]
-        for m, lr, wd in (("v", cfg.vision_pretrain_lr, cfg.vision_pretrain_decay),
-                          ("a", cfg.audio_pretrain_lr, cfg.audio_pretrain_decay)):
-            groups.append(group(f"teacher_{m}", [self.teacher[m], self.teacher_head[m]], lr, wd, cfg.pretrain_amsgrad))
-        return groups
+        group = lambda name, params, lr, wd, amsgrad=False: {  # noqa: E731
+            "name": name, "params": params, "lr": lr, "weight_decay": wd, "amsgrad": amsgrad}
+        of = lambda *mods: [p for mod in mods for p in mod.parameters()]  # noqa: E731
+        ams = cfg.pretrain_amsgrad
+        return [group("text", of(self.text, self.proj_t), cfg.text_lr, cfg.text_decay),
+                group("audio", [*of(self.proj_a, self.audio_with_text), self.prompt_a], cfg.audio_lr, cfg.audio_decay),
+                group("vision", [*of(self.proj_v, self.vision_with_text), self.prompt_v], cfg.vision_lr,
+                      cfg.vision_decay),
+                group("other", of(self.decoder), cfg.lr, cfg.weight_decay),
+                group("teacher_v", self.teacher_parameters("v"), cfg.vision_pretrain_lr, cfg.vision_pretrain_decay, ams),
+                group("teacher_a", self.teacher_parameters("a"), cfg.audio_pretrain_lr, cfg.audio_pretrain_decay, ams)]
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # t: BERT + proj_t; a / v: projection, prompt, cross-modal stack, teacher and its head; the decoder is shared
@@ -380,20 +376,16 @@ _SIMSV2 = replace(_OFFICIAL_SIMS, dims=(768, 25, 177), audio_seq_len=925, vision
 # synthetic `demo` (harness decision): tiny random-init BERT on the synthetic token ids, a
 # 32-wide model with one layer per stack, prompts for the synthetic T = 50, a few epochs per
 # stage, no accumulation (the demo subsets have only a few batches)
-_DEMO = replace(
-    _OFFICIAL_MOSI, text_encoder="tiny", text_vocab_size=2048, text_input="ids", text_max_length=None,
-    encoder_dim=32, cross_heads=4, teacher_heads=4, vision_text_layers=1, audio_text_layers=1,
-    vision_teacher_layers=1, audio_teacher_layers=1, audio_seq_len=50, vision_seq_len=50,
-    text_lr=5e-4, vision_epochs=2, audio_epochs=2, fusion_epochs=3, grad_accum_steps=1, max_epochs=3,
-)
+_DEMO = replace(_OFFICIAL_MOSI, text_encoder="tiny", text_vocab_size=2048, text_input="ids", text_max_length=None,
+                encoder_dim=32, cross_heads=4, teacher_heads=4, vision_text_layers=1, audio_text_layers=1,
+                vision_teacher_layers=1, audio_teacher_layers=1, audio_seq_len=50, vision_seq_len=50,
+                text_lr=5e-4, vision_epochs=2, audio_epochs=2, fusion_epochs=3, grad_accum_steps=1, max_epochs=3)
 
-PRESETS = {
-    ("mosi", "official"): _OFFICIAL_MOSI,
-    ("mosei", "official"): _OFFICIAL_MOSEI,
-    ("sims", "official"): _OFFICIAL_SIMS,
-    ("simsv2", "official"): _SIMSV2,
-    ("synthetic", "demo"): _DEMO,
-}
+PRESETS = {("mosi", "official"): _OFFICIAL_MOSI,
+           ("mosei", "official"): _OFFICIAL_MOSEI,
+           ("sims", "official"): _OFFICIAL_SIMS,
+           ("simsv2", "official"): _SIMSV2,
+           ("synthetic", "demo"): _DEMO}
 
 
 @register_model("mfon", config=MFONConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,

@@ -5,12 +5,11 @@ Sources: thuiar/Self-MM `models/multiTask/SELF_MM.py`, `trains/multiTask/SELF_MM
 `models/multiTask/SELF_MM.py`, `trains/multiTask/SELF_MM.py`, `config/config_regression.json`
 ("mmsa" preset, the default).
 
-Forward: BERT last-layer [CLS] (the pooler is built but unused, so it never gets a
-gradient); audio and vision each through a 1-layer LSTM over the packed true lengths
-(clamped to >= 1; on aligned data the loaders give the text length), final hidden state ->
-Dropout -> Linear; fusion head
-[t; a; v] -> Dropout -> Linear -> ReLU (= F_f) -> Linear -> ReLU -> Linear (= y_m), and the same
-head shape per modality (F_s, y_s).
+Forward: BERT last-layer [CLS] (the pooler is built but unused, so it never gets a gradient);
+audio and vision each through a 1-layer LSTM over the packed true lengths (clamped to >= 1; on
+aligned data the loaders give the text length), final hidden state -> Dropout -> Linear; fusion
+head [t; a; v] -> Dropout -> Linear -> ReLU (= F_f) -> Linear -> ReLU -> Linear (= y_m), and the
+same head shape per modality (F_s, y_s).
 
 ULGM, the weighted loss, the post heads and the five Adam groups are models/layers/ulgm.py's
 (shared with TETFN).
@@ -65,11 +64,9 @@ class SelfMM(ULGMModel):
         `batch.audio_lengths` / `vision_lengths`: the files' own for unaligned data; for aligned
         data the loader sets them to the text length sum(input_mask), as MMSA's Self-MM does
         (bench/data/mmsa.py rule 4). Masking the text keeps them, so audio never depends on it."""
-        return {
-            "t": self.text.cls(batch.text_ids, batch.text_mask, batch.text_segment),
-            "a": self.audio_net(batch.audio, batch.audio_lengths),
-            "v": self.video_net(batch.vision, batch.vision_lengths),
-        }
+        return {"t": self.text.cls(batch.text_ids, batch.text_mask, batch.text_segment),
+                "a": self.audio_net(batch.audio, batch.audio_lengths),
+                "v": self.video_net(batch.vision, batch.vision_lengths)}
 
     def fuse(self, reps: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.heads["f"](torch.cat([reps["t"], reps["a"], reps["v"]], dim=-1))[1]
@@ -77,18 +74,15 @@ class SelfMM(ULGMModel):
     def forward(self, batch) -> ModelOutput:
         reps = self.encode(batch)
         inputs = {"f": torch.cat([reps["t"], reps["a"], reps["v"]], dim=-1), **reps}
-        feats, preds = {}, {}
-        for h in HEADS:
-            feats[h], preds[h] = self.heads[h](inputs[h])
-        return ModelOutput(pred=preds["f"], unimodal={s: preds[s] for s in "tav"}, features=feats)
+        out = {h: self.heads[h](inputs[h]) for h in HEADS}  # (feature, prediction) per head
+        return ModelOutput(pred=out["f"][1], unimodal={s: out[s][1] for s in "tav"},
+                           features={h: feature for h, (feature, _) in out.items()})
 
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
         # each branch: its encoder and its unimodal head; the fusion head is shared
-        return {
-            "t": [*self.text.parameters(), *self.heads["t"].parameters()],
-            "a": [*self.audio_net.parameters(), *self.heads["a"].parameters()],
-            "v": [*self.video_net.parameters(), *self.heads["v"].parameters()],
-        }
+        return {"t": [*self.text.parameters(), *self.heads["t"].parameters()],
+                "a": [*self.audio_net.parameters(), *self.heads["a"].parameters()],
+                "v": [*self.video_net.parameters(), *self.heads["v"].parameters()]}
 
 
 # -- presets ---------------------------------------------------
@@ -157,26 +151,21 @@ PRESETS = {**bert_preset_table(_MMSA_MOSI, _MMSA_MOSEI, _PAPER_MOSI, _PAPER_MOSE
 # brackets). Single-valued there, so left at the preset's: learning_rate_bert 5e-5, audio_out 16,
 # video_out 32, a/v_lstm_dropout 0, H 3.0 (t_bert_dropout is unused, text_out is BERT's 768).
 _TUNE = "MMSA 2.2.1 config_tune.json self_mm"
-SEARCH_SPACE = {
-    "batch_size": choice(16, 32, source=_TUNE),
-    "lr_audio": choice(1e-4, 1e-3, 5e-3, source=f"{_TUNE} [learning_rate_audio]"),
-    "lr_video": choice(1e-4, 1e-3, 5e-3, source=f"{_TUNE} [learning_rate_video]"),
-    "lr": choice(1e-4, 1e-3, source=f"{_TUNE} [learning_rate_other]"),
-    "weight_decay_bert": choice(1e-3, 1e-2, source=_TUNE),
-    "weight_decay": choice(1e-3, 1e-2, source=f"{_TUNE} [weight_decay_other]"),
-    "weight_decay_audio": choice(0.0, 1e-3, 1e-2, source=_TUNE),
-    "weight_decay_video": choice(0.0, 1e-3, 1e-2, source=_TUNE),
-    "a_lstm_hidden": choice(16, 32, source=f"{_TUNE} [a_lstm_hidden_size]"),
-    "v_lstm_hidden": choice(32, 64, source=f"{_TUNE} [v_lstm_hidden_size]"),
-    "post_fusion_dim": choice(64, 128, source=_TUNE),
-    "post_text_dim": choice(32, 64, source=_TUNE),
-    "post_audio_dim": choice(16, 32, source=_TUNE),
-    "post_video_dim": choice(16, 32, source=_TUNE),
-    "post_fusion_dropout": choice(0.1, 0.0, source=_TUNE),
-    "post_text_dropout": choice(0.1, 0.0, source=_TUNE),
-    "post_audio_dropout": choice(0.1, 0.0, source=_TUNE),
-    "post_video_dropout": choice(0.1, 0.0, source=_TUNE),
-}
+SEARCH_SPACE = {"batch_size": choice(16, 32, source=_TUNE),
+                "lr_audio": choice(1e-4, 1e-3, 5e-3, source=f"{_TUNE} [learning_rate_audio]"),
+                "lr_video": choice(1e-4, 1e-3, 5e-3, source=f"{_TUNE} [learning_rate_video]"),
+                "lr": choice(1e-4, 1e-3, source=f"{_TUNE} [learning_rate_other]"),
+                "weight_decay_bert": choice(1e-3, 1e-2, source=_TUNE),
+                "weight_decay": choice(1e-3, 1e-2, source=f"{_TUNE} [weight_decay_other]"),
+                "weight_decay_audio": choice(0.0, 1e-3, 1e-2, source=_TUNE),
+                "weight_decay_video": choice(0.0, 1e-3, 1e-2, source=_TUNE),
+                "a_lstm_hidden": choice(16, 32, source=f"{_TUNE} [a_lstm_hidden_size]"),
+                "v_lstm_hidden": choice(32, 64, source=f"{_TUNE} [v_lstm_hidden_size]"),
+                "post_fusion_dim": choice(64, 128, source=_TUNE),
+                "post_text_dim": choice(32, 64, source=_TUNE),
+                "post_audio_dim": choice(16, 32, source=_TUNE),
+                "post_video_dim": choice(16, 32, source=_TUNE),
+                **{f"post_{m}_dropout": choice(0.1, 0.0, source=_TUNE) for m in ("fusion", "text", "audio", "video")}}
 
 
 @register_model("self_mm", config=SelfMMConfig, presets=PRESETS, default_preset="mmsa", unsupported=UNSUPPORTED,

@@ -47,25 +47,22 @@ queries and the keys/values see different dropout. Each inferred piece is a swit
 `wrapper_kv_stream`, `wrapper_embed_scale`, `wrapper_positions`, `wrapper_final_norm`
 (`wrapper_embed_dropout` sets the dropout; 0 drops it).
 
-Loss (paper eqs. 19-22; `val_r` 0.6 / `cls_r` 0.4 in 46cda75): 0.6 MSE(v^, v) + 0.4 CE(e^, e)
-with e the 7 bins of v of the paper's Supplementary Table 6: [-3, -2.5) -> 0, [-2.5, -1.5) -> 1,
-..., [2.5, 3] -> 6, i.e. clamp(floor(v + 0.5) + 3, 0, 6).
+Loss (paper eqs. 19-22; `val_r` 0.6 / `cls_r` 0.4 in 46cda75): 0.6 MSE(v^, v) + 0.4 CE(e^, e),
+e the 7 bins of v of the paper's Supplementary Table 6 (`emotion_classes`).
 
-Self-training (paper §3.4, Algorithm 1) is a second `Stage`, present only when `unlabeled_dir`
-is set: stage "supervised" as above, then stage
-"self_training" from its selected state: the unlabeled clips are predicted, the `pseudo_top_k`
-most confident per predicted emotion class are kept (max softmax probability [inferred]; MOSI
-k = 40, MOSEI all clips), and training continues with 0.6 MSE + 0.4 CE on the labeled batch +
-0.2 CE on a pseudo-labeled batch (emotion only, eq. 23), the pseudo batch sized to the pseudo
-set's share of labeled + pseudo (the released loader concatenates both sets) [inferred].
+Self-training (paper §3.4, Algorithm 1) is a second `Stage`, present only when `unlabeled_dir` is set:
+stage "supervised" as above, then stage "self_training" from its selected state: the unlabeled clips
+are predicted, the `pseudo_top_k` most confident per predicted emotion class are kept (max softmax
+probability [inferred]; MOSI k = 40, MOSEI all clips), and training continues with 0.6 MSE + 0.4 CE on
+the labeled batch + 0.2 CE on a pseudo-labeled batch (emotion only, eq. 23), the pseudo batch sized to
+the pseudo set's share of labeled + pseudo (the released loader concatenates both sets) [inferred].
 `unlabeled_dir` must hold `unlabeled.npz` (see `UNLABELED_FILE`), which bench/data/unlabeled.py checks
 before training and hands to `on_stage_start` (`state.stage_data`); the AMI clips and the frozen
 RoBERTa-large / HuBERT-large / FabNet features of the paper are not available here.
 
-Inputs on the harness: MMSA `unaligned_50` pickles (frame-level, like the paper's
-features), text = the pre-extracted `text` features view (768-d BERT-base features: the released
-`--use_bert` branch, Conv1d(768 -> 128)), audio/vision widths from the file (`dims_from_data`).
-Each modality is padded/truncated to `seq_lens` so the position table has a fixed length.
+Inputs on the harness: MMSA `unaligned_50` pickles (frame-level, like the paper's features), text =
+the 768-d BERT-base `text` features view (the released `--use_bert` branch, Conv1d(768 -> 128)),
+each modality padded/truncated to `seq_lens` so the position table has a fixed length.
 
 Parameters (built; tests/test_semi_iin.py): native widths (RoBERTa-large 1024 x 100, HuBERT-large
 1024 x 800, FabNet 256 x 50; `stride8`): 1,602,376 with the masked attention, 1,338,056 with
@@ -75,8 +72,7 @@ Parameters (built; tests/test_semi_iin.py): native widths (RoBERTa-large 1024 x 
 (MOSI) or 2 + 50 + 500 + 500 (MOSEI) tokens.
 
 Not separable (the encoders mix all modalities); `modality_params` gives each modality its conv
-front-end. Harness protocol: selection on validation (the released rule is
-unknown), all 30 epochs run, the test split once.
+front-end. Harness protocol: selection on validation (the released rule is unknown), all 30 epochs.
 """
 
 from __future__ import annotations
@@ -148,6 +144,11 @@ class SemiIINConfig(ModelConfig):
 
 def conv_length(n: int, kernel: int, stride: int, padding: int) -> int:
     return (n + 2 * padding - kernel) // stride + 1
+
+
+def fit_steps(x: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, T, d) zero-padded or truncated on the time axis to n steps."""
+    return F.pad(x, (0, 0, 0, n - x.shape[1])) if x.shape[1] < n else x[:, :n]
 
 
 def emotion_classes(v: torch.Tensor) -> torch.Tensor:
@@ -243,11 +244,9 @@ class SemiIIN(MSAModel):
             self.gate_val, self.gate_emo = Gate(d), Gate(d)
         else:
             self.encoder = self._encoder(None)  # cmfm (inter='global'), no gates
-        layers, width = [], d
-        for w in cfg.mlp_layers:
-            layers.append(nn.Linear(width, w))
-            width = w
-        self.mlp = nn.Sequential(*layers)  # shared by both tokens, no activation (as coded)
+        widths = (d, *cfg.mlp_layers)  # a Linear stack shared by both tokens, no activation (as coded)
+        self.mlp = nn.Sequential(*(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)))
+        width = widths[-1]
         self.fc_val = nn.Linear(width, 1)  # fc_out1
         self.fc_emo = nn.Linear(width, cfg.n_emotions)  # fc_out2
         self._pseudo: Optional[dict[str, Any]] = None  # self-training stage only (set in on_stage_start)
@@ -271,11 +270,8 @@ class SemiIIN(MSAModel):
         cfg = self.cfg
         drop = self.training or cfg.input_dropout_in_eval
 
-        def fit(x: torch.Tensor, n: int) -> torch.Tensor:  # pad/truncate the time axis to n steps
-            return F.pad(x, (0, 0, 0, n - x.shape[1])) if x.shape[1] < n else x[:, :n]
-
         def conv(x: torch.Tensor, n: int, *convs: nn.Conv1d) -> torch.Tensor:
-            h = dropout(fit(x, n), cfg.input_dropout, drop).transpose(1, 2)
+            h = dropout(fit_steps(x, n), cfg.input_dropout, drop).transpose(1, 2)
             for c in convs:
                 h = c(h)
             return h.transpose(1, 2)
@@ -373,22 +369,14 @@ class SemiIIN(MSAModel):
         was_training = self.training
         self.eval()
         lens = dict(zip(UNLABELED_KEYS, cfg.seq_lens, strict=True))  # stored fitted to seq_lens (fixed-size batches)
-        fitted = {}
-        for k, x in clips.items():
-            n = lens[k]
-            fitted[k] = F.pad(x, (0, 0, 0, n - x.shape[1])) if x.shape[1] < n else x[:, :n].contiguous()
-        probs = []
+        fitted = {k: fit_steps(x, lens[k]).contiguous() for k, x in clips.items()}
         bs = cfg.eval_batch_size or cfg.batch_size
-        for i in range(0, len(fitted["text"]), bs):
-            part = {k: x[i:i + bs].to(device) for k, x in fitted.items()}
-            probs.append(F.softmax(self.predict(part["text"], part["audio"], part["vision"])[1].float(), -1).cpu())
+        probs = [F.softmax(self.predict(*(fitted[k][i:i + bs].to(device) for k in UNLABELED_KEYS))[1].float(), -1).cpu()
+                 for i in range(0, len(fitted["text"]), bs)]  # UNLABELED_KEYS: predict's argument order
         self.train(was_training)
         conf, label = torch.cat(probs).max(-1)
-        keep = []
-        for c in range(cfg.n_emotions):
-            members = torch.nonzero(label == c).flatten()
-            order = members[conf[members].argsort(descending=True)]
-            keep.append(order if cfg.pseudo_top_k is None else order[: cfg.pseudo_top_k])
+        members = [torch.nonzero(label == c).flatten() for c in range(cfg.n_emotions)]
+        keep = [m[conf[m].argsort(descending=True)][: cfg.pseudo_top_k] for m in members]  # top_k None: all
         idx = torch.cat(keep)
         if len(idx) == 0:
             raise ValueError("Semi-IIN's self-training kept no pseudo-labeled clip")
@@ -403,9 +391,9 @@ class SemiIIN(MSAModel):
 
     # -- protocol --------------------------------------------------------------------------------
     def modality_params(self) -> dict[str, list[nn.Parameter]]:
-        # the conv front-ends; the type embedding, tokens, encoders, gates and heads are shared
-        weights = {"t": [self.proj_t.weight], "a": [self.proj_a1.weight, self.proj_a2.weight], "v": [self.proj_v.weight]}
-        return weights  # type: ignore[return-value]  # torch types a layer's weight as Tensor; it is a Parameter
+        # the conv front-ends (bias-free); the type embedding, tokens, encoders, gates and heads are shared
+        return {"t": list(self.proj_t.parameters()), "a": [*self.proj_a1.parameters(), *self.proj_a2.parameters()],
+                "v": list(self.proj_v.parameters())}
 
     def summary(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -438,13 +426,11 @@ _DEMO = replace(_OFFICIAL_MOSI, seq_lens=(50, 50, 50), d=32, heads=2, mlp_layers
 # 50/925/232, 25/177). Labels in [-1, 1] fill emotion bins 2-4 of the 7 (Supplementary Table 6).
 _SIMS = replace(_OFFICIAL_MOSI, dims=(768, 33, 709), seq_lens=(39, 400, 55))
 _SIMSV2 = replace(_OFFICIAL_MOSI, dims=(768, 25, 177), seq_lens=(50, 925, 232))
-PRESETS = {
-    ("mosi", "official"): _OFFICIAL_MOSI,
-    ("mosei", "official"): _OFFICIAL_MOSEI,
-    ("sims", "official"): _SIMS,
-    ("simsv2", "official"): _SIMSV2,
-    ("synthetic", "demo"): _DEMO,
-}
+PRESETS = {("mosi", "official"): _OFFICIAL_MOSI,
+           ("mosei", "official"): _OFFICIAL_MOSEI,
+           ("sims", "official"): _SIMS,
+           ("simsv2", "official"): _SIMSV2,
+           ("synthetic", "demo"): _DEMO}
 
 
 @register_model("semi_iin", config=SemiIINConfig, presets=PRESETS, default_preset="official", unsupported=UNSUPPORTED,

@@ -63,17 +63,8 @@ def pool_segments(x: torch.Tensor, lengths: torch.Tensor, pool_len: int) -> tupl
 class SeqEncoder(nn.Module):
     """(B, T, d_in) features + (B,) lengths -> (B, d) utterance vector."""
 
-    def __init__(
-        self,
-        d_in: int,
-        d: int,
-        layers: int,
-        heads: int,
-        ffn: int,
-        dropout: float,
-        pos: str = "sinusoidal",
-        max_len: int = 512,
-    ):
+    def __init__(self, d_in: int, d: int, layers: int, heads: int, ffn: int, dropout: float,
+                 pos: str = "sinusoidal", max_len: int = 512):
         super().__init__()
         if pos not in POSITIONS:
             raise ValueError(f"unknown positions '{pos}' (expected one of {POSITIONS})")
@@ -83,10 +74,9 @@ class SeqEncoder(nn.Module):
         self.inp = nn.Linear(d_in, d)
         self.pos_emb = nn.Parameter(torch.randn(max_len, d) * 0.02) if pos == "learned" else None
         self.drop = nn.Dropout(dropout)
-        self.layers = nn.ModuleList(
+        self.layers = nn.ModuleList(  # built one by one, not cloned (module docstring)
             nn.TransformerEncoderLayer(d, heads, ffn, dropout, activation="gelu", batch_first=True, norm_first=True)
-            for _ in range(layers)
-        )
+            for _ in range(layers))
         self.norm = nn.LayerNorm(d)
         self.proj = nn.Linear(d, d)
 
@@ -101,7 +91,6 @@ class SeqEncoder(nn.Module):
             h = h + sinusoidal_table(t, self.d, h.device, h.dtype)
         h = self.drop(h)
         valid = lengths_mask(lengths.clamp(min=1), t)  # a zero length would leave a row with no keys
-        pad = ~valid
         for layer in self.layers:
-            h = layer(h, src_key_padding_mask=pad)
+            h = layer(h, src_key_padding_mask=~valid)
         return self.proj(masked_mean(self.norm(h), valid))

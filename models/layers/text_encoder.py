@@ -59,11 +59,9 @@ class TextEncoder(nn.Module):
             raise ValueError(f"text encoder '{self.source}' was built without a pooler")
         return self.pooler(hidden)
 
-    def forward(
-        self, ids: torch.Tensor, mask: torch.Tensor, segment: torch.Tensor | None = None,
-        fuse: Callable[[torch.Tensor], torch.Tensor] | None = None, fuse_at: int = 0,
-        embeddings_grad: bool = True,
-    ) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, segment: torch.Tensor | None = None,
+                fuse: Callable[[torch.Tensor], torch.Tensor] | None = None, fuse_at: int = 0,
+                embeddings_grad: bool = True) -> torch.Tensor:
         """Last hidden states. `fuse` maps the hidden states (B, L, hidden) at injection index
         `fuse_at` to what the next layer reads: 0 is the embedding-layer output (MAG-BERT's gate,
         MMSA `MAG_BertModel.forward`), i > 0 the output of encoder layer i - 1 (CENET's CE at 1).
@@ -92,9 +90,8 @@ class TextEncoder(nn.Module):
                              f"(text encoder '{self.source}' has {len(layers)} layers)")
         return self.bert.embeddings if index == 0 else layers[index - 1]
 
-    def hidden_states(
-        self, ids: torch.Tensor, mask: torch.Tensor, segment: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, ...]:
+    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor,
+                      segment: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Every layer's output, (embeddings, layer 1, ..., layer N), each (B, L, hidden), over
         the full padded length (GLoMo reads the last two)."""
         out = self.bert(input_ids=ids, attention_mask=mask, token_type_ids=segment,
@@ -156,32 +153,25 @@ def _build_text_encoder(spec: str, vocab_size: int | None, pooler: bool, attenti
         return TextEncoder(BertModel(config, add_pooling_layer=pooler), spec)
 
     path = Path(os.path.expanduser(spec))
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise TextEncoderError(
-                f"text encoder directory '{path}' has no config.json; expected a Hugging Face checkpoint "
-                "folder (config.json, vocab.txt and model.safetensors or pytorch_model.bin)"
-            )
-        try:
-            model = AutoModel.from_pretrained(str(path), local_files_only=True, attn_implementation=attention)
-        except (OSError, ValueError) as err:
-            raise TextEncoderError(f"cannot load text encoder from '{path}': {err}") from err
-        _check_bert_like(model, str(path))
-        return TextEncoder(model, str(path))
-
-    if "/" in spec or os.sep in spec or spec.startswith("."):
+    local = path.is_dir()
+    if local and not (path / "config.json").is_file():
+        raise TextEncoderError(f"text encoder directory '{path}' has no config.json; expected a Hugging Face "
+                               "checkpoint folder (config.json, vocab.txt and model.safetensors or pytorch_model.bin)")
+    if not local and ("/" in spec or os.sep in spec or spec.startswith(".")):
         raise TextEncoderError(f"text encoder path '{spec}' does not exist (pass a local checkpoint directory)")
-    try:  # a hub name, only if already cached locally
-        model = AutoModel.from_pretrained(spec, local_files_only=True, attn_implementation=attention)
-    except (OSError, ValueError):
-        raise TextEncoderError(
-            f"text encoder '{spec}' is not a local directory and is not in the local Hugging Face cache, "
-            "and msabench never downloads. Pass a local checkpoint folder with --text-encoder PATH "
-            "(e.g. a copy of bert-base-uncased), or --text-encoder bert-base for random-init BERT-base "
-            "shapes (parameter counts, speed), or --text-encoder tiny for tests."
-        ) from None
-    _check_bert_like(model, spec)
-    return TextEncoder(model, spec)
+    source = str(path) if local else spec  # else a hub name, only if already cached locally
+    try:
+        model = AutoModel.from_pretrained(source, local_files_only=True, attn_implementation=attention)
+    except (OSError, ValueError) as err:
+        if local:
+            raise TextEncoderError(f"cannot load text encoder from '{path}': {err}") from err
+        raise TextEncoderError(f"text encoder '{spec}' is not a local directory and is not in the local Hugging "
+                               "Face cache, and msabench never downloads. Pass a local checkpoint folder with "
+                               "--text-encoder PATH (e.g. a copy of bert-base-uncased), or --text-encoder bert-base for "
+                               "random-init BERT-base shapes (parameter counts, speed), or --text-encoder tiny for "
+                               "tests.") from None
+    _check_bert_like(model, source)
+    return TextEncoder(model, source)
 
 
 def split_no_decay(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
