@@ -99,8 +99,8 @@ def test_blocked_attention_equals_dense_attention_with_the_same_dropout(monkeypa
     torch.manual_seed(0)
     q, k, v = (torch.randn(3, 2, t, 4, requires_grad=True) for t in (t_q, t_k, t_k))
     masks = []
-    real = tr.dropout_keep
-    monkeypatch.setattr(tr, "dropout_keep", lambda *a, **kw: masks.append(real(*a, **kw)) or masks[-1])
+    real = tr.keep_bits
+    monkeypatch.setattr(tr, "keep_bits", lambda *a, **kw: masks.append(real(*a, **kw)) or masks[-1])
     monkeypatch.setattr(tr, "CHUNK_ELEMENTS", 20_000)  # force several batch chunks and row blocks
     out = tr.blocked_attention_with_dropout(q, k, v, 0.25, causal)
     # rebuild the dense dropout mask from the blocks that were drawn (rows r0:r1, keys :lim)
@@ -111,7 +111,7 @@ def test_blocked_attention_equals_dense_attention_with_the_same_dropout(monkeypa
         lim = min(t_k, r1 + abs(t_k - t_q)) if causal else t_k
         step = max(1, tr.CHUNK_ELEMENTS // (2 * (r1 - r0) * lim))
         for i in range(0, 3, step):
-            full[i:i + step, :, r0:r1, :lim] = next(it).view(-1, 2, r1 - r0, lim)
+            full[i:i + step, :, r0:r1, :lim] = next(it).view(-1, 2, r1 - r0, lim) / 0.75
     scores = q @ k.transpose(-1, -2) / 2.0
     if causal:
         scores = scores.masked_fill(~future_mask(t_q, t_k, q.device), float("-inf"))

@@ -20,8 +20,10 @@ Layout is batch-first (B, T, d). Parameter shapes and initialisation follow MMSA
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 import numpy as np
@@ -100,6 +102,11 @@ def dropout_keep(shape: tuple[int, ...], p: float, device: torch.device,
     return torch.from_numpy(np.multiply(draws >= round(p * (1 << 16)), 1.0 / (1.0 - p), dtype=np.float32))
 
 
+def keep_bits(shape: tuple[int, ...], p: float, rng: np.random.Generator) -> torch.Tensor:
+    """uint8 0/1: where `dropout_keep` keeps (same draws); a quarter of its memory traffic."""
+    return torch.from_numpy((uint16_draws(rng, shape) >= round(p * (1 << 16))).view(np.uint8))
+
+
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """F.dropout, with the CPU mask drawn by `dropout_keep` (torch's CPU bernoulli is slow)."""
     if not training or p == 0:
@@ -107,6 +114,23 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     if x.device.type != "cpu":
         return F.dropout(x, p, True)
     return x * dropout_keep(x.shape, p, x.device)
+
+
+_DRAWERS: dict[int, ThreadPoolExecutor] = {}  # one drawing thread per process (forked workers make their own)
+DRAW_AHEAD = True
+
+
+def _drawn_ahead(rng: np.random.Generator, shapes: list[tuple[int, ...]], p: float) -> Iterator[Optional[torch.Tensor]]:
+    """`keep_bits` of each shape in turn (None at p = 0), drawn on a background thread while the
+    caller computes with the earlier ones (numpy releases the GIL): one thread, the shapes'
+    order, so the same draws as drawing them in the loop."""
+    if p == 0:
+        return iter([None] * len(shapes))
+    if not DRAW_AHEAD:
+        return (keep_bits(s, p, rng) for s in shapes)
+    pool = _DRAWERS.get(os.getpid()) or _DRAWERS.setdefault(os.getpid(), ThreadPoolExecutor(1, "msabench-draws"))
+    futures = [pool.submit(keep_bits, s, p, rng) for s in shapes]
+    return (f.result() for f in futures)
 
 
 ROW_BLOCK = 128  # query rows per dropout draw (the draws' shapes: keep them, or seeded runs change)
@@ -159,10 +183,10 @@ class _BlockedAttention(torch.autograd.Function):
         out_t = q.new_empty(b, h, dh, t_q)
         masks = []
         bias = _causal_bias(t_q, t_k, q) if causal else None
-        for r0, r1, lim, i0, i1 in _draw_chunks(b, h, t_q, t_k, causal):
-            keep = None
-            if p > 0:
-                keep = dropout_keep(((i1 - i0) * h, r1 - r0, lim), p, q.device, rng).view(i1 - i0, h, r1 - r0, lim)
+        chunks = list(_draw_chunks(b, h, t_q, t_k, causal))
+        keeps = _drawn_ahead(rng, [((i1 - i0) * h, r1 - r0, lim) for r0, r1, lim, i0, i1 in chunks], p)
+        for (r0, r1, lim, i0, i1), keep in zip(chunks, keeps, strict=True):
+            keep = None if keep is None else keep.view(i1 - i0, h, r1 - r0, lim)
             masks.append(keep)
             for s0, s1, lim_s, j0, j1 in _sub_blocks(r0, r1, i0, i1, h, t_q, t_k, causal):
                 attn = _block_softmax(q, k_t, bias, s0, s1, lim_s, j0, j1)
@@ -170,8 +194,10 @@ class _BlockedAttention(torch.autograd.Function):
                     attn.mul_(keep[j0 - i0 : j1 - i0, :, s0 - r0 : s1 - r0, :lim_s].flatten(0, 1))
                 v_b = v_t[j0:j1, :, :, :lim_s].flatten(0, 1)
                 out_t[j0:j1, :, :, s0:s1].flatten(0, 1).copy_(torch.bmm(v_b, attn.transpose(1, 2)))
+        if p > 0:
+            out_t.mul_(1.0 / (1.0 - p))  # the kept entries' scale, applied to the (dh-wide) output
         ctx.save_for_backward(q, k_t, v_t, out_t)
-        ctx.masks, ctx.causal = masks, causal
+        ctx.masks, ctx.causal, ctx.scale = masks, causal, 1.0 / (1.0 - p) if p > 0 else 1.0
         return out_t.transpose(2, 3)
 
     @staticmethod
@@ -180,8 +206,11 @@ class _BlockedAttention(torch.autograd.Function):
         q, k_t, v_t, out_t = ctx.saved_tensors
         b, h, t_q, dh = q.shape
         t_k = k_t.shape[3]
-        grad, grad_t, q_t = grad.contiguous(), grad.transpose(2, 3).contiguous(), q.transpose(2, 3).contiguous()
+        grad_t, q_t = grad.transpose(2, 3).contiguous(), q.transpose(2, 3).contiguous()
         row_dot = (grad_t * out_t).sum(2).unsqueeze(-1)  # D_i = dO_i . O_i = sum_j P_ij dP_ij
+        if ctx.scale != 1.0:  # the dropped map is P * keep * scale: the scale goes on dO
+            grad_t.mul_(ctx.scale)
+        grad = grad_t.transpose(2, 3).contiguous()
         dq_t, dk_t, dv_t = torch.zeros_like(q_t), torch.zeros_like(k_t), torch.zeros_like(v_t)
         bias = _causal_bias(t_q, t_k, q) if ctx.causal else None
         masks = iter(ctx.masks)

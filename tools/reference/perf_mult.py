@@ -138,7 +138,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     steps, params = build_steps(args.code, args.batch)
     ms = alternate(steps, args.warmup, args.pairs)
-    command = "python tools/reference/perf_mult.py " + shlex.join(sys.argv[1:])
+    argv = ["DIR" if prev == "--code" else "--code=DIR" if a.startswith("--code=") else a
+            for prev, a in zip(["", *sys.argv[1:-1]], sys.argv[1:], strict=True)]  # the report names no local path
+    command = "python tools/reference/perf_mult.py " + shlex.join(argv) + "   # DIR: the unpacked mmsa==2.2.1 wheel"
     text = report(ms, params, command, args.warmup, args.batch)
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(text)
