@@ -62,7 +62,7 @@ from bench.data import DATA_FORMATS
 from bench.data.base import SPLITS, DataError, MSAData
 from bench.data.tokenize import load_tokenizer, mag_tokenizer
 from bench.data.validate import (
-    BERT_TEXT_DIM, MAG_FILES, SETTINGS, Parsed, Problems, candidate_files, check_features,
+    BERT_TEXT_DIM, MAG_FILES, SETTINGS, Parsed, Problems, as_text, candidate_files, check_features,
     check_text_input, consistent_shapes, finish_load, id_strings, locate, read_pickle, regression_labels, split_dicts,
 )
 
@@ -328,15 +328,8 @@ def _words(x: Any) -> Optional[list[str]]:
         items = list(x)
     except TypeError:
         return None
-    out = []
-    for w in items:
-        if isinstance(w, (bytes, np.bytes_)):
-            out.append(bytes(w).decode("utf-8", errors="replace"))
-        elif isinstance(w, (str, np.str_)):
-            out.append(str(w))
-        else:
-            return None
-    return out
+    words = [as_text(w) for w in items]
+    return [w for w in words if w is not None] if None not in words else None
 
 
 def _rows(x: Any) -> Optional[np.ndarray]:

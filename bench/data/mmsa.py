@@ -27,15 +27,13 @@ Behaviours reproduced from MMSA 2.2.1 `src/MMSA/data_loader.py`:
 8. The file's SHA-256 goes into `info.source` and is compared with the MMSA README sums.
 `text_lengths` = sum(input_mask) whenever `text_bert` is present (else T).
 
-`text_input="raw_text"` (models that tokenize the transcripts, a harness decision;
-10): `raw_text` is tokenized by the tokenizer of the `--text-encoder` folder
-(`bench.data.tokenize.tokenize_texts`: [CLS]/[SEP], truncation to the model's
-`text_max_length`, cached per process), stored padded to the longest text and trimmed per batch
-(`Split.trim_text`); `text_lengths` = sum(attention_mask). Audio/vision lengths follow rules
-4 as before (aligned files: `text_bert`'s mask, the file's own alignment). A random-init
-encoder (`bert-base`, `tiny`) or a folder without tokenizer files falls back to `text_bert`
-ids; `info.source["text_source"]` records which. A real tokenizer with no `raw_text` in the
-file is an error.
+`text_input="raw_text"` (models that tokenize the transcripts; a harness decision): `raw_text`
+tokenized by the `--text-encoder` folder's tokenizer (`bench.data.tokenize.tokenize_texts`:
+[CLS]/[SEP], truncated to the model's `text_max_length`, cached per process), padded to the
+longest text and trimmed per batch (`Split.trim_text`); `text_lengths` = sum(attention_mask),
+audio/vision lengths by rule 4. A random-init encoder (`bert-base`, `tiny`) or a folder without
+tokenizer files falls back to `text_bert` ids (`info.source["text_source"]` records which); a
+real tokenizer and no `raw_text` in the file is an error.
 
 `data_format` (`--data-format`): auto (the MMSA and MulT names below, the schema told by the
 keys; if none of them exists, MAG-BERT's word-aligned `mosi.pkl`/`mosei.pkl`, see
@@ -56,7 +54,7 @@ from bench.data.mag import load_mag, resolve_format
 from bench.data.mult_pkl import parse_mult
 from bench.data.tokenize import RAW_TEXT_MAX_LENGTH, encoder_tokenizer, special_ids, tokenize_texts, vocab_size
 from bench.data.validate import (
-    BERT_TEXT_DIM, BERT_VOCAB_SIZE, CHINESE_BERT_VOCAB_SIZE, LABEL_RANGE, SIMS_LABEL_RANGE, UNIMODAL_LABEL_KEYS, ParseContext, Parsed, Parser, Problems, aligned_lengths_match, consistent_shapes, count_samples,
+    BERT_TEXT_DIM, BERT_VOCAB_SIZE, CHINESE_BERT_VOCAB_SIZE, LABEL_RANGE, SIMS_LABEL_RANGE, UNIMODAL_LABEL_KEYS, ParseContext, Parsed, Parser, Problems, aligned_lengths_match, as_text, consistent_shapes, count_samples,
     full_lengths, id_strings, int_values, lengths_array, load_real, missing_keys, per_sample, regression_labels,
     take_features,
 )
@@ -132,40 +130,34 @@ def parse_mmsa(splits: dict[str, dict], ctx: ParseContext) -> Optional[Parsed]:
         return None
     tr = shapes["train"]
     has_bert = "text_bert" in tr
-    if raw:
-        return _with_raw_text_ids(tensors, ids, texts, tr, ctx)
-    text_t = tr["text_bert"][0] if "ids" in views else tr["text"][0]  # rule 6: text_bert.shape[2] or text.shape[1]
-    text_dim = tr["text"][1] if "features" in views else BERT_TEXT_DIM
     if ctx.setting == "unaligned":
         lengths = "from the file (audio_lengths, vision_lengths)"
     elif has_bert:
-        lengths = "aligned: text length sum(input_mask) for every modality"
+        lengths = ("aligned: text_bert's sum(input_mask) for audio/vision" if raw
+                   else "aligned: text length sum(input_mask) for every modality")
     else:
         lengths = "aligned, no text_bert: full T"
+    if raw:
+        return _with_raw_text_ids(tensors, ids, texts, tr, ctx, lengths)
+    text_t = tr["text_bert"][0] if "ids" in views else tr["text"][0]  # rule 6: text_bert.shape[2] or text.shape[1]
+    text_dim = tr["text"][1] if "features" in views else BERT_TEXT_DIM
     return Parsed(
-        task="regression",
-        tensors=tensors,
-        ids=ids,
+        task="regression", tensors=tensors, ids=ids,
         dims={"t": text_dim, "a": tr["audio"][1], "v": tr["vision"][1]},
         seq_lens={"t": text_t, "a": tr["audio"][0], "v": tr["vision"][0]},
-        text_views=views,
-        vocab_size=_vocab_size(ctx.dataset) if "ids" in views else None,
+        text_views=views, vocab_size=_vocab_size(ctx.dataset) if "ids" in views else None,
         notes={"lengths": lengths, "text_lengths": "sum(input_mask)" if has_bert else "full T"},
     )
 
 
 def _with_raw_text_ids(tensors: dict[str, dict[str, torch.Tensor]], ids: dict[str, Optional[list[str]]],
-                       texts: dict[str, list[str]], tr: dict[str, tuple[int, int]], ctx: ParseContext) -> Parsed:
+                       texts: dict[str, list[str]], tr: dict[str, tuple[int, int]], ctx: ParseContext,
+                       lengths: str) -> Parsed:
     """Token ids from `raw_text` by the encoder's tokenizer (cached), trimmed per batch."""
     choice, max_length = ctx.options["tokenizer"], ctx.options["max_length"]
     for s in SPLITS:
         tok = tokenize_texts(choice.path, max_length, tuple(texts[s]))
         tensors[s].update(tok, text_lengths=tok["text_mask"].sum(1))
-    if ctx.setting == "unaligned":
-        lengths = "from the file (audio_lengths, vision_lengths)"
-    else:
-        lengths = "aligned: text_bert's sum(input_mask) for audio/vision" if "text_bert" in tr else (
-            "aligned, no text_bert: full T")
     return Parsed(
         task="regression", tensors=tensors, ids=ids,
         dims={"t": BERT_TEXT_DIM, "a": tr["audio"][1], "v": tr["vision"][1]},
@@ -184,18 +176,13 @@ def _raw_texts(x: Any, n: int, problems: Problems, s: str) -> Optional[list[str]
     items = per_sample(x, n, problems, s, key, "transcript")
     if items is None:
         return None
-    out, bad = [], []
-    for i, v in enumerate(items):
-        if isinstance(v, (bytes, np.bytes_)):
-            v = bytes(v).decode("utf-8", errors="replace")
-        if not isinstance(v, (str, np.str_)):
-            bad.append(i)
-            continue
-        out.append(str(v))
+    texts = [as_text(v) for v in items]
+    bad = [i for i, v in enumerate(texts) if v is None]
     if bad:
         problems.error(f"{len(bad)} transcripts not strings (first at index {bad[0]}: {items[bad[0]]!r})",
                        split=s, key=key)
         return None
+    out = [v for v in texts if v is not None]
     empty = [i for i, v in enumerate(out) if not v.strip()]
     if empty:
         problems.warn(f"{len(empty)} empty transcripts, tokenized as [CLS][SEP] (first at index {empty[0]})",
@@ -336,16 +323,13 @@ def _text_bert(x: Any, problems: Problems, s: str, check_ids: bool,
     if check_ids:
         checks += [(ids, (ids < 0) | (ids >= vocab), f"token ids outside [0, {vocab})"),
                    (seg, (seg != 0) & (seg != 1), "segment ids not 0/1")]
-    ok = True
+    before = len(problems.errors)
     for values, bad, what in checks:
         if bad.any():
-            rows = bad.any(1)
-            i = int(rows.argmax())
+            i = int(bad.any(1).argmax())
             problems.error(f"{int(bad.sum())} {what} (first at index {i}: {values[i][bad[i]][0]})", split=s, key=key)
-            ok = False
-    if ok and (mask.sum(1) == 0).any():
-        empty = mask.sum(1) == 0
+    empty = mask.sum(1) == 0
+    if len(problems.errors) == before and empty.any():
         problems.error(f"{int(empty.sum())} samples with an all-zero input_mask (first at index {int(empty.argmax())})",
                        split=s, key=key)
-        ok = False
-    return (ids, mask, seg) if ok else None
+    return (ids, mask, seg) if len(problems.errors) == before else None

@@ -449,15 +449,19 @@ def id_strings(x: Any, n: int, problems: Problems, split: str, key: str = "id") 
         return None
 
     def one(v: Any) -> str:
-        if isinstance(v, (bytes, np.bytes_)):
-            return bytes(v).decode("utf-8", errors="replace")
-        if isinstance(v, (str, np.str_)):
-            return str(v)
         if isinstance(v, (list, tuple, np.ndarray)):
             return "$_$".join(one(f) for f in (v.tolist() if isinstance(v, np.ndarray) and v.ndim == 0 else v))
-        return str(v)
+        text = as_text(v)
+        return str(v) if text is None else text
 
     return [one(v) for v in items]
+
+
+def as_text(v: Any) -> Optional[str]:
+    """A str as it is, bytes decoded as UTF-8 (errors replaced); None for anything else."""
+    if isinstance(v, (bytes, np.bytes_)):
+        return bytes(v).decode("utf-8", errors="replace")
+    return str(v) if isinstance(v, (str, np.str_)) else None
 
 
 def _show(v: Any) -> str:
