@@ -40,9 +40,7 @@ def _acc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def _wf1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    if not y_true.size:
-        return math.nan
-    return float(f1_score(y_true, y_pred, average="weighted", zero_division=0))
+    return float(f1_score(y_true, y_pred, average="weighted", zero_division=0)) if y_true.size else math.nan
 
 
 def check_finite(preds) -> None:
@@ -120,11 +118,8 @@ def _four_way(y: np.ndarray, pred_class: np.ndarray) -> dict[str, float]:
     single = y.sum(1) == 1
     true_class = y.argmax(1)[single]
     pc = pred_class[single]
-    out: dict[str, float] = {"n4": int(single.sum())}
-    out["acc4"] = _acc(true_class, pc)
-    out["f1w4"] = _wf1(true_class, pc)
-    out["ua4"] = float(balanced_accuracy_score(true_class, pc)) if single.any() else math.nan
-    return out
+    return {"n4": int(single.sum()), "acc4": _acc(true_class, pc), "f1w4": _wf1(true_class, pc),
+            "ua4": float(balanced_accuracy_score(true_class, pc)) if single.any() else math.nan}
 
 
 def iemocap_metrics(logits, labels) -> dict[str, float]:
