@@ -51,9 +51,7 @@ def main(args) -> int:
 
     unknown = [m for m in split_list(args.metrics) if m not in METRICS] if args.metrics else []
     if unknown:
-        print(f"error: --metrics: unknown metric(s) {', '.join(unknown)} (known: {', '.join(METRICS)})",
-              file=sys.stderr)
-        return 2
+        return error_exit(ValueError(f"--metrics: unknown metric(s) {', '.join(unknown)} (known: {', '.join(METRICS)})"))
     rs = load_result_set(args.results or "results")
     try:
         result = compare_runs(
