@@ -60,9 +60,7 @@ def unsupported_pairs(models: list[str], datasets: list[str]) -> dict[tuple[str,
         except KeyError as err:
             print(f"warning: {err.args[0]}", file=sys.stderr)
             continue
-        for dataset in datasets:
-            if dataset in entry.unsupported:
-                out[(dataset, name)] = entry.unsupported[dataset]
+        out.update({(dataset, name): entry.unsupported[dataset] for dataset in datasets if dataset in entry.unsupported})
     return out
 
 

@@ -290,38 +290,23 @@ def _unimodal_keys_fit(d: dict, s: str, problems: Problems, dataset: str) -> boo
 
 
 def _take_text_bert(d: dict, s: str, problems: Problems, shapes: dict[str, dict[str, tuple[int, int]]],
-                    out: dict[str, torch.Tensor], ids: bool, vocab: int = BERT_VOCAB_SIZE) -> Optional[np.ndarray]:
-    """Read `text_bert` where present: its shape into `shapes`, its three rows into `out` when
-    the model reads the ids. Returns its mask (None: absent or bad)."""
-    if "text_bert" not in d:
-        return None
-    rows = _text_bert(d.pop("text_bert"), problems, s, check_ids=ids, vocab=vocab)
-    if rows is None:
-        return None
-    shapes.setdefault(s, {})["text_bert"] = (rows[0].shape[1], 3)
-    if ids:
-        out.update(text_ids=torch.from_numpy(rows[0]), text_mask=torch.from_numpy(rows[1]),
-                   text_segment=torch.from_numpy(rows[2]))
-    return rows[1]
-
-
-def _text_bert(x: Any, problems: Problems, s: str, check_ids: bool,
-               vocab: int = BERT_VOCAB_SIZE) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(N, 3, L) rows input_ids, input_mask, segment_ids -> three int64 (N, L) arrays.
-    Ids (checked only when the model reads them) in [0, vocab), segment ids and mask 0/1,
-    at least one unmasked token per sample."""
+                    out: dict[str, torch.Tensor], ids: bool, vocab: int) -> Optional[np.ndarray]:
+    """Pop `text_bert` where present: (N, 3, L) rows input_ids, input_mask, segment_ids, checked
+    (ids only when the model reads them) to be in [0, vocab), segment ids and mask 0/1, at least
+    one unmasked token per sample. Its shape goes into `shapes`, its rows as three int64 (N, L)
+    tensors into `out` when the model reads the ids. Returns the mask (None: absent or bad)."""
     key = "text_bert"
-    arr = int_values(x, problems, s, key)
+    arr = int_values(d.pop(key), problems, s, key) if key in d else None
     if arr is None:
         return None
     if arr.ndim != 3 or arr.shape[1] != 3:
         problems.error(f"shape {arr.shape}, expected (N, 3, L): rows input_ids, input_mask, segment_ids",
                        split=s, key=key)
         return None
-    ids, mask, seg = (np.ascontiguousarray(arr[:, r]) for r in range(3))
+    token_ids, mask, seg = (np.ascontiguousarray(arr[:, r]) for r in range(3))
     checks = [(mask, (mask != 0) & (mask != 1), "input_mask values not 0/1")]
-    if check_ids:
-        checks += [(ids, (ids < 0) | (ids >= vocab), f"token ids outside [0, {vocab})"),
+    if ids:
+        checks += [(token_ids, (token_ids < 0) | (token_ids >= vocab), f"token ids outside [0, {vocab})"),
                    (seg, (seg != 0) & (seg != 1), "segment ids not 0/1")]
     before = len(problems.errors)
     for values, bad, what in checks:
@@ -332,4 +317,10 @@ def _text_bert(x: Any, problems: Problems, s: str, check_ids: bool,
     if len(problems.errors) == before and empty.any():
         problems.error(f"{int(empty.sum())} samples with an all-zero input_mask (first at index {int(empty.argmax())})",
                        split=s, key=key)
-    return (ids, mask, seg) if len(problems.errors) == before else None
+    if len(problems.errors) != before:
+        return None
+    shapes.setdefault(s, {})[key] = (token_ids.shape[1], 3)
+    if ids:
+        out.update(text_ids=torch.from_numpy(token_ids), text_mask=torch.from_numpy(mask),
+                   text_segment=torch.from_numpy(seg))
+    return mask

@@ -477,11 +477,8 @@ def check_ids(ids: dict[str, list[str]], problems: Problems) -> None:
         unique = set(lst)
         if len(unique) < len(lst):
             problems.warn(f"{len(lst) - len(unique)} duplicate ids within the split", split=s, key="id")
-        for i in unique:
-            if i in seen:
-                clashes.append(f"{i!r} ({seen[i]}, {s})")
-            else:
-                seen[i] = s
+        clashes += [f"{i!r} ({seen[i]}, {s})" for i in unique if i in seen]
+        seen.update({i: s for i in unique if i not in seen})
     if clashes:
         problems.error(f"{len(clashes)} ids appear in two splits (first 5: {'; '.join(sorted(clashes)[:5])})", key="id")
     videos = {s: {i.split("$_$", 1)[0] for i in lst} for s, lst in ids.items()}
