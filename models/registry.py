@@ -84,9 +84,8 @@ class ModelEntry:
         if preset is None:
             return next((c for c in (DEMO_PRESET, self.default_preset) if c in available), available[0])
         if preset not in available:
-            raise ConfigError(
-                f"model '{self.name}' has no '{preset}' preset for '{dataset}'; available: {', '.join(available)}"
-            )
+            raise ConfigError(f"model '{self.name}' has no '{preset}' preset for '{dataset}'; "
+                              f"available: {', '.join(available)}")
         return preset
 
 
@@ -101,19 +100,9 @@ def did_you_mean(unknown: list[str], valid: Iterable[str]) -> str:
 
 
 def register_model(
-    name: str,
-    *,
-    config: type,
-    presets: Mapping[tuple[str, str], ModelConfig],
-    default_preset: str = "mmsa",
-    description: str = "",
-    unsupported: dict[str, str] | None = None,
-    search_space: dict[str, "SearchParam"] | None = None,
-    display_name: str = "",
-    paper: str = "",
-    reference: str = "",
-    family: str = "",
-    order: int = DEFAULT_ORDER,
+    name: str, *, config: type, presets: Mapping[tuple[str, str], ModelConfig], default_preset: str = "mmsa",
+    description: str = "", unsupported: dict[str, str] | None = None, search_space: dict[str, "SearchParam"] | None = None,
+    display_name: str = "", paper: str = "", reference: str = "", family: str = "", order: int = DEFAULT_ORDER,
     row_labels: Mapping[str, str] | None = None,
 ) -> Callable:
     """Decorator for a builder `fn(cfg) -> nn.Module`. A duplicate name raises; so does a

@@ -79,9 +79,7 @@ class Split:
         ids = [self.ids[i] for i in idx.tolist()]
         return Batch.from_tensors(fields, ids=ids, special_ids=self.special_ids)
 
-    def batches(
-        self, batch_size: int, shuffle: bool = False, generator: Optional[torch.Generator] = None
-    ) -> Iterator[Batch]:
+    def batches(self, batch_size: int, shuffle: bool = False, generator: Optional[torch.Generator] = None) -> Iterator[Batch]:
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         for start in range(0, n, batch_size):

@@ -239,14 +239,11 @@ def _parse_split(d: dict, s: str, ctx: ParseContext, views: tuple[str, ...],
     else:
         aligned_lengths_match({"text": t_text, "audio": audio.shape[1], "vision": vision.shape[1]}, problems, s)
         a_len = v_len = text_len if text_len is not None else np.full(n, t_text, dtype=np.int64)
-    out.update(
-        audio=torch.from_numpy(audio),
-        vision=torch.from_numpy(vision),
-        audio_lengths=torch.from_numpy(np.ascontiguousarray(a_len, dtype=np.int64)),
-        vision_lengths=torch.from_numpy(np.ascontiguousarray(v_len, dtype=np.int64)),
-        labels=torch.from_numpy(labels),
-        text_lengths=torch.from_numpy(text_len) if text_len is not None else full_lengths(n, t_text),
-    )
+    out.update(audio=torch.from_numpy(audio), vision=torch.from_numpy(vision),
+               audio_lengths=torch.from_numpy(np.ascontiguousarray(a_len, dtype=np.int64)),
+               vision_lengths=torch.from_numpy(np.ascontiguousarray(v_len, dtype=np.int64)),
+               labels=torch.from_numpy(labels),
+               text_lengths=torch.from_numpy(text_len) if text_len is not None else full_lengths(n, t_text))
     return out, sample_ids
 
 

@@ -610,17 +610,9 @@ class Parsed:
 Parser = Callable[[dict[str, dict], ParseContext], Optional[Parsed]]
 
 
-def load_real(
-    dataset: str,
-    parsers: dict[str, Parser],
-    *,
-    data_root: Optional[str] = None,
-    setting: Optional[str] = None,
-    text_input: Optional[str] = "features",
-    strict: bool = False,
-    verify_checksum: bool = True,
-    options: Optional[dict[str, Any]] = None,
-) -> MSAData:
+def load_real(dataset: str, parsers: dict[str, Parser], *, data_root: Optional[str] = None,
+              setting: Optional[str] = None, text_input: Optional[str] = "features", strict: bool = False,
+              verify_checksum: bool = True, options: Optional[dict[str, Any]] = None) -> MSAData:
     """Locate, unpickle, detect the schema, parse and validate every split, then check ids,
     split sizes and the checksum. Nothing is returned unless every check passed. Only the
     formats in `parsers` are looked for; `options` reach the parser (`ParseContext.options`)."""
