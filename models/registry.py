@@ -77,10 +77,8 @@ class ModelEntry:
         the dataset has one (the embedded `synthetic` data); else the model's default; else the first."""
         available = self.preset_names(dataset)
         if not available:
-            raise ConfigError(
-                f"model '{self.name}' has no preset for dataset '{dataset}'; its presets: "
-                + "; ".join(f"{d}: {', '.join(self.preset_names(d))}" for d in self.datasets())
-            )
+            raise ConfigError(f"model '{self.name}' has no preset for dataset '{dataset}'; its presets: "
+                              + "; ".join(f"{d}: {', '.join(self.preset_names(d))}" for d in self.datasets()))
         if preset is None:
             return next((c for c in (DEMO_PRESET, self.default_preset) if c in available), available[0])
         if preset not in available:

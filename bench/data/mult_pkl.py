@@ -158,10 +158,8 @@ def _parse_split(d: dict, s: str, ctx: ParseContext,
     text = take_features(d, "text", problems, s, shapes)
     audio = take_features(d, "audio", problems, s, shapes, neginf_ok=True)
     vision = take_features(d, "vision", problems, s, shapes)
-    if ctx.dataset == "iemocap":
-        labels = iemocap_labels(d.pop("labels"), problems, s)
-    else:
-        labels = regression_labels(d.pop("labels"), problems, s, "labels")
+    y = d.pop("labels")
+    labels = iemocap_labels(y, problems, s) if ctx.dataset == "iemocap" else regression_labels(y, problems, s, "labels")
     sample_ids = id_strings(d.pop("id"), n, problems, s) if "id" in d else None
     if text is None or audio is None or vision is None or labels is None:
         return None
