@@ -40,9 +40,7 @@ def _acc(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def _wf1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    if not y_true.size:
-        return math.nan
-    return float(f1_score(y_true, y_pred, average="weighted", zero_division=0))
+    return float(f1_score(y_true, y_pred, average="weighted", zero_division=0)) if y_true.size else math.nan
 
 
 def check_finite(preds) -> None:
@@ -120,42 +118,36 @@ def _four_way(y: np.ndarray, pred_class: np.ndarray) -> dict[str, float]:
     single = y.sum(1) == 1
     true_class = y.argmax(1)[single]
     pc = pred_class[single]
-    out: dict[str, float] = {"n4": int(single.sum())}
-    out["acc4"] = _acc(true_class, pc)
-    out["f1w4"] = _wf1(true_class, pc)
-    out["ua4"] = float(balanced_accuracy_score(true_class, pc)) if single.any() else math.nan
-    return out
+    return {"n4": int(single.sum()), "acc4": _acc(true_class, pc), "f1w4": _wf1(true_class, pc),
+            "ua4": float(balanced_accuracy_score(true_class, pc)) if single.any() else math.nan}
+
+
+def _per_emotion(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """Binary Acc and weighted F1 of each emotion column, and the mean accuracy."""
+    out: dict[str, float] = {}
+    for e, name in enumerate(EMOTIONS):
+        out[f"Acc_{name}"] = _acc(y[:, e], pred[:, e])
+        out[f"F1_{name}"] = _wf1(y[:, e], pred[:, e])
+    return out | {"mean_acc": float(np.mean([out[f"Acc_{e}"] for e in EMOTIONS]))}
 
 
 def iemocap_metrics(logits, labels) -> dict[str, float]:
     """Per-emotion binary Acc/weighted F1 (MulT eval_iemocap) and the named 4-way extras."""
     lg, y = _iemocap_arrays(logits, labels)
     check_finite(lg)
-    out: dict[str, float] = {"n": int(y.shape[0])}
     pred = lg.argmax(-1)  # tie -> 0 = absent (numpy first index)
-    for e, name in enumerate(EMOTIONS):
-        out[f"Acc_{name}"] = _acc(y[:, e], pred[:, e])
-        out[f"F1_{name}"] = _wf1(y[:, e], pred[:, e])
-    out["mean_acc"] = float(np.mean([out[f"Acc_{e}"] for e in EMOTIONS]))
-    out.update(_four_way(y, (lg[:, :, 1] - lg[:, :, 0]).argmax(1)))  # ties -> first emotion
-    return out
+    four_way = _four_way(y, (lg[:, :, 1] - lg[:, :, 0]).argmax(1))  # ties -> first emotion
+    return {"n": int(y.shape[0]), **_per_emotion(y, pred), **four_way}
 
 
 def iemocap_majority_baseline(train_labels, test_labels) -> dict[str, float]:
     """Predict each emotion's train-majority class for every test sample (tie -> absent)."""
     tr = np.asarray(train_labels).reshape(-1, len(EMOTIONS)).astype(np.int64)
     te = np.asarray(test_labels).reshape(-1, len(EMOTIONS)).astype(np.int64)
-    present_major = tr.mean(0) > 0.5
-    out: dict[str, float] = {"n": int(te.shape[0])}
-    for e, name in enumerate(EMOTIONS):
-        pred = np.full(te.shape[0], int(present_major[e]))
-        out[f"Acc_{name}"] = _acc(te[:, e], pred)
-        out[f"F1_{name}"] = _wf1(te[:, e], pred)
-    out["mean_acc"] = float(np.mean([out[f"Acc_{e}"] for e in EMOTIONS]))
+    majority = np.broadcast_to((tr.mean(0) > 0.5).astype(np.int64), te.shape)  # each emotion's train-majority class
     single_train = tr[tr.sum(1) == 1]
     top = int(np.bincount(single_train.argmax(1), minlength=len(EMOTIONS)).argmax()) if len(single_train) else 0
-    out.update(_four_way(te, np.full(te.shape[0], top)))
-    return out
+    return {"n": int(te.shape[0]), **_per_emotion(te, majority), **_four_way(te, np.full(te.shape[0], top))}
 
 
 def compute_metrics(task: str, preds, labels, dataset: str | None = None) -> dict[str, float]:

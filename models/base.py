@@ -9,12 +9,10 @@ A model is an `MSAModel` (an nn.Module) built from a `ModelConfig` dataclass:
   `training_multipliers`: the only way a model changes training behaviour (a model never
   writes the optimizer: it declares a `Schedule` or returns `Multipliers` the trainer applies);
   `summary()` adds model-specific fields to the result file;
-- optional `stages()` -> ordered `Stage`s for multi-stage methods (ConFEDE, MFON): the trainer
-  runs them in order, each selected on validation, the next starting from the previous
-  stage's selected state; `self.stage` names the stage being trained or evaluated (None for
-  a model without stages), so `forward` and `loss` can branch on it;
-- optional `phases()` -> `Phase`s: passes over the training split inside every epoch, each
-  stepping its own optimizer (MMIM); `self.train_phase` names the pass being trained.
+- optional `stages()` -> ordered `Stage`s (multi-stage methods: ConFEDE, MFON) and `phases()`
+  -> `Phase`s (passes with their own optimizers inside every epoch: MMIM), each described on
+  its class; `self.stage` / `self.train_phase` name the one running, so `forward` and `loss`
+  can branch on them.
 
 Training settings live in the same config as the architecture, so one preset states
 everything a run needs and one `--set key=value` reaches any of it.
@@ -135,7 +133,7 @@ class Freeze:
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of a multi-stage method .
+    """One stage of a multi-stage method.
 
     The trainer sets `model.stage = name`, freezes every parameter not in `trainable()`,
     builds the optimizer from `param_groups()` (default: the model's groups restricted to the
@@ -312,6 +310,5 @@ def sum_terms(terms: Iterable[torch.Tensor]) -> torch.Tensor:
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"total": total, "trainable": trainable}
+    return {"total": sum(p.numel() for p in model.parameters()),
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}

@@ -77,49 +77,30 @@ class ModelEntry:
         the dataset has one (the embedded `synthetic` data); else the model's default; else the first."""
         available = self.preset_names(dataset)
         if not available:
-            raise ConfigError(
-                f"model '{self.name}' has no preset for dataset '{dataset}'; its presets: "
-                + "; ".join(f"{d}: {', '.join(self.preset_names(d))}" for d in self.datasets())
-            )
+            raise ConfigError(f"model '{self.name}' has no preset for dataset '{dataset}'; its presets: "
+                              + "; ".join(f"{d}: {', '.join(self.preset_names(d))}" for d in self.datasets()))
         if preset is None:
-            for candidate in (DEMO_PRESET, self.default_preset):
-                if candidate in available:
-                    return candidate
-            return available[0]
+            return next((c for c in (DEMO_PRESET, self.default_preset) if c in available), available[0])
         if preset not in available:
-            raise ConfigError(
-                f"model '{self.name}' has no '{preset}' preset for '{dataset}'; available: {', '.join(available)}"
-            )
+            raise ConfigError(f"model '{self.name}' has no '{preset}' preset for '{dataset}'; "
+                              f"available: {', '.join(available)}")
         return preset
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-
 def did_you_mean(unknown: list[str], valid: Iterable[str]) -> str:
     """"'lr_bret' (did you mean 'lr_bert'?), 'xyz'": each unknown name with its closest valid one."""
     valid = list(valid)
-    hints = []
-    for k in unknown:
-        close = difflib.get_close_matches(k, valid, n=1)
-        hints.append(f"'{k}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
-    return ", ".join(hints)
+    close = [(k, difflib.get_close_matches(k, valid, n=1)) for k in unknown]
+    return ", ".join(f"'{k}'" + (f" (did you mean '{c[0]}'?)" if c else "") for k, c in close)
+
 
 def register_model(
-    name: str,
-    *,
-    config: type,
-    presets: Mapping[tuple[str, str], ModelConfig],
-    default_preset: str = "mmsa",
-    description: str = "",
-    unsupported: dict[str, str] | None = None,
-    search_space: dict[str, "SearchParam"] | None = None,
-    display_name: str = "",
-    paper: str = "",
-    reference: str = "",
-    family: str = "",
-    order: int = DEFAULT_ORDER,
+    name: str, *, config: type, presets: Mapping[tuple[str, str], ModelConfig], default_preset: str = "mmsa",
+    description: str = "", unsupported: dict[str, str] | None = None, search_space: dict[str, "SearchParam"] | None = None,
+    display_name: str = "", paper: str = "", reference: str = "", family: str = "", order: int = DEFAULT_ORDER,
     row_labels: Mapping[str, str] | None = None,
 ) -> Callable:
     """Decorator for a builder `fn(cfg) -> nn.Module`. A duplicate name raises; so does a
@@ -371,9 +352,7 @@ def field_rule(config_cls: type, name: str) -> FieldRule:
     if choices is None:
         keys = [f"{c.__name__}.{name}" for c in config_cls.__mro__]
         choices = next((FIELD_CHOICES[k] for k in keys if k in FIELD_CHOICES), None)
-    bounds = meta.get("bounds")
-    if bounds is None:
-        bounds = next((b for pattern, b in FIELD_BOUNDS if fnmatch.fnmatchcase(name, pattern)), None)
+    bounds = meta.get("bounds") or next((b for pattern, b in FIELD_BOUNDS if fnmatch.fnmatchcase(name, pattern)), None)
     return FieldRule(name, hint, bounds, _lookup(choices) if choices is not None else None)
 
 
@@ -630,13 +609,8 @@ def search_space_of(name: str, cfg: ModelConfig) -> tuple[dict[str, SearchParam]
 
 def split_target(target: str) -> list[tuple[str, Optional[int]]]:
     """'lr' -> [('lr', None)]; 'conv_kernels[0]' -> [('conv_kernels', 0)]; 'd,heads' -> two fields."""
-    out = []
-    for part in target.split(","):
-        part = part.strip()
-        name, _, rest = part.partition("[")
-        index = int(rest.rstrip("]")) if rest else None
-        out.append((name, index))
-    return out
+    parts = [part.strip().partition("[") for part in target.split(",")]
+    return [(name, int(rest.rstrip("]")) if rest else None) for name, _, rest in parts]
 
 
 def apply_search_values(cfg: ModelConfig, values: dict[str, Any]) -> dict[str, Any]:

@@ -51,17 +51,13 @@ def main(args) -> int:
 
     unknown = [m for m in split_list(args.metrics) if m not in METRICS] if args.metrics else []
     if unknown:
-        print(f"error: --metrics: unknown metric(s) {', '.join(unknown)} (known: {', '.join(METRICS)})",
-              file=sys.stderr)
-        return 2
+        return error_exit(ValueError(f"--metrics: unknown metric(s) {', '.join(unknown)} (known: {', '.join(METRICS)})"))
     rs = load_result_set(args.results or "results")
     try:
-        result = compare_runs(
-            rs, args.dataset, args.model_a, args.model_b,
-            seeds=parse_seeds(args.seeds) if args.seeds else None,
-            metrics=split_list(args.metrics) if args.metrics else None,
-            n_resamples=args.resamples, rng_seed=args.rng_seed, condition=args.condition,
-        )
+        result = compare_runs(rs, args.dataset, args.model_a, args.model_b,
+                              seeds=parse_seeds(args.seeds) if args.seeds else None,
+                              metrics=split_list(args.metrics) if args.metrics else None,
+                              n_resamples=args.resamples, rng_seed=args.rng_seed, condition=args.condition)
     except (KeyError, ValueError) as err:
         return error_exit(err)
     print(to_markdown(result))

@@ -80,12 +80,11 @@ def main(args) -> int:
         except DataError as err:
             print(f"DataError: {err}", file=sys.stderr)
             status = 2
-            continue
         except KeyError as err:
             print(f"error: --dataset: {err.args[0] if err.args else err}", file=sys.stderr)
             status = 2
-            continue
-        print(describe(data))
+        else:
+            print(describe(data))
     return status
 
 
@@ -108,10 +107,9 @@ def describe(data) -> str:
         f"lengths   {src.get('lengths', '-')}",
     ]
     if src.get("tokenizer"):  # MAG-BERT pickles: the harness tokenized the words
-        lines.append(f"tokens    {src['tokenizer']} ({src.get('tokenizer_class')}), max length {src.get('max_length')}, "
-                     f"truncated: " + ", ".join(f"{k} {v}" for k, v in src.get("truncated", {}).items()))
-        lines.append(f"alignment {src.get('alignment')}")
-        lines.append(f"splits    {src.get('split_sizes')} ({src.get('splits')})")
+        lines += [f"tokens    {src['tokenizer']} ({src.get('tokenizer_class')}), max length {src.get('max_length')}, "
+                  f"truncated: " + ", ".join(f"{k} {v}" for k, v in src.get("truncated", {}).items()),
+                  f"alignment {src.get('alignment')}", f"splits    {src.get('split_sizes')} ({src.get('splits')})"]
     if src.get("text_source"):
         lines.append(f"text ids  {src['text_source']}")
     if src.get("glove"):
@@ -141,11 +139,8 @@ def describe(data) -> str:
 
 def _checksum_status(src: dict) -> str:
     status = src.get("checksum", "-")
-    if status == "match":
-        return "matches the MMSA README sum"
-    if status == "mismatch":
-        return f"differs from the MMSA README sum {src.get('sha256_published')}"
-    return status
+    return {"match": "matches the MMSA README sum",
+            "mismatch": f"differs from the MMSA README sum {src.get('sha256_published')}"}.get(status, status)
 
 
 def _label_stats(labels, task: str) -> str:

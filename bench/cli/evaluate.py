@@ -46,15 +46,10 @@ def main(args) -> int:
         return error_exit(err)
     root = Path(args.results or "results")
     datasets, models = split_list(args.datasets), split_list(args.models)
-    todo = []
-    for path in iter_result_files(root):
-        rec = load_result(path)
-        if datasets and rec["dataset"] not in datasets:
-            continue
-        if models and not any(fnmatch.fnmatchcase(rec["run_name"], m) for m in models):
-            continue
-        if rec.get("status") == "ok" and rec.get("state"):
-            todo.append(path)
+    records = ((path, load_result(path)) for path in iter_result_files(root))
+    todo = [path for path, rec in records if (not datasets or rec["dataset"] in datasets)
+            and (not models or any(fnmatch.fnmatchcase(rec["run_name"], m) for m in models))
+            and rec.get("status") == "ok" and rec.get("state")]
     if not todo:
         print(f"error: no result files with a saved state under '{root}/' match "
               "(run with --save-state first)", file=sys.stderr)

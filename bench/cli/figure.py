@@ -32,19 +32,16 @@ def add_parser(sub) -> None:
     _common(c)
     c.set_defaults(func=main_contributions)
 
-    s = kinds.add_parser("predictions", aliases=["scatter"], help="test predictions vs labels, one panel per run")
-    s.add_argument("--models", type=names, default=None,
-                   help="comma-separated run names (default: every run on the dataset)")
-    s.add_argument("--dataset", default="synthetic", help="dataset (default: synthetic)")
-    _common(s)
-    s.set_defaults(func=main_predictions)
-
-    r = kinds.add_parser("curves", help="robustness curves: one panel per condition, one line per run (±1 std)")
-    r.add_argument("--models", type=names, default=None,
-                   help="comma-separated run names (default: every run with curves on the dataset)")
-    r.add_argument("--dataset", default="synthetic", help="dataset (default: synthetic)")
-    _common(r)
-    r.set_defaults(func=main_curves)
+    for kind, aliases, what, runs, func in (
+            ("predictions", ["scatter"], "test predictions vs labels, one panel per run", "", main_predictions),
+            ("curves", [], "robustness curves: one panel per condition, one line per run (±1 std)", " with curves",
+             main_curves)):
+        s = kinds.add_parser(kind, aliases=aliases, help=what)
+        s.add_argument("--models", type=names, default=None,
+                       help=f"comma-separated run names (default: every run{runs} on the dataset)")
+        s.add_argument("--dataset", default="synthetic", help="dataset (default: synthetic)")
+        _common(s)
+        s.set_defaults(func=func)
 
     t = kinds.add_parser("tuning", help="a tuning study (bench tune): optimisation history and parameter importances")
     t.add_argument("--model", required=True, help="tuned model (or its tuned run name, e.g. mult+paper+tuned)")

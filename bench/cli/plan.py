@@ -31,7 +31,6 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-
     from bench.cli import command_error, expected_stops
 
     try:

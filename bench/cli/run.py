@@ -126,16 +126,12 @@ def build_runs(args) -> list:
             matched = [pattern]
         names += [m for m in matched if m not in names]
     overrides = set_overrides(args)
-    runs = []
-    for dataset in cli["datasets"] or [DEFAULT_DATASET]:
-        for model in names:
-            for seed in parse_seeds(args.seeds or "1111-1115", option="--seeds"):
-                runs.append(RunConfig(
-                    model=model, dataset=dataset, seed=seed, preset=args.preset, overrides=overrides,
-                    variant=args.variant, epochs=args.epochs, text_encoder=args.text_encoder,
-                    device=args.device or "auto", out_dir=args.out or "results", data_root=args.data_root,
-                    setting=args.setting, data_format=args.data_format or "auto", glove=args.glove,
-                ))
+    runs = [RunConfig(model=model, dataset=dataset, seed=seed, preset=args.preset, overrides=overrides,
+                      variant=args.variant, epochs=args.epochs, text_encoder=args.text_encoder,
+                      device=args.device or "auto", out_dir=args.out or "results", data_root=args.data_root,
+                      setting=args.setting, data_format=args.data_format or "auto", glove=args.glove)
+            for dataset in cli["datasets"] or [DEFAULT_DATASET] for model in names
+            for seed in parse_seeds(args.seeds or "1111-1115", option="--seeds")]
     return _with_flags(runs, args)
 
 

@@ -60,16 +60,14 @@ def unsupported_pairs(models: list[str], datasets: list[str]) -> dict[tuple[str,
         except KeyError as err:
             print(f"warning: {err.args[0]}", file=sys.stderr)
             continue
-        for dataset in datasets:
-            if dataset in entry.unsupported:
-                out[(dataset, name)] = entry.unsupported[dataset]
+        out.update({(dataset, name): entry.unsupported[dataset] for dataset in datasets if dataset in entry.unsupported})
     return out
 
 
 def main(args) -> int:
     from pathlib import Path
 
-    from bench.cli import NOTHING_TO_SHOW, print_tables, table_command
+    from bench.cli import NOTHING_TO_SHOW, error_exit, print_tables, table_command
     from bench.config import parse_seeds, split_list
     from bench.report import build_tables, load_result_set
     from bench.results import other_result_roots
@@ -77,9 +75,8 @@ def main(args) -> int:
     formats = split_list(args.format)
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
-        print(f"error: --format '{args.format}': {'unknown format(s) ' + ', '.join(bad) if bad else 'empty list'}; "
-              f"choose from {', '.join(FORMATS)}", file=sys.stderr)
-        return 2
+        problem = "unknown format(s) " + ", ".join(bad) if bad else "empty list"
+        return error_exit(ValueError(f"--format '{args.format}': {problem}; choose from {', '.join(FORMATS)}"))
     results = args.results or "results"
     if args.tuning:
         return main_tuning(args, results, formats)

@@ -87,20 +87,15 @@ def build_specs(args) -> list:
         names += [m for m in matched if m not in names]
     slurm = slurm_options(args, f"{args.out}/.submitit/tune")
     trials = args.trials if args.trials is not None or args.budget_hours is not None else 50
-    specs = []
-    for dataset in split_list(args.datasets) or [DEFAULT_DATASET]:
-        for model in names:
-            run = RunConfig(model=model, dataset=dataset, preset=args.preset, epochs=args.epochs,
-                            text_encoder=args.text_encoder, device=args.device, out_dir=args.out,
-                            data_root=args.data_root, glove=args.glove)
-            specs.append(TuneSpec(
-                run=run, trials=trials, budget_hours=args.budget_hours, sampler=args.sampler, pruner=args.pruner,
-                pruner_startup_trials=args.pruner_startup_trials, pruner_warmup_epochs=args.pruner_warmup_epochs,
-                seed=args.seed if args.seed is not None else DEFAULT_SEEDS[0], storage=args.storage,
-                trial_seed=args.trial_seed, final_seeds=tuple(args.seeds or DEFAULT_SEEDS),
-                launcher=args.launcher, workers=args.workers, slurm=slurm,
-            ))
-    return specs
+    runs = [RunConfig(model=model, dataset=dataset, preset=args.preset, epochs=args.epochs,
+                      text_encoder=args.text_encoder, device=args.device, out_dir=args.out,
+                      data_root=args.data_root, glove=args.glove)
+            for dataset in split_list(args.datasets) or [DEFAULT_DATASET] for model in names]
+    return [TuneSpec(run=run, trials=trials, budget_hours=args.budget_hours, sampler=args.sampler, pruner=args.pruner,
+                     pruner_startup_trials=args.pruner_startup_trials, pruner_warmup_epochs=args.pruner_warmup_epochs,
+                     seed=args.seed if args.seed is not None else DEFAULT_SEEDS[0], storage=args.storage,
+                     trial_seed=args.trial_seed, final_seeds=tuple(args.seeds or DEFAULT_SEEDS),
+                     launcher=args.launcher, workers=args.workers, slurm=slurm) for run in runs]
 
 
 def main(args) -> int:

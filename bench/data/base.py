@@ -7,7 +7,7 @@ in memory, and indexing is what a DataLoader would do anyway).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Optional
 
 import torch
@@ -79,9 +79,7 @@ class Split:
         ids = [self.ids[i] for i in idx.tolist()]
         return Batch.from_tensors(fields, ids=ids, special_ids=self.special_ids)
 
-    def batches(
-        self, batch_size: int, shuffle: bool = False, generator: Optional[torch.Generator] = None
-    ) -> Iterator[Batch]:
+    def batches(self, batch_size: int, shuffle: bool = False, generator: Optional[torch.Generator] = None) -> Iterator[Batch]:
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         for start in range(0, n, batch_size):
@@ -91,14 +89,10 @@ class Split:
         return -(-len(self) // batch_size)
 
     def subset(self, idx: torch.Tensor, name: str | None = None) -> "Split":
-        return Split(
-            name or self.name,
-            {k: v[idx] for k, v in self.tensors.items()},
-            [self.ids[i] for i in idx.tolist()],
-            self.special_ids,
-            [self.raw_text[i] for i in idx.tolist()] if self.raw_text is not None else None,
-            self.trim_text,
-        )
+        rows = idx.tolist()
+        return replace(self, name=name or self.name, tensors={k: v[idx] for k, v in self.tensors.items()},
+                       ids=[self.ids[i] for i in rows],
+                       raw_text=[self.raw_text[i] for i in rows] if self.raw_text is not None else None)
 
 
 def trim_padding(fields: dict[str, torch.Tensor]) -> None:

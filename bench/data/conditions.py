@@ -186,10 +186,8 @@ def apply(tensors: dict[str, torch.Tensor], cond: Condition, special_ids: tuple[
                 out[name] = torch.where(valid[..., None], x + noise.to(x.dtype), x)
                 continue
             gone = missing_mask(valid, cond.kind, cond.level, g, seed if gen is None else None)
-            if name == "text_ids":
-                out[name] = x.masked_fill(gone, unk_id(special_ids))
-            else:
-                out[name] = x.masked_fill(gone[..., None], 0.0)
+            out[name] = (x.masked_fill(gone, unk_id(special_ids)) if name == "text_ids"
+                         else x.masked_fill(gone[..., None], 0.0))
             if record:
                 out.setdefault(COMPLETE + name, x)
                 out[MISSING + name] = gone | tensors[MISSING + name] if MISSING + name in tensors else gone

@@ -170,11 +170,7 @@ def check_width(path: Path, first: bytes, width: int) -> None:
     fields = first.split()
     if not fields:
         raise DataError(str(path), "GloVe file is empty")
-    trailing = 0
-    for x in reversed(fields):
-        if not _is_number(x):
-            break
-        trailing += 1
+    trailing = next((k for k, x in enumerate(reversed(fields)) if not _is_number(x)), len(fields))  # numbers at the end
     have = min(trailing, len(fields) - 1)
     if have != width:
         raise DataError(str(path), f"GloVe vectors are {have}-d (first line: a word and {have} numbers), the "

@@ -21,12 +21,8 @@ class PretrainDataError(DataError):
 
 def load_lexicon(path: Path) -> dict[str, float]:
     """VADER lexicon: token <TAB> mean valence <TAB> ... (data_loader.py load_lexicon)."""
-    lexicon = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        parts = line.split("\t")
-        if len(parts) >= 2 and parts[0]:
-            lexicon[parts[0]] = float(parts[1])
-    return lexicon
+    rows = (line.split("\t") for line in path.read_text(encoding="utf-8").splitlines())
+    return {parts[0]: float(parts[1]) for parts in rows if len(parts) >= 2 and parts[0]}
 
 
 def mask_sentiment_word(tokens: list[str], lexicon: dict[str, float], rng: random.Random,

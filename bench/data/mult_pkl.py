@@ -88,22 +88,20 @@ def parse_mult(splits: dict[str, dict], ctx: ParseContext) -> Optional[Parsed]:
     if no_id:
         ids = {s: None for s in SPLITS}
     tr = shapes["train"]
+    id_note = "from the file" if not no_id else "missing: <split>:<index>; cross-split id check skipped"
     if glove is not None:
-        return _with_glove_ids(tensors, ids, tr, ctx, no_id)
+        return _with_glove_ids(tensors, ids, tr, ctx, id_note)
     return Parsed(
-        task="iemocap" if ctx.dataset == "iemocap" else "regression",
-        tensors=tensors,
-        ids=ids,
+        task="iemocap" if ctx.dataset == "iemocap" else "regression", tensors=tensors, ids=ids,
         dims={"t": tr["text"][1], "a": tr["audio"][1], "v": tr["vision"][1]},
         seq_lens={"t": tr["text"][0], "a": tr["audio"][0], "v": tr["vision"][0]},
         text_views=("features",),
-        notes={"lengths": "full T (MulT-format files have no lengths)", "text_lengths": "full T",
-               "ids": "from the file" if not no_id else "missing: <split>:<index>; cross-split id check skipped"},
+        notes={"lengths": "full T (MulT-format files have no lengths)", "text_lengths": "full T", "ids": id_note},
     )
 
 
 def _with_glove_ids(tensors: dict[str, dict[str, torch.Tensor]], ids: dict[str, Optional[list[str]]],
-                    tr: dict[str, tuple[int, int]], ctx: ParseContext, no_id: list[str]) -> Optional[Parsed]:
+                    tr: dict[str, tuple[int, int]], ctx: ParseContext, id_note: str) -> Optional[Parsed]:
     """Token ids from the words the GloVe file gives back (`bench.data.glove`), trimmed per
     batch; the GloVe features are kept only for `text_input="all"`."""
     path, choice, max_length = ctx.options["glove"], ctx.options["tokenizer"], ctx.options["max_length"]
@@ -126,8 +124,7 @@ def _with_glove_ids(tensors: dict[str, dict[str, torch.Tensor]], ids: dict[str, 
             del tensors[s]["text_feats"]
         tensors[s].update(tok, text_lengths=tok["text_mask"].sum(1))
     return Parsed(
-        task="iemocap" if ctx.dataset == "iemocap" else "regression", tensors=tensors,
-        ids={s: None for s in SPLITS} if no_id else ids,
+        task="iemocap" if ctx.dataset == "iemocap" else "regression", tensors=tensors, ids=ids,
         dims={"t": tr["text"][1] if keep_features else BERT_TEXT_DIM, "a": tr["audio"][1], "v": tr["vision"][1]},
         seq_lens={"t": int(tensors["train"]["text_ids"].shape[1]), "a": tr["audio"][0], "v": tr["vision"][0]},
         text_views=("ids", "features") if keep_features else ("ids",), vocab_size=vocab_size(choice.path),
@@ -137,7 +134,7 @@ def _with_glove_ids(tensors: dict[str, dict[str, torch.Tensor]], ids: dict[str, 
                "text_source": f"words from the GloVe vectors by exact lookup in {path} ({rec.rate:.2%} matched, "
                               f"misses {UNK}), tokenized by the {choice.note} (max {max_length} tokens)",
                "glove": rec.summary(str(path)), "tokenizer_path": choice.path, "truncated": truncated,
-               "ids": "from the file" if not no_id else "missing: <split>:<index>; cross-split id check skipped"},
+               "ids": id_note},
     )
 
 
@@ -161,25 +158,17 @@ def _parse_split(d: dict, s: str, ctx: ParseContext,
     text = take_features(d, "text", problems, s, shapes)
     audio = take_features(d, "audio", problems, s, shapes, neginf_ok=True)
     vision = take_features(d, "vision", problems, s, shapes)
-    if ctx.dataset == "iemocap":
-        labels = iemocap_labels(d.pop("labels"), problems, s)
-    else:
-        labels = regression_labels(d.pop("labels"), problems, s, "labels")
+    y = d.pop("labels")
+    labels = iemocap_labels(y, problems, s) if ctx.dataset == "iemocap" else regression_labels(y, problems, s, "labels")
     sample_ids = id_strings(d.pop("id"), n, problems, s) if "id" in d else None
     if text is None or audio is None or vision is None or labels is None:
         return None
     t = {"text": text.shape[1], "audio": audio.shape[1], "vision": vision.shape[1]}
     if ctx.setting == "aligned":
         aligned_lengths_match(t, problems, s)
-    tensors = {
-        "text_feats": torch.from_numpy(text),
-        "audio": torch.from_numpy(audio),
-        "vision": torch.from_numpy(vision),
-        "labels": torch.from_numpy(labels),
-        "text_lengths": full_lengths(n, t["text"]),
-        "audio_lengths": full_lengths(n, t["audio"]),
-        "vision_lengths": full_lengths(n, t["vision"]),
-    }
+    tensors = {"text_feats": torch.from_numpy(text), "audio": torch.from_numpy(audio),
+               "vision": torch.from_numpy(vision), "labels": torch.from_numpy(labels),
+               **{f"{m}_lengths": full_lengths(n, t[m]) for m in t}}  # MulT reads whole sequences
     return tensors, sample_ids
 
 

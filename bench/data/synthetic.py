@@ -123,27 +123,17 @@ def _generate(data_seed: int) -> MSAData:
     text_feats = torch.from_numpy(embedding.astype(np.float32))[torch.from_numpy(ids)]
 
     tensors = {
-        "text_ids": torch.from_numpy(ids),
-        "text_mask": torch.from_numpy(mask),
-        "text_segment": torch.zeros(n, TEXT_LEN, dtype=torch.int64),
-        "text_feats": text_feats,
-        "text_lengths": torch.from_numpy(mask.sum(1)),
-        "audio": torch.from_numpy(audio),
-        "vision": torch.from_numpy(vision),
-        "audio_lengths": torch.from_numpy(audio_len),
-        "vision_lengths": torch.from_numpy(vision_len),
-        "labels": torch.from_numpy(labels.astype(np.float32)),
+        "text_ids": torch.from_numpy(ids), "text_mask": torch.from_numpy(mask),
+        "text_segment": torch.zeros(n, TEXT_LEN, dtype=torch.int64), "text_feats": text_feats,
+        "text_lengths": torch.from_numpy(mask.sum(1)), "audio": torch.from_numpy(audio),
+        "vision": torch.from_numpy(vision), "audio_lengths": torch.from_numpy(audio_len),
+        "vision_lengths": torch.from_numpy(vision_len), "labels": torch.from_numpy(labels.astype(np.float32)),
     }
     splits = _splits(tensors, ids)
     info = DatasetInfo(
-        name="synthetic",
-        task="regression",
-        setting="unaligned",
-        dims={"t": TEXT_DIM, "a": AUDIO_DIM, "v": VISION_DIM},
-        seq_lens={"t": TEXT_LEN, "a": AUDIO_T, "v": VISION_T},
-        text_views=("ids", "features", "raw_text"),
-        vocab_size=VOCAB_SIZE,
-        special_ids=(CLS_ID, SEP_ID, PAD_ID),
+        name="synthetic", task="regression", setting="unaligned", dims={"t": TEXT_DIM, "a": AUDIO_DIM, "v": VISION_DIM},
+        seq_lens={"t": TEXT_LEN, "a": AUDIO_T, "v": VISION_T}, text_views=("ids", "features", "raw_text"),
+        vocab_size=VOCAB_SIZE, special_ids=(CLS_ID, SEP_ID, PAD_ID),
         source={"format": "synthetic", "data_seed": data_seed, "weights": dict(WEIGHTS)},
     )
     return MSAData(info, splits["train"], splits["valid"], splits["test"])

@@ -50,8 +50,7 @@ def encoder_tokenizer(spec: Optional[str]) -> TokenizerChoice:
     if path.is_dir():
         if any((path / f).is_file() for f in TOKENIZER_FILES):
             return TokenizerChoice(str(path), f"tokenizer of {path}")
-        files = ", ".join(TOKENIZER_FILES)
-        return TokenizerChoice(None, f"text encoder folder {path} has no tokenizer files ({files})")
+        return TokenizerChoice(None, f"text encoder folder {path} has no tokenizer files ({', '.join(TOKENIZER_FILES)})")
     if "/" in spec or os.sep in spec or spec.startswith("."):
         return TokenizerChoice(None, f"text encoder path '{spec}' does not exist")
     try:  # a hub name, only if already in the local Hugging Face cache

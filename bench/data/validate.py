@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import pickle
@@ -115,8 +116,7 @@ class Problems:
         if len(self.errors) == 1:
             first.problems = [first]
             raise first
-        shown = self.errors[1:20]
-        more = "\n".join(f"  {e}" for e in shown)
+        more = "\n".join(f"  {e}" for e in self.errors[1:20])
         if len(self.errors) > 21:
             more += f"\n  ... and {len(self.errors) - 21} more"
         err = DataError(first.file, f"{first.problem}\n{len(self.errors) - 1} more problem(s):\n{more}",
@@ -308,8 +308,6 @@ class NonFinite:
 def scan_nonfinite(arr: np.ndarray) -> NonFinite:
     """Counts of NaN/+inf/-inf values and the first sample holding each, in bounded chunks."""
     out = NonFinite()
-    if arr.size == 0:
-        return out
     per_sample = max(1, arr.size // max(1, arr.shape[0]))
     step = max(1, _CHUNK_ELEMENTS // per_sample)
     for start in range(0, arr.shape[0], step):
@@ -449,15 +447,19 @@ def id_strings(x: Any, n: int, problems: Problems, split: str, key: str = "id") 
         return None
 
     def one(v: Any) -> str:
-        if isinstance(v, (bytes, np.bytes_)):
-            return bytes(v).decode("utf-8", errors="replace")
-        if isinstance(v, (str, np.str_)):
-            return str(v)
         if isinstance(v, (list, tuple, np.ndarray)):
             return "$_$".join(one(f) for f in (v.tolist() if isinstance(v, np.ndarray) and v.ndim == 0 else v))
-        return str(v)
+        text = as_text(v)
+        return str(v) if text is None else text
 
     return [one(v) for v in items]
+
+
+def as_text(v: Any) -> Optional[str]:
+    """A str as it is, bytes decoded as UTF-8 (errors replaced); None for anything else."""
+    if isinstance(v, (bytes, np.bytes_)):
+        return bytes(v).decode("utf-8", errors="replace")
+    return str(v) if isinstance(v, (str, np.str_)) else None
 
 
 def _show(v: Any) -> str:
@@ -475,21 +477,16 @@ def check_ids(ids: dict[str, list[str]], problems: Problems) -> None:
         unique = set(lst)
         if len(unique) < len(lst):
             problems.warn(f"{len(lst) - len(unique)} duplicate ids within the split", split=s, key="id")
-        for i in unique:
-            if i in seen:
-                clashes.append(f"{i!r} ({seen[i]}, {s})")
-            else:
-                seen[i] = s
+        clashes += [f"{i!r} ({seen[i]}, {s})" for i in unique if i in seen]
+        seen.update({i: s for i in unique if i not in seen})
     if clashes:
         problems.error(f"{len(clashes)} ids appear in two splits (first 5: {'; '.join(sorted(clashes)[:5])})", key="id")
     videos = {s: {i.split("$_$", 1)[0] for i in lst} for s, lst in ids.items()}
-    names = list(videos)
-    for a_i, a in enumerate(names):
-        for b in names[a_i + 1 :]:
-            both = videos[a] & videos[b]
-            if both:
-                problems.warn(f"{len(both)} videos have clips in both {a} and {b} (standard folds are by video; "
-                              f"first: {', '.join(sorted(both)[:3])})", key="id")
+    for a, b in itertools.combinations(videos, 2):
+        both = videos[a] & videos[b]
+        if both:
+            problems.warn(f"{len(both)} videos have clips in both {a} and {b} (standard folds are by video; "
+                          f"first: {', '.join(sorted(both)[:3])})", key="id")
 
 
 def check_split_sizes(dataset: str, sizes: dict[str, int], problems: Problems, strict: bool) -> None:
@@ -499,10 +496,7 @@ def check_split_sizes(dataset: str, sizes: dict[str, int], problems: Problems, s
     for s, n in sizes.items():
         if n != expected[s]:
             msg = f"{n} samples, the standard {DATASET_LABELS[dataset]} {s} split has {expected[s]}"
-            if strict:
-                problems.error(msg + " (strict mode)", split=s)
-            else:
-                problems.warn(msg, split=s)
+            (problems.error if strict else problems.warn)(msg + (" (strict mode)" if strict else ""), split=s)
 
 
 # -- checksums -----------------------------------------------------------------------------
@@ -527,10 +521,8 @@ def sha256_file(path: Path, compute: Optional[Callable[[Path], str]] = None) -> 
     use_disk = st.st_size >= _HASH_CACHE_MIN_BYTES
     cache: dict[str, str] = {}
     if use_disk:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             cache = json.loads(_cache_file().read_text())
-        except (OSError, ValueError):
-            cache = {}
         if disk_key in cache:
             _HASHES[key] = cache[disk_key]
             return cache[disk_key]
@@ -565,12 +557,8 @@ def checksum(path: Path, dataset: str, problems: Problems, verify: bool) -> dict
     if not verify:
         return {"sha256": None, "sha256_published": published, "checksum": "skipped"}
     digest = sha256_file(path)
-    if published is None:
-        status = "no published sum"
-    elif digest == published:
-        status = "match"
-    else:
-        status = "mismatch"
+    status = "no published sum" if published is None else "match" if digest == published else "mismatch"
+    if published is not None and digest != published:
         problems.warn(f"SHA-256 {digest[:12]}... differs from the published sum {published[:12]}... "
                       f"(thuiar/MMSA README): the file differs from the published one (a re-extraction?)")
     return {"sha256": digest, "sha256_published": published, "checksum": status}
@@ -622,17 +610,9 @@ class Parsed:
 Parser = Callable[[dict[str, dict], ParseContext], Optional[Parsed]]
 
 
-def load_real(
-    dataset: str,
-    parsers: dict[str, Parser],
-    *,
-    data_root: Optional[str] = None,
-    setting: Optional[str] = None,
-    text_input: Optional[str] = "features",
-    strict: bool = False,
-    verify_checksum: bool = True,
-    options: Optional[dict[str, Any]] = None,
-) -> MSAData:
+def load_real(dataset: str, parsers: dict[str, Parser], *, data_root: Optional[str] = None,
+              setting: Optional[str] = None, text_input: Optional[str] = "features", strict: bool = False,
+              verify_checksum: bool = True, options: Optional[dict[str, Any]] = None) -> MSAData:
     """Locate, unpickle, detect the schema, parse and validate every split, then check ids,
     split sizes and the checksum. Nothing is returned unless every check passed. Only the
     formats in `parsers` are looked for; `options` reach the parser (`ParseContext.options`)."""
@@ -688,12 +668,8 @@ def consistent_shapes(shapes: dict[str, dict[str, tuple[int, int]]], problems: P
     """Feature dim and T of every key must equal the train split's (shapes: split -> key -> (T, d))."""
     ref = shapes.get("train", {})
     for s, per_key in shapes.items():
-        if s == "train":
-            continue
         for k, (t, d) in per_key.items():
-            if k not in ref:
-                continue
-            t0, d0 = ref[k]
+            t0, d0 = ref.get(k, (t, d))  # train against itself, or a key train lacks: nothing to compare
             if d != d0:
                 problems.error(f"feature dim {d}, train has {d0}", split=s, key=k)
             if t != t0:
