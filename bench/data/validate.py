@@ -257,14 +257,14 @@ def count_samples(d: dict, keys: list[str], problems: Problems, split: str) -> O
     return n
 
 
-def float_array(x: Any, rank: int, problems: Problems, split: str, key: str) -> Optional[np.ndarray]:
-    """`x` as a float32 array of the given rank (no copy when it already is one), else None."""
+def float_array(x: Any, rank: Optional[int], problems: Problems, split: str, key: str) -> Optional[np.ndarray]:
+    """`x` as a float32 array of the given rank (None: any; no copy when it already is one), else None."""
     try:
         arr = np.asarray(x, dtype=np.float32)
     except (TypeError, ValueError) as err:
         problems.error(f"cannot be read as a float array ({err})", split=split, key=key)
         return None
-    if arr.ndim != rank:
+    if rank is not None and arr.ndim != rank:
         problems.error(f"rank {arr.ndim} (shape {arr.shape}), expected {rank}", split=split, key=key)
         return None
     if not arr.flags.c_contiguous:
@@ -392,41 +392,36 @@ def lengths_array(x: Any, t: int, problems: Problems, split: str, key: str) -> O
     if arr.ndim != 1:
         problems.error(f"rank {arr.ndim} (shape {arr.shape}), expected 1", split=split, key=key)
         return None
-    bad = (arr < 1) | (arr > t)
-    if bad.any():
-        i = int(bad.argmax())
-        problems.error(f"{int(bad.sum())} values outside 1..{t} (first at index {i}: {arr[i]})", split=split, key=key)
-        return None
-    return arr
+    return None if flag_values((arr < 1) | (arr > t), arr, f"values outside 1..{t}", problems, split, key) else arr
 
 
 def regression_labels(x: Any, problems: Problems, split: str, key: str,
                       label_range: tuple[float, float] = LABEL_RANGE) -> Optional[np.ndarray]:
     """Sentiment labels as float32 (N,): accepts (N,), (N,1) and MulT's (N,1,1); finite, in
     `label_range` ([-3, 3]; CH-SIMS [-1, 1])."""
-    try:
-        arr = np.asarray(x, dtype=np.float32)
-    except (TypeError, ValueError) as err:
-        problems.error(f"cannot be read as a float array ({err})", split=split, key=key)
+    arr = float_array(x, None, problems, split, key)
+    if arr is None:
         return None
     if arr.ndim == 0 or arr.reshape(arr.shape[0], -1).shape[1] != 1 or arr.ndim > 3:
         problems.error(f"shape {arr.shape}, expected (N,), (N, 1) or (N, 1, 1): one sentiment value per sample",
                        split=split, key=key)
         return None
     arr = np.ascontiguousarray(arr.reshape(-1))
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        i = int(bad.argmax())
-        problems.error(f"{int(bad.sum())} non-finite labels (first at index {i}: {arr[i]})", split=split, key=key)
+    if flag_values(~np.isfinite(arr), arr, "non-finite labels", problems, split, key):
         return None
     lo, hi = label_range
-    bad = (arr < lo) | (arr > hi)
-    if bad.any():
-        i = int(bad.argmax())
-        problems.error(f"{int(bad.sum())} labels outside [{lo:g}, {hi:g}] (first at index {i}: {arr[i]:g})",
-                       split=split, key=key)
-        return None
-    return arr
+    outside = flag_values((arr < lo) | (arr > hi), arr, f"labels outside [{lo:g}, {hi:g}]", problems, split, key, "g")
+    return None if outside else arr
+
+
+def flag_values(bad: np.ndarray, arr: np.ndarray, what: str, problems: Problems, split: str, key: str,
+                spec: str = "") -> bool:
+    """Error "N <what> (first at index i: value, formatted with `spec`)" where `bad` holds; True if it does."""
+    if not bad.any():
+        return False
+    i = int(bad.argmax())
+    problems.error(f"{int(bad.sum())} {what} (first at index {i}: {arr[i]:{spec}})", split=split, key=key)
+    return True
 
 
 def per_sample(x: Any, n: int, problems: Problems, split: str, key: str, what: str) -> Optional[list]:
