@@ -355,9 +355,7 @@ def _fmt(metric: str, x: float, signed: bool = False) -> str:
 
 
 def _fmt_p(p: float, n_resamples: int) -> str:
-    if not math.isfinite(p):
-        return "–"
-    return f"< {1 / n_resamples:.0e}" if p == 0 else f"{p:.4f}"
+    return "–" if not math.isfinite(p) else f"< {1 / n_resamples:.0e}" if p == 0 else f"{p:.4f}"
 
 
 def to_markdown(res: BootstrapResult) -> str:
