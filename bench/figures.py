@@ -76,14 +76,9 @@ def valid_series(records: Sequence[dict[str, Any]], key: str, scale: float = 100
 
 def switch_epochs(records: Sequence[dict[str, Any]]) -> list[int]:
     """Each seed's phase-switch epoch: model_summary.switch_epoch, else the first epoch in phase 2."""
-    out = []
-    for r in records:
-        value = (r.get("model_summary") or {}).get("switch_epoch")
-        if value is None:
-            value = next((h["epoch"] for h in r.get("history", []) if h.get("phase") == 2), None)
-        if value is not None:
-            out.append(int(value))
-    return out
+    values = [v if (v := (r.get("model_summary") or {}).get("switch_epoch")) is not None
+              else next((h["epoch"] for h in r.get("history", []) if h.get("phase") == 2), None) for r in records]
+    return [int(v) for v in values if v is not None]
 
 
 def figure_style():
