@@ -174,8 +174,7 @@ def _error_text(record: dict[str, Any]) -> str:
     err = record.get("error") or {}
     message = str(err.get("message", "no error message recorded")).strip().splitlines()
     first = message[0] if message else ""
-    if len(first) > 160:
-        first = first[:157] + "..."
+    first = first if len(first) <= 160 else first[:157] + "..."
     return f"{err.get('type', 'Error')}: {first}"
 
 
@@ -228,9 +227,7 @@ def gap_note(group: RunGroup, expected: Sequence[int]) -> str | None:
     parts = [f"seed {s} failed ({group.failed[s]})" if s in group.failed
              else f"seed {s}: unreadable result file ({group.unreadable[s]})" if s in group.unreadable
              else f"seed {s}: no result file" for s in expected if s not in group.records]
-    if not parts:
-        return None
-    return f"{group.label}: {len(group.ok(expected))}/{len(expected)} seeds — " + "; ".join(parts) + "."
+    return f"{group.label}: {len(group.ok(expected))}/{len(expected)} seeds — {'; '.join(parts)}." if parts else None
 
 
 # -- statistics and table model -------------------------------------------------------------------
@@ -684,9 +681,7 @@ def load_tuning_summaries(root: Path | str) -> list[dict[str, Any]]:
 
 
 def _params_text(params: dict[str, Any] | None) -> str:
-    if not params:
-        return DASH
-    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return DASH if not params else ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 TUNING_COLUMNS = (
