@@ -194,10 +194,8 @@ def _sampler(spec: TuneSpec, seed: int):
 
 def _pruner(spec: TuneSpec):
     optuna = require_optuna()
-    if spec.pruner == "none":
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=spec.pruner_startup_trials,
-                                       n_warmup_steps=spec.pruner_warmup_epochs)
+    return optuna.pruners.NopPruner() if spec.pruner == "none" else optuna.pruners.MedianPruner(
+        n_startup_trials=spec.pruner_startup_trials, n_warmup_steps=spec.pruner_warmup_epochs)
 
 
 @dataclass
@@ -239,13 +237,10 @@ def resolve(spec: TuneSpec) -> Resolved:
 
 def absolute_space(space: dict, cfg: Any) -> dict:
     """Relative ranges (around_preset) as absolute ones for this preset."""
-    out = {}
-    for target, p in space.items():
-        if p.relative:
-            value = float(getattr(cfg, target))
-            p = dataclasses.replace(p, low=value * p.low, high=value * p.high, relative=False)
-        out[target] = p
-    return out
+    def absolute(p: Any, value: float) -> Any:
+        return dataclasses.replace(p, low=value * p.low, high=value * p.high, relative=False)
+
+    return {target: absolute(p, float(getattr(cfg, target))) if p.relative else p for target, p in space.items()}
 
 
 def open_study(spec: TuneSpec, resolved: Optional[Resolved] = None, sampler_seed: Optional[int] = None,
@@ -515,9 +510,7 @@ def _run_worker(spec: TuneSpec, n_trials: Optional[int], timeout_s: Optional[flo
 
 
 def _shares(n: Optional[int], k: int) -> list[Optional[int]]:
-    if n is None:
-        return [None] * k
-    return [s for s in (n // k + (i < n % k) for i in range(k)) if s > 0]
+    return [None] * k if n is None else [s for s in (n // k + (i < n % k) for i in range(k)) if s > 0]
 
 
 def _run_round(spec: TuneSpec, n: Optional[int], seconds: Optional[float], data: Any) -> set[str]:
@@ -694,8 +687,7 @@ def format_space(model: str, dataset: str = "synthetic", preset: Optional[str] =
     head = (f"search space of {model} ({'declared next to its presets' if declared else 'the default space: none declared'}), "
             f"preset {cfg.preset} on {dataset}")
     text = head + "\n" + tabulate(rows, headers=["target", "values", "preset", "source"], tablefmt="github")
-    kept = [t for t in (get_model_entry(model).search_space or {}) if t not in space]
-    if kept:
+    if kept := [t for t in (get_model_entry(model).search_space or {}) if t not in space]:
         text += (f"\nkept at the {cfg.preset} preset's values (CPU-sized demo: batch size, width, depth): "
                  + ", ".join(kept))
     return text
