@@ -114,12 +114,8 @@ def display_name(run_name: str, model: str | None = None, tuning: dict[str, Any]
     without = [SWITCH_NAMES.get(t[3:], t[3:]) for t in tags if t.startswith("no_")]
     other = [f"tuned, {tuning_budget_text(tuning)}" if t == "tuned" and tuning else t
              for t in tags if not t.startswith("no_")]
-    out = row_label(base, config)
-    if without:
-        out += " w/o " + ", ".join(without)
-    if other:
-        out += " (" + ", ".join(other) + ")"
-    return out
+    return (row_label(base, config) + (" w/o " + ", ".join(without) if without else "")
+            + (" (" + ", ".join(other) + ")" if other else ""))
 
 
 def model_config(record: dict[str, Any]) -> dict[str, Any] | None:
@@ -600,11 +596,8 @@ def robustness_table(dataset: str, groups: Sequence[RunGroup], expected: Sequenc
     columns += [Column(f"shapley:{m}", f"φ {m}", decimals=3) for m in "tav"]
 
     def value(r: dict, key: str) -> float | None:
-        rob = r["robustness"]
-        if key.startswith("shapley:"):
-            return rob.get("shapley", {}).get(key.split(":")[1])
-        coalition, metric = key.split(":")
-        return rob.get("coalitions", {}).get(coalition, {}).get(metric)
+        rob, (group, name) = r["robustness"], key.split(":")  # shapley:<modality> or <coalition>:<metric>
+        return (rob.get("shapley", {}) if group == "shapley" else rob.get("coalitions", {}).get(group, {})).get(name)
 
     rows, gaps = run_rows(
         groups, expected, columns, lambda ok: {c.key: summarize(value(r, c.key) for r in ok) for c in columns},
@@ -641,9 +634,9 @@ def build_tables(
         groups = group_runs(rs, dataset, models, unsup)
         if not groups:
             continue
-        expected = expected_seeds(group_runs(rs, dataset), seeds)  # every run of the dataset, not only those shown
-        if not expected:  # only placeholder rows (models asked for that never ran)
-            expected = expected_seeds(groups, seeds)
+        # every run of the dataset, not only those shown; else (only placeholder rows: models asked for that
+        # never ran) the rows shown
+        expected = expected_seeds(group_runs(rs, dataset), seeds) or expected_seeds(groups, seeds)
         task = dataset_task(rs, dataset)
         refs = [r for r in references_for(dataset) if _wanted(r.key, models)] if reference else []
         tables.append(metrics_table(rs, dataset, groups, expected, task, bool(seeds), refs, ranking))
