@@ -126,8 +126,7 @@ def contributions_figure(runs: Mapping[str, Sequence[dict[str, Any]]], task: str
             v = aggregate_by_epoch(valid_series(records, key), band)
             if v.epochs.size:
                 ax2.plot(v.epochs, v.mean, ls, color=valid_color, lw=1.0)[0].set_gid(f"valid:{name}")
-            switches = switch_epochs(records)
-            if switches:  # the mean over seeds; the range over seeds shaded when they differ
+            if switches := switch_epochs(records):  # the mean over seeds; the range over seeds shaded when they differ
                 ax.axvline(float(np.mean(switches)), color=switch_color, ls=ls, lw=0.9).set_gid(f"switch:{name}")
                 if min(switches) != max(switches):
                     ax.axvspan(min(switches), max(switches), color=switch_color, alpha=0.08, lw=0).set_gid(
@@ -212,12 +211,9 @@ def save_figure(fig, out_dir: Path | str, stem: str) -> list[Path]:
 def _ok_runs(rs: ResultSet, dataset: str, seeds: Sequence[int] | None,
              keep: Callable[[dict[str, Any]], bool]) -> dict[str, list[dict[str, Any]]]:
     """Run name -> its ok records (of `seeds`) for which `keep(record)`; runs without one are left out."""
-    out = {}
-    for g in group_runs(rs, dataset):
-        records = [g.records[s] for s in sorted(g.records) if (not seeds or s in seeds) and keep(g.records[s])]
-        if records:
-            out[g.run_name] = records
-    return out
+    runs = {g.run_name: [g.records[s] for s in sorted(g.records) if (not seeds or s in seeds) and keep(g.records[s])]
+            for g in group_runs(rs, dataset)}
+    return {name: records for name, records in runs.items() if records}
 
 
 def contributions_for_runs(rs: ResultSet, dataset: str, model: str, compare: str | None = None, band: str = "std",
