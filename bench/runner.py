@@ -283,12 +283,10 @@ def check_compatible(cfg: Any, data: MSAData, model: str) -> None:
         raise DataError(src, f"{model} needs {need}; this {info.name} data has only {', '.join(info.text_views)}",
                         key="text_bert" if view == "ids" else "text")
     for m, want in zip(MODALITIES, cfg.dims, strict=True):
-        have = info.dims[m]
-        if m == "t" and view == "ids":
-            continue  # token ids: the text encoder fixes the width
-        if m != "t" and getattr(cfg, "dims_from_data", False):
-            continue  # audio/vision widths are taken from the data (with_data_dims)
-        if have != want:
+        # not checked: text as token ids (the text encoder fixes the width), and audio/vision widths
+        # when they are taken from the data (with_data_dims)
+        unchecked = view == "ids" if m == "t" else getattr(cfg, "dims_from_data", False)
+        if not unchecked and (have := info.dims[m]) != want:
             hint = dim_hint(m, have)
             raise DataError(src, f"{MODALITY_NAMES[m]} dim {have}, {preset} expects {want}" + (f": {hint}" if hint else "")
                             + f" (model {model}, preset {cfg.preset})", key=MODALITY_NAMES[m])
