@@ -125,10 +125,8 @@ class TuneSpec:
     def training_seed(self) -> int:
         """The trials' training seed: --trial-seed, else the first of TRIAL_SEED, TRIAL_SEED - 1, ...
         that is not a final seed (never a seed the tuned row reports)."""
-        if self.trial_seed is not None:
-            return self.trial_seed
-        return next(s for s in range(TRIAL_SEED, TRIAL_SEED - len(self.final_seeds) - 1, -1)
-                    if s not in self.final_seeds)
+        return self.trial_seed if self.trial_seed is not None else next(
+            s for s in range(TRIAL_SEED, TRIAL_SEED - len(self.final_seeds) - 1, -1) if s not in self.final_seeds)
 
     @property
     def variant(self) -> str:
@@ -555,14 +553,12 @@ def submit_workers(spec: TuneSpec, shares: list, timeout: Optional[float], folde
 def _run_submitit(spec: TuneSpec, shares: list, timeout: Optional[float]) -> set[str]:
     jobs = submit_workers(spec, shares, timeout)
     logger.info(f"submitted {len(jobs)} tuning worker job(s) ({', '.join(str(j.job_id) for j in jobs)})")
-    ended = set()
     for job in jobs:
         try:
             job.result()
         except Exception as err:  # noqa: BLE001 - killed or failed job: its running trial is failed below
             logger.warning(f"worker job {job.job_id} ended: {type(err).__name__}")
-        ended.add(str(job.job_id))
-    return ended
+    return {str(job.job_id) for job in jobs}
 
 
 # -- the driver ----------------------------------------------------------------------------------
