@@ -84,7 +84,6 @@ def launch(
     planned = plan_runs(runs)  # unknown models / config keys / bad values fail here, before anything is started
     finished = [not force and is_complete(p.run.result_path()) for p in planned]
     todo_planned = [p for p, done in zip(planned, finished, strict=True) if not done]
-    todo = [p.run for p in todo_planned]
     skipped = [p.label for p, done in zip(planned, finished, strict=True) if done]
     for label in skipped:
         logger.info(f"skip {label}: finished; --force reruns it")
@@ -95,9 +94,9 @@ def launch(
         load_sweep_data(todo_planned)
         check_out_dirs(todo_planned)
     if launcher == "local":
-        _run_parallel(todo, jobs, runs_per_device, force)
+        _run_parallel([p.run for p in todo_planned], jobs, runs_per_device, force)
     else:
-        jobs_submitted = submit(todo, slurm or SlurmOptions(), force)
+        jobs_submitted = submit([p.run for p in todo_planned], slurm or SlurmOptions(), force)
         if not (slurm or SlurmOptions()).wait:
             logger.info(f"submitted {len(jobs_submitted)} jobs; rerun the same command to collect/resubmit what is missing")
             return SweepSummary(skipped=skipped)
@@ -200,17 +199,12 @@ def executor_for(opts: SlurmOptions, name: str, folder: Optional[str] = None, ar
     """A submitit AutoExecutor with these options (`bench run` and `bench tune` jobs alike);
     `folder` overrides `<opts.folder>/%j`, `array` adds the Slurm array parallelism."""
     executor = _submitit().AutoExecutor(folder=folder or str(Path(opts.folder) / "%j"), cluster=opts.cluster)
-    params: dict[str, Any] = dict(timeout_min=opts.time_min, cpus_per_task=opts.cpus_per_job, name=name)
-    if opts.gpus_per_job:
-        params["gpus_per_node"] = opts.gpus_per_job
-    if opts.mem_gb:
-        params["mem_gb"] = opts.mem_gb
-    if executor.cluster == "slurm":
-        if array:
-            params["slurm_array_parallelism"] = opts.array_parallelism
-        if opts.partition:
-            params["slurm_partition"] = opts.partition
-    executor.update_parameters(**params)
+    slurm = executor.cluster == "slurm"
+    optional = (("gpus_per_node", opts.gpus_per_job, opts.gpus_per_job), ("mem_gb", opts.mem_gb, opts.mem_gb),
+                ("slurm_array_parallelism", opts.array_parallelism, slurm and array),
+                ("slurm_partition", opts.partition, slurm and opts.partition))  # (parameter, value, given when)
+    executor.update_parameters(timeout_min=opts.time_min, cpus_per_task=opts.cpus_per_job, name=name,
+                               **{key: value for key, value, given in optional if given})
     return executor
 
 
