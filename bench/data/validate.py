@@ -203,8 +203,7 @@ def detect_format(obj: Any, problems: Problems) -> str:
     split = next((obj[s] for s in SPLITS if isinstance(obj.get(s), dict)), None)
     if split is None:
         found = ", ".join(map(repr, obj)) or "none"
-        is_mag = isinstance(obj.get("dev"), list)
-        mag = " (a MAG-BERT word-aligned pickle? --data-format mag reads it)" if is_mag else ""
+        mag = " (a MAG-BERT word-aligned pickle? --data-format mag reads it)" if isinstance(obj.get("dev"), list) else ""
         raise DataError(problems.file, f"no train/valid/test split dicts at the top level (keys found: {found}){mag}")
     keys = set(split)
     if "regression_labels" in keys:
@@ -228,8 +227,7 @@ def split_dicts(obj: dict, problems: Problems, keys: Optional[dict[str, str]] = 
             problems.error(f"split is a {type(obj[key]).__name__}, expected {what}", split=key)
         else:
             out[s] = obj[key]
-    extra = [str(k) for k in obj if k not in keys.values()]
-    if extra:
+    if extra := [str(k) for k in obj if k not in keys.values()]:
         problems.warn(f"extra top-level entries ignored: {', '.join(extra)}")
     return out
 
