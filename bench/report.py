@@ -305,9 +305,7 @@ def format_cell(cell: Cell | None, col: Column, n_ok: int) -> str:
         text = mean if not (cell.std > 0) else f"{mean} ± {_fmt_number(cell.std * col.scale, col)}"
     else:
         text = f"{mean} ± {DASH if cell.n < 2 else _fmt_number(cell.std * col.scale, col)}"
-    if cell.n < n_ok:
-        text += f" (n={cell.n})"
-    return text
+    return text + (f" (n={cell.n})" if cell.n < n_ok else "")
 
 
 BEST, TIED = "best", "tied"
