@@ -408,8 +408,7 @@ class PaSE(MSAModel):
         task = task_loss(output.pred, batch.labels, cfg.task)
         uni = {m: task_loss(output.unimodal[m], batch.labels, cfg.task) for m in MODALITIES}
         unimodal = (uni["t"] + uni["a"] + uni["v"]) / 3
-        classes = output.extras.get("classes")
-        if classes is None:
+        if (classes := output.extras.get("classes")) is None:
             classes = prototype_classes(batch.labels, cfg.task, cfg.prototype_bins)
         zero = task.new_zeros(())
         with _no_autocast(task.device):
