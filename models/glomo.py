@@ -108,9 +108,7 @@ class GLoMoConfig(ModelConfig):
 def cv_squared(x: torch.Tensor) -> torch.Tensor:
     """Squared coefficient of variation, unbiased variance (MoE.py cv_squared); 0 for one value."""
     x = x.float()
-    if x.numel() == 1:
-        return x.new_zeros(())
-    return x.var() / (x.mean() ** 2 + CV_EPS)
+    return x.new_zeros(()) if x.numel() == 1 else x.var() / (x.mean() ** 2 + CV_EPS)
 
 
 def normal_cdf(z: torch.Tensor, mean: float) -> torch.Tensor:
