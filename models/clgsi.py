@@ -389,8 +389,7 @@ class CLGSI(MSAModel):
     def on_epoch_end(self, epoch: int, state: Any) -> dict[str, Any]:
         """Tracks what the trainer's early stopping sees, so `summary()` can say whether the cap bound."""
         self._epochs_run = epoch + 1
-        value = state.valid_metrics.get(self.cfg.selection_metric)
-        if value is not None:
+        if (value := state.valid_metrics.get(self.cfg.selection_metric)) is not None:
             higher = METRICS[self.cfg.selection_metric].higher_is_better
             better = improves(value, self._best, higher=higher, min_delta=self.cfg.min_delta)
             self._best, self._since_best = (value, 0) if better else (self._best, self._since_best + 1)

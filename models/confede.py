@@ -558,16 +558,12 @@ class ConFEDE(MSAModel):
     def update_retriever(self, split: Any, device: torch.device | str) -> dict[str, Any]:
         """update_matrix: embed the training `split` with the current encoders (eval mode, in
         split order), then rebuild the candidate lists block-wise."""
-        t0 = time.perf_counter()
+        t0, cfg = time.perf_counter(), self.cfg
         was_training = self.training
         self.eval()
-        chunks = []
-        for batch in split.batches(self.cfg.retrieval_batch_size):
-            reps = self.encode(batch.to(device))
-            chunks.append(torch.cat([reps["t"], reps["v"], reps["a"]], dim=-1).float())  # [T; V; A]
+        reps = (self.encode(batch.to(device)) for batch in split.batches(cfg.retrieval_batch_size))
+        feats = torch.cat([torch.cat([r["t"], r["v"], r["a"]], dim=-1).float() for r in reps])  # [T; V; A]
         self.train(was_training)
-        feats = torch.cat(chunks)
-        cfg = self.cfg
         self.candidates = build_candidates(feats, split.labels, mode=cfg.retrieval,
                                            divisor=cfg.retrieval_divisor, keep=cfg.retrieval_keep,
                                            block_elems=cfg.retrieval_block_elems, round_labels=cfg.retrieval_round)

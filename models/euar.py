@@ -245,8 +245,7 @@ class EUAR(MSAModel):
         if self.cfg.trim_padding and self.cfg.text_pool == "last" and length > 2:
             # exact: padded columns are never attended (mask 0), so a column's state depends only on
             # the attended tokens and itself; keep those and the two slots the conv at L-1 reads
-            n = last_attended(mask)
-            if n < length - 2:
+            if (n := last_attended(mask)) < length - 2:
                 keep = torch.cat([torch.arange(n, device=ids.device),
                                   torch.arange(length - 2, length, device=ids.device)])
                 out = self.text.bert(input_ids=ids[:, keep], attention_mask=mask[:, keep],

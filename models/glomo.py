@@ -108,9 +108,7 @@ class GLoMoConfig(ModelConfig):
 def cv_squared(x: torch.Tensor) -> torch.Tensor:
     """Squared coefficient of variation, unbiased variance (MoE.py cv_squared); 0 for one value."""
     x = x.float()
-    if x.numel() == 1:
-        return x.new_zeros(())
-    return x.var() / (x.mean() ** 2 + CV_EPS)
+    return x.new_zeros(()) if x.numel() == 1 else x.var() / (x.mean() ** 2 + CV_EPS)
 
 
 def normal_cdf(z: torch.Tensor, mean: float) -> torch.Tensor:
@@ -299,14 +297,11 @@ class GLoMo(MSAModel):
 
     # -- optimisation --------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
-        decay: list[nn.Parameter] = []
-        no_decay: list[nn.Parameter] = []
-        for name, p in self.named_parameters():
-            if p.requires_grad:
-                (no_decay if any(k in name for k in NO_DECAY) else decay).append(p)
+        live = [(any(k in name for k in NO_DECAY), p) for name, p in self.named_parameters() if p.requires_grad]
         cfg = self.cfg
-        return [{"name": "decay", "params": decay, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
-                {"name": "no_decay", "params": no_decay, "lr": cfg.lr, "weight_decay": 0.0}]
+        return [{"name": "decay", "params": [p for skip, p in live if not skip], "lr": cfg.lr,
+                 "weight_decay": cfg.weight_decay},
+                {"name": "no_decay", "params": [p for skip, p in live if skip], "lr": cfg.lr, "weight_decay": 0.0}]
 
     def lr_schedule(self) -> Schedule:
         """The code's train_epoch: a fresh AdamW (moments and step counts reset) and the

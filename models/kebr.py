@@ -277,9 +277,8 @@ class KEBR(MSAModel):
         return self.fusion(self.text(ids, mask, segment), audio, video), mask
 
     def _pool(self, fused: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.cfg.mean_over_padding:
-            return fused.mean(1)  # models.py:250: [PAD] positions included
-        return masked_mean(fused, mask)
+        """The mean over the tokens; with mean_over_padding, [PAD] positions included (models.py:250)."""
+        return fused.mean(1) if self.cfg.mean_over_padding else masked_mean(fused, mask)
 
     def forward(self, batch) -> ModelOutput:
         if isinstance(batch, PretrainBatch):  # pretrain.py: the fitter at the [MASK] position

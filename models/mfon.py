@@ -313,8 +313,7 @@ class MFON(MSAModel):
 
     def on_epoch_end(self, epoch: int, state: Any) -> dict[str, Any]:
         if self.stage in TEACHER_STAGES:  # the teachers' best validation value, for summary()
-            value = state.valid_metrics.get("MAE")
-            if value is not None:
+            if (value := state.valid_metrics.get("MAE")) is not None:
                 self.teacher_valid[self.stage] = min(value, self.teacher_valid.get(self.stage, float("inf")))
         return {}
 

@@ -208,10 +208,8 @@ class PhaseSwitch:
     since_best: int = 0
 
     def observe(self, value: float) -> None:
-        if improves(value, self.best, higher=False, min_delta=self.min_delta):
-            self.best, self.since_best = value, 0
-        else:
-            self.since_best += 1
+        better = improves(value, self.best, higher=False, min_delta=self.min_delta)
+        self.best, self.since_best = (value, 0) if better else (self.best, self.since_best + 1)
 
     def reason(self, epoch: int) -> Optional[str]:
         """Why phase 2 starts at `epoch` ("plateau" | "cap"), or None to stay in phase 1."""
@@ -410,8 +408,7 @@ class PaSE(MSAModel):
         task = task_loss(output.pred, batch.labels, cfg.task)
         uni = {m: task_loss(output.unimodal[m], batch.labels, cfg.task) for m in MODALITIES}
         unimodal = (uni["t"] + uni["a"] + uni["v"]) / 3
-        classes = output.extras.get("classes")
-        if classes is None:
+        if (classes := output.extras.get("classes")) is None:
             classes = prototype_classes(batch.labels, cfg.task, cfg.prototype_bins)
         zero = task.new_zeros(())
         with _no_autocast(task.device):
@@ -495,8 +492,7 @@ class PaSE(MSAModel):
         record: dict[str, Any] = {}
         if self._gate_sum is not None and self._gate_count:
             means = (self._gate_sum / self._gate_count).tolist()
-            record["gate_mean"] = dict(zip(MODALITIES, means, strict=True))
-            record["gate_mean_on"] = "train"
+            record |= {"gate_mean": dict(zip(MODALITIES, means, strict=True)), "gate_mean_on": "train"}
         if self._ot_err is not None:
             record["ot_marginal_err_max"] = float(self._ot_err)
         return record

@@ -75,8 +75,7 @@ class ModelEntry:
     def resolve_preset(self, dataset: str, preset: str | None) -> str:
         """The preset used for `dataset`: the one asked for; else a CPU-sized `demo` preset where
         the dataset has one (the embedded `synthetic` data); else the model's default; else the first."""
-        available = self.preset_names(dataset)
-        if not available:
+        if not (available := self.preset_names(dataset)):
             raise ConfigError(f"model '{self.name}' has no preset for dataset '{dataset}'; its presets: "
                               + "; ".join(f"{d}: {', '.join(self.preset_names(d))}" for d in self.datasets()))
         if preset is None:
@@ -133,8 +132,7 @@ def _check_meta(name: str, config: type, family: str, row_labels: Mapping[str, s
     if family and family not in FAMILIES:
         raise ValueError(f"model '{name}': family '{family}' is not one of: {', '.join(FAMILIES)}")
     fields = {f.name for f in dataclasses.fields(config)}
-    unknown = sorted(set(row_labels) - fields)
-    if unknown:
+    if unknown := sorted(set(row_labels) - fields):
         raise ValueError(f"model '{name}': row_labels name field(s) {config.__name__} lacks: "
                          f"{did_you_mean(unknown, fields)}")
 
@@ -212,8 +210,7 @@ def resolve_run_config(name: str, dataset: str, preset: str | None, overrides: d
     for key in sorted(FIXED_FIELDS.keys() & overrides.keys()):
         parse_field(entry.config_cls, key, overrides[key], name)  # raises: the run sets it, not --set
     valid = {f.name for f in dataclasses.fields(cfg)}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
+    if unknown := sorted(set(overrides) - valid):
         raise UnknownNameError(f"unknown config key(s) for model '{name}': {did_you_mean(unknown, valid)}; "
                                f"valid keys: {', '.join(sorted(valid))}")
     typed = {k: parse_field(entry.config_cls, k, v, model=name) for k, v in sorted(overrides.items())}

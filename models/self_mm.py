@@ -100,43 +100,31 @@ _MMSA_MOSI = SelfMMConfig(  # MMSA config_regression.json self_mm mosi
     post_fusion_dropout=0.0, post_text_dropout=0.1, post_audio_dropout=0.1, post_video_dropout=0.0,
     exclude_zero=True,  # excludeZero true
 )
-_MMSA_MOSEI = replace(  # MMSA self_mm mosei
-    _MMSA_MOSI, dims=(768, 74, 35), batch_size=32,
-    lr_bert=5e-5, lr_audio=5e-3, lr_video=1e-4, lr=1e-3,
-    weight_decay_bert=1e-3, weight_decay_audio=0.0, weight_decay_video=0.0, weight_decay=1e-2,
-    a_lstm_hidden=16, v_lstm_hidden=32,
-    post_fusion_dim=128, post_text_dim=32, post_audio_dim=16, post_video_dim=32,
-    post_fusion_dropout=0.1, post_text_dropout=0.0, post_audio_dropout=0.0, post_video_dropout=0.0,
+_MMSA_MOSEI = replace(  # MMSA self_mm mosei (the values not named are mosi's)
+    _MMSA_MOSI, dims=(768, 74, 35), batch_size=32, lr_video=1e-4,
+    weight_decay_audio=0.0, weight_decay_video=0.0, weight_decay=1e-2,
+    post_fusion_dropout=0.1, post_text_dropout=0.0, post_audio_dropout=0.0,
 )
-_MMSA_SIMS = replace(  # MMSA config_regression.json self_mm sims
+_MMSA_SIMS = replace(  # MMSA config_regression.json self_mm sims (the values not named are mosi's)
     _MMSA_MOSI, dims=(768, 33, 709), batch_size=32,
     text_encoder="bert-base-chinese", text_vocab_size=21128,  # pretrained bert-base-chinese (--text-encoder PATH)
-    lr_bert=5e-5, lr_audio=5e-3, lr_video=5e-3, lr=1e-3,
-    weight_decay_bert=1e-3, weight_decay_audio=1e-2, weight_decay_video=1e-2, weight_decay=1e-3,
-    a_lstm_hidden=16, v_lstm_hidden=64, audio_out=16, video_out=32,
-    post_fusion_dim=128, post_text_dim=64, post_audio_dim=16, post_video_dim=32,
-    post_fusion_dropout=0.0, post_text_dropout=0.1, post_audio_dropout=0.1, post_video_dropout=0.0,
+    weight_decay_audio=1e-2, weight_decay_video=1e-2, v_lstm_hidden=64, post_text_dim=64,
     label_bound=1.0,  # H 1.0: CH-SIMS labels lie in [-1, 1]
 )
 # CH-SIMS v2: MMSA 2.2.1 has no SIMS v2 configuration; harness decision: the SIMS preset with the
 # ch-simsv2s.pkl widths (ch-sims-v2 config feature_dims 768/25/177)
 _SIMSV2 = replace(_MMSA_SIMS, dims=(768, 25, 177))
 _PAPER_MOSI = replace(  # Self-MM repo config/config_regression.py mosi (the paper's values were lost, issue #2)
-    _MMSA_MOSI, batch_size=32,
-    lr_bert=5e-5, lr_audio=1e-3, lr_video=1e-4, lr=1e-3,
-    weight_decay_bert=1e-3, weight_decay_audio=1e-2, weight_decay_video=1e-3, weight_decay=1e-3,
-    a_lstm_hidden=32, v_lstm_hidden=64,
-    post_fusion_dim=128, post_text_dim=64, post_audio_dim=16, post_video_dim=32,
+    _MMSA_MOSI, batch_size=32, lr_audio=1e-3, lr_video=1e-4, weight_decay_audio=1e-2,
+    a_lstm_hidden=32, v_lstm_hidden=64, post_text_dim=64,
     post_fusion_dropout=0.1, post_text_dropout=0.0, post_audio_dropout=0.1, post_video_dropout=0.1,
     exclude_zero=False,  # excludeZero unset: positive centre over y >= 0
 )
-_PAPER_MOSEI = replace(  # Self-MM repo config_regression.py mosei
-    _PAPER_MOSI, dims=(768, 74, 35), batch_size=32,
-    lr_bert=5e-5, lr_audio=5e-3, lr_video=1e-4, lr=1e-3,
-    weight_decay_bert=1e-3, weight_decay_audio=0.0, weight_decay_video=0.0, weight_decay=1e-2,
-    a_lstm_hidden=32, v_lstm_hidden=32,
-    post_fusion_dim=128, post_text_dim=32, post_audio_dim=16, post_video_dim=16,
-    post_fusion_dropout=0.0, post_text_dropout=0.1, post_audio_dropout=0.0, post_video_dropout=0.1,
+_PAPER_MOSEI = replace(  # Self-MM repo config_regression.py mosei (the values not named are its mosi's)
+    _PAPER_MOSI, dims=(768, 74, 35), lr_audio=5e-3,
+    weight_decay_audio=0.0, weight_decay_video=0.0, weight_decay=1e-2,
+    v_lstm_hidden=32, post_text_dim=32, post_video_dim=16,
+    post_fusion_dropout=0.0, post_text_dropout=0.1, post_audio_dropout=0.0,
 )
 _IEMOCAP = dict(task="iemocap", n_out=8, use_ulgm=False)  # MOSEI presets, 4 x 2 logits, CE, ULGM off
 # synthetic `demo` (harness decision): tiny random-init BERT; lr_bert 5e-4 because it learns

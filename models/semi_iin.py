@@ -323,8 +323,7 @@ class SemiIIN(MSAModel):
         """The labeled loss + pseudo_weight x emotion CE on the pseudo-labeled clips that
         `training_batch` attached as `batch.partners` (eq. 23)."""
         parts = self.loss(output, batch)
-        pseudo = batch.partners
-        if pseudo is None or not self.training:
+        if (pseudo := batch.partners) is None or not self.training:
             return parts
         _, emo = self.predict(pseudo.text_feats, pseudo.audio, pseudo.vision)
         ce_u = F.cross_entropy(emo.float(), pseudo.labels)
@@ -333,8 +332,7 @@ class SemiIIN(MSAModel):
     def training_batch(self, batch, state: Any):
         """In self-training, the next pseudo-labeled batch (a seeded permutation of the kept
         clips, redrawn when used up) rides along as `batch.partners`."""
-        ps = self._pseudo
-        if ps is None:
+        if (ps := self._pseudo) is None:
             return batch
         n = ps["per_batch"]
         if ps["cursor"] + n > len(ps["order"]):
