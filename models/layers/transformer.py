@@ -9,9 +9,9 @@ Layout is batch-first (B, T, d). Parameter shapes and initialisation follow MMSA
 - on CPU in training, where torch has no fused kernel with dropout,
   `blocked_attention_with_dropout` computes the maps in cache-sized blocks, forward and
   again in backward (only q, k, v, the output and the dropout masks are kept), skips key
-  columns the causal mask hides, and draws dropout masks with `dropout_keep` (16-bit
+  columns the causal mask hides, and draws dropout masks with `keep_bits` (16-bit
   uniform draws from numpy's PCG64, seeded from torch's generator: far faster than
-  torch's CPU bernoulli);
+  torch's CPU bernoulli; kept as uint8, the 1/(1-p) scale applied to the output);
 - `forward(..., last_only=True)` computes the final layer for the last time step only
   (MulT reads only `h[-1]` of each memory transformer; under the causal mask the last
   query sees every key, so this is exact).
@@ -258,9 +258,9 @@ def blocked_attention_with_dropout(
     computed in cache-sized blocks, forward and again in backward (`_BlockedAttention`), the
     causal mask is fused into the score GEMM (baddbmm with an additive bias), key columns that
     a block cannot see under MulT's causal mask (j >= i + 1 + |Tk - Tq|) are never computed,
-    and dropout is a multiplication by `dropout_keep`, drawn in blocks of `ROW_BLOCK` rows and
-    `CHUNK_ELEMENTS` elements from one generator per call. Same function as dense attention
-    with dropout; only the dropout draws differ.
+    and dropout is a multiplication by `keep_bits` (its 0/1, times 1/(1-p) on the output), drawn
+    in blocks of `ROW_BLOCK` rows and `CHUNK_ELEMENTS` elements from one generator per call.
+    Same function as dense attention with dropout; only the dropout draws differ.
     """
     rng = np.random.Generator(np.random.PCG64(int(torch.randint(0, 2**62, (1,)).item())))  # drawn even at p = 0
     return _BlockedAttention.apply(q, k, v, p, causal, rng)
