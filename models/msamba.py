@@ -156,12 +156,13 @@ def scan_chunks(L: int, impl: str, chunk: int) -> list[tuple[int, int]]:
     return [(s, min(s + step, L)) for s in range(0, L, step)]
 
 
-def _chunk_states(hs: torch.Tensor, a: torch.Tensor, dt: torch.Tensor, du: torch.Tensor, A: torch.Tensor,
+def _chunk_states(hs: torch.Tensor, a: torch.Tensor, dt: torch.Tensor, du: torch.Tensor, A2: torch.Tensor,
                   B: torch.Tensor, s: int, e: int) -> None:
     """h_t = a_t h_{t-1} + (dt_t u_t) B_t for steps s..e-1 into hs[1:e-s+1] from hs[0] = h_{s-1}
-    (h_{-1} = 0), their decays a_t = exp(dt_t A) into a[:e-s]; dt, du (L, batch, d), B (L, batch, n)."""
+    (h_{-1} = 0), their decays a_t = exp(dt_t A) = 2^(dt_t A2) into a[:e-s] (A2 = A log2(e): exp2 is
+    about 3x faster than exp on CPU); dt, du (L, batch, d), B (L, batch, n)."""
     k = e - s
-    torch.mul(dt[s:e, ..., None], A, out=a[:k]).exp_()
+    torch.mul(dt[s:e, ..., None], A2, out=a[:k]).exp2_()
     torch.mul(du[s:e, ..., None], B[s:e, :, None, :], out=hs[1:k + 1])
     for t in range(1 if s == 0 else 0, k):
         hs[t + 1].addcmul_(a[t], hs[t])
@@ -181,7 +182,7 @@ def _scan_forward(dt: torch.Tensor, du: torch.Tensor, A: torch.Tensor, B: torch.
     starts, y = du.new_zeros(len(chunks), b, d, n), du.new_empty(L, b, d)
     for i, (s, e) in enumerate(chunks):
         hs[0].copy_(starts[i])
-        _chunk_states(hs, a, dt, du, A, B, s, e)
+        _chunk_states(hs, a, dt, du, A * math.log2(math.e), B, s, e)
         torch.bmm(C[s:e].view(-1, 1, n), hs[1:e - s + 1].view(-1, d, n).transpose(1, 2), out=y[s:e].view(-1, 1, d))
         if i + 1 < len(chunks):
             starts[i + 1].copy_(hs[e - s])
@@ -203,7 +204,7 @@ def _state_grads(starts: torch.Tensor, dt: torch.Tensor, du: torch.Tensor, A: to
     for i in reversed(range(len(chunks))):
         (s, e), k = chunks[i], chunks[i][1] - chunks[i][0]
         hs[0].copy_(starts[i])
-        _chunk_states(hs, a, dt, du, A, B, s, e)
+        _chunk_states(hs, a, dt, du, A * math.log2(math.e), B, s, e)
         for t in range(k - 1, -1, -1):
             torch.addcmul(P, g[s + t, :, :, None], C[s + t, :, None, :], out=G[t])
             P = torch.mul(G[t], a[t], out=Pc[t])
