@@ -113,6 +113,19 @@ def test_selective_scan_float32_and_long_decays():
     assert torch.allclose(out.double(), ref, rtol=1e-4, atol=1e-5)
 
 
+def test_selective_scan_saves_only_the_chunk_start_states():
+    """The backward makes each chunk's states again from its start: the scan keeps one state
+    (batch, d, n) per chunk, not one per step."""
+    args = {k: v.float().requires_grad_() for k, v in _scan_inputs(L=12).items()}
+    out = selective_scan(*(args[k] for k in ("u", "delta", "A", "B", "C", "D")), None, args["bias"], True, "chunked", 4)
+    node = out.grad_fn
+    while "SelectiveScan" not in node.name():  # past the output's permute
+        node = node.next_functions[0][0]
+    (b, d, L), n = args["u"].shape, args["A"].shape[1]
+    states = [t for t in node.saved_tensors if t is not None and t.dim() == 4]
+    assert [t.shape for t in states] == [(len(range(0, L, 4)), b, d, n)]
+
+
 def _ref_branch(br, x, z, L):
     """Mamba's slow path: causal conv (padding d_conv - 1, cut to L), x_proj, dt_proj, loop scan."""
     d, k = x.shape[1], br.conv1d.kernel_size[0]
