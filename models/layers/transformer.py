@@ -20,10 +20,8 @@ Layout is batch-first (B, T, d). Parameter shapes and initialisation follow MMSA
 from __future__ import annotations
 
 import math
-import os
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 import numpy as np
@@ -116,23 +114,6 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * dropout_keep(x.shape, p, x.device)
 
 
-_DRAWERS: dict[int, ThreadPoolExecutor] = {}  # one drawing thread per process (forked workers make their own)
-DRAW_AHEAD = True
-
-
-def _drawn_ahead(rng: np.random.Generator, shapes: list[tuple[int, ...]], p: float) -> Iterator[Optional[torch.Tensor]]:
-    """`keep_bits` of each shape in turn (None at p = 0), drawn on a background thread while the
-    caller computes with the earlier ones (numpy releases the GIL): one thread, the shapes'
-    order, so the same draws as drawing them in the loop."""
-    if p == 0:
-        return iter([None] * len(shapes))
-    if not DRAW_AHEAD:
-        return (keep_bits(s, p, rng) for s in shapes)
-    pool = _DRAWERS.get(os.getpid()) or _DRAWERS.setdefault(os.getpid(), ThreadPoolExecutor(1, "msabench-draws"))
-    futures = [pool.submit(keep_bits, s, p, rng) for s in shapes]
-    return (f.result() for f in futures)
-
-
 ROW_BLOCK = 128  # query rows per dropout draw (the draws' shapes: keep them, or seeded runs change)
 CHUNK_ELEMENTS = 4_000_000  # attention-map elements per dropout draw
 SUB_ROWS = 32  # query rows per computed block (a finer causal cut than the draws')
@@ -183,10 +164,8 @@ class _BlockedAttention(torch.autograd.Function):
         out_t = q.new_empty(b, h, dh, t_q)
         masks = []
         bias = _causal_bias(t_q, t_k, q) if causal else None
-        chunks = list(_draw_chunks(b, h, t_q, t_k, causal))
-        keeps = _drawn_ahead(rng, [((i1 - i0) * h, r1 - r0, lim) for r0, r1, lim, i0, i1 in chunks], p)
-        for (r0, r1, lim, i0, i1), keep in zip(chunks, keeps, strict=True):
-            keep = None if keep is None else keep.view(i1 - i0, h, r1 - r0, lim)
+        for r0, r1, lim, i0, i1 in _draw_chunks(b, h, t_q, t_k, causal):
+            keep = keep_bits(((i1 - i0) * h, r1 - r0, lim), p, rng).view(i1 - i0, h, r1 - r0, lim) if p > 0 else None
             masks.append(keep)
             for s0, s1, lim_s, j0, j1 in _sub_blocks(r0, r1, i0, i1, h, t_q, t_k, causal):
                 attn = _block_softmax(q, k_t, bias, s0, s1, lim_s, j0, j1)
