@@ -109,7 +109,8 @@ def test_ctrl_c_stops_the_jobs_workers_too(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "bench", *RUN, "--seeds", "1111,1112", "--jobs", "2",
-                             "--set", "early_stop_patience=100000", "--out", str(out)],  # no early stop before Ctrl-C cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             "--set", "early_stop_patience=100000", "--out", str(out)],  # no early stop before the Ctrl-C
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     watchdog = threading.Timer(300, _kill_group, [proc.pid])  # a broken test must not hang or leave workers
     watchdog.start()
