@@ -179,7 +179,8 @@ def _scan_forward(dt: torch.Tensor, du: torch.Tensor, A: torch.Tensor, B: torch.
     L, b, d = du.shape
     n = A.shape[1]
     hs, a = _buffers(du, n, chunks, 2)
-    starts, y = du.new_zeros(len(chunks), b, d, n), du.new_empty(L, b, d)
+    starts, y = du.new_empty(len(chunks), b, d, n), du.new_empty(L, b, d)
+    starts[0].zero_()  # h_{-1} = 0; each later start is copied in below
     for i, (s, e) in enumerate(chunks):
         hs[0].copy_(starts[i])
         _chunk_states(hs, a, dt, du, A * math.log2(math.e), B, s, e)

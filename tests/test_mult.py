@@ -90,38 +90,6 @@ def test_last_step_only_equals_full_computation():
         assert last.shape == (3, 1, 20) and torch.allclose(full, last, atol=1e-6)
 
 
-@pytest.mark.parametrize("t_q,t_k,causal", [(300, 300, True), (300, 170, True), (150, 260, True), (140, 90, False)])
-def test_blocked_attention_equals_dense_attention_with_the_same_dropout(monkeypatch, t_q, t_k, causal):
-    """The blocked CPU path computes dense masked attention with dropout: check it against the
-    dense formula, with dropout masks drawn by the same generator calls."""
-    import models.layers.transformer as tr
-
-    torch.manual_seed(0)
-    q, k, v = (torch.randn(3, 2, t, 4, requires_grad=True) for t in (t_q, t_k, t_k))
-    masks = []
-    real = tr.keep_bits
-    monkeypatch.setattr(tr, "keep_bits", lambda *a, **kw: masks.append(real(*a, **kw)) or masks[-1])
-    monkeypatch.setattr(tr, "CHUNK_ELEMENTS", 20_000)  # force several batch chunks and row blocks
-    out = tr.blocked_attention_with_dropout(q, k, v, 0.25, causal)
-    # rebuild the dense dropout mask from the blocks that were drawn (rows r0:r1, keys :lim)
-    full = torch.ones(3, 2, t_q, t_k)
-    it = iter(masks)
-    for r0 in range(0, t_q, tr.ROW_BLOCK):
-        r1 = min(t_q, r0 + tr.ROW_BLOCK)
-        lim = min(t_k, r1 + abs(t_k - t_q)) if causal else t_k
-        step = max(1, tr.CHUNK_ELEMENTS // (2 * (r1 - r0) * lim))
-        for i in range(0, 3, step):
-            full[i:i + step, :, r0:r1, :lim] = next(it).view(-1, 2, r1 - r0, lim) / 0.75
-    scores = q @ k.transpose(-1, -2) / 2.0
-    if causal:
-        scores = scores.masked_fill(~future_mask(t_q, t_k, q.device), float("-inf"))
-    ref = (scores.softmax(-1) * full) @ v
-    assert torch.allclose(out, ref, atol=1e-5)
-    g_out = torch.autograd.grad(out.square().sum(), (q, k, v))
-    g_ref = torch.autograd.grad(ref.square().sum(), (q, k, v))
-    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(g_out, g_ref))
-
-
 def test_cpu_attention_dropout_path():
     """Explicit attention with fast dropout masks: drop rate p, reproducible under the torch
     seed, and unbiased (the mean over many draws approaches the eval output)."""
@@ -161,11 +129,29 @@ def test_uint16_draws_equal_numpy_integers(sizes):
     assert fast.integers(0, 1 << 16, 11, dtype=np.uint16).tolist() == ref.integers(0, 1 << 16, 11, dtype=np.uint16).tolist()
 
 
-@pytest.mark.parametrize("t_q,t_k,causal", [(90, 90, True), (70, 45, True), (40, 75, True), (33, 50, False)])
-def test_blocked_attention_equals_dense_attention_seeded(monkeypatch, t_q, t_k, causal):
+@pytest.mark.parametrize("sizes,workers", [((7, 1, 10, 3), 1), ((7, 1, 10, 3), 3), ((4001, 16, 2), 4)])
+def test_drawn_keep_flags_are_numpys_draws_call_after_call(monkeypatch, sizes, workers):
+    """`draw_keeps` (each block cut into pieces drawn by jumping the generator ahead, on several
+    threads) gives the flags of numpy's own successive `integers` calls, odd sizes included."""
+    import numpy as np
+
+    import models.layers.transformer as tr
+
+    monkeypatch.setattr(tr.torch, "get_num_threads", lambda: workers)
+    keeps = tr.draw_keeps(np.random.PCG64(9).state, list(sizes), 0.3)
+    ref = np.random.Generator(np.random.PCG64(9))
+    for n, keep in zip(sizes, keeps, strict=True):
+        expected = ref.integers(0, 1 << 16, size=n, dtype=np.uint16) >= round(0.3 * (1 << 16))
+        assert keep.dtype == torch.uint8 and keep.tolist() == expected.astype(np.uint8).tolist()
+
+
+@pytest.mark.parametrize("t_q,t_k,causal,threads", [(90, 90, True, 1), (70, 45, True, 2), (40, 75, True, 3),
+                                                     (33, 50, False, 2), (300, 170, True, 2), (150, 260, True, 1)])
+def test_blocked_attention_equals_dense_attention_seeded(monkeypatch, t_q, t_k, causal, threads):
     """Blocked attention (forward and its recomputing backward) equals dense masked attention
     with dropout, the dense masks drawn from the same torch seed by numpy's own `integers`, in
-    the draw blocks' order (rows `ROW_BLOCK` at a time, batch chunks of `CHUNK_ELEMENTS`)."""
+    the draw blocks' order (rows `ROW_BLOCK` at a time, batch chunks of `CHUNK_ELEMENTS`), however
+    many threads draw them."""
     import numpy as np
 
     import models.layers.transformer as tr
@@ -176,7 +162,12 @@ def test_blocked_attention_equals_dense_attention_seeded(monkeypatch, t_q, t_k, 
     gen = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(b, h, t, dh, generator=gen, requires_grad=True) for t in (t_q, t_k, t_k))
     torch.manual_seed(0)
-    out = tr.blocked_attention_with_dropout(q, k, v, p, causal)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the masks are drawn in one piece per thread
+    try:
+        out = tr.blocked_attention_with_dropout(q, k, v, p, causal)
+    finally:
+        torch.set_num_threads(before)
     torch.manual_seed(0)
     rng = np.random.Generator(np.random.PCG64(int(torch.randint(0, 2**62, (1,)).item())))
     keep = torch.ones(b, h, t_q, t_k)

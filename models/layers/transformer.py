@@ -9,7 +9,7 @@ Layout is batch-first (B, T, d). Parameter shapes and initialisation follow MMSA
 - on CPU in training, where torch has no fused kernel with dropout,
   `blocked_attention_with_dropout` computes the maps in cache-sized blocks, forward and
   again in backward (only q, k, v, the output and the dropout masks are kept), skips key
-  columns the causal mask hides, and draws dropout masks with `keep_bits` (16-bit
+  columns the causal mask hides, and draws dropout masks with `draw_keeps` (16-bit
   uniform draws from numpy's PCG64, seeded from torch's generator: far faster than
   torch's CPU bernoulli; kept as uint8, the 1/(1-p) scale applied to the output);
 - `forward(..., last_only=True)` computes the final layer for the last time step only
@@ -20,8 +20,10 @@ Layout is batch-first (B, T, d). Parameter shapes and initialisation follow MMSA
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 import numpy as np
@@ -100,9 +102,41 @@ def dropout_keep(shape: tuple[int, ...], p: float, device: torch.device,
     return torch.from_numpy(np.multiply(draws >= round(p * (1 << 16)), 1.0 / (1.0 - p), dtype=np.float32))
 
 
-def keep_bits(shape: tuple[int, ...], p: float, rng: np.random.Generator) -> torch.Tensor:
-    """uint8 0/1: where `dropout_keep` keeps (same draws); a quarter of its memory traffic."""
-    return torch.from_numpy((uint16_draws(rng, shape) >= round(p * (1 << 16))).view(np.uint8))
+def keep_flags(state: dict[str, Any], start: int, n: int, p: float, out: np.ndarray) -> None:
+    """`out` (n uint8) = 1 where `dropout_keep` keeps: draws start .. start + n - 1 of the 16-bit
+    stream of the PCG64 generator in `state` (its 64-bit outputs read as four 16-bit words,
+    low first, as `uint16_draws` reads them). The generator jumps ahead to `start`, so any piece
+    of the stream can be drawn by itself, on any thread, in any order."""
+    bits = np.random.PCG64()
+    bits.state = state  # type: ignore[assignment]
+    bits.advance(start // 4)
+    skip = start % 4
+    draws = bits.random_raw((skip + n + 3) // 4).astype("<u8", copy=False).view("<u2")[skip : skip + n]
+    np.greater_equal(draws, round(p * (1 << 16)), out=out.view(bool))
+
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def draw_keeps(state: dict[str, Any], sizes: list[int], p: float) -> list[torch.Tensor]:
+    """The uint8 keep flags of blocks of `sizes` draws, as one generator makes them by successive
+    `uint16_draws` calls (a call of n draws takes (n + 1) // 2 32-bit words: an odd n leaves
+    half a word unused). numpy's draws run on one core, so each block is cut into one piece per
+    torch thread, drawn at once on a thread pool (numpy releases the GIL); a forked process
+    makes its own pool."""
+    workers = max(1, min(torch.get_num_threads(), 4))
+    out = [np.empty(n, np.uint8) for n in sizes]
+    starts = np.cumsum([0] + [2 * ((n + 1) // 2) for n in sizes])
+    pieces = [(int(starts[i]) + n * w // workers, o[n * w // workers : n * (w + 1) // workers])
+              for i, (n, o) in enumerate(zip(sizes, out, strict=True)) for w in range(workers)]
+    if workers == 1:
+        for start, o in pieces:
+            keep_flags(state, start, o.size, p, o)
+    else:
+        pool = _POOLS.setdefault((os.getpid(), workers), ThreadPoolExecutor(workers, "msabench-dropout"))
+        for _ in pool.map(lambda piece: keep_flags(state, piece[0], piece[1].size, p, piece[1]), pieces):
+            pass
+    return [torch.from_numpy(o) for o in out]
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -116,8 +150,8 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 ROW_BLOCK = 128  # query rows per dropout draw (the draws' shapes: keep them, or seeded runs change)
 CHUNK_ELEMENTS = 4_000_000  # attention-map elements per dropout draw
-SUB_ROWS = 32  # query rows per computed block (a finer causal cut than the draws')
-SUB_ELEMENTS = 1 << 18  # attention-map elements per computed block (1 MB: stays in cache)
+SUB_ROWS = 64  # query rows per computed block (a finer causal cut than the draws')
+SUB_ELEMENTS = 1 << 19  # attention-map elements per computed block (2 MB: stays in cache)
 
 
 def _draw_chunks(b: int, h: int, t_q: int, t_k: int, causal: bool) -> Iterator[tuple[int, int, int, int, int]]:
@@ -133,17 +167,18 @@ def _draw_chunks(b: int, h: int, t_q: int, t_k: int, causal: bool) -> Iterator[t
             yield r0, r1, lim, i0, min(b, i0 + step)
 
 
-def _sub_blocks(r0: int, r1: int, i0: int, i1: int, h: int, t_q: int, t_k: int,
+def _sub_blocks(r0: int, r1: int, n0: int, n1: int, h: int, t_q: int, t_k: int,
                 causal: bool) -> Iterator[tuple[int, int, int, int, int]]:
     """(s0, s1, lim, j0, j1): the computed blocks of one draw block, `SUB_ROWS` rows s0:s1 of
-    batch items j0:j1 (about `SUB_ELEMENTS` map elements), keys :lim (visible to row s1 - 1)."""
+    (batch item, head) pairs j0:j1 of n0:n1 (whole items, about `SUB_ELEMENTS` map elements),
+    keys :lim (visible to row s1 - 1)."""
     offset = abs(t_k - t_q)
     for s0 in range(r0, r1, SUB_ROWS):
         s1 = min(r1, s0 + SUB_ROWS)
         lim = min(t_k, s1 + offset) if causal else t_k
-        step = max(1, SUB_ELEMENTS // (h * (s1 - s0) * lim))
-        for j0 in range(i0, i1, step):
-            yield s0, s1, lim, j0, min(i1, j0 + step)
+        step = h * max(1, SUB_ELEMENTS // (h * (s1 - s0) * lim))
+        for j0 in range(n0, n1, step):
+            yield s0, s1, lim, j0, min(n1, j0 + step)
 
 
 class _BlockedAttention(torch.autograd.Function):
@@ -152,64 +187,68 @@ class _BlockedAttention(torch.autograd.Function):
     backward pass while they are in cache (MulT's heads are 5-10 wide, so the maps' memory
     traffic, not arithmetic, is the cost). Products that reduce over a map's long side are
     computed transposed, (dh, keys) x (keys, rows), where MKL is several times faster than
-    (rows, keys) x (keys, dh); so k, v and the output are held as (B, h, dh, T)."""
+    (rows, keys) x (keys, dh); so k, v and the output are held as (B h, dh, T)."""
 
     @staticmethod
     def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: float, causal: bool,
-                rng: np.random.Generator) -> torch.Tensor:
+                state: dict[str, Any]) -> torch.Tensor:
         b, h, t_q, dh = q.shape
         t_k = k.shape[2]
-        q = torch.mul(q, dh**-0.5, out=q.new_empty(q.shape))  # contiguous: block views need no copy
-        k_t, v_t = k.transpose(2, 3).contiguous(), v.transpose(2, 3).contiguous()
-        out_t = q.new_empty(b, h, dh, t_q)
-        masks = []
+        q3 = torch.mul(q, dh**-0.5, out=q.new_empty(q.shape)).view(b * h, t_q, dh)
+        k_t, v_t = (z.transpose(2, 3).reshape(b * h, dh, t_k) for z in (k, v))
+        out_t = q.new_empty(b * h, dh, t_q)
         bias = _causal_bias(t_q, t_k, q) if causal else None
-        for r0, r1, lim, i0, i1 in _draw_chunks(b, h, t_q, t_k, causal):
-            keep = keep_bits(((i1 - i0) * h, r1 - r0, lim), p, rng).view(i1 - i0, h, r1 - r0, lim) if p > 0 else None
-            masks.append(keep)
-            for s0, s1, lim_s, j0, j1 in _sub_blocks(r0, r1, i0, i1, h, t_q, t_k, causal):
-                attn = _block_softmax(q, k_t, bias, s0, s1, lim_s, j0, j1)
-                if keep is not None:
-                    attn.mul_(keep[j0 - i0 : j1 - i0, :, s0 - r0 : s1 - r0, :lim_s].flatten(0, 1))
-                v_b = v_t[j0:j1, :, :, :lim_s].flatten(0, 1)
-                out_t[j0:j1, :, :, s0:s1].flatten(0, 1).copy_(torch.bmm(v_b, attn.transpose(1, 2)))
+        chunks = list(_draw_chunks(b, h, t_q, t_k, causal))
+        shapes = [((i1 - i0) * h, r1 - r0, lim) for r0, r1, lim, i0, i1 in chunks]
+        masks: list[Optional[torch.Tensor]] = [None] * len(chunks)
         if p > 0:
-            out_t.mul_(1.0 / (1.0 - p))  # the kept entries' scale, applied to the (dh-wide) output
-        ctx.save_for_backward(q, k_t, v_t, out_t)
-        ctx.masks, ctx.causal, ctx.scale = masks, causal, 1.0 / (1.0 - p) if p > 0 else 1.0
-        return out_t.transpose(2, 3)
+            drawn = draw_keeps(state, [math.prod(z) for z in shapes], p)
+            masks = [m.view(shape) for m, shape in zip(drawn, shapes, strict=True)]
+        for (r0, r1, _, i0, i1), keep in zip(chunks, masks, strict=True):
+            for s0, s1, lim_s, j0, j1 in _sub_blocks(r0, r1, i0 * h, i1 * h, h, t_q, t_k, causal):
+                attn = _block_softmax(q3, k_t, bias, s0, s1, lim_s, j0, j1)
+                if keep is not None:
+                    attn.mul_(keep[j0 - i0 * h : j1 - i0 * h, s0 - r0 : s1 - r0, :lim_s])
+                out_t[j0:j1, :, s0:s1].copy_(torch.bmm(v_t[j0:j1, :, :lim_s], attn.transpose(1, 2)))
+        scale = 1.0 / (1.0 - p)
+        if p > 0:
+            out_t.mul_(scale)  # the kept entries' scale, applied to the (dh-wide) output
+        ctx.save_for_backward(q3, k_t, v_t, out_t)
+        ctx.masks, ctx.causal, ctx.scale, ctx.heads = masks, causal, scale, h
+        return out_t.view(b, h, dh, t_q).transpose(2, 3)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
-        q, k_t, v_t, out_t = ctx.saved_tensors
-        b, h, t_q, dh = q.shape
-        t_k = k_t.shape[3]
-        grad_t, q_t = grad.transpose(2, 3).contiguous(), q.transpose(2, 3).contiguous()
-        row_dot = (grad_t * out_t).sum(2).unsqueeze(-1)  # D_i = dO_i . O_i = sum_j P_ij dP_ij
+        q3, k_t, v_t, out_t = ctx.saved_tensors
+        h = ctx.heads
+        bh, t_q, dh = q3.shape
+        t_k = k_t.shape[2]
+        grad_t = grad.transpose(2, 3).reshape(bh, dh, t_q)
+        row_dot = (grad_t * out_t).sum(1).unsqueeze(-1)  # D_i = dO_i . O_i = sum_j P_ij dP_ij
         if ctx.scale != 1.0:  # the dropped map is P * keep * scale: the scale goes on dO
-            grad_t.mul_(ctx.scale)
-        grad = grad_t.transpose(2, 3).contiguous()
+            grad_t = grad_t * ctx.scale
+        grad3, q_t = grad_t.transpose(1, 2).contiguous(), q3.transpose(1, 2).contiguous()
         dq_t, dk_t, dv_t = torch.zeros_like(q_t), torch.zeros_like(k_t), torch.zeros_like(v_t)
-        bias = _causal_bias(t_q, t_k, q) if ctx.causal else None
+        bias = _causal_bias(t_q, t_k, q3) if ctx.causal else None
         masks = iter(ctx.masks)
-        for r0, r1, _, i0, i1 in _draw_chunks(b, h, t_q, t_k, ctx.causal):
+        for r0, r1, _, i0, i1 in _draw_chunks(bh // h, h, t_q, t_k, ctx.causal):
             keep = next(masks)
-            for s0, s1, lim_s, j0, j1 in _sub_blocks(r0, r1, i0, i1, h, t_q, t_k, ctx.causal):
-                attn = _block_softmax(q, k_t, bias, s0, s1, lim_s, j0, j1)
-                rows = (slice(j0, j1), slice(None), slice(None), slice(s0, s1))  # of the (B, h, dh, T) tensors
-                keys = (slice(j0, j1), slice(None), slice(None), slice(None, lim_s))
-                d_attn = torch.bmm(grad[j0:j1, :, s0:s1].flatten(0, 1), v_t[keys].flatten(0, 1))  # dL/d(dropped map)
+            for s0, s1, lim_s, j0, j1 in _sub_blocks(r0, r1, i0 * h, i1 * h, h, t_q, t_k, ctx.causal):
+                attn = _block_softmax(q3, k_t, bias, s0, s1, lim_s, j0, j1)
+                d_attn = torch.bmm(grad3[j0:j1, s0:s1], v_t[j0:j1, :, :lim_s])  # dL/d(dropped map)
                 if keep is not None:
-                    m = keep[j0 - i0 : j1 - i0, :, s0 - r0 : s1 - r0, :lim_s].flatten(0, 1)
+                    m = keep[j0 - i0 * h : j1 - i0 * h, s0 - r0 : s1 - r0, :lim_s].float()  # converted once
                     d_attn.mul_(m)
-                d_scores = d_attn.sub_(row_dot[j0:j1, :, s0:s1].flatten(0, 1)).mul_(attn)
+                d_scores = d_attn.sub_(row_dot[j0:j1, s0:s1]).mul_(attn)
                 if keep is not None:
                     attn.mul_(m)
-                dv_t[keys].flatten(0, 1).add_(torch.bmm(grad_t[rows].flatten(0, 1), attn))
-                dq_t[rows].flatten(0, 1).add_(torch.bmm(k_t[keys].flatten(0, 1), d_scores.transpose(1, 2)))
-                dk_t[keys].flatten(0, 1).add_(torch.bmm(q_t[rows].flatten(0, 1), d_scores))
-        return dq_t.mul_(dh**-0.5).transpose(2, 3), dk_t.transpose(2, 3), dv_t.transpose(2, 3), None, None, None
+                dv_t[j0:j1, :, :lim_s].add_(torch.bmm(grad_t[j0:j1, :, s0:s1], attn))
+                dq_t[j0:j1, :, s0:s1].add_(torch.bmm(k_t[j0:j1, :, :lim_s], d_scores.transpose(1, 2)))
+                dk_t[j0:j1, :, :lim_s].add_(torch.bmm(q_t[j0:j1, :, s0:s1], d_scores))
+        b = bh // h
+        return (dq_t.mul_(dh**-0.5).view(b, h, dh, t_q).transpose(2, 3), dk_t.view(b, h, dh, t_k).transpose(2, 3),
+                dv_t.view(b, h, dh, t_k).transpose(2, 3), None, None, None)
 
 
 def _causal_bias(t_q: int, t_k: int, like: torch.Tensor) -> torch.Tensor:
@@ -218,12 +257,15 @@ def _causal_bias(t_q: int, t_k: int, like: torch.Tensor) -> torch.Tensor:
         ~future_mask(t_q, t_k, like.device), float("-inf"))
 
 
-def _block_softmax(q: torch.Tensor, k_t: torch.Tensor, bias: Optional[torch.Tensor], s0: int, s1: int, lim: int,
+def _block_softmax(q3: torch.Tensor, k_t: torch.Tensor, bias: Optional[torch.Tensor], s0: int, s1: int, lim: int,
                    j0: int, j1: int) -> torch.Tensor:
-    """softmax(q k^T + bias) of query rows s0:s1, keys :lim, batch items j0:j1, as (n h, rows, lim);
-    q is (B, h, Tq, dh), k_t (B, h, dh, Tk)."""
-    q_b, k_b = q[j0:j1, :, s0:s1].flatten(0, 1), k_t[j0:j1, :, :, :lim].flatten(0, 1)
-    scores = torch.baddbmm(bias[s0:s1, :lim], q_b, k_b) if bias is not None else torch.bmm(q_b, k_b)
+    """softmax(q k^T + bias) of query rows s0:s1, keys :lim, (batch item, head) pairs j0:j1, as
+    (j1 - j0, rows, lim); q3 is (B h, Tq, dh), k_t (B h, dh, Tk). The causal bias is added only
+    to the last s1 - s0 - 1 key columns: the block's first row sees all the others."""
+    scores = torch.bmm(q3[j0:j1, s0:s1], k_t[j0:j1, :, :lim])
+    if bias is not None:
+        tail = max(0, lim - (s1 - s0 - 1))
+        scores[:, :, tail:].add_(bias[s0:s1, tail:lim])
     return torch.softmax(scores, dim=-1)
 
 
@@ -235,14 +277,14 @@ def blocked_attention_with_dropout(
     torch has no fused CPU kernel for attention with dropout, and the materialised maps of
     MulT's long unaligned sequences (B x h x 496 x 496) make it memory-bound. So the maps are
     computed in cache-sized blocks, forward and again in backward (`_BlockedAttention`), the
-    causal mask is fused into the score GEMM (baddbmm with an additive bias), key columns that
+    causal mask is added to the few key columns of a block it can hide, key columns that
     a block cannot see under MulT's causal mask (j >= i + 1 + |Tk - Tq|) are never computed,
-    and dropout is a multiplication by `keep_bits` (its 0/1, times 1/(1-p) on the output), drawn
+    and dropout is a multiplication by `draw_keeps` (its 0/1, times 1/(1-p) on the output), drawn
     in blocks of `ROW_BLOCK` rows and `CHUNK_ELEMENTS` elements from one generator per call.
     Same function as dense attention with dropout; only the dropout draws differ.
     """
-    rng = np.random.Generator(np.random.PCG64(int(torch.randint(0, 2**62, (1,)).item())))  # drawn even at p = 0
-    return _BlockedAttention.apply(q, k, v, p, causal, rng)
+    state = np.random.PCG64(int(torch.randint(0, 2**62, (1,)).item())).state  # drawn even at p = 0
+    return _BlockedAttention.apply(q, k, v, p, causal, state)
 
 
 class MultiheadAttention(nn.Module):
