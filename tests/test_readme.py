@@ -387,6 +387,17 @@ def test_readme_performance_table_is_the_committed_report():
         assert table and match["body"].strip().splitlines() == table, f"README's table of {match['path']} is not the report's"
 
 
+def test_readme_msamba_figures_are_the_reports():
+    """The README's MSAmba sentence (× floor, interval, the floor's range, the slowest step) is
+    reports/perf/cpu_msamba.md's msamba and floor rows."""
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:]]
+            for line in (ROOT / "reports/perf/cpu_msamba.md").read_text().splitlines() if line.startswith("| ")}
+    floor_range, (msamba_max, ratio, interval) = rows["floor"][1], (rows["msamba"][1].split(" / ")[1], *rows["msamba"][2:4])
+    text = " ".join(readme().split())
+    assert f"is {ratio}× the floor (interval {interval.replace('-', '–')})" in text
+    assert f"the floor's own steps ranged {floor_range.replace(' / ', '–')} ms and one MSAmba step took {msamba_max} ms" in text
+
+
 # -- the throughput figures ---------------------------------------------------------------------
 
 def test_readme_throughput_figures_are_the_measured_ones():

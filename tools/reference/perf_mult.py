@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import resource
 import shlex
 import statistics
 import sys
@@ -79,32 +80,44 @@ def build_steps(code: Path, batch: int) -> tuple[dict[str, Callable[[], None]], 
     return steps, params
 
 
-def timed(fn: Callable[[], None]) -> float:
-    t = time.perf_counter()
+def timed(fn: Callable[[], None]) -> tuple[float, tuple[float, float, int]]:
+    """(wall ms, (user CPU s, kernel CPU s, minor page faults)) of one call, this process's threads."""
+    before, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     fn()
-    return (time.perf_counter() - t) * 1000
+    wall, after = (time.perf_counter() - t) * 1000, resource.getrusage(resource.RUSAGE_SELF)
+    return wall, (after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime, after.ru_minflt - before.ru_minflt)
 
 
-def alternate(steps: dict[str, Callable[[], None]], warmup: int, pairs: int) -> dict[str, list[float]]:
-    """`warmup` untimed steps of each, then `pairs` timed pairs, the order flipping every pair."""
+def alternate(steps: dict[str, Callable[[], None]], warmup: int,
+              pairs: int) -> tuple[dict[str, list[float]], dict[str, list[tuple[float, float, int]]]]:
+    """`warmup` untimed steps of each, then `pairs` timed pairs, the order flipping every pair:
+    each step's wall ms, and its CPU time and page faults."""
     names = list(steps)
     for _ in range(warmup):
         for name in names:
             steps[name]()
     ms: dict[str, list[float]] = {name: [] for name in names}
+    usage: dict[str, list[tuple[float, float, int]]] = {name: [] for name in names}
     for i in range(pairs):
         for name in names if i % 2 == 0 else names[::-1]:
-            ms[name].append(timed(steps[name]))
-    return ms
+            wall, used = timed(steps[name])
+            ms[name].append(wall)
+            usage[name].append(used)
+    return ms, usage
 
 
-def report(ms: dict[str, list[float]], params: dict[str, int], command: str, warmup: int, batch: int) -> str:
+def report(ms: dict[str, list[float]], usage: dict[str, list[tuple[float, float, int]]], params: dict[str, int],
+           command: str, warmup: int, batch: int) -> str:
     """The Markdown report: command, date, machine, method, one row per implementation, the speed-up."""
     info = machine()
     ratios = [r / o for r, o in zip(ms["MMSA 2.2.1"], ms["msabench"], strict=True)]
     low, high, coverage = median_interval(ratios)
-    rows = "\n".join(f"| {name} | {statistics.median(v):,.0f} | {min(v):,.0f} / {max(v):,.0f} | {params[name]:,} |"
-                     for name, v in ms.items())
+
+    def cpu(name: str) -> str:  # median user / kernel CPU seconds and page faults per step
+        user, kernel, faults = (statistics.median(u[i] for u in usage[name]) for i in range(3))
+        return f"{user:.1f} / {kernel:.1f} | {faults:,.0f}"
+    rows = "\n".join(f"| {name} | {statistics.median(v):,.0f} | {min(v):,.0f} / {max(v):,.0f} | {cpu(name)} | "
+                     f"{params[name]:,} |" for name, v in ms.items())
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     raw = "\n".join(f"- {name}: {', '.join(f'{x:,.0f}' for x in v)}" for name, v in ms.items())
     return (
@@ -115,8 +128,13 @@ def report(ms: dict[str, list[float]], params: dict[str, int], command: str, war
         f"batch of {batch}; a step is forward, L1 loss, backward "
         f"and Adam step. {warmup} warm-up step(s) each, then {len(ratios)} pairs of steps in one process, "
         "alternating (the order flips every pair). Speed-up: MMSA's step over msabench's in each pair; its "
-        f"median and the sign-test interval for that median ({coverage:.2%} coverage, distribution-free).\n\n"
-        "| implementation | step ms median | min / max | params |\n|---|---|---|---|\n"
+        f"median and the sign-test interval for that median ({coverage:.2%} coverage, distribution-free). "
+        "CPU s: the process's user and kernel CPU time in a step, all threads together (medians); page faults: "
+        "the minor page faults in a step (median; `getrusage`): memory a step frees and maps afresh. What a "
+        "fault costs (kernel time) varies between machines and runs, so a step that makes many varies with it."
+        "\n\n"
+        "| implementation | step ms median | min / max | CPU s user / kernel | page faults | params |\n"
+        "|---|---|---|---|---|---|\n"
         f"{rows}\n\nSpeed-up (MMSA / msabench): **{statistics.median(ratios):.2f}×** "
         f"(interval {low:.2f}–{high:.2f}×).\n\nRaw step times (ms, in pair order):\n\n{raw}\n"
     )
@@ -137,11 +155,11 @@ def main() -> None:
         p.error("--pairs, --batch and --threads must be at least 1")
     torch.set_num_threads(args.threads)
     steps, params = build_steps(args.code, args.batch)
-    ms = alternate(steps, args.warmup, args.pairs)
+    ms, usage = alternate(steps, args.warmup, args.pairs)
     argv = ["DIR" if prev == "--code" else "--code=DIR" if a.startswith("--code=") else a
             for prev, a in zip(["", *sys.argv[1:-1]], sys.argv[1:], strict=True)]  # the report names no local path
     command = "python tools/reference/perf_mult.py " + shlex.join(argv) + "   # DIR: the unpacked mmsa==2.2.1 wheel"
-    text = report(ms, params, command, args.warmup, args.batch)
+    text = report(ms, usage, params, command, args.warmup, args.batch)
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(text)
     print(text)
