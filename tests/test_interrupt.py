@@ -110,8 +110,8 @@ def test_ctrl_c_stops_the_jobs_workers_too(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "bench", *RUN, "--seeds", "1111,1112", "--jobs", "2",
                              "--set", "early_stop_patience=100000", "--out", str(out)],  # no early stop before the Ctrl-C
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=_sigint_default)
     watchdog = threading.Timer(300, _kill_group, [proc.pid])  # a broken test must not hang or leave workers
     watchdog.start()
     try:
@@ -125,6 +125,13 @@ def test_ctrl_c_stops_the_jobs_workers_too(tmp_path):
     finally:
         watchdog.cancel()
         _kill_group(proc.pid)
+
+
+def _sigint_default() -> None:
+    """In the child before it starts: Ctrl-C's default action, as in a terminal. A shell starts
+    background commands (`cmd &`) with SIGINT ignored, children inherit that, and Python then
+    installs no KeyboardInterrupt handler: the test's signal would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _kill_group(pgid: int) -> None:
