@@ -133,7 +133,10 @@ def draw_keeps(state: dict[str, Any], sizes: list[int], p: float) -> list[torch.
         for start, o in pieces:
             keep_flags(state, start, o.size, p, o)
     else:
-        pool = _POOLS.setdefault((os.getpid(), workers), ThreadPoolExecutor(workers, "msabench-dropout"))
+        key = (os.getpid(), workers)
+        if key not in _POOLS:
+            _POOLS[key] = ThreadPoolExecutor(workers, "msabench-dropout")
+        pool = _POOLS[key]
         for _ in pool.map(lambda piece: keep_flags(state, piece[0], piece[1].size, p, piece[1]), pieces):
             pass
     return [torch.from_numpy(o) for o in out]
