@@ -217,25 +217,24 @@ class _BlockedAttention(torch.autograd.Function):
         if p > 0:
             out_t.mul_(scale)  # the kept entries' scale, applied to the (dh-wide) output
         ctx.save_for_backward(q3, k_t, v_t, out_t)
-        ctx.masks, ctx.causal, ctx.scale, ctx.heads = masks, causal, scale, h
+        ctx.masks, ctx.causal, ctx.scale, ctx.heads, ctx.bias = masks, causal, scale, h, bias
         return out_t.view(b, h, dh, t_q).transpose(2, 3)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
         q3, k_t, v_t, out_t = ctx.saved_tensors
-        h = ctx.heads
+        h, bias = ctx.heads, ctx.bias
         bh, t_q, dh = q3.shape
-        t_k = k_t.shape[2]
+        b, t_k = bh // h, k_t.shape[2]
         grad_t = grad.transpose(2, 3).reshape(bh, dh, t_q)
         row_dot = (grad_t * out_t).sum(1).unsqueeze(-1)  # D_i = dO_i . O_i = sum_j P_ij dP_ij
         if ctx.scale != 1.0:  # the dropped map is P * keep * scale: the scale goes on dO
             grad_t = grad_t * ctx.scale
         grad3, q_t = grad_t.transpose(1, 2).contiguous(), q3.transpose(1, 2).contiguous()
         dq_t, dk_t, dv_t = torch.zeros_like(q_t), torch.zeros_like(k_t), torch.zeros_like(v_t)
-        bias = _causal_bias(t_q, t_k, q3) if ctx.causal else None
         masks = iter(ctx.masks)
-        for r0, r1, _, i0, i1 in _draw_chunks(bh // h, h, t_q, t_k, ctx.causal):
+        for r0, r1, _, i0, i1 in _draw_chunks(b, h, t_q, t_k, ctx.causal):
             keep = next(masks)
             for s0, s1, lim_s, j0, j1 in _sub_blocks(r0, r1, i0 * h, i1 * h, h, t_q, t_k, ctx.causal):
                 attn = _block_softmax(q3, k_t, bias, s0, s1, lim_s, j0, j1)
@@ -249,7 +248,6 @@ class _BlockedAttention(torch.autograd.Function):
                 dv_t[j0:j1, :, :lim_s].add_(torch.bmm(grad_t[j0:j1, :, s0:s1], attn))
                 dq_t[j0:j1, :, s0:s1].add_(torch.bmm(k_t[j0:j1, :, :lim_s], d_scores.transpose(1, 2)))
                 dk_t[j0:j1, :, :lim_s].add_(torch.bmm(q_t[j0:j1, :, s0:s1], d_scores))
-        b = bh // h
         return (dq_t.mul_(dh**-0.5).view(b, h, dh, t_q).transpose(2, 3), dk_t.view(b, h, dh, t_k).transpose(2, 3),
                 dv_t.view(b, h, dh, t_k).transpose(2, 3), None, None, None)
 
