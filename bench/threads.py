@@ -12,6 +12,11 @@ Rules (README "Sweeps and clusters"):
   slot (visible GPUs x `--runs-per-device`); on CPU, one worker per `CPU_CORES_PER_JOB` cores
   (at least 1). Never more workers than runs; one worker means the runs go one after another in
   this process.
+- A run's process keeps the memory it frees (`keep_freed_memory`, glibc only; `MSABENCH_MALLOC=system`
+  turns it off): by default glibc hands large freed blocks back to the kernel, and every
+  training step then pays a page fault for each 4 KiB it allocates again (measured on this
+  project's 2-core VM: 80,000 faults per BERT floor step, 100,000-300,000 per MSAmba step; none
+  with the setting, once the heap has settled after the first steps).
 
 This module imports torch only inside functions: the worker initializer sets the environment
 before anything imports torch in a fresh worker process.
@@ -19,8 +24,10 @@ before anything imports torch in a fresh worker process.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import platform
 import sys
 from typing import Any, Optional, Union
 
@@ -30,6 +37,12 @@ THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # batch-32 steps are small matrices that one thread keeps busy. Measured on 2 cores only.
 CPU_CORES_PER_JOB = 1
 JOBS_ENV = "MSABENCH_JOBS"  # the default of --jobs (an integer or auto) where set
+MALLOC_ENV = "MSABENCH_MALLOC"  # "system": leave glibc's malloc settings as they are
+# glibc mallopt parameters: every block comes from the heap (no mmap, so none is unmapped when freed:
+# BERT's 94 MB embedding gradient and Adam's temporaries were), the heap's free top is never handed
+# back, and the threshold stays where it is set (glibc would otherwise move it)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4
+MALLOC_SETTINGS = {M_MMAP_THRESHOLD: 32 << 20, M_TRIM_THRESHOLD: 2 ** 31 - 1, M_MMAP_MAX: 0}
 
 Jobs = Union[int, str]  # an integer >= 1 or "auto"
 
@@ -92,10 +105,27 @@ def set_thread_env(threads: int) -> None:
     os.environ.update({k: str(threads) for k in THREAD_ENV})
 
 
+def keep_freed_memory() -> bool:
+    """glibc's malloc keeps freed memory for the next allocation instead of returning it to the
+    kernel (MALLOC_SETTINGS): a training step allocates the same tensors every step, and memory
+    that was handed back is paged in again (a fault per 4 KiB) on first use. Results are
+    unchanged; only where memory comes from. False (nothing changed) off glibc, or with
+    MSABENCH_MALLOC=system."""
+    if os.environ.get(MALLOC_ENV, "").strip().lower() == "system" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return all(mallopt(param, value) == 1 for param, value in MALLOC_SETTINGS.items())
+
+
 def apply_threads(threads: int) -> None:
     """torch intra-op threads, and inter-op threads where torch still allows it (only before
-    any inter-op work has started in this process)."""
+    any inter-op work has started in this process); and `keep_freed_memory`."""
     import torch
+
+    keep_freed_memory()
 
     torch.set_num_threads(threads)
     if torch.get_num_interop_threads() != threads:
