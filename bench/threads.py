@@ -105,13 +105,21 @@ def set_thread_env(threads: int) -> None:
     os.environ.update({k: str(threads) for k in THREAD_ENV})
 
 
+def malloc_mode() -> str:
+    """"kept" (a run's process keeps the memory it frees: `keep_freed_memory`), "system" (glibc's
+    defaults: MSABENCH_MALLOC=system) or "not glibc" (nothing to set)."""
+    if platform.libc_ver()[0] != "glibc":
+        return "not glibc"
+    return "system" if os.environ.get(MALLOC_ENV, "").strip().lower() == "system" else "kept"
+
+
 def keep_freed_memory() -> bool:
     """glibc's malloc keeps freed memory for the next allocation instead of returning it to the
     kernel (MALLOC_SETTINGS): a training step allocates the same tensors every step, and memory
     that was handed back is paged in again (a fault per 4 KiB) on first use. Results are
-    unchanged; only where memory comes from. False (nothing changed) off glibc, or with
-    MSABENCH_MALLOC=system."""
-    if os.environ.get(MALLOC_ENV, "").strip().lower() == "system" or platform.libc_ver()[0] != "glibc":
+    unchanged; only where memory comes from. False (nothing changed) unless `malloc_mode()` is
+    "kept". The process's memory then stays at its peak until it exits."""
+    if malloc_mode() != "kept":
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -251,12 +251,13 @@ def test_check_fails_only_on_a_miss_or_a_model_not_compared():
 
 
 def test_report_has_command_date_machine_method_and_table():
-    info = {"cpu": "AMD EPYC 7B13", "cpus": 2, "threads": 2, "torch": "2.13.0+cpu", "torch_cuda": None, "gpu": None}
+    info = {"cpu": "AMD EPYC 7B13", "cpus": 2, "threads": 2, "torch": "2.13.0+cpu", "torch_cuda": None, "gpu": None,
+            "malloc": "kept"}
     text = format_report(ROWS, "python -m bench perf --models all --check", info, "2026-12-04 21:50 UTC", 1234.5,
                          "cpu.json")
     lines = text.splitlines()
     assert lines[0] == "# Training-step benchmark" and lines[5] == "python -m bench perf --models all --check"
-    assert "2026-12-04 21:50 UTC" in text and "AMD EPYC 7B13 (2 CPUs), 2 torch threads, torch 2.13.0+cpu" in text
+    assert "2026-12-04 21:50 UTC" in text and "AMD EPYC 7B13 (2 CPUs), 2 torch threads, torch 2.13.0+cpu, malloc kept" in text
     assert "1 warm-up step(s), then 5 timed steps" in text  # the models', not the floor's 12
     assert "`cpu.json`" in text and "93.75% coverage" in text and "Wall time: 1,234 s" in text
     table = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]] for ln in lines if ln.startswith("| ")}
@@ -269,6 +270,7 @@ def test_report_has_command_date_machine_method_and_table():
 def test_cli_check_exit_code_and_report_files(rows, code, tmp_path, monkeypatch, capsys):
     from bench.cli import main
 
+    monkeypatch.delenv("MSABENCH_MALLOC", raising=False)
     monkeypatch.setattr(perf, "run_perf", lambda *a, **k: [dict(r) for r in rows])
     monkeypatch.setattr("sys.argv", ["python -m bench", "perf", "--models", "bert_text", "--check",
                                      "--markdown", str(tmp_path / "perf" / "cpu.md")])
@@ -279,6 +281,26 @@ def test_cli_check_exit_code_and_report_files(rows, code, tmp_path, monkeypatch,
     assert f"python -m bench perf --models bert_text --check --markdown {tmp_path / 'perf' / 'cpu.md'}" in report
     raw = json.loads((tmp_path / "perf" / "cpu.json").read_text())  # written on a miss too
     assert [r["model"] for r in raw["rows"]] == [r["model"] for r in rows] and raw["machine"]["threads"] >= 1
+
+
+def test_a_report_timed_with_glibcs_own_malloc_says_so_in_its_command(tmp_path, monkeypatch):
+    """MSABENCH_MALLOC=system changes the timings (bench.threads.keep_freed_memory): the report's
+    regenerate command carries it, and its machine line names the setting."""
+    from bench.cli import main
+    from bench.threads import malloc_mode
+
+    monkeypatch.setenv("MSABENCH_MALLOC", "system")
+    if malloc_mode() != "system":
+        pytest.skip("not glibc: there is no setting")
+    monkeypatch.setattr(perf, "run_perf", lambda *a, **k: [dict(r) for r in ROWS[:2]])
+    out = tmp_path / "cpu.md"
+    monkeypatch.setattr("sys.argv", ["python -m bench", "perf", "--models", "bert_text", "--markdown", str(out)])
+    with pytest.raises(SystemExit) as exc:
+        main(["perf", "--models", "bert_text", "--markdown", str(out)])
+    assert exc.value.code == 0
+    text = out.read_text()
+    assert f"\nMSABENCH_MALLOC=system python -m bench perf --models bert_text --markdown {out}\n" in text
+    assert ", malloc system." in text and json.loads(out.with_suffix(".json").read_text())["machine"]["malloc"] == "system"
 
 
 def test_the_committed_report_folder_is_not_ignored_and_generated_reports_are():
@@ -300,8 +322,11 @@ def test_machine_records_threads_cpu_and_torch_build():
 
     from bench.perf import machine
 
+    from bench.threads import malloc_mode
+
     m = machine()
     assert m["threads"] == torch.get_num_threads() and m["torch"] == torch.__version__ and m["cpu"]
+    assert m["malloc"] == malloc_mode()
 
 
 def test_models_are_measured_on_the_shapes_they_read():
