@@ -387,15 +387,25 @@ def test_readme_performance_table_is_the_committed_report():
         assert table and match["body"].strip().splitlines() == table, f"README's table of {match['path']} is not the report's"
 
 
+def _perf_rows(report: str) -> dict[str, list[str]]:
+    """A `bench perf` Markdown report's table: model -> its cells after the model column."""
+    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:]]
+            for line in (ROOT / report).read_text().splitlines() if line.startswith("| ")}
+
+
 def test_readme_msamba_figures_are_the_reports():
-    """The README's MSAmba sentence (× floor, interval, the floor's range, the slowest step) is
-    reports/perf/cpu_msamba.md's msamba and floor rows."""
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:]]
-            for line in (ROOT / "reports/perf/cpu_msamba.md").read_text().splitlines() if line.startswith("| ")}
+    """The README's MSAmba sentences (× floor, interval, the floor's range, the slowest step; and
+    the same run with glibc's own malloc settings) are reports/perf/cpu_msamba.md's and
+    reports/perf/cpu_msamba_system_malloc.md's msamba and floor rows."""
+    rows = _perf_rows("reports/perf/cpu_msamba.md")
     floor_range, (msamba_max, ratio, interval) = rows["floor"][1], (rows["msamba"][1].split(" / ")[1], *rows["msamba"][2:4])
     text = " ".join(readme().split())
     assert f"is {ratio}× the floor (interval {interval.replace('-', '–')})" in text
     assert f"the floor's own steps ranged {floor_range.replace(' / ', '–')} ms and one MSAmba step took {msamba_max} ms" in text
+    system = _perf_rows("reports/perf/cpu_msamba_system_malloc.md")
+    assert (f"floor {system['floor'][0]} ms, MSAmba {system['msamba'][0]} ms per step, {system['msamba'][2]}× "
+            f"(interval {system['msamba'][3]}); with it, floor {rows['floor'][0]} ms, MSAmba {rows['msamba'][0]} ms") in text
+    assert "MSABENCH_MALLOC=system python -m bench perf" in (ROOT / "reports/perf/cpu_msamba_system_malloc.md").read_text()
 
 
 # -- the throughput figures ---------------------------------------------------------------------
