@@ -14,7 +14,7 @@ Schema (SCHEMA_VERSION = 1); reports read only these fields:
   history [ {epoch, train {loss parts}, lr {group: lr}, valid {metrics}, contributions
             {split, utility {coalition: u}, shapley {t, a, v}}, time_s, model hook fields} ],
   params {total, trainable, with_grad}, time {train_s, wall_s, per_epoch_s},
-  peak_memory_bytes, device, threads {intra_op, inter_op, cores, omp_num_threads, mkl_num_threads},
+  peak_memory_bytes, device, threads {intra_op, inter_op, cores, omp_num_threads, mkl_num_threads, malloc},
   versions {python, torch, transformers, msabench}, git_hash,
   date, data {name, setting, source, warnings}, nondeterministic_ops, model_summary,
   predictions {split, ids, labels, preds}  (test split, in split order),

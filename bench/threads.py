@@ -144,11 +144,12 @@ def apply_threads(threads: int) -> None:
 
 
 def thread_record() -> dict[str, Any]:
-    """What a result file records: the threads the run used and the cores it could use."""
+    """What a result file records: the threads the run used, the cores it could use, and whether
+    its process kept the memory it freed (`malloc_mode`; its train time depends on it)."""
     import torch
 
     return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads(),
-            "cores": usable_cores(), **{k.lower(): os.environ.get(k) for k in THREAD_ENV}}
+            "cores": usable_cores(), **{k.lower(): os.environ.get(k) for k in THREAD_ENV}, "malloc": malloc_mode()}
 
 
 def init_worker(devices, threads: int, log_level: int = logging.INFO) -> None:

@@ -14,7 +14,7 @@ import torch
 from bench.config import OptionError, RunConfig
 from bench.launch import WorkerPlan, local_jobs, plan_workers, worker_pool
 from bench.packing import MEMORY_HEADROOM, PROCESS_OVERHEAD_BYTES, runs_per_device
-from bench.threads import auto_jobs, resolve_jobs, run_threads, slots, threads_per_job, usable_cores
+from bench.threads import auto_jobs, malloc_mode, resolve_jobs, run_threads, slots, threads_per_job, usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 GiB = 1 << 30
@@ -165,6 +165,7 @@ def test_a_run_uses_and_records_its_cores_not_torchs_guess(tmp_path, monkeypatch
         torch.set_num_threads(caller)
     rec = load_result(run.result_path())
     assert rec["threads"]["intra_op"] == 1 and rec["threads"]["cores"] == 1
+    assert rec["threads"]["malloc"] == malloc_mode()
 
 
 def test_a_perf_session_times_on_the_cores_it_may_use(monkeypatch):
