@@ -15,8 +15,8 @@ Rules (README "Sweeps and clusters"):
 - A run's process keeps the memory it frees (`keep_freed_memory`, glibc only; `MSABENCH_MALLOC=system`
   turns it off): by default glibc hands large freed blocks back to the kernel, and every
   training step then pays a page fault for each 4 KiB it allocates again (measured on this
-  project's 2-core VM: 80,000 faults per BERT floor step, 100,000-300,000 per MSAmba step; none
-  with the setting, once the heap has settled after the first steps).
+  project's 2-core VM: 76,000-197,000 faults per BERT floor step, 101,000-308,000 per MSAmba
+  step; none with the setting, once the heap has settled after the first steps).
 
 This module imports torch only inside functions: the worker initializer sets the environment
 before anything imports torch in a fresh worker process.
