@@ -25,9 +25,9 @@ before anything imports torch in a fresh worker process.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
-import platform
 import sys
 from typing import Any, Optional, Union
 
@@ -105,12 +105,26 @@ def set_thread_env(threads: int) -> None:
     os.environ.update({k: str(threads) for k in THREAD_ENV})
 
 
+@functools.lru_cache(maxsize=1)
+def _glibc() -> bool:
+    """Whether this process runs on glibc (`os.confstr`: no file read, unlike `platform.libc_ver`)."""
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (AttributeError, ValueError, OSError):  # no confstr (Windows) or no such name (macOS, musl)
+        return False
+
+
 def malloc_mode() -> str:
-    """"kept" (a run's process keeps the memory it frees: `keep_freed_memory`), "system" (glibc's
-    defaults: MSABENCH_MALLOC=system) or "not glibc" (nothing to set)."""
-    if platform.libc_ver()[0] != "glibc":
+    """"kept" (a run's process keeps the memory it frees: `keep_freed_memory`; MSABENCH_MALLOC unset
+    or "kept"), "system" (glibc's defaults: MSABENCH_MALLOC=system) or "not glibc" (nothing to
+    set). Any other MSABENCH_MALLOC is an error that names it."""
+    value = os.environ.get(MALLOC_ENV, "").strip().lower()
+    if value not in ("", "kept", "system"):
+        raise ValueError(f"{MALLOC_ENV}={os.environ[MALLOC_ENV]!r}: expected 'system' (glibc's own malloc settings) "
+                         "or 'kept' (the default: a run's process keeps the memory it frees), or unset")
+    if not _glibc():
         return "not glibc"
-    return "system" if os.environ.get(MALLOC_ENV, "").strip().lower() == "system" else "kept"
+    return "system" if value == "system" else "kept"
 
 
 def keep_freed_memory() -> bool:

@@ -201,8 +201,7 @@ print(kept, faults() - before)
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or os.uname().sysname != "Linux"
-                    or __import__("platform").libc_ver()[0] != "glibc", reason="glibc's malloc settings only")
+@pytest.mark.skipif(malloc_mode() == "not glibc", reason="glibc's malloc settings only")
 @pytest.mark.parametrize("setting", ["kept", "system"])
 def test_a_run_process_keeps_the_memory_it_frees(setting):
     """A run's process (`apply_threads` -> `keep_freed_memory`) reuses freed memory instead of
@@ -220,3 +219,11 @@ def test_a_run_process_keeps_the_memory_it_frees(setting):
         assert kept and faults < 1000
     else:
         assert not kept and faults >= 3 * (96 << 20) // 4096 // 2  # half the 96 MiB block's pages, at least
+
+
+def test_a_misspelt_malloc_setting_is_an_error_that_names_it(monkeypatch):
+    monkeypatch.setenv("MSABENCH_MALLOC", "sytem")
+    with pytest.raises(ValueError, match="MSABENCH_MALLOC='sytem': expected 'system'"):
+        malloc_mode()
+    monkeypatch.setenv("MSABENCH_MALLOC", "Kept")
+    assert malloc_mode() in ("kept", "not glibc")
