@@ -599,19 +599,20 @@ def undecided(rows: list[dict[str, Any]]) -> list[str]:
 
 def machine() -> dict[str, Any]:
     """What the timings depend on: threads, CPU model, torch build, whether runs keep the memory
-    they free (bench.threads.malloc_mode)."""
+    they free (bench.threads.malloc_mode), whether compiled kernels may run ($MSABENCH_SCAN_KERNEL)."""
     import os
     import platform
 
     import torch
 
     from bench.threads import malloc_mode
+    from models.layers.scan_kernel import switched_off
 
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
         cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
     return {"threads": torch.get_num_threads(), "cpu": cpu, "cpus": os.cpu_count(), "malloc": malloc_mode(),
-            "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+            "scan_kernel": "off" if switched_off() else "on", "torch": torch.__version__, "torch_cuda": torch.version.cuda,
             "torch_config": torch.__config__.show().splitlines()[:12],
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
@@ -664,7 +665,7 @@ def format_report(rows: list[dict[str, Any]], command: str, info: dict[str, Any]
               "epochs plus them).")
     return (f"# Training-step benchmark\n\nRegenerate with:\n\n```\n{command}\n```\n\n"
             f"Date: {date}. Machine: {info['cpu']} ({info['cpus']} CPUs), {info['threads']} torch threads, "
-            f"torch {info['torch']}{gpu}, malloc {info.get('malloc', '?')}. Wall time: {wall_s:,.0f} s. Raw step times of every model and floor "
+            f"torch {info['torch']}{gpu}, malloc {info.get('malloc', '?')}, scan kernel {info.get('scan_kernel', '?')}. Wall time: {wall_s:,.0f} s. Raw step times of every model and floor "
             f"step (ms): `{raw_name}`.\n\n{method}\n\n{format_table(rows)}\n")
 
 

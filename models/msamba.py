@@ -33,16 +33,22 @@ Forward (MMSA `aligned_50`, 50 steps per modality; no padding is masked anywhere
 Loss (train_msamba.py): L1(pred, y) + 0.5 * sum of the L1 of the 3 ISM and 3 CHM heads, all
 against the multimodal label.
 
-The selective scan is plain PyTorch: `selective_scan` has the semantics of mamba-ssm's
+The selective scan: `selective_scan` has the semantics of mamba-ssm's
 `selective_scan_ref` (softplus(delta + bias), exp(delta A), delta B u, C, + D u, optional
 z-gating) and runs in fp32 with autocast off, as the CUDA kernel computes. It is a custom
 autograd function in a time-major layout: forward carries the state (batch, d_inner, d_state)
-step by step in cache and keeps only the state at each chunk start; backward makes each chunk's
+step by step and keeps only the state at each chunk start; backward makes each chunk's
 decays and states again from it and runs the reverse scan G_t = C_t g_t + a_{t+1} G_{t+1} with
 the chain rule by hand, step by step (no per-step autograd graph). Chunks are `scan_chunk` steps
-(`scan_impl="chunked"`) or the whole sequence (`scan_impl="sequential"`); both are the same
-recurrence, exact up to float rounding. tests/test_msamba.py checks both against a
-literal per-step loop (values and gradients, both directions, chunk boundaries) to 1e-9 in fp64.
+(`scan_impl="chunked"`) or the whole sequence (`scan_impl="sequential"`), in PyTorch ops. The
+default, `scan_impl="auto"`, runs the same recurrence as one compiled C kernel per pass
+(models/layers/scan_kernel.py: built on first use with the machine's C compiler, the state
+kept in registers) for float32 CPU tensors, and the
+chunked PyTorch scan where there is no compiler, on GPU and in fp64; `scan_impl="compiled"`
+insists on the kernel. All are exact up to float rounding: tests/test_msamba.py checks the
+PyTorch scans against a literal per-step loop (values and gradients, both directions, chunk
+boundaries) to 1e-9 in fp64, and the kernel against it to 1e-5 in fp32, and the whole model's
+loss and gradients with each against the sequential scan to 1e-5.
 
 ISM direction: the copy builds upstream `mamba_ssm.Mamba` (unidirectional); the
 paper says bidirectional, so the default is the VideoMamba/Vim `bimamba` form: shared
@@ -76,12 +82,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import ModelConfig, ModelOutput, MSAModel, Schedule, task_loss
+from models.layers import scan_kernel
 from models.layers.text_encoder import build_text_encoder, split_no_decay
 from models.constants import MODALITIES
 from models.registry import register_model
 
 DIRECTIONS = ("bi", "uni")
-SCAN_IMPLS = ("chunked", "sequential")
+SCAN_IMPLS = ("auto", "compiled", "chunked", "sequential")
 GLCE_LOCAL = ("token_channels", "time_depthwise")
 CHM_A_TEXT = ("t_block", "own")
 MIXER_DT_BIAS = ("twice", "once")
@@ -130,7 +137,9 @@ class MSAmbaConfig(ModelConfig):
     weight_decay_bert: float = 0.01
     lr_schedule: str = field(default="copy_warmup_cosine", metadata={"choices": LR_SCHEDULES})
     #   copy core/scheduler.py: linear warm-up over 0.1 * epochs (epoch 0 at lr 0), then cosine T_max 0.9 * epochs
-    scan_impl: str = field(default="chunked", metadata={"choices": SCAN_IMPLS})  # harness: both exact
+    scan_impl: str = field(default="auto", metadata={"choices": SCAN_IMPLS})
+    #   harness, all exact up to float rounding. auto: the compiled kernel where it builds and applies (fp32 on
+    #   CPU), else chunked | compiled: the kernel or an error | chunked / sequential: the PyTorch scan
     scan_chunk: int = 2  # steps whose decays are made together (harness decision: 2 x 512 KiB fits a core's L2)
 
 
@@ -221,12 +230,38 @@ def _state_grads(starts: torch.Tensor, dt: torch.Tensor, du: torch.Tensor, A: to
     return g_dt, g_du, g_B, g_C, acc.sum(0)
 
 
+def _use_kernel(impl: str, *tensors: torch.Tensor) -> bool:
+    """Whether this scan runs the compiled kernel (models/layers/scan_kernel.py): "auto" where it
+    builds and applies, "compiled" there or an error saying why not."""
+    if impl not in SCAN_IMPLS:
+        raise ValueError(f"unknown scan_impl '{impl}' (expected one of {SCAN_IMPLS})")
+    if impl not in ("auto", "compiled"):
+        return False
+    if scan_kernel.supports(*tensors):
+        return True
+    if impl == "compiled":
+        why = scan_kernel.reason() if not scan_kernel.available() else \
+            "it runs float32 CPU tensors with d_state <= 32, got " + \
+            f"{tensors[0].dtype} on {tensors[0].device}, d_state {tensors[2].shape[1]}"
+        raise RuntimeError(f"scan_impl='compiled': the compiled selective scan cannot run here: {why}")
+    return False
+
+
 class SelectiveScan(torch.autograd.Function):
-    """Mamba-1 selective scan. Saves its inputs (time-major) and the state at each chunk start;
-    backward is the reverse scan plus the chain rule by hand (no per-step autograd graph)."""
+    """Mamba-1 selective scan. The PyTorch scan saves its inputs (time-major) and the state at each
+    chunk start; backward is the reverse scan plus the chain rule by hand (no per-step autograd
+    graph). The compiled kernel takes the (batch, d, L) inputs as they are, with the skip term
+    and the gate, and saves only the inputs."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, softplus: bool, impl: str, chunk: int):
+        kernel = _use_kernel(impl, u, delta, A, B, C)
+        if kernel:
+            pre = delta + delta_bias[:, None] if delta_bias is not None else delta
+            dt = F.softplus(pre) if softplus else pre
+            ctx.save_for_backward(u, pre, dt, A, B, C, D, z)
+            ctx.cfg = (softplus, None, delta_bias is not None, kernel)
+            return scan_kernel.scan_forward(u, dt, A, B, C, D, z)
         L = u.shape[-1]
         uT, BT, CT = _time_major(u), _time_major(B), _time_major(C)
         pre = _time_major(delta) + delta_bias if delta_bias is not None else _time_major(delta)
@@ -237,13 +272,20 @@ class SelectiveScan(torch.autograd.Function):
             y.addcmul_(uT, D)
         zT = _time_major(z) if z is not None else None
         ctx.save_for_backward(uT, pre, A, BT, CT, D, zT, starts, y if z is not None else None)
-        ctx.cfg = (softplus, chunks, delta_bias is not None)
+        ctx.cfg = (softplus, chunks, delta_bias is not None, kernel)
         return (y * F.silu(zT) if zT is not None else y).permute(1, 2, 0)
 
     @staticmethod
     def backward(ctx, g_out):
+        softplus, chunks, has_bias, kernel = ctx.cfg
+        if kernel:
+            u, pre, dt, A, B, C, D, z = ctx.saved_tensors
+            g_u, g_delta, g_z, g_B, g_C, g_A, g_D = scan_kernel.scan_backward(u, dt, A, B, C, D, z, g_out)
+            if softplus:
+                g_delta.mul_(torch.sigmoid(pre))
+            g_bias = g_delta.sum((0, 2)) if has_bias else None
+            return g_u, g_delta, g_A, g_B, g_C, g_D, g_z, g_bias, None, None, None
         uT, pre, A, BT, CT, D, zT, starts, y = ctx.saved_tensors
-        softplus, chunks, has_bias = ctx.cfg
         g = _time_major(g_out)
         dt = F.softplus(pre) if softplus else pre
         g_z = None
@@ -268,7 +310,7 @@ class SelectiveScan(torch.autograd.Function):
 def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                    D: Optional[torch.Tensor] = None, z: Optional[torch.Tensor] = None,
                    delta_bias: Optional[torch.Tensor] = None, softplus: bool = True,
-                   impl: str = "chunked", chunk: int = 2) -> torch.Tensor:
+                   impl: str = "auto", chunk: int = 2) -> torch.Tensor:
     """y = selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, softplus): u, delta, z
     (B, d, L); A (d, n); B, C (B, n, L); D, delta_bias (d,). Computed in fp32 (fp64 for fp64
     inputs) with autocast off, as the CUDA kernel computes; returns that dtype."""
@@ -293,7 +335,7 @@ class SSMBranch(nn.Module):
     F.conv1d(padding='same'): left (k-1)//2, right the rest)."""
 
     def __init__(self, d: int, d_state: int, dt_rank: int, d_conv: int, conv_bias: bool, padding: str,
-                 dt_init: str = "mamba", scan: tuple[str, int] = ("chunked", 2), dt_bias_twice: bool = False):
+                 dt_init: str = "mamba", scan: tuple[str, int] = ("auto", 2), dt_bias_twice: bool = False):
         super().__init__()
         self.d_state, self.dt_rank, self.padding, self.scan = d_state, dt_rank, padding, scan
         self.dt_bias_twice = dt_bias_twice  # MambaVisionMixer: self.dt_proj(dt), then delta_bias in the scan
@@ -567,8 +609,10 @@ class MSAmba(MSAModel):
 
     def summary(self) -> dict[str, Any]:
         cfg = self.cfg
-        return {"ism_direction": cfg.ism_direction, "ism_depth": cfg.ism_depth,
-                "scan_impl": cfg.scan_impl}
+        out = {"ism_direction": cfg.ism_direction, "ism_depth": cfg.ism_depth, "scan_impl": cfg.scan_impl}
+        if cfg.scan_impl in ("auto", "compiled"):  # what the result file needs to say which scan ran
+            out["scan_kernel"] = scan_kernel.reason()
+        return out
 
 
 # -- presets ------------------------------------------------------------------------------------

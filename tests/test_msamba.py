@@ -13,6 +13,7 @@ from bench.schedule import Scheduler
 from models import create_model
 from models.base import count_parameters
 from models.layers.text_encoder import BERT_BASE_PARAMS
+from models.layers import scan_kernel
 from models.msamba import (
     Mamba, MambaVisionMixer, selective_scan,
 )
@@ -126,6 +127,110 @@ def test_selective_scan_saves_only_the_chunk_start_states():
     assert [t.shape for t in states] == [(len(range(0, L, 4)), b, d, n)]
 
 
+# -- the compiled kernel (models/layers/scan_kernel.py) ---------------------------------------
+needs_compiler = pytest.mark.skipif(scan_kernel._compiler() is None, reason="no C compiler on this machine")
+
+
+def _fp32_vs_loop(impl, seed=0, **shape):
+    """(output, grads) of `selective_scan` in fp32 with `impl`, and of the fp64 loop, same inputs."""
+    args = _scan_inputs(seed=seed, **shape)
+    f32 = {k: v.float().requires_grad_() for k, v in args.items()}
+    f64 = {k: v.clone().requires_grad_() for k, v in args.items()}
+    out = selective_scan(*(f32[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "bias")), True, impl)
+    ref = loop_scan(**f64)
+    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    (out * w.float()).sum().backward()
+    (ref * w).sum().backward()
+    return (out, {k: v.grad for k, v in f32.items()}), (ref, {k: v.grad for k, v in f64.items()})
+
+
+@needs_compiler
+@pytest.mark.parametrize("shape", [dict(b=2, d=3, L=11, n=4), dict(b=5, d=37, L=13, n=16), dict(b=3, d=64, L=51, n=16)])
+def test_compiled_scan_matches_loop(shape):
+    """The kernel (d not a multiple of its lanes, n below and at MSAmba's 16) against the fp64 loop:
+    the output and all eight gradients to 1e-5 of their largest value."""
+    assert scan_kernel.available(), scan_kernel.reason()
+    (out, grads), (ref, ref_grads) = _fp32_vs_loop("compiled", **shape)
+    tol = lambda r: 1e-5 * float(r.abs().max())  # noqa: E731
+    assert (out.double() - ref).abs().max() <= tol(ref)
+    for k, r in ref_grads.items():
+        assert (grads[k].double() - r).abs().max() <= tol(r), k
+
+
+@needs_compiler
+def test_compiled_scan_is_the_pytorch_scan_and_keeps_no_states():
+    """Same recurrence as the chunked PyTorch scan (to float rounding), and nothing of the state saved."""
+    (out, grads), _ = _fp32_vs_loop("compiled", seed=4, b=4, d=40, L=19, n=16)
+    (same, same_grads), _ = _fp32_vs_loop("chunked", seed=4, b=4, d=40, L=19, n=16)
+    assert torch.allclose(out, same, rtol=1e-5, atol=1e-6)
+    for k in grads:
+        assert torch.allclose(grads[k], same_grads[k], rtol=1e-4, atol=1e-5), k
+    args = {k: v.float().requires_grad_() for k, v in _scan_inputs(L=12).items()}
+    out = selective_scan(*(args[k] for k in ("u", "delta", "A", "B", "C", "D")), None, args["bias"], True, "compiled")
+    node = out.grad_fn
+    while "SelectiveScan" not in node.name():
+        node = node.next_functions[0][0]
+    assert not [t for t in node.saved_tensors if t is not None and t.dim() == 4]
+
+
+@needs_compiler
+def test_compiled_scan_does_not_depend_on_the_thread_count():
+    """Each batch row is one thread's, in a fixed order: 1, 2 and 3 threads give the same bits."""
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            (out, grads), _ = _fp32_vs_loop("compiled", seed=2, b=7, d=24, L=9, n=16)
+            results.append((out, grads))
+    finally:
+        torch.set_num_threads(before)
+    for out, grads in results[1:]:
+        assert torch.equal(out, results[0][0])
+        assert all(torch.equal(grads[k], results[0][1][k]) for k in grads)
+
+
+def test_auto_falls_back_and_compiled_says_why(monkeypatch):
+    """Without the kernel (no compiler, or MSABENCH_SCAN_KERNEL=off) "auto" runs the PyTorch scan (the
+    chunked one, bit for bit); "compiled" is an error naming the reason; fp64 never runs the kernel."""
+    (chunked, _), _ = _fp32_vs_loop("chunked")
+    monkeypatch.setattr(scan_kernel, "_state", {"lib": None, "why": "no C compiler found ($CC, cc, gcc, clang)"})
+    (auto, _), _ = _fp32_vs_loop("auto")
+    assert torch.equal(auto, chunked)
+    with pytest.raises(RuntimeError, match="compiled selective scan cannot run here: no C compiler"):
+        _fp32_vs_loop("compiled")
+    monkeypatch.setattr(scan_kernel, "_state", {})  # loaded afresh: MSABENCH_SCAN_KERNEL=off is read then
+    monkeypatch.setenv("MSABENCH_SCAN_KERNEL", "off")
+    assert not scan_kernel.available() and scan_kernel.reason() == "turned off (MSABENCH_SCAN_KERNEL=off)"
+    (off, _), _ = _fp32_vs_loop("auto")
+    assert torch.equal(off, chunked)
+    monkeypatch.undo()
+    args = _scan_inputs()
+    with pytest.raises(RuntimeError, match="float32 CPU tensors") if scan_kernel.available() else pytest.raises(RuntimeError):
+        selective_scan(*(args[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "bias")), True, "compiled")
+    with pytest.raises(ValueError, match="unknown scan_impl 'fast'"):
+        selective_scan(*(args[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "bias")), True, "fast")
+
+
+@needs_compiler
+def test_kernel_is_built_once_into_the_cache(tmp_path, monkeypatch):
+    """Built into $MSABENCH_CACHE under a name keyed by source, compiler and CPU; found there the next time
+    (the compiler is not run again); a failing compiler is reported, not raised."""
+    monkeypatch.setenv("MSABENCH_CACHE", str(tmp_path))
+    cc = scan_kernel._compiler()
+    first = scan_kernel._build(cc)
+    assert first.parent == tmp_path / "kernels" and first.is_file() and list(first.parent.iterdir()) == [first]
+    calls = []
+    real_run = scan_kernel.subprocess.run
+    monkeypatch.setattr(scan_kernel.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or real_run(cmd, **kw))
+    assert scan_kernel._build(cc) == first
+    assert all("--version" in c for c in calls)  # only the version asked, nothing compiled
+    monkeypatch.setattr(scan_kernel, "SOURCE", "this is not C")
+    with pytest.raises(RuntimeError, match="failed"):
+        scan_kernel._build(cc)
+    assert list(first.parent.iterdir()) == [first]  # nothing half-written
+
+
 def _ref_branch(br, x, z, L):
     """Mamba's slow path: causal conv (padding d_conv - 1, cut to L), x_proj, dt_proj, loop scan."""
     d, k = x.shape[1], br.conv1d.kernel_size[0]
@@ -232,18 +337,19 @@ def test_switches_change_the_computation(batch):
     assert torch.allclose(base, same, atol=1e-5)
 
 
-@pytest.mark.parametrize("chunk", [4, 8])
-def test_chunked_model_matches_sequential_in_fp32(batch, chunk):
-    """The whole model in fp32 (training mode, every loss term): the chunked scan's loss and
-    every parameter's gradient equal the sequential scan's to 1e-5."""
+@pytest.mark.parametrize("impl,chunk", [("chunked", 4), ("chunked", 8),
+                                        pytest.param("compiled", 2, marks=needs_compiler)])
+def test_chunked_model_matches_sequential_in_fp32(batch, impl, chunk):
+    """The whole model in fp32 (training mode, every loss term): the chunked scan's (and the compiled
+    kernel's) loss and every parameter's gradient equal the sequential scan's to 1e-5."""
     grads = {}
-    for impl in ("sequential", "chunked"):
-        model = _demo(scan_impl=impl, scan_chunk=chunk).train()
+    for name in ("sequential", impl):
+        model = _demo(scan_impl=name, scan_chunk=chunk).train()
         assert model.cfg.seq_len + 1 > chunk  # more than one block: the chunked path runs
         loss = model.loss(model(batch), batch)["total"]
         loss.backward()
-        grads[impl] = (loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None})
-    (ref_loss, ref), (loss, got) = grads["sequential"], grads["chunked"]
+        grads[name] = (loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    (ref_loss, ref), (loss, got) = grads["sequential"], grads[impl]
     assert torch.allclose(loss, ref_loss, rtol=1e-5, atol=1e-5)
     assert set(got) == set(ref) and any("mixer" in n for n in got)
     for n in ref:

@@ -252,12 +252,12 @@ def test_check_fails_only_on_a_miss_or_a_model_not_compared():
 
 def test_report_has_command_date_machine_method_and_table():
     info = {"cpu": "AMD EPYC 7B13", "cpus": 2, "threads": 2, "torch": "2.13.0+cpu", "torch_cuda": None, "gpu": None,
-            "malloc": "kept"}
+            "malloc": "kept", "scan_kernel": "on"}
     text = format_report(ROWS, "python -m bench perf --models all --check", info, "2026-12-04 21:50 UTC", 1234.5,
                          "cpu.json")
     lines = text.splitlines()
     assert lines[0] == "# Training-step benchmark" and lines[5] == "python -m bench perf --models all --check"
-    assert "2026-12-04 21:50 UTC" in text and "AMD EPYC 7B13 (2 CPUs), 2 torch threads, torch 2.13.0+cpu, malloc kept" in text
+    assert "2026-12-04 21:50 UTC" in text and "AMD EPYC 7B13 (2 CPUs), 2 torch threads, torch 2.13.0+cpu, malloc kept, scan kernel on." in text
     assert "1 warm-up step(s), then 5 timed steps" in text  # the models', not the floor's 12
     assert "`cpu.json`" in text and "93.75% coverage" in text and "Wall time: 1,234 s" in text
     table = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]] for ln in lines if ln.startswith("| ")}
@@ -290,6 +290,7 @@ def test_a_report_timed_with_glibcs_own_malloc_says_so_in_its_command(tmp_path, 
     from bench.threads import malloc_mode
 
     monkeypatch.setenv("MSABENCH_MALLOC", "system")
+    monkeypatch.delenv("MSABENCH_SCAN_KERNEL", raising=False)
     if malloc_mode() != "system":
         pytest.skip("not glibc: there is no setting")
     monkeypatch.setattr(perf, "run_perf", lambda *a, **k: [dict(r) for r in ROWS[:2]])
@@ -300,7 +301,28 @@ def test_a_report_timed_with_glibcs_own_malloc_says_so_in_its_command(tmp_path, 
     assert exc.value.code == 0
     text = out.read_text()
     assert f"\nMSABENCH_MALLOC=system python -m bench perf --models bert_text --markdown {out}\n" in text
-    assert ", malloc system." in text and json.loads(out.with_suffix(".json").read_text())["machine"]["malloc"] == "system"
+    assert ", malloc system, scan kernel on." in text and json.loads(out.with_suffix(".json").read_text())["machine"]["malloc"] == "system"
+
+
+def test_a_report_timed_without_the_scan_kernel_says_so(tmp_path, monkeypatch):
+    """MSABENCH_SCAN_KERNEL=off runs MSAmba's PyTorch scan: the report's command carries it, the machine line
+    and the JSON name it; a misspelt value is an error naming the variable."""
+    from bench.cli import main
+
+    monkeypatch.setenv("MSABENCH_SCAN_KERNEL", "off")
+    monkeypatch.delenv("MSABENCH_MALLOC", raising=False)
+    monkeypatch.setattr(perf, "run_perf", lambda *a, **k: [dict(r) for r in ROWS[:2]])
+    out = tmp_path / "cpu.md"
+    monkeypatch.setattr("sys.argv", ["python -m bench", "perf", "--models", "msamba", "--markdown", str(out)])
+    with pytest.raises(SystemExit) as exc:
+        main(["perf", "--models", "msamba", "--markdown", str(out)])
+    assert exc.value.code == 0
+    text = out.read_text()
+    assert f"\nMSABENCH_SCAN_KERNEL=off python -m bench perf --models msamba --markdown {out}\n" in text
+    assert ", scan kernel off." in text and json.loads(out.with_suffix(".json").read_text())["machine"]["scan_kernel"] == "off"
+    monkeypatch.setenv("MSABENCH_SCAN_KERNEL", "of")
+    with pytest.raises(ValueError, match="MSABENCH_SCAN_KERNEL='of': expected 'on' or 'off'"):
+        perf.machine()
 
 
 def test_the_committed_report_folder_is_not_ignored_and_generated_reports_are():

@@ -114,9 +114,11 @@ def _write_report(path: str, rows: list, wall_s: float) -> None:
     from bench.perf import format_report, machine, write_json
     from bench.results import write_text_atomic
     from bench.threads import MALLOC_ENV, malloc_mode
+    from models.layers.scan_kernel import KERNEL_ENV, switched_off
 
     raw = Path(path).with_suffix(".json")
-    env = f"{MALLOC_ENV}=system " if malloc_mode() == "system" else ""  # the setting the timings depend on
+    env = (f"{MALLOC_ENV}=system " if malloc_mode() == "system" else "") + (  # the settings the timings depend on
+        f"{KERNEL_ENV}=off " if switched_off() else "")
     command = env + "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     write_json(rows, str(raw))
