@@ -174,13 +174,17 @@ def test_compiled_scan_is_the_pytorch_scan_and_keeps_no_states():
 
 
 @needs_compiler
-def test_compiled_scan_does_not_depend_on_the_thread_count():
-    """Each batch row is one thread's, in a fixed order: 1, 2 and 3 threads give the same bits."""
+def test_compiled_scan_does_not_depend_on_the_thread_count(monkeypatch):
+    """Each batch row is one thread's, in a fixed order: 1, 2 and 3 threads, on torch's OpenMP team or on
+    Python threads (no OpenMP runtime found), give the same bits."""
+    assert scan_kernel.available()
+    omp = scan_kernel._openmp()
     before = torch.get_num_threads()
     results = []
     try:
-        for threads in (1, 2, 3):
+        for threads, team in ((1, omp), (2, omp), (3, omp), (2, None), (3, None)):
             torch.set_num_threads(threads)
+            monkeypatch.setitem(scan_kernel._state, "omp", team)
             (out, grads), _ = _fp32_vs_loop("compiled", seed=2, b=7, d=24, L=9, n=16)
             results.append((out, grads))
     finally:

@@ -17,10 +17,12 @@ Built with the machine's C compiler (`$CC`, else cc, gcc or clang), `-O3 -march=
 well under a second, into the cache folder (`$MSABENCH_CACHE`, else `$XDG_CACHE_HOME/msabench`,
 else ~/.cache/msabench), keyed by the source, the compiler and the CPU; written to a temporary
 name and renamed, so a run that dies leaves nothing half-written and concurrent jobs share it.
-It is loaded with ctypes (no Python headers, no torch headers) and called from
-`torch.get_num_threads()` Python threads, each on its own batch rows (ctypes releases the GIL).
-Each row is computed by one thread in a fixed order, so results do not depend on the thread
-count. Without a compiler, or with MSABENCH_SCAN_KERNEL=off, `available()` is False and
+It is loaded with ctypes (no Python headers, no torch headers) and runs on torch's own OpenMP
+threads (`GOMP_parallel` of the runtime torch loaded, passed to the kernel as a function
+pointer), each on its own batch rows; where no OpenMP runtime is found, on Python threads
+(ctypes releases the GIL). Torch's OpenMP threads wait busily for a while after each parallel
+op, so Python threads beside them would share the cores with them. Each row is computed by one
+thread in a fixed order, so results do not depend on the thread count or on which threads ran it. Without a compiler, or with MSABENCH_SCAN_KERNEL=off, `available()` is False and
 `reason()` says why; MSAmba's default (`scan_impl="auto"`) then runs the PyTorch scan.
 """
 
@@ -31,6 +33,7 @@ import hashlib
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -199,6 +202,47 @@ void scan_bwd(I b0, I b1, I D, I Dp, I L, I N, const float *u, const float *dt, 
 }
 int scan_lanes(void) { return DV; }
 int scan_max_state(void) { return NMAX; }
+/* Running on the caller's OpenMP team (the library torch loaded, passed in as function pointers: nothing
+   here links an OpenMP runtime): part p of `parts` takes batch rows [p step, (p + 1) step), each part on one
+   thread of the team, so the split, and the result, depend on `parts` only. */
+typedef void (*gomp_parallel_t)(void (*)(void *), void *, unsigned, unsigned);
+typedef int (*omp_int_t)(void);
+struct job {
+    int backward, parts;
+    omp_int_t thread_num, num_threads;
+    I Bs, D, Dp, L, N, work_stride;
+    const float *u, *dt, *A, *A2, *Bm, *Cm, *Dsk, *z, *gout;
+    float *out, *gu, *gdt, *gz, *gB, *gC, *gA, *gD, *work;
+};
+static void run_parts(void *arg) {
+    const struct job *j = arg;
+    const I step = (j->Bs + j->parts - 1) / j->parts;
+    for (int p = j->thread_num(); p < j->parts; p += j->num_threads()) {
+        const I b0 = p * step, b1 = b0 + step < j->Bs ? b0 + step : j->Bs;
+        float *work = j->work + p * j->work_stride;
+        if (b0 >= b1) continue;
+        if (j->backward)
+            scan_bwd(b0, b1, j->D, j->Dp, j->L, j->N, j->u, j->dt, j->A, j->A2, j->Bm, j->Cm, j->Dsk, j->z, j->gout,
+                     j->gu, j->gdt, j->gz, j->gB, j->gC, j->gA, j->gD, work);
+        else
+            scan_fwd(b0, b1, j->D, j->Dp, j->L, j->N, j->u, j->dt, j->A2, j->Bm, j->Cm, j->Dsk, j->z, j->out, work);
+    }
+}
+void scan_fwd_team(gomp_parallel_t par, omp_int_t thread_num, omp_int_t num_threads, int parts, I Bs, I D, I Dp,
+                   I L, I N, const float *u, const float *dt, const float *A2, const float *Bm, const float *Cm,
+                   const float *Dsk, const float *z, float *out, float *work, I work_stride) {
+    struct job j = {0, parts, thread_num, num_threads, Bs, D, Dp, L, N, work_stride, u, dt, NULL, A2, Bm, Cm, Dsk, z,
+                    NULL, out, NULL, NULL, NULL, NULL, NULL, NULL, NULL, work};
+    par(run_parts, &j, (unsigned)parts, 0);
+}
+void scan_bwd_team(gomp_parallel_t par, omp_int_t thread_num, omp_int_t num_threads, int parts, I Bs, I D, I Dp,
+                   I L, I N, const float *u, const float *dt, const float *A, const float *A2, const float *Bm,
+                   const float *Cm, const float *Dsk, const float *z, const float *gout, float *gu, float *gdt,
+                   float *gz, float *gB, float *gC, float *gA, float *gD, float *work, I work_stride) {
+    struct job j = {1, parts, thread_num, num_threads, Bs, D, Dp, L, N, work_stride, u, dt, A, A2, Bm, Cm, Dsk, z,
+                    gout, NULL, gu, gdt, gz, gB, gC, gA, gD, work};
+    par(run_parts, &j, (unsigned)parts, 0);
+}
 """
 
 FLAGS = ("-O3", "-march=native", "-fPIC", "-shared")
@@ -274,7 +318,10 @@ def _load() -> Optional[ctypes.CDLL]:
                     i, p = ctypes.c_int64, ctypes.c_void_p
                     lib.scan_fwd.argtypes = [i] * 6 + [p] * 9
                     lib.scan_bwd.argtypes = [i] * 6 + [p] * 17
-                    lib.scan_fwd.restype = lib.scan_bwd.restype = None
+                    lib.scan_fwd_team.argtypes = [p] * 3 + [ctypes.c_int] + [i] * 5 + [p] * 9 + [i]
+                    lib.scan_bwd_team.argtypes = [p] * 3 + [ctypes.c_int] + [i] * 5 + [p] * 17 + [i]
+                    for fn in (lib.scan_fwd, lib.scan_bwd, lib.scan_fwd_team, lib.scan_bwd_team):
+                        fn.restype = None
                     why = f"compiled with {cc}"
                 except (OSError, RuntimeError, subprocess.SubprocessError) as e:
                     lib, why = None, f"building the kernel failed: {e}"
@@ -300,12 +347,48 @@ def supports(*tensors: torch.Tensor) -> bool:
             and tensors[2].shape[1] <= lib.scan_max_state())
 
 
+def _openmp() -> Optional[tuple[int, int, int]]:
+    """The addresses of GOMP_parallel, omp_get_thread_num and omp_get_num_threads in the OpenMP runtime
+    this process has loaded (torch's, found in /proc/self/maps; libgomp, or libomp/libiomp5, which
+    provide the same entry points), or None: then the kernel runs on Python threads."""
+    if "omp" not in _state:
+        found = None
+        try:
+            maps = Path("/proc/self/maps").read_text()
+        except OSError:
+            maps = ""
+        libs = sorted({ln.split()[-1] for ln in maps.splitlines() if re.search(r"/lib[gi]?omp[^/]*\.so", ln)})
+        libs.sort(key=lambda path: not path.startswith(str(Path(torch.__file__).parent)))  # torch's own first
+        for path in libs:
+            try:
+                rt = ctypes.CDLL(path)  # already loaded: the same runtime, the same thread team
+                found = tuple(ctypes.cast(getattr(rt, name), ctypes.c_void_p).value
+                              for name in ("GOMP_parallel", "omp_get_thread_num", "omp_get_num_threads"))
+                break
+            except (OSError, AttributeError):
+                continue
+        _state["omp"] = found
+    return _state["omp"]  # type: ignore[return-value]
+
+
 def _threads(batch: int) -> int:
     return max(1, min(torch.get_num_threads(), batch))
 
 
+def _launch(team, fn, batch: int, args, work: torch.Tensor, stride: int) -> None:
+    """The kernel on `torch.get_num_threads()` threads, part i on its own batch rows with its own slice of
+    `work` (`stride` floats): on torch's OpenMP team where there is one (its threads, already awake,
+    do the work instead of spinning beside it), else on Python threads."""
+    parts = _threads(batch)
+    omp = _openmp()
+    if omp is not None:
+        team(*omp, parts, batch, *args, _ptr(work), stride)
+    else:
+        _run(fn, batch, lambda i: (*args, work.data_ptr() + 4 * i * stride))
+
+
 def _run(fn, batch: int, args) -> None:
-    """fn(b0, b1, *args(i)) on `torch.get_num_threads()` threads, part i on its own batch rows."""
+    """fn(b0, b1, *args(i)) on `torch.get_num_threads()` Python threads, part i on its own batch rows."""
     step = -(-batch // _threads(batch))
     parts = [(s, min(s + step, batch)) for s in range(0, batch, step)]
     if len(parts) == 1:
@@ -323,6 +406,11 @@ def _padded_t(A: torch.Tensor, lanes: int) -> torch.Tensor:
     out = A.new_zeros(n, -(-d // lanes) * lanes)
     out[:, :d] = A.t()
     return out
+
+
+def _aligned(floats: int) -> int:
+    """`floats` rounded up to a multiple of 16 (64 bytes: each part's work slice starts aligned)."""
+    return -(-floats // 16) * 16
 
 
 def _ptr(t: Optional[torch.Tensor]) -> Optional[int]:
@@ -350,9 +438,10 @@ def scan_forward(u: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Te
     b, d, L = u.shape
     A2 = A1 * math.log2(math.e)
     out = torch.empty_like(u)
-    work = [u.new_empty(4 * L * lanes + 2 * L * A.shape[1]) for _ in range(_threads(b))]
-    _run(lib.scan_fwd, b, lambda i: (d, A1.shape[1], L, A.shape[1], _ptr(u), _ptr(dt), _ptr(A2), _ptr(B), _ptr(C),
-                                     _ptr(D1), _ptr(z), _ptr(out), _ptr(work[i])))
+    stride = _aligned(4 * L * lanes + 2 * L * A.shape[1])
+    work = u.new_empty(_threads(b) * stride)
+    _launch(lib.scan_fwd_team, lib.scan_fwd, b, (d, A1.shape[1], L, A.shape[1], _ptr(u), _ptr(dt), _ptr(A2), _ptr(B),
+                                                 _ptr(C), _ptr(D1), _ptr(z), _ptr(out)), work, stride)
     return out
 
 
@@ -368,8 +457,9 @@ def scan_backward(u: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.T
     g_u, g_dt, g_B, g_C = torch.empty_like(u), torch.empty_like(u), torch.empty_like(B), torch.empty_like(C)
     g_z = torch.empty_like(u) if z is not None else None
     g_A, g_D = u.new_empty(b, n, dp), u.new_empty(b, dp)  # per batch row, summed below in a fixed order
-    work = [u.new_empty(4 * L * n * lanes + 7 * L * lanes + 2 * L * n) for _ in range(_threads(b))]
-    _run(lib.scan_bwd, b, lambda i: (d, dp, L, n, _ptr(u), _ptr(dt), _ptr(A1), _ptr(A2), _ptr(B), _ptr(C), _ptr(D1),
-                                     _ptr(z), _ptr(g), _ptr(g_u), _ptr(g_dt), _ptr(g_z), _ptr(g_B), _ptr(g_C),
-                                     _ptr(g_A), _ptr(g_D), _ptr(work[i])))
+    stride = _aligned(4 * L * n * lanes + 7 * L * lanes + 2 * L * n)
+    work = u.new_empty(_threads(b) * stride)
+    _launch(lib.scan_bwd_team, lib.scan_bwd, b, (d, dp, L, n, _ptr(u), _ptr(dt), _ptr(A1), _ptr(A2), _ptr(B), _ptr(C),
+                                                 _ptr(D1), _ptr(z), _ptr(g), _ptr(g_u), _ptr(g_dt), _ptr(g_z), _ptr(g_B),
+                                                 _ptr(g_C), _ptr(g_A), _ptr(g_D)), work, stride)
     return g_u, g_dt, g_z, g_B, g_C, g_A.sum(0)[:, :d].t(), g_D.sum(0)[:d] if D is not None else None
