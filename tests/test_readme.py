@@ -280,9 +280,20 @@ def test_readme_example_is_what_its_commands_produce(tmp_path):
         done = subprocess.run(command, shell=True, cwd=copy, env=bench_env(copy), capture_output=True, text=True,
                               check=False)
         assert done.returncode == 0, f"{command}\n{done.stderr[-3000:]}"
-    produced = (tmp_path / "example" / "table_synthetic.md").read_text()
-    assert produced.strip() == (ROOT / tool.SOURCE).read_text().strip(), \
-        f"{tool.SOURCE} is stale: regenerate it with the commands in tools/readme_example.py"
+    produced = (tmp_path / "example" / "table_synthetic.md").read_text().strip()
+    committed = (ROOT / tool.SOURCE).read_text().strip()
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() != tool.CPU_CAPABILITY:
+        # torch, oneDNN and MKL take other code paths on another vector width: the trained models differ
+        # by float rounding, so only the table's shape can be compared here (rows and columns)
+        shape = lambda t: [[c.strip() for c in ln.split("|")[1:2]] for ln in t.splitlines() if ln.startswith("|")]  # noqa: E731
+        heads = lambda t: [ln for ln in t.splitlines() if not ln.startswith("|") or "MAE" in ln]  # noqa: E731
+        assert shape(produced) == shape(committed) and \
+            [" ".join(h.split()) for h in heads(produced)] == [" ".join(h.split()) for h in heads(committed)]
+        pytest.skip(f"{tool.SOURCE} was made on a {tool.CPU_CAPABILITY} CPU, this one is "
+                    f"{torch.backends.cpu.get_cpu_capability()}: its numbers are compared on {tool.CPU_CAPABILITY} only")
+    assert produced == committed, f"{tool.SOURCE} is stale: regenerate it with the commands in tools/readme_example.py"
 
 
 # -- every README command that needs no external data runs -------------------------------------
@@ -394,18 +405,21 @@ def _perf_rows(report: str) -> dict[str, list[str]]:
 
 
 def test_readme_msamba_figures_are_the_reports():
-    """The README's MSAmba sentences (× floor, interval, the floor's range, the slowest step; and
-    the same run with glibc's own malloc settings) are reports/perf/cpu_msamba.md's and
-    reports/perf/cpu_msamba_system_malloc.md's msamba and floor rows."""
+    """The README's MSAmba sentences (× floor, interval, verdict, the floor's range, the slowest step; the
+    same run with the scan in PyTorch ops, and with glibc's own malloc settings) are
+    reports/perf/cpu_msamba.md's, cpu_msamba_pytorch_scan.md's and cpu_msamba_system_malloc.md's rows."""
     rows = _perf_rows("reports/perf/cpu_msamba.md")
     floor_range, (msamba_max, ratio, interval) = rows["floor"][1], (rows["msamba"][1].split(" / ")[1], *rows["msamba"][2:4])
     text = " ".join(readme().split())
-    assert f"is {ratio}× the floor (interval {interval.replace('-', '–')})" in text
+    assert f"is {ratio}× the floor (interval {interval.replace('-', '–')}): {rows['msamba'][5]}" in text
     assert f"the floor's own steps ranged {floor_range.replace(' / ', '–')} ms and one MSAmba step took {msamba_max} ms" in text
-    system = _perf_rows("reports/perf/cpu_msamba_system_malloc.md")
-    assert (f"floor {system['floor'][0]} ms, MSAmba {system['msamba'][0]} ms per step, {system['msamba'][2]}× "
-            f"(interval {system['msamba'][3]}); with it, floor {rows['floor'][0]} ms, MSAmba {rows['msamba'][0]} ms") in text
-    assert "MSABENCH_MALLOC=system python -m bench perf" in (ROOT / "reports/perf/cpu_msamba_system_malloc.md").read_text()
+    for report, env, phrase in (("cpu_msamba_pytorch_scan.md", "MSABENCH_SCAN_KERNEL=off", "with the kernel"),
+                                ("cpu_msamba_system_malloc.md", "MSABENCH_MALLOC=system", "with both as default")):
+        other = _perf_rows(f"reports/perf/{report}")
+        assert (f"floor {other['floor'][0]} ms, MSAmba {other['msamba'][0]} ms per step, {other['msamba'][2]}× "
+                f"(interval {other['msamba'][3]}); {phrase}, floor {rows['floor'][0]} ms, MSAmba {rows['msamba'][0]} ms") in text
+        assert f"\n{env} python -m bench perf --models msamba --steps 11 --markdown reports/perf/{report}\n" in \
+            (ROOT / "reports/perf" / report).read_text()
 
 
 # -- the throughput figures ---------------------------------------------------------------------
