@@ -143,7 +143,7 @@ class MSAmbaConfig(ModelConfig):
     scan_chunk: int = 2  # steps whose decays are made together (harness decision: 2 x 512 KiB fits a core's L2)
 
 
-# -- selective scan (mamba-ssm selective_scan_ref semantics, plain PyTorch) -------------------
+# -- selective scan in PyTorch ops (mamba-ssm selective_scan_ref semantics; the compiled kernel: layers/scan_kernel.py)
 # Time-major layout: the per-step tensors are (L, batch, .) and the states (steps, batch, d, n), so
 # every step reads and writes contiguous slices and the running state (batch, d, n) stays in
 # cache. The decays exp(dt A) and the states are made `chunk` steps at a time, in the forward and

@@ -216,6 +216,12 @@ def test_auto_falls_back_and_compiled_says_why(monkeypatch):
         selective_scan(*(args[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "bias")), True, "fast")
 
 
+def test_result_file_says_which_scan_ran():
+    """model_summary (written into every result file) carries how the kernel was got, or why not."""
+    assert _meta("mosi").summary()["scan_kernel"] == scan_kernel.reason()
+    assert "scan_kernel" not in _meta("mosi", scan_impl="chunked").summary()
+
+
 @needs_compiler
 def test_kernel_is_built_once_into_the_cache(tmp_path, monkeypatch):
     """Built into $MSABENCH_CACHE under a name keyed by source, compiler and CPU; found there the next time
