@@ -283,23 +283,33 @@ def test_cli_check_exit_code_and_report_files(rows, code, tmp_path, monkeypatch,
     assert [r["model"] for r in raw["rows"]] == [r["model"] for r in rows] and raw["machine"]["threads"] >= 1
 
 
+def _report_under(env: dict[str, str], model: str, tmp_path, monkeypatch) -> tuple[Path, str]:
+    """`bench perf --models MODEL --markdown` (timings faked) with only `env` of the timing settings set:
+    the report's path and text."""
+    from bench.cli import main
+
+    for name in ("MSABENCH_MALLOC", "MSABENCH_SCAN_KERNEL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(perf, "run_perf", lambda *a, **k: [dict(r) for r in ROWS[:2]])
+    out = tmp_path / "cpu.md"
+    monkeypatch.setattr("sys.argv", ["python -m bench", "perf", "--models", model, "--markdown", str(out)])
+    with pytest.raises(SystemExit) as exc:
+        main(["perf", "--models", model, "--markdown", str(out)])
+    assert exc.value.code == 0
+    return out, out.read_text()
+
+
 def test_a_report_timed_with_glibcs_own_malloc_says_so_in_its_command(tmp_path, monkeypatch):
     """MSABENCH_MALLOC=system changes the timings (bench.threads.keep_freed_memory): the report's
     regenerate command carries it, and its machine line names the setting."""
-    from bench.cli import main
     from bench.threads import malloc_mode
 
     monkeypatch.setenv("MSABENCH_MALLOC", "system")
-    monkeypatch.delenv("MSABENCH_SCAN_KERNEL", raising=False)
     if malloc_mode() != "system":
         pytest.skip("not glibc: there is no setting")
-    monkeypatch.setattr(perf, "run_perf", lambda *a, **k: [dict(r) for r in ROWS[:2]])
-    out = tmp_path / "cpu.md"
-    monkeypatch.setattr("sys.argv", ["python -m bench", "perf", "--models", "bert_text", "--markdown", str(out)])
-    with pytest.raises(SystemExit) as exc:
-        main(["perf", "--models", "bert_text", "--markdown", str(out)])
-    assert exc.value.code == 0
-    text = out.read_text()
+    out, text = _report_under({"MSABENCH_MALLOC": "system"}, "bert_text", tmp_path, monkeypatch)
     assert f"\nMSABENCH_MALLOC=system python -m bench perf --models bert_text --markdown {out}\n" in text
     assert ", malloc system, scan kernel on." in text and json.loads(out.with_suffix(".json").read_text())["machine"]["malloc"] == "system"
 
@@ -307,17 +317,7 @@ def test_a_report_timed_with_glibcs_own_malloc_says_so_in_its_command(tmp_path, 
 def test_a_report_timed_without_the_scan_kernel_says_so(tmp_path, monkeypatch):
     """MSABENCH_SCAN_KERNEL=off runs MSAmba's PyTorch scan: the report's command carries it, the machine line
     and the JSON name it; a misspelt value is an error naming the variable."""
-    from bench.cli import main
-
-    monkeypatch.setenv("MSABENCH_SCAN_KERNEL", "off")
-    monkeypatch.delenv("MSABENCH_MALLOC", raising=False)
-    monkeypatch.setattr(perf, "run_perf", lambda *a, **k: [dict(r) for r in ROWS[:2]])
-    out = tmp_path / "cpu.md"
-    monkeypatch.setattr("sys.argv", ["python -m bench", "perf", "--models", "msamba", "--markdown", str(out)])
-    with pytest.raises(SystemExit) as exc:
-        main(["perf", "--models", "msamba", "--markdown", str(out)])
-    assert exc.value.code == 0
-    text = out.read_text()
+    out, text = _report_under({"MSABENCH_SCAN_KERNEL": "off"}, "msamba", tmp_path, monkeypatch)
     assert f"\nMSABENCH_SCAN_KERNEL=off python -m bench perf --models msamba --markdown {out}\n" in text
     assert ", scan kernel off." in text and json.loads(out.with_suffix(".json").read_text())["machine"]["scan_kernel"] == "off"
     monkeypatch.setenv("MSABENCH_SCAN_KERNEL", "of")

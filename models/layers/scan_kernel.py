@@ -88,6 +88,17 @@ static void tile_out(float *dst, const vf *src, I L, int nl) {
     for (int l = 0; l < nl; l++)
         for (I t = 0; t < L; t++) dst[l * L + t] = f[t * DV + l];
 }
+/* batch row b's B and C (N, L) -> time-major (L, N) */
+static void row_bc(float *Bb, float *Cb, const float *Bm, const float *Cm, I b, I L, I N) {
+    for (int n = 0; n < N; n++)
+        for (I t = 0; t < L; t++) { Bb[t * N + n] = Bm[(b * N + n) * L + t]; Cb[t * N + n] = Cm[(b * N + n) * L + t]; }
+}
+/* a block's u, dt and (where given) z as tiles */
+static void block_in(vf *tu, vf *tdt, vf *tz, const float *u, const float *dt, const float *z, I L, int nl) {
+    tile_in(tu, u, L, nl);
+    tile_in(tdt, dt, L, nl);
+    if (z) tile_in(tz, z, L, nl);
+}
 /* Forward, batch rows [b0, b1). u, dt, z, out (Bs, D, L); Bm, Cm (Bs, N, L); A2 (N, Dp) = A^T log2(e) and
    Dsk (Dp), zero-padded to Dp = D rounded up to DV; Dsk, z may be NULL. out = (C h + Dsk u) silu(z).
    work: 4 L DV + 2 L N floats. */
@@ -97,15 +108,12 @@ void scan_fwd(I b0, I b1, I D, I Dp, I L, I N, const float *u, const float *dt, 
     vf *tu = (vf *)work, *tdt = tu + L, *tz = tdt + L, *ty = tz + L;
     float *Bb = (float *)(ty + L), *Cb = Bb + L * N;  /* the row's B and C, time-major (L, N) */
     for (I b = b0; b < b1; b++) {
-        for (int n = 0; n < N; n++)
-            for (I t = 0; t < L; t++) { Bb[t * N + n] = Bm[(b * N + n) * L + t]; Cb[t * N + n] = Cm[(b * N + n) * L + t]; }
+        row_bc(Bb, Cb, Bm, Cm, b, L, N);
         for (I d0 = 0; d0 < D; d0 += DV) {
             const int nl = (int)(D - d0 < DV ? D - d0 : DV);
             const I row = (b * D + d0) * L;
             const vf Dv = Dsk ? loadv(Dsk + d0) : (vf){0};
-            tile_in(tu, u + row, L, nl);
-            tile_in(tdt, dt + row, L, nl);
-            if (z) tile_in(tz, z + row, L, nl);
+            block_in(tu, tdt, tz, u + row, dt + row, z ? z + row : NULL, L, nl);
             for (int n = 0; n < N; n++) h[n] = (vf){0};
             for (I t = 0; t < L; t++) {
                 const vf dtv = tdt[t], duv = dtv * tu[t];
@@ -132,8 +140,7 @@ void scan_bwd(I b0, I b1, I D, I Dp, I L, I N, const float *u, const float *dt, 
     float *Bb = (float *)(tgz + L), *Cb = Bb + L * N;  /* the row's B and C, time-major (L, N) */
     vf P[NMAX], gAl[NMAX];
     for (I b = b0; b < b1; b++) {
-        for (int n = 0; n < N; n++)
-            for (I t = 0; t < L; t++) { Bb[t * N + n] = Bm[(b * N + n) * L + t]; Cb[t * N + n] = Cm[(b * N + n) * L + t]; }
+        row_bc(Bb, Cb, Bm, Cm, b, L, N);
         float *gAb = gA + b * N * Dp, *gDb = gD + b * Dp;
         memset(wB, 0, sizeof(vf) * 2 * L * N);
         memset(gAb, 0, sizeof(float) * N * Dp);
@@ -142,10 +149,8 @@ void scan_bwd(I b0, I b1, I D, I Dp, I L, I N, const float *u, const float *dt, 
             const int nl = (int)(D - d0 < DV ? D - d0 : DV);
             const I row = (b * D + d0) * L;
             const vf Dv = Dsk ? loadv(Dsk + d0) : (vf){0};
-            tile_in(tu, u + row, L, nl);
-            tile_in(tdt, dt + row, L, nl);
+            block_in(tu, tdt, tz, u + row, dt + row, z ? z + row : NULL, L, nl);
             tile_in(tg, gout + row, L, nl);
-            if (z) tile_in(tz, z + row, L, nl);
             for (I t = 0; t < L; t++) {  /* the decays and states again; with z, the gradient through the gate */
                 const vf dtv = tdt[t], duv = dtv * tu[t];
                 vf yv = {0};
