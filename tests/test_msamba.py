@@ -174,6 +174,23 @@ def test_compiled_scan_is_the_pytorch_scan_and_keeps_no_states():
 
 
 @needs_compiler
+def test_compiled_scan_takes_views_at_any_offset():
+    """A batch of one (the last batch of an epoch can be) makes Mamba's z = xz[:, d:] a contiguous view
+    at an odd offset: the kernel runs it, equal to the same values copied."""
+    args = _scan_inputs(seed=5, b=1, d=13, L=9, n=16)
+    f32 = {k: v.float() for k, v in args.items()}
+    xz = torch.cat([f32["u"], f32["z"]], 1)[:, 1:]  # views one float past an aligned start
+    u, z = xz[:, :12], xz[:, 12:24]
+    assert z.is_contiguous() and z.data_ptr() % 64
+    order = ("delta", "A", "B", "C", "D")
+    out = selective_scan(u, f32["delta"][:, :12], *(f32[k][:12] if k in ("A", "D") else f32[k] for k in order[1:]),
+                         z, f32["bias"][:12], True, "compiled")
+    same = selective_scan(u.clone(), f32["delta"][:, :12], *(f32[k][:12] if k in ("A", "D") else f32[k] for k in order[1:]),
+                          z.clone(), f32["bias"][:12], True, "chunked")
+    assert torch.allclose(out, same, rtol=1e-5, atol=1e-6)
+
+
+@needs_compiler
 def test_compiled_scan_does_not_depend_on_the_thread_count(monkeypatch):
     """Each batch row is one thread's, in a fixed order: 1, 2 and 3 threads, on torch's OpenMP team or on
     Python threads (no OpenMP runtime found), give the same bits."""

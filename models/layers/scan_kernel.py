@@ -385,6 +385,8 @@ def _launch(team, fn, batch: int, args, work: torch.Tensor, stride: int) -> None
     `work` (`stride` floats): on torch's OpenMP team where there is one (its threads, already awake,
     do the work instead of spinning beside it), else on Python threads."""
     parts = _threads(batch)
+    if work.data_ptr() % 64:  # the kernel addresses its work slices as vectors
+        raise ValueError("scan kernel: work buffer not 64-byte aligned")
     omp = _openmp()
     if omp is not None:
         team(*omp, parts, batch, *args, _ptr(work), stride)
@@ -419,9 +421,11 @@ def _aligned(floats: int) -> int:
 
 
 def _ptr(t: Optional[torch.Tensor]) -> Optional[int]:
+    """A contiguous tensor's address (any alignment: the kernel reads and writes them with memcpy)."""
     if t is None:
         return None
-    assert t.is_contiguous() and t.data_ptr() % 64 == 0
+    if not t.is_contiguous():
+        raise ValueError(f"scan kernel: a non-contiguous {tuple(t.shape)} tensor")
     return t.data_ptr()
 
 
