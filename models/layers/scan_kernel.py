@@ -22,8 +22,9 @@ threads (`GOMP_parallel` of the runtime torch loaded, passed to the kernel as a 
 pointer), each on its own batch rows; where no OpenMP runtime is found, on Python threads
 (ctypes releases the GIL). Torch's OpenMP threads wait busily for a while after each parallel
 op, so Python threads beside them would share the cores with them. Each row is computed by one
-thread in a fixed order, so results do not depend on the thread count or on which threads ran it. Without a compiler, or with MSABENCH_SCAN_KERNEL=off, `available()` is False and
-`reason()` says why; MSAmba's default (`scan_impl="auto"`) then runs the PyTorch scan.
+thread in a fixed order, so results do not depend on the thread count or on which threads ran
+it. Without a compiler, or with MSABENCH_SCAN_KERNEL=off, `available()` is False and `reason()`
+says why; MSAmba's default (`scan_impl="auto"`) then runs the PyTorch scan.
 """
 
 from __future__ import annotations
@@ -273,10 +274,9 @@ def switched_off() -> bool:
 
 
 def _compiler() -> Optional[str]:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
+    """The first of $CC, cc, gcc, clang on PATH, as a full path."""
+    found = (shutil.which(name) for name in (os.environ.get("CC"), "cc", "gcc", "clang") if name)
+    return next((path for path in found if path), None)
 
 
 def _cpu() -> str:
@@ -312,10 +312,9 @@ def _load() -> Optional[ctypes.CDLL]:
     with _lock:
         if "lib" not in _state:
             lib, why = None, ""
-            cc = _compiler()
             if switched_off():
                 why = f"turned off ({KERNEL_ENV}=off)"
-            elif cc is None:
+            elif (cc := _compiler()) is None:
                 why = "no C compiler found ($CC, cc, gcc, clang)"
             else:
                 try:
